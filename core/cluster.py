@@ -1,0 +1,152 @@
+"""The Dask cluster a run uses: an embedded LocalCluster, or a scheduler we attach to."""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from typing import Any
+
+from .errors import ClusterError
+
+# How long to try reaching a scheduler before telling the user it is unreachable.
+CONNECT_TIMEOUT_SECONDS = 10
+
+
+@dataclass(frozen=True)
+class ClusterChoice:
+    """Where runs go: `address` set means attach; otherwise an embedded LocalCluster of these sizes."""
+
+    address: str | None = None
+    source: str = "default"  # --address, DASK_SCHEDULER_ADDRESS, flows.toml, default
+    n_workers: int | None = None
+    threads_per_worker: int | None = None
+    processes: bool = True
+    dashboard_address: str = ":0"
+    memory_limit: str | None = None
+    tls: Any = None  # config.TLSConfig
+
+
+def choose_cluster(address: str | None = None, config: Any = None, environ: Any = None) -> ClusterChoice:
+    """SPEC's order: --address, else DASK_SCHEDULER_ADDRESS, else [cluster] address, else embedded."""
+    environ = os.environ if environ is None else environ
+    cluster = getattr(config, "cluster", None)
+    sizes: dict[str, Any] = {}
+    if cluster is not None:
+        sizes = dict(n_workers=cluster.n_workers, threads_per_worker=cluster.threads_per_worker,
+                     processes=cluster.processes, dashboard_address=cluster.dashboard_address,
+                     memory_limit=cluster.memory_limit, tls=cluster.tls)
+    if address:
+        return ClusterChoice(address=normalize_address(address), source="--address", **sizes)
+    if environ.get("DASK_SCHEDULER_ADDRESS"):
+        return ClusterChoice(address=normalize_address(environ["DASK_SCHEDULER_ADDRESS"]),
+                             source="DASK_SCHEDULER_ADDRESS", **sizes)
+    if cluster is not None and cluster.address:
+        return ClusterChoice(address=cluster.address, source="flows.toml [cluster] address", **sizes)
+    return ClusterChoice(**sizes)
+
+
+def normalize_address(address: str) -> str:
+    return address if "://" in address else f"tcp://{address}"
+
+
+@dataclass
+class ClusterInfo:
+    """What the status bar and the run summary show about the cluster."""
+
+    kind: str  # "LocalCluster" or "scheduler"
+    address: str
+    workers: int
+    threads: int
+    memory: int
+    dashboard: str | None
+
+    def describe(self) -> str:
+        gib = self.memory / 2 ** 30
+        where = "LocalCluster" if self.kind == "LocalCluster" else self.address
+        return f"{where} · {self.workers} workers · {self.threads} threads · {gib:.1f} GiB"
+
+
+class Cluster:
+    """A connected client, and the LocalCluster behind it when we started one. Close when done."""
+
+    def __init__(self, client: Any, local: Any, choice: ClusterChoice) -> None:
+        self.client = client
+        self.local = local
+        self.choice = choice
+
+    @property
+    def address(self) -> str:
+        return self.client.scheduler.address
+
+    def info(self) -> ClusterInfo:
+        workers = self.client.scheduler_info(n_workers=-1).get("workers", {})
+        dashboard = None
+        try:
+            dashboard = self.client.dashboard_link
+        except Exception:
+            pass
+        return ClusterInfo(
+            kind="LocalCluster" if self.local is not None else "scheduler",
+            address=self.address,
+            workers=len(workers),
+            threads=sum(w.get("nthreads", 0) for w in workers.values()),
+            memory=sum(w.get("memory_limit", 0) or 0 for w in workers.values()),
+            dashboard=dashboard,
+        )
+
+    def close(self) -> None:
+        try:
+            self.client.close()
+        finally:
+            if self.local is not None:
+                self.local.close()
+
+    def __enter__(self) -> "Cluster":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+
+def _security(tls: Any) -> Any:
+    if tls is None:
+        return None
+    from distributed import Security
+
+    return Security(tls_ca_file=str(tls.ca_file), tls_client_cert=str(tls.cert), tls_client_key=str(tls.key),
+                    require_encryption=True)
+
+
+def connect(choice: ClusterChoice) -> Cluster:
+    """Start the embedded cluster or attach to `choice.address`; ClusterError if that fails."""
+    import dask
+    from distributed import Client, LocalCluster
+
+    if choice.address:
+        try:
+            client = Client(choice.address, timeout=CONNECT_TIMEOUT_SECONDS, security=_security(choice.tls),
+                            set_as_default=False)
+        except (OSError, TimeoutError) as error:
+            raise ClusterError(
+                f"could not reach the Dask scheduler at {choice.address} (from {choice.source}) within "
+                f"{CONNECT_TIMEOUT_SECONDS} s: {error}. Is `dask scheduler` running there?") from None
+        except Exception as error:
+            raise ClusterError(f"could not attach to the Dask scheduler at {choice.address} "
+                               f"(from {choice.source}): {type(error).__name__}: {error}") from None
+        return Cluster(client, None, choice)
+
+    options: dict[str, Any] = dict(processes=choice.processes, dashboard_address=choice.dashboard_address,
+                                   silence_logs=logging.CRITICAL)
+    for name in ("n_workers", "threads_per_worker", "memory_limit"):
+        value = getattr(choice, name)
+        if value is not None:
+            options[name] = value
+    # Tasks are small and many; queuing them on the scheduler halves map throughput here.
+    with dask.config.set({"distributed.scheduler.worker-saturation": float("inf")}):
+        try:
+            local = LocalCluster(**options)
+        except Exception as error:
+            raise ClusterError(f"could not start the embedded LocalCluster: {type(error).__name__}: {error}") from None
+    client = Client(local, set_as_default=False)
+    return Cluster(client, local, choice)

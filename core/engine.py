@@ -1,0 +1,705 @@
+"""One flow run: the driver thread running the flow body, task calls → Dask futures, final states.
+
+The body is ordinary synchronous code. Every task call is submitted to Dask at once
+with upstream futures as arguments, so Dask orders the work and moves data worker
+to worker; the driver waits only where the body asks for a value. Workers report
+each attempt on the run's topic; the engine turns those reports into events, folds
+them into its own `RunModel` and publishes them on the bus for everyone else.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import datetime as _dt
+import logging
+import threading
+import time
+import traceback as _traceback
+import uuid
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Callable, Iterable
+
+from . import events as ev
+from .context import flow_run_var, using
+from .futures import TaskFuture, TaskFutureList, allow_failure, unmapped
+from .logs import format_record, install_print_capture
+from .model import RunModel
+from .states import (CANCELLED, COMPLETED, CRASHED, FAILED, FAILURE_STATES, FINAL_STATES, NOT_RUN,
+                     PENDING, RETRYING, RUNNING, SUCCESS_STATES, TIMED_OUT, CancelledRun, CrashedRun,
+                     State, TaskRunTimedOut, UpstreamFailed)
+from .worker import Outcome, Ref, TaskCall, outcome_length, run_task
+
+if TYPE_CHECKING:
+    import distributed
+
+    from .flows import Flow
+    from .tasks import Task
+
+logger = logging.getLogger("flows_tui.engine")
+
+# How long a finished Dask future may wait for its worker's final report before the engine asks
+# the cluster for the outcome itself (reports and results travel the same ordered streams, so
+# this is a safety net, not a path taken in normal runs).
+REPORT_GRACE_SECONDS = 2.0
+# How long an interrupted flow body gets to stop before the run ends without it.
+DRIVER_STOP_SECONDS = 5.0
+
+
+def new_run_id() -> str:
+    return uuid.uuid4().hex[:12]
+
+
+def _utc(timestamp: float) -> _dt.datetime:
+    return _dt.datetime.fromtimestamp(timestamp, _dt.timezone.utc)
+
+
+def _now() -> _dt.datetime:
+    return _dt.datetime.now(_dt.timezone.utc)
+
+
+def _describe(error: BaseException) -> str:
+    text = str(error)
+    return f"{type(error).__name__}: {text}" if text else type(error).__name__
+
+
+class _Abort(BaseException):
+    """Injected into the driver thread when the flow run is cancelled or times out."""
+
+
+@dataclass
+class _Tracking:
+    """What the engine keeps per task run besides the model: its Dask future and who used it."""
+
+    key: str
+    future: Any = None
+    executions: dict[tuple[str, int], int] = field(default_factory=dict)
+    open_attempt: int | None = None
+    consumers: list[tuple[str, bool]] = field(default_factory=list)  # (task run id, via allow_failure)
+    seen_by_body: bool = False
+    finished_seen: float | None = None  # when Dask first said finished without a report
+    done: threading.Event = field(default_factory=threading.Event)
+
+
+class _Dependencies:
+    """Collects the upstream futures of one task call and turns its arguments into a template."""
+
+    def __init__(self, engine: "FlowRunEngine") -> None:
+        self.engine = engine
+        self.task_run_ids: list[str] = []
+        self.futures: list[Any] = []
+        self.strict: set[int] = set()  # indices passed at least once without allow_failure
+        self._index: dict[str, int] = {}
+
+    def ref(self, task_run_id: str, allowed: bool, item: int | None = None) -> Ref:
+        index = self._index.get(task_run_id)
+        if index is None:
+            index = self._index[task_run_id] = len(self.task_run_ids)
+            self.task_run_ids.append(task_run_id)
+            self.futures.append(self.engine._tracking[task_run_id].future)
+        if not allowed:
+            self.strict.add(index)
+        return Ref(index, item)
+
+    def template(self, value: Any, allowed: bool = False) -> Any:
+        kind = type(value)
+        if kind is TaskFuture:
+            if value.engine is not self.engine:
+                raise ValueError(f"future {value.name!r} belongs to another flow run")
+            return self.ref(value.task_run_id, allowed)
+        if kind is allow_failure:
+            return self.template(value.value, True)
+        if kind is unmapped:
+            return self.template(value.value, allowed)
+        if kind is State and getattr(value, "_task_run_id", None):
+            return self.ref(value._task_run_id, allowed)
+        if isinstance(value, (list, set, frozenset)):
+            items = [self.template(v, allowed) for v in value]
+            return items if isinstance(value, list) else type(value)(items) if kind in (set, frozenset) else set(items)
+        if isinstance(value, tuple):
+            items = [self.template(v, allowed) for v in value]
+            return type(value)(*items) if hasattr(value, "_fields") else tuple(items)
+        if isinstance(value, dict):
+            return {k: self.template(v, allowed) for k, v in value.items()}
+        return value
+
+    @property
+    def allowed(self) -> frozenset[int]:
+        return frozenset(set(range(len(self.task_run_ids))) - self.strict)
+
+
+class FlowRunEngine:
+    """Runs one flow: the body in a driver thread, its tasks on Dask, its states as events."""
+
+    def __init__(self, flow: "Flow", parameters: dict[str, Any], *, client: "distributed.Client",
+                 bus: ev.EventBus | None = None, run_id: str | None = None, file: str | None = None,
+                 address: str | None = None) -> None:
+        self.flow = flow
+        self.parameters = dict(parameters)
+        self.client = client
+        self.bus = bus or ev.EventBus()
+        self.run_id = run_id or new_run_id()
+        self.topic = f"flows-tui-{self.run_id}"
+        self.file = file
+        self.address = address
+        self.log_prints = bool(flow.log_prints)
+        self.model = RunModel()
+        self.flow_attempt = 1
+        self._lock = threading.RLock()
+        self._changed = threading.Condition(self._lock)
+        self._tracking: dict[str, _Tracking] = {}
+        self._by_key: dict[str, str] = {}
+        self._names: dict[str, int] = defaultdict(int)
+        self._open = 0  # task runs not final yet
+        self._sequence = 0
+        self._abort: BaseException | None = None
+        self._driver: threading.Thread | None = None
+        self._driver_waiting = False
+        self.return_value: Any = None
+        self.final: State | None = None
+
+    # Events -----------------------------------------------------------------------------------
+
+    def _emit(self, *events: Any) -> None:
+        """Fold into our model and publish; call with the lock held."""
+        for event in events:
+            self.model.apply(event)
+        self.bus.publish_many(events)
+
+    @property
+    def flow_run(self):
+        return self.model.runs[self.run_id]
+
+    def emit_log(self, record: logging.LogRecord) -> None:
+        line = ev.LogLine(_utc(record.created), record.levelno, format_record(record), logger=record.name)
+        self.bus.publish(ev.LogLines(self.run_id, (line,)))
+
+    def log(self, level: int, message: str) -> None:
+        self.bus.publish(ev.LogLines(self.run_id, (ev.LogLine(_now(), level, message, logger="flows_tui"),)))
+
+    # Running the flow ---------------------------------------------------------------------------
+
+    def run(self) -> State:
+        """Run the flow with its retries and timeout; return its final state (never raises for the body)."""
+        with self._lock:
+            self._emit(ev.FlowRunStarted(self.run_id, self.flow.name, self.parameters, _now(), file=self.file,
+                                         address=self.address))
+        self.client.subscribe_topic(self.topic, self._on_worker_messages)
+        if self.log_prints:
+            install_print_capture()
+        try:
+            while True:
+                state = self._run_attempt()
+                if state.name in (FAILED, TIMED_OUT) and self.flow_attempt <= self.flow.retries:
+                    delay = float(self.flow.retry_delay_seconds or 0)
+                    with self._lock:
+                        self._emit(ev.FlowStateChanged(self.run_id, RETRYING, _now(), self.flow_attempt,
+                                                       message=f"{state.message}; retrying in {delay:g}s"))
+                    self._sleep(delay)
+                    self.flow_attempt += 1
+                    continue
+                break
+        finally:
+            try:
+                self.client.unsubscribe_topic(self.topic)
+            except Exception:  # the client may be closing
+                pass
+        with self._lock:
+            self._emit(ev.FlowStateChanged(self.run_id, state.name, _now(), self.flow_attempt,
+                                           message=state.message, traceback=getattr(state, "_traceback", None)))
+        return state
+
+    def _run_attempt(self) -> State:
+        with self._lock:
+            self._abort = None
+            self._emit(ev.FlowStateChanged(self.run_id, RUNNING, _now(), self.flow_attempt))
+        box: dict[str, Any] = {}
+
+        def body() -> None:
+            with using(flow_run_var, self):
+                try:
+                    box["value"] = self.flow.fn(**self.parameters)
+                except BaseException as error:
+                    box["error"] = error
+
+        self._driver = threading.Thread(target=body, name=f"flows-tui-driver-{self.run_id}", daemon=True)
+        timeout = self.flow.timeout_seconds
+        deadline = None if timeout is None else time.monotonic() + timeout
+        self._driver.start()
+        self._driver.join(timeout)
+        if self._driver.is_alive():
+            self._interrupt(TaskRunTimedOut(f"flow run timed out after {timeout:g}s (timeout_seconds={timeout:g})"))
+            # Code stuck in a C call cannot be interrupted; it is left to finish on its own.
+            self._driver.join(DRIVER_STOP_SECONDS)
+        self._settle(deadline)
+        return self._final_state(box)
+
+    def _interrupt(self, reason: BaseException) -> None:
+        """Stop the body: wake its waits, interrupt its Python code, cancel what has not ended."""
+        with self._lock:
+            if self._abort is None:
+                self._abort = reason
+            self._changed.notify_all()
+            waiting = self._driver_waiting
+        driver = self._driver
+        if driver is not None and driver.is_alive() and not waiting:
+            # Only user code is interrupted; a wait inside the engine sees the abort itself.
+            ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(driver.ident), ctypes.py_object(_Abort))
+        self._cancel_open_tasks(str(reason))
+
+    def cancel(self, message: str = "cancelled by the user") -> None:
+        self._interrupt(CancelledRun(message))
+
+    def _cancel_open_tasks(self, message: str) -> None:
+        with self._lock:
+            open_runs = [(trid, track) for trid, track in self._tracking.items()
+                         if not self.flow_run.task_runs[trid].is_final]
+        futures = [track.future for _, track in open_runs if track.future is not None]
+        if futures:
+            try:
+                self.client.cancel(futures)
+            except Exception:
+                logger.debug("cancelling futures failed", exc_info=True)
+        with self._lock:
+            for trid, track in open_runs:
+                self._end_task_run(trid, CANCELLED, message)
+
+    def _settle(self, deadline: float | None) -> None:
+        """Wait until every task run started in this attempt has ended (SPEC: a run ends only then)."""
+        while True:
+            with self._lock:
+                if not self._open:
+                    return
+                self._changed.wait(0.5)
+                if not self._open:
+                    return
+            if deadline is not None and time.monotonic() > deadline and self._abort is None:
+                timeout = self.flow.timeout_seconds
+                self._interrupt(TaskRunTimedOut(f"flow run timed out after {timeout:g}s (timeout_seconds={timeout:g})"))
+            self._reconcile_stale()
+
+    def _final_state(self, box: dict[str, Any]) -> State:
+        """SPEC's flow-state rule for this attempt."""
+        abort = self._abort
+        if isinstance(abort, CancelledRun):
+            return State(CANCELLED, str(abort))
+        if isinstance(abort, TaskRunTimedOut):
+            return State(TIMED_OUT, str(abort), _exception=abort)
+        if "error" in box:
+            error = box["error"]
+            state = State(FAILED, f"flow body raised {_describe(error)}", _exception=error)
+            state._traceback = "".join(_traceback.format_exception(type(error), error, error.__traceback__)).rstrip()
+            return state
+        value = box.get("value")
+        try:
+            value = self._resolve_return(value)
+        except BaseException as error:
+            return State(FAILED, f"the flow returned a failed result: {_describe(error)}", _exception=error)
+        with self._lock:
+            unhandled = [t for t in self.flow_run.current_task_runs()
+                         if t.state in FAILURE_STATES and not self._handled(t.id)]
+        if unhandled:
+            names = ", ".join(f"{t.name} ({t.state})" for t in unhandled[:5])
+            more = f" and {len(unhandled) - 5} more" if len(unhandled) > 5 else ""
+            return State(FAILED, f"{len(unhandled)} task run(s) did not succeed: {names}{more}")
+        self.return_value = value
+        return State(COMPLETED, _value=value)
+
+    def _handled(self, task_run_id: str) -> bool:
+        track = self._tracking[task_run_id]
+        if track.seen_by_body:
+            return True
+        return bool(track.consumers) and all(allowed for _, allowed in track.consumers)
+
+    def _resolve_return(self, value: Any) -> Any:
+        """Futures and states the body returned become their values; a failed one fails the flow."""
+        kind = type(value)
+        if kind is TaskFuture:
+            return self.result_of(value.task_run_id, raise_on_failure=True)
+        if kind is State:
+            return value.result()
+        if isinstance(value, list):
+            return type(value)(self._resolve_return(v) for v in value) if kind is list else [
+                self._resolve_return(v) for v in value]
+        if kind is tuple:
+            return tuple(self._resolve_return(v) for v in value)
+        if kind is dict:
+            return {k: self._resolve_return(v) for k, v in value.items()}
+        return value
+
+    def _sleep(self, seconds: float) -> None:
+        with self._lock:
+            self._changed.wait_for(lambda: self._abort is not None, timeout=seconds)
+
+    # Task calls from the body -------------------------------------------------------------------
+
+    def _check_abort(self) -> None:
+        if self._abort is not None:
+            raise self._abort
+
+    def submit(self, task: "Task", args: tuple, kwargs: dict, *, wait_for: Iterable[Any] | None = None) -> TaskFuture:
+        self._check_abort()
+        bound = task.signature.bind(*args, **kwargs)
+        deps = _Dependencies(self)
+        args_template = deps.template(bound.args)
+        kwargs_template = deps.template(bound.kwargs)
+        for upstream in wait_for or ():
+            deps.template(upstream)
+        name = self._run_name(task, bound, None)
+        [future] = self._launch(task, [(name, None, args_template, kwargs_template, deps)])
+        return future
+
+    def map(self, task: "Task", args: tuple, kwargs: dict, *, wait_for: Iterable[Any] | None = None) -> TaskFutureList:
+        self._check_abort()
+        bound = task.signature.bind(*args, **kwargs)
+        iterables: dict[str, Any] = {}
+        static: dict[str, Any] = {}
+        for name, value in bound.arguments.items():
+            wrapped = value.value if type(value) is allow_failure else value
+            if type(wrapped) is unmapped:
+                static[name] = value
+            elif type(wrapped) is TaskFuture:
+                # Mapping over one future: learn its length on the cluster, leave its data there.
+                iterables[name] = ("future", value, self._remote_length(wrapped))
+            elif _is_iterable(wrapped):
+                iterables[name] = ("items", value, len(list(wrapped)) if not hasattr(wrapped, "__len__") else len(wrapped))
+            else:
+                static[name] = value
+        if not iterables:
+            raise ValueError(f"{task.name}.map() received no iterable parameters; "
+                             "map needs at least one list-like argument (wrap whole values in unmapped())")
+        lengths = {name: length for name, (_, _, length) in iterables.items()}
+        if len(set(lengths.values())) > 1:
+            raise ValueError(f"{task.name}.map() received iterables of different lengths: {lengths}; "
+                             "every mapped parameter must have the same length")
+        count = next(iter(lengths.values()))
+        if count == 0:
+            return TaskFutureList()
+        materialized = {name: (list(v.value if type(v) is allow_failure else v) if kind == "items" else v)
+                        for name, (kind, v, _) in iterables.items()}
+        calls = []
+        for index in range(count):
+            deps = _Dependencies(self)
+            arguments: dict[str, Any] = {}
+            for name in bound.arguments:
+                if name in static:
+                    arguments[name] = deps.template(static[name])
+                    continue
+                kind, original, _ = iterables[name]
+                allowed = type(original) is allow_failure
+                if kind == "future":
+                    future = original.value if allowed else original
+                    arguments[name] = deps.ref(future.task_run_id, allowed, item=index)
+                else:
+                    arguments[name] = deps.template(materialized[name][index], allowed)
+            for upstream in wait_for or ():
+                deps.template(upstream)
+            element = task.signature.bind_partial()
+            element.arguments.update(arguments)
+            calls.append((self._run_name(task, bound, index, arguments), index, element.args, element.kwargs, deps))
+        return TaskFutureList(self._launch(task, calls))
+
+    def _remote_length(self, future: TaskFuture) -> int:
+        state = self.final_state(future, seen_by_body=False)
+        if state.name not in SUCCESS_STATES:
+            self._tracking[future.task_run_id].seen_by_body = True
+            raise UpstreamFailed(f"cannot map over {future.name!r}: it ended {state.name}"
+                                 + (f" ({state.message})" if state.message else ""))
+        return self.client.submit(outcome_length, self._tracking[future.task_run_id].future, pure=False).result()
+
+    def _run_name(self, task: "Task", bound: Any, map_index: int | None, arguments: dict | None = None) -> str:
+        with self._lock:
+            number = self._names[task.name]
+            self._names[task.name] += 1
+        fallback = f"{task.name}-{number}"
+        if task.task_run_name is None:
+            return fallback
+        parameters = dict(bound.arguments if arguments is None else arguments)
+        return task.format_run_name(parameters, fallback)
+
+    def _launch(self, task: "Task", calls: list[tuple]) -> list[TaskFuture]:
+        """Record and submit task runs; several calls (a map) go to Dask as one graph."""
+        log_prints = task.log_prints if task.log_prints is not None else self.log_prints
+        created = _now()
+        specs, futures, keys = [], [], []
+        with self._lock:
+            self._check_abort()
+            for name, map_index, args_template, kwargs_template, deps in calls:
+                task_run_id = uuid.uuid4().hex[:16]
+                self._sequence += 1
+                key = f"{task.name}-{self.run_id}-{self._sequence}"
+                self._tracking[task_run_id] = _Tracking(key)
+                self._by_key[key] = task_run_id
+                upstream = tuple(deps.task_run_ids)
+                allowed = deps.allowed
+                for index, upstream_id in enumerate(upstream):
+                    self._tracking[upstream_id].consumers.append((task_run_id, index in allowed))
+                self._open += 1
+                self._emit(ev.TaskRunCreated(self.run_id, task_run_id, task.name, name, created, map_index,
+                                             upstream, self.flow_attempt))
+                call = TaskCall(self.run_id, task_run_id, name, map_index, self.topic, task, allowed, log_prints)
+                specs.append((call, args_template, kwargs_template, deps.futures))
+                futures.append(TaskFuture(self, task_run_id, name))
+                keys.append(key)
+        if len(specs) == 1:
+            call, args_template, kwargs_template, dep_futures = specs[0]
+            dask_futures = [self.client.submit(run_task, call, args_template, kwargs_template, dep_futures,
+                                               key=keys[0], pure=False)]
+        else:
+            dask_futures = self.client.map(run_task, *map(list, zip(*specs)), key=keys, pure=False)
+        with self._lock:
+            for future, dask_future in zip(futures, dask_futures):
+                self._tracking[future.task_run_id].future = dask_future
+        for dask_future in dask_futures:
+            dask_future.add_done_callback(self._on_dask_done)
+        return futures
+
+    # Waiting and results, for the body ----------------------------------------------------------
+
+    def _wait_final(self, task_run_id: str, timeout: float | None) -> None:
+        track = self._tracking[task_run_id]
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._lock:
+            self._driver_waiting = True
+            try:
+                while not track.done.is_set():
+                    self._check_abort()
+                    remaining = None if deadline is None else deadline - time.monotonic()
+                    if remaining is not None and remaining <= 0:
+                        raise TimeoutError(f"task run {self.flow_run.task_runs[task_run_id].name!r} did not "
+                                           f"finish within {timeout:g}s")
+                    self._changed.wait(0.5 if remaining is None else min(0.5, remaining))
+            finally:
+                self._driver_waiting = False
+
+    def wait(self, future: TaskFuture, timeout: float | None = None) -> None:
+        self._wait_final(future.task_run_id, timeout)
+
+    def final_state(self, future: TaskFuture, *, seen_by_body: bool) -> State:
+        self._wait_final(future.task_run_id, None)
+        if seen_by_body:
+            self._tracking[future.task_run_id].seen_by_body = True
+        return self.state_of(future)
+
+    def result(self, future: TaskFuture, timeout: float | None = None, raise_on_failure: bool = True) -> Any:
+        self._wait_final(future.task_run_id, timeout)
+        return self.result_of(future.task_run_id, raise_on_failure=raise_on_failure)
+
+    def result_of(self, task_run_id: str, *, raise_on_failure: bool) -> Any:
+        track = self._tracking[task_run_id]
+        self._wait_final(task_run_id, None)
+        task_run = self.flow_run.task_runs[task_run_id]
+        if task_run.state in SUCCESS_STATES:
+            return self._fetch(track).value
+        # The body sees this failure: handled if it catches it (SPEC's flow-state rule).
+        track.seen_by_body = True
+        error = self._failure_exception(track, task_run)
+        if raise_on_failure:
+            raise error
+        return error
+
+    def _fetch(self, track: _Tracking) -> Outcome:
+        outcome = track.future.result()
+        return outcome
+
+    def _failure_exception(self, track: _Tracking, task_run: Any) -> BaseException:
+        # The worker's report can arrive before Dask marks the key finished: wait for the envelope.
+        if track.future is not None and task_run.state not in (CRASHED, CANCELLED):
+            try:
+                outcome = track.future.result(timeout=30)
+                if outcome.exception is not None:
+                    if task_run.state == NOT_RUN:
+                        self._mark_root_causes_seen(task_run.id)
+                    return outcome.exception
+            except Exception:
+                pass
+        message = task_run.error or task_run.message or f"task run ended {task_run.state}"
+        if task_run.state == CRASHED:
+            return CrashedRun(message)
+        if task_run.state == CANCELLED:
+            return CancelledRun(message)
+        if task_run.state == TIMED_OUT:
+            return TaskRunTimedOut(message)
+        return UpstreamFailed(message) if task_run.state == NOT_RUN else RuntimeError(message)
+
+    def _mark_root_causes_seen(self, task_run_id: str) -> None:
+        """A NotRun's exception reached the body: the failures that caused it were seen too."""
+        for upstream in self.flow_run.task_runs[task_run_id].upstream:
+            track = self._tracking[upstream]
+            if not track.seen_by_body:
+                track.seen_by_body = True
+                self._mark_root_causes_seen(upstream)
+
+    def state_of(self, future: TaskFuture) -> State:
+        with self._lock:
+            task_run = self.flow_run.task_runs[future.task_run_id]
+            name, message = task_run.state, task_run.error or task_run.message
+            final = task_run.is_final
+        if final:
+            self._tracking[future.task_run_id].seen_by_body = True
+        state = State(name, message)
+        state._task_run_id = future.task_run_id  # type: ignore[attr-defined]
+        if name in SUCCESS_STATES:
+            track = self._tracking[future.task_run_id]
+            state._resolver = lambda: self._fetch(track).value
+        elif final:
+            state._exception = self._failure_exception(self._tracking[future.task_run_id], task_run)
+        return state
+
+    def state_name(self, future: TaskFuture) -> str:
+        return self.flow_run.task_runs[future.task_run_id].state
+
+    def is_final(self, future: TaskFuture) -> bool:
+        return self._tracking[future.task_run_id].done.is_set()
+
+    # Reports from workers and Dask ------------------------------------------------------------------
+
+    def _on_worker_messages(self, event: tuple[float, list[dict]]) -> None:
+        """Topic handler (Dask's IO loop thread): keep it cheap."""
+        _, messages = event
+        with self._lock:
+            for message in messages:
+                try:
+                    self._apply_worker_message(message)
+                except Exception:
+                    logger.exception("could not apply worker report %r", message)
+            self._changed.notify_all()
+
+    def _apply_worker_message(self, m: dict) -> None:
+        task_run_id = m["tr"]
+        track = self._tracking.get(task_run_id)
+        if track is None:
+            return
+        kind = m["k"]
+        when = _utc(m["t"])
+        if kind == "log":
+            attempt = track.executions.get((m.get("x", ""), m["a"]), track.open_attempt)
+            line = ev.LogLine(when, m["l"], m["m"], task_run_id, attempt, m.get("n"))
+            self.bus.publish(ev.LogLines(self.run_id, (line,)))
+            return
+        task_run = self.flow_run.task_runs[task_run_id]
+        execution = (m["x"], m["a"])
+        if kind == "start":
+            if track.open_attempt is not None:
+                # A new execution while an attempt was open: Dask re-ran the task because the
+                # worker running it died. The record says so.
+                self._emit(ev.AttemptEnded(self.run_id, task_run_id, track.open_attempt, CRASHED, when,
+                                           error="the worker running this attempt died; Dask ran the task again"))
+            number = len(task_run.attempts) + 1
+            track.executions[execution] = number
+            track.open_attempt = number
+            if track.done.is_set():
+                # Dask re-executes a finished task to recover data lost with a worker.
+                track.done.clear()
+                self._open += 1
+            self._emit(ev.AttemptStarted(self.run_id, task_run_id, number, when, m.get("w")))
+            if task_run.state != RUNNING:
+                self._emit(ev.TaskStateChanged(self.run_id, task_run_id, RUNNING, when))
+            return
+        number = track.executions.get(execution)
+        if kind == "retry":
+            if number is None:
+                return
+            self._emit(ev.AttemptEnded(self.run_id, task_run_id, number, m["s"], when, m.get("err"), m.get("tb")))
+            track.open_attempt = None
+            delay = float(m.get("d") or 0)
+            self._emit(ev.TaskStateChanged(self.run_id, task_run_id, RETRYING, when,
+                                           message=f"attempt {number} {m['s']}: {m.get('err')}",
+                                           retry_at=_utc(m["t"] + delay)))
+            return
+        if kind == "end":
+            if number is not None:
+                self._emit(ev.AttemptEnded(self.run_id, task_run_id, number, m["s"], when, m.get("err"), m.get("tb")))
+                track.open_attempt = None
+            if not track.done.is_set():
+                self._end_task_run(task_run_id, m["s"], m.get("err"), when)
+
+    def _end_task_run(self, task_run_id: str, state: str, message: str | None, when: _dt.datetime | None = None) -> None:
+        """Record a final state (lock held)."""
+        track = self._tracking[task_run_id]
+        if track.done.is_set():
+            return
+        when = when or _now()
+        if track.open_attempt is not None:
+            self._emit(ev.AttemptEnded(self.run_id, task_run_id, track.open_attempt, state, when, message))
+            track.open_attempt = None
+        self._emit(ev.TaskStateChanged(self.run_id, task_run_id, state, when, message=message))
+        track.done.set()
+        self._open -= 1
+        self._changed.notify_all()
+
+    def _on_dask_done(self, future: Any) -> None:
+        """Dask's callback thread: catch what workers could not report (a crash, a cancel)."""
+        task_run_id = self._by_key.get(future.key)
+        if task_run_id is None:
+            return
+        status = future.status
+        if status == "finished":
+            return  # the worker's own report carries the state; `_reconcile_stale` covers a lost one
+        if status == "error":
+            try:
+                error = future.exception(timeout=5)
+                message = _describe(error)
+            except Exception as problem:
+                message = _describe(problem)
+            with self._lock:
+                self._end_task_run(task_run_id, CRASHED, f"the task's worker died or the cluster failed it: {message}")
+            return
+        if status in ("cancelled", "lost"):
+            with self._lock:
+                reason = str(self._abort) if self._abort is not None else f"Dask reported the task {status}"
+                state = CANCELLED if self._abort is not None else CRASHED
+                self._end_task_run(task_run_id, state, reason)
+
+    def _reconcile_stale(self) -> None:
+        """Ask the cluster for outcomes whose report never arrived.
+
+        Called without the lock: fetching a result needs Dask's IO loop, which may be
+        waiting for our lock to deliver a report.
+        """
+        now = time.monotonic()
+        with self._lock:
+            stale = []
+            for task_run_id, track in self._tracking.items():
+                if track.done.is_set() or track.future is None or track.future.status != "finished":
+                    continue
+                if track.finished_seen is None:
+                    track.finished_seen = now
+                elif now - track.finished_seen >= REPORT_GRACE_SECONDS:
+                    stale.append((task_run_id, track.future))
+        for task_run_id, future in stale:
+            try:
+                outcome: Outcome = future.result(timeout=30)
+                state, message = outcome.state, outcome.message
+                logger.warning("no report from the worker for %s; took its outcome from the cluster", outcome.name)
+            except Exception as problem:
+                state, message = CRASHED, _describe(problem)
+            with self._lock:
+                self._end_task_run(task_run_id, state, message)
+
+
+def _is_iterable(value: Any) -> bool:
+    """Prefect's rule: iterable, but not str, bytes or a file-like object."""
+    import io
+
+    if isinstance(value, (str, bytes, io.IOBase)):
+        return False
+    try:
+        iter(value)
+    except TypeError:
+        return False
+    return True
+
+
+def run_flow(flow: "Flow", parameters: dict[str, Any], *, client: "distributed.Client", bus: ev.EventBus | None = None,
+             run_id: str | None = None, file: str | None = None, address: str | None = None,
+             on_engine: Callable[[FlowRunEngine], None] | None = None) -> FlowRunEngine:
+    """Run `flow` to its end and return the engine (its `.model`, `.return_value`, `.final` state)."""
+    engine = FlowRunEngine(flow, parameters, client=client, bus=bus, run_id=run_id, file=file, address=address)
+    if on_engine is not None:
+        on_engine(engine)
+    engine.final = engine.run()
+    return engine
+
+
+__all__ = ["FlowRunEngine", "run_flow", "new_run_id", "PENDING", "FINAL_STATES"]

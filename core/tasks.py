@@ -1,0 +1,251 @@
+"""The `@task` decorator and its options, with Prefect 3's names and meaning."""
+
+from __future__ import annotations
+
+import copy
+import datetime as _dt
+import functools
+import inspect
+import random
+import threading
+from collections import OrderedDict
+from typing import Any, Callable, Iterable, Sequence
+
+from .context import current_flow_run
+
+RetryDelay = float | int | Sequence[float] | Callable[[int], Sequence[float]] | None
+
+
+def exponential_backoff(backoff_factor: float) -> Callable[[int], list[float]]:
+    """Delays that double each retry: `backoff_factor * 2 ** n` for retry n (as Prefect)."""
+
+    def delays(retries: int) -> list[float]:
+        return [backoff_factor * max(0, 2 ** r) for r in range(retries)]
+
+    return delays
+
+
+class Task:
+    """A function that runs on the cluster when called inside a flow, as a plain call outside."""
+
+    def __init__(
+        self,
+        fn: Callable[..., Any],
+        *,
+        name: str | None = None,
+        description: str | None = None,
+        tags: Iterable[str] | None = None,
+        version: str | None = None,
+        retries: int | None = None,
+        retry_delay_seconds: RetryDelay = None,
+        retry_jitter_factor: float | None = None,
+        retry_condition_fn: Callable[..., bool] | None = None,
+        timeout_seconds: float | None = None,
+        log_prints: bool | None = None,
+        task_run_name: str | Callable[..., str] | None = None,
+        on_completion: Iterable[Callable[..., Any]] | None = None,
+        on_failure: Iterable[Callable[..., Any]] | None = None,
+        cache_policy: Any = None,
+        cache_key_fn: Callable[..., Any] | None = None,
+        cache_expiration: _dt.timedelta | None = None,
+        refresh_cache: bool | None = None,
+        persist_result: bool | None = None,
+        result_storage: Any = None,
+    ) -> None:
+        if not callable(fn):
+            raise TypeError("@task must decorate a function")
+        if inspect.iscoroutinefunction(fn):
+            raise TypeError(f"task {fn.__qualname__!r} is async; flows-tui runs synchronous tasks only")
+        self.fn = fn
+        self.name = name or fn.__name__
+        self.description = description or inspect.getdoc(fn)
+        self.tags = frozenset(tags or ())
+        self.version = version
+        self.retries = int(retries or 0)
+        if self.retries < 0:
+            raise ValueError(f"task {self.name!r}: retries must be >= 0, got {retries}")
+        self.retry_delay_seconds = retry_delay_seconds
+        if retry_jitter_factor is not None and retry_jitter_factor < 0:
+            raise ValueError(f"task {self.name!r}: retry_jitter_factor must be >= 0")
+        self.retry_jitter_factor = retry_jitter_factor
+        self.retry_condition_fn = retry_condition_fn
+        if timeout_seconds is not None and timeout_seconds <= 0:
+            raise ValueError(f"task {self.name!r}: timeout_seconds must be > 0, got {timeout_seconds}")
+        self.timeout_seconds = timeout_seconds
+        self.log_prints = log_prints
+        self.task_run_name = task_run_name
+        self.on_completion_hooks = list(on_completion or ())
+        self.on_failure_hooks = list(on_failure or ())
+        self.cache_policy = cache_policy
+        self.cache_key_fn = cache_key_fn
+        self.cache_expiration = cache_expiration
+        self.refresh_cache = refresh_cache
+        self.persist_result = persist_result
+        self.result_storage = result_storage
+        self.signature = inspect.signature(fn)
+        functools.update_wrapper(self, fn)
+
+    # Calls -------------------------------------------------------------------------------
+
+    def __call__(self, *args: Any, return_state: bool = False, wait_for: Iterable[Any] | None = None,
+                 **kwargs: Any) -> Any:
+        engine = current_flow_run()
+        if engine is None:  # outside a flow: a plain call, so tasks stay unit-testable
+            return self.fn(*args, **kwargs)
+        future = engine.submit(self, args, kwargs, wait_for=wait_for)
+        if return_state:
+            return engine.final_state(future, seen_by_body=True)
+        return future.result()
+
+    def submit(self, *args: Any, return_state: bool = False, wait_for: Iterable[Any] | None = None,
+               **kwargs: Any) -> Any:
+        engine = _require_flow_run(self, "submit")
+        future = engine.submit(self, args, kwargs, wait_for=wait_for)
+        if return_state:
+            return engine.final_state(future, seen_by_body=True)
+        return future
+
+    def map(self, *args: Any, return_state: bool = False, wait_for: Iterable[Any] | None = None,
+            **kwargs: Any) -> Any:
+        engine = _require_flow_run(self, "map")
+        futures = engine.map(self, args, kwargs, wait_for=wait_for)
+        if return_state:
+            return [engine.final_state(f, seen_by_body=True) for f in futures]
+        return futures
+
+    def with_options(self, **options: Any) -> "Task":
+        """A copy of this task with some options changed (as Prefect's `Task.with_options`)."""
+        clone = copy.copy(self)
+        clone._changed()
+        hooks = {"on_completion": "on_completion_hooks", "on_failure": "on_failure_hooks"}
+        for key, value in options.items():
+            attribute = hooks.get(key, key)
+            if not hasattr(clone, attribute) or key in ("fn", "signature"):
+                raise TypeError(f"with_options() got an unknown option {key!r}")
+            setattr(clone, attribute, list(value or ()) if key in hooks else value)
+        if "retries" in options:
+            clone.retries = int(options["retries"] or 0)
+        if "tags" in options:
+            clone.tags = frozenset(options["tags"] or ())
+        return clone
+
+    def on_completion(self, fn: Callable[..., Any]) -> Callable[..., Any]:
+        self.on_completion_hooks.append(fn)
+        self._changed()
+        return fn
+
+    def on_failure(self, fn: Callable[..., Any]) -> Callable[..., Any]:
+        self.on_failure_hooks.append(fn)
+        self._changed()
+        return fn
+
+    # What the worker needs -------------------------------------------------------------
+
+    def retry_delay(self, retry_number: int) -> float:
+        """Seconds to wait before retry `retry_number` (1 for the first retry), jitter applied."""
+        spec = self.retry_delay_seconds
+        if callable(spec):
+            spec = list(spec(self.retries))
+        if spec is None:
+            delay = 0.0
+        elif isinstance(spec, (int, float)):
+            delay = float(spec)
+        else:
+            delays = list(spec)
+            delay = float(delays[min(retry_number, len(delays)) - 1]) if delays else 0.0
+        if self.retry_jitter_factor and delay > 0:
+            # Spread retries around the delay, never beyond delay * (1 + factor), as Prefect clamps.
+            factor = self.retry_jitter_factor
+            delay = random.uniform(max(0.0, delay * (1 - factor)), delay * (1 + factor))
+        return delay
+
+    def format_run_name(self, parameters: dict[str, Any], fallback: str) -> str:
+        template = self.task_run_name
+        if template is None:
+            return fallback
+        try:
+            if callable(template):
+                return str(template())
+            return template.format(**parameters)
+        except Exception as error:  # a bad template must not stop the run; say why in the name
+            return f"{fallback} (task_run_name: {type(error).__name__}: {error})"
+
+    def __repr__(self) -> str:
+        return f"Task(name={self.name!r})"
+
+    # Pickling: tasks travel to workers by value ---------------------------------------------
+
+    def __reduce__(self) -> Any:
+        # Plain pickle would reference a flow file's function by its private module name, which
+        # workers cannot import; cloudpickle sends it by value. The bytes are kept so a thousand
+        # submissions of one task pickle its function once.
+        state = {k: v for k, v in self.__dict__.items() if k not in _NOT_PICKLED}
+        if getattr(_pickling, "active", None) is self:  # the task reached itself through its function's globals
+            return (_new_task, (), state)
+        blob = self.__dict__.get("_pickled")
+        if blob is None:
+            import cloudpickle
+
+            _pickling.active = self
+            try:
+                blob = cloudpickle.dumps(state)
+            finally:
+                _pickling.active = None
+            self.__dict__["_pickled"] = blob
+        return (_restore_task, (blob,))
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self.signature = inspect.signature(self.fn)
+
+    def _changed(self) -> None:
+        self.__dict__.pop("_pickled", None)
+
+    def __get__(self, instance: Any, owner: Any) -> Any:
+        # Tasks defined as methods bind like functions.
+        if instance is None:
+            return self
+        return functools.partial(self, instance)
+
+
+_NOT_PICKLED = frozenset({"signature", "_pickled"})
+_pickling = threading.local()
+_restored: "OrderedDict[bytes, Task]" = OrderedDict()
+_restored_lock = threading.Lock()
+
+
+def _new_task() -> Task:
+    return Task.__new__(Task)
+
+
+def _restore_task(blob: bytes) -> Task:
+    """Unpickle a task on a worker, once per distinct version of it."""
+    with _restored_lock:
+        restored = _restored.get(blob)
+        if restored is not None:
+            _restored.move_to_end(blob)
+            return restored
+    import cloudpickle
+
+    restored = Task.__new__(Task)
+    restored.__setstate__(cloudpickle.loads(blob))
+    with _restored_lock:
+        _restored[blob] = restored
+        while len(_restored) > 256:
+            _restored.popitem(last=False)
+    return restored
+
+
+def _require_flow_run(task: Task, method: str):
+    engine = current_flow_run()
+    if engine is None:
+        raise RuntimeError(f"{task.name}.{method}() can only be called inside a flow run; "
+                           f"call {task.name}(...) directly to run it as a plain function")
+    return engine
+
+
+def task(__fn: Callable[..., Any] | None = None, **options: Any) -> Any:
+    """Decorate a function as a task: `@task` or `@task(retries=3, ...)`."""
+    if __fn is not None:
+        return Task(__fn, **options)
+    return lambda fn: Task(fn, **options)

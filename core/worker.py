@@ -1,0 +1,392 @@
+"""What runs on a Dask worker for one task run: upstream checks, attempts, retries, timeouts.
+
+`run_task` never raises. It returns an `Outcome` envelope (the value, or the error,
+or "not run because upstream X failed"), so Dask schedules the whole graph at full
+speed while our semantics hold downstream. Progress travels to the client as
+batched messages on the run's `log_event` topic.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import ctypes
+import logging
+import pickle
+import threading
+import time
+import traceback
+import uuid
+import weakref
+from dataclasses import dataclass
+from typing import Any
+
+from .context import TaskRunContext, task_run_var
+from .logs import format_record, install_print_capture
+from .states import (CANCELLED, COMPLETED, FAILED, NOT_RUN, SUCCESS_STATES, TIMED_OUT, State,
+                     TaskRunTimedOut, UpstreamFailed)
+
+# A retry delay longer than this gives the worker thread back to Dask while it waits.
+SECEDE_AFTER_SECONDS = 0.2
+# Non-urgent messages (attempt started, log lines) leave the worker at least this often.
+FLUSH_INTERVAL_SECONDS = 0.05
+
+
+class Outcome:
+    """The envelope a task run returns through Dask: its final state and its value or error."""
+
+    __slots__ = ("state", "value", "exception", "message", "name", "task_run_id")
+
+    def __init__(self, state: str, *, value: Any = None, exception: BaseException | None = None,
+                 message: str | None = None, name: str = "", task_run_id: str = "") -> None:
+        self.state = state
+        self.value = value
+        self.exception = exception
+        self.message = message
+        self.name = name
+        self.task_run_id = task_run_id
+
+    @property
+    def ok(self) -> bool:
+        return self.state in SUCCESS_STATES
+
+    def __getstate__(self) -> tuple:
+        return tuple(getattr(self, slot) for slot in self.__slots__)
+
+    def __setstate__(self, state: tuple) -> None:
+        for slot, value in zip(self.__slots__, state):
+            setattr(self, slot, value)
+
+    def __repr__(self) -> str:
+        return f"Outcome({self.state}, {self.name})"
+
+
+@dataclass(frozen=True)
+class Ref:
+    """Marks where an upstream result goes in a task's arguments (an index into `deps`)."""
+
+    dep: int
+    item: int | None = None  # the element of the upstream's value, when mapping over a future
+
+
+@dataclass
+class TaskCall:
+    """Everything the worker needs to run one task run, besides its arguments."""
+
+    run_id: str
+    task_run_id: str
+    name: str
+    map_index: int | None
+    topic: str
+    task: Any  # the Task; its function travels by value for modules registered with cloudpickle
+    allowed_failures: frozenset[int] = frozenset()
+    log_prints: bool = False
+
+
+def _interrupt_class() -> type[BaseException]:
+    class AttemptTimedOut(BaseException):
+        """Injected into a task's thread at its deadline; a BaseException so `except Exception` cannot swallow it."""
+
+    return AttemptTimedOut
+
+
+AttemptTimedOut = _interrupt_class()
+
+
+# Shipping messages to the client ------------------------------------------------------------
+
+class _Shipper:
+    """Batches a worker's messages per topic; urgent ones (an attempt ended) flush at once.
+
+    An attempt's end is flushed before the task returns, so the client reads it before Dask
+    reports the key finished: both travel the same ordered streams (worker → scheduler → client).
+    """
+
+    def __init__(self, worker: Any) -> None:
+        self._worker = weakref.ref(worker)
+        self._lock = threading.Lock()
+        self._pending: dict[str, list[dict]] = {}
+        self._wake = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def send(self, topic: str, message: dict, *, urgent: bool = False) -> None:
+        with self._lock:
+            self._pending.setdefault(topic, []).append(message)
+        if urgent:
+            self.flush()
+        else:
+            self._ensure_thread()
+            self._wake.set()
+
+    def flush(self) -> None:
+        with self._lock:
+            pending, self._pending = self._pending, {}
+        worker = self._worker()
+        if worker is None:
+            return
+        for topic, messages in pending.items():
+            worker.log_event(topic, messages)
+
+    def _ensure_thread(self) -> None:
+        if self._thread is None:
+            with self._lock:
+                if self._thread is None:
+                    self._thread = threading.Thread(target=self._loop, name="flows-tui-shipper", daemon=True)
+                    self._thread.start()
+
+    def _loop(self) -> None:
+        while self._worker() is not None:
+            self._wake.wait()
+            time.sleep(FLUSH_INTERVAL_SECONDS)  # let a burst accumulate into one message
+            self._wake.clear()
+            try:
+                self.flush()
+            except Exception:  # a closing worker; nothing to deliver to
+                return
+
+
+_shippers: "weakref.WeakKeyDictionary[Any, _Shipper]" = weakref.WeakKeyDictionary()
+_shippers_lock = threading.Lock()
+
+
+def _shipper() -> _Shipper:
+    from distributed import get_worker
+
+    worker = get_worker()
+    shipper = _shippers.get(worker)
+    if shipper is None:
+        with _shippers_lock:
+            shipper = _shippers.get(worker)
+            if shipper is None:
+                shipper = _shippers[worker] = _Shipper(worker)
+    return shipper
+
+
+# Arguments --------------------------------------------------------------------------------
+
+def substitute(template: Any, deps: list[Any]) -> Any:
+    """Replace each `Ref` in `template` (inside lists, tuples, dicts, sets) with its upstream value."""
+    kind = type(template)
+    if kind is Ref:
+        outcome = deps[template.dep]
+        value = outcome.value if outcome.ok else (outcome.exception or UpstreamFailed(outcome.message))
+        return value if template.item is None else value[template.item]
+    if kind is list:
+        return [substitute(v, deps) for v in template]
+    if kind is tuple:
+        return tuple(substitute(v, deps) for v in template)
+    if kind is dict:
+        return {k: substitute(v, deps) for k, v in template.items()}
+    if kind in (set, frozenset):
+        return kind(substitute(v, deps) for v in template)
+    return template
+
+
+# Running --------------------------------------------------------------------------------
+
+def _portable_exception(error: BaseException) -> BaseException:
+    """The exception itself if it survives pickling, else a stand-in with the same text."""
+    try:
+        pickle.loads(pickle.dumps(error))
+        return error
+    except Exception:
+        return RuntimeError(f"{type(error).__name__}: {error}")
+
+
+def _describe(error: BaseException) -> str:
+    text = str(error)
+    return f"{type(error).__name__}: {text}" if text else type(error).__name__
+
+
+def _format_traceback(error: BaseException) -> str:
+    return "".join(traceback.format_exception(type(error), error, error.__traceback__)).rstrip()
+
+
+def _call_with_deadline(fn: Any, args: tuple, kwargs: dict, seconds: float) -> Any:
+    """Run `fn` in its own thread; at the deadline interrupt it and raise TaskRunTimedOut here.
+
+    A thread of its own lets the attempt end on time even when the code is stuck in a C call
+    (time.sleep, a socket read) that an injected exception cannot interrupt until it returns:
+    that thread is then abandoned and stops at its next Python instruction.
+    """
+    box: dict[str, Any] = {}
+    done = threading.Event()
+    context = contextvars.copy_context()
+
+    def target() -> None:
+        try:
+            box["value"] = context.run(fn, *args, **kwargs)
+        except AttemptTimedOut:
+            pass
+        except BaseException as error:  # handed to the attempt as its own failure
+            box["error"] = error
+        finally:
+            done.set()
+
+    thread = threading.Thread(target=target, name="flows-tui-attempt", daemon=True)
+    thread.start()
+    if not done.wait(seconds):
+        ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(thread.ident), ctypes.py_object(AttemptTimedOut))
+        raise TaskRunTimedOut(f"timed out after {seconds:g}s (timeout_seconds={seconds:g})")
+    if "error" in box:
+        raise box["error"]
+    return box["value"]
+
+
+def _wait_before_retry(delay: float) -> None:
+    if delay <= 0:
+        return
+    if delay < SECEDE_AFTER_SECONDS:
+        time.sleep(delay)
+        return
+    from distributed import rejoin, secede
+
+    try:
+        secede()
+    except Exception:  # not on a Dask executor thread (e.g. a timed attempt's own thread)
+        time.sleep(delay)
+        return
+    try:
+        time.sleep(delay)
+    finally:
+        rejoin()
+
+
+def _run_hooks(hooks: list, task: Any, task_run: Any, state: State, log: Any) -> None:
+    for hook in hooks:
+        try:
+            hook(task, task_run, state)
+        except Exception as error:
+            log(logging.ERROR, f"hook {getattr(hook, '__name__', hook)!r} failed: {_describe(error)}\n"
+                               f"{_format_traceback(error)}")
+
+
+class TaskRunInfo:
+    """The `task_run` object given to hooks and `retry_condition_fn` (Prefect passes a TaskRun)."""
+
+    def __init__(self, call: TaskCall, attempt: int) -> None:
+        self.id = call.task_run_id
+        self.name = call.name
+        self.flow_run_id = call.run_id
+        self.map_index = call.map_index
+        self.run_count = attempt
+        self.task_key = call.task.name
+
+    def __repr__(self) -> str:
+        return f"TaskRun(name={self.name!r}, run_count={self.run_count})"
+
+
+def run_task(call: TaskCall, args: tuple, kwargs: dict, deps: list) -> Outcome:
+    shipper = _shipper()
+    execution = uuid.uuid4().hex[:10]
+    topic = call.topic
+    base = {"tr": call.task_run_id, "x": execution}
+
+    for index, upstream in enumerate(deps):
+        if not upstream.ok and index not in call.allowed_failures:
+            message = f"upstream task {upstream.name!r} ended {upstream.state}"
+            shipper.send(topic, {**base, "k": "end", "a": 0, "t": time.time(), "s": NOT_RUN, "err": message},
+                         urgent=True)
+            return Outcome(NOT_RUN, message=message, name=call.name, task_run_id=call.task_run_id,
+                           exception=UpstreamFailed(message))
+    if deps:
+        args = substitute(args, deps)
+        kwargs = substitute(kwargs, deps)
+
+    task = call.task
+    attempt = 0
+    if call.log_prints:
+        install_print_capture()
+    while True:
+        attempt += 1
+        batch_log = _attempt_logger(shipper, topic, call.task_run_id, attempt)
+        context = TaskRunContext(call.run_id, call.task_run_id, task.name, call.name, call.map_index,
+                                 attempt, call.log_prints, batch_log)
+        shipper.send(topic, {**base, "k": "start", "a": attempt, "t": time.time(), "w": _worker_name()})
+        token = task_run_var.set(context)
+        try:
+            if task.timeout_seconds:
+                value = _call_with_deadline(task.fn, args, kwargs, task.timeout_seconds)
+            else:
+                value = task.fn(*args, **kwargs)
+            state = State(COMPLETED, _value=value)
+            error = None
+        except TaskRunTimedOut as timeout:
+            state, error = State(TIMED_OUT, str(timeout), _exception=timeout), timeout
+        except AttemptTimedOut:  # only if the deadline fired as the call returned
+            error = TaskRunTimedOut(f"timed out after {task.timeout_seconds:g}s")
+            state = State(TIMED_OUT, str(error), _exception=error)
+        except Exception as failure:
+            state, error = State(FAILED, _describe(failure), _exception=failure), failure
+        finally:
+            task_run_var.reset(token)
+
+        task_run = TaskRunInfo(call, attempt)
+        log = _hook_logger(batch_log)
+        if error is None:
+            shipper.send(topic, {**base, "k": "end", "a": attempt, "t": time.time(), "s": COMPLETED}, urgent=True)
+            _run_hooks(task.on_completion_hooks, task, task_run, state, log)
+            shipper.flush()
+            return Outcome(COMPLETED, value=state._value, name=call.name, task_run_id=call.task_run_id)
+
+        tb = _format_traceback(error)
+        if attempt <= task.retries and _should_retry(task, task_run, state, log):
+            delay = task.retry_delay(attempt)
+            shipper.send(topic, {**base, "k": "retry", "a": attempt, "t": time.time(), "s": state.name,
+                                 "err": state.message, "tb": tb, "d": delay}, urgent=True)
+            _wait_before_retry(delay)
+            continue
+        shipper.send(topic, {**base, "k": "end", "a": attempt, "t": time.time(), "s": state.name,
+                             "err": state.message, "tb": tb}, urgent=True)
+        _run_hooks(task.on_failure_hooks, task, task_run, state, log)
+        shipper.flush()
+        return Outcome(state.name, exception=_portable_exception(error), message=state.message, name=call.name,
+                       task_run_id=call.task_run_id)
+
+
+def _should_retry(task: Any, task_run: TaskRunInfo, state: State, log: Any) -> bool:
+    if task.retry_condition_fn is None:
+        return True
+    try:
+        return bool(task.retry_condition_fn(task, task_run, state))
+    except Exception as error:
+        log(logging.ERROR, f"retry_condition_fn failed, not retrying: {_describe(error)}")
+        return False
+
+
+def _attempt_logger(shipper: _Shipper, topic: str, task_run_id: str, attempt: int):
+    def emit(record: logging.LogRecord) -> None:
+        shipper.send(topic, {"k": "log", "tr": task_run_id, "a": attempt, "t": record.created,
+                             "l": record.levelno, "m": format_record(record), "n": record.name})
+
+    return emit
+
+
+def _hook_logger(emit: Any):
+    def log(level: int, message: str) -> None:
+        emit(logging.LogRecord("flows_tui.hooks", level, "", 0, message, None, None))
+
+    return log
+
+
+def _worker_name() -> str | None:
+    from distributed import get_worker
+
+    try:
+        worker = get_worker()
+    except ValueError:
+        return None
+    return str(worker.name) if worker.name is not None else worker.address
+
+
+def outcome_length(outcome: Outcome) -> int:
+    """Run on the cluster to learn how many elements a mapped-over upstream has, without moving it."""
+    if not outcome.ok:
+        raise UpstreamFailed(outcome.message or f"upstream ended {outcome.state}")
+    return len(outcome.value)
+
+
+def outcome_summary(outcome: Outcome) -> tuple[str, str | None]:
+    return outcome.state, outcome.message
+
+
+CANCELLED_OUTCOME = CANCELLED

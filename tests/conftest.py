@@ -1,0 +1,106 @@
+"""Shared fixtures: real Dask clusters, run helpers, deadlines instead of sleeps."""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import pytest
+
+from flows_tui.events import EventBus
+from flows_tui.engine import run_flow
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def wait_until(condition: Callable[[], Any], timeout: float = 20.0, interval: float = 0.02, message: str = "") -> Any:
+    """Poll `condition` until it is truthy; fail with `message` at the deadline."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {message or condition}")
+        time.sleep(interval)
+
+
+@pytest.fixture(scope="session")
+def thread_client():
+    """A LocalCluster of threads, shared by the tests that do not need separate processes."""
+    from distributed import Client, LocalCluster
+
+    cluster = LocalCluster(n_workers=2, threads_per_worker=2, processes=False, dashboard_address=":0",
+                           silence_logs=logging.CRITICAL)
+    client = Client(cluster, set_as_default=False)
+    yield client
+    client.close()
+    cluster.close()
+
+
+@pytest.fixture(scope="session")
+def process_client():
+    """A LocalCluster of worker processes: pickling, worker death and data movement are real here."""
+    from distributed import Client, LocalCluster
+
+    cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0",
+                           silence_logs=logging.CRITICAL)
+    client = Client(cluster, set_as_default=False)
+    yield client
+    client.close()
+    cluster.close()
+
+
+class Recorder:
+    """Collects every event of a run from the bus, as any observer would."""
+
+    def __init__(self) -> None:
+        self.events: list = []
+
+    def __call__(self, batch: list) -> None:
+        self.events.extend(batch)
+
+    def of(self, kind: type) -> list:
+        return [e for e in self.events if isinstance(e, kind)]
+
+    def log_messages(self) -> list[str]:
+        from flows_tui.events import LogLines
+
+        return [line.message for e in self.of(LogLines) for line in e.lines]
+
+
+@pytest.fixture
+def run(thread_client):
+    """Run a flow on the shared thread cluster; returns (engine, recorder)."""
+
+    def go(flow, client=None, **parameters):
+        bus = EventBus()
+        recorder = Recorder()
+        bus.subscribe(recorder, name="test")
+        bound = flow.signature.bind(**parameters)
+        bound.apply_defaults()
+        engine = run_flow(flow, dict(bound.arguments), client=client or thread_client, bus=bus)
+        assert bus.flush(10)
+        return engine, recorder
+
+    return go
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def cli(*args: str, cwd: Path, env: dict | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
+    """Run the installed `flows-tui` command as a user would."""
+    environment = {**os.environ, "NO_COLOR": "1", "CI": "1", **(env or {})}
+    environment.pop("DASK_SCHEDULER_ADDRESS", None) if "DASK_SCHEDULER_ADDRESS" not in (env or {}) else None
+    return subprocess.run([sys.executable, "-m", "flows_tui.cli", *args], cwd=cwd, env=environment,
+                          capture_output=True, text=True, timeout=timeout)
