@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ctypes
 import datetime as _dt
+import functools
 import logging
 import threading
 import time
@@ -28,7 +29,7 @@ from .model import RunModel
 from .states import (CANCELLED, COMPLETED, CRASHED, FAILED, FAILURE_STATES, FINAL_STATES, NOT_RUN,
                      PENDING, RETRYING, RUNNING, SUCCESS_STATES, TIMED_OUT, CancelledRun, CrashedRun,
                      State, TaskRunTimedOut, UpstreamFailed)
-from .worker import Outcome, Ref, TaskCall, outcome_length, run_task
+from .worker import Outcome, Ref, TaskCall, outcome_length, outcome_summary, run_task
 
 if TYPE_CHECKING:
     import distributed
@@ -42,6 +43,8 @@ logger = logging.getLogger("flows_tui.engine")
 # the cluster for the outcome itself (reports and results travel the same ordered streams, so
 # this is a safety net, not a path taken in normal runs).
 REPORT_GRACE_SECONDS = 2.0
+# How often the watcher looks at the run's Dask futures for crashes and lost reports.
+WATCH_INTERVAL_SECONDS = 0.5
 # How long an interrupted flow body gets to stop before the run ends without it.
 DRIVER_STOP_SECONDS = 5.0
 
@@ -150,7 +153,9 @@ class FlowRunEngine:
         self._tracking: dict[str, _Tracking] = {}
         self._by_key: dict[str, str] = {}
         self._names: dict[str, int] = defaultdict(int)
-        self._open = 0  # task runs not final yet
+        self._open_ids: set[str] = set()  # task runs not final yet
+        self._batch: list | None = None  # events held back to publish as one batch
+        self._watch_stop = threading.Event()
         self._sequence = 0
         self._abort: BaseException | None = None
         self._driver: threading.Thread | None = None
@@ -164,7 +169,10 @@ class FlowRunEngine:
         """Fold into our model and publish; call with the lock held."""
         for event in events:
             self.model.apply(event)
-        self.bus.publish_many(events)
+        if self._batch is not None:
+            self._batch.extend(events)
+        else:
+            self.bus.publish_many(events)
 
     @property
     def flow_run(self):
@@ -185,8 +193,11 @@ class FlowRunEngine:
             self._emit(ev.FlowRunStarted(self.run_id, self.flow.name, self.parameters, _now(), file=self.file,
                                          address=self.address))
         self.client.subscribe_topic(self.topic, self._on_worker_messages)
+        _worker_deaths.listen(self.client, self)
         if self.log_prints:
             install_print_capture()
+        watcher = threading.Thread(target=self._watch, name=f"flows-tui-watch-{self.run_id}", daemon=True)
+        watcher.start()
         try:
             while True:
                 state = self._run_attempt()
@@ -200,6 +211,8 @@ class FlowRunEngine:
                     continue
                 break
         finally:
+            self._watch_stop.set()
+            _worker_deaths.forget(self.client, self)
             try:
                 self.client.unsubscribe_topic(self.topic)
             except Exception:  # the client may be closing
@@ -266,17 +279,17 @@ class FlowRunEngine:
 
     def _settle(self, deadline: float | None) -> None:
         """Wait until every task run started in this attempt has ended (SPEC: a run ends only then)."""
-        while True:
-            with self._lock:
-                if not self._open:
-                    return
-                self._changed.wait(0.5)
-                if not self._open:
-                    return
-            if deadline is not None and time.monotonic() > deadline and self._abort is None:
-                timeout = self.flow.timeout_seconds
-                self._interrupt(TaskRunTimedOut(f"flow run timed out after {timeout:g}s (timeout_seconds={timeout:g})"))
-            self._reconcile_stale()
+        with self._lock:
+            while self._open_ids:
+                self._changed.wait(0.2)
+                if deadline is not None and time.monotonic() > deadline and self._abort is None:
+                    timeout = self.flow.timeout_seconds
+                    reason = TaskRunTimedOut(f"flow run timed out after {timeout:g}s (timeout_seconds={timeout:g})")
+                    self._lock.release()
+                    try:
+                        self._interrupt(reason)
+                    finally:
+                        self._lock.acquire()
 
     def _final_state(self, box: dict[str, Any]) -> State:
         """SPEC's flow-state rule for this attempt."""
@@ -434,7 +447,7 @@ class FlowRunEngine:
                 allowed = deps.allowed
                 for index, upstream_id in enumerate(upstream):
                     self._tracking[upstream_id].consumers.append((task_run_id, index in allowed))
-                self._open += 1
+                self._open_ids.add(task_run_id)
                 self._emit(ev.TaskRunCreated(self.run_id, task_run_id, task.name, name, created, map_index,
                                              upstream, self.flow_attempt))
                 call = TaskCall(self.run_id, task_run_id, name, map_index, self.topic, task, allowed, log_prints)
@@ -450,8 +463,6 @@ class FlowRunEngine:
         with self._lock:
             for future, dask_future in zip(futures, dask_futures):
                 self._tracking[future.task_run_id].future = dask_future
-        for dask_future in dask_futures:
-            dask_future.add_done_callback(self._on_dask_done)
         return futures
 
     # Waiting and results, for the body ----------------------------------------------------------
@@ -482,37 +493,44 @@ class FlowRunEngine:
         return self.state_of(future)
 
     def result(self, future: TaskFuture, timeout: float | None = None, raise_on_failure: bool = True) -> Any:
-        self._wait_final(future.task_run_id, timeout)
-        return self.result_of(future.task_run_id, raise_on_failure=raise_on_failure)
+        return self.result_of(future.task_run_id, timeout=timeout, raise_on_failure=raise_on_failure)
 
-    def result_of(self, task_run_id: str, *, raise_on_failure: bool) -> Any:
+    def result_of(self, task_run_id: str, *, timeout: float | None = None, raise_on_failure: bool = True) -> Any:
+        """The task's value, straight from its envelope: no waiting for the worker's report."""
         track = self._tracking[task_run_id]
-        self._wait_final(task_run_id, None)
-        task_run = self.flow_run.task_runs[task_run_id]
-        if task_run.state in SUCCESS_STATES:
-            return self._fetch(track).value
+        outcome = self._outcome(track, timeout)
+        if outcome is not None and outcome.ok:
+            return outcome.value
         # The body sees this failure: handled if it catches it (SPEC's flow-state rule).
         track.seen_by_body = True
-        error = self._failure_exception(track, task_run)
+        if outcome is not None and outcome.state == NOT_RUN:
+            with self._lock:
+                self._mark_root_causes_seen(task_run_id)
+        if outcome is not None and outcome.exception is not None:
+            error = outcome.exception
+        else:
+            self._wait_final(task_run_id, None)
+            error = self._exception_from_record(self.flow_run.task_runs[task_run_id])
         if raise_on_failure:
             raise error
         return error
 
-    def _fetch(self, track: _Tracking) -> Outcome:
-        outcome = track.future.result()
-        return outcome
-
-    def _failure_exception(self, track: _Tracking, task_run: Any) -> BaseException:
-        # The worker's report can arrive before Dask marks the key finished: wait for the envelope.
-        if track.future is not None and task_run.state not in (CRASHED, CANCELLED):
+    def _outcome(self, track: _Tracking, timeout: float | None) -> Outcome | None:
+        """Wait for the task's envelope; None if Dask lost or failed the task itself (a crash)."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            self._check_abort()
+            remaining = None if deadline is None else deadline - time.monotonic()
+            if remaining is not None and remaining <= 0:
+                raise TimeoutError(f"task run {track.key!r} did not finish within {timeout:g}s")
             try:
-                outcome = track.future.result(timeout=30)
-                if outcome.exception is not None:
-                    if task_run.state == NOT_RUN:
-                        self._mark_root_causes_seen(task_run.id)
-                    return outcome.exception
-            except Exception:
-                pass
+                return track.future.result(timeout=0.2 if remaining is None else min(0.2, remaining))
+            except TimeoutError:
+                continue
+            except Exception:  # KilledWorker, cancelled: the watcher records it as Crashed/Cancelled
+                return None
+
+    def _exception_from_record(self, task_run: Any) -> BaseException:
         message = task_run.error or task_run.message or f"task run ended {task_run.state}"
         if task_run.state == CRASHED:
             return CrashedRun(message)
@@ -535,15 +553,15 @@ class FlowRunEngine:
             task_run = self.flow_run.task_runs[future.task_run_id]
             name, message = task_run.state, task_run.error or task_run.message
             final = task_run.is_final
-        if final:
-            self._tracking[future.task_run_id].seen_by_body = True
         state = State(name, message)
         state._task_run_id = future.task_run_id  # type: ignore[attr-defined]
-        if name in SUCCESS_STATES:
-            track = self._tracking[future.task_run_id]
-            state._resolver = lambda: self._fetch(track).value
-        elif final:
-            state._exception = self._failure_exception(self._tracking[future.task_run_id], task_run)
+        if final:
+            self._tracking[future.task_run_id].seen_by_body = True
+            if name in SUCCESS_STATES:
+                state._resolver = lambda: self.result_of(future.task_run_id)
+            else:
+                state._resolver = None
+                state._exception = self.result_of(future.task_run_id, raise_on_failure=False)
         return state
 
     def state_name(self, future: TaskFuture) -> str:
@@ -558,11 +576,16 @@ class FlowRunEngine:
         """Topic handler (Dask's IO loop thread): keep it cheap."""
         _, messages = event
         with self._lock:
-            for message in messages:
-                try:
-                    self._apply_worker_message(message)
-                except Exception:
-                    logger.exception("could not apply worker report %r", message)
+            self._batch = []
+            try:
+                for message in messages:
+                    try:
+                        self._apply_worker_message(message)
+                    except Exception:
+                        logger.exception("could not apply worker report %r", message)
+                self.bus.publish_many(self._batch)
+            finally:
+                self._batch = None
             self._changed.notify_all()
 
     def _apply_worker_message(self, m: dict) -> None:
@@ -573,9 +596,9 @@ class FlowRunEngine:
         kind = m["k"]
         when = _utc(m["t"])
         if kind == "log":
-            attempt = track.executions.get((m.get("x", ""), m["a"]), track.open_attempt)
+            attempt = track.executions.get((m["x"], m["a"]), m["a"])
             line = ev.LogLine(when, m["l"], m["m"], task_run_id, attempt, m.get("n"))
-            self.bus.publish(ev.LogLines(self.run_id, (line,)))
+            self._emit(ev.LogLines(self.run_id, (line,)))
             return
         task_run = self.flow_run.task_runs[task_run_id]
         execution = (m["x"], m["a"])
@@ -591,7 +614,7 @@ class FlowRunEngine:
             if track.done.is_set():
                 # Dask re-executes a finished task to recover data lost with a worker.
                 track.done.clear()
-                self._open += 1
+                self._open_ids.add(task_run_id)
             self._emit(ev.AttemptStarted(self.run_id, task_run_id, number, when, m.get("w")))
             if task_run.state != RUNNING:
                 self._emit(ev.TaskStateChanged(self.run_id, task_run_id, RUNNING, when))
@@ -625,57 +648,134 @@ class FlowRunEngine:
             track.open_attempt = None
         self._emit(ev.TaskStateChanged(self.run_id, task_run_id, state, when, message=message))
         track.done.set()
-        self._open -= 1
+        self._open_ids.discard(task_run_id)
         self._changed.notify_all()
 
-    def _on_dask_done(self, future: Any) -> None:
-        """Dask's callback thread: catch what workers could not report (a crash, a cancel)."""
-        task_run_id = self._by_key.get(future.key)
-        if task_run_id is None:
+    def on_worker_removed(self, message: dict) -> None:
+        """A worker left the cluster (Dask's `remove-worker` event): record what it took with it."""
+        if message.get("expected"):
             return
-        status = future.status
-        if status == "finished":
-            return  # the worker's own report carries the state; `_reconcile_stale` covers a lost one
-        if status == "error":
+        worker = message.get("worker", "a worker")
+        when = _now()
+        rescheduled, lost = [], []
+        with self._lock:
+            for key in message.get("processing-tasks") or ():
+                task_run_id = self._by_key.get(key)
+                if task_run_id is None or self._tracking[task_run_id].done.is_set():
+                    continue
+                track = self._tracking[task_run_id]
+                if track.open_attempt is not None:
+                    self._emit(ev.AttemptEnded(self.run_id, task_run_id, track.open_attempt, CRASHED, when,
+                                               error=f"worker {worker} died while running this attempt"),
+                               ev.TaskStateChanged(self.run_id, task_run_id, PENDING, when,
+                                                   message="its worker died; Dask runs it again"))
+                    track.open_attempt = None
+                else:
+                    rescheduled.append(self.flow_run.task_runs[task_run_id].name)
+            for key in message.get("lost-computed-tasks") or ():
+                task_run_id = self._by_key.get(key)
+                if task_run_id is not None:
+                    lost.append(self.flow_run.task_runs[task_run_id].name)
+            self._changed.notify_all()
+        if rescheduled:
+            self.log(logging.WARNING, f"worker {worker} died; Dask reschedules the task runs it held: "
+                                      f"{_names(rescheduled)}")
+        if lost:
+            self.log(logging.WARNING, f"worker {worker} died holding results of {_names(lost)}; "
+                                      "Dask runs them again if they are still needed")
+
+    def _watch(self) -> None:
+        """Every moment of the run: record what workers could not report (a crash, a cancel, a lost report)."""
+        while not self._watch_stop.wait(WATCH_INTERVAL_SECONDS):
             try:
-                error = future.exception(timeout=5)
-                message = _describe(error)
-            except Exception as problem:
-                message = _describe(problem)
-            with self._lock:
-                self._end_task_run(task_run_id, CRASHED, f"the task's worker died or the cluster failed it: {message}")
-            return
-        if status in ("cancelled", "lost"):
-            with self._lock:
-                reason = str(self._abort) if self._abort is not None else f"Dask reported the task {status}"
-                state = CANCELLED if self._abort is not None else CRASHED
-                self._end_task_run(task_run_id, state, reason)
+                self._check_dask()
+            except Exception:
+                logger.exception("checking the run's Dask futures failed")
 
-    def _reconcile_stale(self) -> None:
-        """Ask the cluster for outcomes whose report never arrived.
-
-        Called without the lock: fetching a result needs Dask's IO loop, which may be
-        waiting for our lock to deliver a report.
-        """
+    def _check_dask(self) -> None:
         now = time.monotonic()
         with self._lock:
-            stale = []
-            for task_run_id, track in self._tracking.items():
-                if track.done.is_set() or track.future is None or track.future.status != "finished":
-                    continue
+            tracking = self._tracking
+            candidates = [(task_run_id, tracking[task_run_id]) for task_run_id in self._open_ids
+                          if tracking[task_run_id].future is not None
+                          and tracking[task_run_id].future.status != "pending"]
+        for task_run_id, track in candidates:
+            future = track.future
+            status = future.status
+            if status == "finished":
+                # Normally the worker's report is already on its way; after a grace period ask the
+                # cluster for the outcome's state (not its value, which stays where it is).
                 if track.finished_seen is None:
                     track.finished_seen = now
                 elif now - track.finished_seen >= REPORT_GRACE_SECONDS:
-                    stale.append((task_run_id, track.future))
-        for task_run_id, future in stale:
-            try:
-                outcome: Outcome = future.result(timeout=30)
-                state, message = outcome.state, outcome.message
-                logger.warning("no report from the worker for %s; took its outcome from the cluster", outcome.name)
-            except Exception as problem:
-                state, message = CRASHED, _describe(problem)
-            with self._lock:
-                self._end_task_run(task_run_id, state, message)
+                    try:
+                        state, message = self.client.submit(outcome_summary, future, pure=False).result(timeout=30)
+                    except Exception as problem:
+                        state, message = CRASHED, _describe(problem)
+                    logger.warning("no report from the worker for %s; took its outcome from the cluster", track.key)
+                    with self._lock:
+                        self._end_task_run(task_run_id, state, message)
+                continue
+            if status == "error":
+                try:
+                    message = _describe(future.exception(timeout=5))
+                except Exception as problem:
+                    message = _describe(problem)
+                with self._lock:
+                    self._end_task_run(task_run_id, CRASHED, f"the task's worker died or the cluster failed it: {message}")
+            elif status in ("cancelled", "lost"):
+                with self._lock:
+                    aborted = self._abort is not None
+                    reason = str(self._abort) if aborted else f"Dask reported the task {status}"
+                    self._end_task_run(task_run_id, CANCELLED if aborted else CRASHED, reason)
+
+
+def _names(names: list[str], limit: int = 8) -> str:
+    shown = ", ".join(names[:limit])
+    return shown + (f" and {len(names) - limit} more" if len(names) > limit else "")
+
+
+class _WorkerDeaths:
+    """One subscription per client to Dask's `all` topic, shared by every engine on that client."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._listeners: dict[int, tuple[Any, set]] = {}
+
+    def listen(self, client: Any, engine: FlowRunEngine) -> None:
+        with self._lock:
+            entry = self._listeners.get(id(client))
+            if entry is None:
+                entry = self._listeners[id(client)] = (client, set())
+                client.subscribe_topic("all", functools.partial(self._dispatch, id(client)))
+            entry[1].add(engine)
+
+    def forget(self, client: Any, engine: FlowRunEngine) -> None:
+        with self._lock:
+            entry = self._listeners.get(id(client))
+            if entry is None:
+                return
+            entry[1].discard(engine)
+            if entry[1]:
+                return
+            del self._listeners[id(client)]
+        try:
+            client.unsubscribe_topic("all")
+        except Exception:  # the client is closing
+            pass
+
+    def _dispatch(self, client_id: int, event: tuple[float, Any]) -> None:
+        _, message = event
+        if not isinstance(message, dict) or message.get("action") != "remove-worker":
+            return
+        with self._lock:
+            entry = self._listeners.get(client_id)
+            engines = list(entry[1]) if entry else []
+        for engine in engines:
+            engine.on_worker_removed(message)
+
+
+_worker_deaths = _WorkerDeaths()
 
 
 def _is_iterable(value: Any) -> bool:

@@ -179,19 +179,20 @@ class Task:
         # Plain pickle would reference a flow file's function by its private module name, which
         # workers cannot import; cloudpickle sends it by value. The bytes are kept so a thousand
         # submissions of one task pickle its function once.
+        blob = self.__dict__.get("_pickled")
+        if blob is not None:
+            return (_restore_task, (blob,))
         state = {k: v for k, v in self.__dict__.items() if k not in _NOT_PICKLED}
         if getattr(_pickling, "active", None) is self:  # the task reached itself through its function's globals
             return (_new_task, (), state)
-        blob = self.__dict__.get("_pickled")
-        if blob is None:
-            import cloudpickle
+        import cloudpickle
 
-            _pickling.active = self
-            try:
-                blob = cloudpickle.dumps(state)
-            finally:
-                _pickling.active = None
-            self.__dict__["_pickled"] = blob
+        _pickling.active = self
+        try:
+            blob = cloudpickle.dumps(state)
+        finally:
+            _pickling.active = None
+        self.__dict__["_pickled"] = blob
         return (_restore_task, (blob,))
 
     def __setstate__(self, state: dict) -> None:

@@ -22,12 +22,13 @@ from typing import Any
 
 from .context import TaskRunContext, task_run_var
 from .logs import format_record, install_print_capture
-from .states import (CANCELLED, COMPLETED, FAILED, NOT_RUN, SUCCESS_STATES, TIMED_OUT, State,
+from .states import (COMPLETED, FAILED, NOT_RUN, SUCCESS_STATES, TIMED_OUT, State,
                      TaskRunTimedOut, UpstreamFailed)
 
 # A retry delay longer than this gives the worker thread back to Dask while it waits.
 SECEDE_AFTER_SECONDS = 0.2
-# Non-urgent messages (attempt started, log lines) leave the worker at least this often.
+# Reports leave the worker in batches at least this often: one message per batch keeps the
+# scheduler's work per task small, which is most of what separates a flow from raw Dask.
 FLUSH_INTERVAL_SECONDS = 0.05
 
 
@@ -82,24 +83,14 @@ class TaskCall:
     log_prints: bool = False
 
 
-def _interrupt_class() -> type[BaseException]:
-    class AttemptTimedOut(BaseException):
-        """Injected into a task's thread at its deadline; a BaseException so `except Exception` cannot swallow it."""
-
-    return AttemptTimedOut
-
-
-AttemptTimedOut = _interrupt_class()
+class AttemptTimedOut(BaseException):
+    """Injected into a task's thread at its deadline; a BaseException so `except Exception` cannot swallow it."""
 
 
 # Shipping messages to the client ------------------------------------------------------------
 
 class _Shipper:
-    """Batches a worker's messages per topic; urgent ones (an attempt ended) flush at once.
-
-    An attempt's end is flushed before the task returns, so the client reads it before Dask
-    reports the key finished: both travel the same ordered streams (worker → scheduler → client).
-    """
+    """Batches a worker's reports per topic and sends each batch as one `log_event` message."""
 
     def __init__(self, worker: Any) -> None:
         self._worker = weakref.ref(worker)
@@ -108,14 +99,13 @@ class _Shipper:
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
 
-    def send(self, topic: str, message: dict, *, urgent: bool = False) -> None:
+    def send(self, topic: str, message: dict) -> None:
         with self._lock:
             self._pending.setdefault(topic, []).append(message)
-        if urgent:
-            self.flush()
-        else:
-            self._ensure_thread()
-            self._wake.set()
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._loop, name="flows-tui-shipper", daemon=True)
+                self._thread.start()
+        self._wake.set()
 
     def flush(self) -> None:
         with self._lock:
@@ -125,13 +115,6 @@ class _Shipper:
             return
         for topic, messages in pending.items():
             worker.log_event(topic, messages)
-
-    def _ensure_thread(self) -> None:
-        if self._thread is None:
-            with self._lock:
-                if self._thread is None:
-                    self._thread = threading.Thread(target=self._loop, name="flows-tui-shipper", daemon=True)
-                    self._thread.start()
 
     def _loop(self) -> None:
         while self._worker() is not None:
@@ -284,8 +267,7 @@ def run_task(call: TaskCall, args: tuple, kwargs: dict, deps: list) -> Outcome:
     for index, upstream in enumerate(deps):
         if not upstream.ok and index not in call.allowed_failures:
             message = f"upstream task {upstream.name!r} ended {upstream.state}"
-            shipper.send(topic, {**base, "k": "end", "a": 0, "t": time.time(), "s": NOT_RUN, "err": message},
-                         urgent=True)
+            shipper.send(topic, {**base, "k": "end", "a": 0, "t": time.time(), "s": NOT_RUN, "err": message})
             return Outcome(NOT_RUN, message=message, name=call.name, task_run_id=call.task_run_id,
                            exception=UpstreamFailed(message))
     if deps:
@@ -298,7 +280,7 @@ def run_task(call: TaskCall, args: tuple, kwargs: dict, deps: list) -> Outcome:
         install_print_capture()
     while True:
         attempt += 1
-        batch_log = _attempt_logger(shipper, topic, call.task_run_id, attempt)
+        batch_log = _attempt_logger(shipper, topic, base, attempt)
         context = TaskRunContext(call.run_id, call.task_run_id, task.name, call.name, call.map_index,
                                  attempt, call.log_prints, batch_log)
         shipper.send(topic, {**base, "k": "start", "a": attempt, "t": time.time(), "w": _worker_name()})
@@ -323,22 +305,20 @@ def run_task(call: TaskCall, args: tuple, kwargs: dict, deps: list) -> Outcome:
         task_run = TaskRunInfo(call, attempt)
         log = _hook_logger(batch_log)
         if error is None:
-            shipper.send(topic, {**base, "k": "end", "a": attempt, "t": time.time(), "s": COMPLETED}, urgent=True)
+            shipper.send(topic, {**base, "k": "end", "a": attempt, "t": time.time(), "s": COMPLETED})
             _run_hooks(task.on_completion_hooks, task, task_run, state, log)
-            shipper.flush()
             return Outcome(COMPLETED, value=state._value, name=call.name, task_run_id=call.task_run_id)
 
         tb = _format_traceback(error)
         if attempt <= task.retries and _should_retry(task, task_run, state, log):
             delay = task.retry_delay(attempt)
             shipper.send(topic, {**base, "k": "retry", "a": attempt, "t": time.time(), "s": state.name,
-                                 "err": state.message, "tb": tb, "d": delay}, urgent=True)
+                                 "err": state.message, "tb": tb, "d": delay})
             _wait_before_retry(delay)
             continue
         shipper.send(topic, {**base, "k": "end", "a": attempt, "t": time.time(), "s": state.name,
-                             "err": state.message, "tb": tb}, urgent=True)
+                             "err": state.message, "tb": tb})
         _run_hooks(task.on_failure_hooks, task, task_run, state, log)
-        shipper.flush()
         return Outcome(state.name, exception=_portable_exception(error), message=state.message, name=call.name,
                        task_run_id=call.task_run_id)
 
@@ -353,10 +333,10 @@ def _should_retry(task: Any, task_run: TaskRunInfo, state: State, log: Any) -> b
         return False
 
 
-def _attempt_logger(shipper: _Shipper, topic: str, task_run_id: str, attempt: int):
+def _attempt_logger(shipper: _Shipper, topic: str, base: dict, attempt: int):
     def emit(record: logging.LogRecord) -> None:
-        shipper.send(topic, {"k": "log", "tr": task_run_id, "a": attempt, "t": record.created,
-                             "l": record.levelno, "m": format_record(record), "n": record.name})
+        shipper.send(topic, {**base, "k": "log", "a": attempt, "t": record.created, "l": record.levelno,
+                             "m": format_record(record), "n": record.name})
 
     return emit
 
@@ -388,5 +368,3 @@ def outcome_length(outcome: Outcome) -> int:
 def outcome_summary(outcome: Outcome) -> tuple[str, str | None]:
     return outcome.state, outcome.message
 
-
-CANCELLED_OUTCOME = CANCELLED

@@ -1,0 +1,134 @@
+"""On worker processes: code travels by value, data moves worker to worker, deaths are recorded."""
+
+from __future__ import annotations
+
+import os
+import textwrap
+from pathlib import Path
+
+from flows_tui.engine import run_flow
+from flows_tui.events import EventBus
+from flows_tui.reload import load_flow_file
+
+from conftest import Recorder
+
+
+def load(tmp_path: Path, source: str, name: str = "user_flows.py"):
+    path = tmp_path / name
+    path.write_text(textwrap.dedent(source))
+    loaded = load_flow_file(path)
+    assert loaded.error is None, loaded.error
+    return loaded
+
+
+def run_loaded(loaded, flow_name, client, **parameters):
+    flow = loaded.flows[flow_name]
+    bus = EventBus()
+    recorder = Recorder()
+    bus.subscribe(recorder)
+    engine = run_flow(flow, flow.validate(parameters) if False else parameters, client=client, bus=bus)
+    bus.flush()
+    return engine, recorder
+
+
+def test_a_worker_dying_mid_task_is_a_crashed_attempt_and_dask_runs_it_again(tmp_path, process_client):
+    marker = tmp_path / "died-once"
+    loaded = load(tmp_path, f"""
+        import os
+        import time
+        from pathlib import Path
+        from flows_tui import flow, task
+
+        @task
+        def fragile():
+            marker = Path({str(marker)!r})
+            time.sleep(0.3)  # dies mid-task, after its start was reported
+            if not marker.exists():
+                marker.write_text("x")
+                os._exit(1)
+            return "survived"
+
+        @flow
+        def dying():
+            return fragile()
+    """)
+    engine, _ = run_loaded(loaded, "dying", process_client)
+    [task_run] = engine.flow_run.task_runs.values()
+    assert engine.final.name == "Completed" and engine.return_value == "survived"
+    assert [a.state for a in task_run.attempts] == ["Crashed", "Completed"]
+    assert "worker" in task_run.attempts[0].error
+
+
+def test_a_task_that_always_kills_its_worker_ends_crashed(tmp_path, process_client):
+    loaded = load(tmp_path, """
+        import os
+        import time
+        from flows_tui import flow, task
+
+        @task
+        def suicidal():
+            time.sleep(0.3)
+            os._exit(1)
+
+        @flow
+        def always_dying():
+            suicidal()
+    """)
+    engine, _ = run_loaded(loaded, "always-dying", process_client)
+    [task_run] = engine.flow_run.task_runs.values()
+    assert task_run.state == "Crashed"
+    assert "KilledWorker" in task_run.message
+    assert engine.final.name == "Failed"
+    assert all(a.state == "Crashed" for a in task_run.attempts) and len(task_run.attempts) >= 2
+
+
+def test_upstream_data_moves_between_workers_not_through_the_driver(tmp_path, process_client):
+    log = tmp_path / "unpickled-in"
+    loaded = load(tmp_path, f"""
+        import os
+        from flows_tui import flow, task
+
+        class Payload:
+            def __init__(self, size):
+                self.data = b"x" * size
+            def __setstate__(self, state):
+                with open({str(log)!r}, "a") as handle:
+                    handle.write(f"{{os.getpid()}}\\n")
+                self.__dict__.update(state)
+
+        @task
+        def produce(i):
+            return Payload(1000 + i)
+
+        @task
+        def measure(payloads):
+            return sum(len(p.data) for p in payloads)
+
+        @flow
+        def moving():
+            return measure(produce.map(range(6)))
+    """)
+    engine, _ = run_loaded(loaded, "moving", process_client)
+    assert engine.return_value == sum(1000 + i for i in range(6))
+    unpickled_in = {int(pid) for pid in log.read_text().split()} if log.exists() else set()
+    assert os.getpid() not in unpickled_in
+
+
+def test_code_from_a_private_module_runs_on_process_workers(tmp_path, process_client):
+    loaded = load(tmp_path, """
+        from flows_tui import flow, task
+
+        def helper(x):
+            return x * 3
+
+        @task
+        def triple(x):
+            return helper(x)
+
+        @flow
+        def private():
+            return triple(5)
+    """)
+    assert loaded.module.__name__.startswith("flows_tui_user_")
+    engine, _ = run_loaded(loaded, "private", process_client)
+    assert engine.return_value == 15
