@@ -1,0 +1,196 @@
+"""Attaching to a Dask scheduler that already runs: a real `dask scheduler` and `dask worker`."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import cli, free_port, wait_until
+
+pytestmark = pytest.mark.attach
+
+FLOW = """
+    import os
+    from flows_tui import flow, task
+
+    def where():
+        return os.getcwd()
+
+    @task
+    def worker_cwd():
+        return where()
+
+    @task
+    def square(x):
+        return x * x
+
+    @flow
+    def remote(n: int = 4):
+        return {"cwd": worker_cwd(), "squares": sum(square.map(range(n)).result())}
+"""
+
+
+def _start(args: list[str], cwd: Path, log: Path) -> subprocess.Popen:
+    handle = log.open("w")
+    return subprocess.Popen(args, cwd=cwd, stdout=handle, stderr=subprocess.STDOUT,
+                            env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"})
+
+
+def _stop(*processes: subprocess.Popen) -> None:
+    for process in processes:
+        process.terminate()
+    for process in processes:
+        try:
+            process.wait(10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+
+def _wait_for_worker(address: str, security=None) -> None:
+    from distributed import Client
+
+    def ready():
+        try:
+            with Client(address, timeout=2, security=security) as client:
+                return len(client.scheduler_info(n_workers=-1)["workers"]) >= 1
+        except OSError:
+            return False
+
+    wait_until(ready, timeout=60, interval=0.3, message=f"a worker at {address}")
+
+
+@pytest.fixture
+def worker_dir(tmp_path_factory) -> Path:
+    """The worker runs far from the project and the flow files: code must travel by value."""
+    return tmp_path_factory.mktemp("elsewhere")
+
+
+@pytest.fixture
+def scheduler(tmp_path, worker_dir):
+    port = free_port()
+    address = f"tcp://127.0.0.1:{port}"
+    sched = _start([sys.executable, "-m", "distributed.cli.dask_scheduler", "--host", "127.0.0.1", "--port",
+                    str(port), "--no-dashboard"], worker_dir, tmp_path / "scheduler.log")
+    work = _start([sys.executable, "-m", "distributed.cli.dask_worker", address, "--nthreads", "2",
+                   "--no-dashboard", "--host", "127.0.0.1"], worker_dir, tmp_path / "worker.log")
+    try:
+        _wait_for_worker(address)
+        yield address
+    finally:
+        _stop(work, sched)
+
+
+def _project(tmp_path: Path, toml: str = "", name: str = "project") -> Path:
+    project = tmp_path / name
+    (project / "flows").mkdir(parents=True)
+    (project / "flows" / "remote_flow.py").write_text(textwrap.dedent(FLOW))
+    (project / "flows.toml").write_text(textwrap.dedent(toml))
+    return project
+
+
+def test_run_attaches_by_address_and_the_code_runs_on_the_remote_worker(tmp_path, scheduler, worker_dir):
+    project = _project(tmp_path)
+    result = cli("run", "remote", "--address", scheduler, "--json", cwd=project)
+    assert result.returncode == 0, result.stderr
+    document = json.loads(result.stdout)
+    assert document["state"] == "Completed"
+    assert len(document["tasks"]) == 5
+
+
+def test_the_task_ran_in_the_worker_process_that_cannot_import_the_flow_file(tmp_path, scheduler, worker_dir):
+    from flows_tui.engine import run_flow
+    from flows_tui.reload import load_flow_file
+    from distributed import Client
+
+    project = _project(tmp_path)
+    loaded = load_flow_file(project / "flows" / "remote_flow.py")
+    with Client(scheduler, timeout=10) as client:
+        engine = run_flow(loaded.flows["remote"], {"n": 4}, client=client)
+    assert engine.final.name == "Completed"
+    assert engine.return_value == {"cwd": str(worker_dir), "squares": 0 + 1 + 4 + 9}
+
+
+def test_dask_scheduler_address_from_the_environment_is_used(tmp_path, scheduler):
+    project = _project(tmp_path)
+    result = cli("run", "remote", "--json", cwd=project, env={"DASK_SCHEDULER_ADDRESS": scheduler})
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["state"] == "Completed"
+
+
+def test_cluster_address_from_flows_toml_is_used(tmp_path, scheduler):
+    project = _project(tmp_path, f"""
+        [project]
+        flows_dir = "flows"
+        [cluster]
+        address = "{scheduler}"
+    """)
+    result = cli("run", "remote", cwd=project)
+    assert result.returncode == 0, result.stderr
+    assert scheduler in result.stdout
+
+
+def test_an_unreachable_address_is_one_clear_message_within_seconds(tmp_path):
+    project = _project(tmp_path)
+    address = f"tcp://127.0.0.1:{free_port()}"
+    started = time.monotonic()
+    result = cli("run", "remote", "--address", address, cwd=project)
+    assert result.returncode == 2
+    assert time.monotonic() - started < 25
+    assert address in result.stderr and "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.skipif(shutil.which("openssl") is None, reason="needs the openssl command to make certificates")
+def test_a_tls_scheduler_is_reached_with_the_certificates_from_flows_toml(tmp_path, worker_dir):
+    certs = tmp_path / "certs"
+    certs.mkdir()
+
+    def openssl(*args: str) -> None:
+        subprocess.run(["openssl", *args], cwd=certs, check=True, capture_output=True)
+
+    openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.pem", "-days", "1",
+            "-subj", "/CN=flows-tui-test-ca")
+    openssl("req", "-newkey", "rsa:2048", "-nodes", "-keyout", "node.key", "-out", "node.csr",
+            "-subj", "/CN=127.0.0.1")
+    (certs / "ext.cnf").write_text("subjectAltName=IP:127.0.0.1,DNS:localhost\n")
+    openssl("x509", "-req", "-in", "node.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial",
+            "-out", "node.pem", "-days", "1", "-extfile", "ext.cnf")
+    tls = ["--tls-ca-file", str(certs / "ca.pem"), "--tls-cert", str(certs / "node.pem"),
+           "--tls-key", str(certs / "node.key")]
+    port = free_port()
+    address = f"tls://127.0.0.1:{port}"
+    sched = _start([sys.executable, "-m", "distributed.cli.dask_scheduler", "--host", "127.0.0.1", "--port",
+                    str(port), "--protocol", "tls", "--no-dashboard", *tls], worker_dir, tmp_path / "scheduler.log")
+    work = _start([sys.executable, "-m", "distributed.cli.dask_worker", address, "--nthreads", "1",
+                   "--no-dashboard", "--host", "127.0.0.1", *tls], worker_dir, tmp_path / "worker.log")
+    try:
+        from distributed import Security
+
+        _wait_for_worker(address, Security(tls_ca_file=str(certs / "ca.pem"), tls_client_cert=str(certs / "node.pem"),
+                                           tls_client_key=str(certs / "node.key"), require_encryption=True))
+        project = _project(tmp_path, f"""
+            [project]
+            flows_dir = "flows"
+            [cluster]
+            address = "{address}"
+            [cluster.tls]
+            ca_file = "{certs / 'ca.pem'}"
+            cert = "{certs / 'node.pem'}"
+            key = "{certs / 'node.key'}"
+        """)
+        result = cli("run", "remote", "--json", cwd=project)
+        assert result.returncode == 0, result.stderr
+        assert json.loads(result.stdout)["state"] == "Completed"
+        plain = _project(tmp_path, f'[cluster]\naddress = "{address}"\n', name="plain")
+        without_tls = cli("run", "remote", cwd=plain, timeout=60)
+        assert without_tls.returncode == 2 and address in without_tls.stderr
+    finally:
+        _stop(work, sched)
