@@ -602,6 +602,8 @@ class FlowRunEngine:
             return
         task_run = self.flow_run.task_runs[task_run_id]
         execution = (m["x"], m["a"])
+        if kind == "end" and "st" in m:  # the attempt started and ended within one batch
+            self._apply_worker_message({**m, "k": "start", "t": m["st"]})
         if kind == "start":
             if track.open_attempt is not None:
                 # A new execution while an attempt was open: Dask re-ran the task because the

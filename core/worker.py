@@ -96,19 +96,36 @@ class _Shipper:
         self._worker = weakref.ref(worker)
         self._lock = threading.Lock()
         self._pending: dict[str, list[dict]] = {}
+        self._generation = 0  # bumped at every flush: tells whether a message has left yet
         self._wake = threading.Event()
         self._thread: threading.Thread | None = None
 
-    def send(self, topic: str, message: dict) -> None:
+    def send(self, topic: str, message: dict) -> int:
+        """Queue `message`; returns the batch it went into (for `end`)."""
         with self._lock:
             self._pending.setdefault(topic, []).append(message)
+            generation = self._generation
             if self._thread is None:
                 self._thread = threading.Thread(target=self._loop, name="flows-tui-shipper", daemon=True)
                 self._thread.start()
         self._wake.set()
+        return generation
+
+    def end(self, topic: str, start: dict, start_batch: int, message: dict) -> None:
+        """Queue an attempt's end; a start still waiting in the same batch becomes part of it.
+
+        Most tasks start and end within one batch: one message instead of two halves what the
+        scheduler relays per task.
+        """
+        with self._lock:
+            if start_batch == self._generation:
+                start.update(message, st=start["t"])
+                return
+        self.send(topic, message)
 
     def flush(self) -> None:
         with self._lock:
+            self._generation += 1
             pending, self._pending = self._pending, {}
         worker = self._worker()
         if worker is None:
@@ -283,7 +300,8 @@ def run_task(call: TaskCall, args: tuple, kwargs: dict, deps: list) -> Outcome:
         batch_log = _attempt_logger(shipper, topic, base, attempt)
         context = TaskRunContext(call.run_id, call.task_run_id, task.name, call.name, call.map_index,
                                  attempt, call.log_prints, batch_log)
-        shipper.send(topic, {**base, "k": "start", "a": attempt, "t": time.time(), "w": _worker_name()})
+        start = {**base, "k": "start", "a": attempt, "t": time.time(), "w": _worker_name()}
+        start_batch = shipper.send(topic, start)
         token = task_run_var.set(context)
         try:
             if task.timeout_seconds:
@@ -305,7 +323,7 @@ def run_task(call: TaskCall, args: tuple, kwargs: dict, deps: list) -> Outcome:
         task_run = TaskRunInfo(call, attempt)
         log = _hook_logger(batch_log)
         if error is None:
-            shipper.send(topic, {**base, "k": "end", "a": attempt, "t": time.time(), "s": COMPLETED})
+            shipper.end(topic, start, start_batch, {**base, "k": "end", "a": attempt, "t": time.time(), "s": COMPLETED})
             _run_hooks(task.on_completion_hooks, task, task_run, state, log)
             return Outcome(COMPLETED, value=state._value, name=call.name, task_run_id=call.task_run_id)
 
@@ -316,7 +334,7 @@ def run_task(call: TaskCall, args: tuple, kwargs: dict, deps: list) -> Outcome:
                                  "err": state.message, "tb": tb, "d": delay})
             _wait_before_retry(delay)
             continue
-        shipper.send(topic, {**base, "k": "end", "a": attempt, "t": time.time(), "s": state.name,
+        shipper.end(topic, start, start_batch, {**base, "k": "end", "a": attempt, "t": time.time(), "s": state.name,
                              "err": state.message, "tb": tb})
         _run_hooks(task.on_failure_hooks, task, task_run, state, log)
         return Outcome(state.name, exception=_portable_exception(error), message=state.message, name=call.name,
