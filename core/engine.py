@@ -220,7 +220,18 @@ class FlowRunEngine:
         with self._lock:
             self._emit(ev.FlowStateChanged(self.run_id, state.name, _now(), self.flow_attempt,
                                            message=state.message, traceback=getattr(state, "_traceback", None)))
+        self._run_flow_hooks(state)
         return state
+
+    def _run_flow_hooks(self, state: State) -> None:
+        """Prefect's flow hooks: `hook(flow, flow_run, state)`; a failing hook is logged, never raised."""
+        hooks = self.flow.on_completion_hooks if state.name in SUCCESS_STATES else (
+            self.flow.on_failure_hooks if state.name in (FAILED, TIMED_OUT, CRASHED) else [])
+        for hook in hooks:
+            try:
+                hook(self.flow, self.flow_run, state)
+            except Exception as error:
+                self.log(logging.ERROR, f"flow hook {getattr(hook, '__name__', hook)!r} failed: {_describe(error)}")
 
     def _run_attempt(self) -> State:
         with self._lock:

@@ -476,3 +476,15 @@ def test_mapping_over_an_empty_list_gives_no_task_runs(run, n):
 
     engine, _ = run(empty, n=n)
     assert engine.return_value == 0
+
+
+def test_flow_hooks_run_with_the_final_state(run):
+    seen = []
+
+    @flow(on_failure=[lambda f, run, state: seen.append((f.name, state.name))],
+          on_completion=[lambda f, run, state: seen.append(("done", state.name))])
+    def hooked_flow():
+        boom()
+
+    engine, _ = run(hooked_flow)
+    assert seen == [("hooked-flow", "Failed")]
