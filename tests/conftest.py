@@ -100,7 +100,7 @@ def free_port() -> int:
 
 def cli(*args: str, cwd: Path, env: dict | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
     """Run the installed `flows-tui` command as a user would."""
-    environment = {**os.environ, "NO_COLOR": "1", "CI": "1", **(env or {})}
-    environment.pop("DASK_SCHEDULER_ADDRESS", None) if "DASK_SCHEDULER_ADDRESS" not in (env or {}) else None
+    environment = {k: v for k, v in os.environ.items() if k != "DASK_SCHEDULER_ADDRESS"}
+    environment.update({"NO_COLOR": "1", "CI": "1", **(env or {})})
     return subprocess.run([sys.executable, "-m", "flows_tui.cli", *args], cwd=cwd, env=environment,
                           capture_output=True, text=True, timeout=timeout)
