@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import difflib
+import logging
 import os
 import re
 from dataclasses import dataclass, field
@@ -19,12 +20,14 @@ from .errors import ConfigError
 from .states import ALL_STATES
 
 CONFIG_NAME = "flows.toml"
+LOG_LEVELS = {name: getattr(logging, name) for name in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")}
 
 
 @dataclass(frozen=True)
 class ProjectConfig:
     flows_dir: Path
     state_dir: Path
+    log_level: int = logging.INFO  # what runs capture from logging, print and warnings
 
 
 @dataclass(frozen=True)
@@ -215,12 +218,17 @@ def parse_interval(value: Any) -> _dt.timedelta:
 
 def _project(reader: _Reader, data: dict, root: Path) -> ProjectConfig:
     keys = ("project",)
-    reader.table(data, keys, {"flows_dir", "state_dir"})
+    reader.table(data, keys, {"flows_dir", "state_dir", "log_level"})
     flows_dir = reader.get(data, keys, "flows_dir", str)
     if flows_dir is None:
         flows_dir = "flows" if (root / "flows").is_dir() else "."
     state_dir = reader.get(data, keys, "state_dir", str, ".flows-tui")
-    return ProjectConfig(flows_dir=(root / flows_dir).resolve(), state_dir=(root / state_dir).resolve())
+    level = reader.get(data, keys, "log_level", str, "INFO")
+    if level.upper() not in LOG_LEVELS:
+        raise reader.error(keys + ("log_level",),
+                           f"log_level must be one of {', '.join(LOG_LEVELS)} (any case), got {level!r}")
+    return ProjectConfig(flows_dir=(root / flows_dir).resolve(), state_dir=(root / state_dir).resolve(),
+                         log_level=LOG_LEVELS[level.upper()])
 
 
 def _cluster(reader: _Reader, data: dict, root: Path) -> ClusterConfig:

@@ -27,6 +27,7 @@ class TaskRunContext:
     attempt: int
     log_prints: bool
     emit_log: Callable[[logging.LogRecord], None]
+    log_level: int = logging.INFO  # records below it are not captured
 
 
 flow_run_var: contextvars.ContextVar["FlowRunEngine | None"] = contextvars.ContextVar(

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable
 from . import events as ev
 from .context import flow_run_var, using
 from .futures import TaskFuture, TaskFutureList, allow_failure, unmapped
-from .logs import format_record, install_print_capture
+from .logs import format_record, install_log_capture, install_print_capture
 from .model import RunModel
 from .states import (CANCELLED, COMPLETED, CRASHED, FAILED, FAILURE_STATES, FINAL_STATES, NOT_RUN,
                      PENDING, RETRYING, RUNNING, SUCCESS_STATES, TIMED_OUT, CancelledRun, CrashedRun,
@@ -136,7 +136,7 @@ class FlowRunEngine:
 
     def __init__(self, flow: "Flow", parameters: dict[str, Any], *, client: "distributed.Client",
                  bus: ev.EventBus | None = None, run_id: str | None = None, file: str | None = None,
-                 address: str | None = None) -> None:
+                 address: str | None = None, log_level: int = logging.INFO) -> None:
         self.flow = flow
         self.parameters = dict(parameters)
         self.client = client
@@ -146,6 +146,7 @@ class FlowRunEngine:
         self.file = file
         self.address = address
         self.log_prints = bool(flow.log_prints)
+        self.log_level = log_level  # records below it, in the body and in tasks, are not captured
         self.model = RunModel()
         self.flow_attempt = 1
         self._lock = threading.RLock()
@@ -194,6 +195,7 @@ class FlowRunEngine:
                                          address=self.address))
         self.client.subscribe_topic(self.topic, self._on_worker_messages)
         _worker_deaths.listen(self.client, self)
+        install_log_capture()
         if self.log_prints:
             install_print_capture()
         watcher = threading.Thread(target=self._watch, name=f"flows-tui-watch-{self.run_id}", daemon=True)
@@ -461,7 +463,8 @@ class FlowRunEngine:
                 self._open_ids.add(task_run_id)
                 self._emit(ev.TaskRunCreated(self.run_id, task_run_id, task.name, name, created, map_index,
                                              upstream, self.flow_attempt))
-                call = TaskCall(self.run_id, task_run_id, name, map_index, self.topic, task, allowed, log_prints)
+                call = TaskCall(self.run_id, task_run_id, name, map_index, self.topic, task, allowed, log_prints,
+                                self.log_level)
                 specs.append((call, args_template, kwargs_template, deps.futures))
                 futures.append(TaskFuture(self, task_run_id, name))
                 keys.append(key)
@@ -605,12 +608,13 @@ class FlowRunEngine:
         if track is None:
             return
         kind = m["k"]
-        when = _utc(m["t"])
         if kind == "log":
             attempt = track.executions.get((m["x"], m["a"]), m["a"])
-            line = ev.LogLine(when, m["l"], m["m"], task_run_id, attempt, m.get("n"))
-            self._emit(ev.LogLines(self.run_id, (line,)))
+            self._emit(ev.LogLines(self.run_id, tuple(
+                ev.LogLine(_utc(created), level, message, task_run_id, attempt, name)
+                for created, level, message, name in m["lines"])))
             return
+        when = _utc(m["t"])
         task_run = self.flow_run.task_runs[task_run_id]
         execution = (m["x"], m["a"])
         if kind == "end" and "st" in m:  # the attempt started and ended within one batch
@@ -806,9 +810,11 @@ def _is_iterable(value: Any) -> bool:
 
 def run_flow(flow: "Flow", parameters: dict[str, Any], *, client: "distributed.Client", bus: ev.EventBus | None = None,
              run_id: str | None = None, file: str | None = None, address: str | None = None,
-             on_engine: Callable[[FlowRunEngine], None] | None = None) -> FlowRunEngine:
+             on_engine: Callable[[FlowRunEngine], None] | None = None,
+             log_level: int = logging.INFO) -> FlowRunEngine:
     """Run `flow` to its end and return the engine (its `.model`, `.return_value`, `.final` state)."""
-    engine = FlowRunEngine(flow, parameters, client=client, bus=bus, run_id=run_id, file=file, address=address)
+    engine = FlowRunEngine(flow, parameters, client=client, bus=bus, run_id=run_id, file=file, address=address,
+                           log_level=log_level)
     if on_engine is not None:
         on_engine(engine)
     engine.final = engine.run()
