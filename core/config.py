@@ -50,15 +50,17 @@ class ClusterConfig:
 
 @dataclass(frozen=True)
 class SlackConfig:
-    webhook_url: str
+    # The URL is the credential (and often comes from ${VAR}): kept out of repr, so out of logs and tracebacks.
+    webhook_url: str = field(repr=False)
     on: tuple[str, ...] = ("Failed", "Crashed")
 
 
 @dataclass(frozen=True)
 class WebhookConfig:
-    url: str
+    # URL and headers may carry tokens: kept out of repr, so out of logs and tracebacks.
+    url: str = field(repr=False)
     on: tuple[str, ...] = ("Failed", "Crashed")
-    headers: dict[str, str] = field(default_factory=dict)
+    headers: dict[str, str] = field(default_factory=dict, repr=False)
 
 
 @dataclass(frozen=True)

@@ -226,9 +226,20 @@ class FlowRunEngine:
         return state
 
     def _run_flow_hooks(self, state: State) -> None:
-        """Prefect's flow hooks: `hook(flow, flow_run, state)`; a failing hook is logged, never raised."""
-        hooks = self.flow.on_completion_hooks if state.name in SUCCESS_STATES else (
-            self.flow.on_failure_hooks if state.name in (FAILED, TIMED_OUT, CRASHED) else [])
+        """Prefect's flow hooks: `hook(flow, flow_run, state)`; a failing hook is logged, never raised.
+
+        As in Prefect 3, Crashed and Cancelled have hooks of their own: a crash does not call on_failure.
+        """
+        if state.name in SUCCESS_STATES:
+            hooks = self.flow.on_completion_hooks
+        elif state.name in (FAILED, TIMED_OUT):
+            hooks = self.flow.on_failure_hooks
+        elif state.name == CRASHED:
+            hooks = self.flow.on_crashed_hooks
+        elif state.name == CANCELLED:
+            hooks = self.flow.on_cancellation_hooks
+        else:
+            hooks = []
         for hook in hooks:
             try:
                 hook(self.flow, self.flow_run, state)

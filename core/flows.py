@@ -28,6 +28,8 @@ class Flow:
         validate_parameters: bool = True,
         on_completion: list[Callable[..., Any]] | None = None,
         on_failure: list[Callable[..., Any]] | None = None,
+        on_crashed: list[Callable[..., Any]] | None = None,
+        on_cancellation: list[Callable[..., Any]] | None = None,
         task_runner: Any = None,
         persist_result: bool | None = None,
     ) -> None:
@@ -49,6 +51,9 @@ class Flow:
         self.should_validate_parameters = validate_parameters
         self.on_completion_hooks = list(on_completion or ())
         self.on_failure_hooks = list(on_failure or ())
+        # As in Prefect 3, a crash or a cancellation calls its own hooks, not on_failure.
+        self.on_crashed_hooks = list(on_crashed or ())
+        self.on_cancellation_hooks = list(on_cancellation or ())
         self.task_runner = task_runner  # accepted for Prefect compatibility; Dask always runs the tasks
         self.signature = inspect.signature(fn)
         functools.update_wrapper(self, fn)
@@ -77,13 +82,15 @@ class Flow:
 
     def with_options(self, **options: Any) -> "Flow":
         clone = copy.copy(self)
+        hooks = {name: f"{name}_hooks" for name in ("on_completion", "on_failure", "on_crashed", "on_cancellation")}
         for key, value in options.items():
             if key == "validate_parameters":
                 clone.should_validate_parameters = value
                 continue
-            if not hasattr(clone, key) or key in ("fn", "signature"):
+            attribute = hooks.get(key, key)
+            if not hasattr(clone, attribute) or key in ("fn", "signature"):
                 raise TypeError(f"with_options() got an unknown option {key!r}")
-            setattr(clone, key, value)
+            setattr(clone, attribute, list(value or ()) if key in hooks else value)
         return clone
 
     def serve(self, *args: Any, **kwargs: Any) -> None:
