@@ -12,7 +12,8 @@ from dataclasses import dataclass, field
 from typing import Any, Iterable
 
 from . import events as ev
-from .states import FINAL_STATES, PENDING, RUNNING
+from .states import (CACHED, CANCELLED, COMPLETED, CRASHED, FAILED, FINAL_STATES, NOT_RUN, PENDING, RETRYING, RUNNING,
+                     SCHEDULED, SUCCESS_STATES, TIMED_OUT)
 
 
 @dataclass
@@ -66,6 +67,11 @@ class TaskRun:
         return self.state in FINAL_STATES
 
     @property
+    def retries(self) -> int:
+        """Attempts after the first (a worker death that made Dask run it again counts too)."""
+        return max(0, len(self.attempts) - 1)
+
+    @property
     def error(self) -> str | None:
         """The error a user should read first: the last attempt's, else the state's message."""
         if self.state in FINAL_STATES and self.state not in ("Completed", "Cached"):
@@ -74,6 +80,70 @@ class TaskRun:
                     return attempt.error
             return self.message
         return None
+
+
+# How a group of task runs reads at a glance: the first state in this list that any run is in.
+# Activity first (a group still moving is not done), then the failures a user must see,
+# then the quiet outcomes.
+_GROUP_STATE_ORDER = (RUNNING, RETRYING, PENDING, SCHEDULED, CRASHED, TIMED_OUT, FAILED, CANCELLED, NOT_RUN,
+                      COMPLETED, CACHED)
+
+
+@dataclass
+class TaskGroup:
+    """One task of a flow run: its single run, or its mapped children in map_index order."""
+
+    task: str
+    runs: list[TaskRun] = field(default_factory=list)
+
+    @property
+    def is_mapped(self) -> bool:
+        return any(task_run.map_index is not None for task_run in self.runs)
+
+    @property
+    def counts(self) -> Counter:
+        return Counter(task_run.state for task_run in self.runs)
+
+    @property
+    def total(self) -> int:
+        return len(self.runs)
+
+    @property
+    def done(self) -> int:
+        """Runs that ended successfully (Completed or Cached)."""
+        return sum(1 for task_run in self.runs if task_run.state in SUCCESS_STATES)
+
+    @property
+    def is_final(self) -> bool:
+        return all(task_run.is_final for task_run in self.runs)
+
+    @property
+    def state(self) -> str:
+        """One state for the whole group, for a collapsed row (see _GROUP_STATE_ORDER)."""
+        present = {task_run.state for task_run in self.runs}
+        return next((state for state in _GROUP_STATE_ORDER if state in present), PENDING)
+
+    @property
+    def started(self) -> _dt.datetime | None:
+        starts = [task_run.started for task_run in self.runs if task_run.started is not None]
+        return min(starts) if starts else None
+
+    @property
+    def ended(self) -> _dt.datetime | None:
+        """When the last run ended; None while any run has not."""
+        if not self.runs or not self.is_final:
+            return None
+        return max(task_run.ended for task_run in self.runs if task_run.ended is not None)
+
+    @property
+    def duration(self) -> float | None:
+        """Wall time from the first start to the last end; None while running or if nothing started."""
+        started, ended = self.started, self.ended
+        return None if started is None or ended is None else (ended - started).total_seconds()
+
+    @property
+    def retries(self) -> int:
+        return sum(task_run.retries for task_run in self.runs)
 
 
 @dataclass
@@ -102,6 +172,31 @@ class FlowRun:
     def current_task_runs(self) -> list[TaskRun]:
         """Task runs of the latest flow-level attempt (earlier attempts stay in history)."""
         return [t for t in self.task_runs.values() if t.flow_attempt == self.attempt]
+
+    def groups(self, flow_attempt: int | None = None) -> list[TaskGroup]:
+        """The tree's second level: one group per task, in the order tasks were first created.
+
+        Of the latest flow-level attempt unless `flow_attempt` names an earlier one. Within a
+        group, runs of plain calls come first in creation order, then mapped children by
+        map_index (stable, so two `.map()` calls of one task interleave by index).
+        """
+        attempt = self.attempt if flow_attempt is None else flow_attempt
+        groups: dict[str, TaskGroup] = {}
+        for task_run in self.task_runs.values():  # dicts keep creation order
+            if task_run.flow_attempt == attempt:
+                groups.setdefault(task_run.task, TaskGroup(task_run.task)).runs.append(task_run)
+        for group in groups.values():
+            group.runs.sort(key=lambda t: (t.map_index is not None, t.map_index or 0))
+        return list(groups.values())
+
+    @property
+    def error(self) -> str | None:
+        """Why the run did not complete: its message, else the first failed task run's error."""
+        if self.state not in FINAL_STATES or self.state in SUCCESS_STATES:
+            return None
+        if self.message:
+            return self.message
+        return next((t.error for t in self.current_task_runs() if t.error), None)
 
 
 class RunModel:
