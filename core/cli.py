@@ -11,7 +11,7 @@ from typing import Any
 import click
 from rich.console import Console
 
-from .errors import FlowsTuiError
+from .errors import FlowsTuiError, UsageError
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -37,10 +37,10 @@ class _Main(click.Group):
         return super().parse_args(ctx, args)
 
 
-def _load_config(config_path: str | None):
+def _load_config(config_path: str | None, *, require_env: bool = True):
     from .config import load_config
 
-    return load_config(Path(config_path) if config_path else None, cwd=Path.cwd())
+    return load_config(Path(config_path) if config_path else None, cwd=Path.cwd(), require_env=require_env)
 
 
 @click.group(cls=_Main, invoke_without_command=True, context_settings={"help_option_names": ["-h", "--help"]})
@@ -66,7 +66,11 @@ def main(ctx: click.Context, config_path: str | None, address: str | None) -> No
         from .tui.app import run_app
     except ImportError as error:
         raise _fail(FlowsTuiError(f"the terminal UI could not start: {error}"))
-    raise click.exceptions.Exit(run_app(config, path=path, address=address))
+    try:
+        status = run_app(config, path=path, address=address)
+    except FlowsTuiError as error:
+        raise _fail(error)
+    raise click.exceptions.Exit(status)
 
 
 @main.command()
@@ -81,18 +85,19 @@ def run(ctx: click.Context, flow_spec: str, params: tuple[str, ...], address: st
         config_path: str | None, as_json: bool) -> None:
     """Run FLOW (a flow's name or file.py:function) headless; exit 0 Completed, 1 failed, 2 bad input."""
     from . import events as ev
+    from .catalog import flow_config_for
     from .cluster import choose_cluster
     from .parameters import parse_assignments
     from .progress import Progress, print_summary, run_document
     from .reload import find_flow
-    from .runner import execute
+    from .runner import execute, recording
 
     address = address or ctx.obj.get("address")
     config_path = config_path or ctx.obj.get("config_path")
     try:
         config = _load_config(config_path)
         flow, loaded = find_flow(flow_spec, config.project.flows_dir)
-        flow_config = _flow_config(config, flow)
+        flow_config = flow_config_for(config, flow)
         values: dict[str, Any] = dict(flow_config.parameters) if flow_config else {}
         typed = parse_assignments(params)
         values.update(typed)
@@ -107,9 +112,9 @@ def run(ctx: click.Context, flow_spec: str, params: tuple[str, ...], address: st
     progress = Progress(console, live=live)
     unsubscribe = bus.subscribe(progress.handle, name="progress")
     try:
-        with progress:
-            engine = execute(flow, parameters, choice, bus=bus, file=str(loaded.path))
-            bus.flush()
+        with recording(bus, config) as store, progress:
+            engine = execute(flow, parameters, choice, bus=bus, file=str(loaded.path),
+                             log_level=config.project.log_level)
     except FlowsTuiError as error:
         unsubscribe()
         raise _fail(error)
@@ -118,6 +123,8 @@ def run(ctx: click.Context, flow_spec: str, params: tuple[str, ...], address: st
         _stderr().print("interrupted")
         raise click.exceptions.Exit(130)
     unsubscribe()
+    if store.failure is not None:
+        _stderr().print(f"warning: {store.failure}", markup=False)
     flow_run = engine.flow_run
     print_summary(console, flow_run)
     if as_json:
@@ -125,12 +132,190 @@ def run(ctx: click.Context, flow_spec: str, params: tuple[str, ...], address: st
     raise click.exceptions.Exit(EXIT_OK if flow_run.state in ("Completed", "Cached") else EXIT_FAILED)
 
 
-def _flow_config(config: Any, flow: Any) -> Any:
-    flows = getattr(config, "flows", {}) or {}
-    for key in (flow.name, flow.fn.__name__, flow.name.replace("-", "_")):
-        if key in flows:
-            return flows[key]
-    return None
+def _open_store(config: Any):
+    """The state_dir's store (marking runs of dead flows-tui processes Crashed on the way)."""
+    from .store import Store, store_path
+
+    if not store_path(config.project.state_dir).exists():
+        raise _fail(FlowsTuiError(f"no runs recorded yet in {config.project.state_dir} "
+                                  "(`flows-tui run FLOW` records one)"))
+    try:
+        return Store.open(config.project.state_dir)
+    except FlowsTuiError as error:
+        raise _fail(error)
+
+
+@main.command()
+@click.argument("flow_name", metavar="[FLOW]", required=False)
+@click.option("--limit", "-n", default=50, show_default=True, help="How many runs to show (0: all).")
+@click.option("--config", "config_path", type=click.Path(dir_okay=False), help="flows.toml to use.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON lines, newest first.")
+@click.pass_context
+def runs(ctx: click.Context, flow_name: str | None, limit: int, config_path: str | None, as_json: bool) -> None:
+    """List recorded runs, newest first (of FLOW only, if given)."""
+    from rich.table import Table
+
+    from .progress import format_duration, state_text
+
+    try:
+        config = _load_config(config_path or ctx.obj.get("config_path"), require_env=False)
+    except FlowsTuiError as error:
+        raise _fail(error)
+    store = _open_store(config)
+    found = store.runs(flow_name, limit=limit or None)
+    if flow_name is not None and not found and flow_name not in store.flows():
+        import difflib
+
+        close = difflib.get_close_matches(flow_name, store.flows(), n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise _fail(UsageError(f"no runs of a flow named {flow_name!r}{hint}"))
+    if as_json:
+        for summary in found:
+            click.echo(json.dumps(summary.document()))
+        return
+    table = Table(box=None, header_style="bold", padding=(0, 1))
+    for column in ("run", "flow", "state", "started", "duration"):
+        table.add_column(column)
+    for summary in found:
+        duration = None if summary.ended is None else (summary.ended - summary.started).total_seconds()
+        table.add_row(summary.run_id, summary.flow, state_text(summary.state),
+                      summary.started.astimezone().strftime("%Y-%m-%d %H:%M:%S"), format_duration(duration))
+    Console(highlight=False).print(table)
+
+
+@main.command()
+@click.argument("run_id", metavar="RUN_ID")
+@click.option("--task", "task_name", metavar="NAME", help="Only this task's lines (a task run's or a task's name).")
+@click.option("--level", type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"], case_sensitive=False),
+              default="DEBUG", show_default=True, help="Only lines at this level or above.")
+@click.option("--follow", "-f", is_flag=True, help="Keep printing new lines until the run ends.")
+@click.option("--config", "config_path", type=click.Path(dir_okay=False), help="flows.toml to use.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON lines.")
+@click.pass_context
+def logs(ctx: click.Context, run_id: str, task_name: str | None, level: str, follow: bool, config_path: str | None,
+         as_json: bool) -> None:
+    """Print the log lines of RUN_ID (a unique prefix is enough), from the store."""
+    import logging
+    import time
+
+    from .progress import log_text
+
+    try:
+        config = _load_config(config_path or ctx.obj.get("config_path"), require_env=False)
+    except FlowsTuiError as error:
+        raise _fail(error)
+    store = _open_store(config)
+    try:
+        run_id = store.find_run(run_id)
+    except FlowsTuiError as error:
+        raise _fail(error)
+    if task_name is not None and task_name not in store.task_names(run_id):
+        import difflib
+
+        close = difflib.get_close_matches(task_name, sorted(store.task_names(run_id)), n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise _fail(UsageError(f"run {run_id} has no task named {task_name!r}{hint}"))
+    console = Console(highlight=False, soft_wrap=True)
+    threshold = logging.getLevelName(level.upper())
+    last = 0
+    try:
+        while True:
+            final = store.is_final(run_id)  # read before the lines: nothing can slip in between
+            for stored in store.logs(run_id, task=task_name, after=last, level=threshold):
+                last = stored.id
+                if as_json:
+                    click.echo(json.dumps(stored.document()))
+                else:
+                    console.print(log_text(stored.task or "flow", stored.line))
+            if not follow or final:
+                return
+            time.sleep(0.25)
+            store.recover()  # the run's owner may have been killed meanwhile
+    except KeyboardInterrupt:
+        raise click.exceptions.Exit(130)
+
+
+@main.command("list")
+@click.option("--config", "config_path", type=click.Path(dir_okay=False), help="flows.toml to use.")
+@click.option("--json", "as_json", is_flag=True,
+              help="Print JSON lines: one per flow, one per file that fails to load.")
+@click.pass_context
+def list_flows(ctx: click.Context, config_path: str | None, as_json: bool) -> None:
+    """List the discovered flows with their file, parameters, schedule and next run.
+
+    A file that fails to load is listed with its error; the others are still listed (exit 0).
+    """
+    import datetime as _dt
+
+    from .catalog import flow_entries, stdout_to_stderr
+    from .reload import load_directory
+
+    try:
+        config = _load_config(config_path or ctx.obj.get("config_path"), require_env=False)
+    except FlowsTuiError as error:
+        raise _fail(error)
+    directory = config.project.flows_dir
+    if not directory.exists():
+        raise _fail(UsageError(f"flows directory {directory} does not exist (set [project] flows_dir in flows.toml)"))
+    with stdout_to_stderr():
+        files = load_directory(directory)
+    entries = flow_entries(config, files, _dt.datetime.now(_dt.timezone.utc))
+    if as_json:
+        for entry in entries:
+            click.echo(json.dumps(entry.document()))
+        return
+    console = Console(highlight=False)
+    if not entries:
+        console.print(f"no flow files in {directory}", markup=False)
+        return
+    console.print(_flows_table(entries))
+
+
+def _flows_table(entries: list) -> Any:
+    """`list` for people: one row per flow; a symbol and a word for the state, so NO_COLOR loses nothing."""
+    from rich.table import Table
+    from rich.text import Text
+
+    table = Table(box=None, header_style="bold", padding=(0, 1))
+    # Fold rather than cut with "…": a file name or an error cut short is of no use in 80 columns.
+    for column in ("", "flow", "file", "parameters", "schedule", "next run"):
+        table.add_column(column, overflow="fold", no_wrap=column == "")
+    for entry in entries:
+        if entry.error is not None:
+            where = f"{entry.file}:{entry.line}" if entry.line else entry.file
+            table.add_row(Text("✗ error", style="red"), "-", where, Text(entry.reason or entry.error, style="red"),
+                          "", "")
+            continue
+        shown = [f"{name} (required)" if name in entry.required else f"{name}={json.dumps(value)}"
+                 for name, value in entry.parameters.items()]
+        when = ""
+        if entry.next_run is not None:
+            when = entry.next_run.strftime("%Y-%m-%d %H:%M:%S %Z" if entry.next_run.second else "%Y-%m-%d %H:%M %Z")
+        table.add_row(Text("✓ ok", style="green"), Text(entry.name, style="bold"), entry.file,
+                      Text(", ".join(shown)), entry.schedule or "", when)
+    return table
+
+
+@main.command()
+@click.option("--config", "config_path", type=click.Path(dir_okay=False), help="flows.toml to use.")
+@click.pass_context
+def check(ctx: click.Context, config_path: str | None) -> None:
+    """Load flows.toml and every flow file; print each problem as file:line: message (exit 2 if any)."""
+    from .catalog import check_project
+
+    config_path = config_path or ctx.obj.get("config_path")
+    try:
+        report = check_project(Path(config_path) if config_path else None, cwd=Path.cwd())
+    except FlowsTuiError as error:
+        raise _fail(error)
+    for problem in report.problems:
+        click.echo(str(problem))
+    if report.problems:
+        count = len(report.problems)
+        _stderr().print(f"✗ {count} problem{'s' if count != 1 else ''}", style="red")
+        raise click.exceptions.Exit(EXIT_USAGE)
+    flows, files = report.flows, report.files
+    click.echo(f"ok: {flows} flow{'s' if flows != 1 else ''} in {files} file{'s' if files != 1 else ''}")
 
 
 if __name__ == "__main__":  # `python -m flows_tui.cli`; spawned Dask workers need this guard

@@ -135,10 +135,11 @@ class _Lines:
 # Reading sections ----------------------------------------------------------------------------
 
 class _Reader:
-    def __init__(self, path: Path, lines: _Lines, environ: Mapping[str, str]) -> None:
+    def __init__(self, path: Path, lines: _Lines, environ: Mapping[str, str], *, require_env: bool = True) -> None:
         self.path = path
         self.lines = lines
         self.environ = environ
+        self.require_env = require_env
 
     def error(self, keys: tuple[str, ...], message: str) -> ConfigError:
         return ConfigError(message, path=display_path(self.path), key=".".join(keys) or None,
@@ -160,6 +161,8 @@ class _Reader:
                 return match.group(0)[1:]
             name = match.group(1)
             if name not in self.environ:
+                if not self.require_env:
+                    return match.group(0)
                 raise self.error(keys, f"environment variable {name} is not set (used as ${{{name}}})")
             return self.environ[name]
 
@@ -331,7 +334,8 @@ def _flow(reader: _Reader, name: str, data: Any) -> FlowConfig:
     return FlowConfig(name, cron, interval, timezone, parameters, line=reader.lines.find(keys), **policies)
 
 
-def parse_config(text: str, *, path: Path, environ: Mapping[str, str] | None = None) -> Config:
+def parse_config(text: str, *, path: Path, environ: Mapping[str, str] | None = None,
+                 require_env: bool = True) -> Config:
     environ = os.environ if environ is None else environ
     root = path.parent.resolve()
     try:
@@ -340,7 +344,7 @@ def parse_config(text: str, *, path: Path, environ: Mapping[str, str] | None = N
         match = re.search(r"\(at line (\d+), column \d+\)", str(error))
         reason = re.sub(r"\s*\(at line \d+, column \d+\)", "", str(error))
         raise ConfigError(f"invalid TOML: {reason}", path=display_path(path), line=int(match.group(1)) if match else None) from None
-    reader = _Reader(path, _Lines(text), environ)
+    reader = _Reader(path, _Lines(text), environ, require_env=require_env)
     reader.table(data, (), {"project", "cluster", "notify", "flows"})
     flows_table = reader.table(data.get("flows", {}), ("flows",), set(data.get("flows", {})))
     return Config(
@@ -368,8 +372,12 @@ def find_config(start: Path) -> Path | None:
 
 
 def load_config(path: Path | None = None, *, cwd: Path | None = None,
-                environ: Mapping[str, str] | None = None) -> Config:
-    """Read `path`, else flows.toml in `cwd`, else defaults for `cwd`."""
+                environ: Mapping[str, str] | None = None, require_env: bool = True) -> Config:
+    """Read `path`, else flows.toml in `cwd`, else defaults for `cwd`.
+
+    `require_env=False` leaves an unset `${VAR}` as written instead of failing: for commands
+    that only read history, which must not need the Slack secret of the runs they show.
+    """
     cwd = (cwd or Path.cwd()).resolve()
     if path is None:
         path = find_config(cwd)
@@ -382,4 +390,4 @@ def load_config(path: Path | None = None, *, cwd: Path | None = None,
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as error:
         raise ConfigError(f"cannot read: {error}", path=display_path(path)) from None
-    return parse_config(text, path=path, environ=environ)
+    return parse_config(text, path=path, environ=environ, require_env=require_env)

@@ -158,8 +158,12 @@ def _check(info: ParameterInfo, value: Any, text: bool) -> Any:
 
 
 def validate_parameters(fn: Callable[..., Any], values: Mapping[str, Any], *, flow_name: str,
-                        from_text: bool | Container[str] = False) -> dict[str, Any]:
-    """The complete keyword arguments for `fn`, defaults filled in, each converted to its type hint."""
+                        from_text: bool | Container[str] = False, require_all: bool = True) -> dict[str, Any]:
+    """The complete keyword arguments for `fn`, defaults filled in, each converted to its type hint.
+
+    `require_all=False` checks only the values given, for a partial set that is completed
+    later (flows.toml values of an unscheduled flow, which `run -p` completes).
+    """
     parameters = signature_parameters(fn)
     by_name = {p.name: p for p in parameters}
     accepts_extra = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters)
@@ -176,9 +180,9 @@ def validate_parameters(fn: Callable[..., Any], values: Mapping[str, Any], *, fl
     for name in named:
         info = by_name[name]
         if name not in values:
-            if info.required:
+            if info.required and require_all:
                 problems.append((name, f"missing required parameter of type {type_name(info.annotation)}"))
-            else:
+            elif not info.required:
                 result[name] = info.default
             continue
         text = from_text is True or (not isinstance(from_text, bool) and name in from_text)

@@ -93,11 +93,7 @@ class Progress:
         return task_run.name if task_run else task_run_id
 
     def _log_text(self, run_id: str, line: ev.LogLine) -> Text:
-        when = line.time.astimezone().strftime("%H:%M:%S")
-        source = self._task_name(run_id, line.task_run_id) if line.task_run_id else "flow"
-        level = logging.getLevelName(line.level)
-        style = "red" if line.level >= logging.ERROR else "yellow" if line.level >= logging.WARNING else "dim"
-        return Text.assemble((f"{when} {level:<7} ", style), (f"{source} │ ", "bold"), line.message)
+        return log_text(self._task_name(run_id, line.task_run_id) if line.task_run_id else "flow", line)
 
     def _render(self) -> Any:
         with self._lock:
@@ -105,6 +101,14 @@ class Progress:
         if not runs:
             return Text("")
         return Group(*(task_table(run, live=True) for run in runs))
+
+
+def log_text(source: str, line: ev.LogLine) -> Text:
+    """One log line as the headless commands print it: time, level, where it came from, message."""
+    when = line.time.astimezone().strftime("%H:%M:%S")
+    level = logging.getLevelName(line.level)
+    style = "red" if line.level >= logging.ERROR else "yellow" if line.level >= logging.WARNING else "dim"
+    return Text.assemble((f"{when} {level:<7} ", style), (f"{source} │ ", "bold"), line.message)
 
 
 def task_table(run: FlowRun, *, live: bool = False) -> Table:

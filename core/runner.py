@@ -1,14 +1,17 @@
 """Running a flow end to end: choose the cluster, connect, run, close.
 
 Shared by `flows-tui run`, calling a flow function from plain Python, and later
-`serve` and the TUI.
+`serve` and the TUI. `recording` attaches what every run is observed by whoever
+starts it: the store (as the bus's journal) and the notifier.
 """
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 import cloudpickle
 
@@ -17,7 +20,32 @@ from .cluster import Cluster, ClusterChoice, choose_cluster, connect
 from .engine import FlowRunEngine, run_flow
 
 if TYPE_CHECKING:
+    from .config import Config
     from .flows import Flow
+    from .store import Store
+
+
+@contextlib.contextmanager
+def recording(bus: ev.EventBus, config: "Config") -> Iterator["Store"]:
+    """Record everything on `bus` in the state_dir's store and send the configured notifications.
+
+    On the way out: notifications still in flight are given their time, everything published
+    is committed, and runs this process left unfinished are marked Crashed.
+    """
+    from .notify import attach
+    from .store import Store
+
+    store = Store.open(config.project.state_dir)
+    bus.set_journal(store.record)
+    notifier = attach(bus, config.notify)
+    try:
+        yield store
+    finally:
+        if notifier is not None:
+            notifier.close()
+        bus.flush()
+        bus.remove_journal()
+        store.close()
 
 
 def _user_module_by_value(flow: "Flow") -> None:
@@ -35,7 +63,7 @@ def _user_module_by_value(flow: "Flow") -> None:
 
 
 def execute(flow: "Flow", parameters: dict[str, Any], choice: ClusterChoice, *, bus: ev.EventBus | None = None,
-            file: str | None = None, run_id: str | None = None,
+            file: str | None = None, run_id: str | None = None, log_level: int = logging.INFO,
             on_connected: Callable[[Cluster], None] | None = None,
             on_engine: Callable[[FlowRunEngine], None] | None = None) -> FlowRunEngine:
     """Connect (ClusterError if that fails), run the flow to its end, close what we started."""
@@ -46,7 +74,7 @@ def execute(flow: "Flow", parameters: dict[str, Any], choice: ClusterChoice, *, 
             on_connected(cluster)
         return run_flow(flow, parameters, client=cluster.client, bus=bus, run_id=run_id, file=file,
                         address=cluster.address if cluster.local is None else "LocalCluster",
-                        on_engine=on_engine)
+                        on_engine=on_engine, log_level=log_level)
     finally:
         cluster.close()
 
@@ -58,7 +86,10 @@ def run_from_python(flow: "Flow", parameters: dict[str, Any], *, return_state: b
     config = load_config(None, cwd=Path.cwd())
     values = flow.validate(parameters)
     file = getattr(sys.modules.get(flow.fn.__module__), "__file__", None)
-    engine = execute(flow, values, choose_cluster(None, config), file=file)
+    bus = ev.EventBus()
+    with recording(bus, config):
+        engine = execute(flow, values, choose_cluster(None, config), bus=bus, file=file,
+                         log_level=config.project.log_level)
     state = engine.final
     if return_state:
         return state

@@ -408,3 +408,47 @@ def test_with_options_replaces_a_flows_hooks(run):
     assert engine.final.name == "Failed"
     assert seen == [("on_failure", "Failed")]
 
+
+CLI_FLOWS = """
+from flows_tui import flow, task
+
+@task
+def clean(row):
+    if row == 3:
+        raise ValueError("bad row")
+    return row
+
+@flow(name="taxi_tips")
+def taxi_tips():
+    clean.map(range(5))
+"""
+
+
+def _cli_project(tmp_path: Path, notify: str) -> Path:
+    (tmp_path / "flows").mkdir()
+    (tmp_path / "flows" / "taxi.py").write_text(CLI_FLOWS)
+    (tmp_path / "flows.toml").write_text('[project]\nflows_dir = "flows"\n'
+                                         '[cluster]\nn_workers = 1\nprocesses = false\n' + notify)
+    return tmp_path
+
+
+def test_flows_tui_run_posts_the_webhook_and_a_down_webhook_changes_nothing_but_a_warning(tmp_path, receiver):
+    from conftest import cli
+
+    project = _cli_project(tmp_path, '[notify.webhook]\nurl = "${HOOK_URL}"\n')
+    secret_url = receiver.url(f"/hooks/{SECRET}")
+    result = cli("run", "taxi_tips", cwd=project, env={"HOOK_URL": secret_url})
+    assert result.returncode == 1, result.stderr
+    [request] = receiver.requests
+    assert request.body["flow"] == "taxi_tips" and request.body["state"] == "Failed"
+    assert [t["error"] for t in request.body["failed_tasks"]] == ["ValueError: bad row"]
+
+    receiver.mode = "error"
+    down = cli("run", "taxi_tips", cwd=project, env={"HOOK_URL": secret_url})
+    assert down.returncode == 1  # the run's outcome, not the webhook's
+    assert "notification to webhook failed: HTTP 500" in down.stdout
+    run_id = json.loads(cli("runs", "--json", cwd=project).stdout.splitlines()[0])["run_id"]
+    stored = cli("logs", run_id, "--json", cwd=project).stdout
+    assert "notification to webhook failed" in stored
+    for text in (result.stdout, result.stderr, down.stdout, down.stderr, stored):
+        assert SECRET not in text

@@ -18,11 +18,13 @@ from textual.containers import Horizontal, Vertical
 from textual.widgets import DataTable, Footer, Header, Log, Static
 
 from flows_tui import events as ev
+from flows_tui.catalog import flow_config_for
 from flows_tui.cluster import Cluster, choose_cluster, connect
 from flows_tui.errors import FlowsTuiError
 from flows_tui.model import RunModel
 from flows_tui.progress import SYMBOLS
 from flows_tui.reload import FlowFile, load_directory
+from flows_tui.runner import recording
 
 
 class _Bridge:
@@ -66,7 +68,8 @@ class FlowsApp(App):
         Binding("q", "quit", "Quit"),
     ]
 
-    def __init__(self, config: Any, *, path: str | None = None, address: str | None = None) -> None:
+    def __init__(self, config: Any, *, path: str | None = None, address: str | None = None,
+                 bus: ev.EventBus | None = None) -> None:
         super().__init__()
         self.config = config
         self.flows_dir = Path(path).resolve() if path else config.project.flows_dir
@@ -74,7 +77,7 @@ class FlowsApp(App):
         self.cluster: Cluster | None = None
         self.files: list[FlowFile] = []
         self.rows: list[tuple[Any, FlowFile] | None] = []
-        self.bus = ev.EventBus()
+        self.bus = bus or ev.EventBus()
         self.bridge = _Bridge()
         self.bus.subscribe(self.bridge, name="tui")
         self.running = False
@@ -175,9 +178,10 @@ class FlowsApp(App):
 
         self.running = True
         try:
-            flow_config = self.config.flows.get(flow.name) or self.config.flows.get(flow.fn.__name__)
+            flow_config = flow_config_for(self.config, flow)
             parameters = flow.validate(dict(flow_config.parameters) if flow_config else {})
-            engine = run_flow(flow, parameters, client=self.cluster.client, bus=self.bus, file=str(loaded.path))
+            engine = run_flow(flow, parameters, client=self.cluster.client, bus=self.bus, file=str(loaded.path),
+                              log_level=self.config.project.log_level)
             self.call_from_thread(self.show_last_state, flow, engine.final.name)
             self.call_from_thread(self.notify, f"{flow.name}: {engine.final.name}",
                                   severity="information" if engine.final.is_completed() else "error")
@@ -230,5 +234,7 @@ def run_app(config: Any, *, path: str | None = None, address: str | None = None)
     from multiprocessing import resource_tracker
 
     resource_tracker.ensure_running()
-    FlowsApp(config, path=path, address=address).run()
+    bus = ev.EventBus()
+    with recording(bus, config):  # every run the UI starts is stored, as with `flows-tui run`
+        FlowsApp(config, path=path, address=address, bus=bus).run()
     return 0

@@ -1,0 +1,457 @@
+"""The run store: everything runs produced, in SQLite under `state_dir`.
+
+The store is the bus's journal: each batch of events is committed before any
+subscriber sees it, so a line on screen is a line on disk. SQLite in WAL mode lets
+several flows-tui processes (a TUI and a `serve`) share one state_dir: each write is
+one short `BEGIN IMMEDIATE` transaction, readers never block writers.
+
+Each run records the process that owns it. A run still in flight whose owner is gone
+(flows-tui was killed) is marked Crashed by the next flows-tui command that opens the
+store.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as _dt
+import json
+import logging
+import os
+import socket
+import sqlite3
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+from . import events as ev
+from .errors import FlowsTuiError, UsageError
+from .model import FlowRun, RunModel
+from .states import CRASHED, FINAL_STATES, PENDING, RUNNING
+
+logger = logging.getLogger("flows_tui.store")
+
+STORE_NAME = "flows-tui.db"
+BUSY_TIMEOUT_SECONDS = 30.0
+
+# Each entry migrates the schema from version i to i + 1; the version lives in `PRAGMA user_version`.
+MIGRATIONS: list[list[str]] = [
+    [
+        """CREATE TABLE runs (
+            run_id TEXT PRIMARY KEY, flow TEXT NOT NULL, file TEXT, address TEXT,
+            parameters TEXT NOT NULL, state TEXT NOT NULL, attempt INTEGER NOT NULL DEFAULT 1,
+            started TEXT NOT NULL, ended TEXT, message TEXT, traceback TEXT,
+            owner_host TEXT, owner_pid INTEGER, owner_started REAL)""",
+        "CREATE INDEX runs_by_started ON runs (started)",
+        "CREATE INDEX runs_by_flow ON runs (flow, started)",
+        "CREATE INDEX runs_in_flight ON runs (ended) WHERE ended IS NULL",
+        """CREATE TABLE run_states (
+            run_id TEXT NOT NULL, state TEXT NOT NULL, time TEXT NOT NULL, attempt INTEGER NOT NULL,
+            message TEXT)""",
+        "CREATE INDEX run_states_by_run ON run_states (run_id)",
+        """CREATE TABLE task_runs (
+            task_run_id TEXT PRIMARY KEY, run_id TEXT NOT NULL, task TEXT NOT NULL, name TEXT NOT NULL,
+            map_index INTEGER, upstream TEXT NOT NULL, flow_attempt INTEGER NOT NULL, state TEXT NOT NULL,
+            message TEXT, retry_at TEXT, created TEXT NOT NULL, ended TEXT)""",
+        "CREATE INDEX task_runs_by_run ON task_runs (run_id)",
+        """CREATE TABLE task_states (
+            task_run_id TEXT NOT NULL, run_id TEXT NOT NULL, state TEXT NOT NULL, time TEXT NOT NULL,
+            message TEXT, retry_at TEXT)""",
+        "CREATE INDEX task_states_by_run ON task_states (run_id)",
+        """CREATE TABLE attempts (
+            task_run_id TEXT NOT NULL, attempt INTEGER NOT NULL, run_id TEXT NOT NULL, state TEXT NOT NULL,
+            started TEXT NOT NULL, ended TEXT, error TEXT, traceback TEXT, worker TEXT,
+            PRIMARY KEY (task_run_id, attempt))""",
+        "CREATE INDEX attempts_by_run ON attempts (run_id)",
+        """CREATE TABLE logs (
+            id INTEGER PRIMARY KEY, run_id TEXT NOT NULL, task_run_id TEXT, attempt INTEGER,
+            time TEXT NOT NULL, level INTEGER NOT NULL, logger TEXT, message TEXT NOT NULL)""",
+        "CREATE INDEX logs_by_run ON logs (run_id, id)",
+    ],
+]
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+class StoreError(FlowsTuiError):
+    """The run store cannot be opened or written (a read-only state_dir, a full disk, a newer schema)."""
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    """One line of `flows-tui runs`."""
+
+    run_id: str
+    flow: str
+    state: str
+    started: _dt.datetime
+    ended: _dt.datetime | None
+
+    def document(self) -> dict[str, Any]:
+        return {"run_id": self.run_id, "flow": self.flow, "state": self.state, "started": _iso(self.started),
+                "ended": _iso(self.ended)}
+
+
+@dataclass(frozen=True)
+class StoredLine:
+    """A log line as stored, with the name of the task run it came from (None for the flow)."""
+
+    id: int
+    run_id: str
+    task: str | None
+    line: ev.LogLine
+
+    def document(self) -> dict[str, Any]:
+        return {"time": _iso(self.line.time), "level": logging.getLevelName(self.line.level), "task": self.task,
+                "task_id": self.line.task_run_id, "message": self.line.message}
+
+
+def _iso(moment: _dt.datetime | None) -> str | None:
+    return None if moment is None else moment.isoformat()
+
+
+def _time(text: str | None) -> _dt.datetime | None:
+    return None if text is None else _dt.datetime.fromisoformat(text)
+
+
+def _now() -> _dt.datetime:
+    return _dt.datetime.now(_dt.timezone.utc)
+
+
+def _json(value: Any) -> str:
+    from .parameters import json_default
+
+    return json.dumps(value, default=json_default)
+
+
+def _process_started(pid: int) -> float | None:
+    import psutil  # a dependency of distributed
+
+    try:
+        return psutil.Process(pid).create_time()
+    except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+        return None
+
+
+def _owner_alive(host: str | None, pid: int | None, started: float | None) -> bool:
+    """Is the process that owns a run still running? Runs of other hosts are assumed alive."""
+    if host != socket.gethostname():
+        return True
+    if pid is None:
+        return False
+    created = _process_started(pid)
+    if created is None:
+        return False
+    # A reused pid belongs to a process started later than the owner.
+    return started is None or abs(created - started) < 1.0
+
+
+class Store:
+    """The SQLite store of one state_dir. `record` is the bus journal; the rest are queries."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.failure: StoreError | None = None
+        self._writer: sqlite3.Connection | None = None
+        self._writer_lock = threading.Lock()
+        self._owner = (socket.gethostname(), os.getpid(), _process_started(os.getpid()))
+        self._owned: set[str] = set()  # runs in flight that this process records
+
+    @classmethod
+    def open(cls, state_dir: Path) -> "Store":
+        """Open (creating or migrating) the store in `state_dir`, and mark orphaned runs Crashed."""
+        try:
+            state_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as error:
+            raise StoreError(f"cannot create the state directory {state_dir}: {error.strerror or error}") from None
+        store = cls(state_dir / STORE_NAME)
+        with store._connection() as connection:
+            store._migrate(connection)
+        store.recover()
+        return store
+
+    # Connections -----------------------------------------------------------------------------
+
+    def _connect(self) -> sqlite3.Connection:
+        try:
+            connection = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_SECONDS, isolation_level=None,
+                                         check_same_thread=False)
+            connection.execute("PRAGMA journal_mode=WAL")
+            # NORMAL is durable against a killed process (the OS keeps the WAL); only a power
+            # loss may take the last commits.
+            connection.execute("PRAGMA synchronous=NORMAL")
+        except sqlite3.Error as error:
+            raise self._error("open", error) from None
+        connection.row_factory = sqlite3.Row
+        return connection
+
+    def _connection(self) -> "contextlib.closing[sqlite3.Connection]":
+        return contextlib.closing(self._connect())
+
+    def _error(self, doing: str, error: BaseException) -> StoreError:
+        hint = ""
+        text = str(error)
+        if "readonly" in text or "unable to open" in text:
+            hint = " (is the state_dir writable?)"
+        elif "disk is full" in text or "disk I/O" in text:
+            hint = " (is the disk full?)"
+        return StoreError(f"cannot {doing} the run store {self.path}: {text}{hint}")
+
+    def _migrate(self, connection: sqlite3.Connection) -> None:
+        try:
+            connection.execute("BEGIN IMMEDIATE")
+            version = connection.execute("PRAGMA user_version").fetchone()[0]
+            if version > SCHEMA_VERSION:
+                connection.execute("ROLLBACK")
+                raise StoreError(f"the run store {self.path} was written by a newer flows-tui (schema {version}; "
+                                 f"this one knows up to {SCHEMA_VERSION}): upgrade flows-tui")
+            for statements in MIGRATIONS[version:]:
+                for statement in statements:
+                    connection.execute(statement)
+            if version < SCHEMA_VERSION:
+                connection.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            connection.execute("COMMIT")
+        except sqlite3.Error as error:
+            if connection.in_transaction:
+                connection.execute("ROLLBACK")
+            raise self._error("open", error) from None
+
+    # Writing: the bus journal ------------------------------------------------------------------
+
+    def record(self, batch: list) -> None:
+        """Commit one batch of events in one transaction (called on the bus's journal thread)."""
+        with self._writer_lock:
+            try:
+                if self._writer is None:
+                    self._writer = self._connect()
+                connection = self._writer
+                connection.execute("BEGIN IMMEDIATE")
+                try:
+                    for event in batch:
+                        handler = _WRITERS.get(type(event))
+                        if handler is not None:
+                            handler(self, connection, event)
+                    connection.execute("COMMIT")
+                except BaseException:
+                    connection.execute("ROLLBACK")
+                    raise
+            except sqlite3.Error as error:
+                if self.failure is None:
+                    self.failure = self._error("write", error)
+                    logger.error("%s", self.failure)
+                return
+            self.failure = None
+
+    def _flow_run_started(self, c: sqlite3.Connection, e: ev.FlowRunStarted) -> None:
+        host, pid, started = self._owner
+        c.execute("INSERT OR REPLACE INTO runs (run_id, flow, file, address, parameters, state, started, owner_host, "
+                  "owner_pid, owner_started) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                  (e.run_id, e.flow, e.file, e.address, _json(e.parameters), PENDING, _iso(e.time), host, pid, started))
+        self._owned.add(e.run_id)
+
+    def _flow_state_changed(self, c: sqlite3.Connection, e: ev.FlowStateChanged) -> None:
+        final = e.state in FINAL_STATES
+        c.execute("UPDATE runs SET state = ?, attempt = ?, message = ?, traceback = ?, ended = ? WHERE run_id = ?",
+                  (e.state, e.attempt, e.message, e.traceback, _iso(e.time) if final else None, e.run_id))
+        c.execute("INSERT INTO run_states (run_id, state, time, attempt, message) VALUES (?, ?, ?, ?, ?)",
+                  (e.run_id, e.state, _iso(e.time), e.attempt, e.message))
+        if final:
+            self._owned.discard(e.run_id)
+
+    def _task_run_created(self, c: sqlite3.Connection, e: ev.TaskRunCreated) -> None:
+        c.execute("INSERT OR REPLACE INTO task_runs (task_run_id, run_id, task, name, map_index, upstream, "
+                  "flow_attempt, state, created) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                  (e.task_run_id, e.run_id, e.task, e.name, e.map_index, json.dumps(list(e.upstream)),
+                   e.flow_attempt, PENDING, _iso(e.time)))
+
+    def _task_state_changed(self, c: sqlite3.Connection, e: ev.TaskStateChanged) -> None:
+        final = e.state in FINAL_STATES
+        c.execute("UPDATE task_runs SET state = ?, message = ?, retry_at = ?, ended = ? WHERE task_run_id = ?",
+                  (e.state, e.message, _iso(e.retry_at), _iso(e.time) if final else None, e.task_run_id))
+        c.execute("INSERT INTO task_states (task_run_id, run_id, state, time, message, retry_at) "
+                  "VALUES (?, ?, ?, ?, ?, ?)",
+                  (e.task_run_id, e.run_id, e.state, _iso(e.time), e.message, _iso(e.retry_at)))
+
+    def _attempt_started(self, c: sqlite3.Connection, e: ev.AttemptStarted) -> None:
+        c.execute("INSERT OR REPLACE INTO attempts (task_run_id, attempt, run_id, state, started, worker) "
+                  "VALUES (?, ?, ?, ?, ?, ?)", (e.task_run_id, e.attempt, e.run_id, RUNNING, _iso(e.time), e.worker))
+
+    def _attempt_ended(self, c: sqlite3.Connection, e: ev.AttemptEnded) -> None:
+        updated = c.execute("UPDATE attempts SET state = ?, ended = ?, error = ?, traceback = ? "
+                            "WHERE task_run_id = ? AND attempt = ?",
+                            (e.state, _iso(e.time), e.error, e.traceback, e.task_run_id, e.attempt)).rowcount
+        if not updated:
+            c.execute("INSERT INTO attempts (task_run_id, attempt, run_id, state, started, ended, error, traceback) "
+                      "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                      (e.task_run_id, e.attempt, e.run_id, e.state, _iso(e.time), _iso(e.time), e.error, e.traceback))
+
+    def _log_lines(self, c: sqlite3.Connection, e: ev.LogLines) -> None:
+        c.executemany("INSERT INTO logs (run_id, task_run_id, attempt, time, level, logger, message) "
+                      "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                      [(e.run_id, line.task_run_id, line.attempt, _iso(line.time), line.level, line.logger,
+                        line.message) for line in e.lines])
+
+    def close(self, reason: str = "flows-tui stopped while the run was in flight") -> None:
+        """Mark the runs this process still had in flight Crashed, then close the writer."""
+        with self._writer_lock:
+            in_flight, self._owned = list(self._owned), set()
+        for run_id in in_flight:
+            self._mark_crashed(run_id, reason)
+        with self._writer_lock:
+            if self._writer is not None:
+                self._writer.close()
+                self._writer = None
+
+    # Crash recovery ----------------------------------------------------------------------------
+
+    def recover(self) -> list[str]:
+        """Mark Crashed every run in flight whose owning process is gone; returns their ids."""
+        with self._connection() as connection:
+            rows = connection.execute("SELECT run_id, owner_host, owner_pid, owner_started FROM runs "
+                                      "WHERE ended IS NULL").fetchall()
+        orphans = [row["run_id"] for row in rows
+                   if row["run_id"] not in self._owned
+                   and not _owner_alive(row["owner_host"], row["owner_pid"], row["owner_started"])]
+        for run_id in orphans:
+            self._mark_crashed(run_id, "flows-tui ended while this run was in flight (the process was killed "
+                                       "or the machine restarted)")
+        return orphans
+
+    def _mark_crashed(self, run_id: str, reason: str) -> None:
+        when = _iso(_now())
+        try:
+            with self._connection() as c:
+                c.execute("BEGIN IMMEDIATE")
+                row = c.execute("SELECT attempt FROM runs WHERE run_id = ? AND ended IS NULL", (run_id,)).fetchone()
+                if row is None:  # another process recovered it first
+                    c.execute("ROLLBACK")
+                    return
+                c.execute("UPDATE attempts SET state = ?, ended = ?, error = ? WHERE run_id = ? AND ended IS NULL",
+                          (CRASHED, when, reason, run_id))
+                open_tasks = [r["task_run_id"] for r in c.execute(
+                    "SELECT task_run_id FROM task_runs WHERE run_id = ? AND ended IS NULL", (run_id,))]
+                c.executemany("INSERT INTO task_states (task_run_id, run_id, state, time, message) "
+                              "VALUES (?, ?, ?, ?, ?)", [(t, run_id, CRASHED, when, reason) for t in open_tasks])
+                c.execute("UPDATE task_runs SET state = ?, message = ?, ended = ? WHERE run_id = ? AND ended IS NULL",
+                          (CRASHED, reason, when, run_id))
+                c.execute("UPDATE runs SET state = ?, message = ?, ended = ? WHERE run_id = ?",
+                          (CRASHED, reason, when, run_id))
+                c.execute("INSERT INTO run_states (run_id, state, time, attempt, message) VALUES (?, ?, ?, ?, ?)",
+                          (run_id, CRASHED, when, row["attempt"], reason))
+                c.execute("COMMIT")
+        except sqlite3.Error as error:
+            raise self._error("update", error) from None
+
+    # Queries -----------------------------------------------------------------------------------
+
+    def runs(self, flow: str | None = None, limit: int | None = None) -> list[RunSummary]:
+        """Runs newest first, optionally of one flow."""
+        query = "SELECT run_id, flow, state, started, ended FROM runs"
+        args: list[Any] = []
+        if flow is not None:
+            query += " WHERE flow = ?"
+            args.append(flow)
+        query += " ORDER BY started DESC, rowid DESC"
+        if limit is not None:
+            query += " LIMIT ?"
+            args.append(limit)
+        with self._connection() as c:
+            rows = c.execute(query, args).fetchall()
+        return [RunSummary(r["run_id"], r["flow"], r["state"], _time(r["started"]), _time(r["ended"])) for r in rows]
+
+    def flows(self) -> list[str]:
+        with self._connection() as c:
+            return [r[0] for r in c.execute("SELECT DISTINCT flow FROM runs ORDER BY flow")]
+
+    def find_run(self, prefix: str) -> str:
+        """The full id of the run whose id starts with `prefix` (as git does with commits)."""
+        with self._connection() as c:
+            rows = c.execute("SELECT run_id FROM runs WHERE run_id >= ? AND run_id < ? ORDER BY run_id LIMIT 6",
+                             (prefix, prefix + "\uffff")).fetchall()
+        if not rows:
+            raise UsageError(f"no run {prefix!r} in {self.path} (`flows-tui runs` lists them)")
+        if len(rows) > 1 and rows[0][0] != prefix:
+            candidates = ", ".join(r[0] for r in rows[:5])
+            raise UsageError(f"run id {prefix!r} is ambiguous: {candidates}")
+        return rows[0][0]
+
+    def load_run(self, run_id: str) -> FlowRun:
+        """Rebuild a run's tree by folding its stored history through a RunModel, like a live observer."""
+        model = RunModel()
+        model.apply_all(self._replay(run_id))
+        if run_id not in model.runs:
+            raise UsageError(f"no run {run_id!r} in {self.path}")
+        return model.runs[run_id]
+
+    def _replay(self, run_id: str) -> Iterator[Any]:
+        with self._connection() as c:
+            run = c.execute("SELECT * FROM runs WHERE run_id = ?", (run_id,)).fetchone()
+            if run is None:
+                return
+            run_states = c.execute("SELECT * FROM run_states WHERE run_id = ? ORDER BY rowid", (run_id,)).fetchall()
+            task_runs = c.execute("SELECT * FROM task_runs WHERE run_id = ? ORDER BY rowid", (run_id,)).fetchall()
+            task_states = c.execute("SELECT * FROM task_states WHERE run_id = ? ORDER BY rowid", (run_id,)).fetchall()
+            attempts = c.execute("SELECT * FROM attempts WHERE run_id = ? ORDER BY task_run_id, attempt",
+                                 (run_id,)).fetchall()
+        yield ev.FlowRunStarted(run_id, run["flow"], json.loads(run["parameters"]), _time(run["started"]),
+                                file=run["file"], address=run["address"])
+        for index, row in enumerate(run_states):
+            last = index == len(run_states) - 1
+            yield ev.FlowStateChanged(run_id, row["state"], _time(row["time"]), row["attempt"], message=row["message"],
+                                      traceback=run["traceback"] if last else None)
+        for row in task_runs:
+            yield ev.TaskRunCreated(run_id, row["task_run_id"], row["task"], row["name"], _time(row["created"]),
+                                    row["map_index"], tuple(json.loads(row["upstream"])), row["flow_attempt"])
+        for row in attempts:
+            yield ev.AttemptStarted(run_id, row["task_run_id"], row["attempt"], _time(row["started"]), row["worker"])
+            if row["ended"] is not None:
+                yield ev.AttemptEnded(run_id, row["task_run_id"], row["attempt"], row["state"], _time(row["ended"]),
+                                      row["error"], row["traceback"])
+        for row in task_states:
+            yield ev.TaskStateChanged(run_id, row["task_run_id"], row["state"], _time(row["time"]),
+                                      message=row["message"], retry_at=_time(row["retry_at"]))
+
+    def is_final(self, run_id: str) -> bool:
+        with self._connection() as c:
+            row = c.execute("SELECT ended FROM runs WHERE run_id = ?", (run_id,)).fetchone()
+        return row is not None and row[0] is not None
+
+    def logs(self, run_id: str, *, task: str | None = None, after: int = 0, limit: int | None = None,
+             level: int = 0) -> list[StoredLine]:
+        """The run's log lines in order (optionally of one task: a task run's name or a task's name)."""
+        query = ("SELECT logs.*, task_runs.name AS task_name FROM logs "
+                 "LEFT JOIN task_runs ON task_runs.task_run_id = logs.task_run_id "
+                 "WHERE logs.run_id = ? AND logs.id > ? AND logs.level >= ?")
+        args: list[Any] = [run_id, after, level]
+        if task is not None:
+            query += " AND (task_runs.name = ? OR task_runs.task = ?)"
+            args += [task, task]
+        query += " ORDER BY logs.id"
+        if limit is not None:
+            query += " LIMIT ?"
+            args.append(limit)
+        with self._connection() as c:
+            rows = c.execute(query, args).fetchall()
+        return [StoredLine(r["id"], r["run_id"], r["task_name"],
+                           ev.LogLine(_time(r["time"]), r["level"], r["message"], r["task_run_id"], r["attempt"],
+                                      r["logger"]))
+                for r in rows]
+
+    def task_names(self, run_id: str) -> set[str]:
+        with self._connection() as c:
+            rows = c.execute("SELECT name, task FROM task_runs WHERE run_id = ?", (run_id,)).fetchall()
+        return {r[0] for r in rows} | {r[1] for r in rows}
+
+
+_WRITERS = {
+    ev.FlowRunStarted: Store._flow_run_started,
+    ev.FlowStateChanged: Store._flow_state_changed,
+    ev.TaskRunCreated: Store._task_run_created,
+    ev.TaskStateChanged: Store._task_state_changed,
+    ev.AttemptStarted: Store._attempt_started,
+    ev.AttemptEnded: Store._attempt_ended,
+    ev.LogLines: Store._log_lines,
+}
+
+
+def store_path(state_dir: Path) -> Path:
+    return state_dir / STORE_NAME

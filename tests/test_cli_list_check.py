@@ -1,0 +1,296 @@
+"""`flows-tui list` and `flows-tui check` as a user types them, and the schedule arithmetic behind them."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import re
+import textwrap
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from conftest import cli
+from flows_tui.config import FlowConfig, parse_interval
+from flows_tui.schedule import describe_schedule, next_run
+
+BERLIN = ZoneInfo("Europe/Berlin")
+UTC = dt.timezone.utc
+
+ETL = """
+    import datetime
+    import enum
+    from flows_tui import flow, task
+
+    print("etl.py imported")  # a chatty module must not break the JSON on stdout
+
+    class Mode(enum.Enum):
+        FAST = "fast"
+        SAFE = "safe"
+
+    @task
+    def extract(path):
+        return path
+
+    @flow
+    def hourly_etl(path: str = "data/trips.csv", limit: int = 10_000,
+                   day: datetime.date = datetime.date(2024, 2, 29), mode: Mode = Mode.SAFE):
+        return extract(path)
+
+    @flow(name="every-five")
+    def every_five(n: int):
+        return n
+
+    @flow(name="adhoc")
+    def adhoc(rows: int, ratio: float = 0.5):
+        return rows
+"""
+
+BROKEN = "from flows_tui import flow\n\n@flow\ndef oops(:\n    pass\n"
+
+
+def write(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(textwrap.dedent(text).lstrip("\n"))
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    write(tmp_path / "flows" / "etl.py", ETL)
+    write(tmp_path / "flows.toml", """
+        [project]
+        flows_dir = "flows"
+
+        [flows.hourly_etl]
+        cron = "0 * * * *"
+        timezone = "Europe/Berlin"
+        parameters = { limit = 500 }
+
+        [flows.every-five]
+        interval = "5m"
+        parameters = { n = 3 }
+
+        [flows.adhoc]
+        parameters = { ratio = 0.25 }   # rows comes from `run -p rows=...`
+    """)
+    return tmp_path
+
+
+def list_json(project: Path) -> list[dict]:
+    result = cli("list", "--json", cwd=project)
+    assert result.returncode == 0, result.stderr
+    return [json.loads(line) for line in result.stdout.splitlines()]
+
+
+def test_list_json_has_specs_shape_with_defaults_schedules_and_next_runs(project):
+    before = dt.datetime.now(UTC)
+    lines = list_json(project)
+    after = dt.datetime.now(UTC)
+    by_name = {line["name"]: line for line in lines}
+    assert list(by_name) == ["hourly-etl", "every-five", "adhoc"]  # definition order
+    assert all(set(line) == {"name", "file", "function", "parameters", "schedule", "next_run", "error"}
+               for line in lines)
+
+    hourly = by_name["hourly-etl"]
+    assert hourly["file"] == "flows/etl.py" and hourly["function"] == "hourly_etl" and hourly["error"] is None
+    # Signature defaults as JSON (a date as ISO text, an Enum by value), flows.toml's values over them.
+    assert hourly["parameters"] == {"path": "data/trips.csv", "limit": 500, "day": "2024-02-29", "mode": "safe"}
+    assert hourly["schedule"] == "cron 0 * * * * (Europe/Berlin)"
+    fires = dt.datetime.fromisoformat(hourly["next_run"])
+    assert fires.utcoffset() == fires.astimezone(BERLIN).utcoffset()  # Berlin's offset at that instant
+    assert (fires.minute, fires.second) == (0, 0)
+    assert before < fires <= after + dt.timedelta(hours=1)
+
+    five = by_name["every-five"]
+    assert five["schedule"] == "every 5m" and five["parameters"] == {"n": 3}
+    fires = dt.datetime.fromisoformat(five["next_run"])
+    assert fires.utcoffset() is not None and fires.microsecond == 0
+    assert before + dt.timedelta(minutes=5) - dt.timedelta(seconds=1) <= fires
+    assert fires <= after + dt.timedelta(minutes=5, seconds=1)
+
+    adhoc = by_name["adhoc"]
+    assert adhoc["parameters"] == {"rows": None, "ratio": 0.25}  # rows has no default
+    assert adhoc["schedule"] is None and adhoc["next_run"] is None
+
+
+def test_list_shows_a_broken_file_with_file_and_line_beside_the_flows_that_load(project):
+    write(project / "flows" / "bad.py", BROKEN)
+    lines = list_json(project)
+    (broken,) = [line for line in lines if line["error"] is not None]
+    assert broken["error"].startswith("flows/bad.py:4: SyntaxError")
+    assert {**broken, "error": None} == {"name": None, "file": "flows/bad.py", "function": None, "parameters": {},
+                                         "schedule": None, "next_run": None, "error": None}
+    assert {line["name"] for line in lines if line["error"] is None} == {"hourly-etl", "every-five", "adhoc"}
+
+    result = cli("list", cwd=project, env={"COLUMNS": "200"})
+    assert result.returncode == 0, result.stderr
+    rows = {line.split()[2]: line for line in result.stdout.splitlines() if "✓" in line or "✗" in line}
+    assert "✗ error" in rows["-"] and "flows/bad.py:4" in rows["-"] and "SyntaxError" in rows["-"]
+    assert "✓ ok" in rows["hourly-etl"] and "cron 0 * * * * (Europe/Berlin)" in rows["hourly-etl"]
+    assert "limit=500" in rows["hourly-etl"] and "rows (required)" in rows["adhoc"]
+    assert "every 5m" in rows["every-five"]
+
+
+def test_list_with_a_bad_flows_toml_exits_2_naming_the_line(project):
+    write(project / "flows.toml", '[project]\nflows_dir = "flows"\n\n[flows.adhoc]\ncorn = "0 * * * *"\n')
+    result = cli("list", "--json", cwd=project)
+    assert result.returncode == 2
+    assert "flows.toml:5" in result.stderr and "'corn'" in result.stderr and "'cron'" in result.stderr
+    assert "Traceback" not in result.stderr and result.stdout == ""
+
+
+def test_check_passes_a_good_project(project):
+    # adhoc's required `rows` is in neither its signature defaults nor flows.toml: not scheduled,
+    # it is given with `run -p`, so that is no problem.
+    result = cli("check", cwd=project)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.strip() == "ok: 3 flows in 1 file"
+
+
+def test_check_reports_every_problem_with_file_and_line(project):
+    write(project / "flows" / "bad.py", BROKEN)
+    write(project / "flows" / "more.py", """
+        from flows_tui import flow
+
+
+        @flow(name="adhoc")
+        def adhoc_again():
+            pass
+    """)
+    write(project / "flows.toml", """
+        [project]
+        flows_dir = "flows"
+
+        [flows.hourly_etl]
+        cron = "0 * * * *"
+        parameters = { limit = "lots" }
+
+        [flows.hourly-etl-x]
+        interval = "1h"
+
+        [flows.every_five]
+        interval = "5m"
+
+        [flows.adhoc]
+        parameters = { ratio = 0.25 }
+    """)
+    lines = (project / "flows.toml").read_text().splitlines()
+
+    def line_of(fragment: str) -> int:
+        return next(number for number, line in enumerate(lines, 1) if fragment in line)
+
+    result = cli("check", cwd=project)
+    assert result.returncode == 2
+    problems = result.stdout.splitlines()
+    assert all(re.match(r"^[^:\s]+:\d+: ", problem) for problem in problems), problems
+    assert len(problems) == 5 and "5 problems" in result.stderr, problems
+
+    def problem_at(where: str) -> str:
+        found = [p for p in problems if p.startswith(where + ": ")]
+        assert len(found) == 1, (where, problems)
+        return found[0]
+
+    assert "SyntaxError: invalid syntax" in problem_at("flows/bad.py:4")
+    duplicate = problem_at("flows/more.py:4")
+    assert "'adhoc'" in duplicate and "flows/etl.py:" in duplicate
+    adhoc_line = next(n for n, l in enumerate((project / "flows/etl.py").read_text().splitlines(), 1)
+                      if l.startswith('@flow(name="adhoc")'))
+    assert f"flows/etl.py:{adhoc_line}" in duplicate
+    unknown = problem_at(f"flows.toml:{line_of('[flows.hourly-etl-x]')}")
+    assert "[flows.hourly-etl-x] names no discovered flow" in unknown and "did you mean [flows.hourly-etl]" in unknown
+    wrong_type = problem_at(f"flows.toml:{line_of('[flows.hourly_etl]')}")
+    assert "'limit'" in wrong_type and "expected an integer" in wrong_type and "'lots'" in wrong_type
+    # A scheduled run gets its parameters from flows.toml alone, so a missing one is a problem there
+    # (test_check_passes_a_good_project: unscheduled `adhoc` may leave `rows` to `run -p`).
+    missing = problem_at(f"flows.toml:{line_of('[flows.every_five]')}")
+    assert "'n'" in missing and "missing required parameter" in missing
+
+
+def test_check_reports_a_bad_flows_toml_and_still_checks_the_flow_files(project):
+    write(project / "flows" / "bad.py", BROKEN)
+    write(project / "flows.toml", '[project]\nflows_dir = "flows"\n\n[cluster\nn_workers = 2\n')
+    result = cli("check", cwd=project)
+    assert result.returncode == 2
+    problems = result.stdout.splitlines()
+    assert problems[0].startswith("flows.toml:4: invalid TOML")
+    assert problems[1].startswith("flows/bad.py:4: SyntaxError")
+    assert len(problems) == 2 and "Traceback" not in result.stderr
+
+
+def test_check_reports_an_unset_environment_variable_and_still_checks_the_flow_tables(project):
+    with (project / "flows.toml").open("a") as config:
+        config.write('\n[notify.slack]\nwebhook_url = "${FLOWS_TUI_TEST_UNSET_HOOK}"\n\n[flows.nightly]\ncron = "0 3 * * *"\n')
+    result = cli("check", cwd=project)
+    assert result.returncode == 2
+    problems = result.stdout.splitlines()
+    assert len(problems) == 2, problems
+    assert "FLOWS_TUI_TEST_UNSET_HOOK is not set" in problems[0] and problems[0].startswith("flows.toml:")
+    assert "[flows.nightly] names no discovered flow" in problems[1]
+
+    assert cli("list", "--json", cwd=project).returncode == 0  # listing needs no secret
+
+
+# Schedules, computed for chosen instants: no waiting for a clock ---------------------------------
+
+def cron(expression: str, timezone: str | None = "Europe/Berlin") -> FlowConfig:
+    return FlowConfig("f", cron=expression, timezone=timezone)
+
+
+def fire_times(config: FlowConfig, start: dt.datetime, count: int) -> list[dt.datetime]:
+    times = []
+    for _ in range(count):
+        start = next_run(config, start)
+        times.append(start)
+    return times
+
+
+def test_describe_schedule_names_the_zone_and_the_interval():
+    assert describe_schedule(cron("0 * * * *")) == "cron 0 * * * * (Europe/Berlin)"
+    assert describe_schedule(cron("0 9 * * 1-5", None)) == "cron 0 9 * * 1-5 (UTC)"
+    assert describe_schedule(FlowConfig("f", interval=parse_interval("5m"))) == "every 5m"
+    assert describe_schedule(FlowConfig("f", interval=parse_interval("90m"))) == "every 1h30m"
+    assert describe_schedule(FlowConfig("f", interval=parse_interval(45))) == "every 45s"
+    assert describe_schedule(FlowConfig("f", parameters={"x": 1})) is None
+    assert describe_schedule(None) is None
+
+
+def test_a_daily_cron_in_the_skipped_spring_hour_fires_right_after_the_change():
+    # 2026-03-29 in Berlin: 02:00 CET jumps to 03:00 CEST, so 02:30 does not exist that day.
+    times = fire_times(cron("30 2 * * *"), dt.datetime(2026, 3, 28, 12, 0, tzinfo=UTC), 3)
+    assert [t.isoformat() for t in times] == [
+        "2026-03-29T03:00:00+02:00", "2026-03-30T02:30:00+02:00", "2026-03-31T02:30:00+02:00"]
+    assert times[0].astimezone(UTC) == dt.datetime(2026, 3, 29, 1, 0, tzinfo=UTC)
+    before = dt.datetime(2026, 3, 28, 2, 30, tzinfo=BERLIN)
+    assert next_run(cron("30 2 * * *"), before - dt.timedelta(minutes=1)).isoformat() == "2026-03-28T02:30:00+01:00"
+
+
+def test_an_hourly_cron_fires_every_real_hour_across_the_autumn_change():
+    # 2026-10-25 in Berlin: 03:00 CEST goes back to 02:00 CET, so 02:00 happens twice.
+    start = dt.datetime(2026, 10, 25, 0, 30, tzinfo=BERLIN)
+    times = fire_times(cron("0 * * * *"), start, 4)
+    assert [t.isoformat() for t in times] == [
+        "2026-10-25T01:00:00+02:00", "2026-10-25T02:00:00+02:00",
+        "2026-10-25T02:00:00+01:00", "2026-10-25T03:00:00+01:00"]
+    gaps = {later.astimezone(UTC) - earlier.astimezone(UTC) for earlier, later in zip(times, times[1:])}
+    assert gaps == {dt.timedelta(hours=1)}
+
+
+def test_a_daily_cron_in_the_repeated_autumn_hour_fires_once():
+    times = fire_times(cron("30 2 * * *"), dt.datetime(2026, 10, 24, 12, 0, tzinfo=UTC), 2)
+    assert [t.isoformat() for t in times] == ["2026-10-25T02:30:00+02:00", "2026-10-26T02:30:00+01:00"]
+    # Asked from inside the repeated hour (02:10 winter time, after the 02:30 summer-time run):
+    inside = dt.datetime(2026, 10, 25, 1, 10, tzinfo=UTC)
+    assert next_run(cron("30 2 * * *"), inside).isoformat() == "2026-10-26T02:30:00+01:00"
+
+
+def test_a_cron_without_timezone_is_utc_and_an_interval_counts_from_now_in_whole_seconds():
+    now = dt.datetime(2026, 3, 29, 0, 59, 30, 600_000, tzinfo=UTC)
+    assert next_run(cron("0 9 * * *", None), now).isoformat() == "2026-03-29T09:00:00+00:00"
+    every = FlowConfig("f", interval=parse_interval("5m"))
+    assert next_run(every, now).isoformat() == "2026-03-29T01:04:31+00:00"
+    in_berlin = FlowConfig("f", interval=parse_interval("1h"), timezone="Europe/Berlin")
+    assert next_run(in_berlin, now).isoformat() == "2026-03-29T03:59:31+02:00"  # an hour later, across the change
+    assert next_run(FlowConfig("f"), now) is None and next_run(None, now) is None
+    with pytest.raises(ValueError):
+        next_run(every, dt.datetime(2026, 3, 29, 1, 0))
