@@ -56,6 +56,7 @@ def main(ctx: click.Context, config_path: str | None, address: str | None) -> No
     ctx.ensure_object(dict)
     ctx.obj.update(config_path=config_path, address=address)
     if ctx.invoked_subcommand is not None:
+        _recover_crashed_runs(config_path)
         return
     path = ctx.meta.get("flows_tui.path")
     try:
@@ -130,6 +131,21 @@ def run(ctx: click.Context, flow_spec: str, params: tuple[str, ...], address: st
     if as_json:
         click.echo(json.dumps(run_document(flow_run)))
     raise click.exceptions.Exit(EXIT_OK if flow_run.state in ("Completed", "Cached") else EXIT_FAILED)
+
+
+def _recover_crashed_runs(config_path: str | None) -> None:
+    """Every command starts by marking Crashed the runs whose flows-tui process is gone.
+
+    Quietly: a broken flows.toml or store is reported by the command itself, where it matters.
+    """
+    from .store import Store, store_path
+
+    try:
+        config = _load_config(config_path, require_env=False)
+        if store_path(config.project.state_dir).exists():
+            Store.open(config.project.state_dir)
+    except FlowsTuiError:
+        pass
 
 
 def _open_store(config: Any):

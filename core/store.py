@@ -198,6 +198,8 @@ class Store:
 
     def _migrate(self, connection: sqlite3.Connection) -> None:
         try:
+            if connection.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION:
+                return  # the usual case: no write lock taken
             connection.execute("BEGIN IMMEDIATE")
             version = connection.execute("PRAGMA user_version").fetchone()[0]
             if version > SCHEMA_VERSION:

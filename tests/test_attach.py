@@ -18,8 +18,9 @@ from conftest import cli, free_port, wait_until
 pytestmark = pytest.mark.attach
 
 FLOW = """
+    import logging
     import os
-    from flows_tui import flow, task
+    from flows_tui import flow, task, get_run_logger
 
     def where():
         return os.getcwd()
@@ -30,9 +31,12 @@ FLOW = """
 
     @task
     def square(x):
+        get_run_logger().info("squaring %d", x)
+        logging.getLogger("remote.helper").warning("helper saw %d", x)
+        print("printed", x)
         return x * x
 
-    @flow
+    @flow(log_prints=True)
     def remote(n: int = 4):
         return {"cwd": worker_cwd(), "squares": sum(square.map(range(n)).result())}
 """
@@ -103,6 +107,20 @@ def test_run_attaches_by_address_and_the_code_runs_on_the_remote_worker(tmp_path
     document = json.loads(result.stdout)
     assert document["state"] == "Completed"
     assert len(document["tasks"]) == 5
+
+
+def test_logs_from_remote_workers_reach_the_store_tagged_with_their_task_run(tmp_path, scheduler):
+    project = _project(tmp_path)
+    result = cli("run", "remote", "--address", scheduler, "--json", cwd=project)
+    assert result.returncode == 0, result.stderr
+    document = json.loads(result.stdout)
+    logs = cli("logs", document["run_id"], "--task", "square", "--json", cwd=project)
+    assert logs.returncode == 0, logs.stderr
+    lines = [json.loads(line) for line in logs.stdout.splitlines()]
+    ids = {t["name"]: t["id"] for t in document["tasks"]}
+    for x in range(4):
+        mine = [(line["level"], line["message"]) for line in lines if line["task_id"] == ids[f"square-{x}"]]
+        assert mine == [("INFO", f"squaring {x}"), ("WARNING", f"helper saw {x}"), ("INFO", f"printed {x}")]
 
 
 def test_the_task_ran_in_the_worker_process_that_cannot_import_the_flow_file(tmp_path, scheduler, worker_dir):

@@ -274,6 +274,9 @@ def test_a_killed_run_shows_crashed_with_every_line_the_user_saw(project):
     process.wait(10)
     shown_ticks = [line.split("│ ", 1)[1].strip() for line in shown if "tick" in line]
 
+    assert cli("list", cwd=project).returncode == 0  # any next command marks the run Crashed
+    [summary] = Store(project / ".flows-tui" / STORE_NAME).runs()
+    assert summary.state == "Crashed"
     runs = [json.loads(line) for line in cli("runs", "--json", cwd=project).stdout.splitlines()]
     assert [(r["flow"], r["state"]) for r in runs] == [("slow", "Crashed")]
     assert runs[0]["ended"] is not None
