@@ -284,21 +284,25 @@ def list_flows(ctx: click.Context, config_path: str | None, as_json: bool) -> No
     if not entries:
         console.print(f"no flow files in {directory}", markup=False)
         return
-    console.print(_flows_table(entries))
+    console.print(_flows_table(entries, directory))
 
 
-def _flows_table(entries: list) -> Any:
+def _flows_table(entries: list, directory: Path) -> Any:
     """`list` for people: one row per flow; a symbol and a word for the state, so NO_COLOR loses nothing."""
     from rich.table import Table
     from rich.text import Text
 
-    table = Table(box=None, header_style="bold", padding=(0, 1))
-    # Fold rather than cut with "…": a file name or an error cut short is of no use in 80 columns.
+    from .config import display_path
+
+    table = Table(box=None, header_style="bold", padding=(0, 1), title=f"flows in {display_path(directory)}",
+                  title_justify="left")
+    # Names stay whole; the rest folds rather than being cut with "…", of no use in 80 columns.
     for column in ("", "flow", "file", "parameters", "schedule", "next run"):
-        table.add_column(column, overflow="fold", no_wrap=column == "")
+        table.add_column(column, overflow="fold", no_wrap=column in ("", "flow", "file"))
     for entry in entries:
+        file = _relative_to(entry.file, directory)
         if entry.error is not None:
-            where = f"{entry.file}:{entry.line}" if entry.line else entry.file
+            where = f"{file}:{entry.line}" if entry.line else file
             table.add_row(Text("✗ error", style="red"), "-", where, Text(entry.reason or entry.error, style="red"),
                           "", "")
             continue
@@ -307,9 +311,16 @@ def _flows_table(entries: list) -> Any:
         when = ""
         if entry.next_run is not None:
             when = entry.next_run.strftime("%Y-%m-%d %H:%M:%S %Z" if entry.next_run.second else "%Y-%m-%d %H:%M %Z")
-        table.add_row(Text("✓ ok", style="green"), Text(entry.name, style="bold"), entry.file,
+        table.add_row(Text("✓ ok", style="green"), Text(entry.name, style="bold"), file,
                       Text(", ".join(shown)), entry.schedule or "", when)
     return table
+
+
+def _relative_to(file: str, directory: Path) -> str:
+    try:
+        return str(Path(file).resolve().relative_to(directory))
+    except ValueError:
+        return file
 
 
 @main.command()
