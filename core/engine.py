@@ -258,15 +258,27 @@ class FlowRunEngine:
                     box["value"] = self.flow.fn(**self.parameters)
                 except BaseException as error:
                     box["error"] = error
+                finally:
+                    box["done"] = True
+                    with self._lock:
+                        self._changed.notify_all()
 
         self._driver = threading.Thread(target=body, name=f"flows-tui-driver-{self.run_id}", daemon=True)
         timeout = self.flow.timeout_seconds
         deadline = None if timeout is None else time.monotonic() + timeout
         self._driver.start()
-        self._driver.join(timeout)
+        with self._lock:
+            # Woken by the body ending (below) or by a cancel (_interrupt notifies).
+            while "done" not in box and self._abort is None:
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    break
+                self._changed.wait(0.1 if remaining is None else min(0.1, remaining))
         if self._driver.is_alive():
-            self._interrupt(TaskRunTimedOut(f"flow run timed out after {timeout:g}s (timeout_seconds={timeout:g})"))
-            # Code stuck in a C call cannot be interrupted; it is left to finish on its own.
+            if self._abort is None:
+                self._interrupt(TaskRunTimedOut(f"flow run timed out after {timeout:g}s (timeout_seconds={timeout:g})"))
+            # Code stuck in a C call (a sleep, a socket read) cannot be interrupted: the run
+            # ends without it, and the thread is left to finish on its own.
             self._driver.join(DRIVER_STOP_SECONDS)
         self._settle(deadline)
         return self._final_state(box)
