@@ -251,6 +251,41 @@ def logs(ctx: click.Context, run_id: str, task_name: str | None, level: str, fol
         raise click.exceptions.Exit(130)
 
 
+@main.command()
+@click.option("--grace", type=float, default=30.0, show_default=True, metavar="SECONDS",
+              help="On SIGTERM/Ctrl-C, how long running runs may finish before they are cancelled.")
+@click.option("--address", help="Dask scheduler to attach to (tcp://host:8786).")
+@click.option("--config", "config_path", type=click.Path(dir_okay=False), help="flows.toml to use.")
+@click.pass_context
+def serve(ctx: click.Context, grace: float, address: str | None, config_path: str | None) -> None:
+    """Run the flows scheduled in flows.toml ([flows.NAME] cron or interval), headless, until stopped."""
+    import threading
+
+    from .cluster import choose_cluster
+    from .reload import load_directory
+    from .serve import Service, scheduled_flows, stop_on_signals
+
+    try:
+        config = _load_config(config_path or ctx.obj.get("config_path"))
+        files = load_directory(config.project.flows_dir) if config.project.flows_dir.exists() else []
+        served = scheduled_flows(config, files)
+        choice = choose_cluster(address or ctx.obj.get("address"), config)
+    except FlowsTuiError as error:
+        raise _fail(error)
+    console = Console(highlight=False, soft_wrap=True)
+    for loaded in files:
+        if loaded.error is not None:
+            console.print(f"warning: {loaded.error}", markup=False)
+    stop = threading.Event()
+    restore = stop_on_signals(stop)
+    try:
+        Service(served, config, choice, console=console).run(stop, grace)
+    except FlowsTuiError as error:
+        raise _fail(error)
+    finally:
+        restore()
+
+
 @main.command("list")
 @click.option("--config", "config_path", type=click.Path(dir_okay=False), help="flows.toml to use.")
 @click.option("--json", "as_json", is_flag=True,

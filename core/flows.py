@@ -93,8 +93,18 @@ class Flow:
             setattr(clone, attribute, list(value or ()) if key in hooks else value)
         return clone
 
-    def serve(self, *args: Any, **kwargs: Any) -> None:
-        raise NotImplementedError("flow.serve() arrives with schedules; use `flows-tui serve` meanwhile")
+    def serve(self, name: str | None = None, *, cron: str | None = None, interval: Any = None,
+              parameters: dict[str, Any] | None = None, timezone: str | None = None, overlap: str = "skip",
+              catchup: str = "skip", grace: float = 30.0, **ignored: Any) -> None:
+        """Run this flow on a schedule, headless, until SIGTERM or Ctrl-C (Prefect's `flow.serve`).
+
+        `interval` is seconds, a timedelta or text like "5m"; the cluster, store and notifications
+        come from flows.toml in the current directory, as for `flows-tui serve`.
+        """
+        from .serve import serve_flow
+
+        serve_flow(self, cron=cron, interval=interval, parameters=parameters or {}, timezone=timezone,
+                   overlap=overlap, catchup=catchup, grace=grace)
 
     def format_run_name(self, parameters: dict[str, Any]) -> str | None:
         template = self.flow_run_name

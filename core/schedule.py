@@ -18,7 +18,9 @@ from __future__ import annotations
 
 import datetime as _dt
 import math
-from typing import Any
+import threading
+from dataclasses import dataclass, field
+from typing import Any, Callable
 from zoneinfo import ZoneInfo
 
 from croniter import croniter
@@ -105,3 +107,243 @@ def _hour_is_wildcard(expression: str) -> bool:
         return expression.lower() in _ALIASES_WITH_WILDCARD_HOUR
     fields = expression.split()
     return len(fields) > 1 and fields[1].startswith("*")
+
+
+# The scheduler loop ------------------------------------------------------------------------------
+
+# A due time older than this when the scheduler sees it was missed (serve was down, the
+# machine slept): the catch-up policy decides. Younger ones fire as on time.
+MISSED_AFTER = _dt.timedelta(seconds=60)
+# At most this many missed due times are counted per schedule (an every-second schedule
+# after a week of downtime must not spin).
+MAX_MISSED = 10_000
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """When a flow runs by itself, with which parameters, and what to do on overlap and after downtime."""
+
+    flow: str
+    cron: str | None = None
+    interval: _dt.timedelta | None = None
+    timezone: str | None = None
+    parameters: dict[str, Any] = field(default_factory=dict)
+    overlap: str = "skip"  # skip | queue | allow
+    catchup: str = "skip"  # skip | once | all
+
+    @classmethod
+    def from_config(cls, flow: str, flow_config: Any) -> "Schedule | None":
+        if flow_config is None or not (flow_config.cron or flow_config.interval):
+            return None
+        return cls(flow, flow_config.cron, flow_config.interval, flow_config.timezone,
+                   dict(flow_config.parameters), flow_config.overlap, flow_config.catchup)
+
+    def describe(self) -> str:
+        return describe_schedule(self) or ""
+
+    def next_after(self, moment: _dt.datetime) -> _dt.datetime:
+        """The first due time strictly after `moment`."""
+        if self.cron:
+            return _next_cron(self.cron, schedule_timezone(self), moment)
+        assert self.interval is not None
+        return moment + self.interval
+
+
+class Clock:
+    """Real time; tests pass one they move by hand."""
+
+    def now(self) -> _dt.datetime:
+        return _dt.datetime.now(UTC)
+
+    def wait(self, wake: threading.Event, seconds: float) -> None:
+        wake.wait(max(0.0, seconds))
+
+
+@dataclass
+class _Entry:
+    schedule: Schedule
+    due: _dt.datetime
+    paused: bool = False
+    queued: list[_dt.datetime] = field(default_factory=list)
+
+
+class Scheduler:
+    """Fires due schedules: one loop for `serve` and the TUI.
+
+    `start_run(schedule, due)` starts a run and returns something with `done() -> bool`
+    (a concurrent Future, say). The due time each schedule last fired for is kept in the
+    store, so a restart resumes where it left off; missed due times follow the schedule's
+    catch-up policy and every skip is logged through `log(message)`.
+    """
+
+    def __init__(self, store: Any, start_run: Callable[[Schedule, _dt.datetime], Any], *,
+                 log: Callable[[str], None] = lambda message: None, clock: Clock | None = None) -> None:
+        self.store = store
+        self.start_run = start_run
+        self.log = log
+        self.clock = clock or Clock()
+        self._entries: dict[str, _Entry] = {}
+        self._running: dict[str, list[Any]] = {}
+        self._lock = threading.RLock()
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    # What is scheduled -----------------------------------------------------------------------
+
+    def set_schedules(self, schedules: list[Schedule]) -> None:
+        """Replace the schedules (at start and on every reload); unchanged ones keep their due time."""
+        states = self.store.schedule_states()
+        now = self.clock.now()
+        with self._lock:
+            entries = {}
+            for schedule in schedules:
+                old = self._entries.get(schedule.flow)
+                last, paused = states.get(schedule.flow, (None, False))
+                if old is not None and old.schedule == schedule:
+                    entries[schedule.flow] = old
+                    continue
+                if last is not None:
+                    due = schedule.next_after(last)
+                elif schedule.cron:
+                    due = schedule.next_after(now)
+                else:
+                    due = now  # an interval schedule runs first when it is first served
+                entries[schedule.flow] = _Entry(schedule, due, paused)
+            self._entries = entries
+        self._wake.set()
+
+    def next_due(self) -> dict[str, _dt.datetime | None]:
+        """Per flow, when it fires next (None while paused)."""
+        with self._lock:
+            return {flow: None if entry.paused else entry.due for flow, entry in self._entries.items()}
+
+    def pause(self, flow: str, paused: bool = True) -> None:
+        with self._lock:
+            entry = self._entries[flow]
+            entry.paused = paused
+            if not paused:  # resuming does not replay what fell due while paused
+                now = self.clock.now()
+                while entry.due <= now:
+                    entry.due = entry.schedule.next_after(entry.due)
+        self.store.set_paused(flow, paused)
+        self._wake.set()
+
+    def trigger(self, flow: str) -> None:
+        """Run now, outside the schedule (its due time is unchanged)."""
+        with self._lock:
+            entry = self._entries[flow]
+        self._launch(entry, self.clock.now())
+
+    # The loop --------------------------------------------------------------------------------
+
+    def tick(self) -> float:
+        """Fire what is due; returns the seconds until the next due time (at most 1)."""
+        now = self.clock.now()
+        with self._lock:
+            entries = list(self._entries.values())
+        for entry in entries:
+            self._start_queued(entry)
+            if entry.paused or entry.due > now:
+                continue
+            self._fire_due(entry, now)
+        with self._lock:
+            upcoming = [e.due for e in self._entries.values() if not e.paused]
+        if not upcoming:
+            return 1.0
+        return max(0.0, min(1.0, (min(upcoming) - self.clock.now()).total_seconds()))
+
+    def _fire_due(self, entry: _Entry, now: _dt.datetime) -> None:
+        schedule = entry.schedule
+        due_times = [entry.due]
+        while len(due_times) < MAX_MISSED:
+            following = schedule.next_after(due_times[-1])
+            if following > now:
+                break
+            due_times.append(following)
+        missed = [due for due in due_times if now - due > MISSED_AFTER]
+        on_time = [due for due in due_times if now - due <= MISSED_AFTER]
+        if missed:
+            keep = {"skip": [], "once": missed[-1:], "all": missed}[schedule.catchup]
+            skipped = len(missed) - len(keep)
+            if skipped:
+                self.log(f"{schedule.flow}: skipped {skipped} run(s) missed while not serving "
+                         f"(due {_short(missed[0])} … {_short(missed[-1])}; catchup = {schedule.catchup!r})")
+            for due in keep:
+                self._fire(entry, due, catching_up=True)
+        for due in on_time:
+            self._fire(entry, due)
+        last = due_times[-1]
+        self.store.record_due(schedule.flow, last)
+        with self._lock:
+            entry.due = schedule.next_after(last)
+
+    def _fire(self, entry: _Entry, due: _dt.datetime, catching_up: bool = False) -> None:
+        schedule = entry.schedule
+        busy = self._busy(schedule.flow)
+        if busy and schedule.overlap == "skip" and not catching_up:
+            self.log(f"{schedule.flow}: skipped the run due {_short(due)}: the previous run is still running "
+                     "(overlap = 'skip')")
+            return
+        if (busy or entry.queued) and schedule.overlap != "allow":
+            with self._lock:
+                entry.queued.append(due)
+            return
+        self._launch(entry, due)
+
+    def _start_queued(self, entry: _Entry) -> None:
+        with self._lock:
+            if not entry.queued or self._busy(entry.schedule.flow):
+                return
+            due = entry.queued.pop(0)
+        self._launch(entry, due)
+
+    def _busy(self, flow: str) -> bool:
+        with self._lock:
+            running = [run for run in self._running.get(flow, []) if not run.done()]
+            self._running[flow] = running
+            return bool(running)
+
+    def _launch(self, entry: _Entry, due: _dt.datetime) -> None:
+        try:
+            run = self.start_run(entry.schedule, due)
+        except Exception as error:  # a flow that cannot start must not stop the other schedules
+            self.log(f"{entry.schedule.flow}: could not start the run due {_short(due)}: {error}")
+            return
+        if run is not None:
+            with self._lock:
+                self._running.setdefault(entry.schedule.flow, []).append(run)
+            add_callback = getattr(run, "add_done_callback", None)
+            if add_callback is not None:
+                add_callback(lambda _: self._wake.set())  # a queued run may start now
+
+    def running(self) -> list[Any]:
+        with self._lock:
+            return [run for runs in self._running.values() for run in runs if not run.done()]
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._loop, name="flows-tui-scheduler", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Stop firing; runs already started go on."""
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join(timeout)
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            self._wake.clear()
+            try:
+                delay = self.tick()
+            except Exception as error:  # keep scheduling; say what went wrong once per tick
+                self.log(f"the scheduler failed: {type(error).__name__}: {error}")
+                delay = 1.0
+            if self._stop.is_set():
+                return
+            self.clock.wait(self._wake, delay)
+
+
+def _short(moment: _dt.datetime) -> str:
+    return moment.isoformat(timespec="seconds")

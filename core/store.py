@@ -68,6 +68,12 @@ MIGRATIONS: list[list[str]] = [
             time TEXT NOT NULL, level INTEGER NOT NULL, logger TEXT, message TEXT NOT NULL)""",
         "CREATE INDEX logs_by_run ON logs (run_id, id)",
     ],
+    [
+        # The due time a schedule last fired for (or skipped past), so a restarted `serve`
+        # neither fires twice nor skips silently; and whether the user paused it.
+        """CREATE TABLE schedules (
+            flow TEXT PRIMARY KEY, last_due TEXT, paused INTEGER NOT NULL DEFAULT 0)""",
+    ],
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 
@@ -437,6 +443,29 @@ class Store:
                            ev.LogLine(_time(r["time"]), r["level"], r["message"], r["task_run_id"], r["attempt"],
                                       r["logger"]))
                 for r in rows]
+
+    # Schedules --------------------------------------------------------------------------------
+
+    def schedule_states(self) -> dict[str, tuple[_dt.datetime | None, bool]]:
+        """Per flow: the due time its schedule last fired for, and whether it is paused."""
+        with self._connection() as c:
+            rows = c.execute("SELECT flow, last_due, paused FROM schedules").fetchall()
+        return {r["flow"]: (_time(r["last_due"]), bool(r["paused"])) for r in rows}
+
+    def record_due(self, flow: str, due: _dt.datetime) -> None:
+        self._write_schedule("INSERT INTO schedules (flow, last_due) VALUES (?, ?) "
+                             "ON CONFLICT (flow) DO UPDATE SET last_due = excluded.last_due", (flow, _iso(due)))
+
+    def set_paused(self, flow: str, paused: bool) -> None:
+        self._write_schedule("INSERT INTO schedules (flow, paused) VALUES (?, ?) "
+                             "ON CONFLICT (flow) DO UPDATE SET paused = excluded.paused", (flow, int(paused)))
+
+    def _write_schedule(self, statement: str, args: tuple) -> None:
+        try:
+            with self._connection() as c:
+                c.execute(statement, args)
+        except sqlite3.Error as error:
+            raise self._error("update", error) from None
 
     def task_names(self, run_id: str) -> set[str]:
         with self._connection() as c:

@@ -1,0 +1,164 @@
+"""`flows-tui serve` and `flow.serve()` as subprocesses: scheduled runs, signals, the store."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from conftest import cli, wait_until
+from flows_tui.store import STORE_NAME, Store
+
+FLOWS = """
+    import time
+    from flows_tui import flow, task, get_run_logger
+
+    @task
+    def work(n: int) -> int:
+        get_run_logger().info("working %d", n)
+        return n
+
+    @flow
+    def beat(n: int = 1):
+        return work(n)
+
+    @flow
+    def long_haul():
+        for _ in range(600):  # short sleeps: a cancel interrupts the body at once
+            time.sleep(0.05)
+"""
+
+CLUSTER = """
+    [project]
+    flows_dir = "flows"
+    [cluster]
+    n_workers = 1
+    processes = false
+"""
+
+
+def _project(tmp_path: Path, schedules: str) -> Path:
+    (tmp_path / "flows").mkdir()
+    (tmp_path / "flows" / "jobs.py").write_text(textwrap.dedent(FLOWS))
+    (tmp_path / "flows.toml").write_text(textwrap.dedent(CLUSTER) + textwrap.dedent(schedules))
+    return tmp_path
+
+
+def _serve(project: Path, *args: str) -> subprocess.Popen:
+    env = {k: v for k, v in os.environ.items() if k != "DASK_SCHEDULER_ADDRESS"}
+    env.update(NO_COLOR="1", PYTHONUNBUFFERED="1")
+    return subprocess.Popen([sys.executable, "-m", "flows_tui.cli", "serve", *args], cwd=project, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def _runs(project: Path) -> list:
+    path = project / ".flows-tui" / STORE_NAME
+    return Store(path).runs() if path.exists() else []
+
+
+def test_serve_runs_an_interval_schedule_until_sigterm_and_exits_0(tmp_path):
+    project = _project(tmp_path, """
+        [flows.beat]
+        interval = "1s"
+        parameters = { n = 7 }
+    """)
+    server = _serve(project)
+    try:
+        wait_until(lambda: sum(r.state == "Completed" for r in _runs(project)) >= 2, timeout=60,
+                   message="two scheduled runs")
+    finally:
+        server.send_signal(signal.SIGTERM)
+        output, _ = server.communicate(timeout=60)
+    assert server.returncode == 0, output
+    runs = _runs(project)
+    assert {r.flow for r in runs} == {"beat"}
+    assert output.count("▶ beat started") >= 2 and output.count("✓ Completed beat") >= 2
+    assert output.rstrip().endswith("stopped")
+    logs = cli("logs", runs[-1].run_id, "--json", cwd=project).stdout
+    assert "working 7" in logs  # parameters from flows.toml
+
+
+def test_sigterm_waits_the_grace_period_then_cancels_and_records_the_run_cancelled(tmp_path):
+    project = _project(tmp_path, """
+        [flows.long_haul]
+        interval = "1h"
+    """)
+    server = _serve(project, "--grace", "0.5")
+    try:
+        wait_until(lambda: any(r.state == "Running" for r in _runs(project)), timeout=60, message="a running run")
+    finally:
+        server.send_signal(signal.SIGTERM)
+        output, _ = server.communicate(timeout=60)
+    assert server.returncode == 0, output
+    [run] = _runs(project)
+    assert run.state == "Cancelled"
+    assert "cancelling 1 run(s) still in progress after 0.5s" in output
+
+
+def test_serve_without_any_schedule_says_what_to_add_and_exits_2(tmp_path):
+    project = _project(tmp_path, "")
+    result = cli("serve", cwd=project)
+    assert result.returncode == 2
+    assert "no flow has a schedule" in result.stderr and "[flows.NAME]" in result.stderr
+
+
+def test_a_scheduled_flow_with_a_bad_parameter_is_refused_before_serving(tmp_path):
+    project = _project(tmp_path, """
+        [flows.beat]
+        cron = "0 * * * *"
+        parameters = { n = "many" }
+    """)
+    result = cli("serve", cwd=project)
+    assert result.returncode == 2
+    assert "flow 'beat', parameter 'n'" in result.stderr
+
+
+SCRIPT = """
+    from flows_tui import flow, task
+
+    @task
+    def ping(word: str) -> str:
+        return word
+
+    @flow
+    def pinger(word: str = "hi"):
+        return ping(word)
+
+    if __name__ == "__main__":
+        pinger.serve(interval=1, parameters={"word": "served"})
+"""
+
+
+def test_flow_serve_in_a_script_runs_on_its_schedule_and_records_the_runs(tmp_path):
+    (tmp_path / "flows.toml").write_text(textwrap.dedent(CLUSTER))
+    (tmp_path / "pinger.py").write_text(textwrap.dedent(SCRIPT))
+    env = {k: v for k, v in os.environ.items() if k != "DASK_SCHEDULER_ADDRESS"}
+    script = subprocess.Popen([sys.executable, "pinger.py"], cwd=tmp_path, env={**env, "PYTHONUNBUFFERED": "1"},
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        wait_until(lambda: sum(r.state == "Completed" for r in _runs(tmp_path)) >= 2, timeout=60,
+                   message="two runs of flow.serve")
+    finally:
+        script.send_signal(signal.SIGINT)
+        output, _ = script.communicate(timeout=60)
+    assert script.returncode == 0, output
+    assert {r.flow for r in _runs(tmp_path)} == {"pinger"}
+
+
+@pytest.mark.parametrize("call, message", [
+    ("pinger.serve(cron='61 * * * *')", "invalid cron expression '61 * * * *'"),
+    ("pinger.serve(interval='soon')", "invalid interval 'soon'"),
+    ("pinger.serve(cron='0 * * * *', timezone='Mars/Olympus')", "unknown timezone 'Mars/Olympus'"),
+])
+def test_flow_serve_with_a_bad_schedule_is_one_message_and_exit_2(tmp_path, call, message):
+    (tmp_path / "pinger.py").write_text(textwrap.dedent(SCRIPT).replace(
+        'pinger.serve(interval=1, parameters={"word": "served"})', call))
+    result = subprocess.run([sys.executable, "pinger.py"], cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 2
+    assert message in result.stdout + result.stderr
+    assert "Traceback" not in result.stdout + result.stderr
