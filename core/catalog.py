@@ -20,7 +20,7 @@ from .config import CONFIG_NAME, Config, FlowConfig, display_path, find_config, 
 from .errors import ConfigError, ParameterError
 from .flows import Flow
 from .reload import FlowFile, load_directory
-from .schedule import describe_schedule, next_run
+from .schedule import Schedule, describe_schedule, first_due, next_run, schedule_timezone
 
 
 @contextlib.contextmanager
@@ -115,8 +115,13 @@ def parameter_defaults(flow: Flow, flow_config: FlowConfig | None) -> tuple[dict
     return json.loads(json.dumps(values, default=json_default)), tuple(required)
 
 
-def flow_entries(config: Config, files: list[FlowFile], now: _dt.datetime) -> list[FlowEntry]:
-    """Every flow in `files`, in file order and, within a file, definition order; broken files in place."""
+def flow_entries(config: Config, files: list[FlowFile], now: _dt.datetime,
+                 schedule_states: dict[str, tuple[_dt.datetime | None, bool]] | None = None) -> list[FlowEntry]:
+    """Every flow in `files`, in file order and, within a file, definition order; broken files in place.
+
+    `schedule_states` (from the store: per flow, the due time last fired for and whether it is
+    paused) makes `next_run` what `serve` will do: resume after the last run, None while paused.
+    """
     entries = []
     for loaded in files:
         file = display_path(loaded.path)
@@ -127,8 +132,25 @@ def flow_entries(config: Config, files: list[FlowFile], now: _dt.datetime) -> li
             flow_config = flow_config_for(config, flow)
             parameters, required = parameter_defaults(flow, flow_config)
             entries.append(FlowEntry(file, definition_line(flow), flow.name, flow.fn.__name__, parameters, required,
-                                     describe_schedule(flow_config), next_run(flow_config, now)))
+                                     describe_schedule(flow_config),
+                                     _next_run(flow.name, flow_config, now, schedule_states or {})))
     return entries
+
+
+def _next_run(flow: str, flow_config: Any, now: _dt.datetime,
+              states: dict[str, tuple[_dt.datetime | None, bool]]) -> _dt.datetime | None:
+    schedule = Schedule.from_config(flow, flow_config)
+    if schedule is None:
+        return None
+    last_due, paused = states.get(flow, (None, False))
+    if paused:
+        return None
+    if last_due is None:
+        return next_run(flow_config, now)
+    due = max(first_due(schedule, last_due, now), now)
+    if due.microsecond:  # whole seconds, as next_run gives them: sub-second precision is noise here
+        due = due.replace(microsecond=0) + _dt.timedelta(seconds=1)
+    return due.astimezone(schedule_timezone(schedule))
 
 
 # Checking -----------------------------------------------------------------------------------------

@@ -148,6 +148,18 @@ def _recover_crashed_runs(config_path: str | None) -> None:
         pass
 
 
+def _schedule_states(config: Any) -> dict:
+    """What `serve` recorded of each schedule (last due time, paused); empty without a store."""
+    from .store import Store, store_path
+
+    if not store_path(config.project.state_dir).exists():
+        return {}
+    try:
+        return Store.open(config.project.state_dir).schedule_states()
+    except FlowsTuiError:
+        return {}
+
+
 def _open_store(config: Any):
     """The state_dir's store (marking runs of dead flows-tui processes Crashed on the way)."""
     from .store import Store, store_path
@@ -310,7 +322,7 @@ def list_flows(ctx: click.Context, config_path: str | None, as_json: bool) -> No
         raise _fail(UsageError(f"flows directory {directory} does not exist (set [project] flows_dir in flows.toml)"))
     with stdout_to_stderr():
         files = load_directory(directory)
-    entries = flow_entries(config, files, _dt.datetime.now(_dt.timezone.utc))
+    entries = flow_entries(config, files, _dt.datetime.now(_dt.timezone.utc), _schedule_states(config))
     if as_json:
         for entry in entries:
             click.echo(json.dumps(entry.document()))

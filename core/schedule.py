@@ -149,6 +149,16 @@ class Schedule:
         return moment + self.interval
 
 
+def first_due(schedule: Schedule, last_due: _dt.datetime | None, now: _dt.datetime) -> _dt.datetime:
+    """When a schedule is due once served: after the due time it last fired for, else from now.
+
+    An interval schedule that never fired is due at once, so "every hour" runs when first served.
+    """
+    if last_due is not None:
+        return schedule.next_after(last_due)
+    return schedule.next_after(now) if schedule.cron else now
+
+
 class Clock:
     """Real time; tests pass one they move by hand."""
 
@@ -203,13 +213,7 @@ class Scheduler:
                 if old is not None and old.schedule == schedule:
                     entries[schedule.flow] = old
                     continue
-                if last is not None:
-                    due = schedule.next_after(last)
-                elif schedule.cron:
-                    due = schedule.next_after(now)
-                else:
-                    due = now  # an interval schedule runs first when it is first served
-                entries[schedule.flow] = _Entry(schedule, due, paused)
+                entries[schedule.flow] = _Entry(schedule, first_due(schedule, last, now), paused)
             self._entries = entries
         self._wake.set()
 

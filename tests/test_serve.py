@@ -162,3 +162,24 @@ def test_flow_serve_with_a_bad_schedule_is_one_message_and_exit_2(tmp_path, call
     assert result.returncode == 2
     assert message in result.stdout + result.stderr
     assert "Traceback" not in result.stdout + result.stderr
+
+
+def test_list_shows_the_next_run_serve_will_make_and_none_while_paused(tmp_path):
+    import datetime as dt
+    import json
+
+    project = _project(tmp_path, """
+        [flows.beat]
+        interval = "1h"
+        timezone = "Europe/Berlin"
+        [flows.long_haul]
+        cron = "0 * * * *"
+    """)
+    store = Store.open(project / ".flows-tui")
+    last = dt.datetime.now(dt.timezone.utc).replace(microsecond=0) - dt.timedelta(minutes=10)
+    store.record_due("beat", last)
+    store.set_paused("long-haul", True)
+    entries = {e["name"]: e for e in map(json.loads, cli("list", "--json", cwd=project).stdout.splitlines())}
+    assert dt.datetime.fromisoformat(entries["beat"]["next_run"]) == last + dt.timedelta(hours=1)
+    assert entries["beat"]["next_run"].endswith(("+01:00", "+02:00"))  # in the schedule's timezone
+    assert entries["long-haul"]["schedule"] == "cron 0 * * * * (UTC)" and entries["long-haul"]["next_run"] is None
