@@ -19,7 +19,8 @@ from typing import Any, Iterator
 from .config import CONFIG_NAME, Config, FlowConfig, display_path, find_config, load_config
 from .errors import ConfigError, ParameterError
 from .flows import Flow
-from .reload import FlowFile, load_directory
+from .flows_directory import FlowsDirectory, FlowsReloaded
+from .reload import FlowFile, definition_line, duplicate_flows, load_directory, normalize_name
 from .schedule import Schedule, describe_schedule, first_due, next_run, schedule_timezone
 
 
@@ -43,13 +44,6 @@ def flow_config_for(config: Config, flow: Flow) -> FlowConfig | None:
 
 def _config_keys(flow: Flow) -> tuple[str, ...]:
     return (flow.name, flow.fn.__name__, flow.name.replace("-", "_"))
-
-
-def definition_line(flow: Flow) -> int | None:
-    try:
-        return inspect.getsourcelines(flow.fn)[1]
-    except (OSError, TypeError):  # defined by exec or in a file that changed since: no line to give
-        return None
 
 
 def error_text(loaded: FlowFile) -> str | None:
@@ -151,6 +145,46 @@ def _next_run(flow: str, flow_config: Any, now: _dt.datetime,
     if due.microsecond:  # whole seconds, as next_run gives them: sub-second precision is noise here
         due = due.replace(microsecond=0) + _dt.timedelta(seconds=1)
     return due.astimezone(schedule_timezone(schedule))
+
+
+def reload_lines(event: FlowsReloaded, flows_directory: FlowsDirectory) -> list[str]:
+    """`list --watch`: what one reload changed, then its load errors and duplicate names, one per line.
+
+    Called by the reloading thread before any later reload, so `flows_directory` is as `event` left it.
+    """
+    def show(path: Path | str) -> str:
+        try:
+            return str(Path(path).relative_to(flows_directory.directory))
+        except ValueError:
+            return display_path(Path(path))
+
+    def files(paths: tuple[Path, ...]) -> str:
+        return ", ".join(show(path) for path in paths)
+
+    what = []
+    if event.helpers_changed:
+        what.append(f"{files(event.helpers_changed)} changed")
+    for verb, paths in (("added", event.files_added), ("reloaded", event.files_changed),
+                        ("removed", event.files_removed)):
+        if paths:
+            what.append(f"{verb} {files(paths)}")
+    flows = ([f"+ {name}" for name in event.flows_added] + [f"~ {name}" for name in event.flows_changed]
+             + [f"- {name}" for name in event.flows_removed])
+    lines = [f"{_dt.datetime.now():%H:%M:%S} {'; '.join(what)}: {', '.join(flows) or 'no flows changed'} "
+             f"({event.seconds * 1000:.0f} ms)"]
+    lines.extend(f"  ✓ {show(path)} loads again" for path in event.fixed)
+    kept = {str(loaded.path): list(loaded.flows) for loaded in flows_directory.files}
+    for error in event.failed:
+        where = f"{show(error.path)}:{error.line}" if error.line else show(error.path)
+        still = kept.get(error.path)
+        note = f" (its last good flows stay loaded: {', '.join(still)})" if still else ""
+        lines.append(f"  ✗ {where}: {error.reason}{note}")
+    touched = {*event.files_added, *event.files_changed}
+    for duplicate in event.duplicates:
+        if duplicate.path in touched or duplicate.first_path in touched:
+            where = f"{show(duplicate.path)}:{duplicate.line}" if duplicate.line else show(duplicate.path)
+            lines.append(f"  ✗ {where}: {duplicate.message(show)}")
+    return lines
 
 
 # Checking -----------------------------------------------------------------------------------------
@@ -278,43 +312,9 @@ def _scan_flows_dir(text: str) -> str | None:
     return None
 
 
-def _defined_flows(loaded: FlowFile) -> list[Flow]:
-    """Every flow a file defines, in line order, including one whose name a later one in the file reuses."""
-    if loaded.module is None:
-        return list(loaded.flows.values())
-    found: dict[int, Flow] = {}
-    for value in vars(loaded.module).values():
-        if isinstance(value, Flow) and getattr(value.fn, "__module__", None) == loaded.module.__name__:
-            found.setdefault(id(value), value)
-    return sorted(found.values(), key=lambda flow: definition_line(flow) or 0)
-
-
-def _normalize(name: str) -> str:
-    """How `run FLOW` compares names (reload.find_flow): `my_flow` and `My-Flow` are the same flow."""
-    return name.replace("_", "-").lower()
-
-
 def _duplicate_names(files: list[FlowFile]) -> list[Problem]:
-    problems = []
-    first: dict[str, tuple[Flow, str, int | None]] = {}
-    for loaded in files:
-        if loaded.error is not None:
-            continue
-        file = display_path(loaded.path)
-        for flow in _defined_flows(loaded):
-            key = _normalize(flow.name)
-            line = definition_line(flow)
-            if key not in first:
-                first[key] = (flow, file, line)
-                continue
-            original, original_file, original_line = first[key]
-            if original.fn is flow.fn:  # `with_options()` copies of one flow: one definition
-                continue
-            where = f"{original_file}:{original_line}" if original_line else original_file
-            problems.append(Problem(file, line, f"flow {flow.name!r} is already defined at {where} "
-                                                f"(function {original.fn.__name__}); `flows-tui run {flow.name}` "
-                                                "cannot tell them apart: rename one with @flow(name=...)"))
-    return problems
+    return [Problem(display_path(duplicate.path), duplicate.line, duplicate.message(display_path))
+            for duplicate in duplicate_flows(files)]
 
 
 def _unknown_flow_tables(config: Config, files: list[FlowFile]) -> list[Problem]:
@@ -360,7 +360,7 @@ def _bad_parameters(config: Config, files: list[FlowFile]) -> list[Problem]:
             # Two flows of one name: the duplicate is reported on its own, and checking the
             # parameters against either would only add noise. Different flows (one's name,
             # another's function name) are this table's own problem.
-            if len({_normalize(flow.name) for flow in flows}) > 1:
+            if len({normalize_name(flow.name) for flow in flows}) > 1:
                 which = ", ".join(f"{flow.name!r} ({_where(flow)})" for flow in flows)
                 problems.append(Problem(config_file, flow_config.line,
                                         f"[flows.{key}] matches more than one flow: {which}"))

@@ -302,8 +302,10 @@ def serve(ctx: click.Context, grace: float, address: str | None, config_path: st
 @click.option("--config", "config_path", type=click.Path(dir_okay=False), help="flows.toml to use.")
 @click.option("--json", "as_json", is_flag=True,
               help="Print JSON lines: one per flow, one per file that fails to load.")
+@click.option("--watch", is_flag=True,
+              help="Then keep running: print what each save, new, deleted or broken file changed (Ctrl-C stops).")
 @click.pass_context
-def list_flows(ctx: click.Context, config_path: str | None, as_json: bool) -> None:
+def list_flows(ctx: click.Context, config_path: str | None, as_json: bool, watch: bool) -> None:
     """List the discovered flows with their file, parameters, schedule and next run.
 
     A file that fails to load is listed with its error; the others are still listed (exit 0).
@@ -311,7 +313,7 @@ def list_flows(ctx: click.Context, config_path: str | None, as_json: bool) -> No
     import datetime as _dt
 
     from .catalog import flow_entries, stdout_to_stderr
-    from .reload import load_directory
+    from .flows_directory import FlowsDirectory
 
     try:
         config = _load_config(config_path or ctx.obj.get("config_path"), require_env=False)
@@ -320,18 +322,52 @@ def list_flows(ctx: click.Context, config_path: str | None, as_json: bool) -> No
     directory = config.project.flows_dir
     if not directory.exists():
         raise _fail(UsageError(f"flows directory {directory} does not exist (set [project] flows_dir in flows.toml)"))
+    flows_directory = FlowsDirectory(directory)
     with stdout_to_stderr():
-        files = load_directory(directory)
-    entries = flow_entries(config, files, _dt.datetime.now(_dt.timezone.utc), _schedule_states(config))
+        flows_directory.load()
+    entries = flow_entries(config, flows_directory.files, _dt.datetime.now(_dt.timezone.utc), _schedule_states(config))
     if as_json:
         for entry in entries:
             click.echo(json.dumps(entry.document()))
-        return
-    console = Console(highlight=False)
-    if not entries:
-        console.print(f"no flow files in {directory}", markup=False)
-        return
-    console.print(_flows_table(entries, directory))
+    elif entries:
+        Console(highlight=False).print(_flows_table(entries, directory))
+    else:
+        Console(highlight=False).print(f"no flow files in {directory}", markup=False)
+    if watch:
+        _watch(flows_directory, as_json)
+
+
+def _watch(flows_directory: Any, as_json: bool) -> None:
+    """`list --watch`: a line for each reload, as it happens, until Ctrl-C."""
+    import threading
+
+    from .catalog import reload_lines, stdout_to_stderr
+    from .config import display_path
+
+    out = sys.stdout
+
+    def show(event: Any) -> None:
+        lines = [json.dumps(event.document())] if as_json else reload_lines(event, flows_directory)
+        for line in lines:
+            click.echo(line, file=out)
+
+    flows_directory.subscribe(show)
+    # A flow file that prints while it is imported writes to stderr, never between these lines.
+    with stdout_to_stderr():
+        try:
+            flows_directory.watch()
+        except FlowsTuiError as error:
+            raise _fail(error)
+        _stderr().print(f"watching {display_path(flows_directory.directory)} for changes (Ctrl-C to stop)",
+                        markup=False)
+        forever = threading.Event()
+        try:
+            while not forever.wait(3600):
+                pass
+        except KeyboardInterrupt:
+            pass
+        finally:
+            flows_directory.stop()
 
 
 def _flows_table(entries: list, directory: Path) -> Any:

@@ -1,8 +1,12 @@
-"""Finding and loading flow files.
+"""Finding flow files and loading them; `flows_directory` keeps them loaded while the user edits them.
 
 Each file is loaded under a private module name with `spec_from_file_location`, so a
 user's `etl.py` never collides with an installed `etl`, and is registered with
 cloudpickle by value, so workers run the code just loaded without importing it.
+
+A reload never changes a module object in place: it builds a fresh one and swaps it into
+`sys.modules`. Whoever still holds an old Flow (a run in progress) keeps the functions,
+globals and helper modules it started with.
 """
 
 from __future__ import annotations
@@ -10,18 +14,20 @@ from __future__ import annotations
 import difflib
 import hashlib
 import importlib.util
+import os
 import sys
 import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
+from typing import Callable, Iterable
 
 import cloudpickle
 
 from .errors import FlowFileError, UsageError
 from .flows import Flow
-
-MODULE_PREFIX = "flows_tui_user_"
+from .imports import PRIVATE_PREFIX as MODULE_PREFIX
+from .imports import forget_user_modules, local_modules, put_on_sys_path
 
 
 @dataclass
@@ -31,6 +37,8 @@ class FlowFile:
     functions: dict[str, str] = field(default_factory=dict)  # function name → flow name
     error: FlowFileError | None = None
     module: ModuleType | None = None
+    # The user's own modules this file imports, directly or through one another: module name → file.
+    helpers: dict[str, Path] = field(default_factory=dict)
 
 
 def module_name_for(path: Path) -> str:
@@ -39,89 +47,180 @@ def module_name_for(path: Path) -> str:
     return f"{MODULE_PREFIX}{stem}_{digest}"
 
 
+# Discovery ----------------------------------------------------------------------------------------
+
+def _skipped_folder(name: str) -> bool:
+    """Hidden folders, and `_*` ones (__pycache__, a `_lib` package of helpers): no flow files in there."""
+    return name.startswith((".", "_"))
+
+
+def _flow_file_name(name: str) -> bool:
+    """`_helpers.py` and `.hidden.py` are never flow files (the former may still be imported)."""
+    return name.endswith(".py") and not name.startswith(("_", "."))
+
+
+def is_flow_file(path: Path, root: Path) -> bool:
+    """Whether `path` is, by its name and place, one of the flow files under `root` (a folder or one file)."""
+    if root.suffix == ".py":
+        return path == root
+    try:
+        relative = path.relative_to(root)
+    except ValueError:
+        return False
+    return _flow_file_name(relative.name) and not any(_skipped_folder(part) for part in relative.parts[:-1])
+
+
+def flow_files(directory: Path) -> list[Path]:
+    """Every .py file under `directory`, skipping `_*` files and folders, hidden ones and __pycache__."""
+    if directory.is_file():
+        return [directory]
+    found = []
+    for folder, subfolders, names in os.walk(directory):
+        subfolders[:] = [name for name in subfolders if not _skipped_folder(name)]  # never walked into
+        found.extend(Path(folder) / name for name in names if _flow_file_name(name))
+    return sorted(found)
+
+
+# Loading one file ---------------------------------------------------------------------------------
+
 def _error_line(error: BaseException, path: Path) -> int | None:
-    if isinstance(error, SyntaxError) and error.filename and Path(error.filename).resolve() == path.resolve():
+    if isinstance(error, SyntaxError) and error.filename and Path(error.filename).resolve() == path:
         return error.lineno
     line = None
     for frame in traceback.extract_tb(error.__traceback__):
-        if frame.filename and Path(frame.filename).resolve() == path.resolve():
+        if frame.filename and Path(frame.filename).resolve() == path:
             line = frame.lineno
     return line
 
 
-def _register_helpers(directory: Path) -> None:
-    """Modules the user imported from the flows directory travel by value too."""
-    directory = directory.resolve()
-    for module in list(sys.modules.values()):
-        filename = getattr(module, "__file__", None)
-        if not filename or module.__name__.startswith(MODULE_PREFIX):
-            continue
-        try:
-            inside = Path(filename).resolve().is_relative_to(directory)
-        except (OSError, ValueError):
-            continue
-        if inside and "site-packages" not in filename:
-            try:
-                cloudpickle.register_pickle_by_value(module)
-            except ValueError:
-                pass
+def _load_error(error: BaseException, path: Path) -> FlowFileError:
+    own_syntax_error = (isinstance(error, SyntaxError) and error.filename
+                        and Path(error.filename).resolve() == path)
+    # A helper's SyntaxError keeps its "(helpers.py, line 3)": the line given is the import in this file.
+    message = f"{type(error).__name__}: {error.msg if own_syntax_error else error}"
+    detail = "".join(traceback.format_exception(type(error), error, error.__traceback__))
+    return FlowFileError(message, path=str(path), line=_error_line(error, path), traceback=detail,
+                         error_type=type(error).__name__)
 
 
-def load_flow_file(path: Path) -> FlowFile:
-    """Import `path` afresh; a file that fails to import returns its error instead of raising."""
+def load_flow_file(path: Path, *, root: Path | None = None) -> FlowFile:
+    """Import `path` afresh; a file that fails to import returns its error instead of raising.
+
+    Modules under `root` (default: the file's folder) that the file imports are the user's
+    helpers: they are recorded on the FlowFile and travel to workers by value too.
+    """
     path = path.resolve()
+    root = (root or path.parent).resolve()
     name = module_name_for(path)
-    directory = str(path.parent)
-    if directory not in sys.path:
-        sys.path.insert(0, directory)
+    put_on_sys_path(path.parent)
     spec = importlib.util.spec_from_file_location(name, path)
     if spec is None or spec.loader is None:
         return FlowFile(path, error=FlowFileError("not a loadable Python file", path=str(path)))
     module = importlib.util.module_from_spec(spec)
     previous = sys.modules.get(name)
+    imported_before = set(sys.modules)
     sys.modules[name] = module
     try:
-        spec.loader.exec_module(module)
+        # Compiled from the bytes just read rather than by the import system, which trusts a
+        # __pycache__ entry when two saves land in the same second with the same size.
+        exec(compile(path.read_bytes(), str(path), "exec", dont_inherit=True), module.__dict__)
     except BaseException as error:  # a user's file may raise anything, SystemExit included
         if previous is not None:
-            sys.modules[name] = previous
+            sys.modules[name] = previous  # the last good version stays the current one
         else:
             sys.modules.pop(name, None)
         if isinstance(error, KeyboardInterrupt):
             raise
-        detail = "".join(traceback.format_exception(type(error), error, error.__traceback__))
-        message = f"{type(error).__name__}: {error.msg if isinstance(error, SyntaxError) else error}"
-        return FlowFile(path, error=FlowFileError(message, path=str(path), line=_error_line(error, path),
-                                                  traceback=detail, error_type=type(error).__name__))
+        helpers = local_modules(path, root, also=set(sys.modules) - imported_before)
+        return FlowFile(path, error=_load_error(error, path), helpers=helpers)
+    helpers = local_modules(path, root, also=set(sys.modules) - imported_before)
     cloudpickle.register_pickle_by_value(module)
-    _register_helpers(path.parent)
-    loaded = FlowFile(path, module=module)
-    for attribute, value in vars(module).items():
+    for helper in helpers:
+        if helper in sys.modules:
+            cloudpickle.register_pickle_by_value(sys.modules[helper])
+    loaded = FlowFile(path, module=module, helpers=helpers)
+    for value in vars(module).values():
         if isinstance(value, Flow) and getattr(value.fn, "__module__", None) == name:
             loaded.flows[value.name] = value
             loaded.functions[value.fn.__name__] = value.name
     return loaded
 
 
-def flow_files(directory: Path) -> list[Path]:
-    """Every .py file under `directory`, skipping `_*`, hidden folders and __pycache__."""
-    if directory.is_file():
-        return [directory]
-    found = []
-    for path in sorted(directory.rglob("*.py")):
-        parts = path.relative_to(directory).parts
-        if any(p.startswith(".") or p == "__pycache__" for p in parts[:-1]) or path.name.startswith(("_", ".")):
-            continue
-        found.append(path)
-    return found
-
-
 def load_directory(directory: Path) -> list[FlowFile]:
-    return [load_flow_file(path) for path in flow_files(directory)]
+    """Every flow file under `directory` (a folder or one file), imported afresh with the helpers it imports."""
+    root = directory.resolve()
+    folder = root if root.is_dir() else root.parent
+    # Modules of an earlier load (of this or another flows directory) may be older than
+    # their files: every helper is imported anew.
+    forget_user_modules()
+    importlib.invalidate_caches()
+    put_on_sys_path(folder, first=True)
+    return [load_flow_file(path, root=folder) for path in flow_files(root)]
 
 
-def _normalize(name: str) -> str:
+# Flow names ---------------------------------------------------------------------------------------
+
+def normalize_name(name: str) -> str:
+    """How `run FLOW` compares names: `my_flow` and `My-Flow` are the same flow."""
     return name.replace("_", "-").lower()
+
+
+def definition_line(flow: Flow) -> int | None:
+    """The line of the flow's first decorator, from its code: right even after the file changed."""
+    code = getattr(flow.fn, "__code__", None)
+    return getattr(code, "co_firstlineno", None)
+
+
+def defined_flows(loaded: FlowFile) -> list[Flow]:
+    """Every flow a file defines, in line order, including one whose name a later one in the file reuses."""
+    if loaded.module is None:
+        return list(loaded.flows.values())
+    found: dict[int, Flow] = {}
+    for value in vars(loaded.module).values():
+        if isinstance(value, Flow) and getattr(value.fn, "__module__", None) == loaded.module.__name__:
+            found.setdefault(id(value), value)
+    return sorted(found.values(), key=lambda flow: definition_line(flow) or 0)
+
+
+@dataclass(frozen=True)
+class DuplicateFlow:
+    """A flow whose name (as `run FLOW` compares names) an earlier flow, another function, already has."""
+
+    name: str
+    path: Path
+    line: int | None
+    function: str
+    first_path: Path
+    first_line: int | None
+    first_function: str
+
+    def message(self, show: Callable[[Path], str] = str) -> str:
+        """The problem without its own location; `show` writes a path as the reader would type it."""
+        where = show(self.first_path) + (f":{self.first_line}" if self.first_line else "")
+        return (f"flow {self.name!r} is already defined at {where} (function {self.first_function}); "
+                f"`flows-tui run {self.name}` cannot tell them apart: rename one with @flow(name=...)")
+
+    def __str__(self) -> str:
+        where = f"{self.path}:{self.line}" if self.line else str(self.path)
+        return f"{where}: {self.message()}"
+
+
+def duplicate_flows(files: Iterable[FlowFile]) -> list[DuplicateFlow]:
+    """Every flow named like an earlier one (file order, then line order), naming both places."""
+    duplicates = []
+    first: dict[str, tuple[Flow, Path]] = {}
+    for loaded in files:
+        for flow in defined_flows(loaded):
+            key = normalize_name(flow.name)
+            if key not in first:
+                first[key] = (flow, loaded.path)
+                continue
+            original, original_path = first[key]
+            if original.fn is flow.fn:  # `with_options()` copies of one flow: one definition
+                continue
+            duplicates.append(DuplicateFlow(flow.name, loaded.path, definition_line(flow), flow.fn.__name__,
+                                            original_path, definition_line(original), original.fn.__name__))
+    return duplicates
 
 
 def find_flow(spec: str, directory: Path, *, cwd: Path | None = None) -> tuple[Flow, FlowFile]:
@@ -150,7 +249,7 @@ def find_flow(spec: str, directory: Path, *, cwd: Path | None = None) -> tuple[F
     for loaded in files:
         for name, flow in loaded.flows.items():
             function = flow.fn.__name__
-            if spec in (name, function) or _normalize(spec) in (_normalize(name), _normalize(function)):
+            if spec in (name, function) or normalize_name(spec) in (normalize_name(name), normalize_name(function)):
                 matches.append((flow, loaded))
     if len(matches) == 1:
         return matches[0]
