@@ -1,57 +1,261 @@
-"""The UI driven with Textual's Pilot, as a user presses keys."""
+"""The UI driven with Textual's Pilot, as a user presses keys, on real flows and a real LocalCluster."""
 
 from __future__ import annotations
 
 import textwrap
+import time
+from pathlib import Path
 
+import pytest
+
+from flows_tui import events as ev
 from flows_tui.config import load_config
+from flows_tui.store import Store
 from flows_tui.tui.app import FlowsApp
+from flows_tui.tui.flow_list import FlowList
+from flows_tui.tui.log_view import LogView
+from flows_tui.tui.param_form import ParamForm
+from flows_tui.tui.screens import ConfirmScreen, HelpScreen, TextScreen
+from flows_tui.tui.task_tree import TaskTree
 
-
-async def _wait_for(pilot, condition, timeout: float = 30.0) -> None:
+NUMBERS = """
     import time
+    from flows_tui import flow, task, get_run_logger
 
+    @task
+    def square(x):
+        return x * x
+
+    @task
+    def report(values):
+        get_run_logger().info("total %d", sum(values))
+
+    @flow
+    def numbers(n: int = 5):
+        report(square.map(range(n)))
+
+    @task
+    def nap(seconds: float):
+        for _ in range(int(seconds / 0.05)):
+            time.sleep(0.05)
+
+    @flow
+    def sleepy(seconds: float = 2.0):
+        nap(seconds)
+"""
+
+
+async def wait_for(pilot, condition, timeout: float = 30.0, message: str = "the UI") -> None:
     deadline = time.monotonic() + timeout
     while not condition():
         if time.monotonic() > deadline:
-            raise AssertionError("timed out waiting for the UI")
+            raise AssertionError(f"timed out waiting for {message}")
         await pilot.pause(0.05)
 
 
-def _project(tmp_path):
+def make_project(tmp_path: Path) -> Path:
     (tmp_path / "flows").mkdir()
-    (tmp_path / "flows" / "numbers.py").write_text(textwrap.dedent("""
-        from flows_tui import flow, task, get_run_logger
-
-        @task
-        def square(x):
-            return x * x
-
-        @task
-        def report(values):
-            get_run_logger().info("total %d", sum(values))
-
-        @flow
-        def numbers(n: int = 5):
-            report(square.map(range(n)))
-    """))
+    (tmp_path / "flows" / "numbers.py").write_text(textwrap.dedent(NUMBERS))
     (tmp_path / "flows" / "broken.py").write_text("import not_a_module_anywhere\n")
-    (tmp_path / "flows.toml").write_text('[project]\nflows_dir = "flows"\n[cluster]\nprocesses = false\nn_workers = 1\n')
-    return load_config(None, cwd=tmp_path)
+    (tmp_path / "flows.toml").write_text('[project]\nflows_dir = "flows"\n'
+                                         '[cluster]\nprocesses = false\nn_workers = 1\nthreads_per_worker = 2\n')
+    return tmp_path
 
 
-async def test_the_ui_lists_flows_and_broken_files_and_runs_the_selected_flow(tmp_path):
-    app = FlowsApp(_project(tmp_path))
-    async with app.run_test(size=(100, 30)) as pilot:
-        await _wait_for(pilot, lambda: app.cluster is not None and len(app.rows) == 2)
-        flows = app.query_one("#flows")
-        cells = [str(flows.get_row_at(i)[0]) for i in range(flows.row_count)]
-        assert "✗ broken.py" in cells and "numbers" in cells
-        flows.move_cursor(row=cells.index("numbers"))
+@pytest.fixture
+def project(tmp_path):
+    return make_project(tmp_path)
+
+
+def app_for(project: Path, **options) -> FlowsApp:
+    config = load_config(None, cwd=project)
+    store = Store.open(config.project.state_dir)
+    bus = ev.EventBus()
+    bus.set_journal(store.record)
+    return FlowsApp(config, bus=bus, store=store, **options)
+
+
+def flow_keys(app: FlowsApp) -> list[str]:
+    table = app.query_one(FlowList)
+    return [table.coordinate_to_cell_key((row, 0)).row_key.value for row in range(table.row_count)]
+
+
+def select(app: FlowsApp, key: str) -> None:
+    table = app.query_one(FlowList)
+    table.move_cursor(row=flow_keys(app).index(key))
+
+
+def tree_labels(app: FlowsApp) -> list[str]:
+    tree = app.query_one(TaskTree)
+    labels = []
+
+    def walk(node) -> None:
+        labels.append(str(node.label))
+        for child in node.children:
+            walk(child)
+
+    walk(tree.root)
+    return labels
+
+
+async def test_flows_and_a_broken_file_are_listed_and_the_plan_is_shown_before_any_run(project):
+    app = app_for(project, connect_cluster=False)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await wait_for(pilot, lambda: len(flow_keys(app)) == 3, message="the flows")
+        assert [key for key in flow_keys(app) if not key.startswith("error:")] == ["numbers", "sleepy"]
+        select(app, "numbers")
+        await pilot.pause()
+        labels = tree_labels(app)
+        assert "planned, not run yet" in labels[0]
+        assert any("square  map" in label for label in labels) and any("report  ← square" in label for label in labels)
+
+
+async def test_enter_on_a_broken_file_opens_its_traceback(project):
+    app = app_for(project, connect_cluster=False)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await wait_for(pilot, lambda: len(flow_keys(app)) == 3)
+        select(app, next(key for key in flow_keys(app) if key.startswith("error:")))
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: isinstance(app.screen, TextScreen))
+        assert "No module named 'not_a_module_anywhere'" in app.screen.body
+        await pilot.press("escape")
+        assert not isinstance(app.screen, TextScreen)
+
+
+async def test_r_runs_the_selected_flow_and_the_tree_and_logs_follow_it(project):
+    app = app_for(project)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await wait_for(pilot, lambda: app.cluster is not None and len(flow_keys(app)) == 3, message="the cluster")
+        select(app, "numbers")
         await pilot.press("r")
-        await _wait_for(pilot, lambda: "Completed" in str(flows.get_row_at(cells.index("numbers"))[2]))
-        await pilot.pause(0.3)
-        tasks = app.query_one("#tasks")
-        rows = {str(tasks.get_row_at(i)[0]): str(tasks.get_row_at(i)[1]) for i in range(tasks.row_count)}
-        assert rows == {"square": "5/5", "report": "1/1"}
-        assert any("total 30" in line for line in app.query_one("#logs").lines)
+        flows = app.query_one(FlowList)
+        await wait_for(pilot, lambda: flows.last_states.get("numbers") == "Completed", message="the run to end")
+        await pilot.pause(0.2)
+        labels = tree_labels(app)
+        assert "✓ Completed  numbers" in labels[0]
+        assert any(label.startswith("✓ square  5/5  ✓ 5") for label in labels)
+        assert any("total 30" in line for line in app.query_one(LogView).shown_lines())
+        assert [s.flow for s in app.store.runs()] == ["numbers"]  # recorded, like `flows-tui run`
+
+
+async def test_p_opens_a_form_from_the_signature_shows_errors_inline_and_runs_with_the_values(project):
+    app = app_for(project)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await wait_for(pilot, lambda: app.cluster is not None and len(flow_keys(app)) == 3)
+        select(app, "numbers")
+        await pilot.press("p")
+        await wait_for(pilot, lambda: isinstance(app.screen, ParamForm))
+        form = app.screen
+        field = form.query_one("#param-n")
+        assert field.value == "5"
+        field.value = "five"
+        await pilot.press("ctrl+s")
+        await pilot.pause()
+        assert "five" in str(form.query_one("#error-n").render()) or "integer" in str(form.query_one("#error-n").render())
+        assert isinstance(app.screen, ParamForm)
+        field.value = "3"
+        await pilot.press("ctrl+s")
+        flows = app.query_one(FlowList)
+        await wait_for(pilot, lambda: flows.last_states.get("numbers") == "Completed", message="the run to end")
+        await pilot.pause(0.2)
+        assert any("total 5" in line for line in app.query_one(LogView).shown_lines())  # 0 + 1 + 4
+
+
+async def test_c_cancels_the_run_in_progress(project):
+    app = app_for(project)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await wait_for(pilot, lambda: app.cluster is not None and len(flow_keys(app)) == 3)
+        select(app, "sleepy")
+        await pilot.press("r")
+        await wait_for(pilot, lambda: bool(app.engines), message="the run to start")
+        await pilot.press("c")
+        flows = app.query_one(FlowList)
+        await wait_for(pilot, lambda: flows.last_states.get("sleepy") == "Cancelled", message="the cancel")
+
+
+async def test_q_during_a_run_asks_before_quitting(project):
+    app = app_for(project)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await wait_for(pilot, lambda: app.cluster is not None and len(flow_keys(app)) == 3)
+        select(app, "sleepy")
+        await pilot.press("r")
+        await wait_for(pilot, lambda: bool(app.engines))
+        await pilot.press("q")
+        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen))
+        await pilot.press("n")
+        assert app.is_running and not isinstance(app.screen, ConfirmScreen)
+        await pilot.press("q")
+        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen))
+        await pilot.press("y")
+        await wait_for(pilot, lambda: not app.is_running, message="the app to exit")
+
+
+async def test_slash_filters_the_flows_and_escape_clears_it(project):
+    app = app_for(project, connect_cluster=False)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await wait_for(pilot, lambda: len(flow_keys(app)) == 3)
+        await pilot.press("slash", "s", "l", "e", "enter")
+        assert flow_keys(app) == ["sleepy"]
+        await pilot.press("slash", "escape")
+        assert len(flow_keys(app)) == 3
+
+
+async def test_question_mark_lists_every_key(project):
+    app = app_for(project, connect_cluster=False)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await pilot.press("question_mark")
+        await wait_for(pilot, lambda: isinstance(app.screen, HelpScreen))
+        keys = {key for _, rows in app.screen.sections for key, _ in rows}
+        assert {"r", "p", "c", "l", "/", "?", "q", "ctrl+p", "enter", "tab / shift+tab"} <= keys
+
+
+async def test_tab_moves_between_the_panes(project):
+    app = app_for(project, connect_cluster=False)
+    async with app.run_test(size=(120, 40)) as pilot:
+        seen = []
+        for _ in range(4):
+            seen.append(app.focused.id if app.focused.id else app.focused.parent.id)
+            await pilot.press("tab")
+        assert seen == ["flows", "runs", "tasks", "log-lines"]
+
+
+async def test_a_past_run_opens_from_the_runs_history_with_its_tree_and_logs(project):
+    app = app_for(project)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await wait_for(pilot, lambda: app.cluster is not None and len(flow_keys(app)) == 3)
+        select(app, "numbers")
+        await pilot.press("r")
+        flows = app.query_one(FlowList)
+        await wait_for(pilot, lambda: flows.last_states.get("numbers") == "Completed")
+        select(app, "sleepy")  # the tree now shows sleepy's plan
+        await pilot.pause()
+        assert "planned" in tree_labels(app)[0]
+        runs = app.query_one("#runs")
+        await wait_for(pilot, lambda: runs.row_count == 1, message="the history")
+        runs.focus()
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: "numbers" in tree_labels(app)[0] and "Completed" in tree_labels(app)[0])
+        await wait_for(pilot, lambda: any("total 30" in line for line in app.query_one(LogView).shown_lines()))
+
+
+async def test_saving_a_flow_file_updates_the_list_and_a_broken_save_shows_its_error(project):
+    app = app_for(project, connect_cluster=False)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await wait_for(pilot, lambda: len(flow_keys(app)) == 3)
+        extra = project / "flows" / "extra.py"
+        extra.write_text("from flows_tui import flow\n\n@flow\ndef brand_new():\n    return 1\n")
+        await wait_for(pilot, lambda: "brand-new" in flow_keys(app), message="the new flow")
+        extra.write_text("from flows_tui import flow\n\n@flow\ndef brand_new(:\n")
+        await wait_for(pilot, lambda: f"error:{extra.resolve()}" in flow_keys(app), message="the error row")
+        assert "brand-new" in flow_keys(app)  # its last good version stays runnable
+
+
+async def test_the_command_palette_lists_actions_and_flows(project):
+    app = app_for(project, connect_cluster=False)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await wait_for(pilot, lambda: len(flow_keys(app)) == 3)
+        from flows_tui.tui.app import FlowsCommands
+
+        provider = FlowsCommands(app.screen)
+        hits = [str(hit.text) async for hit in provider.search("run")]
+        assert "run numbers" in hits and "Run the selected flow" in hits

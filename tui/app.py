@@ -1,231 +1,685 @@
-"""The flows-tui application: flows, the run's tasks, its logs, and the cluster in the status bar.
+"""The flows-tui application: flows, runs history, the run's task tree and logs, the cluster.
 
-Engine events reach the app through one bridge: a bus subscriber folds them into a
-RunModel off the UI thread, and a timer redraws at most ten times a second.
+Data flows one way. Engine events reach the app through one bridge: a bus subscriber
+folds them into a RunModel off the UI thread and posts at most ~20 `RunEvents` messages a
+second; the handler redraws inside `batch_update()`. Reload events of the flows
+directory arrive the same way. Blocking work (starting the cluster, loading history,
+running a flow) runs in thread workers that only post messages or call back.
 """
 
 from __future__ import annotations
 
+import concurrent.futures
+import datetime as _dt
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
 from rich.text import Text
-from textual import work
+from textual import on, work
 from textual.app import App, ComposeResult
 from textual.binding import Binding
+from textual.command import Hit, Hits, Provider
 from textual.containers import Horizontal, Vertical
-from textual.widgets import DataTable, Footer, Header, Log, Static
+from textual.message import Message
+from textual.widgets import Footer, Input
+from textual.worker import Worker, WorkerState
 
 from flows_tui import events as ev
 from flows_tui.catalog import flow_config_for
 from flows_tui.cluster import Cluster, choose_cluster, connect
 from flows_tui.errors import FlowsTuiError
-from flows_tui.model import RunModel
-from flows_tui.progress import SYMBOLS
-from flows_tui.reload import FlowFile, load_directory
+from flows_tui.model import FlowRun, RunModel
+from flows_tui.flows_directory import FlowsDirectory, FlowsReloaded
 from flows_tui.runner import recording
+from flows_tui.schedule import Schedule, Scheduler
+from flows_tui.states import FINAL_STATES, SUCCESS_STATES
+
+from .flow_list import FlowList, FlowRow
+from .log_view import Line, LogView
+from .param_form import ParamForm
+from .run_history import RunHistory
+from .screens import ConfirmScreen, HelpScreen, TextScreen, key_help
+from .status_bar import StatusBar
+from .task_tree import TaskTree
+
+# The bridge posts at most one batch per this many seconds: ~20 UI updates a second however
+# fast a run reports; what arrives meanwhile joins the next batch.
+UPDATE_INTERVAL = 0.05
+NARROW_WIDTH = 110
+CLOSE_SECONDS = 3.0
 
 
-class _Bridge:
-    """Bus subscriber: folds events off the UI thread; the app takes what changed on its timer."""
+class RunEvents(Message):
+    """Something happened in one or more runs since the last batch (the bridge holds what)."""
 
-    def __init__(self) -> None:
+
+class FlowsChanged(Message):
+    def __init__(self, event: FlowsReloaded) -> None:
+        super().__init__()
+        self.event = event
+
+
+class Bridge:
+    """Bus subscriber: folds events into a RunModel on the bus's thread, hands the UI batches."""
+
+    def __init__(self, app: "FlowsApp") -> None:
+        self.app = app
         self.lock = threading.Lock()
         self.model = RunModel()
-        self.lines: list[str] = []
-        self.dirty = False
+        self._lines: list[Line] = []
+        self._changed: set[str] = set()
+        self._ended: list[tuple[str, str, str]] = []  # (run id, flow, state) of runs that ended
+        self._posted = False
+        self._last_post = 0.0
 
     def __call__(self, batch: list) -> None:
         with self.lock:
             for event in batch:
                 self.model.apply(event)
+                run_id = getattr(event, "run_id", None)
+                if run_id is None:
+                    continue
+                self._changed.add(run_id)
                 if isinstance(event, ev.LogLines):
-                    run = self.model.runs.get(event.run_id)
-                    for line in event.lines:
-                        task = run.task_runs.get(line.task_run_id) if run and line.task_run_id else None
-                        source = task.name if task else "flow"
-                        self.lines.append(f"{line.time.astimezone():%H:%M:%S} {source}: {line.message}")
-            self.dirty = True
+                    self._lines.extend(self._line(run_id, line) for line in event.lines)
+                elif isinstance(event, ev.FlowStateChanged) and event.state in FINAL_STATES:
+                    run = self.model.runs.get(run_id)
+                    if run is not None:
+                        self._ended.append((run_id, run.flow, event.state))
+            if self._posted:
+                return
+            self._posted = True
+        wait = UPDATE_INTERVAL - (time.monotonic() - self._last_post)
+        if wait > 0:
+            time.sleep(wait)  # events keep queueing on the bus; the next drain takes them all
+        self._last_post = time.monotonic()
+        self.app.post_message(RunEvents())
 
-    def take(self) -> tuple[RunModel, list[str]] | None:
+    def _line(self, run_id: str, line: ev.LogLine) -> Line:
+        run = self.model.runs.get(run_id)
+        task_run = run.task_runs.get(line.task_run_id) if run is not None and line.task_run_id else None
+        return Line(run_id, task_run.name if task_run else "flow", task_run.task if task_run else None, line)
+
+    def take(self) -> tuple[set[str], list[Line], list[tuple[str, str, str]]]:
         with self.lock:
-            if not self.dirty:
-                return None
-            self.dirty = False
-            lines, self.lines = self.lines, []
-            return self.model, lines
+            self._posted = False
+            changed, self._changed = self._changed, set()
+            lines, self._lines = self._lines, []
+            ended, self._ended = self._ended, []
+            return changed, lines, ended
+
+
+class FlowsCommands(Provider):
+    """The command palette: every action, and every flow to run or open."""
+
+    async def search(self, query: str) -> Hits:
+        app = self.app
+        assert isinstance(app, FlowsApp)
+        matcher = self.matcher(query)
+        for name, (action, help_text) in app.palette_actions().items():
+            score = matcher.match(name)
+            if score > 0:
+                yield Hit(score, matcher.highlight(name), lambda a=action: app.run_action(a), help=help_text)
+        for flow in list(app.directory.flows.values()):
+            for verb, action in (("run", "run"), ("run with parameters", "run_with_params")):
+                text = f"{verb} {flow.name}"
+                score = matcher.match(text)
+                if score > 0:
+                    yield Hit(score, matcher.highlight(text),
+                              lambda f=flow.name, a=action: app.select_flow_and(f, a), help=f"flow {flow.name}")
 
 
 class FlowsApp(App):
     CSS_PATH = "app.tcss"
     TITLE = "flows-tui"
+    COMMANDS = App.COMMANDS | {FlowsCommands}
     BINDINGS = [
         Binding("r", "run", "Run"),
-        Binding("j", "cursor_down", "Down", show=False),
-        Binding("k", "cursor_up", "Up", show=False),
-        Binding("tab", "focus_next", "Next pane"),
+        Binding("p", "run_with_params", "Params"),
+        Binding("c", "cancel", "Cancel"),
+        Binding("l", "logs", "Logs"),
+        Binding("slash", "filter", "Filter", key_display="/"),
+        Binding("s", "toggle_schedule", "Pause sched", show=False),
+        Binding("t", "trigger", "Run now (schedule)", show=False),
+        Binding("z", "zoom", "Zoom", show=False),
+        Binding("tab", "focus_next", "Next pane", show=False),
+        Binding("shift+tab", "focus_previous", "Previous pane", show=False),
+        Binding("question_mark", "help", "Help", key_display="?"),
         Binding("q", "quit", "Quit"),
     ]
 
     def __init__(self, config: Any, *, path: str | None = None, address: str | None = None,
-                 bus: ev.EventBus | None = None) -> None:
+                 bus: ev.EventBus | None = None, store: Any = None, watch: bool = True,
+                 connect_cluster: bool = True) -> None:
         super().__init__()
         self.config = config
         self.flows_dir = Path(path).resolve() if path else config.project.flows_dir
         self.choice = choose_cluster(address, config)
         self.cluster: Cluster | None = None
-        self.files: list[FlowFile] = []
-        self.rows: list[tuple[Any, FlowFile] | None] = []
         self.bus = bus or ev.EventBus()
-        self.bridge = _Bridge()
+        self.store = store
+        self.bridge = Bridge(self)
         self.bus.subscribe(self.bridge, name="tui")
-        self.running = False
+        self.directory = FlowsDirectory(self.flows_dir)
+        self.watch_files = watch
+        self.connect_cluster = connect_cluster
+        self.clock = lambda: _dt.datetime.now(_dt.timezone.utc)  # what "now" is for durations and countdowns
+        self.engines: dict[str, Any] = {}  # run id → engine of runs in progress
+        self.shown_run: str | None = None  # the run in the tree and logs
+        self.scheduler: Scheduler | None = None
+        self.loaded = threading.Event()  # the first scan of the flows directory is done
+        self._scheduled_runs = concurrent.futures.ThreadPoolExecutor(thread_name_prefix="flows-tui-scheduled")
+        self._filter_target = "flows"
+        self._last_run_of: dict[str, str] = {}  # flow → latest run id seen in this session
+
+    # Layout ---------------------------------------------------------------------------------
 
     def compose(self) -> ComposeResult:
-        yield Header()
         with Horizontal(id="body"):
-            yield DataTable(id="flows", cursor_type="row")
+            with Vertical(id="left"):
+                yield FlowList(id="flows")
+                yield RunHistory(id="runs")
             with Vertical(id="right"):
-                yield DataTable(id="tasks", cursor_type="row")
-                yield Log(id="logs", max_lines=5000)
-        yield Static("cluster: starting…", id="status")
+                yield TaskTree(id="tasks")
+                yield LogView(id="logs")
+        yield Input(placeholder="filter (enter applies, esc clears)", id="filter")
+        yield StatusBar(id="status")
         yield Footer()
 
     def on_mount(self) -> None:
-        flows = self.query_one("#flows", DataTable)
-        flows.border_title = f"flows · {self.flows_dir.name}"
-        flows.add_columns("flow", "file", "last")
-        tasks = self.query_one("#tasks", DataTable)
-        tasks.border_title = "tasks"
-        tasks.add_columns("task", "done", "states", "time")
-        self.query_one("#logs", Log).border_title = "logs"
+        self.query_one("#flows").border_title = f"flows · {self.flows_dir.name}"
+        self.query_one("#runs").border_title = "runs"
+        self.query_one("#tasks").border_title = "tasks"
+        self.query_one("#logs").border_title = "logs"
+        self.query_one("#filter").display = False
+        self._fit(self.size.width)
+        self.query_one(FlowList).focus()
         self.load_flows()
-        self.start_cluster()
-        self.set_interval(0.1, self.redraw)
+        if self.connect_cluster:
+            self.start_cluster()
+        self.load_history()
+        self.set_interval(1.0, self.every_second)
 
-    @work(thread=True, exclusive=True, group="load", exit_on_error=False)
+    def on_resize(self, event: Any) -> None:
+        self._fit(event.size.width)
+
+    def _fit(self, width: int) -> None:
+        self.set_class(width < NARROW_WIDTH, "narrow")
+
+    # Blocking work, in threads ----------------------------------------------------------------
+
+    @work(thread=True, exclusive=True, group="flows", exit_on_error=False)
     def load_flows(self) -> None:
-        files = load_directory(self.flows_dir) if self.flows_dir.exists() else []
-        self.call_from_thread(self.show_flows, files)
-
-    def show_flows(self, files: list[FlowFile]) -> None:
-        self.files = files
-        table = self.query_one("#flows", DataTable)
-        table.clear()
-        self.rows = []
-        for loaded in files:
-            for flow in loaded.flows.values():
-                table.add_row(flow.name, loaded.path.name, "")
-                self.rows.append((flow, loaded))
-            if loaded.error is not None:
-                table.add_row(Text(f"✗ {loaded.path.name}", style="red"), Text(str(loaded.error.reason), style="red"), "")
-                self.rows.append(None)
-        if not self.rows:
-            table.add_row(Text("no flows found", style="dim"), str(self.flows_dir), "")
-            self.rows.append(None)
+        if not self.flows_dir.exists():
+            self.call_from_thread(self.notify, f"flows directory {self.flows_dir} does not exist", severity="error")
+            return
+        self.directory.subscribe(lambda event: self.post_message(FlowsChanged(event)))
+        self.directory.load()
+        self.loaded.set()
+        if self.watch_files:
+            self.directory.watch()
 
     @work(thread=True, exclusive=True, group="cluster", exit_on_error=False)
     def start_cluster(self) -> None:
         try:
             cluster = connect(self.choice)
         except FlowsTuiError as error:
-            self.call_from_thread(self.set_status, Text(f"cluster: {error}", style="red"))
+            self.call_from_thread(self.query_one(StatusBar).set_cluster, Text(f"cluster: {error}", style="red"))
             return
         self.cluster = cluster
         info = cluster.info()
-        self.call_from_thread(self.set_status, f"cluster: {info.describe()}"
-                              + (f" · {info.dashboard}" if info.dashboard else ""))
+        text = Text(f"cluster: {info.describe()}")
+        if info.dashboard:
+            text.append(f" · {info.dashboard}", style="dim")
+        self.call_from_thread(self.query_one(StatusBar).set_cluster, text)
 
-    def show_last_state(self, flow: Any, state: str) -> None:
-        table = self.query_one("#flows", DataTable)
-        for index, row in enumerate(self.rows):
-            if row is not None and row[0] is flow:
-                table.update_cell_at((index, 2), f"{SYMBOLS.get(state, '?')} {state}")
-
-    def set_status(self, text: Any) -> None:
-        self.query_one("#status", Static).update(text)
-
-    def action_cursor_down(self) -> None:
-        focused = self.focused
-        if isinstance(focused, DataTable):
-            focused.action_cursor_down()
-
-    def action_cursor_up(self) -> None:
-        focused = self.focused
-        if isinstance(focused, DataTable):
-            focused.action_cursor_up()
-
-    def action_run(self) -> None:
-        table = self.query_one("#flows", DataTable)
-        row = self.rows[table.cursor_row] if 0 <= table.cursor_row < len(self.rows) else None
-        if row is None:
-            self.notify("select a flow to run", severity="warning")
+    @work(thread=True, exclusive=True, group="history", exit_on_error=False)
+    def load_history(self) -> None:
+        if self.store is None:
             return
+        summaries = self.store.runs(limit=200)
+        self.call_from_thread(self.query_one(RunHistory).show, summaries)
+        last: dict[str, str] = {}
+        for summary in reversed(summaries):
+            last[summary.flow] = summary.state
+        self.call_from_thread(self._show_last_states, last)
+
+    def _show_last_states(self, last: dict[str, str]) -> None:
+        flows = self.query_one(FlowList)
+        for flow, state in last.items():
+            if flow not in flows.last_states:
+                flows.set_last_state(flow, state)
+
+    @work(thread=True, exclusive=True, group="open", exit_on_error=False)
+    def open_stored_run(self, run_id: str) -> None:
+        run = self.store.load_run(run_id)
+        lines = [Line(run_id, stored.task or "flow", _task_of(run, stored.line.task_run_id), stored.line)
+                 for stored in self.store.logs(run_id)]
+        self.call_from_thread(self._show_stored_run, run, lines)
+
+    def _show_stored_run(self, run: FlowRun, lines: list[Line]) -> None:
+        self.shown_run = run.run_id
+        with self.batch_update():
+            self.query_one(TaskTree).show_run(run, self.clock())
+            self.query_one(LogView).show_run(run.run_id, lines)
+
+    def start_run(self, flow: Any, parameters: dict[str, Any], file: str | None) -> None:
         if self.cluster is None:
-            self.notify("the cluster is still starting", severity="warning")
+            self.notify("the cluster is still starting; try again in a moment", severity="warning")
             return
-        if self.running:
-            self.notify("a run is in progress", severity="warning")
-            return
-        flow, loaded = row
-        self.query_one("#logs", Log).clear()
-        self.run_flow(flow, loaded)
+        self._run_flow(flow, parameters, file)
 
     @work(thread=True, group="runs", exit_on_error=False)
-    def run_flow(self, flow: Any, loaded: FlowFile) -> None:
+    def _run_flow(self, flow: Any, parameters: dict[str, Any], file: str | None) -> Any:
+        return self._run_engine(flow, parameters, file)
+
+    def _run_engine(self, flow: Any, parameters: dict[str, Any], file: str | None) -> Any:
+        """Run a flow to its end on this thread; the bridge shows it as it goes."""
         from flows_tui.engine import run_flow
 
-        self.running = True
-        try:
-            flow_config = flow_config_for(self.config, flow)
-            parameters = flow.validate(dict(flow_config.parameters) if flow_config else {})
-            engine = run_flow(flow, parameters, client=self.cluster.client, bus=self.bus, file=str(loaded.path),
-                              log_level=self.config.project.log_level)
-            self.call_from_thread(self.show_last_state, flow, engine.final.name)
-            self.call_from_thread(self.notify, f"{flow.name}: {engine.final.name}",
-                                  severity="information" if engine.final.is_completed() else "error")
-        except FlowsTuiError as error:
-            self.call_from_thread(self.notify, str(error), severity="error")
-        finally:
-            self.running = False
+        def started(engine: Any) -> None:
+            self.engines[engine.run_id] = engine
+            self.call_from_thread(self._follow_run, engine.run_id, flow.name)
 
-    def redraw(self) -> None:
-        taken = self.bridge.take()
-        if taken is None:
-            return
-        model, lines = taken
-        with self.bridge.lock:
-            runs = list(model.runs.values())
-            rows = []
-            if runs:
-                run = runs[-1]
-                groups: dict[str, list] = {}
-                for task_run in run.current_task_runs():
-                    groups.setdefault(task_run.task, []).append(task_run)
-                for name, task_runs in groups.items():
-                    counts: dict[str, int] = {}
-                    for task_run in task_runs:
-                        counts[task_run.state] = counts.get(task_run.state, 0) + 1
-                    done = counts.get("Completed", 0) + counts.get("Cached", 0)
-                    states = "  ".join(f"{SYMBOLS.get(s, '?')} {n} {s}" for s, n in counts.items())
-                    seconds = sum(t.duration or 0 for t in task_runs)
-                    rows.append((name, f"{done}/{len(task_runs)}", states, f"{seconds:.1f}s"))
-                title = f"tasks · {run.flow} · {SYMBOLS.get(run.state, '')} {run.state}"
-            else:
-                title = "tasks"
-        tasks = self.query_one("#tasks", DataTable)
+        engine = run_flow(flow, parameters, client=self.cluster.client, bus=self.bus, file=file,
+                          address=self.choice.address or "LocalCluster", on_engine=started,
+                          log_level=self.config.project.log_level)
+        self.engines.pop(engine.run_id, None)
+        return engine
+
+    def _follow_run(self, run_id: str, flow: str) -> None:
+        """A run this session started: show it as it goes."""
+        self.shown_run = run_id
+        self._last_run_of[flow] = run_id
+        self.query_one(LogView).show_run(run_id)
+
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        if event.state == WorkerState.ERROR:
+            error = event.worker.error
+            self.push_screen(TextScreen(f"{event.worker.name} failed",
+                                        f"{type(error).__name__}: {error}" if error else "unknown error"))
+
+    # Events -----------------------------------------------------------------------------------
+
+    def on_run_events(self, message: RunEvents) -> None:
+        changed, lines, ended = self.bridge.take()
+        tree, logs, flows = self.query_one(TaskTree), self.query_one(LogView), self.query_one(FlowList)
         with self.batch_update():
-            tasks.border_title = title
-            tasks.clear()
-            for row in rows:
-                tasks.add_row(*row)
+            if self.shown_run in changed:
+                with self.bridge.lock:
+                    run = self.bridge.model.runs.get(self.shown_run)
+                    if run is not None:
+                        tree.show_run(run, self.clock())
             if lines:
-                self.query_one("#logs", Log).write_lines(lines)
+                logs.add(lines)
+            for run_id, flow, state in ended:
+                flows.set_last_state(flow, state)
+                severity = "information" if state in SUCCESS_STATES else "error"
+                self.notify(f"{flow}: {state}", severity=severity, timeout=4)
+        if ended:
+            self.load_history()
+
+    def on_flows_changed(self, message: FlowsChanged) -> None:
+        event = message.event
+        self._show_flows()
+        for error in event.failed:
+            where = f"{Path(error.path).name}:{error.line}" if error.line else Path(error.path).name
+            self.notify(f"{where}: {error.reason}", title="flow file failed to load", severity="error", timeout=6)
+        changed = [*event.flows_added, *event.flows_changed]
+        if changed and self.directory.files and event.seconds:
+            self.notify(f"reloaded: {', '.join(changed[:5])}", timeout=2)
+        self._update_schedules()
+        self._show_plan_of_selected()
+
+    def _show_flows(self) -> None:
+        rows: list[FlowRow] = []
+        for loaded in self.directory.files:
+            name = loaded.path.name
+            for flow in loaded.flows.values():
+                schedule = Schedule.from_config(flow.name, flow_config_for(self.config, flow))
+                rows.append(FlowRow(flow.name, name, flow=flow, schedule=schedule.describe() if schedule else None))
+            if loaded.error is not None:
+                rows.append(FlowRow(f"error:{loaded.path}", name, error=loaded.error))
+        self.query_one(FlowList).show(rows)
+
+    @on(FlowList.RowHighlighted, "#flows")
+    def _flow_highlighted(self, event: FlowList.RowHighlighted) -> None:
+        self._show_plan_of_selected()
+
+    def _show_plan_of_selected(self) -> None:
+        row = self.query_one(FlowList).current()
+        if row is None or row.flow is None:
+            return
+        if any(e.flow.name == row.flow.name for e in self.engines.values()):
+            return  # its run is on screen
+        tree = self.query_one(TaskTree)
+        run_id = self._last_run_of.get(row.key)
+        if run_id is not None:
+            with self.bridge.lock:
+                run = self.bridge.model.runs.get(run_id)
+                if run is not None:
+                    self.shown_run = run_id
+                    tree.show_run(run, self.clock())
+                    return
+        from flows_tui.plan import plan_flow
+
+        self.shown_run = None
+        tree.show_plan(row.flow.name, plan_flow(row.flow))
+        tree.border_subtitle = row.file
+
+    @on(TaskTree.NodeHighlighted, "#tasks")
+    def _task_highlighted(self, event: TaskTree.NodeHighlighted) -> None:
+        task_run_id, task = self.query_one(TaskTree).selected_task()
+        self.query_one(LogView).focus_task(task_run_id, task)
+
+    @on(TaskTree.NodeSelected, "#tasks")
+    def _task_selected(self, event: TaskTree.NodeSelected) -> None:
+        """Enter on a failed task run or attempt: its error and traceback."""
+        attempt = self.query_one(TaskTree).selected_attempt()
+        if attempt is not None and (attempt.traceback or attempt.error):
+            self.push_screen(TextScreen(attempt.error or attempt.state, attempt.traceback or attempt.error))
+
+    @on(RunHistory.RowSelected, "#runs")
+    def _run_selected(self, event: RunHistory.RowSelected) -> None:
+        run_id = self.query_one(RunHistory).selected_run()
+        if run_id is None:
+            return
+        with self.bridge.lock:
+            live = self.bridge.model.runs.get(run_id)
+        if live is not None and self.store is None:
+            self.shown_run = run_id
+            self.query_one(TaskTree).show_run(live, self.clock())
+            return
+        if self.store is not None:
+            self.open_stored_run(run_id)
+
+    @on(FlowList.RowSelected, "#flows")
+    def _flow_selected(self, event: FlowList.RowSelected) -> None:
+        row = self.query_one(FlowList).current()
+        if row is None:
+            return
+        if row.error is not None:
+            error = row.error
+            self.push_screen(TextScreen(f"{row.file}: {error.reason}", error.traceback or str(error)))
+        else:
+            self.query_one(TaskTree).focus()
+
+    # Schedules ----------------------------------------------------------------------------------
+
+    def _update_schedules(self) -> None:
+        schedules = []
+        for flow in self.directory.flows.values():
+            schedule = Schedule.from_config(flow.name, flow_config_for(self.config, flow))
+            if schedule is not None:
+                schedules.append(schedule)
+        if not schedules or self.store is None:
+            if self.scheduler is not None:
+                self.scheduler.set_schedules([])
+            return
+        if self.scheduler is None:
+            self.scheduler = Scheduler(self.store, self._scheduled_run, log=self._schedule_log)
+            self.scheduler.set_schedules(schedules)
+            self.scheduler.start()
+        else:
+            self.scheduler.set_schedules(schedules)
+
+    def _scheduled_run(self, schedule: Schedule, due: _dt.datetime) -> Any:
+        """On the scheduler's thread: start the run as `r` would; the future tells it when it ended."""
+        flow = self.directory.flows.get(schedule.flow)
+        if flow is None or self.cluster is None:
+            raise FlowsTuiError("the flow or the cluster is not available")
+        parameters = flow.validate(dict(schedule.parameters))
+        return self._scheduled_runs.submit(self._run_engine, flow, parameters, _file_of(flow))
+
+    def _schedule_log(self, message: str) -> None:
+        self.call_from_thread(self.notify, message, title="schedule", timeout=6)
+
+    def every_second(self) -> None:
+        """Countdowns: next scheduled runs, retry delays, running durations."""
+        status = self.query_one(StatusBar)
+        if self.scheduler is not None:
+            next_runs = self.scheduler.next_due()
+            self.query_one(FlowList).set_next_runs(next_runs)
+            upcoming = [(moment, flow) for flow, moment in next_runs.items() if moment is not None]
+            if upcoming:
+                moment, flow = min(upcoming)
+                status.set_next_run(flow, moment)
+            else:
+                status.set_next_run(None, None)
+        if self.shown_run in self.engines:
+            with self.bridge.lock:
+                run = self.bridge.model.runs.get(self.shown_run)
+                if run is not None:
+                    self.query_one(TaskTree).show_run(run, self.clock())
+
+    # Actions ----------------------------------------------------------------------------------
+
+    def _selected_flow(self) -> Any:
+        row = self.query_one(FlowList).current()
+        if row is None:
+            self.notify("no flow selected", severity="warning")
+            return None
+        if row.flow is None:
+            self.notify(f"{row.file} does not load: {row.error.reason}", severity="error")
+            return None
+        return row.flow
+
+    def _values(self, flow: Any) -> dict[str, Any]:
+        flow_config = flow_config_for(self.config, flow)
+        return dict(flow_config.parameters) if flow_config else {}
+
+    def action_run(self) -> None:
+        flow = self._selected_flow()
+        if flow is None:
+            return
+        try:
+            parameters = flow.validate(self._values(flow))
+        except FlowsTuiError as error:
+            self.notify(f"{error} (press p to give parameters)", severity="error")
+            return
+        self.start_run(flow, parameters, _file_of(flow))
+
+    def action_run_with_params(self) -> None:
+        flow = self._selected_flow()
+        if flow is None:
+            return
+
+        def chosen(values: dict | None) -> None:
+            if values is not None:
+                self.start_run(flow, values, _file_of(flow))
+
+        self.push_screen(ParamForm(flow, self._values(flow)), chosen)
+
+    def action_cancel(self) -> None:
+        engine = self.engines.get(self.shown_run or "") or next(iter(self.engines.values()), None)
+        if engine is None:
+            self.notify("no run in progress", severity="warning")
+            return
+        threading.Thread(target=engine.cancel, args=("cancelled from the UI",), daemon=True).start()
+        self.notify(f"cancelling {engine.flow.name} ({engine.run_id})")
+
+    def action_logs(self) -> None:
+        logs = self.query_one(LogView)
+        logs.output.focus()
+
+    def action_filter(self) -> None:
+        box = self.query_one("#filter", Input)
+        self._filter_target = "logs" if self._in(LogView) or self._in(TaskTree) else "flows"
+        box.placeholder = ("search the logs" if self._filter_target == "logs" else "filter flows") + \
+            " (enter applies, esc clears)"
+        box.display = True
+        box.focus()
+
+    @on(Input.Submitted, "#filter")
+    def _filter_submitted(self, event: Input.Submitted) -> None:
+        self._apply_filter(event.value)
+
+    def _apply_filter(self, text: str) -> None:
+        box = self.query_one("#filter", Input)
+        if self._filter_target == "logs":
+            self.query_one(LogView).set_search(text)
+            target: Any = self.query_one(LogView).output
+        else:
+            flows = self.query_one(FlowList)
+            flows.filter = text
+            self._show_flows()
+            target = flows
+        box.display = False
+        target.focus()
+
+    def on_key(self, event: Any) -> None:
+        box = self.query_one("#filter", Input)
+        if event.key == "escape" and box.has_focus:
+            box.value = ""
+            self._apply_filter("")
+            event.stop()
+
+    def _in(self, kind: type) -> bool:
+        node = self.focused
+        while node is not None:
+            if isinstance(node, kind):
+                return True
+            node = node.parent
+        return False
+
+    def action_toggle_schedule(self) -> None:
+        flow = self._selected_flow()
+        if flow is None:
+            return
+        if self.scheduler is None or flow.name not in self.scheduler.next_due():
+            self.notify(f"{flow.name} has no schedule ([flows.{flow.name}] cron or interval in flows.toml)",
+                        severity="warning")
+            return
+        paused = self.scheduler.next_due()[flow.name] is not None
+        self.scheduler.pause(flow.name, paused)
+        self.notify(f"schedule of {flow.name} {'paused' if paused else 'resumed'}")
+        self.every_second()
+
+    def action_trigger(self) -> None:
+        flow = self._selected_flow()
+        if flow is None:
+            return
+        if self.scheduler is None or flow.name not in self.scheduler.next_due():
+            self.action_run()
+            return
+        self.scheduler.trigger(flow.name)
+
+    def action_zoom(self) -> None:
+        """The focused pane alone on screen, or back to all panes."""
+        panes = list(self.query("#flows, #runs, #tasks, #logs"))
+        left = self.query_one("#left")
+        if self.has_class("zoomed"):
+            self.remove_class("zoomed")
+            for widget in (*panes, left, self.query_one("#right")):
+                widget.display = True
+            left.styles.width = None
+            return
+        target = next((pane for pane in panes if self._contains_focus(pane)), None)
+        if target is None:
+            return
+        self.add_class("zoomed")
+        for pane in panes:
+            pane.display = pane is target
+        in_left = target.parent is left
+        left.display = in_left
+        self.query_one("#right").display = not in_left
+        if in_left:
+            left.styles.width = "1fr"
+
+    def _contains_focus(self, pane: Any) -> bool:
+        node = self.focused
+        while node is not None:
+            if node is pane:
+                return True
+            node = node.parent
+        return False
+
+    def action_help(self) -> None:
+        sections = [
+            ("Everywhere", key_help(self.BINDINGS) + [("ctrl+p", "Command palette: every action and flow"),
+                                                       ("s", "Pause or resume the selected flow's schedule"),
+                                                       ("t", "Run the selected scheduled flow now"),
+                                                       ("z", "Zoom the focused pane"),
+                                                       ("tab / shift+tab", "Next / previous pane")]),
+            ("Flows", [("j / k, ↑ / ↓", "Move"), ("enter", "Open: the task tree, or a broken file's traceback"),
+                       ("/", "Filter flows by name")]),
+            ("Runs", [("enter", "Open the run: its tree and logs from the store")]),
+            ("Tasks", [("j / k", "Move (the logs follow the task under the cursor)"),
+                       ("space", "Expand or collapse"), ("enter", "Expand a mapped task or more children")]),
+            ("Logs", key_help(LogView.BINDINGS) + [("/", "Search the logs")]),
+        ]
+        self.push_screen(HelpScreen(sections))
+
+    def palette_actions(self) -> dict[str, tuple[str, str]]:
+        return {
+            "Run the selected flow": ("run", "r"),
+            "Run the selected flow with parameters": ("run_with_params", "p"),
+            "Cancel the run in progress": ("cancel", "c"),
+            "Focus the logs": ("logs", "l"),
+            "Filter or search": ("filter", "/"),
+            "Pause or resume the selected flow's schedule": ("toggle_schedule", "s"),
+            "Run the selected scheduled flow now": ("trigger", "t"),
+            "Zoom the focused pane": ("zoom", "z"),
+            "Show every key": ("help", "?"),
+            "Quit": ("quit", "q"),
+        }
+
+    def select_flow_and(self, flow_name: str, action: str) -> None:
+        flows = self.query_one(FlowList)
+        try:
+            flows.move_cursor(row=flows.get_row_index(flow_name))
+        except Exception:
+            self.notify(f"flow {flow_name} is not listed", severity="warning")
+            return
+        self.run_action(action)
+
+    async def action_quit(self) -> None:
+        if not self.engines:
+            self.exit()
+            return
+
+        def answered(yes: bool | None) -> None:
+            if yes:
+                for engine in list(self.engines.values()):
+                    threading.Thread(target=engine.cancel, args=("flows-tui was closed",), daemon=True).start()
+                self.exit()
+
+        self.push_screen(ConfirmScreen(f"{len(self.engines)} run(s) in progress. Cancel them and quit?"), answered)
 
     def on_unmount(self) -> None:
+        if self.scheduler is not None:
+            self.scheduler.stop()
+        self.directory.stop()
+        for engine in list(self.engines.values()):
+            engine.cancel("flows-tui was closed")
+        self._scheduled_runs.shutdown(wait=False)
         if self.cluster is not None:
-            self.cluster.close()
+            # A thread worker still busy with a cancelled task would hold the close until the
+            # task returns: give it a moment, then leave it to the end of the process.
+            closing = threading.Thread(target=_close_quietly, args=(self.cluster,), name="flows-tui-close",
+                                       daemon=True)
+            closing.start()
+            closing.join(CLOSE_SECONDS)
+
+
+def _close_quietly(cluster: Cluster) -> None:
+    try:
+        cluster.close()
+    except BaseException:  # the process may be ending under it; nothing is left to tell
+        pass
+
+
+def _file_of(flow: Any) -> str | None:
+    import sys
+
+    return getattr(sys.modules.get(flow.fn.__module__), "__file__", None)
+
+
+def _task_of(run: FlowRun, task_run_id: str | None) -> str | None:
+    task_run = run.task_runs.get(task_run_id) if task_run_id else None
+    return task_run.task if task_run else None
 
 
 def run_app(config: Any, *, path: str | None = None, address: str | None = None) -> int:
@@ -235,6 +689,6 @@ def run_app(config: Any, *, path: str | None = None, address: str | None = None)
 
     resource_tracker.ensure_running()
     bus = ev.EventBus()
-    with recording(bus, config):  # every run the UI starts is stored, as with `flows-tui run`
-        FlowsApp(config, path=path, address=address, bus=bus).run()
+    with recording(bus, config) as store:  # every run the UI starts is stored, as with `flows-tui run`
+        FlowsApp(config, path=path, address=address, bus=bus, store=store).run()
     return 0

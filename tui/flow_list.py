@@ -1,0 +1,120 @@
+"""The flows pane: discovered flows with their last state and next scheduled run, and broken files.
+
+Fed by reload events: rows appear, change and vanish as files are saved. A file that no
+longer imports shows its error inline (its last good flows stay runnable); enter on it
+opens the traceback.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+from dataclasses import dataclass
+from typing import Any
+
+from rich.text import Text
+from textual.binding import Binding
+from textual.widgets import DataTable
+
+from flows_tui.progress import STYLES, SYMBOLS, format_duration
+
+
+@dataclass(frozen=True)
+class FlowRow:
+    """One row: a flow (with the file it came from), or a file that failed to load."""
+
+    key: str
+    file: str
+    flow: Any = None  # flows_tui.Flow
+    error: Any = None  # flows_tui.errors.FlowFileError
+    schedule: str | None = None
+
+
+def countdown(moment: _dt.datetime | None, now: _dt.datetime) -> str:
+    if moment is None:
+        return ""
+    seconds = (moment - now).total_seconds()
+    return "due" if seconds <= 0 else f"in {format_duration(seconds).replace('.0s', 's')}"
+
+
+class FlowList(DataTable):
+    """A row per flow; a ✗ row per broken file."""
+
+    BINDINGS = [
+        Binding("j", "cursor_down", "Down", show=False),
+        Binding("k", "cursor_up", "Up", show=False),
+        Binding("g", "scroll_top", "Top", show=False),
+        Binding("G", "scroll_bottom", "Bottom", show=False),
+    ]
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(cursor_type="row", zebra_stripes=False, **kwargs)
+        self.rows_by_key: dict[str, FlowRow] = {}
+        self.last_states: dict[str, str] = {}
+        self.next_runs: dict[str, _dt.datetime | None] = {}
+        self.filter = ""
+
+    def on_mount(self) -> None:
+        self.add_column("flow", key="flow")
+        self.add_column("last", key="last")
+        self.add_column("next", key="next")
+
+    def show(self, rows: list[FlowRow]) -> None:
+        """Replace the rows, keeping the cursor on the same flow when it still exists."""
+        current = self.current()
+        self.rows_by_key = {row.key: row for row in rows}
+        self.clear()
+        now = _dt.datetime.now(_dt.timezone.utc)
+        needle = self.filter.lower()
+        for row in rows:
+            if needle and needle not in row.key.lower() and needle not in row.file.lower():
+                continue
+            if row.error is not None:
+                self.add_row(Text(f"✗ {row.file}", style="red"), Text("error", style="red"),
+                             Text(str(row.error.reason).splitlines()[0], style="red"), key=row.key)
+            else:
+                self.add_row(Text(row.key, style="bold"), self._last(row.key), countdown(self.next_runs.get(row.key), now),
+                             key=row.key)
+        if current is not None and current.key in self.rows_by_key:
+            try:
+                self.move_cursor(row=self.get_row_index(current.key))
+            except Exception:  # filtered out
+                pass
+
+    def current(self) -> FlowRow | None:
+        if self.row_count == 0 or self.cursor_row < 0:
+            return None
+        key = self.coordinate_to_cell_key((self.cursor_row, 0)).row_key.value
+        return self.rows_by_key.get(key)
+
+    def set_last_state(self, flow: str, state: str) -> None:
+        self.last_states[flow] = state
+        if flow in self.rows_by_key and self._has_row(flow):
+            self.update_cell(flow, "last", self._last(flow))
+
+    def set_next_runs(self, next_runs: dict[str, _dt.datetime | None]) -> None:
+        """Countdowns to each flow's next scheduled run (None: paused); called every second."""
+        self.next_runs = dict(next_runs)
+        now = _dt.datetime.now(_dt.timezone.utc)
+        for flow, moment in self.next_runs.items():
+            if self._has_row(flow):
+                text = "paused" if moment is None else countdown(moment, now)
+                self.update_cell(flow, "next", text)
+
+    def _has_row(self, key: str) -> bool:
+        try:
+            self.get_row_index(key)
+        except Exception:
+            return False
+        return True
+
+    def _last(self, flow: str) -> Text:
+        state = self.last_states.get(flow)
+        if state is None:
+            return Text("")
+        return Text(f"{SYMBOLS.get(state, '?')} {state}", style=STYLES.get(state, ""))
+
+    def action_scroll_top(self) -> None:
+        self.move_cursor(row=0)
+
+    def action_scroll_bottom(self) -> None:
+        self.move_cursor(row=self.row_count - 1)

@@ -1,0 +1,44 @@
+"""The status bar: the cluster (kind or address, workers, threads, memory, dashboard) and the next run."""
+
+from __future__ import annotations
+
+import datetime as _dt
+from typing import Any
+
+from rich.text import Text
+from textual.widgets import Static
+
+from flows_tui.progress import format_duration
+
+
+class StatusBar(Static):
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__("", **kwargs)
+        self.cluster: Text = Text("cluster: starting…", style="yellow")
+        self.next_run: tuple[str, _dt.datetime] | None = None
+        self.note = ""
+
+    def on_mount(self) -> None:
+        self._draw()
+
+    def set_cluster(self, text: Text | str) -> None:
+        self.cluster = text if isinstance(text, Text) else Text(text)
+        self._draw()
+
+    def set_next_run(self, flow: str | None, moment: _dt.datetime | None) -> None:
+        self.next_run = None if flow is None or moment is None else (flow, moment)
+        self._draw()
+
+    def set_note(self, note: str) -> None:
+        self.note = note
+        self._draw()
+
+    def _draw(self) -> None:
+        text = self.cluster.copy()
+        if self.next_run is not None:
+            flow, moment = self.next_run
+            seconds = max(0.0, (moment - _dt.datetime.now(_dt.timezone.utc)).total_seconds())
+            text.append(f"  ·  next: {flow} in {format_duration(seconds)}", style="cyan")
+        if self.note:
+            text.append(f"  ·  {self.note}", style="dim")
+        self.update(text)
