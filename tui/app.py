@@ -49,6 +49,7 @@ from .task_tree import TaskTree
 UPDATE_INTERVAL = 0.05
 NARROW_WIDTH = 110
 CLOSE_SECONDS = 3.0
+KEY_NAMES = {"slash": "/", "question_mark": "?"}  # how a key is written in the footer and in `?`
 
 
 class RunEvents(Message):
@@ -135,19 +136,24 @@ class FlowsApp(App):
     CSS_PATH = "app.tcss"
     TITLE = "flows-tui"
     COMMANDS = App.COMMANDS | {FlowsCommands}
-    BINDINGS = [
-        Binding("r", "run", "Run"),
-        Binding("p", "run_with_params", "Params"),
-        Binding("c", "cancel", "Cancel"),
-        Binding("l", "logs", "Logs"),
-        Binding("slash", "filter", "Filter", key_display="/"),
-        Binding("s", "toggle_schedule", "Pause sched", show=False),
-        Binding("t", "trigger", "Run now (schedule)", show=False),
-        Binding("z", "zoom", "Zoom", show=False),
+    # One registry of the app's actions: the bindings, the footer, `?` and the palette all come
+    # from it. (key, action, footer label or None to keep it off the footer, what it does)
+    ACTIONS = [
+        ("r", "run", "Run", "Run the selected flow"),
+        ("p", "run_with_params", "Params", "Run the selected flow with parameters (a form)"),
+        ("c", "cancel", "Cancel", "Cancel the run in progress"),
+        ("l", "logs", "Logs", "Focus the logs"),
+        ("slash", "filter", "Filter", "Filter the flows, or search the logs (esc clears)"),
+        ("s", "toggle_schedule", None, "Pause or resume the selected flow's schedule"),
+        ("t", "trigger", None, "Run the selected scheduled flow now"),
+        ("z", "zoom", None, "Zoom the focused pane (again: all panes)"),
+        ("question_mark", "help", "Help", "Show every key"),
+        ("q", "quit", "Quit", "Quit (asks while a run is in progress)"),
+    ]
+    BINDINGS = [Binding(key, action, label or description, show=label is not None,
+                        key_display=KEY_NAMES.get(key)) for key, action, label, description in ACTIONS] + [
         Binding("tab", "focus_next", "Next pane", show=False),
         Binding("shift+tab", "focus_previous", "Previous pane", show=False),
-        Binding("question_mark", "help", "Help", key_display="?"),
-        Binding("q", "quit", "Quit"),
     ]
 
     def __init__(self, config: Any, *, path: str | None = None, address: str | None = None,
@@ -172,6 +178,7 @@ class FlowsApp(App):
         self.loaded = threading.Event()  # the first scan of the flows directory is done
         self._scheduled_runs = concurrent.futures.ThreadPoolExecutor(thread_name_prefix="flows-tui-scheduled")
         self._filter_target = "flows"
+        self._flows_shown = False
         self._last_run_of: dict[str, str] = {}  # flow → latest run id seen in this session
 
     # Layout ---------------------------------------------------------------------------------
@@ -323,12 +330,18 @@ class FlowsApp(App):
 
     def on_flows_changed(self, message: FlowsChanged) -> None:
         event = message.event
+        first = not self._flows_shown  # the first scan: its errors are rows already, nothing was "reloaded"
+        self._flows_shown = True
         self._show_flows()
+        if first:
+            self._update_schedules()
+            self._show_plan_of_selected()
+            return
         for error in event.failed:
             where = f"{Path(error.path).name}:{error.line}" if error.line else Path(error.path).name
             self.notify(f"{where}: {error.reason}", title="flow file failed to load", severity="error", timeout=6)
         changed = [*event.flows_added, *event.flows_changed]
-        if changed and self.directory.files and event.seconds:
+        if changed:
             self.notify(f"reloaded: {', '.join(changed[:5])}", timeout=2)
         self._update_schedules()
         self._show_plan_of_selected()
@@ -597,34 +610,22 @@ class FlowsApp(App):
         return False
 
     def action_help(self) -> None:
+        everywhere = [(KEY_NAMES.get(key, key), description) for key, _, _, description in self.ACTIONS]
         sections = [
-            ("Everywhere", key_help(self.BINDINGS) + [("ctrl+p", "Command palette: every action and flow"),
-                                                       ("s", "Pause or resume the selected flow's schedule"),
-                                                       ("t", "Run the selected scheduled flow now"),
-                                                       ("z", "Zoom the focused pane"),
-                                                       ("tab / shift+tab", "Next / previous pane")]),
-            ("Flows", [("j / k, ↑ / ↓", "Move"), ("enter", "Open: the task tree, or a broken file's traceback"),
-                       ("/", "Filter flows by name")]),
-            ("Runs", [("enter", "Open the run: its tree and logs from the store")]),
-            ("Tasks", [("j / k", "Move (the logs follow the task under the cursor)"),
-                       ("space", "Expand or collapse"), ("enter", "Expand a mapped task or more children")]),
-            ("Logs", key_help(LogView.BINDINGS) + [("/", "Search the logs")]),
+            ("Everywhere", everywhere + [("ctrl+p", "Command palette: every action and flow"),
+                                         ("tab / shift+tab", "Next / previous pane")]),
+            ("Flows", [("j / k, ↑ / ↓", "Move"), ("enter", "Open: the task tree, or a broken file's traceback")]),
+            ("Runs", [("j / k", "Move"), ("enter", "Open the run: its tree and logs from the store")]),
+            ("Tasks", [("j / k, g / G", "Move (the logs follow the task under the cursor)"),
+                       ("space", "Expand or collapse"),
+                       ("enter", "A failed attempt's traceback; on \"… more\", the next children")]),
+            ("Logs", key_help(LogView.BINDINGS)),
         ]
         self.push_screen(HelpScreen(sections))
 
     def palette_actions(self) -> dict[str, tuple[str, str]]:
-        return {
-            "Run the selected flow": ("run", "r"),
-            "Run the selected flow with parameters": ("run_with_params", "p"),
-            "Cancel the run in progress": ("cancel", "c"),
-            "Focus the logs": ("logs", "l"),
-            "Filter or search": ("filter", "/"),
-            "Pause or resume the selected flow's schedule": ("toggle_schedule", "s"),
-            "Run the selected scheduled flow now": ("trigger", "t"),
-            "Zoom the focused pane": ("zoom", "z"),
-            "Show every key": ("help", "?"),
-            "Quit": ("quit", "q"),
-        }
+        """What the command palette offers besides the flows: description → (action, key)."""
+        return {description: (action, KEY_NAMES.get(key, key)) for key, action, _, description in self.ACTIONS}
 
     def select_flow_and(self, flow_name: str, action: str) -> None:
         flows = self.query_one(FlowList)

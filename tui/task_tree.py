@@ -85,6 +85,10 @@ def attempt_label(attempt: Any) -> Text:
 class TaskTree(Tree):
     """The tree of the run on screen; `show_plan` before a run, `show_run` on every batch of events."""
 
+    # Tree's own ▶/▼ would read as the Running state's symbol.
+    ICON_NODE = "+ "
+    ICON_NODE_EXPANDED = "- "
+
     BINDINGS = [
         Binding("j", "cursor_down", "Down", show=False),
         Binding("k", "cursor_up", "Up", show=False),

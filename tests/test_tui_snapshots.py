@@ -1,0 +1,167 @@
+"""SVG snapshots of the UI at 80x24 and 120x40: what a user sees, pixel for pixel.
+
+Runs are fed to the app as the events a real run produces (fixed ids and times, the
+app's clock pinned), so the pictures do not depend on timing. Update with
+`pytest tests/test_tui_snapshots.py --snapshot-update` and look at the SVGs.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import time
+
+import pytest
+
+from flows_tui import events as ev
+from flows_tui.config import load_config
+from flows_tui.tui.app import FlowsApp
+from flows_tui.tui.flow_list import FlowList
+from flows_tui.tui.task_tree import TaskTree
+from test_tui import flow_keys, make_project, select
+
+T0 = dt.datetime(2026, 11, 23, 9, 0, 0, tzinfo=dt.timezone.utc)
+RUN = "1a2b3c4d5e6f"
+TRACEBACK = """Traceback (most recent call last):
+  File "flows/numbers.py", line 8, in square
+    raise ValueError(f"no square for {x}")
+ValueError: no square for 4"""
+
+SIZES = [(80, 24), (120, 40)]
+
+
+@pytest.fixture(autouse=True)
+def utc(monkeypatch):
+    monkeypatch.setenv("TZ", "UTC")
+    time.tzset()
+    yield
+    monkeypatch.delenv("TZ")
+    time.tzset()
+
+
+def at(seconds: float) -> dt.datetime:
+    return T0 + dt.timedelta(seconds=seconds)
+
+
+def run_events(failed: bool) -> list:
+    events = [ev.FlowRunStarted(RUN, "numbers", {"n": 5}, at(0), address="LocalCluster"),
+              ev.FlowStateChanged(RUN, "Running", at(0))]
+    for i in range(5):
+        events.append(ev.TaskRunCreated(RUN, f"sq{i}", "square", f"square-{i}", at(0), i))
+    events.append(ev.TaskRunCreated(RUN, "rep", "report", "report-0", at(0), None, tuple(f"sq{i}" for i in range(5))))
+    for i in range(3):
+        events += [ev.AttemptStarted(RUN, f"sq{i}", 1, at(1), "worker-0"),
+                   ev.TaskStateChanged(RUN, f"sq{i}", "Running", at(1)),
+                   ev.AttemptEnded(RUN, f"sq{i}", 1, "Completed", at(1.5)),
+                   ev.TaskStateChanged(RUN, f"sq{i}", "Completed", at(1.5))]
+    events += [ev.AttemptStarted(RUN, "sq3", 1, at(2), "worker-1"), ev.TaskStateChanged(RUN, "sq3", "Running", at(2)),
+               ev.AttemptStarted(RUN, "sq4", 1, at(1), "worker-0"), ev.TaskStateChanged(RUN, "sq4", "Running", at(1)),
+               ev.AttemptEnded(RUN, "sq4", 1, "Failed", at(2), "ValueError: no square for 4", TRACEBACK),
+               ev.TaskStateChanged(RUN, "sq4", "Retrying", at(2), "attempt 1 Failed", retry_at=at(8))]
+    events.append(ev.LogLines(RUN, tuple(ev.LogLine(at(1.5), 20, f"squared {i}", f"sq{i}", 1) for i in range(3))))
+    if failed:
+        events += [ev.AttemptEnded(RUN, "sq3", 1, "Completed", at(3)),
+                   ev.TaskStateChanged(RUN, "sq3", "Completed", at(3)),
+                   ev.AttemptStarted(RUN, "sq4", 2, at(8), "worker-0"),
+                   ev.AttemptEnded(RUN, "sq4", 2, "Failed", at(8.5), "ValueError: no square for 4", TRACEBACK),
+                   ev.TaskStateChanged(RUN, "sq4", "Failed", at(8.5)),
+                   ev.TaskStateChanged(RUN, "rep", "NotRun", at(8.5), "upstream task 'square-4' ended Failed"),
+                   ev.LogLines(RUN, (ev.LogLine(at(8.5), 40, "square-4 failed after 2 attempts", None, None),)),
+                   ev.FlowStateChanged(RUN, "Failed", at(9), message="2 task run(s) did not succeed: square-4 "
+                                                                     "(Failed), report-0 (NotRun)")]
+    return events
+
+
+def make_app(project) -> FlowsApp:
+    app = FlowsApp(load_config(None, cwd=project), connect_cluster=False, watch=False)
+    app.clock = lambda: at(5)
+    return app
+
+
+async def loaded(pilot) -> None:
+    app = pilot.app
+    deadline = time.monotonic() + 30
+    while len(flow_keys(app)) < 3 or not app.loaded.is_set():
+        assert time.monotonic() < deadline, "the flows did not load"
+        await pilot.pause(0.05)
+    app.query_one("#status").set_cluster("cluster: LocalCluster · 2 workers · 2 threads · 8.0 GiB")
+    select(app, "numbers")
+    await pilot.pause()
+
+
+async def show_run(pilot, failed: bool) -> None:
+    await loaded(pilot)
+    app = pilot.app
+    app._follow_run(RUN, "numbers")
+    app.bus.publish_many(run_events(failed))
+    deadline = time.monotonic() + 30
+    want = "Failed" if failed else "Running"
+    while want not in str(app.query_one(TaskTree).root.label):
+        assert time.monotonic() < deadline, "the run did not show"
+        await pilot.pause(0.05)
+    await pilot.pause(0.2)
+
+
+@pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
+def test_idle_with_flows_and_the_plan(snap_compare, tmp_path, size):
+    assert snap_compare(make_app(make_project(tmp_path)), terminal_size=size, run_before=loaded)
+
+
+@pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
+def test_a_run_in_progress(snap_compare, tmp_path, size):
+    async def before(pilot):
+        await show_run(pilot, failed=False)
+
+    assert snap_compare(make_app(make_project(tmp_path)), terminal_size=size, run_before=before)
+
+
+@pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
+def test_a_failed_run_with_its_traceback(snap_compare, tmp_path, size):
+    async def before(pilot):
+        await show_run(pilot, failed=True)
+        tree = pilot.app.query_one(TaskTree)
+        tree.focus()
+        group = next(node for node in tree.root.children if node.data == ("group", "square"))
+        group.expand()
+        await pilot.pause()
+        failed = next(node for node in group.children if node.data == ("task_run", "sq4"))
+        tree.move_cursor(failed)
+        await pilot.press("enter")
+        await pilot.pause(0.2)
+
+    assert snap_compare(make_app(make_project(tmp_path)), terminal_size=size, run_before=before)
+
+
+@pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
+def test_a_file_that_fails_to_load(snap_compare, tmp_path, size):
+    async def before(pilot):
+        await loaded(pilot)
+        app = pilot.app
+        select(app, next(key for key in flow_keys(app) if key.startswith("error:")))
+        app.query_one(FlowList).focus()
+        await pilot.pause()
+
+    assert snap_compare(make_app(make_project(tmp_path)), terminal_size=size, run_before=before)
+
+
+@pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
+def test_the_parameter_form(snap_compare, tmp_path, size):
+    async def before(pilot):
+        await loaded(pilot)
+        await pilot.press("p")
+        await pilot.pause()
+        pilot.app.screen.query_one("#param-n").value = "many"
+        await pilot.press("ctrl+s")
+        await pilot.pause()
+
+    assert snap_compare(make_app(make_project(tmp_path)), terminal_size=size, run_before=before)
+
+
+@pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
+def test_help_lists_every_key(snap_compare, tmp_path, size):
+    async def before(pilot):
+        await loaded(pilot)
+        await pilot.press("question_mark")
+        await pilot.pause()
+
+    assert snap_compare(make_app(make_project(tmp_path)), terminal_size=size, run_before=before)
