@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
+from .cache import cache_directory, cache_sizes
 from .config import CONFIG_NAME, Config, FlowConfig, display_path, find_config, load_config
 from .errors import ConfigError, ParameterError
 from .flows import Flow
@@ -73,6 +74,7 @@ class FlowEntry:
     next_run: _dt.datetime | None = None
     error: str | None = None  # `file:line: message`
     reason: str | None = None  # the same error without its location, for a table with a file column
+    cache_size: int = 0  # bytes of cached task results this flow stored under state_dir
 
     def document(self) -> dict[str, Any]:
         """SPEC's `list --json` line."""
@@ -84,6 +86,7 @@ class FlowEntry:
             "schedule": self.schedule,
             "next_run": None if self.next_run is None else self.next_run.isoformat(),
             "error": self.error,
+            "cache_size": self.cache_size,
         }
 
 
@@ -128,6 +131,10 @@ def flow_entries(config: Config, files: list[FlowFile], now: _dt.datetime,
             entries.append(FlowEntry(file, definition_line(flow), flow.name, flow.fn.__name__, parameters, required,
                                      describe_schedule(flow_config),
                                      _next_run(flow.name, flow_config, now, schedule_states or {})))
+    sizes = cache_sizes(cache_directory(config.project.state_dir))
+    for entry in entries:
+        if entry.name is not None:
+            entry.cache_size = sizes.get(entry.name, 0)
     return entries
 
 

@@ -86,6 +86,7 @@ def run(ctx: click.Context, flow_spec: str, params: tuple[str, ...], address: st
         config_path: str | None, as_json: bool) -> None:
     """Run FLOW (a flow's name or file.py:function) headless; exit 0 Completed, 1 failed, 2 bad input."""
     from . import events as ev
+    from .cache import cache_directory
     from .catalog import flow_config_for
     from .cluster import choose_cluster
     from .parameters import parse_assignments
@@ -115,7 +116,8 @@ def run(ctx: click.Context, flow_spec: str, params: tuple[str, ...], address: st
     try:
         with recording(bus, config) as store, progress:
             engine = execute(flow, parameters, choice, bus=bus, file=str(loaded.path),
-                             log_level=config.project.log_level)
+                             log_level=config.project.log_level,
+                             cache_dir=cache_directory(config.project.state_dir))
     except FlowsTuiError as error:
         unsubscribe()
         raise _fail(error)
@@ -426,6 +428,86 @@ def check(ctx: click.Context, config_path: str | None) -> None:
         raise click.exceptions.Exit(EXIT_USAGE)
     flows, files = report.flows, report.files
     click.echo(f"ok: {flows} flow{'s' if flows != 1 else ''} in {files} file{'s' if files != 1 else ''}")
+
+
+@main.group("cache", invoke_without_command=True)
+@click.option("--config", "config_path", type=click.Path(dir_okay=False), help="flows.toml to use.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON lines: one per flow.")
+@click.pass_context
+def cache_command(ctx: click.Context, config_path: str | None, as_json: bool) -> None:
+    """Cached task results under state_dir: entries and bytes per flow. `cache clear [FLOW]` removes them."""
+    if config_path:
+        ctx.obj["config_path"] = config_path
+    if ctx.invoked_subcommand is not None:
+        return
+    from rich.table import Table
+
+    from .cache import cache_directory, cache_entries
+    from .config import display_path
+
+    directory = cache_directory(_cache_config(ctx).project.state_dir)
+    flows: dict[str, dict[str, Any]] = {}
+    for entry in cache_entries(directory):
+        summary = flows.setdefault(entry.flow or "?", {"flow": entry.flow, "entries": 0, "bytes": 0, "expired": 0})
+        summary["entries"] += 1
+        summary["bytes"] += entry.size
+        summary["expired"] += entry.expired
+    if as_json:
+        for summary in flows.values():
+            click.echo(json.dumps(summary))
+        return
+    console = Console(highlight=False)
+    if not flows:
+        console.print(f"no cached results in {display_path(directory)}", markup=False)
+        return
+    table = Table(box=None, header_style="bold", padding=(0, 1), title=f"cached results in {display_path(directory)}",
+                  title_justify="left")
+    for column in ("flow", "entries", "size", "expired"):
+        table.add_column(column, justify="left" if column == "flow" else "right")
+    for name, summary in sorted(flows.items()):
+        table.add_row(name, str(summary["entries"]), _size_text(summary["bytes"]), str(summary["expired"]))
+    console.print(table)
+
+
+@cache_command.command("clear")
+@click.argument("flow_name", metavar="[FLOW]", required=False)
+@click.option("--config", "config_path", type=click.Path(dir_okay=False), help="flows.toml to use.")
+@click.pass_context
+def cache_clear(ctx: click.Context, flow_name: str | None, config_path: str | None) -> None:
+    """Remove cached task results (all, or FLOW's only); print how many and how many bytes."""
+    from .cache import cache_directory, cache_entries, clear_cache
+
+    if config_path:
+        ctx.obj["config_path"] = config_path
+    directory = cache_directory(_cache_config(ctx).project.state_dir)
+    count, size = clear_cache(directory, flow_name)
+    of = f" of flow {flow_name!r}" if flow_name else ""
+    click.echo(f"removed {count} cached result{'s' if count != 1 else ''}{of} ({_size_text(size)})")
+    if flow_name and not count:
+        import difflib
+
+        known = sorted({entry.flow for entry in cache_entries(directory) if entry.flow})
+        close = difflib.get_close_matches(flow_name, known, n=1)
+        if close:
+            _stderr().print(f"no cached results of a flow named {flow_name!r}; did you mean {close[0]!r}?",
+                            markup=False)
+
+
+def _cache_config(ctx: click.Context) -> Any:
+    try:
+        return _load_config(ctx.obj.get("config_path"), require_env=False)
+    except FlowsTuiError as error:
+        raise _fail(error)
+
+
+def _size_text(size: float) -> str:
+    if size < 1000:
+        return f"{size:.0f} bytes"
+    for unit in ("kB", "MB", "GB"):
+        size /= 1000
+        if size < 1000:
+            break
+    return f"{size:.1f} {unit}"
 
 
 if __name__ == "__main__":  # `python -m flows_tui.cli`; spawned Dask workers need this guard

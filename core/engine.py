@@ -19,9 +19,12 @@ import traceback as _traceback
 import uuid
 from collections import defaultdict
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterable
 
 from . import events as ev
+from .cache import CacheSpec
+from .cache_policies import FlowParameters, TaskSource, policy_of, reads
 from .context import flow_run_var, using
 from .futures import TaskFuture, TaskFutureList, allow_failure, unmapped
 from .logs import format_record, install_log_capture, install_print_capture
@@ -29,6 +32,7 @@ from .model import RunModel
 from .states import (CANCELLED, COMPLETED, CRASHED, FAILED, FAILURE_STATES, FINAL_STATES, NOT_RUN,
                      PENDING, RETRYING, RUNNING, SUCCESS_STATES, TIMED_OUT, CancelledRun, CrashedRun,
                      State, TaskRunTimedOut, UpstreamFailed)
+from .task_source import task_source
 from .worker import Outcome, Ref, TaskCall, outcome_length, outcome_summary, run_task
 
 if TYPE_CHECKING:
@@ -136,7 +140,8 @@ class FlowRunEngine:
 
     def __init__(self, flow: "Flow", parameters: dict[str, Any], *, client: "distributed.Client",
                  bus: ev.EventBus | None = None, run_id: str | None = None, file: str | None = None,
-                 address: str | None = None, log_level: int = logging.INFO) -> None:
+                 address: str | None = None, log_level: int = logging.INFO,
+                 cache_dir: Path | None = None) -> None:
         self.flow = flow
         self.parameters = dict(parameters)
         self.client = client
@@ -147,6 +152,8 @@ class FlowRunEngine:
         self.address = address
         self.log_prints = bool(flow.log_prints)
         self.log_level = log_level  # records below it, in the body and in tasks, are not captured
+        self.cache_dir = cache_dir  # where cached task results live (state_dir/cache); None: no caching
+        self._cache_specs: dict["Task", CacheSpec | None] = {}
         self.model = RunModel()
         self.flow_attempt = 1
         self._lock = threading.RLock()
@@ -466,9 +473,38 @@ class FlowRunEngine:
         parameters = dict(bound.arguments if arguments is None else arguments)
         return task.format_run_name(parameters, fallback)
 
+    def _cache_spec(self, task: "Task") -> CacheSpec | None:
+        """How `task` caches in this run; None, without any hashing, for a task without cache options."""
+        policy = policy_of(task)
+        if policy is None:
+            return None
+        if task in self._cache_specs:
+            return self._cache_specs[task]
+        spec = None
+        if self.cache_dir is None:
+            self.log(logging.WARNING, f"task {task.name!r} is not cached: this run has no state_dir to keep "
+                                      "results in")
+        else:
+            try:
+                # On the client, once per task: the workers only hash the inputs.
+                source = task_source(task) if reads(policy, TaskSource) else None
+            except Exception as error:  # code the walk cannot read must not stop the run
+                self.log(logging.WARNING, f"task {task.name!r} is not cached: its source could not be read "
+                                          f"({_describe(error)})")
+            else:
+                expiration = task.cache_expiration
+                if isinstance(expiration, _dt.timedelta):
+                    expiration = expiration.total_seconds()
+                spec = CacheSpec(str(self.cache_dir), self.flow.name, source,
+                                 self.parameters if reads(policy, FlowParameters) else None,
+                                 bool(task.refresh_cache), expiration)
+        self._cache_specs[task] = spec
+        return spec
+
     def _launch(self, task: "Task", calls: list[tuple]) -> list[TaskFuture]:
         """Record and submit task runs; several calls (a map) go to Dask as one graph."""
         log_prints = task.log_prints if task.log_prints is not None else self.log_prints
+        cache = self._cache_spec(task)
         created = _now()
         specs, futures, keys = [], [], []
         with self._lock:
@@ -487,7 +523,7 @@ class FlowRunEngine:
                 self._emit(ev.TaskRunCreated(self.run_id, task_run_id, task.name, name, created, map_index,
                                              upstream, self.flow_attempt))
                 call = TaskCall(self.run_id, task_run_id, name, map_index, self.topic, task, allowed, log_prints,
-                                self.log_level)
+                                self.log_level, cache)
                 specs.append((call, args_template, kwargs_template, deps.futures))
                 futures.append(TaskFuture(self, task_run_id, name))
                 keys.append(key)
@@ -834,10 +870,10 @@ def _is_iterable(value: Any) -> bool:
 def run_flow(flow: "Flow", parameters: dict[str, Any], *, client: "distributed.Client", bus: ev.EventBus | None = None,
              run_id: str | None = None, file: str | None = None, address: str | None = None,
              on_engine: Callable[[FlowRunEngine], None] | None = None,
-             log_level: int = logging.INFO) -> FlowRunEngine:
+             log_level: int = logging.INFO, cache_dir: Path | None = None) -> FlowRunEngine:
     """Run `flow` to its end and return the engine (its `.model`, `.return_value`, `.final` state)."""
     engine = FlowRunEngine(flow, parameters, client=client, bus=bus, run_id=run_id, file=file, address=address,
-                           log_level=log_level)
+                           log_level=log_level, cache_dir=cache_dir)
     if on_engine is not None:
         on_engine(engine)
     engine.final = engine.run()

@@ -65,7 +65,8 @@ def _user_module_by_value(flow: "Flow") -> None:
 def execute(flow: "Flow", parameters: dict[str, Any], choice: ClusterChoice, *, bus: ev.EventBus | None = None,
             file: str | None = None, run_id: str | None = None, log_level: int = logging.INFO,
             on_connected: Callable[[Cluster], None] | None = None,
-            on_engine: Callable[[FlowRunEngine], None] | None = None) -> FlowRunEngine:
+            on_engine: Callable[[FlowRunEngine], None] | None = None,
+            cache_dir: Path | None = None) -> FlowRunEngine:
     """Connect (ClusterError if that fails), run the flow to its end, close what we started."""
     _user_module_by_value(flow)
     cluster = connect(choice)
@@ -74,13 +75,14 @@ def execute(flow: "Flow", parameters: dict[str, Any], choice: ClusterChoice, *, 
             on_connected(cluster)
         return run_flow(flow, parameters, client=cluster.client, bus=bus, run_id=run_id, file=file,
                         address=cluster.address if cluster.local is None else "LocalCluster",
-                        on_engine=on_engine, log_level=log_level)
+                        on_engine=on_engine, log_level=log_level, cache_dir=cache_dir)
     finally:
         cluster.close()
 
 
 def run_from_python(flow: "Flow", parameters: dict[str, Any], *, return_state: bool = False) -> Any:
     """`my_flow(...)` from plain Python: run on the cluster the command line would use."""
+    from .cache import cache_directory
     from .config import load_config
 
     config = load_config(None, cwd=Path.cwd())
@@ -89,7 +91,7 @@ def run_from_python(flow: "Flow", parameters: dict[str, Any], *, return_state: b
     bus = ev.EventBus()
     with recording(bus, config):
         engine = execute(flow, values, choose_cluster(None, config), bus=bus, file=file,
-                         log_level=config.project.log_level)
+                         log_level=config.project.log_level, cache_dir=cache_directory(config.project.state_dir))
     state = engine.final
     if return_state:
         return state

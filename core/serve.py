@@ -18,6 +18,7 @@ from rich.console import Console
 from rich.text import Text
 
 from . import events as ev
+from .cache import cache_directory
 from .cluster import ClusterChoice, connect
 from .engine import FlowRunEngine, run_flow
 from .progress import SYMBOLS, format_duration, state_text
@@ -105,7 +106,8 @@ class Service:
 
         engine = run_flow(entry.flow, parameters, client=self.cluster.client, bus=self.bus, file=entry.file,
                           address=self.choice.address or "LocalCluster", on_engine=started,
-                          log_level=self.config.project.log_level)
+                          log_level=self.config.project.log_level,
+                          cache_dir=cache_directory(self.config.project.state_dir))
         with self._lock:
             self._engines.pop(engine.run_id, None)
         run = engine.flow_run

@@ -76,6 +76,15 @@ class Task:
         self.task_run_name = task_run_name
         self.on_completion_hooks = list(on_completion or ())
         self.on_failure_hooks = list(on_failure or ())
+        if cache_policy is not None:
+            from .cache_policies import CachePolicy
+
+            if not isinstance(cache_policy, CachePolicy):
+                raise TypeError(f"task {self.name!r}: cache_policy must be a policy from flows_tui.cache_policies "
+                                f"(INPUTS, TASK_SOURCE, FLOW_PARAMETERS, RUN_ID, NO_CACHE), got {cache_policy!r}")
+        if cache_expiration is not None and not isinstance(cache_expiration, _dt.timedelta):
+            raise TypeError(f"task {self.name!r}: cache_expiration must be a datetime.timedelta, "
+                            f"got {cache_expiration!r}")
         self.cache_policy = cache_policy
         self.cache_key_fn = cache_key_fn
         self.cache_expiration = cache_expiration
@@ -243,6 +252,19 @@ def _require_flow_run(task: Task, method: str):
         raise RuntimeError(f"{task.name}.{method}() can only be called inside a flow run; "
                            f"call {task.name}(...) directly to run it as a plain function")
     return engine
+
+
+def task_input_hash(context: Any, arguments: dict[str, Any]) -> str:
+    """Prefect's ready-made `cache_key_fn`: the task's code and its arguments.
+
+    An argument without a stable hash raises (Prefect returns None): the run's log then says
+    why the task run was not cached.
+    """
+    from .cache import hash_inputs, hash_key_parts
+    from .task_source import task_source
+
+    source = context.task_source or task_source(context.task)
+    return hash_key_parts([context.task.name, source, hash_inputs(arguments)])
 
 
 def task(__fn: Callable[..., Any] | None = None, **options: Any) -> Any:

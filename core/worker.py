@@ -20,9 +20,11 @@ import weakref
 from dataclasses import dataclass
 from typing import Any
 
+from .cache import CacheKeyContext, CacheSpec, Lookup, look_up, store
+from .cache_policies import policy_of
 from .context import TaskRunContext, task_run_var
 from .logs import format_record, install_log_capture, install_print_capture
-from .states import (COMPLETED, FAILED, NOT_RUN, SUCCESS_STATES, TIMED_OUT, State,
+from .states import (CACHED, COMPLETED, FAILED, NOT_RUN, SUCCESS_STATES, TIMED_OUT, State,
                      TaskRunTimedOut, UpstreamFailed)
 
 # A retry delay longer than this gives the worker thread back to Dask while it waits.
@@ -82,6 +84,7 @@ class TaskCall:
     allowed_failures: frozenset[int] = frozenset()
     log_prints: bool = False
     log_level: int = logging.INFO
+    cache: CacheSpec | None = None  # None: the task has no cache options
 
 
 class AttemptTimedOut(BaseException):
@@ -316,6 +319,11 @@ def run_task(call: TaskCall, args: tuple, kwargs: dict, deps: list) -> Outcome:
         kwargs = substitute(kwargs, deps)
 
     task = call.task
+    lookup = None
+    if call.cache is not None:
+        lookup = _look_up(call, args, kwargs)
+        if lookup.hit:
+            return _cached(call, shipper, base, lookup)
     attempt = 0
     install_log_capture()
     if call.log_prints:
@@ -327,6 +335,8 @@ def run_task(call: TaskCall, args: tuple, kwargs: dict, deps: list) -> Outcome:
                                  attempt, call.log_prints, batch_log, call.log_level)
         start = {**base, "k": "start", "a": attempt, "t": time.time(), "w": _worker_name()}
         start_batch = shipper.send(topic, start)
+        if attempt == 1 and lookup is not None and lookup.warning:
+            _hook_logger(batch_log, "flows_tui.cache")(logging.WARNING, lookup.warning)
         token = task_run_var.set(context)
         try:
             if task.timeout_seconds:
@@ -348,6 +358,10 @@ def run_task(call: TaskCall, args: tuple, kwargs: dict, deps: list) -> Outcome:
         task_run = TaskRunInfo(call, attempt)
         log = _hook_logger(batch_log)
         if error is None:
+            if lookup is not None and lookup.path is not None:
+                problem = store(lookup, state._value)
+                if problem:
+                    _hook_logger(batch_log, "flows_tui.cache")(logging.WARNING, problem)
             shipper.end(topic, start, start_batch, {**base, "k": "end", "a": attempt, "t": time.time(), "s": COMPLETED})
             _run_hooks(task.on_completion_hooks, task, task_run, state, log)
             return Outcome(COMPLETED, value=state._value, name=call.name, task_run_id=call.task_run_id)
@@ -364,6 +378,29 @@ def run_task(call: TaskCall, args: tuple, kwargs: dict, deps: list) -> Outcome:
         _run_hooks(task.on_failure_hooks, task, task_run, state, log)
         return Outcome(state.name, exception=_portable_exception(error), message=state.message, name=call.name,
                        task_run_id=call.task_run_id)
+
+
+def _look_up(call: TaskCall, args: tuple, kwargs: dict) -> Lookup:
+    """The task run's cache key from its arguments (upstream values already in place), and its entry."""
+    task = call.task
+    try:
+        bound = task.signature.bind(*args, **kwargs)
+    except TypeError as error:  # the call itself will fail the same way, with the user's traceback
+        return Lookup(warning=f"not cached: {error}")
+    bound.apply_defaults()  # f(1) and f(1, b=<its default>) are the same call
+    context = CacheKeyContext(task, TaskRunInfo(call, 0), dict(bound.arguments), call.cache.task_source)
+    return look_up(call.cache, policy_of(task), context)
+
+
+def _cached(call: TaskCall, shipper: _Shipper, base: dict, lookup: Lookup) -> Outcome:
+    """A cache hit: the task's function does not run; the task run ends Cached with the stored value."""
+    shipper.send(call.topic, {**base, "k": "end", "a": 0, "t": time.time(), "s": CACHED,
+                              "err": lookup.describe_hit()})
+    # As in Prefect 3, Cached is a Completed state: on_completion hooks run.
+    state = State(CACHED, _value=lookup.value)
+    log = _hook_logger(_attempt_logger(shipper, call.topic, base, 0))
+    _run_hooks(call.task.on_completion_hooks, call.task, TaskRunInfo(call, 0), state, log)
+    return Outcome(CACHED, value=lookup.value, name=call.name, task_run_id=call.task_run_id)
 
 
 def _should_retry(task: Any, task_run: TaskRunInfo, state: State, log: Any) -> bool:
@@ -385,9 +422,9 @@ def _attempt_logger(shipper: _Shipper, topic: str, base: dict, attempt: int):
     return emit
 
 
-def _hook_logger(emit: Any):
+def _hook_logger(emit: Any, name: str = "flows_tui.hooks"):
     def log(level: int, message: str) -> None:
-        emit(logging.LogRecord("flows_tui.hooks", level, "", 0, message, None, None))
+        emit(logging.LogRecord(name, level, "", 0, message, None, None))
 
     return log
 

@@ -89,7 +89,7 @@ def test_list_json_has_specs_shape_with_defaults_schedules_and_next_runs(project
     after = dt.datetime.now(UTC)
     by_name = {line["name"]: line for line in lines}
     assert list(by_name) == ["hourly-etl", "every-five", "adhoc"]  # definition order
-    assert all(set(line) == {"name", "file", "function", "parameters", "schedule", "next_run", "error"}
+    assert all(set(line) == {"name", "file", "function", "parameters", "schedule", "next_run", "error", "cache_size"}
                for line in lines)
 
     hourly = by_name["hourly-etl"]
@@ -120,7 +120,7 @@ def test_list_shows_a_broken_file_with_file_and_line_beside_the_flows_that_load(
     (broken,) = [line for line in lines if line["error"] is not None]
     assert broken["error"].startswith("flows/bad.py:4: SyntaxError")
     assert {**broken, "error": None} == {"name": None, "file": "flows/bad.py", "function": None, "parameters": {},
-                                         "schedule": None, "next_run": None, "error": None}
+                                         "schedule": None, "next_run": None, "error": None, "cache_size": 0}
     assert {line["name"] for line in lines if line["error"] is None} == {"hourly-etl", "every-five", "adhoc"}
 
     result = cli("list", cwd=project, env={"COLUMNS": "200"})

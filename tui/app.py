@@ -27,6 +27,7 @@ from textual.widgets import Footer, Input
 from textual.worker import Worker, WorkerState
 
 from flows_tui import events as ev
+from flows_tui.cache import cache_directory
 from flows_tui.catalog import flow_config_for
 from flows_tui.cluster import Cluster, choose_cluster, connect
 from flows_tui.errors import FlowsTuiError
@@ -292,7 +293,8 @@ class FlowsApp(App):
 
         engine = run_flow(flow, parameters, client=self.cluster.client, bus=self.bus, file=file,
                           address=self.choice.address or "LocalCluster", on_engine=started,
-                          log_level=self.config.project.log_level)
+                          log_level=self.config.project.log_level,
+                          cache_dir=cache_directory(self.config.project.state_dir))
         self.engines.pop(engine.run_id, None)
         return engine
 
