@@ -22,10 +22,10 @@ from pathlib import Path
 from types import ModuleType
 from typing import Callable, Iterable
 
-import cloudpickle
 
 from .errors import FlowFileError, UsageError
 from .flows import Flow
+from .pickling import send_by_value
 from .imports import PRIVATE_PREFIX as MODULE_PREFIX
 from .imports import forget_user_modules, local_modules, put_on_sys_path
 
@@ -134,10 +134,10 @@ def load_flow_file(path: Path, *, root: Path | None = None) -> FlowFile:
         helpers = local_modules(path, root, also=set(sys.modules) - imported_before)
         return FlowFile(path, error=_load_error(error, path), helpers=helpers)
     helpers = local_modules(path, root, also=set(sys.modules) - imported_before)
-    cloudpickle.register_pickle_by_value(module)
+    send_by_value(module)
     for helper in helpers:
         if helper in sys.modules:
-            cloudpickle.register_pickle_by_value(sys.modules[helper])
+            send_by_value(sys.modules[helper])
     loaded = FlowFile(path, module=module, helpers=helpers)
     for value in vars(module).values():
         if isinstance(value, Flow) and getattr(value.fn, "__module__", None) == name:

@@ -13,11 +13,11 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterator
 
-import cloudpickle
 
 from . import events as ev
 from .cluster import Cluster, ClusterChoice, choose_cluster, connect
 from .engine import FlowRunEngine, run_flow
+from .pickling import send_by_value
 
 if TYPE_CHECKING:
     from .config import Config
@@ -56,10 +56,7 @@ def _user_module_by_value(flow: "Flow") -> None:
         return  # __main__ is pickled by value already
     if any(part in filename for part in ("site-packages", "dist-packages")) or filename.startswith(sys.prefix):
         return
-    try:
-        cloudpickle.register_pickle_by_value(module)
-    except ValueError:
-        pass
+    send_by_value(module)
 
 
 def execute(flow: "Flow", parameters: dict[str, Any], choice: ClusterChoice, *, bus: ev.EventBus | None = None,

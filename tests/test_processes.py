@@ -132,3 +132,37 @@ def test_code_from_a_private_module_runs_on_process_workers(tmp_path, process_cl
     assert loaded.module.__name__.startswith("flows_tui_user_")
     engine, _ = run_loaded(loaded, "private", process_client)
     assert engine.return_value == 15
+
+
+def test_classes_defined_in_a_flow_file_travel_between_worker_processes_by_value(tmp_path, process_client):
+    # An Enum parameter and a dataclass one task returns to another: the standard pickler
+    # that Dask tries first would send their classes by a module name no worker can import.
+    loaded = load(tmp_path, """
+        import enum
+        from dataclasses import dataclass
+        from flows_tui import flow, task
+
+        class Colour(enum.Enum):
+            RED = "red"
+            BLUE = "blue"
+
+        @dataclass
+        class Trip:
+            fare: float
+            colour: Colour
+
+        @task
+        def make(i: int, colour: Colour) -> Trip:
+            return Trip(fare=float(i), colour=colour)
+
+        @task
+        def describe(trips: list) -> str:
+            return ",".join(f"{t.colour.value}:{t.fare:g}" for t in trips)
+
+        @flow
+        def trips(colour: Colour = Colour.BLUE):
+            return describe(make.map(range(4), colour=colour))
+    """, name="typed_flows.py")
+    engine, _ = run_loaded(loaded, "trips", process_client, colour=loaded.module.Colour.RED)
+    assert engine.final.name == "Completed", engine.final.message
+    assert engine.return_value == "red:0,red:1,red:2,red:3"

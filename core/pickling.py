@@ -1,0 +1,65 @@
+"""How the user's code travels to workers: by value, never by module name.
+
+Flow files are loaded under private module names that no worker can import, and a
+remote worker has none of the user's files. cloudpickle sends their functions and
+classes by value once a module is registered with it; but Dask pickles data (task
+arguments, results moving between workers) with the standard pickler first, which
+writes a user-defined class by name: an Enum parameter or a dataclass a task returns
+would then fail to unpickle on another worker ("No module named 'flows_tui_user_…'").
+So each class of a user module also gets a copyreg reducer that ships the class by
+value alongside the instance.
+"""
+
+from __future__ import annotations
+
+import copyreg
+import pickle
+from types import ModuleType
+from typing import Any
+
+import cloudpickle
+
+
+class _ClassByValue:
+    """Stands in for a class inside a reduce tuple; unpickles as the class itself."""
+
+    __slots__ = ("cls",)
+
+    def __init__(self, cls: type) -> None:
+        self.cls = cls
+
+    def __reduce__(self) -> Any:
+        return cloudpickle.loads, (cloudpickle.dumps(self.cls, protocol=pickle.HIGHEST_PROTOCOL),)
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        # The pickler checks that a reduce tuple starts with a callable; this one becomes the
+        # class itself when unpickled.
+        return self.cls(*args, **kwargs)
+
+
+def _swap(value: Any, cls: type) -> Any:
+    if value is cls:
+        return _ClassByValue(cls)
+    if type(value) is tuple:
+        return tuple(_swap(item, cls) for item in value)
+    return value
+
+
+def _reduce_by_value(obj: Any) -> Any:
+    """The instance's own reduction, with its class sent by value instead of by name."""
+    reduced = obj.__reduce_ex__(pickle.HIGHEST_PROTOCOL)
+    if isinstance(reduced, str):  # a module-level singleton, pickled by name as the class allows
+        return reduced
+    cls = type(obj)
+    return (_swap(reduced[0], cls), _swap(reduced[1], cls), *reduced[2:])
+
+
+def send_by_value(module: ModuleType) -> None:
+    """Register `module` so its functions, classes and their instances reach workers by value."""
+    try:
+        cloudpickle.register_pickle_by_value(module)
+    except ValueError:  # not importable as a module name: pickled by value already (__main__)
+        pass
+    for value in list(vars(module).values()):
+        if isinstance(value, type) and value.__module__ == module.__name__:
+            copyreg.pickle(value, _reduce_by_value)
