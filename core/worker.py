@@ -310,7 +310,9 @@ def run_task(call: TaskCall, args: tuple, kwargs: dict, deps: list) -> Outcome:
 
     for index, upstream in enumerate(deps):
         if not upstream.ok and index not in call.allowed_failures:
-            message = f"upstream task {upstream.name!r} ended {upstream.state}"
+            # Name the task that actually failed, not the NotRun ones between it and here.
+            message = upstream.message if upstream.state == NOT_RUN and upstream.message else \
+                f"upstream task {upstream.name!r} ended {upstream.state}"
             shipper.send(topic, {**base, "k": "end", "a": 0, "t": time.time(), "s": NOT_RUN, "err": message})
             return Outcome(NOT_RUN, message=message, name=call.name, task_run_id=call.task_run_id,
                            exception=UpstreamFailed(message))

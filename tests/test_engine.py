@@ -160,6 +160,17 @@ def test_downstream_of_a_failure_is_not_run_and_the_flow_fails(run):
     assert "boom-0" in not_run.message and not_run.attempts == []
 
 
+def test_a_task_two_steps_below_a_failure_names_the_task_that_failed(run):
+    @flow
+    def chain():
+        return inc(inc.submit(boom.submit()))
+
+    engine, _ = run(chain)
+    last = next(t for t in engine.flow_run.task_runs.values() if t.name == "inc-1")
+    assert last.state == "NotRun" and last.message == "upstream task 'boom-0' ended Failed"
+    assert "boom-0" in engine.final.message
+
+
 def test_allow_failure_passes_the_exception_and_the_flow_completes(run):
     @flow
     def tolerant():
