@@ -154,7 +154,7 @@ def _next_run(flow: str, flow_config: Any, now: _dt.datetime,
     return due.astimezone(schedule_timezone(schedule))
 
 
-def reload_lines(event: FlowsReloaded, flows_directory: FlowsDirectory) -> list[str]:
+def reload_lines(event: FlowsReloaded, flows_directory: FlowsDirectory, *, with_time: bool = True) -> list[str]:
     """`list --watch`: what one reload changed, then its load errors and duplicate names, one per line.
 
     Called by the reloading thread before any later reload, so `flows_directory` is as `event` left it.
@@ -177,8 +177,8 @@ def reload_lines(event: FlowsReloaded, flows_directory: FlowsDirectory) -> list[
             what.append(f"{verb} {files(paths)}")
     flows = ([f"+ {name}" for name in event.flows_added] + [f"~ {name}" for name in event.flows_changed]
              + [f"- {name}" for name in event.flows_removed])
-    lines = [f"{_dt.datetime.now():%H:%M:%S} {'; '.join(what)}: {', '.join(flows) or 'no flows changed'} "
-             f"({event.seconds * 1000:.0f} ms)"]
+    stamp = f"{_dt.datetime.now():%H:%M:%S} " if with_time else ""
+    lines = [f"{stamp}{'; '.join(what)}: {', '.join(flows) or 'no flows changed'} ({event.seconds * 1000:.0f} ms)"]
     lines.extend(f"  ✓ {show(path)} loads again" for path in event.fixed)
     kept = {str(loaded.path): list(loaded.flows) for loaded in flows_directory.files}
     for error in event.failed:

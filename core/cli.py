@@ -276,27 +276,46 @@ def serve(ctx: click.Context, grace: float, address: str | None, config_path: st
     import threading
 
     from .cluster import choose_cluster
-    from .reload import load_directory
+    from .flows_directory import FlowsDirectory
     from .serve import Service, scheduled_flows, stop_on_signals
 
     try:
         config = _load_config(config_path or ctx.obj.get("config_path"))
-        files = load_directory(config.project.flows_dir) if config.project.flows_dir.exists() else []
-        served = scheduled_flows(config, files)
+        if not config.project.flows_dir.exists():
+            raise UsageError(f"flows directory {config.project.flows_dir} does not exist "
+                             "(set [project] flows_dir in flows.toml)")
+        directory = FlowsDirectory(config.project.flows_dir)
+        directory.load()
+        served = scheduled_flows(config, directory.files)
         choice = choose_cluster(address or ctx.obj.get("address"), config)
     except FlowsTuiError as error:
         raise _fail(error)
     console = Console(highlight=False, soft_wrap=True)
-    for loaded in files:
-        if loaded.error is not None:
-            console.print(f"warning: {loaded.error}", markup=False)
+    for error in directory.errors:
+        console.print(f"warning: {error}", markup=False)
+    service = Service(served, config, choice, console=console)
+
+    def reloaded(event: Any) -> None:
+        """A save: new code for the next runs (runs in progress keep theirs), new schedules."""
+        from .catalog import reload_lines
+
+        for line in reload_lines(event, directory, with_time=False):
+            service.say(line)
+        try:
+            service.update(scheduled_flows(config, directory.files))
+        except FlowsTuiError as error:
+            service.say(f"warning: {error}; the schedules stay as they were")
+
+    directory.subscribe(reloaded)
     stop = threading.Event()
     restore = stop_on_signals(stop)
     try:
-        Service(served, config, choice, console=console).run(stop, grace)
+        directory.watch()
+        service.run(stop, grace)
     except FlowsTuiError as error:
         raise _fail(error)
     finally:
+        directory.stop()
         restore()
 
 

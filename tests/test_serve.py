@@ -183,3 +183,26 @@ def test_list_shows_the_next_run_serve_will_make_and_none_while_paused(tmp_path)
     assert dt.datetime.fromisoformat(entries["beat"]["next_run"]) == last + dt.timedelta(hours=1)
     assert entries["beat"]["next_run"].endswith(("+01:00", "+02:00"))  # in the schedule's timezone
     assert entries["long-haul"]["schedule"] == "cron 0 * * * * (UTC)" and entries["long-haul"]["next_run"] is None
+
+
+def test_serve_reloads_a_saved_flow_file_and_runs_the_new_code_on_the_next_schedule(tmp_path):
+    project = _project(tmp_path, """
+        [flows.beat]
+        interval = "1s"
+    """)
+    server = _serve(project)
+    try:
+        wait_until(lambda: any(r.state == "Completed" for r in _runs(project)), timeout=60, message="a first run")
+        source = (project / "flows" / "jobs.py").read_text()
+        (project / "flows" / "jobs.py").write_text(source.replace('"working %d"', '"reworked %d"'))
+
+        def reworked() -> bool:
+            runs = [r for r in _runs(project) if r.state == "Completed"]
+            return bool(runs) and "reworked 1" in cli("logs", runs[0].run_id, "--json", cwd=project).stdout
+
+        wait_until(reworked, timeout=60, message="a run of the saved code")
+    finally:
+        server.send_signal(signal.SIGTERM)
+        output, _ = server.communicate(timeout=60)
+    assert server.returncode == 0, output
+    assert "reloaded jobs.py: ~ beat" in output
