@@ -29,6 +29,7 @@ from typing import Any
 
 import cloudpickle
 
+from .pickling import dispatch_table_by_name
 from .task_source import PRIMITIVES, code_fingerprint, is_user_module
 
 CACHE_DIR_NAME = "cache"
@@ -53,6 +54,11 @@ class _PortablePickler(pickle.Pickler):
     gives an instance of an Enum or dataclass from a flow file a different hash in each
     process; here the user's classes and functions are named instead, and sets are sorted.
     """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # Instances of the user's classes reduce to their class, which persistent_id names.
+        self.dispatch_table = dispatch_table_by_name()
 
     def persistent_id(self, obj: Any) -> Any:
         if isinstance(obj, type) and is_user_module(obj.__module__):
@@ -316,6 +322,21 @@ def cache_entries(directory: Path, now: float | None = None) -> list[CacheEntry]
 def same_flow(stored: str | None, name: str) -> bool:
     """Flow names compare as `flows-tui run` compares them: `my_flow` is `My-Flow`."""
     return stored is not None and stored.replace("_", "-").lower() == name.replace("_", "-").lower()
+
+
+def cache_size(directory: Path) -> int:
+    """Bytes of all entries in `directory`, from the file sizes alone (no header is read)."""
+    total = 0
+    try:
+        paths = list(directory.glob(f"*{ENTRY_SUFFIX}"))
+    except OSError:
+        return 0
+    for path in paths:
+        try:
+            total += path.stat().st_size
+        except OSError:  # removed meanwhile (cache clear, expiry)
+            continue
+    return total
 
 
 def cache_sizes(directory: Path) -> dict[str | None, int]:

@@ -45,13 +45,27 @@ def _swap(value: Any, cls: type) -> Any:
     return value
 
 
+def _new(cls: type, *args: Any) -> Any:
+    return cls.__new__(cls, *args)
+
+
+def _new_ex(cls: type, args: tuple, kwargs: dict) -> Any:
+    return cls.__new__(cls, *args, **kwargs)
+
+
 def _reduce_by_value(obj: Any) -> Any:
     """The instance's own reduction, with its class sent by value instead of by name."""
     reduced = obj.__reduce_ex__(pickle.HIGHEST_PROTOCOL)
     if isinstance(reduced, str):  # a module-level singleton, pickled by name as the class allows
         return reduced
     cls = type(obj)
-    return (_swap(reduced[0], cls), _swap(reduced[1], cls), *reduced[2:])
+    build, args, *rest = reduced
+    # The pickler insists the class of __newobj__ be a real type: rebuild through our own callables.
+    if build is copyreg.__newobj__:
+        build = _new
+    elif build is copyreg.__newobj_ex__:
+        build = _new_ex
+    return (_swap(build, cls), _swap(args, cls), *rest)
 
 
 def send_by_value(module: ModuleType) -> None:
@@ -63,3 +77,8 @@ def send_by_value(module: ModuleType) -> None:
     for value in list(vars(module).values()):
         if isinstance(value, type) and value.__module__ == module.__name__:
             copyreg.pickle(value, _reduce_by_value)
+
+
+def dispatch_table_by_name() -> dict:
+    """copyreg's reducers without ours: for a pickler that must name the user's classes (hashing)."""
+    return {kind: reducer for kind, reducer in copyreg.dispatch_table.items() if reducer is not _reduce_by_value}
