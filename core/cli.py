@@ -81,9 +81,15 @@ def main(ctx: click.Context, config_path: str | None, address: str | None) -> No
 @click.option("--address", help="Dask scheduler to attach to (tcp://host:8786).")
 @click.option("--config", "config_path", type=click.Path(dir_okay=False), help="flows.toml to use.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document when the run ends.")
+@click.option("--rerun", "rerun_id", metavar="RUN_ID",
+              help="Re-run RUN_ID (a run of FLOW) with its parameters; what it completed is reused from the "
+                   "cache where the tasks have a cache policy, everything else runs again.")
+@click.option("--watch", is_flag=True,
+              help="Run, then run again on every save of the flow's file or of a helper it imports, reusing "
+                   "the results of unchanged tasks from cluster memory (Ctrl-C stops, exit 0).")
 @click.pass_context
 def run(ctx: click.Context, flow_spec: str, params: tuple[str, ...], address: str | None,
-        config_path: str | None, as_json: bool) -> None:
+        config_path: str | None, as_json: bool, rerun_id: str | None, watch: bool) -> None:
     """Run FLOW (a flow's name or file.py:function) headless; exit 0 Completed, 1 failed, 2 bad input."""
     from . import events as ev
     from .cache import cache_directory
@@ -96,11 +102,15 @@ def run(ctx: click.Context, flow_spec: str, params: tuple[str, ...], address: st
 
     address = address or ctx.obj.get("address")
     config_path = config_path or ctx.obj.get("config_path")
+    previous = None
     try:
         config = _load_config(config_path)
         flow, loaded = find_flow(flow_spec, config.project.flows_dir)
         flow_config = flow_config_for(config, flow)
         values: dict[str, Any] = dict(flow_config.parameters) if flow_config else {}
+        if rerun_id is not None:
+            previous = _run_to_rerun(config, rerun_id, flow.name)
+            values = dict(previous.parameters)
         typed = parse_assignments(params)
         values.update(typed)
         parameters = flow.validate(values, from_text=set(typed))
@@ -110,6 +120,15 @@ def run(ctx: click.Context, flow_spec: str, params: tuple[str, ...], address: st
 
     console = Console(stderr=as_json, highlight=False, soft_wrap=True)
     live = console.is_terminal and not os.environ.get("CI")
+    if previous is not None:
+        # A new process holds none of that run's results: only the persistent cache can give them back.
+        console.print(f"re-running run {previous.run_id} of {flow.name!r} with its parameters: results it "
+                      "completed are reused only from the cache (tasks with a cache policy); the other tasks "
+                      "run again", markup=False)
+    if watch:
+        single_file = ":" in flow_spec and flow_spec.split(":", 1)[0].endswith(".py")
+        _watch_run(flow.name, loaded.path if single_file else config.project.flows_dir, values, set(typed),
+                   choice, config, console, as_json=as_json, live=live)
     bus = ev.EventBus()
     progress = Progress(console, live=live)
     unsubscribe = bus.subscribe(progress.handle, name="progress")
@@ -130,9 +149,130 @@ def run(ctx: click.Context, flow_spec: str, params: tuple[str, ...], address: st
         _stderr().print(f"warning: {store.failure}", markup=False)
     flow_run = engine.flow_run
     print_summary(console, flow_run)
+    if previous is not None:
+        again = _completed_before_and_run_again(previous, flow_run)
+        if again:
+            console.print(f"{len(again)} task run(s) that run {previous.run_id} had completed ran again (no cache "
+                          f"policy, or no cached result): {', '.join(again[:8])}"
+                          + (f" and {len(again) - 8} more" if len(again) > 8 else ""), markup=False)
     if as_json:
         click.echo(json.dumps(run_document(flow_run)))
     raise click.exceptions.Exit(EXIT_OK if flow_run.state in ("Completed", "Cached") else EXIT_FAILED)
+
+
+def _run_to_rerun(config: Any, prefix: str, flow_name: str) -> Any:
+    """The stored run `--rerun` names (a unique prefix is enough); it must be a run of the flow asked for."""
+    from .reload import normalize_name
+
+    store = _open_store(config)
+    previous = store.load_run(store.find_run(prefix))
+    if normalize_name(previous.flow) != normalize_name(flow_name):
+        raise UsageError(f"run {previous.run_id} is a run of flow {previous.flow!r}, not of {flow_name!r}")
+    return previous
+
+
+def _completed_before_and_run_again(previous: Any, flow_run: Any) -> list[str]:
+    """Task runs (matched by name) that succeeded in `previous` and executed again in `flow_run`."""
+    succeeded = {t.name for t in previous.current_task_runs() if t.state in ("Completed", "Cached")}
+    return [t.name for t in flow_run.current_task_runs() if t.name in succeeded and t.attempts]
+
+
+def _watch_run(flow_name: str, root: Path, values: dict[str, Any], typed: set[str], choice: Any, config: Any,
+               console: Console, *, as_json: bool, live: bool) -> None:
+    """`run --watch`: run now and after every save that changes the flow, until Ctrl-C (exit 0).
+
+    One cluster and one session for all the runs: each re-run reuses, from cluster memory,
+    the results of the tasks whose code and inputs did not change.
+    """
+    import threading
+
+    from . import events as ev
+    from .cache import cache_directory
+    from .catalog import stdout_to_stderr
+    from .cluster import connect
+    from .config import display_path
+    from .engine import run_flow
+    from .flows_directory import FlowsDirectory
+    from .progress import Progress, print_summary, run_document
+    from .runner import recording
+    from .session import Session
+    from .watch_run import WatchRun
+
+    directory = FlowsDirectory(root)
+    with stdout_to_stderr():  # a flow file that prints while imported must not mix with --json lines
+        directory.load()
+    try:
+        cluster = connect(choice)
+    except FlowsTuiError as error:
+        raise _fail(error)
+    session = Session(cluster.client)
+    bus = ev.EventBus()
+    engines: list[Any] = []  # the run in progress, to cancel on Ctrl-C
+    waiting = f"watching {display_path(directory.directory)} for changes to {flow_name!r} (Ctrl-C to stop)"
+
+    def run_once(flow: Any) -> None:
+        try:
+            parameters = flow.validate(values, from_text=typed)
+        except FlowsTuiError as error:  # the saved signature no longer accepts them: wait for the next save
+            console.print(f"not run: {error}", markup=False)
+            return
+        progress = Progress(console, live=live)
+        unsubscribe = bus.subscribe(progress.handle, name="progress")
+        try:
+            with progress:
+                engine = run_flow(flow, parameters, client=cluster.client, bus=bus, file=_file_of(flow),
+                                  address=cluster.address if cluster.local is None else "LocalCluster",
+                                  on_engine=engines.append, log_level=config.project.log_level,
+                                  cache_dir=cache_directory(config.project.state_dir), session=session, reuse=True)
+                bus.flush()
+        finally:
+            unsubscribe()
+            engines.clear()
+        print_summary(console, engine.flow_run)
+        if as_json:
+            click.echo(json.dumps(run_document(engine.flow_run)))
+        if not watch.stopped:  # after a Ctrl-C the run ends cancelled and nothing is watched any more
+            console.print(waiting, markup=False)
+
+    def show_reload(event: Any) -> None:
+        for error in event.failed:
+            where = f"{error.path}:{error.line}" if error.line else error.path
+            console.print(f"✗ {where}: {error.reason} (the last good version stays)", markup=False)
+
+    def missing(name: str) -> None:
+        console.print(f"flow {name!r} is not in {display_path(directory.directory)} any more; "
+                      "waiting for it to come back", markup=False)
+
+    watch = WatchRun(directory, flow_name, run_once, on_missing=missing)
+    try:
+        with recording(bus, config) as store:
+            directory.subscribe(show_reload)
+            directory.watch()
+            watch.start()
+            forever = threading.Event()
+            try:
+                while not forever.wait(3600):
+                    pass
+            except KeyboardInterrupt:
+                watch.stop(timeout=0)
+                for engine in list(engines):
+                    engine.cancel("interrupted (Ctrl-C)")
+                try:
+                    watch.stop(timeout=30)  # the cancelled run ends and is recorded as Cancelled
+                except KeyboardInterrupt:
+                    pass
+            if store.failure is not None:
+                _stderr().print(f"warning: {store.failure}", markup=False)
+    except FlowsTuiError as error:
+        raise _fail(error)
+    finally:
+        directory.stop()
+        cluster.close()
+    raise click.exceptions.Exit(EXIT_OK)
+
+
+def _file_of(flow: Any) -> str | None:
+    return getattr(sys.modules.get(flow.fn.__module__), "__file__", None)
 
 
 def _recover_crashed_runs(config_path: str | None) -> None:
@@ -463,6 +603,7 @@ def cache_command(ctx: click.Context, config_path: str | None, as_json: bool) ->
 
     from .cache import cache_directory, cache_entries
     from .config import display_path
+    from .progress import format_size
 
     directory = cache_directory(_cache_config(ctx).project.state_dir)
     flows: dict[str, dict[str, Any]] = {}
@@ -484,7 +625,7 @@ def cache_command(ctx: click.Context, config_path: str | None, as_json: bool) ->
     for column in ("flow", "entries", "size", "expired"):
         table.add_column(column, justify="left" if column == "flow" else "right")
     for name, summary in sorted(flows.items()):
-        table.add_row(name, str(summary["entries"]), _size_text(summary["bytes"]), str(summary["expired"]))
+        table.add_row(name, str(summary["entries"]), format_size(summary["bytes"]), str(summary["expired"]))
     console.print(table)
 
 
@@ -495,13 +636,14 @@ def cache_command(ctx: click.Context, config_path: str | None, as_json: bool) ->
 def cache_clear(ctx: click.Context, flow_name: str | None, config_path: str | None) -> None:
     """Remove cached task results (all, or FLOW's only); print how many and how many bytes."""
     from .cache import cache_directory, cache_entries, clear_cache
+    from .progress import format_size
 
     if config_path:
         ctx.obj["config_path"] = config_path
     directory = cache_directory(_cache_config(ctx).project.state_dir)
     count, size = clear_cache(directory, flow_name)
     of = f" of flow {flow_name!r}" if flow_name else ""
-    click.echo(f"removed {count} cached result{'s' if count != 1 else ''}{of} ({_size_text(size)})")
+    click.echo(f"removed {count} cached result{'s' if count != 1 else ''}{of} ({format_size(size)})")
     if flow_name and not count:
         import difflib
 
@@ -517,16 +659,6 @@ def _cache_config(ctx: click.Context) -> Any:
         return _load_config(ctx.obj.get("config_path"), require_env=False)
     except FlowsTuiError as error:
         raise _fail(error)
-
-
-def _size_text(size: float) -> str:
-    if size < 1000:
-        return f"{size:.0f} bytes"
-    for unit in ("kB", "MB", "GB"):
-        size /= 1000
-        if size < 1000:
-            break
-    return f"{size:.1f} {unit}"
 
 
 if __name__ == "__main__":  # `python -m flows_tui.cli`; spawned Dask workers need this guard

@@ -29,7 +29,8 @@ from .context import flow_run_var, using
 from .futures import TaskFuture, TaskFutureList, allow_failure, unmapped
 from .logs import format_record, install_log_capture, install_print_capture
 from .model import RunModel
-from .states import (CANCELLED, COMPLETED, CRASHED, FAILED, FAILURE_STATES, FINAL_STATES, NOT_RUN,
+from .session import Held, NotReusable, lineage_key
+from .states import (CACHED, CANCELLED, COMPLETED, CRASHED, FAILED, FAILURE_STATES, FINAL_STATES, NOT_RUN,
                      PENDING, RETRYING, RUNNING, SUCCESS_STATES, TIMED_OUT, CancelledRun, CrashedRun,
                      State, TaskRunTimedOut, UpstreamFailed)
 from .task_source import task_source
@@ -39,6 +40,7 @@ if TYPE_CHECKING:
     import distributed
 
     from .flows import Flow
+    from .session import Session
     from .tasks import Task
 
 logger = logging.getLogger("flows_tui.engine")
@@ -86,6 +88,8 @@ class _Tracking:
     seen_by_body: bool = False
     finished_seen: float | None = None  # when Dask first said finished without a report
     done: threading.Event = field(default_factory=threading.Event)
+    lineage: str | None = None  # its key in the session (None: no session, or not reusable)
+    reused_from: str | None = None  # the run whose held result it reused
 
 
 class _Dependencies:
@@ -141,7 +145,7 @@ class FlowRunEngine:
     def __init__(self, flow: "Flow", parameters: dict[str, Any], *, client: "distributed.Client",
                  bus: ev.EventBus | None = None, run_id: str | None = None, file: str | None = None,
                  address: str | None = None, log_level: int = logging.INFO,
-                 cache_dir: Path | None = None) -> None:
+                 cache_dir: Path | None = None, session: "Session | None" = None, reuse: bool = False) -> None:
         self.flow = flow
         self.parameters = dict(parameters)
         self.client = client
@@ -154,6 +158,11 @@ class FlowRunEngine:
         self.log_level = log_level  # records below it, in the body and in tasks, are not captured
         self.cache_dir = cache_dir  # where cached task results live (state_dir/cache); None: no caching
         self._cache_specs: dict["Task", CacheSpec | None] = {}
+        # The session's futures live on its own client's cluster: on another client they mean nothing.
+        self.session = session if session is not None and session.client is client else None
+        self.reuse = reuse  # look task calls up in the session; without it the run only leaves results there
+        self._not_reusable: set[str] = set()  # tasks already reported as not reusable in this run
+        self._received: dict[int, tuple[Any, str]] = {}  # values the body got from task runs: id → (value, id)
         self.model = RunModel()
         self.flow_attempt = 1
         self._lock = threading.RLock()
@@ -227,6 +236,10 @@ class FlowRunEngine:
             except Exception:  # the client may be closing
                 pass
         with self._lock:
+            if self.session is not None:
+                # Before the final state is published: whoever starts a re-run when this run
+                # ends must find its results.
+                self._keep_results()
             self._emit(ev.FlowStateChanged(self.run_id, state.name, _now(), self.flow_attempt,
                                            message=state.message, traceback=getattr(state, "_traceback", None)))
         self._run_flow_hooks(state)
@@ -505,15 +518,16 @@ class FlowRunEngine:
         """Record and submit task runs; several calls (a map) go to Dask as one graph."""
         log_prints = task.log_prints if task.log_prints is not None else self.log_prints
         cache = self._cache_spec(task)
+        plan = self._session_plan(task, calls)
         created = _now()
-        specs, futures, keys = [], [], []
+        specs, futures, submitted, keys = [], [], [], []
         with self._lock:
             self._check_abort()
-            for name, map_index, args_template, kwargs_template, deps in calls:
+            for (name, map_index, args_template, kwargs_template, deps), (lineage, held) in zip(calls, plan):
                 task_run_id = uuid.uuid4().hex[:16]
                 self._sequence += 1
                 key = f"{task.name}-{self.run_id}-{self._sequence}"
-                self._tracking[task_run_id] = _Tracking(key)
+                track = self._tracking[task_run_id] = _Tracking(key, lineage=lineage)
                 self._by_key[key] = task_run_id
                 upstream = tuple(deps.task_run_ids)
                 allowed = deps.allowed
@@ -522,11 +536,19 @@ class FlowRunEngine:
                 self._open_ids.add(task_run_id)
                 self._emit(ev.TaskRunCreated(self.run_id, task_run_id, task.name, name, created, map_index,
                                              upstream, self.flow_attempt))
+                futures.append(TaskFuture(self, task_run_id, name))
+                if held is not None:
+                    # Downstream calls take the held future as their upstream: its data stays on the workers.
+                    track.future, track.reused_from = held.future, held.run_id
+                    self._end_task_run(task_run_id, CACHED, f"reused from run {held.run_id}")
+                    continue
                 call = TaskCall(self.run_id, task_run_id, name, map_index, self.topic, task, allowed, log_prints,
                                 self.log_level, cache)
                 specs.append((call, args_template, kwargs_template, deps.futures))
-                futures.append(TaskFuture(self, task_run_id, name))
+                submitted.append(task_run_id)
                 keys.append(key)
+        if not specs:
+            return futures
         if len(specs) == 1:
             call, args_template, kwargs_template, dep_futures = specs[0]
             dask_futures = [self.client.submit(run_task, call, args_template, kwargs_template, dep_futures,
@@ -534,9 +556,90 @@ class FlowRunEngine:
         else:
             dask_futures = self.client.map(run_task, *map(list, zip(*specs)), key=keys, pure=False)
         with self._lock:
-            for future, dask_future in zip(futures, dask_futures):
-                self._tracking[future.task_run_id].future = dask_future
+            for task_run_id, dask_future in zip(submitted, dask_futures):
+                self._tracking[task_run_id].future = dask_future
         return futures
+
+    # Reusing results of earlier runs (the session) ------------------------------------------------
+
+    def _session_plan(self, task: "Task", calls: list[tuple]) -> list[tuple[str | None, Held | None]]:
+        """Each call's lineage (None: not reusable) and the held result it reuses (None: it runs)."""
+        if self.session is None:
+            return [(None, None)] * len(calls)
+        plan: list[tuple[str | None, Held | None]] = []
+        for _, map_index, args_template, kwargs_template, deps in calls:
+            # A value the body received from a task run and passes on is an upstream too, as a
+            # future would be (Prefect tracks results by identity the same way): a path returned
+            # by a task that ran again may name data that changed under the same name.
+            received = [task_run_id for task_run_id in self._received_in((args_template, kwargs_template))
+                        if task_run_id not in deps.task_run_ids]
+            upstream = [self._tracking[task_run_id] for task_run_id in (*deps.task_run_ids, *received)]
+            lineages = [track.lineage for track in upstream]
+            if None in lineages:  # an input nobody can name: neither can this call's result
+                plan.append((None, None))
+                continue
+            try:
+                lineage = lineage_key(task, args_template, kwargs_template, lineages, map_index)
+            except NotReusable as reason:
+                if task.name not in self._not_reusable:
+                    self._not_reusable.add(task.name)
+                    self.log(logging.WARNING, f"task {task.name!r} runs every time, never reused: {reason}")
+                plan.append((None, None))
+                continue
+            if lineage is None:  # NO_CACHE or refresh_cache: the user wants it computed every run
+                plan.append((None, None))
+                continue
+            held = None
+            # Only on reused inputs: an upstream that ran again (a failure retried, a task that always
+            # runs) may have produced different data, even under the same lineage.
+            if self.reuse and all(track.reused_from is not None for track in upstream):
+                held = self.session.find(self.flow.name, lineage)
+            plan.append((lineage, held))
+        return plan
+
+    def _remember_received(self, value: Any, task_run_id: str) -> None:
+        """Note that the body got `value` (and its elements, which `.map()` hands on one by one) from a task run."""
+        # Held with the value, so its id names this object until the run ends.
+        self._received[id(value)] = (value, task_run_id)
+        kind = type(value)
+        if kind is list or kind is tuple:
+            for item in value:
+                self._received.setdefault(id(item), (item, task_run_id))
+        elif kind is dict:
+            for item in value.values():
+                self._received.setdefault(id(item), (item, task_run_id))
+
+    def _received_in(self, template: Any) -> list[str]:
+        """The task runs whose values, as the body received them, appear in `template` (in order, once each)."""
+        found: list[str] = []
+        if not self._received:
+            return found
+
+        def walk(value: Any) -> None:
+            if value is None or value is True or value is False:  # singletons: no one's in particular
+                return
+            entry = self._received.get(id(value))
+            if entry is not None and entry[0] is value and entry[1] not in found:
+                found.append(entry[1])
+            kind = type(value)
+            if kind is list or kind is tuple or kind is set or kind is frozenset:
+                for item in value:
+                    walk(item)
+            elif kind is dict:
+                for item in value.values():
+                    walk(item)
+
+        walk(template)
+        return found
+
+    def _keep_results(self) -> None:
+        """Leave this run's successful results (computed or reused) in the session (lock held)."""
+        task_runs = self.flow_run.task_runs
+        results = {track.lineage: Held(track.future, track.reused_from or self.run_id)
+                   for task_run_id, track in self._tracking.items()
+                   if track.lineage is not None and track.future is not None
+                   and task_runs[task_run_id].state in SUCCESS_STATES}
+        self.session.keep(self.flow.name, self.run_id, results)
 
     # Waiting and results, for the body ----------------------------------------------------------
 
@@ -573,6 +676,8 @@ class FlowRunEngine:
         track = self._tracking[task_run_id]
         outcome = self._outcome(track, timeout)
         if outcome is not None and outcome.ok:
+            if self.session is not None:
+                self._remember_received(outcome.value, task_run_id)
             return outcome.value
         # The body sees this failure: handled if it catches it (SPEC's flow-state rule).
         track.seen_by_body = True
@@ -870,10 +975,15 @@ def _is_iterable(value: Any) -> bool:
 def run_flow(flow: "Flow", parameters: dict[str, Any], *, client: "distributed.Client", bus: ev.EventBus | None = None,
              run_id: str | None = None, file: str | None = None, address: str | None = None,
              on_engine: Callable[[FlowRunEngine], None] | None = None,
-             log_level: int = logging.INFO, cache_dir: Path | None = None) -> FlowRunEngine:
-    """Run `flow` to its end and return the engine (its `.model`, `.return_value`, `.final` state)."""
+             log_level: int = logging.INFO, cache_dir: Path | None = None, session: "Session | None" = None,
+             reuse: bool = False) -> FlowRunEngine:
+    """Run `flow` to its end and return the engine (its `.model`, `.return_value`, `.final` state).
+
+    With a `session`, the run's completed results stay held in it for later runs; with `reuse`
+    too, task calls whose lineage the session holds are not run again (see `flows_tui.session`).
+    """
     engine = FlowRunEngine(flow, parameters, client=client, bus=bus, run_id=run_id, file=file, address=address,
-                           log_level=log_level, cache_dir=cache_dir)
+                           log_level=log_level, cache_dir=cache_dir, session=session, reuse=reuse)
     if on_engine is not None:
         on_engine(engine)
     engine.final = engine.run()

@@ -44,6 +44,17 @@ def format_duration(seconds: float | None) -> str:
     return f"{minutes}m{secs:02d}s" if minutes < 60 else f"{minutes // 60}h{minutes % 60:02d}m"
 
 
+def format_size(size: float) -> str:
+    """Bytes as people read them: 512 bytes, 12.3 kB, 4.5 MB (powers of 1000, as disk tools do)."""
+    if size < 1000:
+        return f"{size:.0f} bytes"
+    for unit in ("kB", "MB", "GB", "TB"):
+        size /= 1000
+        if size < 1000:
+            break
+    return f"{size:.1f} {unit}"
+
+
 class Progress:
     """Folds the bus into a model; draws a live table on a terminal, plain lines elsewhere."""
 

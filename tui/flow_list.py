@@ -1,5 +1,7 @@
 """The flows pane: discovered flows with their last state and next scheduled run, and broken files.
 
+A flow under watch-run (`w`) says "watching" after its name.
+
 Fed by reload events: rows appear, change and vanish as files are saved. A file that no
 longer imports shows its error inline (its last good flows stay runnable); enter on it
 opens the traceback.
@@ -51,6 +53,7 @@ class FlowList(DataTable):
         self.rows_by_key: dict[str, FlowRow] = {}
         self.last_states: dict[str, str] = {}
         self.next_runs: dict[str, _dt.datetime | None] = {}
+        self.watching: set[str] = set()
         self.filter = ""
 
     def on_mount(self) -> None:
@@ -72,7 +75,7 @@ class FlowList(DataTable):
                 self.add_row(Text(f"✗ {row.file}", style="red"), Text("error", style="red"),
                              Text(str(row.error.reason).splitlines()[0], style="red"), key=row.key)
             else:
-                self.add_row(Text(row.key, style="bold"), self._last(row.key), countdown(self.next_runs.get(row.key), now),
+                self.add_row(self._flow_cell(row.key), self._last(row.key), countdown(self.next_runs.get(row.key), now),
                              key=row.key)
         if current is not None and current.key in self.rows_by_key:
             try:
@@ -90,6 +93,19 @@ class FlowList(DataTable):
         self.last_states[flow] = state
         if flow in self.rows_by_key and self._has_row(flow):
             self.update_cell(flow, "last", self._last(flow))
+
+    def set_watching(self, flows: set[str]) -> None:
+        """The flows under watch-run: a word, not only a colour, so NO_COLOR loses nothing."""
+        changed, self.watching = self.watching ^ flows, set(flows)
+        for flow in changed:
+            if self._has_row(flow):
+                self.update_cell(flow, "flow", self._flow_cell(flow))
+
+    def _flow_cell(self, flow: str) -> Text:
+        text = Text(flow, style="bold")
+        if flow in self.watching:
+            text.append(" watching", style="cyan")
+        return text
 
     def set_next_runs(self, next_runs: dict[str, _dt.datetime | None]) -> None:
         """Countdowns to each flow's next scheduled run (None: paused); called every second."""

@@ -1,4 +1,4 @@
-"""The status bar: the cluster (kind or address, workers, threads, memory, dashboard) and the next run."""
+"""The status bar: the cluster (kind or address, workers, threads, memory, dashboard), the next run, the cache."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Any
 from rich.text import Text
 from textual.widgets import Static
 
-from flows_tui.progress import format_duration
+from flows_tui.progress import format_duration, format_size
 
 
 class StatusBar(Static):
@@ -16,6 +16,7 @@ class StatusBar(Static):
         super().__init__("", **kwargs)
         self.cluster: Text = Text("cluster: starting…", style="yellow")
         self.next_run: tuple[str, _dt.datetime] | None = None
+        self.cache_size = 0  # bytes of cached results under state_dir; shown only when there are some
         self.note = ""
 
     def on_mount(self) -> None:
@@ -29,6 +30,10 @@ class StatusBar(Static):
         self.next_run = None if flow is None or moment is None else (flow, moment)
         self._draw()
 
+    def set_cache_size(self, size: int) -> None:
+        self.cache_size = size
+        self._draw()
+
     def set_note(self, note: str) -> None:
         self.note = note
         self._draw()
@@ -39,6 +44,8 @@ class StatusBar(Static):
             flow, moment = self.next_run
             seconds = max(0.0, (moment - _dt.datetime.now(_dt.timezone.utc)).total_seconds())
             text.append(f"  ·  next: {flow} in {format_duration(seconds)}", style="cyan")
+        if self.cache_size:
+            text.append(f"  ·  cache {format_size(self.cache_size)}")
         if self.note:
             text.append(f"  ·  {self.note}", style="dim")
         self.update(text)
