@@ -27,7 +27,7 @@ from textual.widgets import Footer, Input
 from textual.worker import Worker, WorkerState
 
 from flows_tui import events as ev
-from flows_tui.cache import cache_directory
+from flows_tui.cache import cache_directory, cache_size
 from flows_tui.catalog import flow_config_for
 from flows_tui.cluster import Cluster, choose_cluster, connect
 from flows_tui.errors import FlowsTuiError
@@ -35,7 +35,9 @@ from flows_tui.model import FlowRun, RunModel
 from flows_tui.flows_directory import FlowsDirectory, FlowsReloaded
 from flows_tui.runner import recording
 from flows_tui.schedule import Schedule, Scheduler
+from flows_tui.session import Session
 from flows_tui.states import FINAL_STATES, SUCCESS_STATES
+from flows_tui.watch_run import WatchRun
 
 from .flow_list import FlowList, FlowRow
 from .log_view import Line, LogView
@@ -142,12 +144,15 @@ class FlowsApp(App):
     ACTIONS = [
         ("r", "run", "Run", "Run the selected flow"),
         ("p", "run_with_params", "Params", "Run the selected flow with parameters (a form)"),
+        ("R", "rerun", "Re-run", "Re-run the failed tasks of the run on screen (completed ones are reused)"),
+        ("w", "watch", "Watch", "Watch-run the selected flow: run it on every save, reusing unchanged tasks"),
         ("c", "cancel", "Cancel", "Cancel the run in progress"),
         ("l", "logs", "Logs", "Focus the logs"),
         ("slash", "filter", "Filter", "Filter the flows, or search the logs (esc clears)"),
         ("s", "toggle_schedule", None, "Pause or resume the selected flow's schedule"),
         ("t", "trigger", None, "Run the selected scheduled flow now"),
         ("z", "zoom", None, "Zoom the focused pane (again: all panes)"),
+        ("f12", "save_screenshot", None, "Save a screenshot (SVG) in the current directory"),
         ("question_mark", "help", "Help", "Show every key"),
         ("q", "quit", "Quit", "Quit (asks while a run is in progress)"),
     ]
@@ -181,6 +186,9 @@ class FlowsApp(App):
         self._filter_target = "flows"
         self._flows_shown = False
         self._last_run_of: dict[str, str] = {}  # flow → latest run id seen in this session
+        # Results of each flow's last run, held on the cluster while it lives: `R` and `w` reuse them.
+        self.session: Session | None = None
+        self.watches: dict[str, WatchRun] = {}  # flow → its watch-run
 
     # Layout ---------------------------------------------------------------------------------
 
@@ -208,6 +216,7 @@ class FlowsApp(App):
         if self.connect_cluster:
             self.start_cluster()
         self.load_history()
+        self.measure_cache()
         self.set_interval(1.0, self.every_second)
 
     def on_resize(self, event: Any) -> None:
@@ -215,6 +224,8 @@ class FlowsApp(App):
 
     def _fit(self, width: int) -> None:
         self.set_class(width < NARROW_WIDTH, "narrow")
+        # In 80 columns every footer key fits only without the palette's hint (ctrl+p is listed by `?`).
+        self.query_one(Footer).show_command_palette = width >= NARROW_WIDTH
 
     # Blocking work, in threads ----------------------------------------------------------------
 
@@ -236,6 +247,7 @@ class FlowsApp(App):
         except FlowsTuiError as error:
             self.call_from_thread(self.query_one(StatusBar).set_cluster, Text(f"cluster: {error}", style="red"))
             return
+        self.session = Session(cluster.client)
         self.cluster = cluster
         info = cluster.info()
         text = Text(f"cluster: {info.describe()}")
@@ -253,6 +265,11 @@ class FlowsApp(App):
         for summary in reversed(summaries):
             last[summary.flow] = summary.state
         self.call_from_thread(self._show_last_states, last)
+
+    @work(thread=True, exclusive=True, group="cache", exit_on_error=False)
+    def measure_cache(self) -> None:
+        size = cache_size(cache_directory(self.config.project.state_dir))
+        self.call_from_thread(self.query_one(StatusBar).set_cache_size, size)
 
     def _show_last_states(self, last: dict[str, str]) -> None:
         flows = self.query_one(FlowList)
@@ -283,8 +300,12 @@ class FlowsApp(App):
     def _run_flow(self, flow: Any, parameters: dict[str, Any], file: str | None) -> Any:
         return self._run_engine(flow, parameters, file)
 
-    def _run_engine(self, flow: Any, parameters: dict[str, Any], file: str | None) -> Any:
-        """Run a flow to its end on this thread; the bridge shows it as it goes."""
+    def _run_engine(self, flow: Any, parameters: dict[str, Any], file: str | None, *, reuse: bool = False) -> Any:
+        """Run a flow to its end on this thread; the bridge shows it as it goes.
+
+        Every run leaves its results in the session; with `reuse` (R, w) it also takes what
+        the session holds instead of running those tasks again.
+        """
         from flows_tui.engine import run_flow
 
         def started(engine: Any) -> None:
@@ -294,7 +315,8 @@ class FlowsApp(App):
         engine = run_flow(flow, parameters, client=self.cluster.client, bus=self.bus, file=file,
                           address=self.choice.address or "LocalCluster", on_engine=started,
                           log_level=self.config.project.log_level,
-                          cache_dir=cache_directory(self.config.project.state_dir))
+                          cache_dir=cache_directory(self.config.project.state_dir), session=self.session,
+                          reuse=reuse)
         self.engines.pop(engine.run_id, None)
         return engine
 
@@ -329,6 +351,7 @@ class FlowsApp(App):
                 self.notify(f"{flow}: {state}", severity=severity, timeout=4)
         if ended:
             self.load_history()
+            self.measure_cache()
 
     def on_flows_changed(self, message: FlowsChanged) -> None:
         event = message.event
@@ -507,6 +530,78 @@ class FlowsApp(App):
 
         self.push_screen(ParamForm(flow, self._values(flow)), chosen)
 
+    def action_rerun(self) -> None:
+        run_id = self.shown_run
+        if run_id is None:
+            self.notify("no run on screen: open one (runs pane, enter) to re-run its failed tasks", severity="warning")
+        elif run_id in self.engines:
+            self.notify("this run is still in progress", severity="warning")
+        elif self.cluster is None:
+            self.notify("the cluster is still starting; try again in a moment", severity="warning")
+        else:
+            self._rerun(run_id)
+
+    @work(thread=True, group="runs", exit_on_error=False)
+    def _rerun(self, run_id: str) -> Any:
+        """The flow of `run_id` again, on its parameters; what it completed is reused, the rest runs."""
+        with self.bridge.lock:
+            run = self.bridge.model.runs.get(run_id)
+        if run is None and self.store is not None:
+            run = self.store.load_run(run_id)
+        if run is None:
+            return None
+        if run.state in SUCCESS_STATES:
+            self.call_from_thread(self.notify, f"run {run_id} completed: nothing to re-run (r runs the flow again)")
+            return None
+        flow = self.directory.flows.get(run.flow)
+        if flow is None:
+            self.call_from_thread(self.notify, f"flow {run.flow} is not in the flows directory any more",
+                                  severity="error")
+            return None
+        try:
+            parameters = flow.validate(run.parameters)
+        except FlowsTuiError as error:
+            self.call_from_thread(self.notify, str(error), severity="error")
+            return None
+        if self.session is not None and self.session.holds(run_id):
+            self.call_from_thread(self.notify, f"re-running {run.flow}: what run {run_id} completed is reused")
+        else:
+            # Results of an earlier session, or of an older run, are gone with that cluster's memory.
+            self.call_from_thread(self.notify, f"re-running {run.flow}: run {run_id}'s results are not held in "
+                                               "memory; only cached results are reused", severity="warning")
+        return self._run_engine(flow, parameters, _file_of(flow), reuse=True)
+
+    def action_watch(self) -> None:
+        flow = self._selected_flow()
+        if flow is None:
+            return
+        watch = self.watches.pop(flow.name, None)
+        if watch is not None:
+            watch.stop(timeout=0)  # a run in progress finishes
+            self.notify(f"stopped watching {flow.name}")
+        elif self.cluster is None:
+            self.notify("the cluster is still starting; try again in a moment", severity="warning")
+            return
+        else:
+            watch = self.watches[flow.name] = WatchRun(self.directory, flow.name, self._watch_run_once,
+                                                       on_missing=self._watched_flow_missing)
+            watch.start()
+            self.notify(f"watching {flow.name}: every save runs it again, reusing unchanged tasks")
+        self.query_one(FlowList).set_watching(set(self.watches))
+
+    def _watch_run_once(self, flow: Any) -> None:
+        """On the watch-run's thread: one run with the session, on the flow as last saved."""
+        try:
+            parameters = flow.validate(self._values(flow))
+        except FlowsTuiError as error:
+            self.call_from_thread(self.notify, f"{flow.name} not run: {error}", severity="error")
+            return
+        self._run_engine(flow, parameters, _file_of(flow), reuse=True)
+
+    def _watched_flow_missing(self, name: str) -> None:
+        self.call_from_thread(self.notify, f"watched flow {name} is not in the flows directory any more",
+                              severity="warning")
+
     def action_cancel(self) -> None:
         engine = self.engines.get(self.shown_run or "") or next(iter(self.engines.values()), None)
         if engine is None:
@@ -611,6 +706,10 @@ class FlowsApp(App):
             node = node.parent
         return False
 
+    def action_save_screenshot(self) -> None:
+        path = self.save_screenshot(path=str(Path.cwd()))
+        self.notify(f"saved {Path(path).name}", timeout=3)
+
     def action_help(self) -> None:
         everywhere = [(KEY_NAMES.get(key, key), description) for key, _, _, description in self.ACTIONS]
         sections = [
@@ -652,6 +751,8 @@ class FlowsApp(App):
         self.push_screen(ConfirmScreen(f"{len(self.engines)} run(s) in progress. Cancel them and quit?"), answered)
 
     def on_unmount(self) -> None:
+        for watch in self.watches.values():
+            watch.stop(timeout=0)
         if self.scheduler is not None:
             self.scheduler.stop()
         self.directory.stop()
