@@ -446,10 +446,11 @@ def test_reloading_paths_that_concern_no_flow_file_changes_nothing(workspace):
 def test_stopping_the_watch_is_prompt(workspace):
     workspace.save("answer.py", flow_source())
     workspace.start()
+    watching = workspace.directory._watcher._thread  # this directory's; other tests may still watch theirs
     started = time.perf_counter()
     workspace.directory.stop()
     assert time.perf_counter() - started < 1.0
-    assert not any(t.name == "flows-tui-watch" and t.is_alive() for t in threading.enumerate())
+    assert not watching.is_alive()
 
 
 # flows-tui list --watch -------------------------------------------------------------------------------

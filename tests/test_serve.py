@@ -57,8 +57,9 @@ def _serve(project: Path, *args: str) -> subprocess.Popen:
 
 
 def _runs(project: Path) -> list:
+    """The runs serve recorded so far; opened as any command opens the store (it may be being created)."""
     path = project / ".flows-tui" / STORE_NAME
-    return Store(path).runs() if path.exists() else []
+    return Store.open(path.parent).runs() if path.exists() else []
 
 
 def test_serve_runs_an_interval_schedule_until_sigterm_and_exits_0(tmp_path):
