@@ -104,3 +104,25 @@ def cli(*args: str, cwd: Path, env: dict | None = None, timeout: float = 120) ->
     environment.update({"NO_COLOR": "1", "CI": "1", **(env or {})})
     return subprocess.run([sys.executable, "-m", "flows_tui.cli", *args], cwd=cwd, env=environment,
                           capture_output=True, text=True, timeout=timeout)
+
+
+# A flows.toml for tests that run `flows-tui` commands: the flows in ./flows, a small thread cluster.
+THREAD_CLUSTER_TOML = """
+[project]
+flows_dir = "flows"
+[cluster]
+n_workers = 1
+threads_per_worker = 2
+processes = false
+"""
+
+
+def write_project(root: Path, files: dict[str, str]) -> Path:
+    """A project as a user lays it out: flows.toml and flows/NAME.py (sources dedented)."""
+    import textwrap
+
+    (root / "flows").mkdir(exist_ok=True)
+    for name, source in files.items():
+        (root / "flows" / name).write_text(textwrap.dedent(source))
+    (root / "flows.toml").write_text(THREAD_CLUSTER_TOML)
+    return root

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import json
-import textwrap
 from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, cli
+from conftest import ROOT, cli, write_project
 
 FLOWS = """
     import datetime
@@ -41,17 +40,7 @@ FLOWS = """
 
 @pytest.fixture
 def project(tmp_path: Path) -> Path:
-    (tmp_path / "flows").mkdir()
-    (tmp_path / "flows" / "greetings.py").write_text(textwrap.dedent(FLOWS))
-    (tmp_path / "flows.toml").write_text(textwrap.dedent("""
-        [project]
-        flows_dir = "flows"
-        [cluster]
-        n_workers = 1
-        threads_per_worker = 2
-        processes = false
-    """))
-    return tmp_path
+    return write_project(tmp_path, {"greetings.py": FLOWS})
 
 
 def test_a_completed_run_exits_0_and_prints_a_summary_with_logs(project):

@@ -11,14 +11,13 @@ import os
 import signal
 import subprocess
 import sys
-import textwrap
 import threading
 import time
 from pathlib import Path
 
 import pytest
 
-from conftest import Recorder, cli, wait_until
+from conftest import Recorder, cli, wait_until, write_project
 from flows_tui.cache import write_entry
 from flows_tui.config import load_config
 from flows_tui.engine import run_flow
@@ -457,16 +456,8 @@ def test_re_running_a_failed_run_executes_only_the_failed_child_and_what_depends
 # The command line ---------------------------------------------------------------------------------
 
 def make_project(tmp_path: Path, ran: Path, name: str, source: str) -> Path:
-    (tmp_path / "flows").mkdir(exist_ok=True)
+    write_project(tmp_path, {})
     write(tmp_path / "flows" / name, source, ran)
-    (tmp_path / "flows.toml").write_text(textwrap.dedent("""
-        [project]
-        flows_dir = "flows"
-        [cluster]
-        n_workers = 1
-        threads_per_worker = 2
-        processes = false
-    """))
     return tmp_path
 
 

@@ -8,14 +8,13 @@ import signal
 import sqlite3
 import subprocess
 import sys
-import textwrap
 import threading
 import time
 from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, Recorder, cli, wait_until
+from conftest import ROOT, Recorder, cli, wait_until, write_project
 from flows_tui import events as ev
 from flows_tui import flow, get_run_logger, task
 from flows_tui.engine import run_flow
@@ -230,17 +229,7 @@ SLOW_FLOW = """
 
 @pytest.fixture
 def project(tmp_path: Path) -> Path:
-    (tmp_path / "flows").mkdir()
-    (tmp_path / "flows" / "slow.py").write_text(textwrap.dedent(SLOW_FLOW))
-    (tmp_path / "flows.toml").write_text(textwrap.dedent("""
-        [project]
-        flows_dir = "flows"
-        [cluster]
-        n_workers = 1
-        threads_per_worker = 2
-        processes = false
-    """))
-    return tmp_path
+    return write_project(tmp_path, {"slow.py": SLOW_FLOW})
 
 
 def _start_run(project: Path, *args: str) -> subprocess.Popen:
