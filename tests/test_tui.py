@@ -19,6 +19,7 @@ from flows_tui.tui.screens import ConfirmScreen, HelpScreen, TextScreen
 from flows_tui.tui.task_tree import TaskTree
 
 NUMBERS = """
+    import os
     import time
     from flows_tui import flow, task, get_run_logger
 
@@ -37,10 +38,12 @@ NUMBERS = """
     @task
     def nap(seconds: float):
         for _ in range(int(seconds / 0.05)):
+            if os.path.exists(STOP):  # the test is done with this run
+                return
             time.sleep(0.05)
 
     @flow
-    def sleepy(seconds: float = 2.0):
+    def sleepy(seconds: float = 60.0):
         nap(seconds)
 """
 
@@ -55,7 +58,8 @@ async def wait_for(pilot, condition, timeout: float = 30.0, message: str = "the 
 
 def make_project(tmp_path: Path) -> Path:
     (tmp_path / "flows").mkdir()
-    (tmp_path / "flows" / "numbers.py").write_text(textwrap.dedent(NUMBERS))
+    stop = f"\n\nSTOP = {str(tmp_path / 'stop')!r}\n"  # after the flows, so their lines stay put
+    (tmp_path / "flows" / "numbers.py").write_text(textwrap.dedent(NUMBERS) + stop)
     (tmp_path / "flows" / "broken.py").write_text("import not_a_module_anywhere\n")
     (tmp_path / "flows.toml").write_text('[project]\nflows_dir = "flows"\n'
                                          '[cluster]\nprocesses = false\nn_workers = 1\nthreads_per_worker = 2\n')
@@ -171,6 +175,7 @@ async def test_c_cancels_the_run_in_progress(project):
         await pilot.press("c")
         flows = app.query_one(FlowList)
         await wait_for(pilot, lambda: flows.last_states.get("sleepy") == "Cancelled", message="the cancel")
+        (project / "stop").touch()  # the task itself goes on after a cancel: let it end
 
 
 async def test_q_during_a_run_asks_before_quitting(project):
@@ -186,6 +191,7 @@ async def test_q_during_a_run_asks_before_quitting(project):
         assert app.is_running and not isinstance(app.screen, ConfirmScreen)
         await pilot.press("q")
         await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen))
+        (project / "stop").touch()  # the task itself goes on after a cancel: let it end
         await pilot.press("y")
         await wait_for(pilot, lambda: not app.is_running, message="the app to exit")
 
