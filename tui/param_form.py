@@ -91,7 +91,9 @@ class ParamForm(ModalScreen[dict | None]):
                     message = error.reason
             elif parameter["required"]:
                 message = f"required ({parameter['type']})"
-            self.query_one(f"#error-{name}", Static).update(message)
+            error = self.query_one(f"#error-{name}", Static)
+            error.update(message)
+            error.set_class(bool(message), "shown")
             problems += bool(message)
         if problems:
             return
@@ -99,6 +101,7 @@ class ParamForm(ModalScreen[dict | None]):
             values = self.flow.validate(given, from_text=set(given))
         except ParameterError as error:
             self.query_one("#error-form", Static).update(str(error))
+            self.query_one("#error-form", Static).add_class("shown")
             return
         self.dismiss(values)
 
