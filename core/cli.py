@@ -11,6 +11,7 @@ from typing import Any
 import click
 from rich.console import Console
 
+from .config import LOG_LEVELS
 from .errors import FlowsTuiError, UsageError
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
@@ -220,7 +221,7 @@ def _watch_run(flow_name: str, root: Path, values: dict[str, Any], typed: set[st
         unsubscribe = bus.subscribe(progress.handle, name="progress")
         try:
             with progress:
-                engine = run_flow(flow, parameters, client=cluster.client, bus=bus, file=_file_of(flow),
+                engine = run_flow(flow, parameters, client=cluster.client, bus=bus, file=flow.file,
                                   address=cluster.address if cluster.local is None else "LocalCluster",
                                   on_engine=engines.append, log_level=config.project.log_level,
                                   cache_dir=cache_directory(config.project.state_dir), session=session, reuse=True)
@@ -270,9 +271,6 @@ def _watch_run(flow_name: str, root: Path, values: dict[str, Any], typed: set[st
         cluster.close()
     raise click.exceptions.Exit(EXIT_OK)
 
-
-def _file_of(flow: Any) -> str | None:
-    return getattr(sys.modules.get(flow.fn.__module__), "__file__", None)
 
 
 def _recover_crashed_runs(config_path: str | None) -> None:
@@ -347,16 +345,15 @@ def runs(ctx: click.Context, flow_name: str | None, limit: int, config_path: str
     for column in ("run", "flow", "state", "started", "duration"):
         table.add_column(column)
     for summary in found:
-        duration = None if summary.ended is None else (summary.ended - summary.started).total_seconds()
         table.add_row(summary.run_id, summary.flow, state_text(summary.state),
-                      summary.started.astimezone().strftime("%Y-%m-%d %H:%M:%S"), format_duration(duration))
+                      summary.started.astimezone().strftime("%Y-%m-%d %H:%M:%S"), format_duration(summary.duration))
     Console(highlight=False).print(table)
 
 
 @main.command()
 @click.argument("run_id", metavar="RUN_ID")
 @click.option("--task", "task_name", metavar="NAME", help="Only this task's lines (a task run's or a task's name).")
-@click.option("--level", type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"], case_sensitive=False),
+@click.option("--level", type=click.Choice(list(LOG_LEVELS), case_sensitive=False),
               default="DEBUG", show_default=True, help="Only lines at this level or above.")
 @click.option("--follow", "-f", is_flag=True, help="Keep printing new lines until the run ends.")
 @click.option("--config", "config_path", type=click.Path(dir_okay=False), help="flows.toml to use.")
@@ -365,7 +362,6 @@ def runs(ctx: click.Context, flow_name: str | None, limit: int, config_path: str
 def logs(ctx: click.Context, run_id: str, task_name: str | None, level: str, follow: bool, config_path: str | None,
          as_json: bool) -> None:
     """Print the log lines of RUN_ID (a unique prefix is enough), from the store."""
-    import logging
     import time
 
     from .progress import log_text
@@ -386,7 +382,7 @@ def logs(ctx: click.Context, run_id: str, task_name: str | None, level: str, fol
         hint = f" (did you mean {close[0]!r}?)" if close else ""
         raise _fail(UsageError(f"run {run_id} has no task named {task_name!r}{hint}"))
     console = Console(highlight=False, soft_wrap=True)
-    threshold = logging.getLevelName(level.upper())
+    threshold = LOG_LEVELS[level.upper()]
     last = 0
     try:
         while True:

@@ -58,6 +58,13 @@ class Flow:
         self.signature = inspect.signature(fn)
         functools.update_wrapper(self, fn)
 
+    @property
+    def file(self) -> str | None:
+        """The file the flow's function was loaded from (None for one typed in a REPL)."""
+        import sys
+
+        return getattr(sys.modules.get(self.fn.__module__), "__file__", None)
+
     def validate(self, parameters: dict[str, Any], *, from_text: Any = False) -> dict[str, Any]:
         """Bind and convert parameters against the signature; ParameterError names the bad one."""
         from .parameters import validate_parameters

@@ -84,7 +84,7 @@ def run_from_python(flow: "Flow", parameters: dict[str, Any], *, return_state: b
 
     config = load_config(None, cwd=Path.cwd())
     values = flow.validate(parameters)
-    file = getattr(sys.modules.get(flow.fn.__module__), "__file__", None)
+    file = flow.file
     bus = ev.EventBus()
     with recording(bus, config):
         engine = execute(flow, values, choose_cluster(None, config), bus=bus, file=file,

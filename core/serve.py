@@ -176,7 +176,6 @@ def scheduled_flows(config: Any, files: list) -> list[Served]:
 def serve_flow(flow: Any, *, cron: str | None, interval: Any, parameters: dict[str, Any], timezone: str | None,
                overlap: str, catchup: str, grace: float) -> None:
     """`flow.serve(...)` in a script: the same session as `flows-tui serve`, for one flow."""
-    import sys
     from pathlib import Path
 
     from .cluster import choose_cluster
@@ -211,7 +210,7 @@ def serve_flow(flow: Any, *, cron: str | None, interval: Any, parameters: dict[s
         schedule = Schedule(flow.name, cron, every, timezone, dict(parameters), overlap, catchup)
         flow.validate(dict(parameters))
         config = load_config(None, cwd=Path.cwd())
-        service = Service([Served(flow, schedule, getattr(sys.modules.get(flow.fn.__module__), "__file__", None))],
+        service = Service([Served(flow, schedule, flow.file)],
                           config, choose_cluster(None, config), console=console)
     except FlowsTuiError as error:
         console.print(f"error: {error}", markup=False, style="red")

@@ -92,6 +92,10 @@ class RunSummary:
     started: _dt.datetime
     ended: _dt.datetime | None
 
+    @property
+    def duration(self) -> float | None:
+        return None if self.ended is None else (self.ended - self.started).total_seconds()
+
     def document(self) -> dict[str, Any]:
         return {"run_id": self.run_id, "flow": self.flow, "state": self.state, "started": _iso(self.started),
                 "ended": _iso(self.ended)}

@@ -36,13 +36,13 @@ from flows_tui.flows_directory import FlowsDirectory, FlowsReloaded
 from flows_tui.runner import recording
 from flows_tui.schedule import Schedule, Scheduler
 from flows_tui.session import Session
-from flows_tui.states import FINAL_STATES, SUCCESS_STATES
+from flows_tui.states import FINAL_STATES, SUCCESS_STATES, now
 from flows_tui.watch_run import WatchRun
 
 from .flow_list import FlowList, FlowRow
 from .log_view import Line, LogView
 from .param_form import ParamForm
-from .run_history import RunHistory
+from .run_history import SHOWN_RUNS, RunHistory
 from .screens import ConfirmScreen, HelpScreen, TextScreen, key_help
 from .status_bar import StatusBar
 from .task_tree import TaskTree
@@ -177,7 +177,7 @@ class FlowsApp(App):
         self.directory = FlowsDirectory(self.flows_dir)
         self.watch_files = watch
         self.connect_cluster = connect_cluster
-        self.clock = lambda: _dt.datetime.now(_dt.timezone.utc)  # what "now" is for durations and countdowns
+        self.clock = now  # what "now" is for durations and countdowns (tests pin it)
         self.engines: dict[str, Any] = {}  # run id → engine of runs in progress
         self.shown_run: str | None = None  # the run in the tree and logs
         self.scheduler: Scheduler | None = None
@@ -259,7 +259,7 @@ class FlowsApp(App):
     def load_history(self) -> None:
         if self.store is None:
             return
-        summaries = self.store.runs(limit=200)
+        summaries = self.store.runs(limit=SHOWN_RUNS)
         self.call_from_thread(self.query_one(RunHistory).show, summaries)
         last: dict[str, str] = {}
         for summary in reversed(summaries):
@@ -469,7 +469,7 @@ class FlowsApp(App):
         if flow is None or self.cluster is None:
             raise FlowsTuiError("the flow or the cluster is not available")
         parameters = flow.validate(dict(schedule.parameters))
-        return self._scheduled_runs.submit(self._run_engine, flow, parameters, _file_of(flow))
+        return self._scheduled_runs.submit(self._run_engine, flow, parameters, flow.file)
 
     def _schedule_log(self, message: str) -> None:
         self.call_from_thread(self.notify, message, title="schedule", timeout=6)
@@ -517,7 +517,7 @@ class FlowsApp(App):
         except FlowsTuiError as error:
             self.notify(f"{error} (press p to give parameters)", severity="error")
             return
-        self.start_run(flow, parameters, _file_of(flow))
+        self.start_run(flow, parameters, flow.file)
 
     def action_run_with_params(self) -> None:
         flow = self._selected_flow()
@@ -526,7 +526,7 @@ class FlowsApp(App):
 
         def chosen(values: dict | None) -> None:
             if values is not None:
-                self.start_run(flow, values, _file_of(flow))
+                self.start_run(flow, values, flow.file)
 
         self.push_screen(ParamForm(flow, self._values(flow)), chosen)
 
@@ -569,7 +569,7 @@ class FlowsApp(App):
             # Results of an earlier session, or of an older run, are gone with that cluster's memory.
             self.call_from_thread(self.notify, f"re-running {run.flow}: run {run_id}'s results are not held in "
                                                "memory; only cached results are reused", severity="warning")
-        return self._run_engine(flow, parameters, _file_of(flow), reuse=True)
+        return self._run_engine(flow, parameters, flow.file, reuse=True)
 
     def action_watch(self) -> None:
         flow = self._selected_flow()
@@ -596,7 +596,7 @@ class FlowsApp(App):
         except FlowsTuiError as error:
             self.call_from_thread(self.notify, f"{flow.name} not run: {error}", severity="error")
             return
-        self._run_engine(flow, parameters, _file_of(flow), reuse=True)
+        self._run_engine(flow, parameters, flow.file, reuse=True)
 
     def _watched_flow_missing(self, name: str) -> None:
         self.call_from_thread(self.notify, f"watched flow {name} is not in the flows directory any more",
@@ -773,12 +773,6 @@ def _close_quietly(cluster: Cluster) -> None:
         cluster.close()
     except BaseException:  # the process may be ending under it; nothing is left to tell
         pass
-
-
-def _file_of(flow: Any) -> str | None:
-    import sys
-
-    return getattr(sys.modules.get(flow.fn.__module__), "__file__", None)
 
 
 def _task_of(run: FlowRun, task_run_id: str | None) -> str | None:

@@ -17,7 +17,7 @@ from rich.text import Text
 from textual.binding import Binding
 from textual.widgets import DataTable
 
-from flows_tui.progress import STYLES, SYMBOLS, format_duration
+from flows_tui.progress import format_duration, state_text
 
 
 @dataclass(frozen=True)
@@ -127,7 +127,7 @@ class FlowList(DataTable):
         state = self.last_states.get(flow)
         if state is None:
             return Text("")
-        return Text(f"{SYMBOLS.get(state, '?')} {state}", style=STYLES.get(state, ""))
+        return state_text(state)
 
     def action_scroll_top(self) -> None:
         self.move_cursor(row=0)

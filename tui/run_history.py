@@ -4,11 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from rich.text import Text
 from textual.binding import Binding
 from textual.widgets import DataTable
 
-from flows_tui.progress import STYLES, SYMBOLS, format_duration
+from flows_tui.progress import format_duration, state_text
 
 SHOWN_RUNS = 200
 
@@ -34,10 +33,9 @@ class RunHistory(DataTable):
         selected = self.selected_run()
         self.clear()
         for summary in summaries[:SHOWN_RUNS]:
-            duration = None if summary.ended is None else (summary.ended - summary.started).total_seconds()
-            state = Text(f"{SYMBOLS.get(summary.state, '?')} {summary.state}", style=STYLES.get(summary.state, ""))
+            state = state_text(summary.state)
             self.add_row(summary.run_id[:8], summary.flow, state,
-                         summary.started.astimezone().strftime("%m-%d %H:%M:%S"), format_duration(duration),
+                         summary.started.astimezone().strftime("%m-%d %H:%M:%S"), format_duration(summary.duration),
                          key=summary.run_id)
         if selected is not None:
             try:

@@ -17,7 +17,6 @@ class StatusBar(Static):
         self.cluster: Text = Text("cluster: starting…", style="yellow")
         self.next_run: tuple[str, _dt.datetime] | None = None
         self.cache_size = 0  # bytes of cached results under state_dir; shown only when there are some
-        self.note = ""
 
     def on_mount(self) -> None:
         self._draw()
@@ -34,10 +33,6 @@ class StatusBar(Static):
         self.cache_size = size
         self._draw()
 
-    def set_note(self, note: str) -> None:
-        self.note = note
-        self._draw()
-
     def _draw(self) -> None:
         text = self.cluster.copy()
         if self.next_run is not None:
@@ -46,6 +41,4 @@ class StatusBar(Static):
             text.append(f"  ·  next: {flow} in {format_duration(seconds)}", style="cyan")
         if self.cache_size:
             text.append(f"  ·  cache {format_size(self.cache_size)}")
-        if self.note:
-            text.append(f"  ·  {self.note}", style="dim")
         self.update(text)

@@ -17,17 +17,13 @@ from textual.widgets import Tree
 from textual.widgets.tree import TreeNode
 
 from flows_tui.model import FlowRun, TaskGroup, TaskRun
-from flows_tui.progress import STYLES, SYMBOLS, format_duration
-from flows_tui.states import PENDING, RETRYING, RUNNING
+from flows_tui.progress import ORDER, STYLES, SYMBOLS, format_duration, state_text
+from flows_tui.states import COMPLETED, PENDING, RETRYING, RUNNING
 
 # Children of an expanded mapped group are added this many at a time; the rest wait behind a
 # "more" row the user can open.
 CHUNK = 200
-COUNT_ORDER = ("Completed", "Cached", "Running", "Retrying", "Failed", "TimedOut", "Crashed", "Cancelled", "NotRun")
-
-
-def state_label(state: str) -> Text:
-    return Text(f"{SYMBOLS.get(state, '?')} {state}", style=STYLES.get(state, ""))
+COUNT_ORDER = tuple(state for state in ORDER if state != PENDING)  # pending ones are counted last, in words
 
 
 def _retry_in(task_run: TaskRun, now: _dt.datetime) -> str:
@@ -37,7 +33,7 @@ def _retry_in(task_run: TaskRun, now: _dt.datetime) -> str:
 
 
 def task_run_label(task_run: TaskRun, now: _dt.datetime, *, name: str | None = None) -> Text:
-    label = Text.assemble(state_label(task_run.state), _retry_in(task_run, now), "  ", (name or task_run.name, "bold"))
+    label = Text.assemble(state_text(task_run.state), _retry_in(task_run, now), "  ", (name or task_run.name, "bold"))
     if task_run.duration is not None:
         label.append(f"  {format_duration(task_run.duration)}", style="dim")
     elif task_run.state == RUNNING and task_run.started is not None:
@@ -72,7 +68,7 @@ def _is_many(group: TaskGroup) -> bool:
 
 
 def attempt_label(attempt: Any) -> Text:
-    label = Text.assemble(f"attempt {attempt.number}  ", state_label(attempt.state))
+    label = Text.assemble(f"attempt {attempt.number}  ", state_text(attempt.state))
     if attempt.duration is not None:
         label.append(f"  {format_duration(attempt.duration)}", style="dim")
     if attempt.worker:
@@ -165,10 +161,10 @@ class TaskTree(Tree):
                 self._show_task_run(node, group.runs[0], now, name=group.runs[0].name)
 
     def _root_label(self, run: FlowRun, now: _dt.datetime) -> Text:
-        label = Text.assemble(state_label(run.state), "  ", (run.flow, "bold"), (f"  {run.run_id}", "dim"))
+        label = Text.assemble(state_text(run.state), "  ", (run.flow, "bold"), (f"  {run.run_id}", "dim"))
         duration = run.duration if run.ended is not None else (now - run.started).total_seconds()
         label.append(f"  {format_duration(duration)}", style="dim")
-        if run.message and run.state not in ("Completed", "Running", "Pending"):
+        if run.message and run.state not in (COMPLETED, RUNNING, PENDING):
             label.append(f"  {run.message.splitlines()[0]}", style="red")
         return label
 
@@ -228,9 +224,6 @@ class TaskTree(Tree):
     def on_tree_node_selected(self, event: Tree.NodeSelected) -> None:
         if isinstance(event.node.data, tuple) and event.node.data[0] == "more":
             self.expand_group(event.node)
-
-    def has_retrying(self) -> bool:
-        return self.flow_run is not None and any(t.state == RETRYING for t in self.flow_run.task_runs.values())
 
     def selected_task(self) -> tuple[str | None, str | None]:
         """(task run id, task name) of the row under the cursor: what the logs pane follows."""
