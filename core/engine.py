@@ -904,6 +904,10 @@ class FlowRunEngine:
                     message = _describe(problem)
                 with self._lock:
                     self._end_task_run(task_run_id, CRASHED, f"the task's worker died or the cluster failed it: {message}")
+            elif status == "lost" and self._abort is None:
+                # The result was lost with a worker: Dask computes it again (the run still holds
+                # its future), and that execution arrives as the task run's next attempt.
+                continue
             elif status in ("cancelled", "lost"):
                 with self._lock:
                     aborted = self._abort is not None

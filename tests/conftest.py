@@ -19,6 +19,11 @@ from flows_tui.engine import run_flow
 ROOT = Path(__file__).resolve().parent.parent
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--reliability-figures", metavar="PATH", default=None,
+                     help="write the figures tests/reliability measured to PATH as JSON")
+
+
 def wait_until(condition: Callable[[], Any], timeout: float = 20.0, interval: float = 0.02, message: str = "") -> Any:
     """Poll `condition` until it is truthy; fail with `message` at the deadline."""
     deadline = time.monotonic() + timeout

@@ -1,0 +1,140 @@
+"""A worker process killed from outside mid-run: the run ends, every execution is an attempt.
+
+Prefect users see completed tasks re-run after a worker dies, and KilledWorker turned into
+the wrong state. Here each task execution appends a line to a file as it starts (map
+index, worker pid), so the test knows every execution that really happened, including
+Dask's re-execution of results that were lost with the worker; the store must hold one
+attempt for each of them, the ones on the killed worker Crashed. The kill comes once the
+task the worker runs shows Running (its start report has reached the run), as it would for
+a user who watches the run and kills the worker.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import textwrap
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from flows_tui import events as ev
+from flows_tui.engine import run_flow
+from flows_tui.reload import load_flow_file
+from flows_tui.store import Store
+
+from .conftest import sized
+
+ITEMS = sized(24, 12)
+
+STEADY = """
+    import os
+    import time
+    from flows_tui import flow, task
+
+    @task
+    def step(i: int, executions: str, seconds: float) -> int:
+        with open(executions, "a") as out:
+            out.write(f"{i} {os.getpid()}\\n")
+        time.sleep(seconds)
+        return i * i
+
+    @task
+    def total(values: list) -> int:
+        return sum(values)
+
+    @flow
+    def steady(items: int, executions: str, seconds: float = 0.4) -> int:
+        return total(step.map(range(items), executions=executions, seconds=seconds))
+"""
+
+
+@pytest.fixture
+def own_worker_processes():
+    """Two worker processes under nannies, only for this test: one of them gets killed."""
+    from distributed import Client, LocalCluster
+
+    cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0",
+                           silence_logs=logging.CRITICAL)
+    client = Client(cluster, set_as_default=False)
+    yield client
+    client.close()
+    cluster.close()
+
+
+def executions(path: Path) -> list[tuple[int, int]]:
+    if not path.exists():
+        return []
+    return [(int(i), int(pid)) for i, pid in (line.split() for line in path.read_text().splitlines() if line)]
+
+
+@pytest.mark.timeout(120)
+def test_a_worker_killed_mid_run_every_execution_is_an_attempt_and_the_run_ends(tmp_path: Path, own_worker_processes,
+                                                                               figures):
+    import threading
+
+    path = tmp_path / "steady.py"
+    path.write_text(textwrap.dedent(STEADY))
+    loaded = load_flow_file(path)
+    assert loaded.error is None, loaded.error
+    log = tmp_path / "executions"
+    store = Store.open(tmp_path / "state")
+    bus = ev.EventBus()
+    bus.set_journal(store.record)
+    started: list = []
+    bus.subscribe(lambda batch: started.extend(e for e in batch if isinstance(e, ev.AttemptStarted)), name="test")
+    outcome: dict = {}
+
+    def go() -> None:
+        outcome["engine"] = run_flow(loaded.flows["steady"], {"items": ITEMS, "executions": str(log)},
+                                     client=own_worker_processes, bus=bus)
+
+    runner = threading.Thread(target=go)
+    runner.start()
+    # Kill a worker once it has finished a few tasks (their results live in it) and the task it
+    # runs now shows Running, as a user watching the run would see it.
+    deadline = time.monotonic() + 60
+    while True:
+        ran = executions(log)
+        seen = Counter(pid for _, pid in ran)
+        victim = next((pid for pid, count in seen.items() if count >= 3), None)
+        if victim is not None and len(started) >= len(ran):
+            break
+        assert time.monotonic() < deadline, "the tasks never started"
+        time.sleep(0.02)
+    os.kill(victim, signal.SIGKILL)
+    killed_at = time.monotonic()
+    runner.join(90)
+    assert not runner.is_alive(), "the run did not end after the worker was killed"
+    ended_after = time.monotonic() - killed_at
+    assert bus.flush(30)
+    bus.remove_journal()
+    engine = outcome["engine"]
+
+    # The run ends and its answer is right: Dask ran the lost work again.
+    assert engine.final.name == "Completed", engine.final
+    assert engine.return_value == sum(i * i for i in range(ITEMS))
+
+    store.close()
+    recorded = Store.open(tmp_path / "state").load_run(engine.run_id)
+    steps = {t.map_index: t for t in recorded.task_runs.values() if t.task == "step"}
+    assert sorted(steps) == list(range(ITEMS))
+    ran = executions(log)
+    per_index = Counter(i for i, _ in ran)
+    # Every execution that happened is an attempt in the store: none missing, none invented.
+    for index, task_run in steps.items():
+        assert len(task_run.attempts) == per_index[index], (index, task_run.attempts, per_index[index])
+        assert task_run.state == "Completed"
+        assert task_run.attempts[-1].state == "Completed"
+    crashed = [a for t in steps.values() for a in t.attempts if a.state == "Crashed"]
+    assert crashed, "the killed worker's attempts are recorded Crashed"
+    assert all("worker" in (a.error or "") for a in crashed)
+    on_victim = sum(1 for _, pid in ran if pid == victim)
+    again = sum(per_index.values()) - ITEMS
+    figures.add("killed", f"1 of 2 worker processes (SIGKILL) after it ran {on_victim} of {ITEMS} tasks")
+    figures.add("run", f"Completed with the right answer {ended_after:.1f} s after the kill; "
+                       f"{sum(per_index.values())} executions = {sum(len(t.attempts) for t in steps.values())} "
+                       f"attempts recorded ({again} ran again, {len(crashed)} Crashed)")
