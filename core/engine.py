@@ -34,7 +34,8 @@ from .states import (CACHED, CANCELLED, COMPLETED, CRASHED, FAILED, FAILURE_STAT
                      PENDING, RETRYING, RUNNING, SUCCESS_STATES, TIMED_OUT, CancelledRun, CrashedRun,
                      State, TaskRunTimedOut, UpstreamFailed)
 from .task_source import task_source
-from .worker import Outcome, Ref, TaskCall, outcome_length, outcome_summary, run_task
+from .worker import (UNSENDABLE, Outcome, Ref, TaskCall, outcome_length, outcome_summary,
+                     register_outcome_serializer, run_task)
 
 if TYPE_CHECKING:
     import distributed
@@ -209,6 +210,7 @@ class FlowRunEngine:
         with self._lock:
             self._emit(ev.FlowRunStarted(self.run_id, self.flow.name, self.parameters, _now(), file=self.file,
                                          address=self.address))
+        register_outcome_serializer()  # envelopes come back through Dask's serializer for them
         self.client.subscribe_topic(self.topic, self._on_worker_messages)
         _worker_deaths.listen(self.client, self)
         install_log_capture()
@@ -686,6 +688,8 @@ class FlowRunEngine:
                 self._mark_root_causes_seen(task_run_id)
         if outcome is not None and outcome.exception is not None:
             error = outcome.exception
+            if outcome.state == UNSENDABLE:  # the task completed; its value could not be pickled to come here
+                error = error.sent("to the flow")
         else:
             self._wait_final(task_run_id, None)
             error = self._exception_from_record(self.flow_run.task_runs[task_run_id])

@@ -12,6 +12,7 @@ import contextvars
 import ctypes
 import logging
 import pickle
+import sys
 import threading
 import time
 import traceback
@@ -61,6 +62,108 @@ class Outcome:
 
     def __repr__(self) -> str:
         return f"Outcome({self.state}, {self.name})"
+
+
+# Values that cannot leave their worker ---------------------------------------------------------
+
+# The state of the stand-in envelope that travels instead of one whose value cannot be pickled.
+# It exists only in transit: the receiver (run_task, the engine) turns it into a Failed task run
+# or an exception for the body. The task that made the value did complete.
+UNSENDABLE = "Unsendable"
+
+
+class ResultNotSerializable(Exception):
+    """A task's value cannot be pickled, so it cannot leave the worker that holds it."""
+
+    def __init__(self, task: str, reason: str, destination: str = "from its worker") -> None:
+        super().__init__(task, reason, destination)
+
+    def __str__(self) -> str:
+        task, reason, destination = self.args
+        return f"the result of {task} could not be sent {destination}: {reason}"
+
+    def sent(self, destination: str) -> "ResultNotSerializable":
+        """The same problem, told from where the value was needed ("to another worker", "to the flow")."""
+        return ResultNotSerializable(self.args[0], self.args[1], destination)
+
+
+def _unsendable(outcome: Outcome, error: BaseException) -> Outcome:
+    reason = str(error) or type(error).__name__
+    if len(reason) > 500:
+        reason = reason[:500] + "…"
+    kind = type(outcome.value).__qualname__
+    if f"'{kind}'" not in reason and f".{kind}'" not in reason:  # name the value's type unless the error does
+        reason = f"{reason} (the value is a {kind})"
+    problem = ResultNotSerializable(outcome.name, reason)
+    return Outcome(UNSENDABLE, exception=problem, message=str(problem), name=outcome.name,
+                   task_run_id=outcome.task_run_id)
+
+
+class _QuietWhileSerializing(logging.Filter):
+    """Drops Dask's "Failed to serialize" traceback for an envelope whose failure we report ourselves."""
+
+    active = threading.local()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not getattr(self.active, "on", False)
+
+
+def _serialize_outcome(outcome: Outcome, context: dict | None = None) -> tuple[dict, list]:
+    """Dask's serializer for envelopes: exactly its pickle serializer, plus what to do on failure.
+
+    The value is pickled once, as Dask would (protocol 5, buffers out of band). When it cannot be
+    pickled, Dask would send an error in its place that its receiver fails to load: a worker then
+    marks the upstream "error" locally, the scheduler ignores that for a key held in memory, and
+    the consumer waits forever (dask/distributed#6705); a client raises "Could not serialize
+    object of type Outcome". Sent instead: a small UNSENDABLE envelope that says which task's
+    value could not be pickled and why. Spilling to disk (no comm context) keeps Dask's own
+    handling: the value stays in memory.
+    """
+    from distributed.protocol.serialize import pickle_dumps
+
+    fields = outcome.__getstate__()
+    quiet = _QuietWhileSerializing.active
+    was_on = getattr(quiet, "on", False)
+    quiet.on = True
+    try:
+        return pickle_dumps(fields, context)
+    except Exception as error:
+        if context is None:
+            raise
+        return pickle_dumps(_unsendable(outcome, error).__getstate__(), context)
+    finally:
+        quiet.on = was_on
+
+
+def _deserialize_outcome(header: dict, frames: list) -> Outcome:
+    from distributed.protocol.serialize import pickle_loads
+
+    outcome = Outcome.__new__(Outcome)
+    outcome.__setstate__(pickle_loads(header, frames))
+    return outcome
+
+
+_serializer_registered = False
+
+
+def register_outcome_serializer() -> None:
+    """Register the envelope's Dask serializer; every process that sends or receives envelopes needs it.
+
+    Workers have Dask loaded when they import this module; the client registers when a run starts.
+    """
+    global _serializer_registered
+    if _serializer_registered:
+        return
+    from distributed.protocol.serialize import dask_deserialize, dask_serialize
+
+    dask_serialize.register(Outcome, _serialize_outcome)
+    dask_deserialize.register(Outcome, _deserialize_outcome)
+    logging.getLogger("distributed.protocol.pickle").addFilter(_QuietWhileSerializing())
+    _serializer_registered = True
+
+
+if "distributed" in sys.modules:  # a worker unpickling run_task (or an envelope's type) imports us here
+    register_outcome_serializer()
 
 
 @dataclass(frozen=True)
@@ -308,7 +411,11 @@ def run_task(call: TaskCall, args: tuple, kwargs: dict, deps: list) -> Outcome:
     topic = call.topic
     base = {"tr": call.task_run_id, "x": execution}
 
+    unsendable = None
     for index, upstream in enumerate(deps):
+        if upstream.state == UNSENDABLE:  # the upstream completed, but its value could not come here
+            unsendable = unsendable or upstream
+            continue
         if not upstream.ok and index not in call.allowed_failures:
             # Name the task that actually failed, not the NotRun ones between it and here.
             message = upstream.message if upstream.state == NOT_RUN and upstream.message else \
@@ -316,6 +423,8 @@ def run_task(call: TaskCall, args: tuple, kwargs: dict, deps: list) -> Outcome:
             shipper.send(topic, {**base, "k": "end", "a": 0, "t": time.time(), "s": NOT_RUN, "err": message})
             return Outcome(NOT_RUN, message=message, name=call.name, task_run_id=call.task_run_id,
                            exception=UpstreamFailed(message))
+    if unsendable is not None:
+        return _missing_input(call, shipper, base, unsendable)
     if deps:
         args = substitute(args, deps)
         kwargs = substitute(kwargs, deps)
@@ -394,6 +503,21 @@ def _look_up(call: TaskCall, args: tuple, kwargs: dict) -> Lookup:
     return look_up(call.cache, policy_of(task), context)
 
 
+def _missing_input(call: TaskCall, shipper: _Shipper, base: dict, upstream: Outcome) -> Outcome:
+    """An upstream's value could not be pickled to reach this worker: this task run fails, without an attempt.
+
+    Failed even under `allow_failure`: the upstream did not fail, its value exists and cannot be
+    delivered. No retry: the same value would fail the same way.
+    """
+    error = upstream.exception.sent("to another worker")
+    message = str(error)
+    shipper.send(call.topic, {**base, "k": "end", "a": 0, "t": time.time(), "s": FAILED, "err": message})
+    state = State(FAILED, message, _exception=error)
+    log = _hook_logger(_attempt_logger(shipper, call.topic, base, 0))
+    _run_hooks(call.task.on_failure_hooks, call.task, TaskRunInfo(call, 0), state, log)
+    return Outcome(FAILED, exception=error, message=message, name=call.name, task_run_id=call.task_run_id)
+
+
 def _cached(call: TaskCall, shipper: _Shipper, base: dict, lookup: Lookup) -> Outcome:
     """A cache hit: the task's function does not run; the task run ends Cached with the stored value."""
     shipper.send(call.topic, {**base, "k": "end", "a": 0, "t": time.time(), "s": CACHED,
@@ -449,5 +573,7 @@ def outcome_length(outcome: Outcome) -> int:
 
 
 def outcome_summary(outcome: Outcome) -> tuple[str, str | None]:
+    if outcome.state == UNSENDABLE:  # it came from another worker: the task completed, its value stays there
+        return COMPLETED, None
     return outcome.state, outcome.message
 
