@@ -700,6 +700,7 @@ class FlowRunEngine:
     def _outcome(self, track: _Tracking, timeout: float | None) -> Outcome | None:
         """Wait for the task's envelope; None if Dask lost or failed the task itself (a crash)."""
         deadline = None if timeout is None else time.monotonic() + timeout
+        hiccups = 0
         while True:
             self._check_abort()
             remaining = None if deadline is None else deadline - time.monotonic()
@@ -710,6 +711,12 @@ class FlowRunEngine:
             except TimeoutError:
                 continue
             except Exception:  # KilledWorker, cancelled: the watcher records it as Crashed/Cancelled
+                if track.future.status in ("pending", "finished") and hiccups < 10:
+                    # A timed result() can fail with no failure behind it when the client's loop is
+                    # busy (UnboundLocalError, dask/distributed#8514; seen under the UI's load):
+                    # the task is fine, ask again.
+                    hiccups += 1
+                    continue
                 return None
 
     def _exception_from_record(self, task_run: Any) -> BaseException:

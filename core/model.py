@@ -138,12 +138,13 @@ class TaskGroup:
     @property
     def duration(self) -> float | None:
         """Wall time from the first start to the last end; None while running or if nothing started."""
-        started, ended = self.started, self.ended
+        ended = self.ended  # first: None at once while any run is in progress (a cheap check)
+        started = None if ended is None else self.started
         return None if started is None or ended is None else (ended - started).total_seconds()
 
     @property
     def retries(self) -> int:
-        return sum(task_run.retries for task_run in self.runs)
+        return sum(len(task_run.attempts) - 1 for task_run in self.runs if len(task_run.attempts) > 1)
 
 
 @dataclass
@@ -184,7 +185,10 @@ class FlowRun:
         groups: dict[str, TaskGroup] = {}
         for task_run in self.task_runs.values():  # dicts keep creation order
             if task_run.flow_attempt == attempt:
-                groups.setdefault(task_run.task, TaskGroup(task_run.task)).runs.append(task_run)
+                group = groups.get(task_run.task)  # (the UI calls this for every batch: no allocation per run)
+                if group is None:
+                    group = groups[task_run.task] = TaskGroup(task_run.task)
+                group.runs.append(task_run)
         for group in groups.values():
             group.runs.sort(key=lambda t: (t.map_index is not None, t.map_index or 0))
         return list(groups.values())
