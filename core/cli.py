@@ -190,7 +190,7 @@ def _watch_run(flow_name: str, root: Path, values: dict[str, Any], typed: set[st
     from . import events as ev
     from .cache import cache_directory
     from .catalog import stdout_to_stderr
-    from .cluster import connect
+    from .cluster import connect, reconnect
     from .config import display_path
     from .engine import run_flow
     from .flows_directory import FlowsDirectory
@@ -212,11 +212,20 @@ def _watch_run(flow_name: str, root: Path, values: dict[str, Any], typed: set[st
     waiting = f"watching {display_path(directory.directory)} for changes to {flow_name!r} (Ctrl-C to stop)"
 
     def run_once(flow: Any) -> None:
+        nonlocal cluster, session
         try:
             parameters = flow.validate(values, from_text=typed)
         except FlowsTuiError as error:  # the saved signature no longer accepts them: wait for the next save
             console.print(f"not run: {error}", markup=False)
             return
+        if cluster.lost:  # the scheduler went away (the run then ended Crashed): connect again
+            console.print(f"lost the Dask scheduler at {choice.address}; reconnecting", markup=False)
+            try:
+                cluster = reconnect(cluster)
+            except FlowsTuiError as error:
+                console.print(f"not run: {error}", markup=False)
+                return
+            session = Session(cluster.client)
         progress = Progress(console, live=live)
         unsubscribe = bus.subscribe(progress.handle, name="progress")
         try:

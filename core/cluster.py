@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 from dataclasses import dataclass
@@ -67,13 +68,24 @@ class ClusterInfo:
         return f"{where} · {self.workers} workers · {self.threads} threads · {gib:.1f} GiB"
 
 
+def scheduler_lost(client: Any) -> bool:
+    """Whether `client` has lost its scheduler: Dask is trying to reconnect, or gave up and closed it."""
+    return getattr(client, "status", "running") not in ("running", "newly-created")
+
+
 class Cluster:
     """A connected client, and the LocalCluster behind it when we started one. Close when done."""
 
-    def __init__(self, client: Any, local: Any, choice: ClusterChoice) -> None:
+    def __init__(self, client: Any, local: Any, choice: ClusterChoice, quiet: Any = None) -> None:
         self.client = client
         self.local = local
         self.choice = choice
+        self._quiet = quiet  # undoes the silencing of Dask's client logs (attached clusters)
+
+    @property
+    def lost(self) -> bool:
+        """Attached, and the connection to the scheduler is gone (killed, restarted, unreachable)."""
+        return self.local is None and scheduler_lost(self.client)
 
     @property
     def address(self) -> str:
@@ -99,8 +111,12 @@ class Cluster:
         try:
             self.client.close()
         finally:
-            if self.local is not None:
-                self.local.close()
+            try:
+                if self.local is not None:
+                    self.local.close()
+            finally:
+                if self._quiet is not None:
+                    self._quiet.close()
 
     def __enter__(self) -> "Cluster":
         return self
@@ -123,18 +139,29 @@ def connect(choice: ClusterChoice) -> Cluster:
     import dask
     from distributed import Client, LocalCluster
 
+    try:
+        from distributed.utils import silence_logging_cmgr
+    except ImportError:  # an older distributed: its logs go where they always went
+        silence_logging_cmgr = lambda level: contextlib.nullcontext()  # noqa: E731
+
     if choice.address:
+        # As the embedded cluster does (silence_logs): Dask's client logs, with its tracebacks when
+        # the scheduler goes away, stay off the terminal; the run says what happened instead.
+        quiet = contextlib.ExitStack()
+        quiet.enter_context(silence_logging_cmgr(logging.CRITICAL))
         try:
             client = Client(choice.address, timeout=CONNECT_TIMEOUT_SECONDS, security=_security(choice.tls),
                             set_as_default=False)
         except (OSError, TimeoutError) as error:
+            quiet.close()
             raise ClusterError(
                 f"could not reach the Dask scheduler at {choice.address} (from {choice.source}) within "
                 f"{CONNECT_TIMEOUT_SECONDS} s: {error}. Is `dask scheduler` running there?") from None
         except Exception as error:
+            quiet.close()
             raise ClusterError(f"could not attach to the Dask scheduler at {choice.address} "
                                f"(from {choice.source}): {type(error).__name__}: {error}") from None
-        return Cluster(client, None, choice)
+        return Cluster(client, None, choice, quiet)
 
     options: dict[str, Any] = dict(processes=choice.processes, dashboard_address=choice.dashboard_address,
                                    silence_logs=logging.CRITICAL)
@@ -150,3 +177,12 @@ def connect(choice: ClusterChoice) -> Cluster:
             raise ClusterError(f"could not start the embedded LocalCluster: {type(error).__name__}: {error}") from None
     client = Client(local, set_as_default=False)
     return Cluster(client, local, choice)
+
+
+def reconnect(cluster: Cluster) -> Cluster:
+    """A fresh connection to the scheduler `cluster` lost (ClusterError while it is not back); the old one is closed."""
+    try:
+        cluster.close()
+    except Exception:  # a client without its scheduler may not close cleanly; it is dropped either way
+        pass
+    return connect(cluster.choice)

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable
 from . import events as ev
 from .cache import CacheSpec
 from .cache_policies import FlowParameters, TaskSource, policy_of, reads
+from .cluster import scheduler_lost
 from .context import flow_run_var, using
 from .futures import TaskFuture, TaskFutureList, allow_failure, unmapped
 from .logs import format_record, install_log_capture, install_print_capture
@@ -354,6 +355,8 @@ class FlowRunEngine:
         abort = self._abort
         if isinstance(abort, CancelledRun):
             return State(CANCELLED, str(abort))
+        if isinstance(abort, CrashedRun):  # the Dask scheduler was lost (_lose_scheduler)
+            return State(CRASHED, str(abort))
         if isinstance(abort, TaskRunTimedOut):
             return State(TIMED_OUT, str(abort), _exception=abort)
         if "error" in box:
@@ -876,6 +879,33 @@ class FlowRunEngine:
             self.log(logging.WARNING, f"worker {worker} died holding results of {_names(lost)}; "
                                       "Dask runs them again if they are still needed")
 
+    def _lose_scheduler(self) -> None:
+        """The Dask scheduler is gone, and every future of the run with it: the run ends Crashed, now.
+
+        Dask's client cancels the futures and tries to reconnect for a while; nothing of this
+        run can come back from a scheduler that restarts, so the run does not wait for it.
+        """
+        try:
+            address = self.client.scheduler.address
+        except Exception:
+            address = self.address
+        reason = f"lost the Dask scheduler at {address or self.address} while the run was in progress"
+        with self._lock:
+            if self._abort is not None:
+                return
+            self._abort = CrashedRun(reason)
+            self._changed.notify_all()
+            waiting = self._driver_waiting
+            open_runs = [task_run_id for task_run_id in self._tracking
+                         if not self.flow_run.task_runs[task_run_id].is_final]
+            for task_run_id in open_runs:
+                self._end_task_run(task_run_id, CRASHED, reason)
+        self.log(logging.ERROR, reason)
+        driver = self._driver
+        if driver is not None and driver.is_alive() and not waiting:
+            # As _interrupt does: the body's own code stops; a wait inside the engine sees the abort.
+            ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(driver.ident), ctypes.py_object(_Abort))
+
     def _watch(self) -> None:
         """Every moment of the run: record what workers could not report (a crash, a cancel, a lost report)."""
         while not self._watch_stop.wait(WATCH_INTERVAL_SECONDS):
@@ -885,6 +915,9 @@ class FlowRunEngine:
                 logger.exception("checking the run's Dask futures failed")
 
     def _check_dask(self) -> None:
+        if self._abort is None and scheduler_lost(self.client):
+            self._lose_scheduler()
+            return
         now = time.monotonic()
         with self._lock:
             tracking = self._tracking
@@ -920,10 +953,20 @@ class FlowRunEngine:
                 # its future), and that execution arrives as the task run's next attempt.
                 continue
             elif status in ("cancelled", "lost"):
+                if self._abort is None and _cancelled_with_scheduler(future):
+                    # The client reconnected already, but the scheduler that held the run is gone.
+                    self._lose_scheduler()
+                    return
                 with self._lock:
                     aborted = self._abort is not None
                     reason = str(self._abort) if aborted else f"Dask reported the task {status}"
                     self._end_task_run(task_run_id, CANCELLED if aborted else CRASHED, reason)
+
+
+def _cancelled_with_scheduler(future: Any) -> bool:
+    """Whether Dask's client cancelled `future` because it lost the connection to the scheduler."""
+    error = getattr(getattr(future, "_state", None), "exception", None)
+    return getattr(error, "reason", None) == "scheduler-connection-lost"
 
 
 def _names(names: list[str], limit: int = 8) -> str:

@@ -19,8 +19,9 @@ from rich.text import Text
 
 from . import events as ev
 from .cache import cache_directory
-from .cluster import ClusterChoice, connect
+from .cluster import ClusterChoice, connect, reconnect
 from .engine import FlowRunEngine, run_flow
+from .errors import ClusterError
 from .progress import SYMBOLS, format_duration, state_text
 from .runner import recording
 from .schedule import Schedule, Scheduler
@@ -54,6 +55,7 @@ class Service:
         self.bus = ev.EventBus()
         self.scheduler: Scheduler | None = None
         self.cluster: Any = None
+        self._cluster_lock = threading.Lock()  # one reconnect at a time after the scheduler was lost
 
     def say(self, text: Any) -> None:
         stamp = _dt.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M:%S")
@@ -104,7 +106,12 @@ class Service:
                 self._engines[engine.run_id] = engine
             self.say(Text.assemble(f"{SYMBOLS['Running']} {name} started (run {engine.run_id}, due {_local(due)})"))
 
-        engine = run_flow(entry.flow, parameters, client=self.cluster.client, bus=self.bus, file=entry.file,
+        try:
+            cluster = self._live_cluster()
+        except ClusterError as error:
+            self.say(f"{name}: the run due {_local(due)} did not start: {error}")
+            return "NotStarted"
+        engine = run_flow(entry.flow, parameters, client=cluster.client, bus=self.bus, file=entry.file,
                           address=self.choice.address or "LocalCluster", on_engine=started,
                           log_level=self.config.project.log_level,
                           cache_dir=cache_directory(self.config.project.state_dir))
@@ -116,6 +123,16 @@ class Service:
             text.append(f": {run.message}")
         self.say(text)
         return run.state
+
+    def _live_cluster(self) -> Any:
+        """The cluster for the next run: connected afresh if the attached scheduler was lost (it restarted)."""
+        with self._cluster_lock:
+            if self.cluster.lost:
+                address = self.choice.address
+                self.say(f"lost the Dask scheduler at {address}; reconnecting")
+                self.cluster = reconnect(self.cluster)
+                self.say(f"reconnected to the Dask scheduler at {address}")
+            return self.cluster
 
     def _wind_down(self, grace: float) -> None:
         running = self.scheduler.running() if self.scheduler else []
