@@ -28,6 +28,13 @@ def _fail(error: BaseException) -> "click.exceptions.Exit":
     return click.exceptions.Exit(EXIT_USAGE)
 
 
+def _store_problem(message: str) -> None:
+    """The run store stopped taking a run's history (a full disk): one line when it happens; the run goes on."""
+    console = _stderr()
+    console.print("[bold red]error:[/] ", end="")
+    console.print(message, markup=False)
+
+
 class _Main(click.Group):
     """`flows-tui [PATH]` starts the UI; a first argument naming a command runs that command."""
 
@@ -100,6 +107,7 @@ def run(ctx: click.Context, flow_spec: str, params: tuple[str, ...], address: st
     from .progress import Progress, print_summary, run_document
     from .reload import find_flow
     from .runner import execute, recording
+    from .store import StoreNotWritable
 
     address = address or ctx.obj.get("address")
     config_path = config_path or ctx.obj.get("config_path")
@@ -135,9 +143,13 @@ def run(ctx: click.Context, flow_spec: str, params: tuple[str, ...], address: st
     unsubscribe = bus.subscribe(progress.handle, name="progress")
     try:
         with recording(bus, config) as store, progress:
+            store.on_problem = _store_problem
             engine = execute(flow, parameters, choice, bus=bus, file=str(loaded.path),
                              log_level=config.project.log_level,
                              cache_dir=cache_directory(config.project.state_dir))
+    except StoreNotWritable as error:  # raised by `recording` before the run starts
+        unsubscribe()
+        raise _fail(FlowsTuiError(f"{error}; nothing was run"))
     except FlowsTuiError as error:
         unsubscribe()
         raise _fail(error)
@@ -146,8 +158,6 @@ def run(ctx: click.Context, flow_spec: str, params: tuple[str, ...], address: st
         _stderr().print("interrupted")
         raise click.exceptions.Exit(130)
     unsubscribe()
-    if store.failure is not None:
-        _stderr().print(f"warning: {store.failure}", markup=False)
     flow_run = engine.flow_run
     print_summary(console, flow_run)
     if previous is not None:
@@ -256,6 +266,7 @@ def _watch_run(flow_name: str, root: Path, values: dict[str, Any], typed: set[st
     watch = WatchRun(directory, flow_name, run_once, on_missing=missing)
     try:
         with recording(bus, config) as store:
+            store.on_problem = _store_problem
             directory.subscribe(show_reload)
             directory.watch()
             watch.start()
@@ -271,8 +282,6 @@ def _watch_run(flow_name: str, root: Path, values: dict[str, Any], typed: set[st
                     watch.stop(timeout=30)  # the cancelled run ends and is recorded as Cancelled
                 except KeyboardInterrupt:
                     pass
-            if store.failure is not None:
-                _stderr().print(f"warning: {store.failure}", markup=False)
     except FlowsTuiError as error:
         raise _fail(error)
     finally:
@@ -292,7 +301,7 @@ def _recover_crashed_runs(config_path: str | None) -> None:
     try:
         config = _load_config(config_path, require_env=False)
         if store_path(config.project.state_dir).exists():
-            Store.open(config.project.state_dir)
+            Store.open(config.project.state_dir, read_only_ok=True)  # recovers only if it can write
     except FlowsTuiError:
         pass
 
@@ -304,20 +313,22 @@ def _schedule_states(config: Any) -> dict:
     if not store_path(config.project.state_dir).exists():
         return {}
     try:
-        return Store.open(config.project.state_dir).schedule_states()
+        return Store.open(config.project.state_dir, read_only_ok=True).schedule_states()
     except FlowsTuiError:
         return {}
 
 
 def _open_store(config: Any):
-    """The state_dir's store (marking runs of dead flows-tui processes Crashed on the way)."""
+    """The state_dir's store (marking runs of dead flows-tui processes Crashed on the way, if it can write)."""
     from .store import Store, store_path
 
     if not store_path(config.project.state_dir).exists():
-        raise _fail(FlowsTuiError(f"no runs recorded yet in {config.project.state_dir} "
+        from .config import display_path
+
+        raise _fail(FlowsTuiError(f"no runs recorded yet in {display_path(config.project.state_dir)} "
                                   "(`flows-tui run FLOW` records one)"))
     try:
-        return Store.open(config.project.state_dir)
+        return Store.open(config.project.state_dir, read_only_ok=True)
     except FlowsTuiError as error:
         raise _fail(error)
 

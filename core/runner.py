@@ -26,17 +26,26 @@ if TYPE_CHECKING:
 
 
 @contextlib.contextmanager
-def recording(bus: ev.EventBus, config: "Config") -> Iterator["Store"]:
+def recording(bus: ev.EventBus, config: "Config", *, unrecorded_ok: bool = False) -> Iterator["Store"]:
     """Record everything on `bus` in the state_dir's store and send the configured notifications.
 
-    On the way out: notifications still in flight are given their time, everything published
-    is committed, and runs this process left unfinished are marked Crashed.
+    A store that cannot be written raises StoreNotWritable before anything runs; with
+    `unrecorded_ok` (the UI) the store comes back read-only instead (`store.read_only` says
+    why) and runs go on unrecorded. On the way out: notifications still in flight are given
+    their time, everything published is committed, and runs this process left unfinished are
+    marked Crashed.
     """
     from .notify import attach
-    from .store import Store
+    from .store import Store, StoreNotWritable
 
-    store = Store.open(config.project.state_dir)
-    bus.set_journal(store.record)
+    try:
+        store = Store.open(config.project.state_dir)
+    except StoreNotWritable as error:
+        if not unrecorded_ok:
+            raise
+        store = Store.unrecorded(config.project.state_dir, error)
+    if store.read_only is None:
+        bus.set_journal(store.record)
     notifier = attach(bus, config.notify)
     try:
         yield store

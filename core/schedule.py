@@ -278,9 +278,10 @@ class Scheduler:
         for due in on_time:
             self._fire(entry, due)
         last = due_times[-1]
-        self.store.record_due(schedule.flow, last)
         with self._lock:
             entry.due = schedule.next_after(last)
+        # After moving on: a store that cannot be written (a full disk) must not make it fire again.
+        self.store.record_due(schedule.flow, last)
 
     def _fire(self, entry: _Entry, due: _dt.datetime, catching_up: bool = False) -> None:
         schedule = entry.schedule

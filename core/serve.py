@@ -73,6 +73,7 @@ class Service:
     def run(self, stop: threading.Event, grace: float = DEFAULT_GRACE_SECONDS) -> None:
         """Serve until `stop` is set; then wind down (grace period, then cancel)."""
         with recording(self.bus, self.config) as store:
+            store.on_problem = self.say  # "the history of this run is incomplete: …", once per run
             self.cluster = connect(self.choice)
             try:
                 self.scheduler = Scheduler(store, self._start, log=self.say,

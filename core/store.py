@@ -5,6 +5,11 @@ subscriber sees it, so a line on screen is a line on disk. SQLite in WAL mode le
 several flows-tui processes (a TUI and a `serve`) share one state_dir: each write is
 one short `BEGIN IMMEDIATE` transaction, readers never block writers.
 
+A store that cannot be written (a read-only state_dir) is refused before a run starts
+(StoreNotWritable), or opened read-only where only reading is needed. A write that fails
+mid-run (a full disk) rolls back whole: what was committed stays intact and only the rest of
+that run's history is missing, said once (see `record`).
+
 Each run records the process that owns it. A run still in flight whose owner is gone
 (flows-tui was killed) is marked Crashed by the next flows-tui command that opens the
 store.
@@ -13,18 +18,22 @@ store.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import datetime as _dt
 import json
 import logging
 import os
+import shutil
 import socket
 import sqlite3
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
+from urllib.parse import quote
 
 from . import events as ev
+from .config import display_path
 from .errors import FlowsTuiError, UsageError
 from .model import FlowRun, RunModel
 from .states import CRASHED, FINAL_STATES, PENDING, RUNNING
@@ -80,6 +89,27 @@ SCHEMA_VERSION = len(MIGRATIONS)
 
 class StoreError(FlowsTuiError):
     """The run store cannot be opened or written (a read-only state_dir, a full disk, a newer schema)."""
+
+
+class StoreNotWritable(StoreError):
+    """The state_dir or its run store cannot be written: read-only, no permission, no space left."""
+
+    def __init__(self, message: str, *, sqlite: str | None = None) -> None:
+        super().__init__(message)
+        self.sqlite = sqlite  # SQLite's own words, when it said it
+
+
+# What SQLite says when the file system, not the data, is at fault (names from Python 3.11's
+# `sqlite_errorname`; the message text for Python 3.10).
+_UNWRITABLE_CODES = ("SQLITE_READONLY", "SQLITE_CANTOPEN", "SQLITE_FULL", "SQLITE_IOERR", "SQLITE_PERM")
+_UNWRITABLE_TEXT = ("readonly", "unable to open", "disk is full", "disk i/o error", "access permission denied")
+
+
+def _unwritable(error: BaseException) -> bool:
+    name = getattr(error, "sqlite_errorname", None)
+    if name:
+        return name.startswith(_UNWRITABLE_CODES)
+    return any(text in str(error).lower() for text in _UNWRITABLE_TEXT)
 
 
 @dataclass(frozen=True)
@@ -160,35 +190,98 @@ class Store:
 
     def __init__(self, path: Path) -> None:
         self.path = path
+        # The first write that failed (None: everything handed to `record` is on disk).
         self.failure: StoreError | None = None
+        # Why this store was opened read-only (None: it records). See `open(read_only_ok=True)`.
+        self.read_only: StoreError | None = None
+        # Each "history incomplete" message, once per run; `on_problem` (else the log) hears them as they happen.
+        self.problems: list[str] = []
+        self.on_problem: Callable[[str], None] | None = None
+        self._uri: str | None = None  # a read-only connection's URI
+        self._empty = False  # nothing readable: an empty in-memory store stands in
         self._writer: sqlite3.Connection | None = None
         self._writer_lock = threading.Lock()
         self._owner = (socket.gethostname(), os.getpid(), _process_started(os.getpid()))
         self._owned: set[str] = set()  # runs in flight that this process records
+        self._started: dict[str, ev.FlowRunStarted] = {}  # their start, to record them if it was lost
+        self._incomplete: dict[str, str] = {}  # run → why its history stopped being recorded
+        self._ends: dict[str, ev.FlowStateChanged] = {}  # the final state of such a run, not yet written
 
     @classmethod
-    def open(cls, state_dir: Path) -> "Store":
-        """Open (creating or migrating) the store in `state_dir`, and mark orphaned runs Crashed."""
-        try:
-            state_dir.mkdir(parents=True, exist_ok=True)
-        except OSError as error:
-            raise StoreError(f"cannot create the state directory {state_dir}: {error.strerror or error}") from None
+    def open(cls, state_dir: Path, *, read_only_ok: bool = False) -> "Store":
+        """Open (creating or migrating) the store in `state_dir`, and mark orphaned runs Crashed.
+
+        StoreNotWritable if the store cannot be written, so that nothing runs unrecorded; with
+        `read_only_ok` (the history commands) a store that can still be read opens read-only
+        instead (`read_only` says why) and crash recovery is left to a process that can write.
+        """
         store = cls(state_dir / STORE_NAME)
-        with store._connection() as connection:
-            store._migrate(connection)
-        store.recover()
+        try:
+            try:
+                state_dir.mkdir(parents=True, exist_ok=True)
+            except OSError as error:
+                raise StoreNotWritable(f"cannot create the state directory {display_path(state_dir)}: "
+                                       f"{error.strerror or error} (set [project] state_dir in flows.toml to a "
+                                       "directory that can be written)") from None
+            with store._connection() as connection:
+                store._migrate(connection)
+                store._check_writable(connection)
+            store.recover()
+        except StoreNotWritable as error:
+            if not read_only_ok or not store.path.is_file():
+                raise (store._cannot_record(error.sqlite) if error.sqlite else error) from None
+            store._open_read_only(error)
         return store
+
+    @classmethod
+    def unrecorded(cls, state_dir: Path, error: StoreError) -> "Store":
+        """For the UI when `open` failed: the history read-only if it can be read, else an empty one."""
+        store = cls(state_dir / STORE_NAME)
+        try:
+            store._open_read_only(error)
+        except StoreError:
+            store._empty, store._uri, store.read_only = True, None, error
+        return store
+
+    def _open_read_only(self, why: StoreError) -> None:
+        """Read what can be read: `mode=ro` needs the WAL's -shm file, `immutable` reads the file as it is."""
+        self.read_only = why
+        failure: BaseException | None = None
+        for options in ("mode=ro", "immutable=1"):
+            self._uri = f"file:{quote(str(self.path))}?{options}"
+            try:
+                with self._connection() as connection:
+                    version = connection.execute("PRAGMA user_version").fetchone()[0]
+                if version == SCHEMA_VERSION:
+                    return
+                failure = StoreError(f"the run store {display_path(self.path)} has schema {version}, this flows-tui "
+                                     f"reads {SCHEMA_VERSION}, and it cannot be written to upgrade it: {why}")
+                break
+            except StoreError as error:
+                failure = error
+        self._uri = None
+        raise failure if failure is not None else why
 
     # Connections -----------------------------------------------------------------------------
 
     def _connect(self) -> sqlite3.Connection:
         try:
-            connection = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_SECONDS, isolation_level=None,
-                                         check_same_thread=False)
-            connection.execute("PRAGMA journal_mode=WAL")
-            # NORMAL is durable against a killed process (the OS keeps the WAL); only a power
-            # loss may take the last commits.
-            connection.execute("PRAGMA synchronous=NORMAL")
+            if self._empty:
+                connection = sqlite3.connect(":memory:", isolation_level=None, check_same_thread=False)
+                for statements in MIGRATIONS:
+                    for statement in statements:
+                        connection.execute(statement)
+            elif self._uri is not None:
+                connection = sqlite3.connect(self._uri, uri=True, timeout=BUSY_TIMEOUT_SECONDS,
+                                             isolation_level=None, check_same_thread=False)
+                connection.execute("SELECT count(*) FROM sqlite_master").fetchone()
+            else:
+                connection = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_SECONDS, isolation_level=None,
+                                             check_same_thread=False)
+                connection.execute("PRAGMA journal_mode=WAL")
+                # NORMAL is durable against a killed process (the OS keeps the WAL); only a power
+                # loss may take the last commits.
+                connection.execute("PRAGMA synchronous=NORMAL")
         except sqlite3.Error as error:
             raise self._error("open", error) from None
         connection.row_factory = sqlite3.Row
@@ -198,13 +291,79 @@ class Store:
         return contextlib.closing(self._connect())
 
     def _error(self, doing: str, error: BaseException) -> StoreError:
-        hint = ""
-        text = str(error)
-        if "readonly" in text or "unable to open" in text:
-            hint = " (is the state_dir writable?)"
-        elif "disk is full" in text or "disk I/O" in text:
-            hint = " (is the disk full?)"
-        return StoreError(f"cannot {doing} the run store {self.path}: {text}{hint}")
+        """One clear message: the store's path as the user would type it, SQLite's words, and why if known."""
+        text = said = str(error)
+        if not _unwritable(error):
+            failure = StoreError(f"cannot {doing} the run store {display_path(self.path)}: {text}")
+            failure.reason = text
+            return failure
+        reason = self._os_reason() if doing == "open" else self._space_reason()
+        if reason is None and ("unable to open" in text or "readonly" in text):
+            reason = "is the state_dir writable?"
+        elif reason is None and ("disk is full" in text or "I/O" in text):
+            reason = "is the disk full?"
+        text = f"{text}; {reason}" if reason else text
+        failure = StoreNotWritable(f"cannot {doing} the run store {display_path(self.path)}: {text}", sqlite=said)
+        failure.reason = text
+        return failure
+
+    def _check_writable(self, connection: sqlite3.Connection) -> None:
+        """Fail now, not at the run's first event, if the store cannot be written (nothing is changed)."""
+        if self._uri is not None or self._empty:
+            raise StoreNotWritable(f"the run store {display_path(self.path)} is open read-only")
+        try:
+            connection.execute("BEGIN IMMEDIATE")
+            try:
+                version = connection.execute("PRAGMA user_version").fetchone()[0]
+                connection.execute(f"PRAGMA user_version = {int(version)}")  # dirties page 1; rolled back
+            finally:
+                if connection.in_transaction:
+                    connection.execute("ROLLBACK")
+        except sqlite3.Error as error:
+            raise (self._cannot_record(str(error)) if _unwritable(error) else self._error("write", error)) from None
+
+    def _cannot_record(self, said: str) -> StoreNotWritable:
+        """The message for a store that cannot be written when a run is to start: where, why, what to do."""
+        reason = self._os_reason()
+        why = f"{reason}; SQLite: {said}" if reason else f"SQLite: {said}"
+        return StoreNotWritable(
+            f"cannot record runs: the run store {display_path(self.path)} cannot be written ({why}). Make "
+            f"{display_path(self.path.parent)} writable, or set [project] state_dir in flows.toml to a directory "
+            "that is", sqlite=said)
+
+    def _os_reason(self) -> str | None:
+        """Why the OS refuses to write the store, found by trying (SQLite only says "unable to open")."""
+        try:
+            if self.path.is_file():
+                with open(self.path, "r+b"):
+                    pass
+            if self.path.parent.is_dir():
+                probe = self.path.parent / f".write-check-{os.getpid()}-{threading.get_ident()}"
+                probe.touch()
+                probe.unlink()
+        except OSError as error:
+            return error.strerror or str(error)
+        return self._space_reason()
+
+    def _space_reason(self) -> str | None:
+        """A full disk, or the process's file size limit reached (ulimit -f): what SQLite calls a disk I/O error."""
+        sizes = []
+        for suffix in ("", "-wal", "-shm"):
+            with contextlib.suppress(OSError):
+                sizes.append(os.stat(f"{self.path}{suffix}").st_size)
+        try:
+            import resource
+
+            limit = resource.getrlimit(resource.RLIMIT_FSIZE)[0]
+            if limit != resource.RLIM_INFINITY and sizes and max(sizes) + 65536 >= limit:
+                return f"the file size limit (ulimit -f) of {limit} bytes is reached"
+        except (ImportError, OSError, ValueError):
+            pass
+        try:
+            free = shutil.disk_usage(self.path.parent).free
+        except OSError:
+            return None
+        return f"no space left on the device ({free} bytes free)" if free < 1 << 20 else None
 
     def _migrate(self, connection: sqlite3.Connection) -> None:
         try:
@@ -230,35 +389,104 @@ class Store:
     # Writing: the bus journal ------------------------------------------------------------------
 
     def record(self, batch: list) -> None:
-        """Commit one batch of events in one transaction (called on the bus's journal thread)."""
+        """Commit one batch of events in one transaction (called on the bus's journal thread).
+
+        A batch that cannot be written (a full disk, a store made read-only meanwhile) is rolled
+        back whole, so what was committed before stays intact. The history of each run in it is
+        then incomplete: that is said once per run (`on_problem`), the run's later events are
+        left out so the store keeps a consistent beginning of it, and its final state is still
+        written when it comes, with a note, so `runs` shows how it ended. Other runs, and runs
+        started once the store can be written again, are recorded as usual.
+        """
         with self._writer_lock:
+            events = [event for event in batch if self._keeps(event)]
+            if not events:
+                return
             try:
                 if self._writer is None:
                     self._writer = self._connect()
                 connection = self._writer
                 connection.execute("BEGIN IMMEDIATE")
                 try:
-                    for event in batch:
-                        handler = _WRITERS.get(type(event))
-                        if handler is not None:
-                            handler(self, connection, event)
+                    for event in events:
+                        if event.run_id in self._incomplete:  # only its final state is kept
+                            self._incomplete_run_ended(connection, event)
+                        else:
+                            _WRITERS[type(event)](self, connection, event)
                     connection.execute("COMMIT")
                 except BaseException:
-                    connection.execute("ROLLBACK")
+                    if connection.in_transaction:  # a failed COMMIT may have rolled back already
+                        with contextlib.suppress(sqlite3.Error):
+                            connection.execute("ROLLBACK")
                     raise
-            except sqlite3.Error as error:
-                if self.failure is None:
-                    self.failure = self._error("write", error)
-                    logger.error("%s", self.failure)
+            except (sqlite3.Error, StoreError) as error:
+                self._lost(events, error)
                 return
-            self.failure = None
+            for event in events:
+                self._committed(event)
 
-    def _flow_run_started(self, c: sqlite3.Connection, e: ev.FlowRunStarted) -> None:
+    def _keeps(self, event: Any) -> bool:
+        if type(event) not in _WRITERS:
+            return False
+        if type(event) is ev.FlowRunStarted:
+            self._started[event.run_id] = event
+        if event.run_id in self._incomplete:
+            return type(event) is ev.FlowStateChanged and event.state in FINAL_STATES
+        return True
+
+    def _committed(self, event: Any) -> None:
+        if type(event) is ev.FlowRunStarted:
+            self._owned.add(event.run_id)
+        elif type(event) is ev.FlowStateChanged and event.state in FINAL_STATES:
+            self._owned.discard(event.run_id)
+            for held in (self._started, self._incomplete, self._ends):
+                held.pop(event.run_id, None)
+
+    def _lost(self, events: list, error: BaseException) -> None:
+        """A batch was not written: its runs' histories are incomplete; say so once per run."""
+        failure = error if isinstance(error, StoreError) else self._error("write", error)
+        if self.failure is None:
+            self.failure = failure
+        why = getattr(failure, "reason", None) or str(failure)
+        newly = []
+        for event in events:
+            if type(event) is ev.FlowStateChanged and event.state in FINAL_STATES:
+                self._ends[event.run_id] = event  # tried again at close
+            if event.run_id not in self._incomplete:
+                self._incomplete[event.run_id] = why
+                newly.append(event.run_id)
+        for run_id in newly:
+            start = self._started.get(run_id)
+            name = f"run {run_id} ({start.flow!r})" if start is not None else f"run {run_id}"
+            self._report(f"the history of {name} is incomplete: the run store {display_path(self.path)} could not "
+                         f"be written ({why}). The run goes on; what was recorded before is intact, and runs are "
+                         "recorded again once the store can be written")
+
+    def _report(self, message: str) -> None:
+        self.problems.append(message)
+        listener = self.on_problem
+        if listener is None:
+            logger.error("%s", message)
+            return
+        try:
+            listener(message)
+        except Exception:  # the UI may be gone; the message stays in `problems`
+            logger.debug("store problem listener failed", exc_info=True)
+
+    def _incomplete_run_ended(self, c: sqlite3.Connection, e: ev.FlowStateChanged) -> None:
+        """The final state of a run whose history is incomplete, noted as such (and the run, if its start was lost)."""
+        start = self._started.get(e.run_id)
+        if start is not None:
+            self._flow_run_started(c, start, replace=False)
+        note = f"the history of this run is incomplete: {self._incomplete[e.run_id]}"
+        self._flow_state_changed(c, dataclasses.replace(e, message=f"{e.message}; {note}" if e.message else note))
+
+    def _flow_run_started(self, c: sqlite3.Connection, e: ev.FlowRunStarted, replace: bool = True) -> None:
         host, pid, started = self._owner
-        c.execute("INSERT OR REPLACE INTO runs (run_id, flow, file, address, parameters, state, started, owner_host, "
-                  "owner_pid, owner_started) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        c.execute(f"INSERT OR {'REPLACE' if replace else 'IGNORE'} INTO runs (run_id, flow, file, address, "
+                  "parameters, state, started, owner_host, owner_pid, owner_started) "
+                  "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                   (e.run_id, e.flow, e.file, e.address, _json(e.parameters), PENDING, _iso(e.time), host, pid, started))
-        self._owned.add(e.run_id)
 
     def _flow_state_changed(self, c: sqlite3.Connection, e: ev.FlowStateChanged) -> None:
         final = e.state in FINAL_STATES
@@ -266,8 +494,6 @@ class Store:
                   (e.state, e.attempt, e.message, e.traceback, _iso(e.time) if final else None, e.run_id))
         c.execute("INSERT INTO run_states (run_id, state, time, attempt, message) VALUES (?, ?, ?, ?, ?)",
                   (e.run_id, e.state, _iso(e.time), e.attempt, e.message))
-        if final:
-            self._owned.discard(e.run_id)
 
     def _task_run_created(self, c: sqlite3.Connection, e: ev.TaskRunCreated) -> None:
         c.execute("INSERT OR REPLACE INTO task_runs (task_run_id, run_id, task, name, map_index, upstream, "
@@ -303,11 +529,22 @@ class Store:
                         line.message) for line in e.lines])
 
     def close(self, reason: str = "flows-tui stopped while the run was in flight") -> None:
-        """Mark the runs this process still had in flight Crashed, then close the writer."""
+        """Mark the runs this process still had in flight Crashed, then close the writer.
+
+        Never raises: a store that cannot be written was reported already. The final state of a
+        run whose history is incomplete is tried once more (space may be back).
+        """
+        with self._writer_lock:
+            ends = list(self._ends.values())
+        if ends:
+            self.record(ends)
         with self._writer_lock:
             in_flight, self._owned = list(self._owned), set()
         for run_id in in_flight:
-            self._mark_crashed(run_id, reason)
+            try:
+                self._mark_crashed(run_id, reason)
+            except StoreError as error:
+                logger.debug("%s", error)
         with self._writer_lock:
             if self._writer is not None:
                 self._writer.close()
@@ -317,6 +554,8 @@ class Store:
 
     def recover(self) -> list[str]:
         """Mark Crashed every run in flight whose owning process is gone; returns their ids."""
+        if self.read_only is not None:
+            return []  # left to a process that can write
         with self._connection() as connection:
             rows = connection.execute("SELECT run_id, owner_host, owner_pid, owner_started FROM runs "
                                       "WHERE ended IS NULL").fetchall()
