@@ -47,6 +47,15 @@ def _config_keys(flow: Flow) -> tuple[str, ...]:
     return (flow.name, flow.fn.__name__, flow.name.replace("-", "_"))
 
 
+def located_in_config(config: Config, flow: Flow | None, error: ParameterError) -> ParameterError | ConfigError:
+    """A bad value from `[flows.KEY] parameters`, named by that key path and line as `check` names it."""
+    flow_config = flow_config_for(config, flow) if flow is not None else None
+    if flow_config is None or config.path is None:
+        return error
+    return ConfigError(str(error), path=display_path(config.path), key=f"flows.{flow_config.name}.parameters",
+                       line=flow_config.line)
+
+
 def error_text(loaded: FlowFile) -> str | None:
     """The file's load error as `file:line: message`, with the path as the user would type it."""
     error = loaded.error
@@ -219,19 +228,17 @@ def check_project(config_path: Path | None, *, cwd: Path) -> CheckReport:
     """Load flows.toml and every flow file; report every problem found, not just the first."""
     report = CheckReport()
     config: Config | None = None
+    path = config_path or find_config(cwd) or cwd / CONFIG_NAME
+    found: list[ConfigError] = []  # every problem of flows.toml, not only the first
     try:
-        config = load_config(config_path, cwd=cwd)
-    except ConfigError as error:
-        path = config_path or find_config(cwd) or cwd / CONFIG_NAME
-        report.problems.append(_config_problem(error, path))
-        try:
-            # An unset ${VAR} is a problem for `run` and `serve`, but the rest of the file is
-            # still good for checking the flows against.
-            config = load_config(config_path, cwd=cwd, require_env=False)
-        except ConfigError:
-            report.flows_dir = _fallback_flows_dir(path)
-            if report.flows_dir is None:
-                return report
+        # The good rest of the file (an unset ${VAR} left as written) is still checked against the flows.
+        config = load_config(config_path, cwd=cwd, problems=found)
+    except ConfigError as error:  # not TOML at all, or unreadable
+        found.append(error)
+        report.flows_dir = _fallback_flows_dir(path)
+    report.problems.extend(_config_problem(error, path) for error in found)
+    if config is None and report.flows_dir is None:
+        return report
     if config is not None:
         report.flows_dir = config.project.flows_dir
     if not report.flows_dir.exists():

@@ -101,8 +101,9 @@ def run(ctx: click.Context, flow_spec: str, params: tuple[str, ...], address: st
     """Run FLOW (a flow's name or file.py:function) headless; exit 0 Completed, 1 failed, 2 bad input."""
     from . import events as ev
     from .cache import cache_directory
-    from .catalog import flow_config_for
+    from .catalog import flow_config_for, located_in_config
     from .cluster import choose_cluster
+    from .errors import ParameterError
     from .parameters import parse_assignments
     from .progress import Progress, print_summary, run_document
     from .reload import find_flow
@@ -122,7 +123,13 @@ def run(ctx: click.Context, flow_spec: str, params: tuple[str, ...], address: st
             values = dict(previous.parameters)
         typed = parse_assignments(params)
         values.update(typed)
-        parameters = flow.validate(values, from_text=set(typed))
+        try:
+            parameters = flow.validate(values, from_text=set(typed))
+        except ParameterError as error:
+            if rerun_id is None and flow_config is not None and error.parameter in flow_config.parameters \
+                    and error.parameter not in typed:
+                raise located_in_config(config, flow, error) from None  # flows.toml gave the bad value
+            raise
         choice = choose_cluster(address, config)
     except FlowsTuiError as error:
         raise _fail(error)
@@ -431,7 +438,9 @@ def serve(ctx: click.Context, grace: float, address: str | None, config_path: st
     """Run the flows scheduled in flows.toml ([flows.NAME] cron or interval), headless, until stopped."""
     import threading
 
+    from .catalog import located_in_config
     from .cluster import choose_cluster
+    from .errors import ParameterError
     from .flows_directory import FlowsDirectory
     from .serve import Service, scheduled_flows, stop_on_signals
 
@@ -442,7 +451,10 @@ def serve(ctx: click.Context, grace: float, address: str | None, config_path: st
                              "(set [project] flows_dir in flows.toml)")
         directory = FlowsDirectory(config.project.flows_dir)
         directory.load()
-        served = scheduled_flows(config, directory.files)
+        try:
+            served = scheduled_flows(config, directory.files)
+        except ParameterError as error:  # a scheduled run's values all come from flows.toml: name the key
+            raise located_in_config(config, directory.flows.get(error.flow or ""), error) from None
         choice = choose_cluster(address or ctx.obj.get("address"), config)
     except FlowsTuiError as error:
         raise _fail(error)

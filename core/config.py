@@ -135,15 +135,35 @@ class _Lines:
 # Reading sections ----------------------------------------------------------------------------
 
 class _Reader:
-    def __init__(self, path: Path, lines: _Lines, environ: Mapping[str, str], *, require_env: bool = True) -> None:
+    def __init__(self, path: Path, lines: _Lines, environ: Mapping[str, str], *, require_env: bool = True,
+                 problems: list[ConfigError] | None = None) -> None:
         self.path = path
         self.lines = lines
         self.environ = environ
         self.require_env = require_env
+        # Given a list (`flows-tui check`): problems are collected there and reading goes on without
+        # the bad value; otherwise the first one raises.
+        self.problems = problems
 
     def error(self, keys: tuple[str, ...], message: str) -> ConfigError:
         return ConfigError(message, path=display_path(self.path), key=".".join(keys) or None,
                            line=self.lines.find(keys))
+
+    def report(self, error: ConfigError) -> None:
+        """Raise `error`, or when collecting, record it: the caller goes on as if the key were absent."""
+        if self.problems is None:
+            raise error
+        self.problems.append(error)
+
+    def section(self, build: Any, fallback: Any) -> Any:
+        """`build()`; when collecting, a problem it raises is recorded and `fallback` stands in."""
+        if self.problems is None:
+            return build()
+        try:
+            return build()
+        except ConfigError as error:
+            self.problems.append(error)
+            return fallback
 
     def table(self, data: Any, keys: tuple[str, ...], allowed: set[str]) -> dict[str, Any]:
         if not isinstance(data, dict):
@@ -152,7 +172,7 @@ class _Reader:
             if name not in allowed:
                 close = difflib.get_close_matches(name, sorted(allowed), n=1)
                 hint = f" (did you mean {close[0]!r}?)" if close else f" (known keys: {', '.join(sorted(allowed))})"
-                raise self.error(keys + (name,), f"unknown key {name!r}{hint}")
+                self.report(self.error(keys + (name,), f"unknown key {name!r}{hint}"))
         return data
 
     def expand(self, value: str, keys: tuple[str, ...]) -> str:
@@ -163,7 +183,8 @@ class _Reader:
             if name not in self.environ:
                 if not self.require_env:
                     return match.group(0)
-                raise self.error(keys, f"environment variable {name} is not set (used as ${{{name}}})")
+                self.report(self.error(keys, f"environment variable {name} is not set (used as ${{{name}}})"))
+                return match.group(0)
             return self.environ[name]
 
         return re.sub(r"\$?\$\{([A-Za-z_][A-Za-z0-9_]*)\}", replace, value)
@@ -176,7 +197,8 @@ class _Reader:
         wrong_bool = isinstance(value, bool) and bool not in kinds
         if wrong_bool or not isinstance(value, kinds):
             expected = " or ".join(_KIND_NAMES.get(k, k.__name__) for k in kinds)
-            raise self.error(keys + (name,), f"expected {expected}, got {value!r}")
+            self.report(self.error(keys + (name,), f"expected {expected}, got {value!r}"))
+            return default
         if isinstance(value, str):
             value = self.expand(value, keys + (name,))
         return value
@@ -230,8 +252,9 @@ def _project(reader: _Reader, data: dict, root: Path) -> ProjectConfig:
     state_dir = reader.get(data, keys, "state_dir", str, ".flows-tui")
     level = reader.get(data, keys, "log_level", str, "INFO")
     if level.upper() not in LOG_LEVELS:
-        raise reader.error(keys + ("log_level",),
-                           f"log_level must be one of {', '.join(LOG_LEVELS)} (any case), got {level!r}")
+        reader.report(reader.error(keys + ("log_level",),
+                                   f"log_level must be one of {', '.join(LOG_LEVELS)} (any case), got {level!r}"))
+        level = "INFO"
     return ProjectConfig(flows_dir=(root / flows_dir).resolve(), state_dir=(root / state_dir).resolve(),
                          log_level=LOG_LEVELS[level.upper()])
 
@@ -302,16 +325,17 @@ def _flow(reader: _Reader, name: str, data: Any) -> FlowConfig:
     reader.table(data, keys, {"cron", "interval", "timezone", "parameters", "overlap", "catchup"})
     cron = reader.get(data, keys, "cron", str)
     if cron is not None and not croniter.is_valid(cron):
-        raise reader.error(keys + ("cron",), f"flow {name!r}: invalid cron expression {cron!r} "
-                                             "(expected five fields, e.g. \"0 * * * *\")")
+        reader.report(reader.error(keys + ("cron",), f"flow {name!r}: invalid cron expression {cron!r} "
+                                                     "(expected five fields, e.g. \"0 * * * *\")"))
+        cron = None
     interval = None
     if "interval" in data:
         raw = reader.get(data, keys, "interval", (str, int, float))
         try:
-            interval = parse_interval(raw)
+            interval = parse_interval(raw) if raw is not None else None  # None: a wrong type, reported
         except ValueError:
-            raise reader.error(keys + ("interval",), f"flow {name!r}: invalid interval {raw!r} "
-                                                     "(expected e.g. \"90s\", \"5m\", \"1h\", \"1d\")") from None
+            reader.report(reader.error(keys + ("interval",), f"flow {name!r}: invalid interval {raw!r} "
+                                                             "(expected e.g. \"90s\", \"5m\", \"1h\", \"1d\")"))
     if cron is not None and interval is not None:
         raise reader.error(keys + ("interval",), f"flow {name!r}: give either cron or interval, not both")
     timezone = reader.get(data, keys, "timezone", str)
@@ -319,8 +343,9 @@ def _flow(reader: _Reader, name: str, data: Any) -> FlowConfig:
         try:
             ZoneInfo(timezone)
         except (ZoneInfoNotFoundError, ValueError):
-            raise reader.error(keys + ("timezone",), f"flow {name!r}: unknown timezone {timezone!r} "
-                                                     "(expected an IANA name like \"Europe/Berlin\")") from None
+            reader.report(reader.error(keys + ("timezone",), f"flow {name!r}: unknown timezone {timezone!r} "
+                                                             "(expected an IANA name like \"Europe/Berlin\")"))
+            timezone = None
     parameters = reader.get(data, keys, "parameters", dict, {})
     parameters = {k: reader.expand(v, keys + ("parameters", k)) if isinstance(v, str) else v
                   for k, v in parameters.items()}
@@ -329,13 +354,21 @@ def _flow(reader: _Reader, name: str, data: Any) -> FlowConfig:
     for key, allowed in choices.items():
         value = reader.get(data, keys, key, str, allowed[0])
         if value not in allowed:
-            raise reader.error(keys + (key,), f"flow {name!r}: {key} must be one of {', '.join(allowed)}, got {value!r}")
+            reader.report(reader.error(keys + (key,),
+                                       f"flow {name!r}: {key} must be one of {', '.join(allowed)}, got {value!r}"))
+            value = allowed[0]
         policies[key] = value
     return FlowConfig(name, cron, interval, timezone, parameters, line=reader.lines.find(keys), **policies)
 
 
 def parse_config(text: str, *, path: Path, environ: Mapping[str, str] | None = None,
-                 require_env: bool = True) -> Config:
+                 require_env: bool = True, problems: list[ConfigError] | None = None) -> Config:
+    """flows.toml's text as a Config; the first problem raises ConfigError.
+
+    With `problems` (a list), every problem found is appended to it instead and the Config
+    returned leaves the bad values out: `flows-tui check` reports them all at once. Text that
+    is not TOML at all still raises.
+    """
     environ = os.environ if environ is None else environ
     root = path.parent.resolve()
     try:
@@ -344,16 +377,23 @@ def parse_config(text: str, *, path: Path, environ: Mapping[str, str] | None = N
         match = re.search(r"\(at line (\d+), column \d+\)", str(error))
         reason = re.sub(r"\s*\(at line \d+, column \d+\)", "", str(error))
         raise ConfigError(f"invalid TOML: {reason}", path=display_path(path), line=int(match.group(1)) if match else None) from None
-    reader = _Reader(path, _Lines(text), environ, require_env=require_env)
+    reader = _Reader(path, _Lines(text), environ, require_env=require_env, problems=problems)
     reader.table(data, (), {"project", "cluster", "notify", "flows"})
-    flows_table = reader.table(data.get("flows", {}), ("flows",), set(data.get("flows", {})))
+    flows_table = reader.section(lambda: reader.table(data.get("flows", {}), ("flows",), set(data.get("flows", {}))),
+                                 {})
+    flows = {}
+    for name, value in flows_table.items():
+        flow = reader.section(lambda: _flow(reader, name, value), None)
+        if flow is not None:
+            flows[name] = flow
     return Config(
         path=path,
         root=root,
-        project=_project(reader, data.get("project", {}), root),
-        cluster=_cluster(reader, data.get("cluster", {}), root),
-        notify=_notify(reader, data.get("notify", {})),
-        flows={name: _flow(reader, name, value) for name, value in flows_table.items()},
+        project=reader.section(lambda: _project(reader, data.get("project", {}), root),
+                               _project(_Reader(path, _Lines(""), environ), {}, root)),
+        cluster=reader.section(lambda: _cluster(reader, data.get("cluster", {}), root), ClusterConfig()),
+        notify=reader.section(lambda: _notify(reader, data.get("notify", {})), NotifyConfig()),
+        flows=flows,
     )
 
 
@@ -372,7 +412,8 @@ def find_config(start: Path) -> Path | None:
 
 
 def load_config(path: Path | None = None, *, cwd: Path | None = None,
-                environ: Mapping[str, str] | None = None, require_env: bool = True) -> Config:
+                environ: Mapping[str, str] | None = None, require_env: bool = True,
+                problems: list[ConfigError] | None = None) -> Config:
     """Read `path`, else flows.toml in `cwd`, else defaults for `cwd`.
 
     `require_env=False` leaves an unset `${VAR}` as written instead of failing: for commands
@@ -390,4 +431,4 @@ def load_config(path: Path | None = None, *, cwd: Path | None = None,
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as error:
         raise ConfigError(f"cannot read: {error}", path=display_path(path)) from None
-    return parse_config(text, path=path, environ=environ, require_env=require_env)
+    return parse_config(text, path=path, environ=environ, require_env=require_env, problems=problems)

@@ -236,26 +236,35 @@ def find_flow(spec: str, directory: Path, *, cwd: Path | None = None) -> tuple[F
         loaded = load_flow_file(path)
         if loaded.error is not None:
             raise loaded.error
-        flow_name = loaded.functions.get(function)
-        if flow_name is None:
+        # By the function itself: of two flows sharing one name, `loaded.flows` keeps only the last.
+        chosen = next((flow for flow in defined_flows(loaded) if flow.fn.__name__ == function), None)
+        if chosen is None:
             hint = _suggest(function, list(loaded.functions))
             raise UsageError(f"{file_part}: no flow function named {function!r}{hint}")
-        return loaded.flows[flow_name], loaded
+        return chosen, loaded
 
     if not directory.exists():
         raise UsageError(f"flows directory {directory} does not exist (set [project] flows_dir in flows.toml)")
     files = load_directory(directory)
     matches: list[tuple[Flow, FlowFile]] = []
     for loaded in files:
-        for name, flow in loaded.flows.items():
-            function = flow.fn.__name__
+        # Every definition, also one whose name a later flow in the same file reuses: never a silent pick.
+        for flow in defined_flows(loaded):
+            name, function = flow.name, flow.fn.__name__
             if spec in (name, function) or normalize_name(spec) in (normalize_name(name), normalize_name(function)):
+                # A `with_options()` copy under the same name is one definition: the later object, as in `flows`.
+                matches = [m for m in matches
+                           if not (m[0].fn is flow.fn and normalize_name(m[0].name) == normalize_name(name))]
                 matches.append((flow, loaded))
     if len(matches) == 1:
         return matches[0]
     if len(matches) > 1:
-        where = ", ".join(str(m[1].path) for m in matches)
-        raise UsageError(f"flow name {spec!r} is defined more than once: {where}")
+        from .config import display_path
+
+        where = ", ".join(f"{display_path(m[1].path)}:{definition_line(m[0])} (function {m[0].fn.__name__})"
+                          if definition_line(m[0]) else display_path(m[1].path) for m in matches)
+        raise UsageError(f"flow name {spec!r} is defined more than once: {where}; rename one with "
+                         "@flow(name=...), or run FILE.py:FUNCTION")
     broken = [f for f in files if f.error is not None]
     known = [name for f in files for name in f.flows]
     hint = _suggest(spec, known)
