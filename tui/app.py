@@ -10,6 +10,7 @@ running a flow) runs in thread workers that only post messages or call back.
 from __future__ import annotations
 
 import concurrent.futures
+import dataclasses
 import datetime as _dt
 import threading
 import time
@@ -29,8 +30,8 @@ from textual.worker import Worker, WorkerState
 from flows_tui import events as ev
 from flows_tui.cache import cache_directory, cache_size
 from flows_tui.catalog import flow_config_for
-from flows_tui.cluster import Cluster, choose_cluster, connect
-from flows_tui.errors import FlowsTuiError
+from flows_tui.cluster import Cluster, choose_cluster, connect, reconnect
+from flows_tui.errors import FlowFileError, FlowsTuiError
 from flows_tui.model import FlowRun, RunModel
 from flows_tui.flows_directory import FlowsDirectory, FlowsReloaded
 from flows_tui.runner import recording
@@ -170,6 +171,9 @@ class FlowsApp(App):
         self.flows_dir = Path(path).resolve() if path else config.project.flows_dir
         self.choice = choose_cluster(address, config)
         self.cluster: Cluster | None = None
+        self.cluster_error: FlowsTuiError | None = None  # the embedded cluster or the scheduler could not be had
+        self._cluster_lock = threading.Lock()  # one reconnect at a time when the scheduler was lost
+        self._lost_shown = False  # the status bar says the scheduler was lost
         self.bus = bus or ev.EventBus()
         self.store = store
         self.bridge = Bridge(self)
@@ -189,6 +193,9 @@ class FlowsApp(App):
         # Results of each flow's last run, held on the cluster while it lives: `R` and `w` reuse them.
         self.session: Session | None = None
         self.watches: dict[str, WatchRun] = {}  # flow → its watch-run
+        # flows.toml as last read: a save that does not load is shown, and the last good config stays.
+        self.config_error: FlowsTuiError | None = None
+        self._config_seen = self._config_stamp()
 
     # Layout ---------------------------------------------------------------------------------
 
@@ -216,8 +223,10 @@ class FlowsApp(App):
         if self.connect_cluster:
             self.start_cluster()
         self.load_history()
+        self._watch_store()
         self.measure_cache()
         self.set_interval(1.0, self.every_second)
+        self.set_interval(1.0, self.reload_config)
 
     def on_resize(self, event: Any) -> None:
         self._fit(event.size.width)
@@ -245,15 +254,81 @@ class FlowsApp(App):
         try:
             cluster = connect(self.choice)
         except FlowsTuiError as error:
+            self.cluster_error = error
             self.call_from_thread(self.query_one(StatusBar).set_cluster, Text(f"cluster: {error}", style="red"))
             return
         self.session = Session(cluster.client)
         self.cluster = cluster
+        self._show_cluster(cluster)
+
+    def _no_cluster(self) -> None:
+        """`r`, `p`, `R` or `w` with no cluster yet: still starting, or unreachable (then connect again)."""
+        error, self.cluster_error = self.cluster_error, None
+        if error is None:
+            self.notify("the cluster is still starting; try again in a moment", severity="warning")
+            return
+        self.notify(f"{error} (connecting again)", title="no cluster", severity="error", timeout=8)
+        self.query_one(StatusBar).set_cluster(Text("cluster: connecting…", style="yellow"))
+        self.start_cluster()
+
+    def _show_cluster(self, cluster: Cluster) -> None:
+        """On a thread: the cluster's size in the status bar."""
         info = cluster.info()
         text = Text(f"cluster: {info.describe()}")
         if info.dashboard:
             text.append(f" · {info.dashboard}", style="dim")
         self.call_from_thread(self.query_one(StatusBar).set_cluster, text)
+
+    @work(thread=True, exclusive=True, group="cluster-info", exit_on_error=False)
+    def _refresh_cluster(self, cluster: Cluster) -> None:
+        try:
+            self._show_cluster(cluster)
+        except Exception:  # lost again: the next second says so
+            pass
+
+    def _live_cluster(self) -> Cluster | None:
+        """On a run's thread: the cluster, connected afresh first if the attached scheduler was lost.
+
+        A run that was in progress when the scheduler went away ended Crashed; the next run
+        reconnects to the same address (the scheduler restarted) or says it is unreachable.
+        """
+        with self._cluster_lock:
+            cluster = self.cluster
+            if cluster is None or not cluster.lost:
+                return cluster
+            self._lost_shown = True
+            status = self.query_one(StatusBar)
+            address = cluster.choice.address
+            self.call_from_thread(status.set_cluster, Text(f"cluster: reconnecting to {address}…", style="yellow"))
+            try:
+                fresh = reconnect(cluster)
+            except FlowsTuiError as error:
+                self.call_from_thread(status.set_cluster, Text(f"cluster: {error}", style="red"))
+                self.call_from_thread(self.notify, str(error), severity="error")
+                return None
+            self.session = Session(fresh.client)
+            self.cluster = fresh
+            self._lost_shown = False
+        self.call_from_thread(self.notify, f"reconnected to the Dask scheduler at {address}")
+        try:
+            self._show_cluster(fresh)
+        except Exception:  # lost again already: the run says so
+            pass
+        return fresh
+
+    def _watch_store(self) -> None:
+        """A run store that cannot be written (read-only state_dir, full disk) is said, and the UI goes on."""
+        if self.store is None:
+            return
+        self.store.on_problem = lambda message: self.call_from_thread(self.show_store_problem, message,
+                                                                      "history incomplete")
+        if getattr(self.store, "read_only", None) is not None:
+            self.show_store_problem(f"{self.store.read_only}. Runs started here go on unrecorded, and schedules "
+                                    "do not fire.", "runs not recorded")
+
+    def show_store_problem(self, message: str, short: str) -> None:
+        self.query_one(StatusBar).set_store_problem(short)
+        self.notify(message, title="run history", severity="error", timeout=30)
 
     @work(thread=True, exclusive=True, group="history", exit_on_error=False)
     def load_history(self) -> None:
@@ -292,7 +367,7 @@ class FlowsApp(App):
 
     def start_run(self, flow: Any, parameters: dict[str, Any], file: str | None) -> None:
         if self.cluster is None:
-            self.notify("the cluster is still starting; try again in a moment", severity="warning")
+            self._no_cluster()
             return
         self._run_flow(flow, parameters, file)
 
@@ -312,7 +387,10 @@ class FlowsApp(App):
             self.engines[engine.run_id] = engine
             self.call_from_thread(self._follow_run, engine.run_id, flow.name)
 
-        engine = run_flow(flow, parameters, client=self.cluster.client, bus=self.bus, file=file,
+        cluster = self._live_cluster()
+        if cluster is None:
+            return None
+        engine = run_flow(flow, parameters, client=cluster.client, bus=self.bus, file=file,
                           address=self.choice.address or "LocalCluster", on_engine=started,
                           log_level=self.config.project.log_level,
                           cache_dir=cache_directory(self.config.project.state_dir), session=self.session,
@@ -380,6 +458,18 @@ class FlowsApp(App):
                 rows.append(FlowRow(flow.name, name, flow=flow, schedule=schedule.describe() if schedule else None))
             if loaded.error is not None:
                 rows.append(FlowRow(f"error:{loaded.path}", name, error=loaded.error))
+        for duplicate in self.directory.duplicates:  # as `check` reports them: `r` could not tell them apart
+            rows.append(FlowRow(f"error:{duplicate.path}:{duplicate.line}", duplicate.path.name,
+                                error=FlowFileError(duplicate.message(lambda path: path.name), path=str(duplicate.path),
+                                                    line=duplicate.line)))
+        error = self.config_error
+        if error is not None and self.config.path is not None:
+            # A ✗ row like a broken flow file's: [key] reason in the list, file:line on enter.
+            reason = f"[{error.key}] {error.reason}" if getattr(error, "key", None) else getattr(error, "reason", str(error))
+            rows.append(FlowRow(f"error:{self.config.path}", self.config.path.name,
+                                error=FlowFileError(reason, path=str(self.config.path), line=getattr(error, "line", None),
+                                                    traceback=f"{error}\n\nThe last good flows.toml stays in use "
+                                                              "until this is fixed and saved.")))
         self.query_one(FlowList).show(rows)
 
     @on(FlowList.RowHighlighted, "#flows")
@@ -387,13 +477,19 @@ class FlowsApp(App):
         self._show_plan_of_selected()
 
     def _show_plan_of_selected(self) -> None:
+        if self._quitting():
+            return
         row = self.query_one(FlowList).current()
         if row is None or row.flow is None:
             return
-        if any(e.flow.name == row.flow.name for e in self.engines.values()):
+        running = {e.run_id for e in self.engines.values() if e.flow.name == row.flow.name}
+        if self.shown_run in running:
             return  # its run is on screen
         tree = self.query_one(TaskTree)
         run_id = self._last_run_of.get(row.key)
+        if run_id is None and running:
+            return  # just starting: _follow_run puts it on screen
+        # Back on a flow whose run is in progress (after looking at another flow): its run again.
         if run_id is not None:
             with self.bridge.lock:
                 run = self.bridge.model.runs.get(run_id)
@@ -440,9 +536,52 @@ class FlowsApp(App):
             return
         if row.error is not None:
             error = row.error
-            self.push_screen(TextScreen(f"{row.file}: {error.reason}", error.traceback or str(error)))
+            where = f"{row.file}:{error.line}" if getattr(error, "line", None) else row.file
+            self.push_screen(TextScreen(f"{where}: {error.reason}", error.traceback or str(error)))
         else:
             self.query_one(TaskTree).focus()
+
+    # flows.toml, re-read when saved -------------------------------------------------------------
+
+    def _quitting(self) -> bool:
+        """The panes are gone (the app is closing) while a last timer tick or queued event still arrives."""
+        return len(self.query("FlowList, TaskTree, StatusBar")) < 3
+
+    def _config_stamp(self) -> tuple[int, int] | None:
+        path = self.config.path
+        try:
+            stat = path.stat() if path is not None else None
+        except OSError:
+            return None
+        return None if stat is None else (stat.st_mtime_ns, stat.st_size)
+
+    def reload_config(self) -> None:
+        """Each second: a saved flows.toml brings new schedules and parameters at once.
+
+        One that does not load is shown (a ✗ row with its key path and line, and a notification);
+        the last good config stays in use. [project], [cluster] and [notify] apply on restart.
+        """
+        stamp = self._config_stamp()
+        if stamp is None or stamp == self._config_seen or self._quitting():
+            return
+        self._config_seen = stamp
+        from flows_tui.config import load_config
+
+        try:
+            fresh = load_config(self.config.path, cwd=self.config.root)
+        except FlowsTuiError as error:
+            self.config_error = error
+            self.notify(f"{error} (the last good flows.toml stays in use)", title="flows.toml not reloaded",
+                        severity="error", timeout=10)
+        else:
+            had_error, self.config_error = self.config_error is not None, None
+            restart = [name for name in ("project", "cluster", "notify")
+                       if getattr(fresh, name) != getattr(self.config, name)]
+            self.config = dataclasses.replace(self.config, flows=fresh.flows)
+            note = f"; restart flows-tui to apply [{'], ['.join(restart)}]" if restart else ""
+            self.notify(f"flows.toml reloaded{' (fixed)' if had_error else ''}{note}", timeout=4)
+            self._update_schedules()
+        self._show_flows()
 
     # Schedules ----------------------------------------------------------------------------------
 
@@ -452,7 +591,7 @@ class FlowsApp(App):
             schedule = Schedule.from_config(flow.name, flow_config_for(self.config, flow))
             if schedule is not None:
                 schedules.append(schedule)
-        if not schedules or self.store is None:
+        if not schedules or self.store is None or getattr(self.store, "read_only", None) is not None:
             if self.scheduler is not None:
                 self.scheduler.set_schedules([])
             return
@@ -476,7 +615,17 @@ class FlowsApp(App):
 
     def every_second(self) -> None:
         """Countdowns: next scheduled runs, retry delays, running durations."""
+        if self._quitting():
+            return
         status = self.query_one(StatusBar)
+        cluster = self.cluster
+        if cluster is not None and cluster.lost != self._lost_shown and not self._cluster_lock.locked():
+            self._lost_shown = not self._lost_shown
+            if self._lost_shown:
+                status.set_cluster(Text(f"cluster: lost the Dask scheduler at {cluster.choice.address}; "
+                                        "the next run reconnects", style="red"))
+            else:  # Dask's client found the scheduler again on its own
+                self._refresh_cluster(cluster)
         if self.scheduler is not None:
             next_runs = self.scheduler.next_due()
             self.query_one(FlowList).set_next_runs(next_runs)
@@ -537,7 +686,7 @@ class FlowsApp(App):
         elif run_id in self.engines:
             self.notify("this run is still in progress", severity="warning")
         elif self.cluster is None:
-            self.notify("the cluster is still starting; try again in a moment", severity="warning")
+            self._no_cluster()
         else:
             self._rerun(run_id)
 
@@ -580,7 +729,7 @@ class FlowsApp(App):
             watch.stop(timeout=0)  # a run in progress finishes
             self.notify(f"stopped watching {flow.name}")
         elif self.cluster is None:
-            self.notify("the cluster is still starting; try again in a moment", severity="warning")
+            self._no_cluster()
             return
         else:
             watch = self.watches[flow.name] = WatchRun(self.directory, flow.name, self._watch_run_once,
@@ -787,6 +936,7 @@ def run_app(config: Any, *, path: str | None = None, address: str | None = None)
 
     resource_tracker.ensure_running()
     bus = ev.EventBus()
-    with recording(bus, config) as store:  # every run the UI starts is stored, as with `flows-tui run`
+    # Every run the UI starts is stored, as with `flows-tui run`; if the store cannot be written, unrecorded.
+    with recording(bus, config, unrecorded_ok=True) as store:
         FlowsApp(config, path=path, address=address, bus=bus, store=store).run()
     return 0

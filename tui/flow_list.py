@@ -55,6 +55,7 @@ class FlowList(DataTable):
         self.next_runs: dict[str, _dt.datetime | None] = {}
         self.watching: set[str] = set()
         self.filter = ""
+        self._vanished: tuple[str, int] | None = None  # (flow under the cursor that vanished, row the cursor went to)
 
     def on_mount(self) -> None:
         self.add_column("flow", key="flow")
@@ -62,8 +63,16 @@ class FlowList(DataTable):
         self.add_column("next", key="next")
 
     def show(self, rows: list[FlowRow]) -> None:
-        """Replace the rows, keeping the cursor on the same flow when it still exists."""
+        """Replace the rows, keeping the cursor on the same flow when it still exists.
+
+        A flow that vanishes for a moment (its file read between an in-place save's truncation
+        and its write) gets the cursor back when it returns, unless the user moved it meanwhile.
+        """
         current = self.current()
+        wanted = current.key if current is not None else None
+        if self._vanished is not None and self._vanished[1] == self.cursor_row:
+            wanted = self._vanished[0]
+        self._vanished = None
         self.rows_by_key = {row.key: row for row in rows}
         self.clear()
         now = _dt.datetime.now(_dt.timezone.utc)
@@ -77,11 +86,13 @@ class FlowList(DataTable):
             else:
                 self.add_row(self._flow_cell(row.key), self._last(row.key), countdown(self.next_runs.get(row.key), now),
                              key=row.key)
-        if current is not None and current.key in self.rows_by_key:
+        if wanted is not None and wanted in self.rows_by_key:
             try:
-                self.move_cursor(row=self.get_row_index(current.key))
+                self.move_cursor(row=self.get_row_index(wanted))
             except Exception:  # filtered out
                 pass
+        elif wanted is not None:
+            self._vanished = (wanted, self.cursor_row)
 
     def current(self) -> FlowRow | None:
         if self.row_count == 0 or self.cursor_row < 0:

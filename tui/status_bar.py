@@ -1,4 +1,5 @@
-"""The status bar: the cluster (kind or address, workers, threads, memory, dashboard), the next run, the cache."""
+"""The status bar: the cluster (kind or address, workers, threads, memory, dashboard), the next run, the cache;
+first, in red, a run store that cannot be written."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ class StatusBar(Static):
         self.cluster: Text = Text("cluster: starting…", style="yellow")
         self.next_run: tuple[str, _dt.datetime] | None = None
         self.cache_size = 0  # bytes of cached results under state_dir; shown only when there are some
+        self.store_problem: str | None = None  # e.g. "runs not recorded": the run store cannot be written
 
     def on_mount(self) -> None:
         self._draw()
@@ -33,8 +35,13 @@ class StatusBar(Static):
         self.cache_size = size
         self._draw()
 
+    def set_store_problem(self, problem: str | None) -> None:
+        self.store_problem = problem
+        self._draw()
+
     def _draw(self) -> None:
-        text = self.cluster.copy()
+        text = Text(f"✗ {self.store_problem}  ·  ", style="bold red") if self.store_problem else Text()
+        text.append_text(self.cluster)
         if self.next_run is not None:
             flow, moment = self.next_run
             seconds = max(0.0, (moment - _dt.datetime.now(_dt.timezone.utc)).total_seconds())

@@ -189,6 +189,16 @@ class TaskTree(Tree):
             child = self._runs.get(task_run.id)
             if child is not None:
                 self._show_task_run(child, task_run, now)
+        # Expanded while the map was still creating its children: the rest come behind "more",
+        # whose count follows the group as it grows.
+        last = node.children[-1] if node.children else None
+        more = last if last is not None and isinstance(last.data, tuple) and last.data[0] == "more" else None
+        if shown and group.total > shown:
+            label = Text(f"… {group.total - shown} more (enter)", style="dim")
+            if more is None:
+                node.add_leaf(label, data=("more", group.task))
+            else:
+                more.set_label(label)
 
     def expand_group(self, node: TreeNode) -> None:
         """Add the next chunk of a mapped group's children (on expand, or on its "more" row)."""
