@@ -183,14 +183,21 @@ class FlowRun:
         """
         attempt = self.attempt if flow_attempt is None else flow_attempt
         groups: dict[str, TaskGroup] = {}
+        last: dict[str, int] = {}  # task → sort position of its last run (plain calls -1, then map_index)
+        unordered: set[str] = set()
         for task_run in self.task_runs.values():  # dicts keep creation order
             if task_run.flow_attempt == attempt:
-                group = groups.get(task_run.task)  # (the UI calls this for every batch: no allocation per run)
+                task = task_run.task
+                group = groups.get(task)  # (the UI calls this for every batch: no allocation per run)
                 if group is None:
-                    group = groups[task_run.task] = TaskGroup(task_run.task)
+                    group = groups[task] = TaskGroup(task)
                 group.runs.append(task_run)
-        for group in groups.values():
-            group.runs.sort(key=lambda t: (t.map_index is not None, t.map_index or 0))
+                position = -1 if task_run.map_index is None else task_run.map_index
+                if position < last.get(task, -1):
+                    unordered.add(task)
+                last[task] = position
+        for task in unordered:  # usually none: one .map() creates its children in index order
+            groups[task].runs.sort(key=lambda t: (t.map_index is not None, t.map_index or 0))
         return list(groups.values())
 
     @property

@@ -101,6 +101,7 @@ class TaskTree(Tree):
         self._runs: dict[str, TreeNode] = {}  # task run id → its row (only where shown)
         self._shown: dict[str, int] = {}  # task name → how many mapped children are rows
         self._attempts: dict[str, int] = {}  # task run id → how many attempt rows
+        self._drawn: dict[str, tuple | None] = {}  # task run id → what its row shows (None: a clock)
         self.root.expand()
 
     # Before a run: the plan ----------------------------------------------------------------------
@@ -169,6 +170,14 @@ class TaskTree(Tree):
         return label
 
     def _show_task_run(self, node: TreeNode, task_run: TaskRun, now: _dt.datetime, name: str | None = None) -> None:
+        # A row that shows no clock (not Running or Retrying) is drawn again only when it changed:
+        # the UI redraws up to 20 times a second, and a mapped task can have thousands of rows.
+        attempts = task_run.attempts
+        drawn = None if task_run.state in (RUNNING, RETRYING) else (
+            task_run.state, len(attempts), attempts[-1].state if attempts else None, task_run.message, name, id(node))
+        if drawn is not None and self._drawn.get(task_run.id) == drawn:
+            return
+        self._drawn[task_run.id] = drawn
         node.data = ("task_run", task_run.id)
         self._runs[task_run.id] = node
         node.set_label(task_run_label(task_run, now, name=name))
@@ -271,3 +280,4 @@ class TaskTree(Tree):
         self._runs.clear()
         self._shown.clear()
         self._attempts.clear()
+        self._drawn.clear()
