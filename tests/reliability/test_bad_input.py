@@ -30,7 +30,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import THREAD_CLUSTER_TOML, cli, free_port, write_project
+from conftest import THREAD_CLUSTER_TOML, cli, free_port, write_project
 
 GOOD = """
     from flows_tui import flow, task

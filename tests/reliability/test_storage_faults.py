@@ -35,7 +35,7 @@ from flows_tui.tui.run_history import RunHistory
 from flows_tui.tui.screens import HelpScreen
 from flows_tui.tui.status_bar import StatusBar
 
-from tests.conftest import cli, write_project
+from conftest import cli, write_project
 from test_tui import select, wait_for
 
 FLOWS = """

@@ -23,7 +23,7 @@ from flows_tui.engine import run_flow
 from flows_tui.events import EventBus
 from flows_tui.reload import load_flow_file
 
-from tests.conftest import Recorder, cli, wait_until, write_project
+from conftest import Recorder, cli, wait_until, write_project
 
 DEADLINE = 15.0  # seconds for a run that must end promptly (it ends in well under one here)
 
