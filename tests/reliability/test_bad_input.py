@@ -492,3 +492,4 @@ def test_the_table_in_figures(outcomes, figures) -> None:
     alive = sum(UI_ALIVE.get(row_id, False) for row_id in ui_rows)
     figures.add("bad inputs tried", f"{len(TABLE)} rows: {ok} one message, right exit code "
                                     f"(slowest {slowest:.1f} s); {len(ui_rows)} in the UI: {alive} shown, UI alive")
+    assert ok == len(TABLE), "every row gives one message and the right exit code (see the row's own test)"
