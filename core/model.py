@@ -73,8 +73,14 @@ class TaskRun:
 
     @property
     def error(self) -> str | None:
-        """The error a user should read first: the last attempt's, else the state's message."""
+        """The error a user should read first: the last attempt's, else the state's message.
+
+        The message wins when the task run ended for a reason its last attempt did not give
+        (Crashed while waiting to retry, because the scheduler was lost).
+        """
         if self.state in FINAL_STATES and self.state not in ("Completed", "Cached"):
+            if self.message and self.attempts and self.attempts[-1].state != self.state:
+                return self.message
             for attempt in reversed(self.attempts):
                 if attempt.error:
                     return attempt.error

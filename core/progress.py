@@ -155,7 +155,7 @@ def print_summary(console: Console, run: FlowRun) -> None:
     shown = None
     if failed:
         first = next((a for a in reversed(failed[0].attempts) if a.traceback), None)
-        if first is not None:
+        if first is not None and first.error == failed[0].error:  # not an earlier attempt's, for another reason
             shown = first.traceback
             console.print(Text(user_traceback(shown), style="dim"), highlight=False, soft_wrap=True)
     if len(failed) > 10:

@@ -157,6 +157,21 @@ def test_error_falls_back_to_the_state_message_and_is_none_on_success():
     assert all(t.error is None for t in ok.runs[RUN].task_runs.values())
 
 
+def test_a_task_run_crashed_while_waiting_to_retry_reads_the_crash_not_the_attempt_before():
+    lost = "lost the Dask scheduler at tcp://127.0.0.1:8786 while the run was in progress"
+    model = fold(
+        started(),
+        created("a", "fetch", "fetch-0", 0),
+        starts("a", 0),
+        ev.AttemptEnded(RUN, "a", 1, "Failed", at(1), error="ConnectionError: dropped"),
+        ev.TaskStateChanged(RUN, "a", "Retrying", at(1), message="attempt 1 Failed: ConnectionError: dropped"),
+        ev.TaskStateChanged(RUN, "a", "Crashed", at(2), message=lost),
+    )
+    task_run = model.runs[RUN].task_runs["a"]
+    assert task_run.error == lost
+    assert task_run.attempts[0].error == "ConnectionError: dropped"  # the attempt keeps its own
+
+
 def test_a_flow_retry_starts_a_fresh_tree_and_keeps_the_first_attempt_in_history():
     model = fold(
         started(),
