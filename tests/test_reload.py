@@ -205,6 +205,31 @@ def test_a_deleted_file_takes_its_flows_with_it(workspace):
     assert module_name_for(path) not in sys.modules
 
 
+def test_a_save_in_place_read_half_written_does_not_take_the_flows_away(workspace):
+    # Editors that save in place truncate the file, then write it; a reload in between reads nothing.
+    path = workspace.save("answer.py", flow_source(value=1))
+    workspace.start()
+
+    workspace.about_to_change()
+    path.write_text("")  # truncated; the editor writes the new text 50 ms later
+    writer = threading.Timer(0.05, write, (path, flow_source(value=2)))
+    writer.start()
+    workspace.directory.reload([path])  # read in between, as the watcher may
+    writer.join()
+    workspace.wait(lambda e: workspace.value("answer") == 2, "the new version")
+    assert all("answer" not in e.flows_removed for e in workspace.reloads.since(workspace.mark))
+
+
+def test_a_file_emptied_on_purpose_takes_its_flows_with_it(workspace):
+    path = workspace.save("answer.py", flow_source())
+    workspace.start()
+
+    workspace.about_to_change()
+    path.write_text("")
+    event = workspace.wait(lambda e: "answer" in e.flows_removed, "the flow was removed")
+    assert path not in event.files_removed and list(workspace.directory.flows) == []
+
+
 def test_a_renamed_file_keeps_its_flows_under_its_new_name(workspace):
     path = workspace.save("answer.py", flow_source(value=5))
     workspace.start()
