@@ -420,8 +420,11 @@ async def test_reload_storm_keeps_the_ui_responsive_and_the_last_version_wins(tm
 
             await pilot.press("r")
             await wait_for(pilot, lambda: flows.last_states.get("storm") in FINAL_STATES, message="the run to end")
-            assert flows.last_states["storm"] == COMPLETED
             run_id = app.shown_run
+            ended = app.bridge.model.runs.get(run_id)
+            assert flows.last_states["storm"] == COMPLETED, (
+                f"the run of the last version ended {flows.last_states['storm']}: "
+                f"{ended.error if ended else '?'}; tasks {ended.counts() if ended else '?'}")
             await wait_for(pilot, lambda: tree.flow_run is not None and tree.flow_run.state == COMPLETED
                            and tree._groups.get("tiny") is not None
                            and f"{last}/{last}" in str(tree._groups["tiny"].label), message="the run's tree")
