@@ -59,29 +59,6 @@ def test_a_worker_dying_mid_task_is_a_crashed_attempt_and_dask_runs_it_again(tmp
     assert "worker" in task_run.attempts[0].error
 
 
-def test_a_task_that_always_kills_its_worker_ends_crashed(tmp_path, process_client):
-    loaded = load(tmp_path, """
-        import os
-        import time
-        from flows_tui import flow, task
-
-        @task
-        def suicidal():
-            time.sleep(0.3)
-            os._exit(1)
-
-        @flow
-        def always_dying():
-            suicidal()
-    """)
-    engine, _ = run_loaded(loaded, "always-dying", process_client)
-    [task_run] = engine.flow_run.task_runs.values()
-    assert task_run.state == "Crashed"
-    assert "KilledWorker" in task_run.message
-    assert engine.final.name == "Failed"
-    assert all(a.state == "Crashed" for a in task_run.attempts) and len(task_run.attempts) >= 2
-
-
 def test_upstream_data_moves_between_workers_not_through_the_driver(tmp_path, process_client):
     log = tmp_path / "unpickled-in"
     loaded = load(tmp_path, f"""

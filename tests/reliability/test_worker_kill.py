@@ -138,3 +138,33 @@ def test_a_worker_killed_mid_run_every_execution_is_an_attempt_and_the_run_ends(
     figures.add("run", f"Completed with the right answer {ended_after:.1f} s after the kill; "
                        f"{sum(per_index.values())} executions = {sum(len(t.attempts) for t in steps.values())} "
                        f"attempts recorded ({again} ran again, {len(crashed)} Crashed)")
+
+
+def test_a_task_that_kills_every_worker_it_runs_on_ends_crashed_not_failed(tmp_path: Path, process_client, figures):
+    # Dask gives up on it after its allowed failures (KilledWorker): the task run is Crashed,
+    # every execution an attempt, and the run Failed because a task run did not succeed.
+    path = tmp_path / "dying.py"
+    path.write_text(textwrap.dedent("""
+        import os
+        import time
+        from flows_tui import flow, task
+
+        @task
+        def suicidal():
+            time.sleep(0.3)
+            os._exit(1)
+
+        @flow
+        def always_dying():
+            suicidal()
+    """))
+    loaded = load_flow_file(path)
+    assert loaded.error is None, loaded.error
+    engine = run_flow(loaded.flows["always-dying"], {}, client=process_client, bus=ev.EventBus())
+    [task_run] = engine.flow_run.task_runs.values()
+    assert task_run.state == "Crashed"
+    assert "KilledWorker" in task_run.message
+    assert engine.final.name == "Failed"
+    assert all(a.state == "Crashed" for a in task_run.attempts) and len(task_run.attempts) >= 2
+    figures.add("a task that kills its worker every time",
+                f"Crashed after {len(task_run.attempts)} attempts, each Crashed (KilledWorker); the run Failed")
