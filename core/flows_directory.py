@@ -161,8 +161,9 @@ class FlowsDirectory:
             importers = {path for path, loaded in before.items() if touched & set(loaded.helpers.values())}
             broken = {path for path, loaded in before.items() if loaded.error is not None}
             to_load = (present | importers | broken) - removed
-            _wait_for_writers(path for path in to_load if path in before and before[path].flows)
-            loaded = {path: load_flow_file(path, root=self.directory) for path in sorted(to_load)}
+            loaded = {path: load_flow_file(path, root=self.directory,
+                                           source=_written(path) if path in before else None)
+                      for path in sorted(to_load)}
             helpers = (touched & imported) - set(before) - present
             event = self._apply(before, loaded, removed=removed, saved=(present & set(before)) | importers,
                                 helpers=helpers, started=started)
@@ -285,21 +286,20 @@ def _flows_by_name(files: dict[Path, FlowFile]) -> dict[str, Flow]:
 
 # An editor that saves in place truncates the file, then writes it: a reload can read it
 # empty in between, and its flows would vanish for a moment (a UI row, a schedule, a watch
-# run "not in the flows directory any more"). A file that had flows and reads empty gets
-# this long to be written; one that stays empty was emptied on purpose.
+# run "not in the flows directory any more"). A known file that reads empty gets this long
+# to be written (a broken one too: its last good flows are still listed); one that stays
+# empty was emptied on purpose.
 HALF_WRITTEN_WAIT_SECONDS = 0.2
 
 
-def _wait_for_writers(paths: Iterable[Path]) -> None:
-    empty = [path for path in paths if _size(path) == 0]
+def _written(path: Path) -> bytes | None:
+    """The file's bytes, given a moment to be written if they read empty (None: unreadable)."""
     deadline = time.monotonic() + HALF_WRITTEN_WAIT_SECONDS
-    while empty and time.monotonic() < deadline:
+    while True:
+        try:
+            source = path.read_bytes()
+        except OSError:
+            return None  # gone or unreadable: load_flow_file says so
+        if source or time.monotonic() >= deadline:
+            return source
         time.sleep(0.01)
-        empty = [path for path in empty if _size(path) == 0]
-
-
-def _size(path: Path) -> int | None:
-    try:
-        return path.stat().st_size
-    except OSError:
-        return None

@@ -103,11 +103,12 @@ def _load_error(error: BaseException, path: Path) -> FlowFileError:
                          error_type=type(error).__name__)
 
 
-def load_flow_file(path: Path, *, root: Path | None = None) -> FlowFile:
+def load_flow_file(path: Path, *, root: Path | None = None, source: bytes | None = None) -> FlowFile:
     """Import `path` afresh; a file that fails to import returns its error instead of raising.
 
     Modules under `root` (default: the file's folder) that the file imports are the user's
-    helpers: they are recorded on the FlowFile and travel to workers by value too.
+    helpers: they are recorded on the FlowFile and travel to workers by value too. `source`:
+    the file's bytes when the caller has read them already.
     """
     path = path.resolve()
     root = (root or path.parent).resolve()
@@ -123,7 +124,8 @@ def load_flow_file(path: Path, *, root: Path | None = None) -> FlowFile:
     try:
         # Compiled from the bytes just read rather than by the import system, which trusts a
         # __pycache__ entry when two saves land in the same second with the same size.
-        exec(compile(path.read_bytes(), str(path), "exec", dont_inherit=True), module.__dict__)
+        text = path.read_bytes() if source is None else source
+        exec(compile(text, str(path), "exec", dont_inherit=True), module.__dict__)
     except BaseException as error:  # a user's file may raise anything, SystemExit included
         if previous is not None:
             sys.modules[name] = previous  # the last good version stays the current one
