@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import socket
@@ -36,30 +37,33 @@ def wait_until(condition: Callable[[], Any], timeout: float = 20.0, interval: fl
         time.sleep(interval)
 
 
+@contextlib.contextmanager
+def local_client(*, processes: bool, threads_per_worker: int, n_workers: int = 2):
+    """A client of a fresh LocalCluster on this machine, closed afterwards."""
+    from distributed import Client, LocalCluster
+
+    cluster = LocalCluster(n_workers=n_workers, threads_per_worker=threads_per_worker, processes=processes,
+                           dashboard_address=":0", silence_logs=logging.CRITICAL)
+    client = Client(cluster, set_as_default=False)
+    try:
+        yield client
+    finally:
+        client.close()
+        cluster.close()
+
+
 @pytest.fixture(scope="session")
 def thread_client():
     """A LocalCluster of threads, shared by the tests that do not need separate processes."""
-    from distributed import Client, LocalCluster
-
-    cluster = LocalCluster(n_workers=2, threads_per_worker=2, processes=False, dashboard_address=":0",
-                           silence_logs=logging.CRITICAL)
-    client = Client(cluster, set_as_default=False)
-    yield client
-    client.close()
-    cluster.close()
+    with local_client(processes=False, threads_per_worker=2) as client:
+        yield client
 
 
 @pytest.fixture(scope="session")
 def process_client():
     """A LocalCluster of worker processes: pickling, worker death and data movement are real here."""
-    from distributed import Client, LocalCluster
-
-    cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0",
-                           silence_logs=logging.CRITICAL)
-    client = Client(cluster, set_as_default=False)
-    yield client
-    client.close()
-    cluster.close()
+    with local_client(processes=True, threads_per_worker=1) as client:
+        yield client
 
 
 class Recorder:
@@ -119,6 +123,17 @@ flows_dir = "flows"
 n_workers = 1
 threads_per_worker = 2
 processes = false
+"""
+
+
+# The same with the embedded cluster users get by default: worker processes.
+PROCESS_CLUSTER_TOML = """
+[project]
+flows_dir = "flows"
+[cluster]
+n_workers = 2
+threads_per_worker = 1
+processes = true
 """
 
 

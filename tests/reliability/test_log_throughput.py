@@ -9,7 +9,6 @@ store file.
 from __future__ import annotations
 
 import datetime as _dt
-import logging
 import statistics
 import textwrap
 from pathlib import Path
@@ -20,6 +19,8 @@ from flows_tui import events as ev
 from flows_tui.engine import run_flow
 from flows_tui.reload import load_flow_file
 from flows_tui.store import Store
+
+from conftest import local_client
 
 from .conftest import sized
 
@@ -51,14 +52,9 @@ CHATTY = """
 
 @pytest.fixture(scope="module")
 def worker_processes():
-    from distributed import Client, LocalCluster
-
-    cluster = LocalCluster(n_workers=2, threads_per_worker=2, processes=True, dashboard_address=":0",
-                           silence_logs=logging.CRITICAL)
-    client = Client(cluster, set_as_default=False)
-    yield client
-    client.close()
-    cluster.close()
+    """2 worker processes x 2 threads: the 4 tasks log at once."""
+    with local_client(processes=True, threads_per_worker=2) as client:
+        yield client
 
 
 class Delays:

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import statistics
-import textwrap
 import threading
 import time
 from dataclasses import dataclass
@@ -39,6 +38,10 @@ from flows_tui.tui.log_view import LogView
 from flows_tui.tui.run_history import RunHistory
 from flows_tui.tui.task_tree import CHUNK, TaskTree
 
+from conftest import PROCESS_CLUSTER_TOML
+from conftest import write_project as write_shared_project
+from test_tui import tree_labels
+
 from .conftest import sized
 
 TASKS = sized(10_000, 10_000)
@@ -47,14 +50,7 @@ STORM_SECONDS = sized(5, 2)
 
 # The embedded cluster as users get it by default: worker processes (the scheduler, the client
 # and the UI share this process).
-TOML = """
-[project]
-flows_dir = "flows"
-[cluster]
-n_workers = 2
-threads_per_worker = 1
-processes = true
-"""
+TOML = PROCESS_CLUSTER_TOML
 
 WIDE = """
     from flows_tui import flow, task
@@ -110,9 +106,7 @@ def resource_tracker_started():
 
 
 def write_project(root: Path, files: dict[str, str]) -> Path:
-    (root / "flows").mkdir()
-    for name, text in files.items():
-        (root / "flows" / name).write_text(textwrap.dedent(text))
+    write_shared_project(root, files)
     (root / "flows.toml").write_text(TOML)
     return root
 
@@ -167,18 +161,6 @@ class Keys:
 
 def flow_row(app: FlowsApp, name: str) -> int:
     return app.query_one(FlowList).get_row_index(name)
-
-
-def plan_labels(tree: TaskTree) -> list[str]:
-    labels = []
-
-    def walk(node) -> None:
-        labels.append(str(node.label))
-        for child in node.children:
-            walk(child)
-
-    walk(tree.root)
-    return labels
 
 
 # 1. A 10,000-task run ---------------------------------------------------------------------------
@@ -245,13 +227,27 @@ async def test_ten_thousand_task_run_is_stored_whole_while_keys_keep_working(tmp
             cycles = 0
             while in_progress():
                 for step in cycle:
+                    if not in_progress():
+                        break  # the run ended mid-cycle: keys from here on prove nothing about it
                     if await keys.press(step):
                         during += in_progress()
                 cycles += 1
             await wait_for(pilot, lambda: flows.last_states.get("wide") is not None, timeout=240,
                            message="the run to end")
             took = time.monotonic() - started
-            assert flows.last_states["wide"] == COMPLETED
+            ended = app.bridge.model.runs.get(run_id)
+            assert flows.last_states["wide"] == COMPLETED, (
+                f"the run ended {flows.last_states['wide']}: {ended.error if ended else '?'}; "
+                f"tasks {ended.counts() if ended else '?'}")
+            # Where the last cycle stopped: back on the run, its mapped task expanded.
+            if flows.cursor_row != flow_row(app, "wide"):
+                flows.focus()
+                flows.move_cursor(row=flow_row(app, "wide"))
+            await wait_for(pilot, lambda: tree.flow_run is not None and tree.flow_run.run_id == run_id
+                           and group() is not None, message="the run's tree again")
+            if not group().is_expanded:
+                group().expand()
+            await wait_for(pilot, lambda: len(group().children) == CHUNK + 1, message="the mapped task's first rows")
             await wait_for(pilot, lambda: tree.flow_run is not None and tree.flow_run.state == COMPLETED
                            and f"{TASKS}/{TASKS}" in str(group().label), message="the tree to say all done")
             root, label = str(tree.root.label), str(group().label)
@@ -415,7 +411,7 @@ async def test_reload_storm_keeps_the_ui_responsive_and_the_last_version_wins(tm
             assert reloads.broken >= 1  # the broken stretches were seen (and are gone, above)
             await keys.press(Step("G", lambda b: flows.current().key == "storm", "select the stormed flow"))
             await wait_for(pilot, lambda: str(tree.root.label).startswith("storm  planned")
-                           and any(f"map ×{last}" in label for label in plan_labels(tree)),
+                           and any(f"map ×{last}" in label for label in tree_labels(app)),
                            message=f"the plan of the last version (map ×{last})")
 
             await pilot.press("r")
@@ -471,7 +467,7 @@ async def test_a_flow_that_vanishes_for_a_moment_gets_the_cursor_back_unless_the
             assert flows.current().key == expected
             assert str(tree.root.label).startswith(f"{expected}  planned")
             if not user_moves:
-                assert any("map ×8" in label for label in plan_labels(tree))
+                assert any("map ×8" in label for label in tree_labels(app))
 
 
 # 4. A mapped task expanded while it is still being mapped ----------------------------------------

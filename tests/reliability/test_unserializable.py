@@ -23,7 +23,7 @@ from flows_tui.engine import run_flow
 from flows_tui.events import EventBus
 from flows_tui.reload import load_flow_file
 
-from conftest import Recorder, cli, wait_until, write_project
+from conftest import PROCESS_CLUSTER_TOML, Recorder, cli, wait_until, write_project
 
 DEADLINE = 15.0  # seconds for a run that must end promptly (it ends in well under one here)
 
@@ -228,14 +228,6 @@ CLI_FLOW = """
         return made  # and the value must come to the client too
 """
 
-PROCESS_CLUSTER_TOML = """
-[project]
-flows_dir = "flows"
-[cluster]
-n_workers = 2
-threads_per_worker = 1
-processes = true
-"""
 
 
 @pytest.mark.timeout(60)

@@ -11,7 +11,6 @@ a user who watches the run and kills the worker.
 
 from __future__ import annotations
 
-import logging
 import os
 import signal
 import textwrap
@@ -25,6 +24,8 @@ from flows_tui import events as ev
 from flows_tui.engine import run_flow
 from flows_tui.reload import load_flow_file
 from flows_tui.store import Store
+
+from conftest import local_client
 
 from .conftest import sized
 
@@ -55,14 +56,8 @@ STEADY = """
 @pytest.fixture
 def own_worker_processes():
     """Two worker processes under nannies, only for this test: one of them gets killed."""
-    from distributed import Client, LocalCluster
-
-    cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0",
-                           silence_logs=logging.CRITICAL)
-    client = Client(cluster, set_as_default=False)
-    yield client
-    client.close()
-    cluster.close()
+    with local_client(processes=True, threads_per_worker=1) as client:
+        yield client
 
 
 def executions(path: Path) -> list[tuple[int, int]]:
