@@ -131,7 +131,8 @@ def no_dask_tracebacks(records: list[logging.LogRecord]) -> None:
 
 
 def workers(client) -> tuple[tuple[str, str], tuple[str, str]]:
-    """(address, name) of the two workers of the process cluster."""
+    """(address, name) of the two workers of the process cluster (a restarted one given time to return)."""
+    client.wait_for_workers(2, timeout=60)
     info = client.scheduler_info()["workers"]
     a, b = sorted(info)[:2]
     return (a, str(info[a]["name"])), (b, str(info[b]["name"]))

@@ -161,5 +161,6 @@ def test_a_task_that_kills_every_worker_it_runs_on_ends_crashed_not_failed(tmp_p
     assert "KilledWorker" in task_run.message
     assert engine.final.name == "Failed"
     assert all(a.state == "Crashed" for a in task_run.attempts) and len(task_run.attempts) >= 2
+    process_client.wait_for_workers(2, timeout=60)  # the nannies bring the shared cluster back whole
     figures.add("a task that kills its worker every time",
                 f"Crashed after {len(task_run.attempts)} attempts, each Crashed (KilledWorker); the run Failed")
