@@ -16,6 +16,7 @@ from flows_tui.tui.flow_list import FlowList
 from flows_tui.tui.log_view import LogView
 from flows_tui.tui.param_form import ParamForm
 from flows_tui.tui.screens import ConfirmScreen, HelpScreen, TextScreen
+from flows_tui.tui.status_bar import StatusBar
 from flows_tui.tui.task_tree import TaskTree
 
 NUMBERS = """
@@ -265,3 +266,15 @@ async def test_the_command_palette_lists_actions_and_flows(project):
         provider = FlowsCommands(app.screen)
         hits = [str(hit.text) async for hit in provider.search("run")]
         assert "run numbers" in hits and "Run the selected flow" in hits
+
+
+async def test_at_80_columns_the_status_bar_shows_the_next_scheduled_run(project):
+    with open(project / "flows.toml", "a") as config:
+        config.write('[flows.numbers]\ninterval = "1h"\n')
+    app = app_for(project)
+    async with app.run_test(size=(80, 24)) as pilot:
+        status = app.query_one(StatusBar)
+        await wait_for(pilot, lambda: status.next_run is not None and "LocalCluster" in str(status.cluster), message="the cluster and the schedule's countdown")
+        await pilot.pause()
+        shown = str(status.render())[:78]  # what fits on the line, past the border
+        assert "next: numbers in 59m" in shown or "next: numbers in 1h" in shown, shown

@@ -1,5 +1,5 @@
-"""The status bar: the cluster (kind or address, workers, threads, memory, dashboard), the next run, the cache;
-first, in red, a run store that cannot be written."""
+"""The status bar: first, in red, a run store that cannot be written; the next scheduled run; the cluster
+(kind or address, workers, threads, memory, dashboard); the cache."""
 
 from __future__ import annotations
 
@@ -40,12 +40,15 @@ class StatusBar(Static):
         self._draw()
 
     def _draw(self) -> None:
+        # What changes by the second comes before the cluster's long line, so that 80 or 100
+        # columns still show it.
         text = Text(f"✗ {self.store_problem}  ·  ", style="bold red") if self.store_problem else Text()
-        text.append_text(self.cluster)
         if self.next_run is not None:
             flow, moment = self.next_run
             seconds = max(0.0, (moment - _dt.datetime.now(_dt.timezone.utc)).total_seconds())
-            text.append(f"  ·  next: {flow} in {format_duration(seconds)}", style="cyan")
+            text.append(f"next: {flow} in {format_duration(seconds)}", style="cyan")
+            text.append("  ·  ")
+        text.append_text(self.cluster)
         if self.cache_size:
             text.append(f"  ·  cache {format_size(self.cache_size)}")
         self.update(text)
