@@ -101,6 +101,14 @@ def run(thread_client):
     return go
 
 
+@pytest.fixture
+def ran(tmp_path) -> Path:
+    """A folder where the flows of a test leave one file per task execution."""
+    directory = tmp_path / "ran"
+    directory.mkdir()
+    return directory
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

@@ -67,13 +67,6 @@ def states(engine) -> list[str]:
 
 
 @pytest.fixture
-def ran(tmp_path) -> Path:
-    directory = tmp_path / "ran"
-    directory.mkdir()
-    return directory
-
-
-@pytest.fixture
 def cache_dir(tmp_path) -> Path:
     return tmp_path / "state" / "cache"
 

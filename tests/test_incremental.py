@@ -27,8 +27,8 @@ from flows_tui.session import Session
 from flows_tui.store import Store, store_path
 from flows_tui.watch_run import WatchRun
 
-# A chain of five tasks; `note` leaves one file per execution.
-CHAIN = '''
+# What every flow below starts with: `note` leaves one file per execution in RAN_DIR.
+NOTE = '''
 import uuid
 from pathlib import Path
 
@@ -39,7 +39,10 @@ RAN = Path(RAN_DIR)
 
 def note(name):
     (RAN / f"{name}-{uuid.uuid4().hex}").touch()
+'''
 
+# A chain of five tasks.
+CHAIN = NOTE + '''
 
 @task
 def extract(x):
@@ -90,18 +93,9 @@ def unused():
     return 0
 '''
 
-WITH_HELPER = '''
-import uuid
-from pathlib import Path
-
-from flows_tui import flow, task
+WITH_HELPER = NOTE + '''
 from _shared import scale
 
-RAN = Path(RAN_DIR)
-
-
-def note(name):
-    (RAN / f"{name}-{uuid.uuid4().hex}").touch()
 
 
 @task
@@ -128,19 +122,10 @@ def helped(x: int = 3):
 '''
 
 # One mapped child fails while the flag file exists; `total` needs all of them.
-FLAKY = '''
-import uuid
-from pathlib import Path
-
-from flows_tui import flow, task
+FLAKY = NOTE + '''
 from flows_tui.cache_policies import INPUTS, TASK_SOURCE
 
-RAN = Path(RAN_DIR)
 FLAG = RAN.parent / "fail-on-2"
-
-
-def note(name):
-    (RAN / f"{name}-{uuid.uuid4().hex}").touch()
 
 
 @task
@@ -169,18 +154,9 @@ def flaky():
 '''
 
 # Tasks that must never be reused: a NO_CACHE one, and one whose input has no stable hash.
-NEVER_REUSED = '''
-import uuid
-from pathlib import Path
-
-from flows_tui import flow, task
+NEVER_REUSED = NOTE + '''
 from flows_tui.cache_policies import NO_CACHE
 
-RAN = Path(RAN_DIR)
-
-
-def note(name):
-    (RAN / f"{name}-{uuid.uuid4().hex}").touch()
 
 
 class Fresh:
@@ -221,19 +197,7 @@ def never():
 
 
 # Direct calls hand values through the body: `read` gets the same path after `write` changed the file.
-BY_PATH = '''
-import uuid
-from pathlib import Path
-
-from flows_tui import flow, task
-
-RAN = Path(RAN_DIR)
-
-
-def note(name):
-    (RAN / f"{name}-{uuid.uuid4().hex}").touch()
-
-
+BY_PATH = NOTE + '''
 @task
 def write(path):
     note("write")
@@ -263,13 +227,6 @@ def counts(ran: Path, *names: str) -> dict[str, int]:
 
 def states(engine) -> dict[str, str]:
     return {task_run.name: task_run.state for task_run in engine.flow_run.task_runs.values()}
-
-
-@pytest.fixture
-def ran(tmp_path) -> Path:
-    directory = tmp_path / "ran"
-    directory.mkdir()
-    return directory
 
 
 @pytest.fixture
