@@ -278,3 +278,17 @@ async def test_at_80_columns_the_status_bar_shows_the_next_scheduled_run(project
         await pilot.pause()
         shown = str(status.render())[:78]  # what fits on the line, past the border
         assert "next: numbers in 59m" in shown or "next: numbers in 1h" in shown, shown
+
+
+async def test_notifications_show_flows_toml_tables_as_written(project):
+    from textual.widgets._toast import Toast
+
+    app = app_for(project, connect_cluster=False)
+    async with app.run_test(size=(120, 40), notifications=True) as pilot:
+        await wait_for(pilot, lambda: len(flow_keys(app)) == 3)
+        config = project / "flows.toml"
+        config.write_text(config.read_text().replace("threads_per_worker = 2", "threads_per_worker = 3"))
+        await wait_for(pilot, lambda: "restart" in " ".join(str(t.render()) for t in app.screen.query(Toast)),
+                       message="the notification that flows.toml was reloaded")
+        shown = " ".join(str(toast.render()) for toast in app.screen.query(Toast))
+        assert "restart flows-tui to apply [cluster]" in shown, shown

@@ -213,6 +213,12 @@ class FlowsApp(App):
         yield StatusBar(id="status")
         yield Footer()
 
+    def notify(self, message: str, *, title: str = "", severity: Any = "information", timeout: float | None = None,
+               markup: bool = False) -> None:
+        """Textual's notify, with the text shown as written: messages quote flows.toml keys
+        ("[project] state_dir") and users' errors, which markup would eat or choke on."""
+        super().notify(message, title=title, severity=severity, timeout=timeout, markup=markup)
+
     def on_mount(self) -> None:
         # Python's full garbage collections stop the UI thread for 0.3-1 s each once a run of
         # 10,000 tasks is in memory; ten times fewer of them took the keypress p95 during such a
