@@ -64,8 +64,7 @@ def main(ctx: click.Context, config_path: str | None, address: str | None) -> No
     ctx.ensure_object(dict)
     ctx.obj.update(config_path=config_path, address=address)
     if ctx.invoked_subcommand is not None:
-        _recover_crashed_runs(config_path)
-        return
+        return  # each command that reads or records runs opens the store, which recovers crashed runs
     path = ctx.meta.get("flows_tui.path")
     try:
         config = _load_config(config_path)
@@ -296,21 +295,6 @@ def _watch_run(flow_name: str, root: Path, values: dict[str, Any], typed: set[st
         cluster.close()
     raise click.exceptions.Exit(EXIT_OK)
 
-
-
-def _recover_crashed_runs(config_path: str | None) -> None:
-    """Every command starts by marking Crashed the runs whose flows-tui process is gone.
-
-    Quietly: a broken flows.toml or store is reported by the command itself, where it matters.
-    """
-    from .store import Store, store_path
-
-    try:
-        config = _load_config(config_path, require_env=False)
-        if store_path(config.project.state_dir).exists():
-            Store.open(config.project.state_dir, read_only_ok=True)  # recovers only if it can write
-    except FlowsTuiError:
-        pass
 
 
 def _schedule_states(config: Any) -> dict:
