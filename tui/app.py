@@ -187,6 +187,7 @@ class FlowsApp(App):
         self.engines: dict[str, Any] = {}  # run id → engine of runs in progress
         self.shown_run: str | None = None  # the run in the tree and logs
         self.scheduler: Scheduler | None = None
+        self._schedules: dict[str, Schedule] = {}  # flow → its schedule from flows.toml, as last built
         self.loaded = threading.Event()  # the first scan of the flows directory is done
         self._scheduled_runs = concurrent.futures.ThreadPoolExecutor(thread_name_prefix="flows-tui-scheduled")
         self._filter_target = "flows"
@@ -450,9 +451,9 @@ class FlowsApp(App):
         event = message.event
         first = not self._flows_shown  # the first scan: its errors are rows already, nothing was "reloaded"
         self._flows_shown = True
+        self._update_schedules()
         self._show_flows()
         if first:
-            self._update_schedules()
             self._show_plan_of_selected()
             return
         for error in event.failed:
@@ -461,7 +462,6 @@ class FlowsApp(App):
         changed = [*event.flows_added, *event.flows_changed]
         if changed:
             self.notify(f"reloaded: {', '.join(changed[:5])}", timeout=2)
-        self._update_schedules()
         self._show_plan_of_selected()
 
     def _show_flows(self) -> None:
@@ -469,7 +469,7 @@ class FlowsApp(App):
         for loaded in self.directory.files:
             name = loaded.path.name
             for flow in loaded.flows.values():
-                schedule = Schedule.from_config(flow.name, flow_config_for(self.config, flow))
+                schedule = self._schedules.get(flow.name)
                 rows.append(FlowRow(flow.name, name, flow=flow, schedule=schedule.describe() if schedule else None))
             if loaded.error is not None:
                 rows.append(FlowRow(f"error:{loaded.path}", name, error=loaded.error))
@@ -601,11 +601,14 @@ class FlowsApp(App):
     # Schedules ----------------------------------------------------------------------------------
 
     def _update_schedules(self) -> None:
-        schedules = []
+        """Schedules from flows.toml for the flows found, built once per change: the flows pane shows
+        them, the scheduler fires them."""
+        self._schedules = {}
         for flow in self.directory.flows.values():
             schedule = Schedule.from_config(flow.name, flow_config_for(self.config, flow))
             if schedule is not None:
-                schedules.append(schedule)
+                self._schedules[flow.name] = schedule
+        schedules = list(self._schedules.values())
         if not schedules or self.store is None or getattr(self.store, "read_only", None) is not None:
             if self.scheduler is not None:
                 self.scheduler.set_schedules([])
