@@ -17,6 +17,7 @@ import hashlib
 import importlib.util
 import os
 import sys
+import sysconfig
 import threading
 from pathlib import Path
 from typing import Any, Iterable, Iterator
@@ -32,7 +33,8 @@ _names: dict[str, tuple[bytes, tuple[str, ...]]] = {}  # file → (digest of its
 def put_on_sys_path(folder: Path, *, first: bool = False) -> None:
     """Let flow files in `folder` import their neighbours, as a script run from there could.
 
-    `first` is for loading a whole flows directory: its folder goes first, and the folders
+    `first` is for loading a whole flows directory: its folder goes first (of the user's folders,
+    after the standard library: see _after_standard_library), and the folders
     flows-tui added for other flows directories leave sys.path, so that their helpers
     cannot stand in for one missing here.
     """
@@ -46,10 +48,26 @@ def put_on_sys_path(folder: Path, *, first: bool = False) -> None:
                         sys.path.remove(other)
         if entry not in sys.path:
             _added_folders.add(entry)
-            sys.path.insert(0, entry)
-        elif first and sys.path[0] != entry:
+            sys.path.insert(_after_standard_library(), entry)
+        elif first and sys.path[_after_standard_library()] != entry:
             sys.path.remove(entry)
-            sys.path.insert(0, entry)
+            sys.path.insert(_after_standard_library(), entry)
+
+
+def _after_standard_library() -> int:
+    """Where a folder of the user's goes on sys.path: after Python's standard library, before
+    installed packages. A flow file named numbers.py or json.py must not replace a standard
+    module (in Dask's worker processes, which inherit sys.path, it would stop them starting);
+    a helper module still wins over an installed package of the same name."""
+    stdlib = {os.path.realpath(sysconfig.get_path(name)) for name in ("stdlib", "platstdlib")}
+    last = -1
+    for index, entry in enumerate(sys.path):
+        real = os.path.realpath(entry) if entry else ""
+        installed = "site-packages" in real or "dist-packages" in real  # a venv's platstdlib holds them
+        if entry.endswith(".zip") or not installed and any(real == folder or real.startswith(folder + os.sep)
+                                                           for folder in stdlib):
+            last = index
+    return last + 1
 
 
 def is_within(file: str, folder: str) -> bool:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, cli, write_project
+from conftest import PROCESS_CLUSTER_TOML, ROOT, cli, write_project
 
 FLOWS = """
     import datetime
@@ -125,3 +125,23 @@ def test_the_bundled_taxi_sample_logs_the_best_rows():
     clean = [t for t in document["tasks"] if t["name"].startswith("clean")]
     assert len(clean) == 24 and all(t["state"] == "Completed" for t in clean)
     assert "most generous hour" in result.stderr
+
+
+def test_a_flow_file_named_like_a_standard_module_runs_on_worker_processes(tmp_path):
+    # numbers.py beside the flows must not replace the standard `numbers` (Dask imports it) in
+    # the worker processes, which start with the command's sys.path.
+    write_project(tmp_path, {"numbers.py": """
+        from flows_tui import flow, task
+
+        @task
+        def double(x):
+            return 2 * x
+
+        @flow
+        def numbers_flow():
+            return sum(double.map(range(4)).result())
+    """})
+    (tmp_path / "flows.toml").write_text(PROCESS_CLUSTER_TOML)
+    result = cli("run", "numbers_flow", "--json", cwd=tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert json.loads(result.stdout)["state"] == "Completed"
