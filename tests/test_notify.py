@@ -172,7 +172,7 @@ def test_a_flow_body_failure_is_named_by_the_flow_runs_message(tmp_path, receive
     def broken_body():
         raise KeyError("path")
 
-    result = notified_run(broken_body, slack_config(tmp_path, receiver))
+    notified_run(broken_body, slack_config(tmp_path, receiver))
 
     [request] = receiver.requests
     assert request.body["text"].endswith("— flow body raised KeyError: 'path'")

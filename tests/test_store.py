@@ -9,12 +9,11 @@ import sqlite3
 import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, Recorder, cli, wait_until, write_project
+from conftest import Recorder, cli, write_project
 from flows_tui import events as ev
 from flows_tui import flow, get_run_logger, task
 from flows_tui.engine import run_flow

@@ -8,7 +8,6 @@ app's clock pinned), so the pictures do not depend on timing. Update with
 from __future__ import annotations
 
 import datetime as dt
-import os
 import time
 
 import pytest

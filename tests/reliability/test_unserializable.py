@@ -15,7 +15,6 @@ import logging
 import textwrap
 import threading
 import time
-from pathlib import Path
 
 import pytest
 
