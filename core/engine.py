@@ -276,15 +276,18 @@ class FlowRunEngine:
         box: dict[str, Any] = {}
 
         def body() -> None:
-            with using(flow_run_var, self):
-                try:
-                    box["value"] = self.flow.fn(**self.parameters)
-                except BaseException as error:
-                    box["error"] = error
-                finally:
-                    box["done"] = True
-                    with self._lock:
-                        self._changed.notify_all()
+            try:
+                with using(flow_run_var, self):
+                    try:
+                        box["value"] = self.flow.fn(**self.parameters)
+                    except BaseException as error:
+                        box["error"] = error
+                    finally:
+                        box["done"] = True
+                        with self._lock:
+                            self._changed.notify_all()
+            except _Abort:
+                pass  # a cancel that reached the thread as the body ended: the body's outcome stands
 
         self._driver = threading.Thread(target=body, name=f"flows-tui-driver-{self.run_id}", daemon=True)
         timeout = self.flow.timeout_seconds
@@ -297,7 +300,9 @@ class FlowRunEngine:
                 if remaining is not None and remaining <= 0:
                     break
                 self._changed.wait(0.1 if remaining is None else min(0.1, remaining))
-        if self._driver.is_alive():
+        # "done" rather than is_alive(): the body's thread is still alive for a moment after
+        # it has set "done" (the finally clause above), and that moment is not a timeout.
+        if "done" not in box:
             if self._abort is None:
                 self._interrupt(TaskRunTimedOut(f"flow run timed out after {timeout:g}s (timeout_seconds={timeout:g})"))
             # Code stuck in a C call (a sleep, a socket read) cannot be interrupted: the run

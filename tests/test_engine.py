@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 
 import pytest
@@ -314,6 +315,33 @@ def test_a_flow_timeout_ends_the_run_timed_out_and_cancels_its_tasks(run):
     assert time.monotonic() - started < 2.5
     assert engine.final.name == "TimedOut"
     assert set(states_by_name(engine).values()) == {"Cancelled"}
+
+
+def test_a_body_thread_still_exiting_after_the_body_ended_is_not_a_timeout(run, monkeypatch):
+    """The body's thread lives a moment after the body has ended; a run without a timeout
+    that looks at it in that moment must end as the body did (it once raised TypeError)."""
+    import flows_tui.engine as engine_module
+
+    class LingeringThread(threading.Thread):
+        def run(self):
+            super().run()
+            if self.name.startswith("flows-tui-driver-"):
+                time.sleep(0.3)  # the moment, made wide enough to be seen every time
+
+    monkeypatch.setattr(engine_module.threading, "Thread", LingeringThread)
+
+    @flow
+    def quick():
+        return inc(1)
+
+    @flow
+    def failing():
+        boom()
+
+    engine, _ = run(quick)
+    assert engine.final.name == "Completed" and engine.return_value == 2
+    engine, _ = run(failing)
+    assert engine.final.name == "Failed" and "TimedOut" not in [s for s, _ in engine.flow_run.history]
 
 
 def test_logs_and_prints_reach_the_run_tagged_with_their_task_run(run):
