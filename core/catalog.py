@@ -129,6 +129,8 @@ def flow_entries(config: Config, files: list[FlowFile], now: _dt.datetime,
     paused) makes `next_run` what `serve` will do: resume after the last run, None while paused.
     """
     entries = []
+    # A flow named like an earlier one is listed with the problem as its error, as `check` reports it.
+    duplicates = {(duplicate.path, duplicate.function): duplicate for duplicate in duplicate_flows(files)}
     for loaded in files:
         file = display_path(loaded.path)
         if loaded.error is not None:
@@ -137,9 +139,14 @@ def flow_entries(config: Config, files: list[FlowFile], now: _dt.datetime,
         for flow in loaded.flows.values():
             flow_config = flow_config_for(config, flow)
             parameters, required = parameter_defaults(flow, flow_config)
-            entries.append(FlowEntry(file, definition_line(flow), flow.name, flow.fn.__name__, parameters, required,
-                                     describe_schedule(flow_config),
-                                     _next_run(flow.name, flow_config, now, schedule_states or {})))
+            entry = FlowEntry(file, definition_line(flow), flow.name, flow.fn.__name__, parameters, required,
+                              describe_schedule(flow_config),
+                              _next_run(flow.name, flow_config, now, schedule_states or {}))
+            duplicate = duplicates.get((loaded.path, flow.fn.__name__))
+            if duplicate is not None:
+                entry.reason = duplicate.message(display_path)
+                entry.error = f"{file}:{entry.line}: {entry.reason}" if entry.line else f"{file}: {entry.reason}"
+            entries.append(entry)
     sizes = cache_sizes(cache_directory(config.project.state_dir))
     for entry in entries:
         if entry.name is not None:

@@ -559,8 +559,8 @@ def _flows_table(entries: list, directory: Path) -> Any:
         file = _relative_to(entry.file, directory)
         if entry.error is not None:
             where = f"{file}:{entry.line}" if entry.line else file
-            table.add_row(Text("✗ error", style="red"), "-", where, Text(entry.reason or entry.error, style="red"),
-                          "", "")
+            table.add_row(Text("✗ error", style="red"), Text(entry.name or "-", style="bold"), where,
+                          Text(entry.reason or entry.error, style="red"), "", "")
             continue
         shown = [f"{name} (required)" if name in entry.required else f"{name}={json.dumps(value)}"
                  for name, value in entry.parameters.items()]

@@ -133,6 +133,28 @@ def test_list_shows_a_broken_file_with_file_and_line_beside_the_flows_that_load(
     assert "every 5m" in rows["every-five"]
 
 
+def test_list_marks_a_second_flow_of_one_name_naming_both_places(project):
+    write(project / "flows" / "more.py", """
+        from flows_tui import flow
+
+
+        @flow(name="adhoc")
+        def adhoc_again():
+            pass
+    """)
+    lines = list_json(project)
+    (second,) = [line for line in lines if line["function"] == "adhoc_again"]
+    (first,) = [line for line in lines if line["function"] == "adhoc"]
+    assert first["error"] is None
+    assert second["name"] == "adhoc" and second["file"] == "flows/more.py"
+    assert second["error"].startswith("flows/more.py:4: flow 'adhoc' is already defined at flows/etl.py:")
+
+    result = cli("list", cwd=project, env={"COLUMNS": "250"})
+    assert result.returncode == 0, result.stderr
+    [row] = [line for line in result.stdout.splitlines() if "more.py" in line]
+    assert "✗ error" in row and "adhoc" in row and "more.py:4" in row and "already defined" in row
+
+
 def test_list_with_a_bad_flows_toml_exits_2_naming_the_line(project):
     write(project / "flows.toml", '[project]\nflows_dir = "flows"\n\n[flows.adhoc]\ncorn = "0 * * * *"\n')
     result = cli("list", "--json", cwd=project)
