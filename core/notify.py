@@ -47,6 +47,7 @@ class _Target:
 
     name: str  # as the user reads it in a warning: "Slack", "webhook"
     url: str
+    source: str  # where the URL comes from, for the warning: "[notify.slack] webhook_url"
     on: frozenset[str]
     headers: dict[str, str]
     payload: Callable[[FlowRun], dict[str, Any]]
@@ -64,11 +65,11 @@ class Notifier:
         self._model = RunModel()  # touched only on the bus's delivery thread
         self._targets: list[_Target] = []
         if config.slack is not None:
-            self._targets.append(_Target("Slack", config.slack.webhook_url, frozenset(config.slack.on), {},
-                                         _slack_payload))
+            self._targets.append(_Target("Slack", config.slack.webhook_url, "[notify.slack] webhook_url",
+                                         frozenset(config.slack.on), {}, _slack_payload))
         if config.webhook is not None:
-            self._targets.append(_Target("webhook", config.webhook.url, frozenset(config.webhook.on),
-                                         dict(config.webhook.headers), _webhook_payload))
+            self._targets.append(_Target("webhook", config.webhook.url, "[notify.webhook] url",
+                                         frozenset(config.webhook.on), dict(config.webhook.headers), _webhook_payload))
         self._sending = 0
         self._idle = threading.Condition()
 
@@ -114,7 +115,8 @@ class Notifier:
                 time.sleep(RETRY_PAUSE_SECONDS)
                 failure = self._post(target, body)
             if failure is not None:
-                self._warn(run_id, f"notification to {target.name} failed: {failure} (tried twice)")
+                self._warn(run_id, f"notification to {target.name} failed: {failure} "
+                                   f"(tried twice; URL from {target.source})")
         except Exception as error:  # never raise out of the notifier; the error's text may quote the URL
             logger.error("notification to %s failed: %s", target.name, type(error).__name__)
         finally:

@@ -233,7 +233,8 @@ def test_a_webhook_answering_500_is_tried_twice_then_warned_in_the_runs_log_and_
     assert len(receiver.requests) == 2
     [warning] = warnings_of(result.recorder, engine.run_id)
     assert warning.level == logging.WARNING and warning.task_run_id is None
-    assert warning.message == "notification to Slack failed: HTTP 500 (tried twice)"
+    assert warning.message == ("notification to Slack failed: HTTP 500 "
+                               "(tried twice; URL from [notify.slack] webhook_url)")
     finals = [e.state for e in result.recorder.of(FlowStateChanged) if e.state in FINAL_STATES]
     assert finals == ["Failed"] and engine.final.name == "Failed" and engine.flow_run.state == "Failed"
 
@@ -258,7 +259,8 @@ def test_a_hanging_webhook_is_given_up_after_two_timeouts_and_never_holds_the_bu
     # Two timeouts and the pause between them, with room for a slow machine.
     assert 2 * 0.5 <= given_up < 2 * 0.5 + RETRY_PAUSE_SECONDS + 1.0
     [warning] = warnings_of(recorder, engine.run_id)
-    assert warning.message == "notification to Slack failed: no answer within 0.5s (tried twice)"
+    assert warning.message == ("notification to Slack failed: no answer within 0.5s "
+                               "(tried twice; URL from [notify.slack] webhook_url)")
 
 
 def test_a_webhook_that_is_down_becomes_a_warning_naming_the_refused_connection(tmp_path, run):
@@ -275,7 +277,8 @@ def test_a_webhook_that_is_down_becomes_a_warning_naming_the_refused_connection(
     assert bus.flush(10)
 
     [warning] = warnings_of(recorder, engine.run_id)
-    assert warning.message == "notification to Slack failed: Connection refused (tried twice)"
+    assert warning.message == ("notification to Slack failed: Connection refused "
+                               "(tried twice; URL from [notify.slack] webhook_url)")
 
 
 def test_the_run_ends_before_a_slow_notification_is_given_up(tmp_path, receiver, notified_run):
@@ -304,8 +307,9 @@ def test_urls_and_headers_from_the_environment_never_appear_in_events_logs_or_re
     assert len(receiver.requests) == 4  # both targets, twice each
     assert [r.headers.get("x-token") for r in receiver.requests if r.path.startswith("/h/")] == [HEADER_SECRET] * 2
     messages = [line.message for line in warnings_of(result.recorder, result.engine.run_id)]
-    assert sorted(messages) == ["notification to Slack failed: HTTP 500 (tried twice)",
-                                "notification to webhook failed: HTTP 500 (tried twice)"]
+    assert sorted(messages) == [
+        "notification to Slack failed: HTTP 500 (tried twice; URL from [notify.slack] webhook_url)",
+        "notification to webhook failed: HTTP 500 (tried twice; URL from [notify.webhook] url)"]
     seen = [repr(e) for e in result.recorder.events] + [repr(config), str(config), repr(config.slack),
                                                          repr(config.webhook), caplog.text]
     for text in seen:

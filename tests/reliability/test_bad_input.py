@@ -195,10 +195,10 @@ TABLE = [
     Row("the flow raises", ("run", "fails"), 1,
         ("✗ Failed flow run 'fails'", "ValueError: boom from the user's flow"), f"good.py:{FAILS_LINE}"),
     Row("webhook down, run Completed", ("run", "good"), 0, ("✓ Completed flow run 'good'",),
-        toml=WEBHOOK_DOWN, warning=("notification to webhook failed", "Connection refused")),
+        toml=WEBHOOK_DOWN, warning=("notification to webhook failed", "Connection refused", "[notify.webhook] url")),
     Row("webhook down, run Failed", ("run", "fails"), 1,
         ("✗ Failed flow run 'fails'", "ValueError: boom from the user's flow"), f"good.py:{FAILS_LINE}",
-        toml=WEBHOOK_DOWN, warning=("notification to webhook failed", "Connection refused")),
+        toml=WEBHOOK_DOWN, warning=("notification to webhook failed", "Connection refused", "[notify.webhook] url")),
 ]
 
 CLOSED_PORT = free_port()  # nothing listens there: the scheduler and the webhook that are down
