@@ -81,7 +81,8 @@ class FlowList(DataTable):
             if needle and needle not in row.key.lower() and needle not in row.file.lower():
                 continue
             if row.error is not None:
-                self.add_row(Text(f"✗ {row.file}", style="red"), Text("error", style="red"),
+                where = f"{row.file}:{row.error.line}" if row.error.line else row.file
+                self.add_row(Text(f"✗ {where}", style="red"), Text("error", style="red"),
                              Text(str(row.error.reason).splitlines()[0], style="red"), key=row.key)
             else:
                 self.add_row(self._flow_cell(row.key), self._last(row.key), countdown(self.next_runs.get(row.key), now),
