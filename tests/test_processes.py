@@ -10,7 +10,7 @@ from flows_tui.engine import run_flow
 from flows_tui.events import EventBus
 from flows_tui.reload import load_flow_file
 
-from conftest import Recorder
+from conftest import Recorder, wait_until
 
 
 def load(tmp_path: Path, source: str, name: str = "user_flows.py"):
@@ -143,3 +143,59 @@ def test_classes_defined_in_a_flow_file_travel_between_worker_processes_by_value
     engine, _ = run_loaded(loaded, "trips", process_client, colour=loaded.module.Colour.RED)
     assert engine.final.name == "Completed", engine.final.message
     assert engine.return_value == "red:0,red:1,red:2,red:3"
+
+
+def _niceness_of_every_thread() -> list[int]:
+    """On a worker: the nice value of each of its threads (Linux keeps one per thread)."""
+    import os
+
+    try:
+        threads = [int(tid) for tid in os.listdir("/proc/self/task")]
+    except OSError:
+        threads = [0]
+    values = []
+    for thread in threads:
+        try:
+            values.append(os.getpriority(os.PRIO_PROCESS, thread))
+        except OSError:
+            pass
+    return values
+
+
+def _task_niceness(_):
+    import os
+
+    return os.getpriority(os.PRIO_PROCESS, 0)  # the thread running the task
+
+
+def test_behind_the_ui_the_embedded_workers_yield_the_cpu_even_after_a_restart():
+    import signal
+
+    from flows_tui.cluster import UI_WORKER_NICENESS, ClusterChoice, connect
+
+    ours = os.getpriority(os.PRIO_PROCESS, 0)
+    nicer = min(19, ours + UI_WORKER_NICENESS)
+    choice = ClusterChoice(n_workers=2, threads_per_worker=2, processes=True, dashboard_address=None)
+    with connect(choice, behind_ui=True) as cluster:
+        client = cluster.client
+        assert os.getpriority(os.PRIO_PROCESS, 0) == ours  # the UI's own process is left as it was
+        by_worker = client.run(_niceness_of_every_thread)
+        assert len(by_worker) == 2 and all(set(values) == {nicer} for values in by_worker.values()), by_worker
+        assert set(client.gather(client.map(_task_niceness, range(8)))) == {nicer}
+
+        # A worker process killed: the nanny starts another, and it is as nice as the first.
+        pid = next(iter(client.run(os.getpid).values()))
+        os.kill(pid, signal.SIGKILL)
+
+        def restarted():
+            pids = client.run(os.getpid, on_error="ignore")  # the dead one errs until the scheduler knows
+            return len(pids) == 2 and pid not in pids.values()
+
+        wait_until(restarted, timeout=30, message="the nanny to restart the killed worker")
+        by_worker = client.run(_niceness_of_every_thread)
+        assert all(set(values) == {nicer} for values in by_worker.values()), by_worker
+
+    # `flows-tui run` and `serve` (no UI): the workers keep the priority they were started with.
+    with connect(choice) as cluster:
+        by_worker = cluster.client.run(_niceness_of_every_thread)
+        assert all(set(values) == {ours} for values in by_worker.values()), by_worker

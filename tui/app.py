@@ -268,7 +268,7 @@ class FlowsApp(App):
     @work(thread=True, exclusive=True, group="cluster", exit_on_error=False)
     def start_cluster(self) -> None:
         try:
-            cluster = connect(self.choice)
+            cluster = connect(self.choice, behind_ui=True)
         except FlowsTuiError as error:
             self.cluster_error = error
             self.call_from_thread(self.query_one(StatusBar).set_cluster, Text(f"cluster: {error}", style="red"))
