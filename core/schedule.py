@@ -18,8 +18,11 @@ from __future__ import annotations
 
 import datetime as _dt
 import math
+import os
+import socket
 import threading
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Callable
 from zoneinfo import ZoneInfo
 
@@ -177,6 +180,66 @@ class _Entry:
     queued: list[_dt.datetime] = field(default_factory=list)
 
 
+LOCK_NAME = "schedules.lock"
+
+
+class ScheduleLock:
+    """Which process fires the schedules of a state_dir: the one holding this lock; the others stand by.
+
+    `serve` and the UI on one project would otherwise both fire every schedule. The lock is
+    an OS file lock (flock) on `state_dir/schedules.lock`: it goes with its process however
+    that ends (SIGKILL included), so a standby takes over within a second. The file says who
+    holds it, for the standby's message. Where there is no flock (Windows) every process fires.
+    """
+
+    def __init__(self, state_dir: Path, who: str) -> None:
+        self.path = Path(state_dir) / LOCK_NAME
+        self.who = f"{who} (pid {os.getpid()} on {socket.gethostname()})"
+        self._fd: int | None = None
+
+    @property
+    def held(self) -> bool:
+        return self._fd is not None
+
+    def acquire(self) -> bool:
+        """Take the lock if it is free; True while this process holds it."""
+        if self._fd is not None:
+            return True
+        try:
+            import fcntl
+        except ImportError:
+            return True
+        try:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError:  # a state_dir that cannot be written: nothing is recorded, nobody to share with
+            return True
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)
+            return False
+        try:
+            os.ftruncate(fd, 0)
+            os.write(fd, self.who.encode("utf-8"))
+        except OSError:
+            pass
+        self._fd = fd
+        return True
+
+    def holder(self) -> str:
+        """Who holds the lock, as it wrote itself down."""
+        try:
+            text = self.path.read_text(encoding="utf-8", errors="replace").strip()
+        except OSError:
+            text = ""
+        return text or "another flows-tui"
+
+    def release(self) -> None:
+        fd, self._fd = self._fd, None
+        if fd is not None:
+            os.close(fd)  # closing the only descriptor releases the flock
+
+
 class Scheduler:
     """Fires due schedules: one loop for `serve` and the TUI.
 
@@ -187,11 +250,15 @@ class Scheduler:
     """
 
     def __init__(self, store: Any, start_run: Callable[[Schedule, _dt.datetime], Any], *,
-                 log: Callable[[str], None] = lambda message: None, clock: Clock | None = None) -> None:
+                 log: Callable[[str], None] = lambda message: None, clock: Clock | None = None,
+                 lock: ScheduleLock | None = None) -> None:
         self.store = store
         self.start_run = start_run
         self.log = log
         self.clock = clock or Clock()
+        # With a lock, only its holder fires; a standby follows the holder's due times in the store.
+        self.lock = lock
+        self.standing_by: str | None = None  # who fires the schedules instead of this process
         self._entries: dict[str, _Entry] = {}
         self._running: dict[str, list[Any]] = {}
         self._lock = threading.RLock()
@@ -223,14 +290,15 @@ class Scheduler:
             return {flow: None if entry.paused else entry.due for flow, entry in self._entries.items()}
 
     def pause(self, flow: str, paused: bool = True) -> None:
+        """Pause or resume; kept in the store, where the process that fires the schedules reads it."""
+        entry = self._entries[flow]
+        self.store.set_paused(flow, paused)  # first: a tick in between reads the new value, not the old
         with self._lock:
-            entry = self._entries[flow]
-            entry.paused = paused
-            if not paused:  # resuming does not replay what fell due while paused
-                now = self.clock.now()
-                while entry.due <= now:
-                    entry.due = entry.schedule.next_after(entry.due)
-        self.store.set_paused(flow, paused)
+            passed = _set_paused(entry, paused, self.clock.now())
+        if passed is not None:
+            # What fell due while paused counts as handled: a restart, or the process that takes the
+            # schedules over, must not take it for runs missed while nothing served.
+            self.store.record_due(flow, passed)
         self._wake.set()
 
     def trigger(self, flow: str) -> None:
@@ -244,6 +312,8 @@ class Scheduler:
     def tick(self) -> float:
         """Fire what is due; returns the seconds until the next due time (at most 1)."""
         now = self.clock.now()
+        if self.lock is not None and not self._hold_lock(now):
+            return 1.0
         with self._lock:
             entries = list(self._entries.values())
         for entry in entries:
@@ -256,6 +326,39 @@ class Scheduler:
         if not upcoming:
             return 1.0
         return max(0.0, min(1.0, (min(upcoming) - self.clock.now()).total_seconds()))
+
+    def _hold_lock(self, now: _dt.datetime) -> bool:
+        """With a lock: whether this process fires. Either way the entries follow the store, where
+        the holder records what it fired and any process records a pause."""
+        held = self.lock.acquire()
+        if not held:
+            self._follow_store(now)
+            if self.standing_by is None:  # said once, not again each second
+                self.standing_by = self.lock.holder()
+                self.log(f"the schedules are fired by {self.standing_by}; standing by to take over when it stops")
+            return False
+        if self.standing_by is not None:
+            # The holder stopped: start from what it fired; what fell due since follows `catchup`.
+            self._follow_store(now, taking_over=True)
+            self.log(f"firing the schedules now: {self.standing_by} stopped")
+            self.standing_by = None
+        else:
+            self._follow_store(now, paused_only=True)
+        return True
+
+    def _follow_store(self, now: _dt.datetime, *, taking_over: bool = False, paused_only: bool = False) -> None:
+        states = self.store.schedule_states()
+        with self._lock:
+            for flow, entry in self._entries.items():
+                last, paused = states.get(flow, (None, False))
+                if paused != entry.paused:
+                    _set_paused(entry, paused, now)
+                if paused_only or last is None:
+                    continue
+                if taking_over:
+                    entry.due = first_due(entry.schedule, last, now)
+                elif not paused:  # standing by: when the holder fires next
+                    entry.due = max(entry.schedule.next_after(last), now)
 
     def _fire_due(self, entry: _Entry, now: _dt.datetime) -> None:
         schedule = entry.schedule
@@ -331,11 +434,13 @@ class Scheduler:
         self._thread.start()
 
     def stop(self, timeout: float = 5.0) -> None:
-        """Stop firing; runs already started go on."""
+        """Stop firing (a standby takes over); runs already started go on."""
         self._stop.set()
         self._wake.set()
         if self._thread is not None and self._thread is not threading.current_thread():
             self._thread.join(timeout)
+        if self.lock is not None:
+            self.lock.release()
 
     def _loop(self) -> None:
         while not self._stop.is_set():
@@ -348,6 +453,17 @@ class Scheduler:
             if self._stop.is_set():
                 return
             self.clock.wait(self._wake, delay)
+
+
+def _set_paused(entry: Any, paused: bool, now: _dt.datetime) -> _dt.datetime | None:
+    """Returns the last due time a resume passed over (None if none)."""
+    entry.paused = paused
+    passed = None
+    if not paused:  # resuming does not replay what fell due while paused
+        while entry.due <= now:
+            passed = entry.due
+            entry.due = entry.schedule.next_after(entry.due)
+    return passed
 
 
 def _short(moment: _dt.datetime) -> str:

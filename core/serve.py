@@ -24,7 +24,7 @@ from .engine import FlowRunEngine, run_flow
 from .errors import ClusterError
 from .progress import SYMBOLS, format_duration, state_text
 from .runner import recording
-from .schedule import Schedule, Scheduler
+from .schedule import Schedule, ScheduleLock, Scheduler
 from .states import SUCCESS_STATES
 
 DEFAULT_GRACE_SECONDS = 30.0
@@ -76,7 +76,8 @@ class Service:
             store.on_problem = self.say  # "the history of this run is incomplete: …", once per run
             self.cluster = connect(self.choice)
             try:
-                self.scheduler = Scheduler(store, self._start, log=self.say,
+                lock = ScheduleLock(self.config.project.state_dir, "flows-tui serve")
+                self.scheduler = Scheduler(store, self._start, log=self.say, lock=lock,
                                            **({"clock": self.clock} if self.clock else {}))
                 self.scheduler.set_schedules([entry.schedule for entry in self._served.values()])
                 where = "LocalCluster" if self.cluster.local is not None else self.cluster.address
@@ -90,6 +91,8 @@ class Service:
                 self._wind_down(grace)
                 self.say("stopped")
             finally:
+                if self.scheduler is not None:
+                    self.scheduler.stop()  # again after an error: the schedules' lock goes to a standby
                 self._pool.shutdown(wait=False)
                 self.cluster.close()
 

@@ -174,6 +174,23 @@ def test_a_paused_schedule_does_not_fire_stays_paused_after_a_restart_and_resume
     assert launcher.fired == [] and scheduler.next_due() == {"hourly": at(13)}
 
 
+def test_what_fell_due_while_paused_is_not_replayed_by_a_restart_after_the_resume(store):
+    replaying = Schedule("hourly", cron="0 * * * *", catchup="all")
+    clock = MovableClock(at(10, 59))
+    scheduler, launcher, _ = make(store, clock, replaying)
+    clock.set(hour=11, minute=0)
+    scheduler.tick()
+    scheduler.pause("hourly")
+    clock.set(hour=13, minute=30)
+    scheduler.pause("hourly", False)  # 12:00 and 13:00 fell due while paused
+    scheduler.stop()
+
+    clock.set(hour=13, minute=45)
+    again, launcher, messages = make(store, clock, replaying)
+    again.tick()
+    assert launcher.fired == [] and messages == [] and again.next_due() == {"hourly": at(14)}
+
+
 def test_trigger_runs_now_and_leaves_the_schedule_alone(store):
     clock = MovableClock(at(10, 30))
     scheduler, launcher, _ = make(store, clock, HOURLY)
@@ -247,3 +264,50 @@ def test_an_interval_keeps_real_elapsed_time_across_a_dst_change():
     schedule = Schedule("every6h", interval=dt.timedelta(hours=6), timezone="Europe/Berlin")
     assert due_times(schedule, dt.datetime(2026, 3, 28, 23, tzinfo=UTC), 2) == [
         "2026-03-29T07:00:00+02:00", "2026-03-29T13:00:00+02:00"]
+
+
+def test_two_processes_on_one_state_dir_fire_each_due_time_once_and_the_standby_takes_over(tmp_path):
+    from flows_tui.schedule import ScheduleLock
+
+    # Two schedulers as `serve` and the UI would have them: each its own store connection and
+    # lock on one state_dir (flock locks of two open files conflict within a process too).
+    clock = MovableClock(at(10, 30))
+    first, first_fired, first_said = make(Store.open(tmp_path), clock, HOURLY)
+    second, second_fired, second_said = make(Store.open(tmp_path), clock, HOURLY)
+    first.lock = ScheduleLock(tmp_path, "flows-tui serve")
+    second.lock = ScheduleLock(tmp_path, "the flows-tui UI")
+
+    first.tick()
+    second.tick()
+    assert first.standing_by is None
+    [said] = second_said
+    assert said.startswith("the schedules are fired by flows-tui serve (pid ") and "standing by" in said
+    assert second.standing_by is not None
+
+    for hour in (11, 12):
+        clock.set(hour=hour, minute=0)
+        first.tick()
+        second.tick()
+        first_fired.finish_all()
+    assert first_fired.fired == [("hourly", at(11)), ("hourly", at(12))] and second_fired.fired == []
+    assert second.next_due() == first.next_due() == {"hourly": at(13)}  # the standby shows the holder's
+
+    # A pause said in the standby (the UI's `s`) holds for the process that fires.
+    second.pause("hourly")
+    clock.set(hour=13, minute=0)
+    first.tick()
+    second.tick()
+    assert first.next_due() == {"hourly": None} and first_fired.fired[-1] == ("hourly", at(12))
+    second.pause("hourly", False)
+    first.tick()
+    assert first.next_due() == {"hourly": at(14)}  # resumed without replaying 13:00
+
+    # The holder stops (or is killed: the OS drops its lock): the standby fires from the next due time.
+    first.stop()
+    clock.set(hour=14, minute=0)
+    second.tick()
+    assert second_said[-1].startswith("firing the schedules now: flows-tui serve (pid ")
+    assert second.standing_by is None
+    assert second_fired.fired == [("hourly", at(14))] and first_fired.fired[-1] == ("hourly", at(12))
+    assert second.lock.holder().startswith("the flows-tui UI (pid ")
+    second.stop()

@@ -207,3 +207,54 @@ def test_serve_reloads_a_saved_flow_file_and_runs_the_new_code_on_the_next_sched
         output, _ = server.communicate(timeout=60)
     assert server.returncode == 0, output
     assert "reloaded jobs.py: ~ beat" in output
+
+
+class _Lines:
+    """A subprocess's output, read as it comes."""
+
+    def __init__(self, process: subprocess.Popen) -> None:
+        import threading
+
+        self.lines: list[str] = []
+        self._thread = threading.Thread(target=self._read, args=(process,), daemon=True)
+        self._thread.start()
+
+    def _read(self, process: subprocess.Popen) -> None:
+        for line in process.stdout:
+            self.lines.append(line.rstrip("\n"))
+
+    def text(self) -> str:
+        return "\n".join(self.lines)
+
+
+def test_a_second_serve_on_one_project_stands_by_and_takes_over_when_the_first_is_killed(tmp_path):
+    project = _project(tmp_path, """
+        [flows.beat]
+        interval = "1s"
+    """)
+    first = _serve(project)
+    second = None
+    try:
+        first_out = _Lines(first)
+        wait_until(lambda: "▶ beat started" in first_out.text(), timeout=60, message="the first serve firing")
+        second = _serve(project)
+        second_out = _Lines(second)
+        wait_until(lambda: "standing by" in second_out.text(), timeout=60, message="the second serve standing by")
+        [said] = [line for line in second_out.lines if "standing by" in line]
+        assert f"the schedules are fired by flows-tui serve (pid {first.pid} on " in said
+        fired_by_first = first_out.text().count("▶ beat started")
+        wait_until(lambda: first_out.text().count("▶ beat started") >= fired_by_first + 2, timeout=60,
+                   message="two more runs from the first serve")
+        assert "▶ beat started" not in second_out.text()  # one process fires; the other only watches
+
+        first.kill()  # SIGKILL: the OS drops its lock
+        first.wait(timeout=30)
+        wait_until(lambda: "▶ beat started" in second_out.text(), timeout=60,
+                   message="the second serve firing after the first was killed")
+        assert f"firing the schedules now: flows-tui serve (pid {first.pid} on " in second_out.text()
+    finally:
+        for server in (first, second):
+            if server is not None and server.poll() is None:
+                server.send_signal(signal.SIGTERM)
+                server.wait(timeout=60)
+    assert second.returncode == 0, second_out.text()

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from conftest import wait_until
 from flows_tui import events as ev
 from flows_tui.config import load_config
 from flows_tui.store import Store
@@ -278,6 +279,56 @@ async def test_at_80_columns_the_status_bar_shows_the_next_scheduled_run(project
         await pilot.pause()
         shown = str(status.render())[:78]  # what fits on the line, past the border
         assert "next: numbers in 59m" in shown or "next: numbers in 1h" in shown, shown
+
+
+async def test_with_serve_running_on_the_project_the_ui_stands_by_then_takes_the_schedules_over(project):
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from textual.widgets._toast import Toast
+
+    pids = project / "fired-by"
+    (project / "flows" / "beat.py").write_text(textwrap.dedent(f"""
+        import os
+        from flows_tui import flow
+
+        @flow
+        def beat():
+            with open({str(pids)!r}, "a") as out:  # the process that fired this run
+                out.write(f"{{os.getpid()}}\\n")
+    """))
+    with open(project / "flows.toml", "a") as config:
+        config.write('[flows.beat]\ninterval = "1s"\n')
+
+    def fired_by() -> list[int]:
+        return [int(line) for line in pids.read_text().split()] if pids.exists() else []
+
+    env = {k: v for k, v in os.environ.items() if k != "DASK_SCHEDULER_ADDRESS"}
+    serve = subprocess.Popen([sys.executable, "-m", "flows_tui.cli", "serve"], cwd=project, env=env,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_until(lambda: serve.pid in fired_by(), timeout=60, message="serve firing the schedule")
+        app = app_for(project)
+        async with app.run_test(size=(120, 40), notifications=True) as pilot:
+            def toasts() -> str:
+                return " ".join(str(toast.render()) for toast in app.screen.query(Toast))
+
+            await wait_for(pilot, lambda: "standing by" in toasts(), message="the UI saying it stands by")
+            assert f"the schedules are fired by flows-tui serve (pid {serve.pid} on " in toasts()
+            count = len(fired_by())
+            await wait_for(pilot, lambda: len(fired_by()) >= count + 2, message="two more runs from serve")
+            assert set(fired_by()) == {serve.pid}  # the UI fired none of them
+
+            serve.kill()  # SIGKILL: the lock goes with the process
+            serve.wait(timeout=30)
+            await wait_for(pilot, lambda: os.getpid() in fired_by(), message="the UI firing the schedule")
+            assert f"firing the schedules now: flows-tui serve (pid {serve.pid} on " in toasts()
+    finally:
+        if serve.poll() is None:
+            serve.send_signal(signal.SIGTERM)
+            serve.wait(timeout=60)
 
 
 async def test_notifications_show_flows_toml_tables_as_written(project):

@@ -36,7 +36,7 @@ from flows_tui.errors import FlowFileError, FlowsTuiError
 from flows_tui.model import FlowRun, RunModel
 from flows_tui.flows_directory import FlowsDirectory, FlowsReloaded
 from flows_tui.runner import recording
-from flows_tui.schedule import Schedule, Scheduler
+from flows_tui.schedule import Schedule, ScheduleLock, Scheduler
 from flows_tui.session import Session
 from flows_tui.states import FINAL_STATES, SUCCESS_STATES, now
 from flows_tui.watch_run import WatchRun
@@ -614,7 +614,8 @@ class FlowsApp(App):
                 self.scheduler.set_schedules([])
             return
         if self.scheduler is None:
-            self.scheduler = Scheduler(self.store, self._scheduled_run, log=self._schedule_log)
+            lock = ScheduleLock(self.config.project.state_dir, "the flows-tui UI")
+            self.scheduler = Scheduler(self.store, self._scheduled_run, log=self._schedule_log, lock=lock)
             self.scheduler.set_schedules(schedules)
             self.scheduler.start()
         else:
