@@ -246,6 +246,26 @@ async def test_a_past_run_opens_from_the_runs_history_with_its_tree_and_logs(pro
         await wait_for(pilot, lambda: any("total 30" in line for line in app.query_one(LogView).shown_lines()))
 
 
+async def test_j_k_g_and_G_move_in_the_flows_and_the_runs_panes_alike(project):
+    app = app_for(project)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await wait_for(pilot, lambda: app.cluster is not None and len(flow_keys(app)) == 3)
+        flows = app.query_one(FlowList)
+        runs = app.query_one("#runs")
+        select(app, "numbers")
+        for count in (1, 2, 3):
+            await pilot.press("r")
+            await wait_for(pilot, lambda: runs.row_count == count and flows.last_states.get("numbers") == "Completed",
+                           message=f"run {count} in the history")
+        for pane in (flows, runs):
+            pane.focus()
+            moves = []
+            for key in ("G", "g", "j", "j", "k"):
+                await pilot.press(key)
+                moves.append(pane.cursor_row)
+            assert moves == [2, 0, 1, 2, 1], (pane.id, moves)
+
+
 async def test_saving_a_flow_file_updates_the_list_and_a_broken_save_shows_its_error(project):
     app = app_for(project, connect_cluster=False)
     async with app.run_test(size=(120, 40)) as pilot:

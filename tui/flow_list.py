@@ -14,10 +14,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from rich.text import Text
-from textual.binding import Binding
 from textual.widgets import DataTable
 
 from flows_tui.progress import format_duration, state_text
+from flows_tui.tui.keys import vi_keys
 
 
 @dataclass(frozen=True)
@@ -41,12 +41,7 @@ def countdown(moment: _dt.datetime | None, now: _dt.datetime) -> str:
 class FlowList(DataTable):
     """A row per flow; a ✗ row per broken file."""
 
-    BINDINGS = [
-        Binding("j", "cursor_down", "Down", show=False),
-        Binding("k", "cursor_up", "Up", show=False),
-        Binding("g", "scroll_top", "Top", show=False),
-        Binding("G", "scroll_bottom", "Bottom", show=False),
-    ]
+    BINDINGS = vi_keys()
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(cursor_type="row", zebra_stripes=False, **kwargs)

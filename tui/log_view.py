@@ -18,6 +18,7 @@ from textual.containers import Vertical
 from textual.widgets import Log, Static
 
 from flows_tui import events as ev
+from flows_tui.tui.keys import vi_keys
 
 # What the pane keeps to refilter; what the Log widget holds on screen.
 KEPT_LINES = 50_000
@@ -45,10 +46,7 @@ class LogView(Vertical):
         Binding("f", "toggle_follow", "Follow"),
         Binding("v", "cycle_level", "Level"),
         Binding("a", "show_all", "All tasks"),
-        Binding("j", "scroll_down", "Down", show=False),
-        Binding("k", "scroll_up", "Up", show=False),
-        Binding("g", "scroll_home", "Top", show=False),
-        Binding("G", "scroll_end", "Bottom", show=False),
+        *vi_keys(down="scroll_down", up="scroll_up", top="scroll_home", bottom="scroll_end"),
     ]
     can_focus = False
 

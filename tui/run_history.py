@@ -4,19 +4,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from textual.binding import Binding
 from textual.widgets import DataTable
 
 from flows_tui.progress import format_duration, state_text
+from flows_tui.tui.keys import vi_keys
 
 SHOWN_RUNS = 200
 
 
 class RunHistory(DataTable):
-    BINDINGS = [
-        Binding("j", "cursor_down", "Down", show=False),
-        Binding("k", "cursor_up", "Up", show=False),
-    ]
+    BINDINGS = vi_keys()
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(cursor_type="row", **kwargs)

@@ -12,13 +12,13 @@ import datetime as _dt
 from typing import Any
 
 from rich.text import Text
-from textual.binding import Binding
 from textual.widgets import Tree
 from textual.widgets.tree import TreeNode
 
 from flows_tui.model import FlowRun, TaskGroup, TaskRun
 from flows_tui.progress import ORDER, STYLES, SYMBOLS, format_duration, state_text
 from flows_tui.states import COMPLETED, PENDING, RETRYING, RUNNING
+from flows_tui.tui.keys import vi_keys
 
 # Children of an expanded mapped group are added this many at a time; the rest wait behind a
 # "more" row the user can open.
@@ -85,12 +85,7 @@ class TaskTree(Tree):
     ICON_NODE = "+ "
     ICON_NODE_EXPANDED = "- "
 
-    BINDINGS = [
-        Binding("j", "cursor_down", "Down", show=False),
-        Binding("k", "cursor_up", "Up", show=False),
-        Binding("g", "scroll_home", "Top", show=False),
-        Binding("G", "scroll_end", "Bottom", show=False),
-    ]
+    BINDINGS = vi_keys(top="scroll_home", bottom="scroll_end")
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__("no run yet", **kwargs)
