@@ -264,10 +264,17 @@ class _Shipper:
             worker.log_event(topic, messages)
 
     def _loop(self) -> None:
+        last_flush = 0.0
         while self._worker() is not None:
             self._wake.wait()
-            time.sleep(FLUSH_INTERVAL_SECONDS)  # let a burst accumulate into one message
+            # A report after a quiet moment leaves at once: a task's start is on record before the
+            # worker could die under it, and the UI shows it without delay. Within a burst, reports
+            # wait for the rest of the interval and leave together as one message.
+            wait = last_flush + FLUSH_INTERVAL_SECONDS - time.monotonic()
+            if wait > 0:
+                time.sleep(wait)
             self._wake.clear()
+            last_flush = time.monotonic()
             try:
                 self.flush()
             except Exception:  # a closing worker; nothing to deliver to

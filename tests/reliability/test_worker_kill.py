@@ -18,6 +18,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
+import dask
 import pytest
 
 from flows_tui import events as ev
@@ -138,15 +139,20 @@ def test_a_worker_killed_mid_run_every_execution_is_an_attempt_and_the_run_ends(
 def test_a_task_that_kills_every_worker_it_runs_on_ends_crashed_not_failed(tmp_path: Path, process_client, figures):
     # Dask gives up on it after its allowed failures (KilledWorker): the task run is Crashed,
     # every execution an attempt, and the run Failed because a task run did not succeed.
+    # It dies 0.1 s into each execution, on the first worker process and on those the nannies
+    # start again, a new process each time.
+    executions = tmp_path / "executions"
     path = tmp_path / "dying.py"
-    path.write_text(textwrap.dedent("""
+    path.write_text(textwrap.dedent(f"""
         import os
         import time
         from flows_tui import flow, task
 
         @task
         def suicidal():
-            time.sleep(0.3)
+            with open({str(executions)!r}, "a") as out:
+                out.write("x\\n")
+            time.sleep(0.1)
             os._exit(1)
 
         @flow
@@ -160,7 +166,10 @@ def test_a_task_that_kills_every_worker_it_runs_on_ends_crashed_not_failed(tmp_p
     assert task_run.state == "Crashed"
     assert "KilledWorker" in task_run.message
     assert engine.final.name == "Failed"
-    assert all(a.state == "Crashed" for a in task_run.attempts) and len(task_run.attempts) >= 2
+    ran = len(executions.read_text().split())
+    assert ran == dask.config.get("distributed.scheduler.allowed-failures") + 1  # Dask's own limit
+    assert [a.state for a in task_run.attempts] == ["Crashed"] * ran
     process_client.wait_for_workers(2, timeout=60)  # the nannies bring the shared cluster back whole
-    figures.add("a task that kills its worker every time",
-                f"Crashed after {len(task_run.attempts)} attempts, each Crashed (KilledWorker); the run Failed")
+    figures.add("a task that kills its worker 0.1 s into every execution",
+                f"{ran} executions, {len(task_run.attempts)} attempts recorded, each Crashed; "
+                "the task run Crashed (KilledWorker), the run Failed")
