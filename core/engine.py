@@ -212,7 +212,8 @@ class FlowRunEngine:
             self._emit(ev.FlowRunStarted(self.run_id, self.flow.name, self.parameters, _now(), file=self.file,
                                          address=self.address))
         register_outcome_serializer()  # envelopes come back through Dask's serializer for them
-        self.client.subscribe_topic(self.topic, self._on_worker_messages)
+        reports = _ReportHandler(self)
+        _subscribe(self.client, self.topic, reports)
         _worker_deaths.listen(self.client, self)
         install_log_capture()
         if self.log_prints:
@@ -238,6 +239,9 @@ class FlowRunEngine:
                 self.client.unsubscribe_topic(self.topic)
             except Exception:  # the client may be closing
                 pass
+            # Dask's unsubscribe_topic leaves the handler in the client: it would hold this engine,
+            # and with it every Dask future of the run, for as long as the client lives.
+            reports.engine = None
         with self._lock:
             if self.session is not None:
                 # Before the final state is published: whoever starts a re-run when this run
@@ -966,6 +970,36 @@ class FlowRunEngine:
                     aborted = self._abort is not None
                     reason = str(self._abort) if aborted else f"Dask reported the task {status}"
                     self._end_task_run(task_run_id, CANCELLED if aborted else CRASHED, reason)
+
+
+class _ReportHandler:
+    """The run's topic handler; it lets go of the engine when the run ends (see `_subscribe`)."""
+
+    __slots__ = ("engine",)
+
+    def __init__(self, engine: FlowRunEngine) -> None:
+        self.engine: FlowRunEngine | None = engine
+
+    def __call__(self, event: tuple[float, list[dict]]) -> None:
+        engine = self.engine
+        if engine is not None:  # a report still in flight when the run ended changes nothing
+            engine._on_worker_messages(event)
+
+
+def _subscribe(client: Any, topic: str, handler: _ReportHandler) -> None:
+    """Subscribe `handler` to `topic`, first dropping the handlers of runs that have ended.
+
+    Dask's `Client.unsubscribe_topic` (2026.8) tells the scheduler but keeps the handler in
+    `client._event_handlers`, one entry per run for as long as the client lives. An ended run's
+    handler is dropped here, at the next run, rather than at its own end: by now no report of
+    it is in flight (one arriving with no handler makes Dask's client raise).
+    """
+    handlers = getattr(client, "_event_handlers", None)
+    if isinstance(handlers, dict):
+        for name, old in list(handlers.items()):
+            if type(old) is _ReportHandler and old.engine is None:
+                handlers.pop(name, None)
+    client.subscribe_topic(topic, handler)
 
 
 def _cancelled_with_scheduler(future: Any) -> bool:

@@ -527,3 +527,36 @@ def test_flow_hooks_run_with_the_final_state(run):
 
     engine, _ = run(hooked_flow)
     assert seen == [("hooked-flow", "Failed")]
+
+
+def test_a_finished_run_lets_go_of_its_results_on_the_cluster(run, thread_client):
+    """Dask's unsubscribe_topic keeps the handler: the engine must not stay reachable through it.
+
+    Held, every run would keep its futures, and with them its results in the workers' memory,
+    for as long as the client lives (a `serve` or the UI runs flow after flow on one client).
+    """
+    import gc
+    import weakref
+
+    @flow
+    def small(n: int = 5):
+        return total(inc.map(range(n)))
+
+    runs = []
+    for _ in range(3):
+        engine, _ = run(small, n=5)
+        assert engine.return_value == 15
+        runs.append((weakref.ref(engine), {track.key for track in engine._tracking.values()}))
+        del engine
+    # An engine may stay reachable for a moment through a copy of its driver thread's context
+    # in a callback that Dask's IO loop still holds (and one, for the client's life, in the
+    # reader of a connection opened from it); held by the client, every one would stay for good.
+    deadline = time.monotonic() + 10
+    while True:
+        gc.collect()
+        alive = [ref for ref, _ in runs[:2] if ref() is not None]
+        held = set(thread_client.futures)
+        if len(alive) <= 1 and sum(bool(keys & held) for _, keys in runs[:2]) <= 1:
+            break
+        assert time.monotonic() < deadline, f"{len(alive)} finished runs still held, with their futures"
+        time.sleep(0.1)
