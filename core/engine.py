@@ -13,6 +13,7 @@ import ctypes
 import datetime as _dt
 import functools
 import logging
+import os
 import threading
 import time
 import traceback as _traceback
@@ -78,6 +79,28 @@ class _Abort(BaseException):
     """Injected into the driver thread when the flow run is cancelled or times out."""
 
 
+class _Flag:
+    """Whether a task run has reached a final state: `threading.Event`'s is_set/set/clear, without its lock.
+
+    Changed only with the engine's lock held, and nobody waits on it (waiters use the engine's
+    condition, which `_end_task_run` notifies), so a Condition per task run would only cost time.
+    """
+
+    __slots__ = ("_set",)
+
+    def __init__(self) -> None:
+        self._set = False
+
+    def is_set(self) -> bool:
+        return self._set
+
+    def set(self) -> None:
+        self._set = True
+
+    def clear(self) -> None:
+        self._set = False
+
+
 @dataclass
 class _Tracking:
     """What the engine keeps per task run besides the model: its Dask future and who used it."""
@@ -89,7 +112,7 @@ class _Tracking:
     consumers: list[tuple[str, bool]] = field(default_factory=list)  # (task run id, via allow_failure)
     seen_by_body: bool = False
     finished_seen: float | None = None  # when Dask first said finished without a report
-    done: threading.Event = field(default_factory=threading.Event)
+    done: _Flag = field(default_factory=_Flag)
     lineage: str | None = None  # its key in the session (None: no session, or not reusable)
     reused_from: str | None = None  # the run whose held result it reused
 
@@ -535,10 +558,14 @@ class FlowRunEngine:
         plan = self._session_plan(task, calls)
         created = _now()
         specs, futures, submitted, keys = [], [], [], []
+        # 64 random bits per id, from one call for the whole batch: a call each (uuid4) costs a
+        # system call per task run, and the driver gives up the GIL to the scheduler's loop at each.
+        random_ids = os.urandom(8 * len(calls)).hex()
         with self._lock:
             self._check_abort()
-            for (name, map_index, args_template, kwargs_template, deps), (lineage, held) in zip(calls, plan):
-                task_run_id = uuid.uuid4().hex[:16]
+            for number, ((name, map_index, args_template, kwargs_template, deps), (lineage, held)) in enumerate(
+                    zip(calls, plan)):
+                task_run_id = random_ids[16 * number:16 * number + 16]
                 self._sequence += 1
                 key = f"{task.name}-{self.run_id}-{self._sequence}"
                 track = self._tracking[task_run_id] = _Tracking(key, lineage=lineage)

@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import contextvars
 import ctypes
+import itertools
 import logging
+import os
 import pickle
 import sys
 import threading
 import time
 import traceback
-import uuid
 import weakref
 from dataclasses import dataclass
 from typing import Any
@@ -237,7 +238,10 @@ class _Shipper:
         if self._thread is None:
             self._thread = threading.Thread(target=self._loop, name="flows-tui-shipper", daemon=True)
             self._thread.start()
-        self._wake.set()
+        # Only a message that finds the flag clear needs to wake the loop: one queued while it is
+        # still set (before the loop clears it) is in the batch the loop's next flush takes.
+        if not self._wake.is_set():
+            self._wake.set()
         return self._generation
 
     def end(self, topic: str, start: dict, start_batch: int, message: dict) -> None:
@@ -412,9 +416,30 @@ class TaskRunInfo:
         return f"TaskRun(name={self.name!r}, run_count={self.run_count})"
 
 
+_process_tag = os.urandom(5).hex()
+_executions = itertools.count()
+
+
+def _new_process_tag() -> None:
+    global _process_tag
+    _process_tag = os.urandom(5).hex()
+
+
+if hasattr(os, "register_at_fork"):  # POSIX
+    os.register_at_fork(after_in_child=_new_process_tag)  # a forked worker must not repeat its parent's ids
+
+
+def _execution_id() -> str:
+    """Unique per execution across the cluster's processes: a random tag per process and a count.
+
+    uuid4 would cost a system call per task run (and the GIL, to the worker's own event loop).
+    """
+    return f"{_process_tag}{next(_executions):x}"
+
+
 def run_task(call: TaskCall, args: tuple, kwargs: dict, deps: list) -> Outcome:
     shipper = _shipper()
-    execution = uuid.uuid4().hex[:10]
+    execution = _execution_id()
     topic = call.topic
     base = {"tr": call.task_run_id, "x": execution}
 
