@@ -206,7 +206,7 @@ def _watch_run(flow_name: str, root: Path, values: dict[str, Any], typed: set[st
     from . import events as ev
     from .cache import cache_directory
     from .catalog import stdout_to_stderr
-    from .cluster import connect, reconnect
+    from .cluster import connect, reconnect_if_lost
     from .config import display_path
     from .engine import run_flow
     from .flows_directory import FlowsDirectory
@@ -234,14 +234,13 @@ def _watch_run(flow_name: str, root: Path, values: dict[str, Any], typed: set[st
         except FlowsTuiError as error:  # the saved signature no longer accepts them: wait for the next save
             console.print(f"not run: {error}", markup=False)
             return
-        if cluster.lost:  # the scheduler went away (the run then ended Crashed): connect again
-            console.print(f"lost the Dask scheduler at {choice.address}; reconnecting", markup=False)
-            try:
-                cluster = reconnect(cluster)
-            except FlowsTuiError as error:
-                console.print(f"not run: {error}", markup=False)
-                return
-            session = Session(cluster.client)
+        try:  # the scheduler went away (the run then ended Crashed): connect again
+            fresh = reconnect_if_lost(cluster, lambda text: console.print(text, markup=False))
+        except FlowsTuiError as error:
+            console.print(f"not run: {error}", markup=False)
+            return
+        if fresh is not cluster:
+            cluster, session = fresh, Session(fresh.client)
         progress = Progress(console, live=live)
         unsubscribe = bus.subscribe(progress.handle, name="progress")
         try:

@@ -156,14 +156,14 @@ class _Reader:
         self.problems.append(error)
 
     def section(self, build: Any, fallback: Any) -> Any:
-        """`build()`; when collecting, a problem it raises is recorded and `fallback` stands in."""
+        """`build()`; when collecting, a problem it raises is recorded and `fallback()` stands in."""
         if self.problems is None:
             return build()
         try:
             return build()
         except ConfigError as error:
             self.problems.append(error)
-            return fallback
+            return fallback()
 
     def table(self, data: Any, keys: tuple[str, ...], allowed: set[str]) -> dict[str, Any]:
         if not isinstance(data, dict):
@@ -380,19 +380,19 @@ def parse_config(text: str, *, path: Path, environ: Mapping[str, str] | None = N
     reader = _Reader(path, _Lines(text), environ, require_env=require_env, problems=problems)
     reader.table(data, (), {"project", "cluster", "notify", "flows"})
     flows_table = reader.section(lambda: reader.table(data.get("flows", {}), ("flows",), set(data.get("flows", {}))),
-                                 {})
+                                 dict)
     flows = {}
     for name, value in flows_table.items():
-        flow = reader.section(lambda: _flow(reader, name, value), None)
+        flow = reader.section(lambda: _flow(reader, name, value), lambda: None)
         if flow is not None:
             flows[name] = flow
     return Config(
         path=path,
         root=root,
         project=reader.section(lambda: _project(reader, data.get("project", {}), root),
-                               _project(_Reader(path, _Lines(""), environ), {}, root)),
-        cluster=reader.section(lambda: _cluster(reader, data.get("cluster", {}), root), ClusterConfig()),
-        notify=reader.section(lambda: _notify(reader, data.get("notify", {})), NotifyConfig()),
+                               lambda: _project(_Reader(path, _Lines(""), environ), {}, root)),
+        cluster=reader.section(lambda: _cluster(reader, data.get("cluster", {}), root), ClusterConfig),
+        notify=reader.section(lambda: _notify(reader, data.get("notify", {})), NotifyConfig),
         flows=flows,
     )
 

@@ -331,7 +331,7 @@ class FlowRunEngine:
         # it has set "done" (the finally clause above), and that moment is not a timeout.
         if "done" not in box:
             if self._abort is None:
-                self._interrupt(TaskRunTimedOut(f"flow run timed out after {timeout:g}s (timeout_seconds={timeout:g})"))
+                self._interrupt(self._timed_out())
             # Code stuck in a C call (a sleep, a socket read) cannot be interrupted: the run
             # ends without it, and the thread is left to finish on its own.
             self._driver.join(DRIVER_STOP_SECONDS)
@@ -345,27 +345,37 @@ class FlowRunEngine:
                 self._abort = reason
             self._changed.notify_all()
             waiting = self._driver_waiting
+        self._stop_body(waiting)
+        self._cancel_open_tasks(str(reason))
+
+    def _stop_body(self, waiting: bool) -> None:
+        """Interrupt the body's own Python code; a wait inside the engine (`waiting`) sees the abort itself."""
         driver = self._driver
         if driver is not None and driver.is_alive() and not waiting:
-            # Only user code is interrupted; a wait inside the engine sees the abort itself.
             ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(driver.ident), ctypes.py_object(_Abort))
-        self._cancel_open_tasks(str(reason))
+
+    def _timed_out(self) -> TaskRunTimedOut:
+        timeout = self.flow.timeout_seconds
+        return TaskRunTimedOut(f"flow run timed out after {timeout:g}s (timeout_seconds={timeout:g})")
 
     def cancel(self, message: str = "cancelled by the user") -> None:
         self._interrupt(CancelledRun(message))
 
+    def _open_task_runs(self) -> list[str]:
+        """The task runs of this run that have not ended (lock held)."""
+        return [trid for trid in self._tracking if not self.flow_run.task_runs[trid].is_final]
+
     def _cancel_open_tasks(self, message: str) -> None:
         with self._lock:
-            open_runs = [(trid, track) for trid, track in self._tracking.items()
-                         if not self.flow_run.task_runs[trid].is_final]
-        futures = [track.future for _, track in open_runs if track.future is not None]
+            open_runs = self._open_task_runs()
+        futures = [self._tracking[trid].future for trid in open_runs if self._tracking[trid].future is not None]
         if futures:
             try:
                 self.client.cancel(futures)
             except Exception:
                 logger.debug("cancelling futures failed", exc_info=True)
         with self._lock:
-            for trid, track in open_runs:
+            for trid in open_runs:
                 self._end_task_run(trid, CANCELLED, message)
 
     def _settle(self, deadline: float | None) -> None:
@@ -374,11 +384,9 @@ class FlowRunEngine:
             while self._open_ids:
                 self._changed.wait(0.2)
                 if deadline is not None and time.monotonic() > deadline and self._abort is None:
-                    timeout = self.flow.timeout_seconds
-                    reason = TaskRunTimedOut(f"flow run timed out after {timeout:g}s (timeout_seconds={timeout:g})")
                     self._lock.release()
                     try:
-                        self._interrupt(reason)
+                        self._interrupt(self._timed_out())
                     finally:
                         self._lock.acquire()
 
@@ -932,15 +940,10 @@ class FlowRunEngine:
             self._abort = CrashedRun(reason)
             self._changed.notify_all()
             waiting = self._driver_waiting
-            open_runs = [task_run_id for task_run_id in self._tracking
-                         if not self.flow_run.task_runs[task_run_id].is_final]
-            for task_run_id in open_runs:
+            for task_run_id in self._open_task_runs():
                 self._end_task_run(task_run_id, CRASHED, reason)
         self.log(logging.ERROR, reason)
-        driver = self._driver
-        if driver is not None and driver.is_alive() and not waiting:
-            # As _interrupt does: the body's own code stops; a wait inside the engine sees the abort.
-            ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(driver.ident), ctypes.py_object(_Abort))
+        self._stop_body(waiting)
 
     def _watch(self) -> None:
         """Every moment of the run: record what workers could not report (a crash, a cancel, a lost report)."""

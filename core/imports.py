@@ -13,6 +13,7 @@ an import that has not run yet is looked for on disk beside the file.
 from __future__ import annotations
 
 import ast
+import functools
 import hashlib
 import importlib.util
 import os
@@ -54,12 +55,17 @@ def put_on_sys_path(folder: Path, *, first: bool = False) -> None:
             sys.path.insert(_after_standard_library(), entry)
 
 
+@functools.lru_cache(maxsize=1)
+def _standard_library_folders() -> frozenset[str]:
+    return frozenset(os.path.realpath(sysconfig.get_path(name)) for name in ("stdlib", "platstdlib"))
+
+
 def _after_standard_library() -> int:
     """Where a folder of the user's goes on sys.path: after Python's standard library, before
     installed packages. A flow file named numbers.py or json.py must not replace a standard
     module (in Dask's worker processes, which inherit sys.path, it would stop them starting);
     a helper module still wins over an installed package of the same name."""
-    stdlib = {os.path.realpath(sysconfig.get_path(name)) for name in ("stdlib", "platstdlib")}
+    stdlib = _standard_library_folders()
     last = -1
     for index, entry in enumerate(sys.path):
         real = os.path.realpath(entry) if entry else ""

@@ -195,35 +195,32 @@ class ScheduleLock:
     def __init__(self, state_dir: Path, who: str) -> None:
         self.path = Path(state_dir) / LOCK_NAME
         self.who = f"{who} (pid {os.getpid()} on {socket.gethostname()})"
-        self._fd: int | None = None
-
-    @property
-    def held(self) -> bool:
-        return self._fd is not None
+        self._fd: int | None = None  # the lock file, open from the first try on
+        self._locked = False
 
     def acquire(self) -> bool:
         """Take the lock if it is free; True while this process holds it."""
-        if self._fd is not None:
+        if self._locked:
             return True
         try:
             import fcntl
         except ImportError:
             return True
+        if self._fd is None:
+            try:
+                self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            except OSError:  # a state_dir that cannot be written: nothing is recorded, nobody to share with
+                return True
         try:
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-        except OSError:  # a state_dir that cannot be written: nothing is recorded, nobody to share with
-            return True
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
-            os.close(fd)
             return False
+        self._locked = True
         try:
-            os.ftruncate(fd, 0)
-            os.write(fd, self.who.encode("utf-8"))
+            os.ftruncate(self._fd, 0)
+            os.write(self._fd, self.who.encode("utf-8"))
         except OSError:
             pass
-        self._fd = fd
         return True
 
     def holder(self) -> str:
@@ -235,7 +232,7 @@ class ScheduleLock:
         return text or "another flows-tui"
 
     def release(self) -> None:
-        fd, self._fd = self._fd, None
+        fd, self._fd, self._locked = self._fd, None, False
         if fd is not None:
             os.close(fd)  # closing the only descriptor releases the flock
 

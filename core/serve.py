@@ -19,7 +19,7 @@ from rich.text import Text
 
 from . import events as ev
 from .cache import cache_directory
-from .cluster import ClusterChoice, connect, reconnect
+from .cluster import ClusterChoice, connect, reconnect_if_lost
 from .engine import FlowRunEngine, run_flow
 from .errors import ClusterError
 from .progress import SYMBOLS, format_duration, state_text
@@ -131,11 +131,7 @@ class Service:
     def _live_cluster(self) -> Any:
         """The cluster for the next run: connected afresh if the attached scheduler was lost (it restarted)."""
         with self._cluster_lock:
-            if self.cluster.lost:
-                address = self.choice.address
-                self.say(f"lost the Dask scheduler at {address}; reconnecting")
-                self.cluster = reconnect(self.cluster)
-                self.say(f"reconnected to the Dask scheduler at {address}")
+            self.cluster = reconnect_if_lost(self.cluster, self.say)
             return self.cluster
 
     def _wind_down(self, grace: float) -> None:

@@ -309,8 +309,6 @@ class Store:
 
     def _check_writable(self, connection: sqlite3.Connection) -> None:
         """Fail now, not at the run's first event, if the store cannot be written (nothing is changed)."""
-        if self._uri is not None or self._empty:
-            raise StoreNotWritable(f"the run store {display_path(self.path)} is open read-only")
         try:
             connection.execute("BEGIN IMMEDIATE")
             try:

@@ -338,7 +338,7 @@ class FlowsApp(App):
             return
         self.store.on_problem = lambda message: self.call_from_thread(self.show_store_problem, message,
                                                                       "history incomplete")
-        if getattr(self.store, "read_only", None) is not None:
+        if self.store.read_only is not None:
             self.show_store_problem(f"{self.store.read_only}. Runs started here go on unrecorded, and schedules "
                                     "do not fire.", "runs not recorded")
 
@@ -609,7 +609,7 @@ class FlowsApp(App):
             if schedule is not None:
                 self._schedules[flow.name] = schedule
         schedules = list(self._schedules.values())
-        if not schedules or self.store is None or getattr(self.store, "read_only", None) is not None:
+        if not schedules or self.store is None or self.store.read_only is not None:
             if self.scheduler is not None:
                 self.scheduler.set_schedules([])
             return
