@@ -227,6 +227,20 @@ class FlowRunEngine:
     def log(self, level: int, message: str) -> None:
         self.bus.publish(ev.LogLines(self.run_id, (ev.LogLine(_now(), level, message, logger="flows_tui"),)))
 
+    def _say_if_no_workers(self) -> None:
+        """An attached scheduler without workers: the run would wait without a word (a `dask worker`
+        exits when its scheduler dies, and a restarted scheduler has none until one is started)."""
+        if getattr(self.client, "cluster", None) is not None:  # our own LocalCluster: its workers are ours
+            return
+        try:
+            workers = self.client.nthreads()
+        except Exception:  # a lost scheduler is reported by the watcher
+            return
+        if not workers:
+            address = self.client.scheduler.address
+            self.log(logging.WARNING, f"no Dask worker is connected to the scheduler at {address}; the run waits "
+                                      f"until one joins (start one with `dask worker {address}`)")
+
     # Running the flow ---------------------------------------------------------------------------
 
     def run(self) -> State:
@@ -243,6 +257,7 @@ class FlowRunEngine:
             install_print_capture()
         watcher = threading.Thread(target=self._watch, name=f"flows-tui-watch-{self.run_id}", daemon=True)
         watcher.start()
+        self._say_if_no_workers()
         try:
             while True:
                 state = self._run_attempt()

@@ -212,3 +212,29 @@ def test_a_tls_scheduler_is_reached_with_the_certificates_from_flows_toml(tmp_pa
         assert without_tls.returncode == 2 and address in without_tls.stderr
     finally:
         _stop(work, sched)
+
+
+def test_a_scheduler_without_workers_is_said_and_the_run_goes_on_once_one_joins(tmp_path, worker_dir):
+    # As after a scheduler restart: a `dask worker` exits with its scheduler, the new one has none.
+    port = free_port()
+    address = f"tcp://127.0.0.1:{port}"
+    sched = _start([sys.executable, "-m", "distributed.cli.dask_scheduler", "--host", "127.0.0.1", "--port",
+                    str(port), "--no-dashboard"], worker_dir, tmp_path / "scheduler.log")
+    processes = [sched]
+    try:
+        wait_until(lambda: "Scheduler at:" in (tmp_path / "scheduler.log").read_text(), timeout=60,
+                   message="the scheduler listening")
+        project = _project(tmp_path)
+        output = tmp_path / "run.log"
+        run = _start([sys.executable, "-m", "flows_tui.cli", "run", "remote", "--address", address], project, output)
+        processes.append(run)
+        wait_until(lambda: f"no Dask worker is connected to the scheduler at {address}" in output.read_text(),
+                   timeout=60, message="the run saying it waits for a worker")
+        assert f"start one with `dask worker {address}`" in output.read_text()
+        assert run.poll() is None  # waiting, not failed
+        processes.append(_start([sys.executable, "-m", "distributed.cli.dask_worker", address, "--nthreads", "2",
+                                 "--no-dashboard", "--host", "127.0.0.1"], worker_dir, tmp_path / "worker.log"))
+        assert run.wait(60) == 0, output.read_text()
+        assert "Completed flow run 'remote'" in output.read_text()
+    finally:
+        _stop(*reversed(processes))
