@@ -8,6 +8,7 @@ import os
 import socket
 import subprocess
 import sys
+import textwrap
 import time
 from pathlib import Path
 from typing import Any, Callable
@@ -16,6 +17,7 @@ import pytest
 
 from flows_tui.events import EventBus
 from flows_tui.engine import run_flow
+from flows_tui.reload import load_flow_file
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -115,12 +117,13 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def cli(*args: str, cwd: Path, env: dict | None = None, timeout: float = 120) -> subprocess.CompletedProcess:
-    """Run the installed `flows-tui` command as a user would."""
+def cli(*args: str, cwd: Path, env: dict | None = None, timeout: float = 120,
+        **options: Any) -> subprocess.CompletedProcess:
+    """Run the installed `flows-tui` command as a user would (`options` go to subprocess.run)."""
     environment = {k: v for k, v in os.environ.items() if k != "DASK_SCHEDULER_ADDRESS"}
     environment.update({"NO_COLOR": "1", "CI": "1", **(env or {})})
     return subprocess.run([sys.executable, "-m", "flows_tui.cli", *args], cwd=cwd, env=environment,
-                          capture_output=True, text=True, timeout=timeout)
+                          capture_output=True, text=True, timeout=timeout, **options)
 
 
 # A flows.toml for tests that run `flows-tui` commands: the flows in ./flows, a small thread cluster.
@@ -145,12 +148,19 @@ processes = true
 """
 
 
-def write_project(root: Path, files: dict[str, str]) -> Path:
+def write_project(root: Path, files: dict[str, str], toml: str = THREAD_CLUSTER_TOML) -> Path:
     """A project as a user lays it out: flows.toml and flows/NAME.py (sources dedented)."""
-    import textwrap
-
     (root / "flows").mkdir(exist_ok=True)
     for name, source in files.items():
         (root / "flows" / name).write_text(textwrap.dedent(source))
-    (root / "flows.toml").write_text(THREAD_CLUSTER_TOML)
+    (root / "flows.toml").write_text(toml)
     return root
+
+
+def load_flows(tmp_path: Path, source: str, name: str = "user_flows.py"):
+    """`source` (dedented) saved as tmp_path/NAME and loaded as a flow file; it must load."""
+    path = tmp_path / name
+    path.write_text(textwrap.dedent(source))
+    loaded = load_flow_file(path)
+    assert loaded.error is None, loaded.error
+    return loaded

@@ -140,8 +140,7 @@ def test_a_flow_file_named_like_a_standard_module_runs_on_worker_processes(tmp_p
         @flow
         def numbers_flow():
             return sum(double.map(range(4)).result())
-    """})
-    (tmp_path / "flows.toml").write_text(PROCESS_CLUSTER_TOML)
+    """}, toml=PROCESS_CLUSTER_TOML)
     result = cli("run", "numbers_flow", "--json", cwd=tmp_path)
     assert result.returncode == 0, result.stdout + result.stderr
     assert json.loads(result.stdout)["state"] == "Completed"

@@ -3,22 +3,11 @@
 from __future__ import annotations
 
 import os
-import textwrap
-from pathlib import Path
 
 from flows_tui.engine import run_flow
 from flows_tui.events import EventBus
-from flows_tui.reload import load_flow_file
 
-from conftest import Recorder, wait_until
-
-
-def load(tmp_path: Path, source: str, name: str = "user_flows.py"):
-    path = tmp_path / name
-    path.write_text(textwrap.dedent(source))
-    loaded = load_flow_file(path)
-    assert loaded.error is None, loaded.error
-    return loaded
+from conftest import Recorder, load_flows, wait_until
 
 
 def run_loaded(loaded, flow_name, client, **parameters):
@@ -33,7 +22,7 @@ def run_loaded(loaded, flow_name, client, **parameters):
 
 def test_a_worker_dying_mid_task_is_a_crashed_attempt_and_dask_runs_it_again(tmp_path, process_client):
     marker = tmp_path / "died-once"
-    loaded = load(tmp_path, f"""
+    loaded = load_flows(tmp_path, f"""
         import os
         import time
         from pathlib import Path
@@ -61,7 +50,7 @@ def test_a_worker_dying_mid_task_is_a_crashed_attempt_and_dask_runs_it_again(tmp
 
 def test_upstream_data_moves_between_workers_not_through_the_driver(tmp_path, process_client):
     log = tmp_path / "unpickled-in"
-    loaded = load(tmp_path, f"""
+    loaded = load_flows(tmp_path, f"""
         import os
         from flows_tui import flow, task
 
@@ -92,7 +81,7 @@ def test_upstream_data_moves_between_workers_not_through_the_driver(tmp_path, pr
 
 
 def test_code_from_a_private_module_runs_on_process_workers(tmp_path, process_client):
-    loaded = load(tmp_path, """
+    loaded = load_flows(tmp_path, """
         from flows_tui import flow, task
 
         def helper(x):
@@ -114,7 +103,7 @@ def test_code_from_a_private_module_runs_on_process_workers(tmp_path, process_cl
 def test_classes_defined_in_a_flow_file_travel_between_worker_processes_by_value(tmp_path, process_client):
     # An Enum parameter and a dataclass one task returns to another: the standard pickler
     # that Dask tries first would send their classes by a module name no worker can import.
-    loaded = load(tmp_path, """
+    loaded = load_flows(tmp_path, """
         import enum
         from dataclasses import dataclass
         from flows_tui import flow, task

@@ -54,7 +54,7 @@ async def wait_for(pilot, condition, timeout: float = 30.0, message: str = "the 
     deadline = time.monotonic() + timeout
     while not condition():
         if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {message}")
+            raise AssertionError(f"timed out after {timeout:g}s waiting for {message}")
         await pilot.pause(0.05)
 
 
@@ -102,6 +102,13 @@ def tree_labels(app: FlowsApp) -> list[str]:
 
     walk(tree.root)
     return labels
+
+
+def toasts(app: FlowsApp) -> str:
+    """The text of the notifications on screen."""
+    from textual.widgets._toast import Toast
+
+    return " ".join(str(toast.render()) for toast in app.screen.query(Toast))
 
 
 async def test_flows_and_a_broken_file_are_listed_and_the_plan_is_shown_before_any_run(project):
@@ -307,8 +314,6 @@ async def test_with_serve_running_on_the_project_the_ui_stands_by_then_takes_the
     import subprocess
     import sys
 
-    from textual.widgets._toast import Toast
-
     pids = project / "fired-by"
     (project / "flows" / "beat.py").write_text(textwrap.dedent(f"""
         import os
@@ -332,11 +337,8 @@ async def test_with_serve_running_on_the_project_the_ui_stands_by_then_takes_the
         wait_until(lambda: serve.pid in fired_by(), timeout=60, message="serve firing the schedule")
         app = app_for(project)
         async with app.run_test(size=(120, 40), notifications=True) as pilot:
-            def toasts() -> str:
-                return " ".join(str(toast.render()) for toast in app.screen.query(Toast))
-
-            await wait_for(pilot, lambda: "standing by" in toasts(), message="the UI saying it stands by")
-            assert f"the schedules are fired by flows-tui serve (pid {serve.pid} on " in toasts()
+            await wait_for(pilot, lambda: "standing by" in toasts(app), message="the UI saying it stands by")
+            assert f"the schedules are fired by flows-tui serve (pid {serve.pid} on " in toasts(app)
             count = len(fired_by())
             await wait_for(pilot, lambda: len(fired_by()) >= count + 2, message="two more runs from serve")
             assert set(fired_by()) == {serve.pid}  # the UI fired none of them
@@ -344,7 +346,7 @@ async def test_with_serve_running_on_the_project_the_ui_stands_by_then_takes_the
             serve.kill()  # SIGKILL: the lock goes with the process
             serve.wait(timeout=30)
             await wait_for(pilot, lambda: os.getpid() in fired_by(), message="the UI firing the schedule")
-            assert f"firing the schedules now: flows-tui serve (pid {serve.pid} on " in toasts()
+            assert f"firing the schedules now: flows-tui serve (pid {serve.pid} on " in toasts(app)
     finally:
         if serve.poll() is None:
             serve.send_signal(signal.SIGTERM)
@@ -352,14 +354,11 @@ async def test_with_serve_running_on_the_project_the_ui_stands_by_then_takes_the
 
 
 async def test_notifications_show_flows_toml_tables_as_written(project):
-    from textual.widgets._toast import Toast
-
     app = app_for(project, connect_cluster=False)
     async with app.run_test(size=(120, 40), notifications=True) as pilot:
         await wait_for(pilot, lambda: len(flow_keys(app)) == 3)
         config = project / "flows.toml"
         config.write_text(config.read_text().replace("threads_per_worker = 2", "threads_per_worker = 3"))
-        await wait_for(pilot, lambda: "restart" in " ".join(str(t.render()) for t in app.screen.query(Toast)),
-                       message="the notification that flows.toml was reloaded")
-        shown = " ".join(str(toast.render()) for toast in app.screen.query(Toast))
+        await wait_for(pilot, lambda: "restart" in toasts(app), message="the notification that flows.toml was reloaded")
+        shown = toasts(app)
         assert "restart flows-tui to apply [cluster]" in shown, shown

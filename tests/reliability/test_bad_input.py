@@ -31,6 +31,9 @@ from pathlib import Path
 import pytest
 
 from conftest import THREAD_CLUSTER_TOML, cli, free_port, write_project
+from test_tui import app_for as tui_app_for
+from test_tui import select
+from test_tui import wait_for as tui_wait_for
 
 GOOD = """
     from flows_tui import flow, task
@@ -212,10 +215,9 @@ def make_project(root: Path, rows: list[Row]) -> Path:
     files = {"good.py": GOOD}
     for row in rows:
         files.update(row.files)
-    write_project(root, {name: textwrap.dedent(source).lstrip("\n") for name, source in files.items()})
     toml = THREAD_CLUSTER_TOML + "".join("\n" + filled(textwrap.dedent(row.toml)) for row in rows if row.toml)
-    (root / "flows.toml").write_text(toml)
-    return root
+    return write_project(root, {name: textwrap.dedent(source).lstrip("\n") for name, source in files.items()},
+                         toml=toml)
 
 
 def location(row: Row, project: Path) -> str | None:
@@ -313,16 +315,9 @@ UI_ALIVE: dict[str, bool] = {}  # row id → the UI showed it and kept answering
 
 
 def app_for(project: Path, **options):
-    from flows_tui import events as ev
-    from flows_tui.config import load_config
-    from flows_tui.store import Store
     from flows_tui.tui.app import FlowsApp
 
-    config = load_config(None, cwd=project)
-    store = Store.open(config.project.state_dir)
-    bus = ev.EventBus()
-    bus.set_journal(store.record)
-    app = FlowsApp(config, bus=bus, store=store, **options)
+    app = tui_app_for(project, **options)
     app.said = []  # every notification, as (title, message): toasts come and go
 
     def notify(message, *args, **kwargs):
@@ -333,11 +328,8 @@ def app_for(project: Path, **options):
     return app
 
 
-async def wait_for(pilot, condition, message: str, timeout: float = 15.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {message}"
-        await pilot.pause(0.05)
+async def wait_for(pilot, condition, message: str) -> None:
+    await tui_wait_for(pilot, condition, timeout=15.0, message=message)
 
 
 def error_rows(app) -> dict[str, object]:
@@ -346,13 +338,6 @@ def error_rows(app) -> dict[str, object]:
 
     rows = app.query_one(FlowList).rows_by_key.values()
     return {f"{row.file}:{row.error.line}" if row.error.line else row.file: row for row in rows if row.error}
-
-
-def select(app, key: str) -> None:
-    from flows_tui.tui.flow_list import FlowList
-
-    table = app.query_one(FlowList)
-    table.move_cursor(row=table.get_row_index(key))
 
 
 async def assert_alive(pilot, app) -> None:

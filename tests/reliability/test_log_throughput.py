@@ -10,17 +10,15 @@ from __future__ import annotations
 
 import datetime as _dt
 import statistics
-import textwrap
 from pathlib import Path
 
 import pytest
 
 from flows_tui import events as ev
 from flows_tui.engine import run_flow
-from flows_tui.reload import load_flow_file
 from flows_tui.store import Store
 
-from conftest import local_client
+from conftest import load_flows, local_client
 
 from .conftest import sized
 
@@ -73,10 +71,7 @@ class Delays:
 @pytest.mark.timeout(180)
 def test_ten_thousand_lines_a_second_reach_the_store_none_lost_in_order_per_task(tmp_path: Path, worker_processes,
                                                                               figures):
-    path = tmp_path / "chatty.py"
-    path.write_text(textwrap.dedent(CHATTY))
-    loaded = load_flow_file(path)
-    assert loaded.error is None, loaded.error
+    loaded = load_flows(tmp_path, CHATTY, "chatty.py")
     store = Store.open(tmp_path / "state")
     bus = ev.EventBus()
     bus.set_journal(store.record)

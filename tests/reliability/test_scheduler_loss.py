@@ -25,11 +25,12 @@ from pathlib import Path
 import pytest
 
 from conftest import cli, free_port, wait_until, write_project
-from flows_tui.store import STORE_NAME, Store
+from flows_tui.store import Store
 from flows_tui.tui.flow_list import FlowList
 from flows_tui.tui.log_view import LogView
 from flows_tui.tui.screens import HelpScreen
 from flows_tui.tui.status_bar import StatusBar
+from test_serve import _runs, _serve
 from test_tui import app_for, flow_keys, select, tree_labels, wait_for
 
 pytestmark = pytest.mark.attach
@@ -215,24 +216,15 @@ async def test_the_ui_shows_the_crash_stays_up_and_the_next_run_reconnects(tmp_p
 
 def test_serve_reconnects_when_the_scheduler_comes_back(tmp_path, dask_pair, figures):
     project = _project(tmp_path, schedule='interval = "1s"\n')
-    environment = {k: v for k, v in os.environ.items() if k != "DASK_SCHEDULER_ADDRESS"}
-    environment.update(NO_COLOR="1", PYTHONUNBUFFERED="1")
-    server = subprocess.Popen([sys.executable, "-m", "flows_tui.cli", "serve", "--address", dask_pair.address],
-                              cwd=project, env=environment, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                              text=True)
+    server = _serve(project, "--address", dask_pair.address)
     lines: list[str] = []
     reader = threading.Thread(target=lambda: lines.extend(server.stdout), daemon=True)
     reader.start()
-    state_dir = project / ".flows-tui"
-
-    def runs() -> list:
-        return Store.open(state_dir).runs() if (state_dir / STORE_NAME).exists() else []
-
     try:
         wait_until(lambda: _started(tmp_path) or server.poll() is not None, timeout=60, message="a scheduled run")
         assert server.poll() is None, "".join(lines)
         killed, _ = dask_pair.kill_scheduler()
-        wait_until(lambda: any(r.state == "Crashed" for r in runs()), timeout=20, message="the run Crashed")
+        wait_until(lambda: any(r.state == "Crashed" for r in _runs(project)), timeout=20, message="the run Crashed")
         crashed = time.monotonic() - killed
         # The next scheduled run finds the client without its scheduler and connects again,
         # retrying while the scheduler restarts.
@@ -241,7 +233,7 @@ def test_serve_reconnects_when_the_scheduler_comes_back(tmp_path, dask_pair, fig
         dask_pair.start()
         back = time.monotonic()
         (tmp_path / "release").touch()
-        wait_until(lambda: any(r.state == "Completed" for r in runs()), timeout=30,
+        wait_until(lambda: any(r.state == "Completed" for r in _runs(project)), timeout=30,
                    message="a scheduled run completed after the scheduler came back")
         completed = time.monotonic() - back
     finally:
@@ -254,7 +246,7 @@ def test_serve_reconnects_when_the_scheduler_comes_back(tmp_path, dask_pair, fig
     assert f"reconnected to the Dask scheduler at {dask_pair.address}" in output
     assert "✓ Completed napping" in output
     assert "Traceback" not in output
-    states = [r.state for r in runs()]
+    states = [r.state for r in _runs(project)]
     assert states[-1] == "Crashed" and "Completed" in states  # the oldest run is the one the kill crashed
     figures.add("kill → scheduled run Crashed", f"{crashed:.1f} s")
     figures.add("scheduler back → scheduled run Completed", f"{completed:.1f} s")

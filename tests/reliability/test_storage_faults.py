@@ -18,7 +18,6 @@ import resource
 import signal
 import sqlite3
 import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Iterator
@@ -109,10 +108,7 @@ def cli_with_file_limit(*args: str, cwd: Path, limit: int) -> subprocess.Complet
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
         resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
 
-    environment = {k: v for k, v in os.environ.items() if k != "DASK_SCHEDULER_ADDRESS"}
-    environment.update({"NO_COLOR": "1", "CI": "1"})
-    return subprocess.run([sys.executable, "-m", "flows_tui.cli", *args], cwd=cwd, env=environment,
-                          capture_output=True, text=True, timeout=120, preexec_fn=limit_file_size)
+    return cli(*args, cwd=cwd, timeout=120, preexec_fn=limit_file_size)
 
 
 @contextlib.contextmanager

@@ -38,9 +38,9 @@ from flows_tui.tui.log_view import LogView
 from flows_tui.tui.run_history import RunHistory
 from flows_tui.tui.task_tree import CHUNK, TaskTree
 
-from conftest import PROCESS_CLUSTER_TOML
-from conftest import write_project as write_shared_project
+from conftest import PROCESS_CLUSTER_TOML, write_project
 from test_tui import tree_labels
+from test_tui import wait_for as tui_wait_for
 
 from .conftest import sized
 
@@ -105,18 +105,8 @@ def resource_tracker_started():
     resource_tracker.ensure_running()
 
 
-def write_project(root: Path, files: dict[str, str]) -> Path:
-    write_shared_project(root, files)
-    (root / "flows.toml").write_text(TOML)
-    return root
-
-
 async def wait_for(pilot, condition: Callable[[], Any], timeout: float = 60.0, message: str = "the UI") -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:g}s waiting for {message}")
-        await pilot.pause(0.05)
+    await tui_wait_for(pilot, condition, timeout, message)
 
 
 def summary(samples: list[float]) -> str:
@@ -167,7 +157,7 @@ def flow_row(app: FlowsApp, name: str) -> int:
 
 @pytest.mark.timeout(300)
 async def test_ten_thousand_task_run_is_stored_whole_while_keys_keep_working(tmp_path: Path, figures):
-    project = write_project(tmp_path, {"wide.py": WIDE.format(tasks=TASKS), "other.py": OTHER})
+    project = write_project(tmp_path, {"wide.py": WIDE.format(tasks=TASKS), "other.py": OTHER}, toml=TOML)
     config = load_config(None, cwd=project)
     bus = ev.EventBus()
     with recording(bus, config) as store:  # as run_app does: every run the UI starts is stored
@@ -335,7 +325,7 @@ async def test_reload_storm_keeps_the_ui_responsive_and_the_last_version_wins(tm
     path = tmp_path / "flows" / "storm.py"
     # first.py and other.py sort before storm.py: their rows stay put whatever the storm does.
     project = write_project(tmp_path, {"storm.py": STORM.format(i=0), "first.py": OTHER.replace("other", "first"),
-                                       "other.py": OTHER})
+                                       "other.py": OTHER}, toml=TOML)
     config = load_config(None, cwd=project)
     bus = ev.EventBus()
     with recording(bus, config) as store:
@@ -445,7 +435,7 @@ async def test_a_flow_that_vanishes_for_a_moment_gets_the_cursor_back_unless_the
     and its write lists the file without flows; the next reload brings them back."""
     path = tmp_path / "flows" / "storm.py"
     project = write_project(tmp_path, {"storm.py": STORM.format(i=7), "first.py": OTHER.replace("other", "first"),
-                                       "other.py": OTHER})
+                                       "other.py": OTHER}, toml=TOML)
     app = FlowsApp(load_config(None, cwd=project), connect_cluster=False)
     async with app.run_test(size=(120, 40)) as pilot:
         flows, tree = app.query_one(FlowList), app.query_one(TaskTree)
@@ -475,7 +465,7 @@ async def test_a_flow_that_vanishes_for_a_moment_gets_the_cursor_back_unless_the
 async def test_a_mapped_task_expanded_while_still_mapping_offers_the_rest_behind_more(tmp_path: Path):
     """What test 1 does at random when its first cycle comes early: the tree is fed events as a
     run reports them (the engine's own event types, folded by the RunModel as the UI's bridge does)."""
-    project = write_project(tmp_path, {"other.py": OTHER})
+    project = write_project(tmp_path, {"other.py": OTHER}, toml=TOML)
     app = FlowsApp(load_config(None, cwd=project), connect_cluster=False, watch=False)
     async with app.run_test(size=(120, 40)) as pilot:
         tree = app.query_one(TaskTree)

@@ -12,7 +12,6 @@ tasks are pinned to workers with `dask.annotate`, so the transfer happens every 
 from __future__ import annotations
 
 import logging
-import textwrap
 import threading
 import time
 
@@ -20,9 +19,8 @@ import pytest
 
 from flows_tui.engine import run_flow
 from flows_tui.events import EventBus
-from flows_tui.reload import load_flow_file
 
-from conftest import PROCESS_CLUSTER_TOML, Recorder, cli, wait_until, write_project
+from conftest import PROCESS_CLUSTER_TOML, Recorder, cli, load_flows, wait_until, write_project
 
 DEADLINE = 15.0  # seconds for a run that must end promptly (it ends in well under one here)
 
@@ -80,11 +78,7 @@ LOCK = "cannot pickle '_thread.lock' object"
 
 @pytest.fixture(scope="module")
 def flows(tmp_path_factory):
-    path = tmp_path_factory.mktemp("unserializable") / "unserializable_flows.py"
-    path.write_text(textwrap.dedent(FLOWS))
-    loaded = load_flow_file(path)
-    assert loaded.error is None, loaded.error
-    return loaded.flows
+    return load_flows(tmp_path_factory.mktemp("unserializable"), FLOWS, "unserializable_flows.py").flows
 
 
 @pytest.fixture
@@ -229,11 +223,9 @@ CLI_FLOW = """
 """
 
 
-
 @pytest.mark.timeout(60)
 def test_flows_tui_run_exits_1_with_the_message_and_no_dask_traceback(tmp_path, figures):
-    project = write_project(tmp_path, {"unpicklable.py": CLI_FLOW})
-    (project / "flows.toml").write_text(PROCESS_CLUSTER_TOML)
+    project = write_project(tmp_path, {"unpicklable.py": CLI_FLOW}, toml=PROCESS_CLUSTER_TOML)
     started = time.monotonic()
     result = cli("run", "unpicklable", cwd=project, timeout=40)
     seconds = time.monotonic() - started

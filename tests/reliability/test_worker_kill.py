@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import os
 import signal
-import textwrap
 import time
 from collections import Counter
 from pathlib import Path
@@ -23,10 +22,9 @@ import pytest
 
 from flows_tui import events as ev
 from flows_tui.engine import run_flow
-from flows_tui.reload import load_flow_file
 from flows_tui.store import Store
 
-from conftest import local_client
+from conftest import load_flows, local_client
 
 from .conftest import sized
 
@@ -72,10 +70,7 @@ def test_a_worker_killed_mid_run_every_execution_is_an_attempt_and_the_run_ends(
                                                                                figures):
     import threading
 
-    path = tmp_path / "steady.py"
-    path.write_text(textwrap.dedent(STEADY))
-    loaded = load_flow_file(path)
-    assert loaded.error is None, loaded.error
+    loaded = load_flows(tmp_path, STEADY, "steady.py")
     log = tmp_path / "executions"
     store = Store.open(tmp_path / "state")
     bus = ev.EventBus()
@@ -142,8 +137,7 @@ def test_a_task_that_kills_every_worker_it_runs_on_ends_crashed_not_failed(tmp_p
     # It dies 0.1 s into each execution, on the first worker process and on those the nannies
     # start again, a new process each time.
     executions = tmp_path / "executions"
-    path = tmp_path / "dying.py"
-    path.write_text(textwrap.dedent(f"""
+    loaded = load_flows(tmp_path, f"""
         import os
         import time
         from flows_tui import flow, task
@@ -158,9 +152,7 @@ def test_a_task_that_kills_every_worker_it_runs_on_ends_crashed_not_failed(tmp_p
         @flow
         def always_dying():
             suicidal()
-    """))
-    loaded = load_flow_file(path)
-    assert loaded.error is None, loaded.error
+    """, "dying.py")
     engine = run_flow(loaded.flows["always-dying"], {}, client=process_client, bus=ev.EventBus())
     [task_run] = engine.flow_run.task_runs.values()
     assert task_run.state == "Crashed"
