@@ -53,9 +53,11 @@ class FlowList(DataTable):
         self._vanished: tuple[str, int] | None = None  # (flow under the cursor that vanished, row the cursor went to)
 
     def on_mount(self) -> None:
+        # The countdown before the last state: in a narrow pane the state's symbol still shows when
+        # its word is cut, while a countdown cut off would say nothing.
         self.add_column("flow", key="flow")
-        self.add_column("last", key="last")
         self.add_column("next", key="next")
+        self.add_column("last", key="last")
 
     def show(self, rows: list[FlowRow]) -> None:
         """Replace the rows, keeping the cursor on the same flow when it still exists.
@@ -80,7 +82,7 @@ class FlowList(DataTable):
                 self.add_row(Text(f"✗ {where}", style="red"), Text("error", style="red"),
                              Text(str(row.error.reason).splitlines()[0], style="red"), key=row.key)
             else:
-                self.add_row(self._flow_cell(row.key), self._last(row.key), countdown(self.next_runs.get(row.key), now),
+                self.add_row(self._flow_cell(row.key), countdown(self.next_runs.get(row.key), now), self._last(row.key),
                              key=row.key)
         if wanted is not None and wanted in self.rows_by_key:
             try:
@@ -99,7 +101,7 @@ class FlowList(DataTable):
     def set_last_state(self, flow: str, state: str) -> None:
         self.last_states[flow] = state
         if flow in self.rows_by_key and self._has_row(flow):
-            self.update_cell(flow, "last", self._last(flow))
+            self.update_cell(flow, "last", self._last(flow), update_width=True)
 
     def set_watching(self, flows: set[str]) -> None:
         """The flows under watch-run: a word, not only a colour, so NO_COLOR loses nothing."""
@@ -121,7 +123,7 @@ class FlowList(DataTable):
         for flow, moment in self.next_runs.items():
             if self._has_row(flow):
                 text = "paused" if moment is None else countdown(moment, now)
-                self.update_cell(flow, "next", text)
+                self.update_cell(flow, "next", text, update_width=True)
 
     def _has_row(self, key: str) -> bool:
         try:
