@@ -42,7 +42,7 @@ class FlowFile:
 
 
 def module_name_for(path: Path) -> str:
-    digest = hashlib.sha1(str(path.resolve()).encode()).hexdigest()[:8]
+    digest = hashlib.sha1(os.fsencode(path.resolve())).hexdigest()[:8]  # a latin-1 name is not UTF-8
     stem = "".join(c if c.isalnum() else "_" for c in path.stem)
     return f"{MODULE_PREFIX}{stem}_{digest}"
 
