@@ -55,13 +55,19 @@ def _load_config(config_path: str | None, *, require_env: bool = True):
 @click.group(cls=_Main, invoke_without_command=True, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--config", "config_path", type=click.Path(dir_okay=False), help="flows.toml to use.")
 @click.option("--address", help="Dask scheduler to attach to (tcp://host:8786).")
+@click.option("--debug", is_flag=True,
+              help="Tracebacks keep flows-tui's and Dask's own frames (as FLOWS_TUI_DEBUG=1 does).")
 @click.version_option(package_name="flows-tui")
 @click.pass_context
-def main(ctx: click.Context, config_path: str | None, address: str | None) -> None:
+def main(ctx: click.Context, config_path: str | None, address: str | None, debug: bool) -> None:
     """Develop Prefect-style flows locally on Dask: a terminal UI, and headless commands.
 
     Run without a command to open the UI on PATH (a flows directory or one flow file).
     """
+    if debug:  # the environment, so the embedded cluster's worker processes see it too
+        from .tracebacks import DEBUG_ENV
+
+        os.environ[DEBUG_ENV] = "1"
     ctx.ensure_object(dict)
     ctx.obj.update(config_path=config_path, address=address)
     if ctx.invoked_subcommand is not None:

@@ -5,8 +5,6 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import logging
-import os
-import re
 import threading
 from collections import Counter, defaultdict
 from typing import Any
@@ -161,39 +159,16 @@ def print_summary(console: Console, run: FlowRun) -> None:
         first = next((a for a in reversed(failed[0].attempts) if a.traceback), None)
         if first is not None and first.error == failed[0].error:  # not an earlier attempt's, for another reason
             shown = first.traceback
-            console.print(plain(user_traceback(shown), "dim"), highlight=False, soft_wrap=True)
+            console.print(plain(shown, "dim"), highlight=False, soft_wrap=True)
     if len(failed) > 10:
         console.print(f"... and {len(failed) - 10} more failed task runs")
     # The flow body raising the failed task's own error (a direct call) would show that traceback again.
     if run.traceback and run.state != COMPLETED and not (shown and _last_line(run.traceback) == _last_line(shown)):
-        console.print(plain(user_traceback(run.traceback), "dim"), highlight=False, soft_wrap=True)
+        console.print(plain(run.traceback, "dim"), highlight=False, soft_wrap=True)
     message = f": {run.message}" if run.message and run.state != COMPLETED else ""
     console.print(Text.assemble(state_text(run.state), (visible(f" flow run {run.flow!r} ({run.run_id}) in "
                                                                f"{format_duration(run.duration)}{message}"), "bold")),
                   highlight=False, soft_wrap=True)
-
-
-_PACKAGE = os.path.dirname(os.path.abspath(__file__)) + os.sep
-_FRAME = re.compile(r'^  File "(.+?)", line \d+')
-
-
-def user_traceback(text: str) -> str:
-    """A traceback as the user's code raised it: flows-tui's own frames (engine, worker) left out."""
-    kept: list[str] = []
-    dropping = False
-    dropped = False
-    for line in text.splitlines():
-        frame = _FRAME.match(line)
-        if frame:
-            dropping = os.path.abspath(frame.group(1)).startswith(_PACKAGE)
-            dropped = dropped or dropping
-        elif not line.startswith("    "):
-            dropping = False
-        if not dropping:
-            kept.append(line)
-    if not dropped or not any(_FRAME.match(line) for line in kept):
-        return text  # nothing of ours, or nothing but ours: as it was
-    return "\n".join(kept)
 
 
 def _last_line(text: str) -> str:

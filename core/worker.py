@@ -17,7 +17,6 @@ import pickle
 import sys
 import threading
 import time
-import traceback
 import weakref
 from dataclasses import dataclass
 from typing import Any
@@ -26,6 +25,7 @@ from .cache import CacheKeyContext, CacheSpec, Lookup, look_up, store
 from .cache_policies import policy_of
 from .context import TaskRunContext, task_run_var
 from .logs import format_record, install_log_capture, install_print_capture
+from .tracebacks import format_exception
 from .states import (CACHED, COMPLETED, FAILED, NOT_RUN, SUCCESS_STATES, TIMED_OUT, State,
                      TaskRunTimedOut, UpstreamFailed)
 
@@ -371,7 +371,7 @@ def _describe(error: BaseException) -> str:
 
 
 def _format_traceback(error: BaseException) -> str:
-    return "".join(traceback.format_exception(type(error), error, error.__traceback__)).rstrip()
+    return format_exception(error)
 
 
 def _call_with_deadline(fn: Any, args: tuple, kwargs: dict, seconds: float) -> Any:
