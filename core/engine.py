@@ -16,7 +16,6 @@ import logging
 import os
 import threading
 import time
-import traceback as _traceback
 import uuid
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -31,11 +30,13 @@ from .context import flow_run_var, using
 from .futures import TaskFuture, TaskFutureList, allow_failure, opaque, quote, unmapped
 from .logs import format_record, install_log_capture, install_print_capture
 from .model import RunModel
+from .pickling import user_sources
 from .session import Held, NotReusable, lineage_key
 from .states import (CACHED, CANCELLED, COMPLETED, CRASHED, FAILED, FAILURE_STATES, FINAL_STATES, NOT_RUN,
                      PENDING, RETRYING, RUNNING, SUCCESS_STATES, TIMED_OUT, CancelledRun, CrashedRun,
                      State, TaskRunTimedOut, UpstreamFailed, run_hook)
 from .task_source import task_source
+from .tracebacks import format_exception, share_sources
 from .worker import (UNSENDABLE, Outcome, Ref, TaskCall, outcome_length, outcome_summary,
                      register_outcome_serializer, run_task)
 
@@ -255,6 +256,7 @@ class FlowRunEngine:
                                          address=self.address))
             self.flow_run.name = self.flow.format_run_name(self.parameters) or self.run_id
         register_outcome_serializer()  # envelopes come back through Dask's serializer for them
+        share_sources(self.client, user_sources())  # workers without the user's files show their lines
         reports = _ReportHandler(self)
         _subscribe(self.client, self.topic, reports)
         _worker_deaths.listen(self.client, self)
@@ -423,7 +425,7 @@ class FlowRunEngine:
         if "error" in box:
             error = box["error"]
             state = State(FAILED, f"flow body raised {_describe(error)}", _exception=error)
-            state._traceback = "".join(_traceback.format_exception(type(error), error, error.__traceback__)).rstrip()
+            state._traceback = format_exception(error)
             return state
         value = box.get("value")
         try:

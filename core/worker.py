@@ -17,7 +17,6 @@ import pickle
 import sys
 import threading
 import time
-import traceback
 import weakref
 from dataclasses import dataclass
 from typing import Any
@@ -26,6 +25,7 @@ from .cache import CacheKeyContext, CacheSpec, Lookup, look_up, store
 from .cache_policies import policy_of
 from .context import TaskRunContext, task_run_var
 from .logs import format_record, install_log_capture, install_print_capture
+from .tracebacks import format_exception
 from .states import (CACHED, COMPLETED, FAILED, NOT_RUN, RUNNING, SUCCESS_STATES, TIMED_OUT, State, returned_state,
                      run_hook,
                      TaskRunTimedOut, UpstreamFailed)
@@ -213,6 +213,7 @@ class _Shipper:
 
     def send(self, topic: str, message: dict) -> int:
         """Queue `message`; returns the batch it went into (for `end`)."""
+        message = _utf8(message)
         with self._lock:
             # Later lines of this execution must follow the message, not join a log message before it.
             self._open_logs.pop((message["tr"], message["x"]), None)
@@ -226,6 +227,7 @@ class _Shipper:
         the client within 93 ms this way, 138 ms as messages of their own.
         """
         key = (head["tr"], head["x"])
+        line = _utf8(line)
         with self._lock:
             message = self._open_logs.get(key)
             if message is None or message["a"] != head["a"]:
@@ -251,6 +253,7 @@ class _Shipper:
         Most tasks start and end within one batch: one message instead of two halves what the
         scheduler relays per task.
         """
+        message = _utf8(message)
         with self._lock:
             if start_batch == self._generation:
                 start.update(message, st=start["t"])
@@ -284,6 +287,35 @@ class _Shipper:
                 self.flush()
             except Exception:  # a closing worker; nothing to deliver to
                 return
+
+
+def _utf8(value: Any) -> Any:
+    """`value` with every string UTF-8 can encode: a lone surrogate (a latin-1 file name from
+    `os.listdir`) written as `\\udce9`. Dask sends reports as msgpack, which fails on one and
+    takes the worker's connection down with it: the run then waited forever.
+
+    A report (a dict) is mended in place, since a queued start is updated later by its end;
+    anything else comes back as it was unless it had to change.
+    """
+    if isinstance(value, str):
+        if value.isascii():
+            return value
+        try:
+            value.encode("utf-8")
+            return value
+        except UnicodeEncodeError:
+            return value.encode("utf-8", "backslashreplace").decode("utf-8")
+    if isinstance(value, dict):
+        for key, item in value.items():
+            mended = _utf8(item)
+            if mended is not item:
+                value[key] = mended
+        return value
+    if isinstance(value, (tuple, list)):
+        mended = [_utf8(item) for item in value]
+        if any(new is not old for new, old in zip(mended, value)):
+            return type(value)(mended)
+    return value
 
 
 _shippers: "weakref.WeakKeyDictionary[Any, _Shipper]" = weakref.WeakKeyDictionary()
@@ -340,7 +372,7 @@ def _describe(error: BaseException) -> str:
 
 
 def _format_traceback(error: BaseException) -> str:
-    return "".join(traceback.format_exception(type(error), error, error.__traceback__)).rstrip()
+    return format_exception(error)
 
 
 def _call_with_deadline(fn: Any, args: tuple, kwargs: dict, seconds: float) -> Any:
