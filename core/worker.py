@@ -192,6 +192,10 @@ class TaskCall:
     cache: CacheSpec | None = None  # None: the task has no cache options
 
 
+class TaskRaisedBaseException(RuntimeError):
+    """What the flow body gets for a task that raised SystemExit, KeyboardInterrupt or another BaseException."""
+
+
 class AttemptTimedOut(BaseException):
     """Injected into a task's thread at its deadline; a BaseException so `except Exception` cannot swallow it."""
 
@@ -358,7 +362,13 @@ def substitute(template: Any, deps: list[Any]) -> Any:
 # Running --------------------------------------------------------------------------------
 
 def _portable_exception(error: BaseException) -> BaseException:
-    """The exception itself if it survives pickling, else a stand-in with the same text."""
+    """The exception itself if it survives pickling, else a stand-in with the same text.
+
+    A task's SystemExit or KeyboardInterrupt raised again in the flow body (a direct call,
+    `.result()`) would stop the process driving the flow: the body gets an ordinary error.
+    """
+    if not isinstance(error, Exception):
+        return TaskRaisedBaseException(f"the task raised {_describe(error)}")
     try:
         pickle.loads(pickle.dumps(error))
         return error
@@ -529,7 +539,10 @@ def run_task(call: TaskCall, args: tuple, kwargs: dict, deps: list) -> Outcome:
         except AttemptTimedOut:  # only if the deadline fired as the call returned
             error = TaskRunTimedOut(f"timed out after {task.timeout_seconds:g}s")
             state = State(TIMED_OUT, str(error), _exception=error)
-        except Exception as failure:
+        except BaseException as failure:
+            # A task's SystemExit, KeyboardInterrupt, asyncio.CancelledError or own BaseException
+            # ends its attempt like any error. Let out, it killed the worker process (three times,
+            # then KilledWorker), or Dask took it for the worker's death, or the run hung.
             state, error = State(FAILED, _describe(failure), _exception=failure), failure
         finally:
             task_run_var.reset(token)
