@@ -115,8 +115,10 @@ def get_run_logger() -> logging.LoggerAdapter:
     if engine is not None:
         return RunLoggerAdapter(_run_logger().getChild("flow"), {
             "run_id": engine.run_id, "flow_name": engine.flow.name})
-    raise RuntimeError("get_run_logger() was called outside of a flow or task run; "
-                       "use logging.getLogger(...) there instead")
+    from .exceptions import MissingContextError
+
+    raise MissingContextError("There is no active flow or task run context: get_run_logger() was called outside "
+                              "of a flow or task run; use logging.getLogger(...) there instead")
 
 
 def _safe_repr(value: Any) -> str:

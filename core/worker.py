@@ -26,7 +26,8 @@ from .cache_policies import policy_of
 from .context import TaskRunContext, task_run_var
 from .logs import format_record, install_log_capture, install_print_capture
 from .tracebacks import format_exception
-from .states import (CACHED, COMPLETED, FAILED, NOT_RUN, SUCCESS_STATES, TIMED_OUT, State,
+from .states import (CACHED, COMPLETED, FAILED, NOT_RUN, RUNNING, SUCCESS_STATES, TIMED_OUT, State, returned_state,
+                     run_hook,
                      TaskRunTimedOut, UpstreamFailed)
 
 # A retry delay longer than this gives the worker thread back to Dask while it waits.
@@ -437,7 +438,7 @@ def _wait_before_retry(delay: float) -> None:
 def _run_hooks(hooks: list, task: Any, task_run: Any, state: State, log: Any) -> None:
     for hook in hooks:
         try:
-            hook(task, task_run, state)
+            run_hook(hook, task, task_run, state)
         except Exception as error:
             log(logging.ERROR, f"hook {getattr(hook, '__name__', hook)!r} failed: {_describe(error)}\n"
                                f"{_format_traceback(error)}")
@@ -522,14 +523,17 @@ def run_task(call: TaskCall, args: tuple, kwargs: dict, deps: list) -> Outcome:
         start_batch = shipper.send(topic, start)
         if attempt == 1 and lookup is not None and lookup.warning:
             _hook_logger(batch_log, "flows_tui.cache")(logging.WARNING, lookup.warning)
+        if getattr(task, "on_running_hooks", None):
+            _run_hooks(task.on_running_hooks, task, TaskRunInfo(call, attempt), State(RUNNING),
+                       _hook_logger(batch_log))
         token = task_run_var.set(context)
         try:
             if task.timeout_seconds:
-                value = _call_with_deadline(task.fn, args, kwargs, task.timeout_seconds)
+                value = _call_with_deadline(task.run_fn, args, kwargs, task.timeout_seconds)
             else:
-                value = task.fn(*args, **kwargs)
-            state = State(COMPLETED, _value=value)
-            error = None
+                value = task.run_fn(*args, **kwargs)
+            state = returned_state(value)  # a task that returns a State ends in it, as in Prefect
+            error = state._exception
         except TaskRunTimedOut as timeout:
             state, error = State(TIMED_OUT, str(timeout), _exception=timeout), timeout
         except AttemptTimedOut:  # only if the deadline fired as the call returned
