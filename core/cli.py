@@ -419,6 +419,71 @@ def logs(ctx: click.Context, run_id: str, task_name: str | None, level: str, fol
 
 
 @main.command()
+@click.argument("run_id", metavar="RUN_ID")
+@click.argument("task_run_spec", metavar="TASK_RUN")
+@click.option("--inputs", "inputs_only", is_flag=True,
+              help="Print the inputs the task run would get (type, size, a short repr) without running it.")
+@click.option("--address", help="Dask scheduler to attach to (tcp://host:8786).")
+@click.option("--config", "config_path", type=click.Path(dir_okay=False), help="flows.toml to use.")
+@click.pass_context
+def debug(ctx: click.Context, run_id: str, task_run_spec: str, inputs_only: bool, address: str | None,
+          config_path: str | None) -> None:
+    """Run TASK_RUN of RUN_ID (a name like clean-3, or an id prefix) here, under the debugger, with its inputs.
+
+    The flow runs again with the run's parameters up to that task run (nothing is recorded);
+    its upstream results come from the cache or are computed again. On an exception the
+    debugger opens at the failing frame (pdb, or PYTHONBREAKPOINT's: ipdb, pudb). Exit 0 when
+    the task returned, 1 when it raised or could not be reached, 2 for a bad RUN_ID or TASK_RUN.
+    """
+    from .cache import cache_directory
+    from .cluster import choose_cluster, connect
+    from .debug import DebugError, Target, find_task_run, flow_of, input_lines, reach, run_under_debugger
+    from .safe_text import visible
+
+    try:
+        config = _load_config(config_path or ctx.obj.get("config_path"), require_env=False)
+        store = _open_store(config)
+        recorded = store.load_run(store.find_run(run_id))
+        task_run = find_task_run(recorded, task_run_spec)
+        flow = flow_of(recorded, config.project.flows_dir)
+        parameters = flow.validate(recorded.parameters)
+        choice = choose_cluster(address or ctx.obj.get("address"), config)
+    except FlowsTuiError as error:
+        raise _fail(error)
+    err = _stderr()
+
+    def say(text: str) -> None:
+        err.print(visible(text), markup=False)
+
+    say(f"debugging {task_run.name} of run {recorded.run_id} ({recorded.flow}): running the flow again with that "
+        f"run's parameters up to {task_run.name}; upstream results come from the cache or are computed again; "
+        "nothing is recorded")
+    try:
+        cluster = connect(choice)
+    except FlowsTuiError as error:
+        raise _fail(error)
+    try:
+        try:
+            reached = reach(flow, parameters, recorded.run_id, Target.of(recorded, task_run), client=cluster.client,
+                            cache_dir=cache_directory(config.project.state_dir), log_level=config.project.log_level,
+                            say=say)
+        except DebugError as error:
+            say(f"error: {error}")
+            raise click.exceptions.Exit(EXIT_FAILED)
+        for line in input_lines(reached):
+            click.echo(line)
+        if inputs_only:
+            return
+        completed = run_under_debugger(reached, log_level=config.project.log_level)
+    except KeyboardInterrupt:
+        err.print("interrupted")
+        raise click.exceptions.Exit(130)
+    finally:
+        cluster.close()
+    raise click.exceptions.Exit(EXIT_OK if completed else EXIT_FAILED)
+
+
+@main.command()
 @click.option("--grace", type=float, default=30.0, show_default=True, metavar="SECONDS",
               help="On SIGTERM/Ctrl-C, how long running runs may finish before they are cancelled.")
 @click.option("--address", help="Dask scheduler to attach to (tcp://host:8786).")
