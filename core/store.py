@@ -232,11 +232,17 @@ class Store:
         store = cls(state_dir / STORE_NAME)
         try:
             try:
-                state_dir.mkdir(parents=True, exist_ok=True)
+                # Logs, parameters and tracebacks are the user's alone on a shared machine: the
+                # directory we create is 0700, the database 0600 (SQLite gives its -wal and -shm
+                # files the database's mode). What already exists keeps the mode it was given.
+                state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
             except OSError as error:
                 raise StoreNotWritable(f"cannot create the state directory {display_path(state_dir)}: "
                                        f"{error.strerror or error} (set [project] state_dir in flows.toml to a "
                                        "directory that can be written)") from None
+            if not store.path.exists():
+                with contextlib.suppress(OSError):  # a read-only directory: opening the store says so
+                    os.close(os.open(store.path, os.O_WRONLY | os.O_CREAT, 0o600))
             with store._connection() as connection:
                 store._migrate(connection)
                 store._check_writable(connection)
