@@ -29,7 +29,7 @@ from textual.message import Message
 from textual.widgets import Footer, Input
 from textual.worker import Worker, WorkerState
 
-from flows_tui import events as ev
+from flows_tui import breakpoints, events as ev
 from flows_tui.cache import cache_directory, cache_size
 from flows_tui.catalog import flow_config_for
 from flows_tui.cluster import Cluster, choose_cluster, connect, reconnect
@@ -251,6 +251,9 @@ class FlowsApp(App):
         self.measure_cache()
         self.set_interval(1.0, self.every_second)
         self.set_interval(1.0, self.reload_config)
+        # breakpoint() in a flow body run from here would wait for a terminal the UI holds: it says so instead.
+        breakpoints.ui_holds_terminal = True
+        breakpoints.install_breakpoint_hook()
 
     def on_resize(self, event: Any) -> None:
         self._fit(event.size.width)
@@ -985,6 +988,7 @@ class FlowsApp(App):
 
     def on_unmount(self) -> None:
         gc.set_threshold(*self._gc_thresholds)
+        breakpoints.ui_holds_terminal = False
         for watch in self.watches.values():
             watch.stop(timeout=0)
         if self.scheduler is not None:
