@@ -646,7 +646,7 @@ def _flows_table(entries: list, directory: Path) -> Any:
 def _relative_to(file: str, directory: Path) -> str:
     try:
         return str(Path(file).resolve().relative_to(directory))
-    except ValueError:
+    except (ValueError, OSError, RuntimeError):  # elsewhere, or a symlink loop
         return file
 
 
