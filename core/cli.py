@@ -119,6 +119,7 @@ def run(ctx: click.Context, flow_spec: str, params: tuple[str, ...], address: st
     address = address or ctx.obj.get("address")
     config_path = config_path or ctx.obj.get("config_path")
     previous = None
+    out = _stdout_for_json() if as_json else None
     try:
         config = _load_config(config_path)
         flow, loaded = find_flow(flow_spec, config.project.flows_dir)
@@ -150,7 +151,7 @@ def run(ctx: click.Context, flow_spec: str, params: tuple[str, ...], address: st
     if watch:
         single_file = ":" in flow_spec and flow_spec.split(":", 1)[0].endswith(".py")
         _watch_run(flow.name, loaded.path if single_file else config.project.flows_dir, values, set(typed),
-                   choice, config, console, as_json=as_json, live=live)
+                   choice, config, console, as_json=as_json, live=live, out=out)
     bus = ev.EventBus()
     progress = Progress(console, live=live)
     unsubscribe = bus.subscribe(progress.handle, name="progress")
@@ -180,8 +181,19 @@ def run(ctx: click.Context, flow_spec: str, params: tuple[str, ...], address: st
                                   f"(no cache policy, or no cached result): {', '.join(again[:8])}"
                                   + (f" and {len(again) - 8} more" if len(again) > 8 else "")), markup=False)
     if as_json:
-        click.echo(json.dumps(run_document(flow_run)))
+        click.echo(json.dumps(run_document(flow_run)), file=out)
     raise click.exceptions.Exit(EXIT_OK if flow_run.state in ("Completed", "Cached") else EXIT_FAILED)
+
+
+def _stdout_for_json() -> Any:
+    """`run --json`: stdout carries the JSON document alone. Whatever else writes to it, from this
+    point on (a flow file printing as it is imported, the flow body, a library, C code, a worker
+    thread), goes to stderr instead: file descriptor 1 becomes stderr, and the document is written
+    to the original stdout, returned here."""
+    sys.stdout.flush()
+    document_out = os.fdopen(os.dup(1), "w", encoding="utf-8", errors="backslashreplace")
+    os.dup2(2, 1)
+    return document_out
 
 
 def _run_to_rerun(config: Any, prefix: str, flow_name: str) -> Any:
@@ -202,7 +214,7 @@ def _completed_before_and_run_again(previous: Any, flow_run: Any) -> list[str]:
 
 
 def _watch_run(flow_name: str, root: Path, values: dict[str, Any], typed: set[str], choice: Any, config: Any,
-               console: Console, *, as_json: bool, live: bool) -> None:
+               console: Console, *, as_json: bool, live: bool, out: Any = None) -> None:
     """`run --watch`: run now and after every save that changes the flow, until Ctrl-C (exit 0).
 
     One cluster and one session for all the runs: each re-run reuses, from cluster memory,
@@ -262,7 +274,7 @@ def _watch_run(flow_name: str, root: Path, values: dict[str, Any], typed: set[st
             engines.clear()
         print_summary(console, engine.flow_run)
         if as_json:
-            click.echo(json.dumps(run_document(engine.flow_run)))
+            click.echo(json.dumps(run_document(engine.flow_run)), file=out)
         if not watch.stopped:  # after a Ctrl-C the run ends cancelled and nothing is watched any more
             console.print(visible(waiting), markup=False)
 
@@ -646,7 +658,7 @@ def _flows_table(entries: list, directory: Path) -> Any:
 def _relative_to(file: str, directory: Path) -> str:
     try:
         return str(Path(file).resolve().relative_to(directory))
-    except ValueError:
+    except (ValueError, OSError, RuntimeError):  # elsewhere, or a symlink loop
         return file
 
 

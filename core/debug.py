@@ -423,7 +423,7 @@ def run_under_debugger(reached: Reached, *, out: TextIO | None = None, log_level
 
     install_log_capture()
     context = TaskRunContext(reached.run_id, "debug", task.name, reached.name, reached.map_index, 1, False, emit,
-                             log_level)
+                             log_level, at_terminal=True)
     token = task_run_var.set(context)
     try:
         value = task.fn(*reached.args, **reached.kwargs)
