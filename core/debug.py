@@ -169,7 +169,7 @@ class _KeepNothing:
     def find(self, flow: str, lineage: str) -> Any:
         return self._session.find(flow, lineage)
 
-    def keep(self, flow: str, run_id: str, results: dict) -> None:
+    def keep(self, flow: str, run_id: str, results: dict, calls: dict | None = None) -> None:
         pass
 
 
@@ -471,3 +471,66 @@ def flow_of(run: "FlowRun", flows_dir: Any) -> Any:
             raise UsageError(f"run {run.run_id} ran flow {visible(run.flow, one_line=True)!r}, which "
                              f"{visible(run.file, one_line=True)} does not define any more") from None
         return found[-1]
+
+
+# What a held task run was given and returned (the UI's inputs pane) ------------------------------
+
+
+@dataclass
+class HeldInputs:
+    """Short descriptions of a task run's inputs and result, made on the cluster where the data is."""
+
+    inputs: list[tuple[str, str, str]]  # (parameter, type and size, short repr)
+    result: tuple[str, str] | None  # (type and size, short repr) when it succeeded
+    note: str | None = None  # e.g. "reused from run …": its inputs were those of that run
+
+
+def held_inputs(session: Any, run_id: str, task_run_id: str, timeout: float = 30.0) -> HeldInputs | None:
+    """What task run `task_run_id` was given and returned, while the session holds its run; else None.
+
+    Only short strings leave the cluster: each value is described on a worker that has it.
+    """
+    held = session.call_of(run_id, task_run_id) if session is not None else None
+    if held is None or held.future is None or held.future.status != "finished":
+        return None
+    templates: dict[str, Any] = {}
+    futures: list = []
+    if held.call is not None:
+        task, args_template, kwargs_template, futures = held.call
+        try:
+            templates = dict(task.signature.bind(*args_template, **kwargs_template).arguments)
+        except TypeError:
+            templates = {"*args": args_template, "**kwargs": kwargs_template}
+        if any(future.status != "finished" for future in futures):
+            return None
+    described = session.client.submit(_describe_held, templates, held.future, *futures, pure=False)
+    inputs, result = described.result(timeout=timeout)
+    note = f"reused from run {held.reused_from}: its inputs were that run's" if held.reused_from else None
+    return HeldInputs(inputs, result, note)
+
+
+def _describe_held(templates: dict[str, Any], outcome: Any, *upstream: Any) -> tuple[list, tuple | None]:
+    """On a worker: describe each argument (upstream values put in place) and the result."""
+    inputs = []
+    for name, template in templates.items():
+        try:
+            value = substitute(template, list(upstream))
+        except Exception as error:
+            inputs.append((name, "?", f"could not be rebuilt: {type(error).__name__}: {error}"[:REPR_CHARS]))
+            continue
+        inputs.append((name, describe(value), short_repr(value)))
+    result = (describe(outcome.value), short_repr(outcome.value, 1000)) if outcome.ok else None
+    return inputs, result
+
+
+def held_inputs_lines(report: HeldInputs) -> list[str]:
+    lines = ["inputs:"] if report.inputs else []
+    for name, kind, text in report.inputs:
+        lines.append(f"  {visible(name, one_line=True)}: {visible(kind, one_line=True)}")
+        lines.append(f"    {visible(text, one_line=True)}")
+    if report.note:
+        lines.append(report.note)
+    if report.result is not None:
+        kind, text = report.result
+        lines += [f"result: {visible(kind, one_line=True)}", f"  {visible(text, one_line=True)}"]
+    return lines

@@ -31,7 +31,7 @@ from .futures import TaskFuture, TaskFutureList, allow_failure, opaque, quote, u
 from .logs import format_record, install_log_capture, install_print_capture
 from .model import RunModel
 from .pickling import user_sources
-from .session import Held, NotReusable, lineage_key
+from .session import Held, HeldCall, NotReusable, lineage_key
 from .states import (CACHED, CANCELLED, COMPLETED, CRASHED, FAILED, FAILURE_STATES, FINAL_STATES, NOT_RUN,
                      PENDING, RETRYING, RUNNING, SUCCESS_STATES, TIMED_OUT, CancelledRun, CrashedRun,
                      State, TaskRunTimedOut, UpstreamFailed, run_hook, state_from_return)
@@ -116,6 +116,7 @@ class _Tracking:
     done: _Flag = field(default_factory=_Flag)
     lineage: str | None = None  # its key in the session (None: no session, or not reusable)
     reused_from: str | None = None  # the run whose held result it reused
+    call: tuple | None = None  # (task, args template, kwargs template, upstream futures) as submitted
 
 
 class _Dependencies:
@@ -625,6 +626,7 @@ class FlowRunEngine:
                 call = TaskCall(self.run_id, task_run_id, name, map_index, self.topic, task, allowed, log_prints,
                                 self.log_level, cache)
                 specs.append((call, args_template, kwargs_template, deps.futures))
+                track.call = (task, args_template, kwargs_template, deps.futures)
                 submitted.append(task_run_id)
                 keys.append(key)
         if not specs:
@@ -719,7 +721,9 @@ class FlowRunEngine:
                    for task_run_id, track in self._tracking.items()
                    if track.lineage is not None and track.future is not None
                    and task_runs[task_run_id].state in SUCCESS_STATES}
-        self.session.keep(self.flow.name, self.run_id, results)
+        held = {task_run_id: HeldCall(track.future, track.call, track.reused_from)
+                for task_run_id, track in self._tracking.items() if track.future is not None}
+        self.session.keep(self.flow.name, self.run_id, results, held)
 
     # Waiting and results, for the body ----------------------------------------------------------
 

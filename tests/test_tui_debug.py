@@ -217,3 +217,23 @@ def test_the_editor_is_asked_for_the_line_the_way_it_understands(editor, expecte
 
     assert editor_command("f.py", 7, {"EDITOR": editor}) == expected
     assert editor_command("f.py", 7, {"VISUAL": editor, "EDITOR": "ed"}) == expected  # VISUAL first
+
+
+async def test_enter_on_a_task_run_shows_its_inputs_and_result_described_on_the_cluster(project):
+    app = app_for(project)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await failed_run(app, pilot)
+        await cursor_on(app, pilot, "clean-1")
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: isinstance(app.screen, TextScreen), message="the inputs")
+        body = app.screen.body
+        assert "rows: list, 3 items" in body and "[2, -2, 14]" in body
+        assert "limit: int" in body and "30" in body
+        assert "result: list, 2 items" in body and "[2, 14]" in body
+        await pilot.press("escape")
+        await cursor_on(app, pilot, "clean-3")
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: isinstance(app.screen, TextScreen), message="the inputs")
+        body = app.screen.body
+        assert "[6, -2, 42]" in body and "result:" not in body
+        assert "ValueError: total 46 over 30" in body and "Traceback" in body

@@ -536,10 +536,37 @@ class FlowsApp(App):
 
     @on(TaskTree.NodeSelected, "#tasks")
     def _task_selected(self, event: TaskTree.NodeSelected) -> None:
-        """Enter on a failed task run or attempt: its error and traceback."""
-        attempt = self.query_one(TaskTree).selected_attempt()
-        if attempt is not None and (attempt.traceback or attempt.error):
+        """Enter on a task run: what it was given and returned (while held), its error and traceback."""
+        tree = self.query_one(TaskTree)
+        attempt = tree.selected_attempt()
+        data = event.node.data
+        run = tree.flow_run
+        if isinstance(data, tuple) and data[0] == "task_run" and run is not None and self.session is not None \
+                and self.session.call_of(run.run_id, data[1]) is not None:
+            self._show_task_run(run, run.task_runs[data[1]])
+        elif attempt is not None and (attempt.traceback or attempt.error):
             self.push_screen(TextScreen(attempt.error or attempt.state, attempt.traceback or attempt.error))
+
+    @work(thread=True, exclusive=True, group="inputs", exit_on_error=False)
+    def _show_task_run(self, run: FlowRun, task_run: Any) -> None:
+        """A task run's inputs and result, described on the cluster; its error and traceback below."""
+        from flows_tui.debug import held_inputs, held_inputs_lines
+
+        try:
+            report = held_inputs(self.session, run.run_id, task_run.id)
+        except Exception as error:  # the cluster went away meanwhile
+            report, problem = None, f"its inputs could not be read from the cluster: {type(error).__name__}: {error}"
+        else:
+            problem = None if report is not None else "its inputs are no longer held on the cluster"
+        lines = held_inputs_lines(report) if report is not None else [problem]
+        attempt = task_run.attempts[-1] if task_run.attempts else None
+        if task_run.error:
+            lines += ["", f"error: {task_run.error}"]
+        if attempt is not None and attempt.traceback:
+            lines += ["", attempt.traceback]
+        lines += ["", f"d debugs it here; flows-tui debug {run.run_id} {task_run.name} --inputs prints them"]
+        self.call_from_thread(self.push_screen, TextScreen(f"{task_run.name}  {task_run.state}", "\n".join(lines),
+                                                           error=bool(task_run.error)))
 
     @on(RunHistory.RowSelected, "#runs")
     def _run_selected(self, event: RunHistory.RowSelected) -> None:
