@@ -34,7 +34,7 @@ from .pickling import user_sources
 from .session import Held, HeldCall, NotReusable, lineage_key
 from .states import (CACHED, CANCELLED, COMPLETED, CRASHED, FAILED, FAILURE_STATES, FINAL_STATES, NOT_RUN,
                      PENDING, RETRYING, RUNNING, SUCCESS_STATES, TIMED_OUT, CancelledRun, CrashedRun,
-                     State, TaskRunTimedOut, UpstreamFailed, run_hook)
+                     State, TaskRunTimedOut, UpstreamFailed, run_hook, state_from_return)
 from .task_source import task_source
 from .tracebacks import format_exception, share_sources
 from .worker import (UNSENDABLE, Outcome, Ref, TaskCall, outcome_length, outcome_summary,
@@ -430,20 +430,22 @@ class FlowRunEngine:
             state = State(FAILED, f"flow body raised {_describe(error)}", _exception=error)
             state._traceback = format_exception(error)
             return state
-        value = box.get("value")
         try:
-            value = self._resolve_return(value)
+            state = state_from_return(self._futures_to_states(box.get("value")))
         except BaseException as error:
             return State(FAILED, f"the flow returned a failed result: {_describe(error)}", _exception=error)
-        with self._lock:
-            unhandled = [t for t in self.flow_run.current_task_runs()
-                         if t.state in FAILURE_STATES and not self._handled(t.id)]
-        if unhandled:
-            names = ", ".join(f"{t.name} ({t.state})" for t in unhandled[:5])
-            more = f" and {len(unhandled) - 5} more" if len(unhandled) > 5 else ""
-            return State(FAILED, f"{len(unhandled)} task run(s) did not succeed: {names}{more}")
-        self.return_value = value
-        return State(COMPLETED, _value=value)
+        if not state.is_completed():
+            return state
+        if getattr(self.flow, "fail_on_unhandled_task_failures", True):
+            with self._lock:
+                unhandled = [t for t in self.flow_run.current_task_runs()
+                             if t.state in FAILURE_STATES and not self._handled(t.id)]
+            if unhandled:
+                names = ", ".join(f"{t.name} ({t.state})" for t in unhandled[:5])
+                more = f" and {len(unhandled) - 5} more" if len(unhandled) > 5 else ""
+                return State(FAILED, f"{len(unhandled)} task run(s) did not succeed: {names}{more}")
+        self.return_value = state._value
+        return state
 
     def _handled(self, task_run_id: str) -> bool:
         track = self._tracking[task_run_id]
@@ -451,20 +453,22 @@ class FlowRunEngine:
             return True
         return bool(track.consumers) and all(allowed for _, allowed in track.consumers)
 
-    def _resolve_return(self, value: Any) -> Any:
-        """Futures and states the body returned become their values; a failed one fails the flow."""
+    def _futures_to_states(self, value: Any) -> Any:
+        """Futures the body returned, also inside lists, tuples, sets and dicts, become their final states."""
         kind = type(value)
         if kind is TaskFuture:
-            return self.result_of(value.task_run_id, raise_on_failure=True)
+            value = self.final_state(value, seen_by_body=True)
+            kind = State
         if kind is State:
-            return value.result()
-        if isinstance(value, list):
-            return type(value)(self._resolve_return(v) for v in value) if kind is list else [
-                self._resolve_return(v) for v in value]
-        if kind is tuple:
-            return tuple(self._resolve_return(v) for v in value)
+            if value.is_completed():
+                value.result()  # fetched now: the run lets go of its results when it ends
+            return value
+        if kind in (list, tuple, set):
+            return kind(self._futures_to_states(v) for v in value)
+        if isinstance(value, list):  # a PrefectFutureList
+            return [self._futures_to_states(v) for v in value]
         if kind is dict:
-            return {k: self._resolve_return(v) for k, v in value.items()}
+            return {k: self._futures_to_states(v) for k, v in value.items()}
         return value
 
     def _sleep(self, seconds: float) -> None:
