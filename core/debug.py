@@ -534,3 +534,39 @@ def held_inputs_lines(report: HeldInputs) -> list[str]:
         kind, text = report.result
         lines += [f"result: {visible(kind, one_line=True)}", f"  {visible(text, one_line=True)}"]
     return lines
+
+
+def reach_held(session: Any, run_id: str, task_run: "TaskRun", flow: Any) -> Reached | None:
+    """The task run with the exact arguments it was submitted with, from the session; None if not held.
+
+    No re-run: its argument templates and its upstream results are those of the run itself
+    (the flow's last run in this session, its results still on the cluster). The function
+    that runs is the task's as the flow file defines it now, so a fix saved since is tried.
+    """
+    held = session.call_of(run_id, task_run.id) if session is not None else None
+    if held is None or held.call is None:
+        return None
+    task, args_template, kwargs_template, futures = held.call
+    if any(future.status != "finished" for future in futures):
+        return None
+    try:
+        outcomes = session.client.gather(list(futures)) if futures else []
+    except Exception:  # released or lost meanwhile: the re-run gets them
+        return None
+    if any(outcome.state == UNSENDABLE for outcome in outcomes):  # a value that cannot come here
+        return None
+    current = next((value for value in getattr(flow.fn, "__globals__", {}).values()
+                    if type(value) is type(task) and getattr(value, "name", None) == task.name), task)
+    args = substitute(args_template, outcomes) if outcomes else args_template
+    kwargs = substitute(kwargs_template, outcomes) if outcomes else kwargs_template
+    reached = Reached(current, task_run.name, task_run.map_index, run_id, args, kwargs)
+    try:
+        values = current.signature.bind(*args, **kwargs).arguments
+        templates = current.signature.bind(*args_template, **kwargs_template).arguments
+    except TypeError:
+        return reached
+    for parameter, value in values.items():
+        refs = _refs(templates.get(parameter))
+        source = f"held in cluster memory from run {run_id}" if refs else "given by the flow body"
+        reached.inputs.append(Input(parameter, value, source))
+    return reached

@@ -835,7 +835,7 @@ class FlowsApp(App):
     @work(thread=True, exclusive=True, group="debug", exit_on_error=False)
     def _reach_for_debug(self, run: FlowRun, task_run: Any) -> None:
         """Get the task run's inputs (held results, the cache, or computed again), then the debugger."""
-        from flows_tui.debug import Target, input_lines, reach
+        from flows_tui.debug import Target, input_lines, reach, reach_held
 
         flow = self.directory.flows.get(run.flow)
         cluster = self._live_cluster()
@@ -844,10 +844,12 @@ class FlowsApp(App):
                 raise FlowsTuiError(f"flow {run.flow} is not in the flows directory any more")
             if cluster is None:
                 return
-            reached = reach(flow, flow.validate(run.parameters), run.run_id, Target.of(run, task_run),
-                            client=cluster.client, cache_dir=cache_directory(self.config.project.state_dir),
-                            session=self.session, log_level=self.config.project.log_level,
-                            say=lambda text: self.call_from_thread(self.notify, text))
+            # The run's own arguments and upstream results while the session holds them; else a re-run.
+            reached = reach_held(self.session, run.run_id, task_run, flow) or \
+                reach(flow, flow.validate(run.parameters), run.run_id, Target.of(run, task_run),
+                      client=cluster.client, cache_dir=cache_directory(self.config.project.state_dir),
+                      session=self.session, log_level=self.config.project.log_level,
+                      say=lambda text: self.call_from_thread(self.notify, text))
         except FlowsTuiError as error:
             self.call_from_thread(self.notify, str(error), title="debug", severity="error", timeout=8)
             return
