@@ -255,3 +255,21 @@ async def test_d_after_a_fix_runs_the_saved_code_on_the_inputs_the_run_had(proje
         assert "clean-3 completed; it returned list, 2 items" in written.getvalue()
         assert "[6, 42]" in written.getvalue()
         assert not (project / "debugged.json").exists()
+
+
+async def test_d_on_a_run_of_an_earlier_session_computes_its_inputs_again(project):
+    first = app_for(project)
+    async with first.run_test(size=(120, 40)) as pilot:
+        run_id = await failed_run(first, pilot)
+    app = app_for(project)  # a new UI: the cluster that held the run is gone
+    async with app.run_test(size=(120, 40)) as pilot:
+        written = terminal_for(app)
+        await wait_for(pilot, lambda: app.cluster is not None, message="the cluster")
+        app.open_stored_run(run_id)
+        await wait_for(pilot, lambda: app.shown_run == run_id, message="the stored run")
+        await cursor_on(app, pilot, "clean-3")
+        await pilot.press("d")
+        await wait_for(pilot, lambda: "press enter to go back" in written.getvalue(), message="the debugger")
+        shown = written.getvalue()
+        assert "double-3: computed again" in shown and "ValueError: total 46 over 30" in shown
+        assert json.loads((project / "debugged.json").read_text())["locals"]["rows"] == "[6, -2, 42]"

@@ -984,7 +984,10 @@ class FlowsApp(App):
             ("Runs", [("j / k", "Move"), ("enter", "Open the run: its tree and logs from the store")]),
             ("Tasks", [("j / k, g / G", "Move (the logs follow the task under the cursor)"),
                        ("space", "Expand or collapse"),
-                       ("enter", "A failed attempt's traceback; on \"… more\", the next children")]),
+                       ("enter", "A task run: its inputs, result and traceback; a failed attempt: its "
+                                 "traceback; on \"… more\", the next children"),
+                       ("d", "Debug the task run here, in the terminal, with its inputs"),
+                       ("e", "Open the editor at the failing line")]),
             ("Logs", key_help(LogView.BINDINGS)),
         ]
         self.push_screen(HelpScreen(sections))
