@@ -29,6 +29,7 @@ from .cluster import scheduler_lost
 from .context import flow_run_var, using
 from .futures import TaskFuture, TaskFutureList, allow_failure, opaque, quote, unmapped
 from .logs import format_record, install_log_capture, install_print_capture
+from .in_process import by_reference, release, workers_in_this_process
 from .model import RunModel
 from .pickling import user_sources
 from .session import Held, HeldCall, NotReusable, lineage_key
@@ -211,6 +212,7 @@ class FlowRunEngine:
         self._driver_waiting = False
         self.return_value: Any = None
         self.final: State | None = None
+        self._same_process = False  # the cluster's workers are threads of this process
         # `flows-tui debug`: sees each task call before it is submitted, and may end the body there.
         self.intercept: Callable[["Task", list[tuple]], None] | None = None
 
@@ -269,6 +271,7 @@ class FlowRunEngine:
         watcher = threading.Thread(target=self._watch, name=f"flows-tui-watch-{self.run_id}", daemon=True)
         watcher.start()
         self._say_if_no_workers()
+        self._same_process = workers_in_this_process(self.client)
         try:
             while True:
                 state = self._run_attempt()
@@ -284,6 +287,7 @@ class FlowRunEngine:
         finally:
             self._watch_stop.set()
             _worker_deaths.forget(self.client, self)
+            release(self.run_id)
             try:
                 self.client.unsubscribe_topic(self.topic)
             except Exception:  # the client may be closing
@@ -626,6 +630,9 @@ class FlowRunEngine:
                     continue
                 call = TaskCall(self.run_id, task_run_id, name, map_index, self.topic, task, allowed, log_prints,
                                 self.log_level, cache)
+                if self._same_process:  # shared, not copied, as in Prefect's thread pool
+                    call, args_template, kwargs_template = (by_reference(self.run_id, part) for part in
+                                                            (call, args_template, kwargs_template))
                 specs.append((call, args_template, kwargs_template, deps.futures))
                 track.call = (task, args_template, kwargs_template, deps.futures)
                 submitted.append(task_run_id)

@@ -25,6 +25,7 @@ from .breakpoints import install_breakpoint_hook
 from .cache import CacheKeyContext, CacheSpec, Lookup, look_up, store
 from .cache_policies import policy_of
 from .context import TaskRunContext, task_run_var
+from .in_process import resolve
 from .logs import format_record, install_log_capture, install_print_capture
 from .tracebacks import format_exception
 from .states import (CACHED, COMPLETED, FAILED, NOT_RUN, RUNNING, SUCCESS_STATES, TIMED_OUT, State, returned_state,
@@ -482,6 +483,7 @@ def _execution_id() -> str:
 
 
 def run_task(call: TaskCall, args: tuple, kwargs: dict, deps: list) -> Outcome:
+    call, args, kwargs = resolve(call), resolve(args), resolve(kwargs)  # shared with a flow of this process
     shipper = _shipper()
     execution = _execution_id()
     topic = call.topic
