@@ -4,14 +4,32 @@ The public API, with Prefect 3's names: a flow written for flows-tui runs under
 Prefect by changing only its import line.
 """
 
+from . import flows as _flows
 from .flows import Flow, flow
 from .futures import TaskFuture, TaskFutureList, allow_failure, unmapped, wait
-from .logs import get_run_logger
+from .record.logs import get_run_logger
 from .runtime import get_dask_client
 from .states import State
 from .tasks import Task, exponential_backoff, task
 
 __version__ = "0.1.0"
+
+
+def _run_from_python(flow: Flow, parameters: dict, *, return_state: bool = False):
+    from .launch.runner import run_from_python
+
+    return run_from_python(flow, parameters, return_state=return_state)
+
+
+def _serve_flow(flow: Flow, **options) -> None:
+    from .schedule.serve import serve_flow
+
+    serve_flow(flow, **options)
+
+
+# The flows module sits below the layers that run and serve flows (see there).
+_flows.run_from_python = _run_from_python
+_flows.serve_flow = _serve_flow
 
 __all__ = [
     "Flow", "State", "Task", "TaskFuture", "TaskFutureList", "allow_failure", "exponential_backoff",

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 if TYPE_CHECKING:
-    from .engine import FlowRunEngine
+    from flows_tui.engine.flow_run import FlowRunEngine
 
 
 @dataclass

@@ -9,9 +9,18 @@ from typing import Any, Callable
 
 from .context import current_flow_run
 
+# A flow called from Python outside any run is run by `flows_tui.launch.runner`, and
+# `Flow.serve` serves through `flows_tui.schedule.serve`. Both are layers above this module,
+# which must not import them: flows_tui/__init__.py plugs them in here, and it runs before
+# any Flow can exist.
+run_from_python: Callable[..., Any]
+serve_flow: Callable[..., None]
+
 
 class Flow:
     """A function whose body drives tasks on the cluster; calling it runs it, as in Prefect."""
+
+    wraps_user_function = True  # the task-source fingerprint follows `fn` (flows_tui.user_code.task_source)
 
     def __init__(
         self,
@@ -83,7 +92,7 @@ class Flow:
             # A subflow: its body runs in the parent's driver, its tasks join the parent's run.
             value = self.fn(**self.validate(parameters))
             return value
-        from .runner import run_from_python
+        from flows_tui.launch.runner import run_from_python
 
         return run_from_python(self, parameters, return_state=return_state)
 
@@ -108,7 +117,7 @@ class Flow:
         `interval` is seconds, a timedelta or text like "5m"; the cluster, store and notifications
         come from flows.toml in the current directory, as for `flows-tui serve`.
         """
-        from .serve import serve_flow
+        from flows_tui.schedule.serve import serve_flow
 
         serve_flow(self, cron=cron, interval=interval, parameters=parameters or {}, timezone=timezone,
                    overlap=overlap, catchup=catchup, grace=grace)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, Generic, Iterable, TypeVar
 
 if TYPE_CHECKING:
-    from .engine import FlowRunEngine
+    from flows_tui.engine.flow_run import FlowRunEngine
     from .states import State
 
 T = TypeVar("T")

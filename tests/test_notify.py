@@ -15,12 +15,12 @@ import pytest
 from conftest import Recorder, free_port, wait_until
 
 from flows_tui import flow, task
-from flows_tui.config import parse_config
-from flows_tui.engine import run_flow
+from flows_tui.project.config import parse_config
+from flows_tui.engine.flow_run import run_flow
 from flows_tui.errors import ConfigError
-from flows_tui.events import EventBus, FlowStateChanged, LogLines
-from flows_tui.notify import RETRY_PAUSE_SECONDS, Notifier, attach
-from flows_tui.progress import format_duration
+from flows_tui.record.events import EventBus, FlowStateChanged, LogLines
+from flows_tui.record.notify import RETRY_PAUSE_SECONDS, Notifier, attach
+from flows_tui.record.progress import format_duration
 from flows_tui.states import FINAL_STATES, Crashed
 
 # The path of a Slack incoming-webhook URL is its credential.
@@ -143,7 +143,7 @@ def all_good():
 
 def warnings_of(recorder: Recorder, run_id: str) -> list:
     return [line for e in recorder.of(LogLines) if e.run_id == run_id for line in e.lines
-            if line.logger == "flows_tui.notify"]
+            if line.logger == "flows_tui.record.notify"]
 
 
 def test_a_failed_run_posts_a_slack_message_naming_flow_state_run_failed_task_error_and_duration(

@@ -28,18 +28,19 @@ from textual.message import Message
 from textual.widgets import Footer, Input
 from textual.worker import Worker, WorkerState
 
-from flows_tui import events as ev
+from flows_tui.record import events as ev
 from flows_tui.cache import cache_directory, cache_size
-from flows_tui.catalog import flow_config_for
-from flows_tui.cluster import Cluster, choose_cluster, connect, reconnect
+from flows_tui.project.catalog import flow_config_for
+from flows_tui.engine.cluster import Cluster, choose_cluster, connect, reconnect
 from flows_tui.errors import FlowFileError, FlowsTuiError
-from flows_tui.model import FlowRun, RunModel
-from flows_tui.flows_directory import FlowsDirectory, FlowsReloaded
-from flows_tui.runner import recording
-from flows_tui.schedule import Schedule, ScheduleLock, Scheduler
-from flows_tui.session import Session
+from flows_tui.record.model import FlowRun, RunModel
+from flows_tui.project.flows_directory import FlowsDirectory, FlowsReloaded
+from flows_tui.launch.runner import recording
+from flows_tui.project.schedules import Schedule
+from flows_tui.schedule.scheduler import ScheduleLock, Scheduler
+from flows_tui.engine.session import Session
 from flows_tui.states import FINAL_STATES, SUCCESS_STATES, now
-from flows_tui.watch_run import WatchRun
+from flows_tui.launch.watch_run import WatchRun
 
 from .flow_list import FlowList, FlowRow
 from .log_view import Line, LogView
@@ -397,7 +398,7 @@ class FlowsApp(App):
         Every run leaves its results in the session; with `reuse` (R, w) it also takes what
         the session holds instead of running those tasks again.
         """
-        from flows_tui.engine import run_flow
+        from flows_tui.engine.flow_run import run_flow
 
         def started(engine: Any) -> None:
             self.engines[engine.run_id] = engine
@@ -512,7 +513,7 @@ class FlowsApp(App):
                     self.shown_run = run_id
                     tree.show_run(run, self.clock())
                     return
-        from flows_tui.plan import plan_flow
+        from flows_tui.project.plan import plan_flow
 
         self.shown_run = None
         tree.show_plan(row.flow.name, plan_flow(row.flow))
@@ -580,7 +581,7 @@ class FlowsApp(App):
         if stamp is None or stamp == self._config_seen or self._quitting():
             return
         self._config_seen = stamp
-        from flows_tui.config import load_config
+        from flows_tui.project.config import load_config
 
         try:
             fresh = load_config(self.config.path, cwd=self.config.root)

@@ -16,7 +16,7 @@ from typing import Any
 from rich.text import Text
 from textual.widgets import DataTable
 
-from flows_tui.progress import format_duration, state_text
+from flows_tui.record.progress import format_duration, state_text
 from flows_tui.tui.keys import vi_keys
 
 

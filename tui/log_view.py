@@ -17,7 +17,7 @@ from textual.binding import Binding
 from textual.containers import Vertical
 from textual.widgets import Log, Static
 
-from flows_tui import events as ev
+from flows_tui.record import events as ev
 from flows_tui.tui.keys import vi_keys
 
 # What the pane keeps to refilter; what the Log widget holds on screen.

@@ -6,7 +6,7 @@ from typing import Any
 
 from textual.widgets import DataTable
 
-from flows_tui.progress import format_duration, state_text
+from flows_tui.record.progress import format_duration, state_text
 from flows_tui.tui.keys import vi_keys
 
 SHOWN_RUNS = 200

@@ -9,7 +9,7 @@ from typing import Any
 from rich.text import Text
 from textual.widgets import Static
 
-from flows_tui.progress import format_duration, format_size
+from flows_tui.record.progress import format_duration, format_size
 
 
 class StatusBar(Static):

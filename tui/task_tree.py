@@ -15,8 +15,8 @@ from rich.text import Text
 from textual.widgets import Tree
 from textual.widgets.tree import TreeNode
 
-from flows_tui.model import FlowRun, TaskGroup, TaskRun
-from flows_tui.progress import ORDER, STYLES, SYMBOLS, format_duration, state_text
+from flows_tui.record.model import FlowRun, TaskGroup, TaskRun
+from flows_tui.record.progress import ORDER, STYLES, SYMBOLS, format_duration, state_text
 from flows_tui.states import COMPLETED, PENDING, RETRYING, RUNNING
 from flows_tui.tui.keys import vi_keys
 

@@ -11,8 +11,8 @@ from typing import Any
 import click
 from rich.console import Console
 
-from .config import LOG_LEVELS
-from .errors import FlowsTuiError, UsageError
+from flows_tui.project.config import LOG_LEVELS
+from flows_tui.errors import FlowsTuiError, UsageError
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -46,7 +46,7 @@ class _Main(click.Group):
 
 
 def _load_config(config_path: str | None, *, require_env: bool = True):
-    from .config import load_config
+    from flows_tui.project.config import load_config
 
     return load_config(Path(config_path) if config_path else None, cwd=Path.cwd(), require_env=require_env)
 
@@ -71,7 +71,7 @@ def main(ctx: click.Context, config_path: str | None, address: str | None) -> No
     except FlowsTuiError as error:
         raise _fail(error)
     try:
-        from .tui.app import run_app
+        from flows_tui.tui.app import run_app
     except ImportError as error:
         raise _fail(FlowsTuiError(f"the terminal UI could not start: {error}"))
     try:
@@ -98,16 +98,16 @@ def main(ctx: click.Context, config_path: str | None, address: str | None) -> No
 def run(ctx: click.Context, flow_spec: str, params: tuple[str, ...], address: str | None,
         config_path: str | None, as_json: bool, rerun_id: str | None, watch: bool) -> None:
     """Run FLOW (a flow's name or file.py:function) headless; exit 0 Completed, 1 failed, 2 bad input."""
-    from . import events as ev
-    from .cache import cache_directory
-    from .catalog import flow_config_for, located_in_config
-    from .cluster import choose_cluster
-    from .errors import ParameterError
-    from .parameters import parse_assignments
-    from .progress import Progress, print_summary, run_document
-    from .reload import find_flow
-    from .runner import execute, recording
-    from .store import StoreNotWritable
+    from flows_tui.record import events as ev
+    from flows_tui.cache import cache_directory
+    from flows_tui.project.catalog import flow_config_for, located_in_config
+    from flows_tui.engine.cluster import choose_cluster
+    from flows_tui.errors import ParameterError
+    from flows_tui.parameters import parse_assignments
+    from flows_tui.record.progress import Progress, print_summary, run_document
+    from flows_tui.project.flow_files import find_flow
+    from flows_tui.launch.runner import execute, recording
+    from flows_tui.record.store import StoreNotWritable
 
     address = address or ctx.obj.get("address")
     config_path = config_path or ctx.obj.get("config_path")
@@ -179,7 +179,7 @@ def run(ctx: click.Context, flow_spec: str, params: tuple[str, ...], address: st
 
 def _run_to_rerun(config: Any, prefix: str, flow_name: str) -> Any:
     """The stored run `--rerun` names (a unique prefix is enough); it must be a run of the flow asked for."""
-    from .reload import normalize_name
+    from flows_tui.project.flow_files import normalize_name
 
     store = _open_store(config)
     previous = store.load_run(store.find_run(prefix))
@@ -203,17 +203,17 @@ def _watch_run(flow_name: str, root: Path, values: dict[str, Any], typed: set[st
     """
     import threading
 
-    from . import events as ev
-    from .cache import cache_directory
-    from .catalog import stdout_to_stderr
-    from .cluster import connect, reconnect_if_lost
-    from .config import display_path
-    from .engine import run_flow
-    from .flows_directory import FlowsDirectory
-    from .progress import Progress, print_summary, run_document
-    from .runner import recording
-    from .session import Session
-    from .watch_run import WatchRun
+    from flows_tui.record import events as ev
+    from flows_tui.cache import cache_directory
+    from flows_tui.project.catalog import stdout_to_stderr
+    from flows_tui.engine.cluster import connect, reconnect_if_lost
+    from flows_tui.project.config import display_path
+    from flows_tui.engine.flow_run import run_flow
+    from flows_tui.project.flows_directory import FlowsDirectory
+    from flows_tui.record.progress import Progress, print_summary, run_document
+    from flows_tui.launch.runner import recording
+    from flows_tui.engine.session import Session
+    from flows_tui.launch.watch_run import WatchRun
 
     directory = FlowsDirectory(root)
     with stdout_to_stderr():  # a flow file that prints while imported must not mix with --json lines
@@ -298,7 +298,7 @@ def _watch_run(flow_name: str, root: Path, values: dict[str, Any], typed: set[st
 
 def _schedule_states(config: Any) -> dict:
     """What `serve` recorded of each schedule (last due time, paused); empty without a store."""
-    from .store import Store, store_path
+    from flows_tui.record.store import Store, store_path
 
     if not store_path(config.project.state_dir).exists():
         return {}
@@ -310,10 +310,10 @@ def _schedule_states(config: Any) -> dict:
 
 def _open_store(config: Any):
     """The state_dir's store (marking runs of dead flows-tui processes Crashed on the way, if it can write)."""
-    from .store import Store, store_path
+    from flows_tui.record.store import Store, store_path
 
     if not store_path(config.project.state_dir).exists():
-        from .config import display_path
+        from flows_tui.project.config import display_path
 
         raise _fail(FlowsTuiError(f"no runs recorded yet in {display_path(config.project.state_dir)} "
                                   "(`flows-tui run FLOW` records one)"))
@@ -333,7 +333,7 @@ def runs(ctx: click.Context, flow_name: str | None, limit: int, config_path: str
     """List recorded runs, newest first (of FLOW only, if given)."""
     from rich.table import Table
 
-    from .progress import format_duration, state_text
+    from flows_tui.record.progress import format_duration, state_text
 
     try:
         config = _load_config(config_path or ctx.obj.get("config_path"), require_env=False)
@@ -374,7 +374,7 @@ def logs(ctx: click.Context, run_id: str, task_name: str | None, level: str, fol
     """Print the log lines of RUN_ID (a unique prefix is enough), from the store."""
     import time
 
-    from .progress import log_text
+    from flows_tui.record.progress import log_text
 
     try:
         config = _load_config(config_path or ctx.obj.get("config_path"), require_env=False)
@@ -421,11 +421,11 @@ def serve(ctx: click.Context, grace: float, address: str | None, config_path: st
     """Run the flows scheduled in flows.toml ([flows.NAME] cron or interval), headless, until stopped."""
     import threading
 
-    from .catalog import located_in_config
-    from .cluster import choose_cluster
-    from .errors import ParameterError
-    from .flows_directory import FlowsDirectory
-    from .serve import Service, scheduled_flows, stop_on_signals
+    from flows_tui.project.catalog import located_in_config
+    from flows_tui.engine.cluster import choose_cluster
+    from flows_tui.errors import ParameterError
+    from flows_tui.project.flows_directory import FlowsDirectory
+    from flows_tui.schedule.serve import Service, scheduled_flows, stop_on_signals
 
     try:
         config = _load_config(config_path or ctx.obj.get("config_path"))
@@ -448,7 +448,7 @@ def serve(ctx: click.Context, grace: float, address: str | None, config_path: st
 
     def reloaded(event: Any) -> None:
         """A save: new code for the next runs (runs in progress keep theirs), new schedules."""
-        from .catalog import reload_lines
+        from flows_tui.project.catalog import reload_lines
 
         for line in reload_lines(event, directory, with_time=False):
             service.say(line)
@@ -484,8 +484,8 @@ def list_flows(ctx: click.Context, config_path: str | None, as_json: bool, watch
     """
     import datetime as _dt
 
-    from .catalog import flow_entries, stdout_to_stderr
-    from .flows_directory import FlowsDirectory
+    from flows_tui.project.catalog import flow_entries, stdout_to_stderr
+    from flows_tui.project.flows_directory import FlowsDirectory
 
     try:
         config = _load_config(config_path or ctx.obj.get("config_path"), require_env=False)
@@ -513,8 +513,8 @@ def _watch(flows_directory: Any, as_json: bool) -> None:
     """`list --watch`: a line for each reload, as it happens, until Ctrl-C."""
     import threading
 
-    from .catalog import reload_lines, stdout_to_stderr
-    from .config import display_path
+    from flows_tui.project.catalog import reload_lines, stdout_to_stderr
+    from flows_tui.project.config import display_path
 
     out = sys.stdout
 
@@ -547,7 +547,7 @@ def _flows_table(entries: list, directory: Path) -> Any:
     from rich.table import Table
     from rich.text import Text
 
-    from .config import display_path
+    from flows_tui.project.config import display_path
 
     table = Table(box=None, header_style="bold", padding=(0, 1), title=f"flows in {display_path(directory)}",
                   title_justify="left")
@@ -583,7 +583,7 @@ def _relative_to(file: str, directory: Path) -> str:
 @click.pass_context
 def check(ctx: click.Context, config_path: str | None) -> None:
     """Load flows.toml and every flow file; print each problem as file:line: message (exit 2 if any)."""
-    from .catalog import check_project
+    from flows_tui.project.catalog import check_project
 
     config_path = config_path or ctx.obj.get("config_path")
     try:
@@ -612,9 +612,9 @@ def cache_command(ctx: click.Context, config_path: str | None, as_json: bool) ->
         return
     from rich.table import Table
 
-    from .cache import cache_directory, cache_entries
-    from .config import display_path
-    from .progress import format_size
+    from flows_tui.cache import cache_directory, cache_entries
+    from flows_tui.project.config import display_path
+    from flows_tui.record.progress import format_size
 
     directory = cache_directory(_cache_config(ctx).project.state_dir)
     flows: dict[str, dict[str, Any]] = {}
@@ -646,8 +646,8 @@ def cache_command(ctx: click.Context, config_path: str | None, as_json: bool) ->
 @click.pass_context
 def cache_clear(ctx: click.Context, flow_name: str | None, config_path: str | None) -> None:
     """Remove cached task results (all, or FLOW's only); print how many and how many bytes."""
-    from .cache import cache_directory, cache_entries, clear_cache
-    from .progress import format_size
+    from flows_tui.cache import cache_directory, cache_entries, clear_cache
+    from flows_tui.record.progress import format_size
 
     if config_path:
         ctx.obj["config_path"] = config_path
@@ -671,6 +671,3 @@ def _cache_config(ctx: click.Context) -> Any:
     except FlowsTuiError as error:
         raise _fail(error)
 
-
-if __name__ == "__main__":  # `python -m flows_tui.cli`; spawned Dask workers need this guard
-    sys.exit(main())

@@ -8,7 +8,7 @@ import os
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from .errors import ClusterError
+from flows_tui.errors import ClusterError
 
 # How long to try reaching a scheduler before telling the user it is unreachable.
 CONNECT_TIMEOUT_SECONDS = 10

@@ -23,28 +23,28 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterable
 
-from . import events as ev
-from .cache import CacheSpec
-from .cache_policies import FlowParameters, TaskSource, policy_of, reads
+from flows_tui.record import events as ev
+from flows_tui.cache import CacheSpec
+from flows_tui.cache_policies import FlowParameters, TaskSource, policy_of, reads
 from .cluster import scheduler_lost
-from .context import flow_run_var, using
-from .futures import TaskFuture, TaskFutureList, allow_failure, unmapped
-from .logs import format_record, install_log_capture, install_print_capture
-from .model import RunModel
+from flows_tui.context import flow_run_var, using
+from flows_tui.futures import TaskFuture, TaskFutureList, allow_failure, unmapped
+from flows_tui.record.logs import format_record, install_log_capture, install_print_capture
+from flows_tui.record.model import RunModel
 from .session import Held, NotReusable, lineage_key
-from .states import (CACHED, CANCELLED, COMPLETED, CRASHED, FAILED, FAILURE_STATES, FINAL_STATES, NOT_RUN,
-                     PENDING, RETRYING, RUNNING, SUCCESS_STATES, TIMED_OUT, CancelledRun, CrashedRun,
-                     State, TaskRunTimedOut, UpstreamFailed)
-from .task_source import task_source
+from flows_tui.states import (CACHED, CANCELLED, COMPLETED, CRASHED, FAILED, FAILURE_STATES, FINAL_STATES, NOT_RUN,
+                              PENDING, RETRYING, RUNNING, SUCCESS_STATES, TIMED_OUT, CancelledRun, CrashedRun,
+                              State, TaskRunTimedOut, UpstreamFailed)
+from flows_tui.user_code.task_source import task_source
 from .worker import (UNSENDABLE, Outcome, Ref, TaskCall, outcome_length, outcome_summary,
                      register_outcome_serializer, run_task)
 
 if TYPE_CHECKING:
     import distributed
 
-    from .flows import Flow
+    from flows_tui.flows import Flow
     from .session import Session
-    from .tasks import Task
+    from flows_tui.tasks import Task
 
 logger = logging.getLogger("flows_tui.engine")
 

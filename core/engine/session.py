@@ -29,9 +29,9 @@ import threading
 from dataclasses import dataclass
 from typing import Any
 
-from .cache import UnhashableInput, stable_token
-from .cache_policies import NoCache
-from .task_source import task_source
+from flows_tui.cache import UnhashableInput, stable_token
+from flows_tui.cache_policies import NoCache
+from flows_tui.user_code.task_source import task_source
 
 
 class NotReusable(Exception):

@@ -22,12 +22,12 @@ import weakref
 from dataclasses import dataclass
 from typing import Any
 
-from .cache import CacheKeyContext, CacheSpec, Lookup, look_up, store
-from .cache_policies import policy_of
-from .context import TaskRunContext, task_run_var
-from .logs import format_record, install_log_capture, install_print_capture
-from .states import (CACHED, COMPLETED, FAILED, NOT_RUN, SUCCESS_STATES, TIMED_OUT, State,
-                     TaskRunTimedOut, UpstreamFailed)
+from flows_tui.cache import CacheKeyContext, CacheSpec, Lookup, look_up, store
+from flows_tui.cache_policies import policy_of
+from flows_tui.context import TaskRunContext, task_run_var
+from flows_tui.record.logs import format_record, install_log_capture, install_print_capture
+from flows_tui.states import (CACHED, COMPLETED, FAILED, NOT_RUN, SUCCESS_STATES, TIMED_OUT, State,
+                              TaskRunTimedOut, UpstreamFailed)
 
 # A retry delay longer than this gives the worker thread back to Dask while it waits.
 SECEDE_AFTER_SECONDS = 0.2

@@ -14,15 +14,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 
-from . import events as ev
-from .cluster import Cluster, ClusterChoice, choose_cluster, connect
-from .engine import FlowRunEngine, run_flow
-from .pickling import send_by_value
+from flows_tui.record import events as ev
+from flows_tui.engine.cluster import Cluster, ClusterChoice, choose_cluster, connect
+from flows_tui.engine.flow_run import FlowRunEngine, run_flow
+from flows_tui.user_code.pickling import send_by_value
 
 if TYPE_CHECKING:
-    from .config import Config
-    from .flows import Flow
-    from .store import Store
+    from flows_tui.project.config import Config
+    from flows_tui.flows import Flow
+    from flows_tui.record.store import Store
 
 
 @contextlib.contextmanager
@@ -35,8 +35,8 @@ def recording(bus: ev.EventBus, config: "Config", *, unrecorded_ok: bool = False
     their time, everything published is committed, and runs this process left unfinished are
     marked Crashed.
     """
-    from .notify import attach
-    from .store import Store, StoreNotWritable
+    from flows_tui.record.notify import attach
+    from flows_tui.record.store import Store, StoreNotWritable
 
     try:
         store = Store.open(config.project.state_dir)
@@ -88,8 +88,8 @@ def execute(flow: "Flow", parameters: dict[str, Any], choice: ClusterChoice, *, 
 
 def run_from_python(flow: "Flow", parameters: dict[str, Any], *, return_state: bool = False) -> Any:
     """`my_flow(...)` from plain Python: run on the cluster the command line would use."""
-    from .cache import cache_directory
-    from .config import load_config
+    from flows_tui.cache import cache_directory
+    from flows_tui.project.config import load_config
 
     config = load_config(None, cwd=Path.cwd())
     values = flow.validate(parameters)

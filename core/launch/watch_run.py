@@ -13,8 +13,8 @@ import logging
 import threading
 from typing import Any, Callable
 
-from .flows import Flow
-from .flows_directory import FlowsDirectory, FlowsReloaded
+from flows_tui.flows import Flow
+from flows_tui.project.flows_directory import FlowsDirectory, FlowsReloaded
 
 log = logging.getLogger("flows_tui.watch_run")
 

@@ -16,13 +16,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
 
-from .cache import cache_directory, cache_sizes
+from flows_tui.cache import cache_directory, cache_sizes
 from .config import CONFIG_NAME, Config, FlowConfig, display_path, find_config, load_config
-from .errors import ConfigError, ParameterError
-from .flows import Flow
+from flows_tui.errors import ConfigError, ParameterError
+from flows_tui.flows import Flow
 from .flows_directory import FlowsDirectory, FlowsReloaded
-from .reload import FlowFile, definition_line, duplicate_flows, load_directory, normalize_name
-from .schedule import Schedule, describe_schedule, first_due, next_run, schedule_timezone
+from .flow_files import FlowFile, definition_line, duplicate_flows, load_directory, normalize_name
+from .schedules import Schedule, describe_schedule, first_due, next_run, schedule_timezone
 
 
 @contextlib.contextmanager
@@ -105,7 +105,7 @@ def parameter_defaults(flow: Flow, flow_config: FlowConfig | None) -> tuple[dict
     Returns JSON-safe values (a parameter without a default is None) and the names still
     required, i.e. without a default and not given in flows.toml.
     """
-    from .parameters import describe_parameters, json_default
+    from flows_tui.parameters import describe_parameters, json_default
 
     given = dict(flow_config.parameters) if flow_config is not None else {}
     values: dict[str, Any] = {}
@@ -365,7 +365,7 @@ def _unknown_flow_tables(config: Config, files: list[FlowFile]) -> list[Problem]
 
 
 def _bad_parameters(config: Config, files: list[FlowFile]) -> list[Problem]:
-    from .parameters import validate_parameters
+    from flows_tui.parameters import validate_parameters
 
     config_file = display_path(config.path) if config.path is not None else CONFIG_NAME
     matched: dict[str, list[Flow]] = {}

@@ -16,8 +16,8 @@ try:
 except ModuleNotFoundError:  # Python 3.10
     import tomli as tomllib  # type: ignore[no-redef]
 
-from .errors import ConfigError
-from .states import ALL_STATES
+from flows_tui.errors import ConfigError
+from flows_tui.states import ALL_STATES
 
 CONFIG_NAME = "flows.toml"
 LOG_LEVELS = {name: getattr(logging, name) for name in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")}

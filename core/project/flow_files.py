@@ -23,11 +23,11 @@ from types import ModuleType
 from typing import Callable, Iterable
 
 
-from .errors import FlowFileError, UsageError
-from .flows import Flow
-from .pickling import send_by_value
-from .imports import PRIVATE_PREFIX as MODULE_PREFIX
-from .imports import forget_user_modules, local_modules, put_on_sys_path
+from flows_tui.errors import FlowFileError, UsageError
+from flows_tui.flows import Flow
+from flows_tui.user_code.pickling import send_by_value
+from flows_tui.user_code.imports import PRIVATE_PREFIX as MODULE_PREFIX
+from flows_tui.user_code.imports import forget_user_modules, local_modules, put_on_sys_path
 
 
 @dataclass

@@ -17,11 +17,11 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
-from .errors import FlowFileError
-from .flows import Flow
-from .imports import forget_modules, is_within
-from .reload import (DuplicateFlow, FlowFile, duplicate_flows, is_flow_file, load_directory, load_flow_file,
-                     module_name_for)
+from flows_tui.errors import FlowFileError
+from flows_tui.flows import Flow
+from flows_tui.user_code.imports import forget_modules, is_within
+from .flow_files import (DuplicateFlow, FlowFile, duplicate_flows, is_flow_file, load_directory, load_flow_file,
+                         module_name_for)
 
 log = logging.getLogger("flows_tui.reload")
 

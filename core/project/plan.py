@@ -30,9 +30,9 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
-from .flows import Flow
-from .futures import allow_failure, unmapped
-from .tasks import Task
+from flows_tui.flows import Flow
+from flows_tui.futures import allow_failure, unmapped
+from flows_tui.tasks import Task
 
 # What `PlannedTask.dynamic` says about a call the run may make zero or many times. Nested
 # constructs report the strongest claim: "function" (may never be called), then "loop" (may run

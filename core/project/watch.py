@@ -18,7 +18,7 @@ from typing import Callable
 
 import watchfiles
 
-from .errors import FlowsTuiError
+from flows_tui.errors import FlowsTuiError
 
 DEBOUNCE_MS = 50
 STEP_MS = 10

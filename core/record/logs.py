@@ -24,11 +24,11 @@ import traceback
 import warnings
 from typing import TYPE_CHECKING, Any
 
-from .context import flow_run_var, task_run_var
+from flows_tui.context import flow_run_var, task_run_var
 
 if TYPE_CHECKING:
-    from .context import TaskRunContext
-    from .engine import FlowRunEngine
+    from flows_tui.context import TaskRunContext
+    from flows_tui.engine.flow_run import FlowRunEngine
 
 RUN_LOGGER_NAME = "flows_tui.runs"
 # A longer message is cut: every line is held in memory by the scheduler's event log, the

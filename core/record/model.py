@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 from typing import Any, Iterable
 
 from . import events as ev
-from .states import (CACHED, CANCELLED, COMPLETED, CRASHED, FAILED, FINAL_STATES, NOT_RUN, PENDING, RETRYING, RUNNING,
-                     SCHEDULED, SUCCESS_STATES, TIMED_OUT)
+from flows_tui.states import (CACHED, CANCELLED, COMPLETED, CRASHED, FAILED, FINAL_STATES, NOT_RUN, PENDING, RETRYING, RUNNING,
+                              SCHEDULED, SUCCESS_STATES, TIMED_OUT)
 
 
 @dataclass

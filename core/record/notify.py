@@ -24,10 +24,10 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from . import events as ev
-from .config import NotifyConfig
+from flows_tui.project.config import NotifyConfig
 from .model import FlowRun, RunModel, TaskRun
 from .progress import SYMBOLS, format_duration, run_document
-from .states import FAILURE_STATES, FINAL_STATES
+from flows_tui.states import FAILURE_STATES, FINAL_STATES
 
 logger = logging.getLogger("flows_tui.notify")
 

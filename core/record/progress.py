@@ -18,8 +18,8 @@ from rich.text import Text
 
 from . import events as ev
 from .model import FlowRun, RunModel
-from .states import (CACHED, CANCELLED, COMPLETED, CRASHED, FAILED, NOT_RUN, PENDING, RETRYING, RUNNING,
-                     TIMED_OUT)
+from flows_tui.states import (CACHED, CANCELLED, COMPLETED, CRASHED, FAILED, NOT_RUN, PENDING, RETRYING, RUNNING,
+                              TIMED_OUT)
 
 # A symbol and a word for every state, so nothing depends on colour (NO_COLOR, logs in CI).
 SYMBOLS = {
@@ -169,7 +169,7 @@ def print_summary(console: Console, run: FlowRun) -> None:
                   highlight=False, soft_wrap=True)
 
 
-_PACKAGE = os.path.dirname(os.path.abspath(__file__)) + os.sep
+_PACKAGE = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep  # flows_tui, all its subpackages
 _FRAME = re.compile(r'^  File "(.+?)", line \d+')
 
 
@@ -202,7 +202,7 @@ def _iso(moment: _dt.datetime | None) -> str | None:
 
 def run_document(run: FlowRun) -> dict[str, Any]:
     """SPEC's `run --json` document."""
-    from .parameters import json_default
+    from flows_tui.parameters import json_default
 
     return {
         "run_id": run.run_id,

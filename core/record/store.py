@@ -33,10 +33,10 @@ from typing import Any, Callable, Iterator
 from urllib.parse import quote
 
 from . import events as ev
-from .config import display_path
-from .errors import FlowsTuiError, UsageError
+from flows_tui.project.config import display_path
+from flows_tui.errors import FlowsTuiError, UsageError
 from .model import FlowRun, RunModel
-from .states import CRASHED, FINAL_STATES, PENDING, RUNNING
+from flows_tui.states import CRASHED, FINAL_STATES, PENDING, RUNNING
 
 logger = logging.getLogger("flows_tui.store")
 
@@ -158,7 +158,7 @@ def _now() -> _dt.datetime:
 
 
 def _json(value: Any) -> str:
-    from .parameters import json_default
+    from flows_tui.parameters import json_default
 
     return json.dumps(value, default=json_default)
 

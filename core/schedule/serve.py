@@ -17,15 +17,16 @@ from typing import Any, Callable
 from rich.console import Console
 from rich.text import Text
 
-from . import events as ev
-from .cache import cache_directory
-from .cluster import ClusterChoice, connect, reconnect_if_lost
-from .engine import FlowRunEngine, run_flow
-from .errors import ClusterError
-from .progress import SYMBOLS, format_duration, state_text
-from .runner import recording
-from .schedule import Schedule, ScheduleLock, Scheduler
-from .states import SUCCESS_STATES
+from flows_tui.record import events as ev
+from flows_tui.cache import cache_directory
+from flows_tui.engine.cluster import ClusterChoice, connect, reconnect_if_lost
+from flows_tui.engine.flow_run import FlowRunEngine, run_flow
+from flows_tui.errors import ClusterError
+from flows_tui.record.progress import SYMBOLS, format_duration, state_text
+from flows_tui.launch.runner import recording
+from flows_tui.project.schedules import Schedule
+from .scheduler import ScheduleLock, Scheduler
+from flows_tui.states import SUCCESS_STATES
 
 DEFAULT_GRACE_SECONDS = 30.0
 
@@ -172,8 +173,8 @@ def stop_on_signals(stop: threading.Event) -> Callable[[], None]:
 
 def scheduled_flows(config: Any, files: list) -> list[Served]:
     """The flows with a schedule in flows.toml, their parameters checked now rather than at 3 a.m."""
-    from .catalog import flow_config_for
-    from .errors import UsageError
+    from flows_tui.project.catalog import flow_config_for
+    from flows_tui.errors import UsageError
 
     served = []
     for loaded in files:
@@ -195,9 +196,9 @@ def serve_flow(flow: Any, *, cron: str | None, interval: Any, parameters: dict[s
     """`flow.serve(...)` in a script: the same session as `flows-tui serve`, for one flow."""
     from pathlib import Path
 
-    from .cluster import choose_cluster
-    from .config import load_config, parse_interval
-    from .errors import FlowsTuiError, UsageError
+    from flows_tui.engine.cluster import choose_cluster
+    from flows_tui.project.config import load_config, parse_interval
+    from flows_tui.errors import FlowsTuiError, UsageError
 
     console = Console(highlight=False, soft_wrap=True)
     try:

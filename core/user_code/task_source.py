@@ -19,9 +19,7 @@ import weakref
 from pathlib import Path
 from typing import Any
 
-from .flows import Flow
-from .reload import MODULE_PREFIX
-from .tasks import Task
+from .imports import PRIVATE_PREFIX
 
 
 @functools.cache
@@ -29,7 +27,7 @@ def _library_dirs() -> tuple[str, ...]:
     paths = {sysconfig.get_paths().get(name) for name in ("stdlib", "platstdlib", "purelib", "platlib")}
     paths.update(getattr(site, "getsitepackages", lambda: [])())
     paths.add(site.getusersitepackages())
-    paths.add(os.path.dirname(__file__))  # flows_tui itself, even installed in development mode
+    paths.add(os.path.dirname(os.path.dirname(__file__)))  # flows_tui itself, even installed in development mode
     return tuple(os.path.join(os.path.realpath(path), "") for path in paths if path)
 
 
@@ -52,7 +50,7 @@ def is_user_module(name: str | None) -> bool:
     """
     if not name:
         return False
-    if name.startswith(MODULE_PREFIX) or name == "__main__":
+    if name.startswith(PRIVATE_PREFIX) or name == "__main__":
         return True
     module = sys.modules.get(name)
     if module is None:
@@ -159,7 +157,7 @@ class _SourceWalk:
     def value(self, value: Any) -> None:
         if type(value) in PRIMITIVES or not self._first_visit(value):
             return
-        if isinstance(value, (Task, Flow)):
+        if getattr(type(value), "wraps_user_function", False):  # a Task or a Flow: what counts is its function
             self.value(value.fn)
         elif isinstance(value, (types.MethodType, staticmethod, classmethod)):
             self.value(value.__func__)
