@@ -27,9 +27,9 @@ def _serve_flow(flow: Flow, **options) -> None:
     serve_flow(flow, **options)
 
 
-# The flows module sits below the layers that run and serve flows (see there).
-_flows.run_from_python = _run_from_python
-_flows.serve_flow = _serve_flow
+# The public API sits below the layers that run and serve flows (see flows.Launchers).
+_flows.launchers.run_from_python = _run_from_python
+_flows.launchers.serve_flow = _serve_flow
 
 __all__ = [
     "Flow", "State", "Task", "TaskFuture", "TaskFutureList", "allow_failure", "exponential_backoff",

@@ -9,12 +9,20 @@ from typing import Any, Callable
 
 from .context import current_flow_run
 
-# A flow called from Python outside any run is run by `flows_tui.launch.runner`, and
-# `Flow.serve` serves through `flows_tui.schedule.serve`. Both are layers above this module,
-# which must not import them: flows_tui/__init__.py plugs them in here, and it runs before
-# any Flow can exist.
-run_from_python: Callable[..., Any]
-serve_flow: Callable[..., None]
+
+class Launchers:
+    """How a flow called from Python outside any run is run (`flows_tui.launch.runner`) and how
+    `Flow.serve` serves (`flows_tui.schedule.serve`).
+
+    Both live in layers above this module, which must not import them: flows_tui/__init__.py
+    plugs them in, and it runs before any Flow can exist.
+    """
+
+    run_from_python: Callable[..., Any]
+    serve_flow: Callable[..., None]
+
+
+launchers = Launchers()
 
 
 class Flow:
@@ -92,9 +100,7 @@ class Flow:
             # A subflow: its body runs in the parent's driver, its tasks join the parent's run.
             value = self.fn(**self.validate(parameters))
             return value
-        from flows_tui.launch.runner import run_from_python
-
-        return run_from_python(self, parameters, return_state=return_state)
+        return launchers.run_from_python(self, parameters, return_state=return_state)
 
     def with_options(self, **options: Any) -> "Flow":
         clone = copy.copy(self)
@@ -117,9 +123,7 @@ class Flow:
         `interval` is seconds, a timedelta or text like "5m"; the cluster, store and notifications
         come from flows.toml in the current directory, as for `flows-tui serve`.
         """
-        from flows_tui.schedule.serve import serve_flow
-
-        serve_flow(self, cron=cron, interval=interval, parameters=parameters or {}, timezone=timezone,
+        launchers.serve_flow(self, cron=cron, interval=interval, parameters=parameters or {}, timezone=timezone,
                    overlap=overlap, catchup=catchup, grace=grace)
 
     def format_run_name(self, parameters: dict[str, Any]) -> str | None:

@@ -143,7 +143,7 @@ def all_good():
 
 def warnings_of(recorder: Recorder, run_id: str) -> list:
     return [line for e in recorder.of(LogLines) if e.run_id == run_id for line in e.lines
-            if line.logger == "flows_tui.record.notify"]
+            if line.logger == "flows_tui.notify"]
 
 
 def test_a_failed_run_posts_a_slack_message_naming_flow_state_run_failed_task_error_and_duration(
