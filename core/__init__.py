@@ -5,11 +5,14 @@ Prefect by changing only its import line.
 """
 
 from . import flows as _flows
+from .context import tags
 from .flows import Flow, flow
-from .futures import TaskFuture, TaskFutureList, allow_failure, unmapped, wait
+from .futures import (PrefectFuture, PrefectFutureList, TaskFuture, TaskFutureList, allow_failure, as_completed,
+                      unmapped, wait)
 from .record.logs import get_run_logger
 from .runtime import get_dask_client
 from .states import State
+from .task_runners import DaskTaskRunner
 from .tasks import Task, exponential_backoff, task
 
 __version__ = "0.1.0"
@@ -32,6 +35,7 @@ _flows.launchers.run_from_python = _run_from_python
 _flows.launchers.serve_flow = _serve_flow
 
 __all__ = [
-    "Flow", "State", "Task", "TaskFuture", "TaskFutureList", "allow_failure", "exponential_backoff",
-    "flow", "get_dask_client", "get_run_logger", "task", "unmapped", "wait",
+    "DaskTaskRunner", "Flow", "PrefectFuture", "PrefectFutureList", "State", "Task", "TaskFuture", "TaskFutureList",
+    "allow_failure", "as_completed", "exponential_backoff", "flow", "get_dask_client", "get_run_logger", "tags",
+    "task", "unmapped", "wait",
 ]

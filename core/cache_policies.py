@@ -190,6 +190,7 @@ FLOW_PARAMETERS = FlowParameters()
 RUN_ID = RunId()
 NO_CACHE = NoCache()
 NONE = NO_CACHE  # Prefect's older name for it
+_None = NoCache  # Prefect's class of NONE: no key, and `+` with it changes nothing
 # Prefect's default: a task with `persist_result=True` and no policy reuses results within one run.
 DEFAULT = INPUTS + TASK_SOURCE + RUN_ID
 

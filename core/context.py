@@ -29,6 +29,39 @@ class TaskRunContext:
     emit_log: Callable[[logging.LogRecord], None]
     log_level: int = logging.INFO  # records below it are not captured
 
+    @classmethod
+    def get(cls) -> "TaskRunContext | None":
+        """The task attempt running in this thread, or None (Prefect's `TaskRunContext.get()`)."""
+        return task_run_var.get()
+
+
+class FlowRunContext:
+    """The flow run driving this thread (Prefect's `FlowRunContext`): its `flow`, `flow_run`, `parameters`."""
+
+    def __init__(self, engine: "FlowRunEngine") -> None:
+        self.engine = engine
+        self.flow = engine.flow
+        self.flow_run = engine.flow_run
+        self.parameters = engine.parameters
+
+    @classmethod
+    def get(cls) -> "FlowRunContext | None":
+        engine = flow_run_var.get()
+        return None if engine is None else cls(engine)
+
+
+def get_run_context() -> "TaskRunContext | FlowRunContext":
+    """The task attempt or flow run current in this thread; MissingContextError outside both."""
+    task = task_run_var.get()
+    if task is not None:
+        return task
+    flow = FlowRunContext.get()
+    if flow is not None:
+        return flow
+    from .exceptions import MissingContextError
+
+    raise MissingContextError("No run context available. You are not in a flow or task run context.")
+
 
 flow_run_var: contextvars.ContextVar["FlowRunEngine | None"] = contextvars.ContextVar(
     "flows_tui_flow_run", default=None)
@@ -51,3 +84,48 @@ def using(var: contextvars.ContextVar, value: Any) -> Iterator[None]:
         yield
     finally:
         var.reset(token)
+
+
+tags_var: contextvars.ContextVar[frozenset[str]] = contextvars.ContextVar("flows_tui_tags", default=frozenset())
+
+
+@contextlib.contextmanager
+def tags(*names: str) -> Iterator[frozenset[str]]:
+    """Prefect's `with tags("a", "b"):`, accepted so flows port unchanged; yields the tags now current.
+
+    flows-tui does not use run tags (they select concurrency limits and automations on
+    Prefect's server), so they change nothing here.
+    """
+    current = tags_var.get() | frozenset(names)
+    with using(tags_var, current):
+        yield current
+
+
+def run_to_end(value: Any) -> Any:
+    """`value`, or, for a coroutine (an async task's or flow's call), what it returns when run to its end.
+
+    It runs in an event loop of its own; in a thread that already runs one (an async caller),
+    in a thread of its own, since a loop cannot be nested.
+    """
+    import inspect
+
+    if not inspect.isawaitable(value):
+        return value
+    import asyncio
+
+    async def wait() -> Any:
+        return await value
+
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(wait())
+    import concurrent.futures
+
+    with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="flows-tui-async") as pool:
+        return pool.submit(asyncio.run, wait()).result()
+
+
+def run_hook(hook: Any, *args: Any) -> None:
+    """Call a state hook; an async one runs to its end in an event loop of its own."""
+    run_to_end(hook(*args))

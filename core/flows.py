@@ -7,7 +7,12 @@ import functools
 import inspect
 from typing import Any, Callable
 
-from .context import current_flow_run
+from .context import current_flow_run, run_to_end
+from .definitions import (check_flow_name, check_hooks, check_reserved_arguments, check_run_name, seconds_or_none,
+                          unwrap_method)
+
+_UNBOUND = object()
+_HOOKS = ("on_completion", "on_failure", "on_crashed", "on_cancellation", "on_running")
 
 
 class Launchers:
@@ -47,31 +52,50 @@ class Flow:
         on_failure: list[Callable[..., Any]] | None = None,
         on_crashed: list[Callable[..., Any]] | None = None,
         on_cancellation: list[Callable[..., Any]] | None = None,
+        on_running: list[Callable[..., Any]] | None = None,
         task_runner: Any = None,
         persist_result: bool | None = None,
+        result_storage: Any = None,
+        result_serializer: Any = None,
+        cache_result_in_memory: bool = True,
     ) -> None:
+        check_flow_name(name)
+        hooks = check_hooks("flow", on_completion=on_completion, on_failure=on_failure, on_crashed=on_crashed,
+                            on_cancellation=on_cancellation, on_running=on_running)
+        fn, self._method_kind = unwrap_method(fn)
         if not callable(fn):
-            raise TypeError("@flow must decorate a function")
-        if inspect.iscoroutinefunction(fn):
-            raise TypeError(f"flow {fn.__qualname__!r} is async; flows-tui runs synchronous flows only")
+            raise TypeError("'fn' must be callable")
         self.fn = fn
-        self.name = name or fn.__name__.replace("_", "-")
+        self.isasync = inspect.iscoroutinefunction(fn)
+        # Prefect's default name; "<lambda>" would hold characters names may not have.
+        self.name = name or fn.__name__.replace("_", "-").replace("<lambda>", "unknown-lambda")
+        check_flow_name(self.name)
+        check_run_name("flow_run_name", flow_run_name)
+        check_reserved_arguments(fn)
         self.description = description or inspect.getdoc(fn)
-        self.version = version
+        self.version = version or _source_file_hash(fn)
         self.retries = int(retries or 0)
         self.retry_delay_seconds = retry_delay_seconds
-        if timeout_seconds is not None and timeout_seconds <= 0:
-            raise ValueError(f"flow {self.name!r}: timeout_seconds must be > 0, got {timeout_seconds}")
-        self.timeout_seconds = timeout_seconds
+        if timeout_seconds is not None and timeout_seconds < 0:
+            raise ValueError(f"flow {self.name!r}: timeout_seconds must be >= 0 (0: none), got {timeout_seconds}")
+        self.timeout_seconds = seconds_or_none(timeout_seconds)
         self.log_prints = log_prints
         self.flow_run_name = flow_run_name
         self.should_validate_parameters = validate_parameters
-        self.on_completion_hooks = list(on_completion or ())
-        self.on_failure_hooks = list(on_failure or ())
+        self.on_completion_hooks = hooks["on_completion"]
+        self.on_failure_hooks = hooks["on_failure"]
         # As in Prefect 3, a crash or a cancellation calls its own hooks, not on_failure.
-        self.on_crashed_hooks = list(on_crashed or ())
-        self.on_cancellation_hooks = list(on_cancellation or ())
-        self.task_runner = task_runner  # accepted for Prefect compatibility; Dask always runs the tasks
+        self.on_crashed_hooks = hooks["on_crashed"]
+        self.on_cancellation_hooks = hooks["on_cancellation"]
+        self.on_running_hooks = hooks["on_running"]
+        # Accepted for Prefect compatibility: Dask always runs the tasks (flows_tui.task_runners).
+        self.task_runner = task_runner() if isinstance(task_runner, type) else task_runner
+        if persist_result is None and (result_storage is not None or result_serializer is not None):
+            persist_result = True
+        self.persist_result = persist_result
+        self.result_storage = result_storage
+        self.result_serializer = result_serializer
+        self.cache_result_in_memory = cache_result_in_memory
         self.signature = inspect.signature(fn)
         functools.update_wrapper(self, fn)
 
@@ -93,18 +117,89 @@ class Flow:
         return validate_parameters(self.fn, parameters, flow_name=self.name, from_text=from_text)
 
     def __call__(self, *args: Any, return_state: bool = False, **kwargs: Any) -> Any:
+        bound_to = self.__dict__.get("_bound_to", _UNBOUND)
+        if bound_to is not _UNBOUND:
+            args = (bound_to, *args)
         bound = self.signature.bind(*args, **kwargs)
         parameters = dict(bound.arguments)
+        if bound_to is not _UNBOUND:
+            parameters.pop(next(iter(self.signature.parameters)))
         parent = current_flow_run()
         if parent is not None:
             # A subflow: its body runs in the parent's driver, its tasks join the parent's run.
-            value = self.fn(**self.validate(parameters))
+            value = self.call_fn(self.validate(parameters))
             return value
+        if self.isasync:  # as in Prefect, an async flow's call is awaited; the run itself is in a thread
+            import asyncio
+
+            return asyncio.to_thread(launchers.run_from_python, self, parameters, return_state=return_state)
         return launchers.run_from_python(self, parameters, return_state=return_state)
+
+    def call_fn(self, parameters: dict[str, Any]) -> Any:
+        """Call the flow's function with validated `parameters` (`*args`/`**kwargs` spread as the signature says)."""
+        bound_to = self.__dict__.get("_bound_to", _UNBOUND)
+        leading = () if bound_to is _UNBOUND else (bound_to,)
+        args: list[Any] = []
+        kwargs: dict[str, Any] = {}
+        names = set()
+        for parameter in list(self.signature.parameters.values())[len(leading):]:
+            names.add(parameter.name)
+            if parameter.name not in parameters:
+                continue
+            value = parameters[parameter.name]
+            if parameter.kind is inspect.Parameter.VAR_POSITIONAL:
+                args.extend(value)
+            elif parameter.kind is inspect.Parameter.VAR_KEYWORD:
+                kwargs.update(value)
+            elif parameter.kind is inspect.Parameter.POSITIONAL_ONLY or args:
+                args.append(value)
+            else:
+                kwargs[parameter.name] = value
+        kwargs.update({k: v for k, v in parameters.items() if k not in names})  # extras given to **kwargs
+        # An async body runs in an event loop of its own, in the thread driving the run.
+        return run_to_end(self.fn(*leading, *args, **kwargs))
+
+    def __get__(self, instance: Any, owner: Any) -> Any:
+        """A flow defined as a method binds like one: `obj.method(...)` runs with `obj` as its first argument."""
+        kind = self.__dict__.get("_method_kind")
+        if kind == "staticmethod" or (instance is None and kind != "classmethod"):
+            return self
+        bound = copy.copy(self)
+        bound._bound_to = owner if kind == "classmethod" else instance
+        return bound
+
+    def on_completion(self, fn: Callable[..., Any]) -> Callable[..., Any]:
+        self.on_completion_hooks.append(fn)
+        return fn
+
+    def on_failure(self, fn: Callable[..., Any]) -> Callable[..., Any]:
+        self.on_failure_hooks.append(fn)
+        return fn
+
+    def on_crashed(self, fn: Callable[..., Any]) -> Callable[..., Any]:
+        self.on_crashed_hooks.append(fn)
+        return fn
+
+    def on_cancellation(self, fn: Callable[..., Any]) -> Callable[..., Any]:
+        self.on_cancellation_hooks.append(fn)
+        return fn
+
+    def on_running(self, fn: Callable[..., Any]) -> Callable[..., Any]:
+        self.on_running_hooks.append(fn)
+        return fn
 
     def with_options(self, **options: Any) -> "Flow":
         clone = copy.copy(self)
-        hooks = {name: f"{name}_hooks" for name in ("on_completion", "on_failure", "on_crashed", "on_cancellation")}
+        hooks = {name: f"{name}_hooks" for name in _HOOKS}
+        check_hooks("flow", **{key: options[key] for key in hooks if key in options})
+        if "name" in options:
+            check_flow_name(options["name"])
+        if "flow_run_name" in options:
+            check_run_name("flow_run_name", options["flow_run_name"])
+        if "timeout_seconds" in options:
+            options["timeout_seconds"] = seconds_or_none(options["timeout_seconds"])
+        for key in hooks.values():
+            setattr(clone, key, list(getattr(self, key)))
         for key, value in options.items():
             if key == "validate_parameters":
                 clone.should_validate_parameters = value
@@ -137,6 +232,20 @@ class Flow:
 
     def __repr__(self) -> str:
         return f"Flow(name={self.name!r})"
+
+
+def _source_file_hash(fn: Callable[..., Any]) -> str | None:
+    """Prefect's default version: a hash of the file that defines the flow (None for one typed in a REPL)."""
+    import hashlib
+
+    try:
+        path = inspect.getsourcefile(fn)
+        if path is None:
+            return None
+        with open(path, "rb") as source:
+            return hashlib.md5(source.read(), usedforsecurity=False).hexdigest()
+    except (OSError, TypeError):
+        return None
 
 
 def flow(__fn: Callable[..., Any] | None = None, **options: Any) -> Any:

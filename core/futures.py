@@ -1,8 +1,13 @@
-"""Futures of task runs, and the argument annotations `unmapped` and `allow_failure`."""
+"""Futures of task runs, Prefect's `wait` and `as_completed`, and the argument annotations.
+
+Prefect's names: `PrefectFuture` (`PrefectDaskFuture`, as prefect-dask calls it) is the
+future of one task run, `PrefectFutureList` what `.map()` returns.
+"""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Generic, Iterable, TypeVar
+import time
+from typing import TYPE_CHECKING, Any, Generic, Iterable, Iterator, NamedTuple, TypeVar
 
 if TYPE_CHECKING:
     from flows_tui.engine.flow_run import FlowRunEngine
@@ -17,8 +22,40 @@ class unmapped(Generic[T]):  # noqa: N801 - Prefect's name
     def __init__(self, value: T) -> None:
         self.value = value
 
+    def unwrap(self) -> T:
+        return self.value
+
     def __repr__(self) -> str:
         return f"unmapped({self.value!r})"
+
+
+class quote(Generic[T]):  # noqa: N801 - Prefect's name
+    """Pass a value as it is: futures and states inside it are not resolved, nor is it searched for them."""
+
+    def __init__(self, value: T) -> None:
+        self.value = value
+
+    def unquote(self) -> T:
+        return self.value
+
+    def unwrap(self) -> T:
+        return self.value
+
+    def __repr__(self) -> str:
+        return f"quote({self.value!r})"
+
+
+class opaque(Generic[T]):  # noqa: N801 - Prefect's name
+    """Resolve this future (or state) to its value, without searching the value for more futures."""
+
+    def __init__(self, value: T) -> None:
+        self.value = value
+
+    def unwrap(self) -> T:
+        return self.value
+
+    def __repr__(self) -> str:
+        return f"opaque({self.value!r})"
 
 
 class allow_failure(Generic[T]):  # noqa: N801 - Prefect's name
@@ -48,7 +85,11 @@ class TaskFuture(Generic[T]):
         return self.engine.result(self, timeout=timeout, raise_on_failure=raise_on_failure)
 
     def wait(self, timeout: float | None = None) -> None:
-        self.engine.wait(self, timeout=timeout)
+        """Wait until the task run ends, or `timeout` seconds pass (then return all the same, as Prefect)."""
+        try:
+            self.engine.wait(self, timeout=timeout)
+        except TimeoutError:
+            pass
 
     @property
     def state(self) -> "State":
@@ -56,6 +97,16 @@ class TaskFuture(Generic[T]):
 
     def done(self) -> bool:
         return self.engine.is_final(self)
+
+    def add_done_callback(self, fn: Any) -> None:
+        """Call `fn(future)` once the task run has ended (on a thread of the engine's, or now if it has)."""
+        import threading
+
+        def call_when_done() -> None:
+            self.wait()
+            fn(self)
+
+        threading.Thread(target=call_when_done, name=f"flows-tui-done-{self.name}", daemon=True).start()
 
     def __repr__(self) -> str:
         return f"TaskFuture({self.name!r}, state={self.engine.state_name(self)})"
@@ -72,7 +123,78 @@ class TaskFutureList(list):
         return [future.result(timeout=timeout, raise_on_failure=raise_on_failure) for future in self]
 
 
-def wait(futures: Iterable[TaskFuture], timeout: float | None = None) -> None:
-    """Wait for every future to reach a final state."""
-    for future in futures:
-        future.wait(timeout=timeout)
+PrefectFuture = TaskFuture
+PrefectDaskFuture = TaskFuture
+PrefectFutureList = TaskFutureList
+
+
+class DoneAndNotDoneFutures(NamedTuple):
+    """What `wait` returns, as Prefect (and concurrent.futures): the futures done, and the others."""
+
+    done: set
+    not_done: set
+
+
+def _check_timeout(timeout: float | None) -> float | None:
+    if timeout is not None and timeout < 0:
+        raise ValueError(f"'timeout' must be a non-negative number, got {timeout}")
+    return None if timeout is None else time.monotonic() + timeout
+
+
+def _wait_for_any(futures: Iterable[TaskFuture], deadline: float | None) -> None:
+    """Wait until some run's state changes (or the deadline passes)."""
+    future = next(iter(futures))
+    remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+    future.engine.wait_for_change(0.5 if remaining is None else min(0.5, remaining))
+
+
+def wait(futures: Iterable[TaskFuture], timeout: float | None = None) -> DoneAndNotDoneFutures:
+    """Wait until every future is done or `timeout` seconds pass; never raises for the timeout (Prefect's)."""
+    deadline = _check_timeout(timeout)
+    pending = set(futures)
+    done = {f for f in pending if f.done()}
+    pending -= done
+    while pending and (deadline is None or time.monotonic() < deadline):
+        _wait_for_any(pending, deadline)
+        finished = {f for f in pending if f.done()}
+        done |= finished
+        pending -= finished
+    return DoneAndNotDoneFutures(done, pending)
+
+
+def as_completed(futures: Iterable[TaskFuture], timeout: float | None = None) -> Iterator[TaskFuture]:
+    """Yield each future as it finishes; TimeoutError naming how many are unfinished after `timeout` s."""
+    deadline = _check_timeout(timeout)
+    pending = list(dict.fromkeys(futures))
+    total = len(pending)
+    while pending:
+        finished = [f for f in pending if f.done()]
+        for future in finished:
+            pending.remove(future)
+            yield future
+        if not pending:
+            return
+        if deadline is not None and time.monotonic() >= deadline:
+            raise TimeoutError(f"{len(pending)} (of {total}) futures unfinished")
+        _wait_for_any(pending, deadline)
+
+
+def resolve_futures_to_states(value: Any) -> Any:
+    """Futures inside `value` (lists, tuples, sets, dicts) replaced by their final states."""
+    return _resolve(value, lambda future: future.state if future.wait() is None else None)
+
+
+def resolve_futures_to_results(value: Any) -> Any:
+    """Futures inside `value` (lists, tuples, sets, dicts) replaced by their results."""
+    return _resolve(value, lambda future: future.result())
+
+
+def _resolve(value: Any, resolve: Any) -> Any:
+    if isinstance(value, TaskFuture):
+        return resolve(value)
+    if isinstance(value, (list, tuple, set, frozenset)):
+        items = [_resolve(item, resolve) for item in value]
+        return type(value)(*items) if hasattr(value, "_fields") else type(value)(items)
+    if isinstance(value, dict):
+        return {key: _resolve(item, resolve) for key, item in value.items()}
+    return value

@@ -153,6 +153,11 @@ def _check(info: ParameterInfo, value: Any, text: bool) -> Any:
         return value
     try:
         return _convert(annotation, _from_text(annotation, value) if text and isinstance(value, str) else value)
+    except pydantic.errors.PydanticSchemaGenerationError:
+        # A plain class as the hint: any instance of it is accepted as it is (Prefect allows arbitrary types).
+        if isinstance(annotation, type) and not isinstance(value, annotation):
+            raise ValueError(f"expected {_accepted(annotation)}, got {value!r}") from None
+        return value
     except (ValueError, TypeError, pydantic.ValidationError, json.JSONDecodeError):
         raise ValueError(f"expected {_accepted(annotation)}, got {value!r}") from None
 
@@ -170,7 +175,12 @@ def validate_parameters(fn: Callable[..., Any], values: Mapping[str, Any], *, fl
     named = [p.name for p in parameters if p.kind not in (inspect.Parameter.VAR_POSITIONAL,
                                                            inspect.Parameter.VAR_KEYWORD)]
     problems: list[tuple[str, str]] = []
+    # `*args` and `**kwargs` of a flow called from Python arrive under their own names, whole.
+    spread = {p.name: values[p.name] for p in parameters if p.name in values
+              and p.kind in (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)}
     for name in values:
+        if name in spread:
+            continue
         if name not in by_name and not accepts_extra:
             close = difflib.get_close_matches(name, named, n=1)
             hint = f"did you mean {close[0]!r}? " if close else ""
@@ -190,6 +200,7 @@ def validate_parameters(fn: Callable[..., Any], values: Mapping[str, Any], *, fl
             result[name] = _check(info, values[name], text)
         except ValueError as error:
             problems.append((name, str(error)))
+    result.update(spread)
     if accepts_extra:
         result.update({k: v for k, v in values.items() if k not in by_name})
     if problems:

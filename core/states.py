@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as _dt
+import enum
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
@@ -26,6 +27,32 @@ FINAL_STATES = frozenset({COMPLETED, CACHED, FAILED, TIMED_OUT, CRASHED, CANCELL
 SUCCESS_STATES = frozenset({COMPLETED, CACHED})
 # States that fail a flow run unless something handled them (SPEC: the flow-state rule).
 FAILURE_STATES = frozenset({FAILED, TIMED_OUT, CRASHED})
+
+
+
+class StateType(str, enum.Enum):
+    """Prefect's state types; a str, so `state.type == "FAILED"` holds too."""
+
+    SCHEDULED = "SCHEDULED"
+    PENDING = "PENDING"
+    RUNNING = "RUNNING"
+    COMPLETED = "COMPLETED"
+    FAILED = "FAILED"
+    CANCELLED = "CANCELLED"
+    CRASHED = "CRASHED"
+    PAUSED = "PAUSED"
+    CANCELLING = "CANCELLING"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+# The state name a state of each type gets when only its type is given (Prefect's defaults).
+TYPE_NAMES = {
+    StateType.SCHEDULED: SCHEDULED, StateType.PENDING: PENDING, StateType.RUNNING: RUNNING,
+    StateType.COMPLETED: COMPLETED, StateType.FAILED: FAILED, StateType.CANCELLED: CANCELLED,
+    StateType.CRASHED: CRASHED, StateType.PAUSED: "Paused", StateType.CANCELLING: "Cancelling",
+}
 
 # The state type Prefect reports for each of our state names (TimedOut is a Failed, etc.).
 STATE_TYPES = {
@@ -59,52 +86,83 @@ class FailedRun(Exception):
     """A run failed; raised by `State.result()` when no exception object is available."""
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, init=False)
 class State(Generic[T]):
     """The state of a task or flow run at one moment.
 
-    `result()` returns the value of a successful run and raises the run's exception
-    otherwise, as Prefect's `State.result()` does.
+    Built as flows-tui does, `State("Completed", message)`, or as Prefect does,
+    `State(type=StateType.COMPLETED, data=..., message=...)`. `result()` returns the value of
+    a successful run and raises the run's exception otherwise, as Prefect's `State.result()`
+    does; a Failed state whose `data` is an exception raises that exception.
     """
 
     name: str
-    message: str | None = None
-    timestamp: _dt.datetime = field(default_factory=now)
-    # Kept private so a State can travel without dragging large values along.
-    _value: Any = None
-    _exception: BaseException | None = None
-    _resolver: Any = None  # a callable fetching the value lazily (a task on the cluster)
+    message: str | None
+    timestamp: _dt.datetime
+
+    def __init__(self, name: str | None = None, message: str | None = None, timestamp: _dt.datetime | None = None,
+                 _value: Any = None, _exception: BaseException | None = None, _resolver: Any = None, *,
+                 type: "StateType | str | None" = None, data: Any = None) -> None:  # noqa: A002 - Prefect's name
+        if name is None:
+            if type is None:
+                raise TypeError("State() needs a name or a type, e.g. State(type=StateType.COMPLETED)")
+            name = TYPE_NAMES[StateType(type)]
+        elif type is None and name not in STATE_TYPES:
+            raise ValueError(f"unknown state {name!r}; one of {', '.join(ALL_STATES)}")
+        self.name = name
+        self._type = StateType(type) if type is not None else StateType(STATE_TYPES[name])
+        self.message = message
+        self.timestamp = timestamp or now()
+        if data is not None:
+            if isinstance(data, BaseException) and self._type != StateType.COMPLETED:
+                _exception = _exception or data
+            else:
+                _value = data
+        # Kept private so a State can travel without dragging large values along.
+        self._value = _value
+        self._exception = _exception
+        self._resolver = _resolver  # a callable fetching the value lazily (a task on the cluster)
 
     @property
-    def type(self) -> str:
-        return STATE_TYPES[self.name]
+    def type(self) -> StateType:
+        return self._type
+
+    @property
+    def data(self) -> Any:
+        """The run's value (Completed) or exception (Failed), as Prefect's `State.data`."""
+        if self.is_completed():
+            return self.result()
+        return self._exception if self._exception is not None else self._value
 
     def is_pending(self) -> bool:
-        return self.name in (PENDING, NOT_RUN)
+        return self.type == StateType.PENDING
 
     def is_scheduled(self) -> bool:
-        return self.name in (SCHEDULED, RETRYING)
+        return self.type == StateType.SCHEDULED
 
     def is_running(self) -> bool:
-        return self.name == RUNNING
+        return self.type == StateType.RUNNING
 
     def is_completed(self) -> bool:
-        return self.name in SUCCESS_STATES
+        return self.type == StateType.COMPLETED
 
     def is_failed(self) -> bool:
-        return self.name in (FAILED, TIMED_OUT)
+        return self.type == StateType.FAILED
 
     def is_crashed(self) -> bool:
-        return self.name == CRASHED
+        return self.type == StateType.CRASHED
 
     def is_cancelled(self) -> bool:
-        return self.name == CANCELLED
+        return self.type == StateType.CANCELLED
+
+    def is_paused(self) -> bool:
+        return self.type == StateType.PAUSED
 
     def is_final(self) -> bool:
-        return self.name in FINAL_STATES
+        return self.name in FINAL_STATES or self._type.value in ("COMPLETED", "FAILED", "CRASHED", "CANCELLED")
 
     def result(self, raise_on_failure: bool = True) -> T:
-        if self.name in SUCCESS_STATES:
+        if self.is_completed():
             if self._resolver is not None:
                 self._value = self._resolver()
                 self._resolver = None
@@ -114,8 +172,18 @@ class State(Generic[T]):
             raise error
         return error  # type: ignore[return-value]
 
+    def __eq__(self, other: object) -> bool:
+        # By value, as Prefect's states (pydantic models) compare; the value itself is not fetched.
+        if not isinstance(other, State):
+            return NotImplemented
+        return (self.name, self.message, self.timestamp, self._value, self._exception) == (
+            other.name, other.message, other.timestamp, other._value, other._exception)
+
+    __hash__ = object.__hash__
+
     def __repr__(self) -> str:
-        return f"{self.name}(message={self.message!r})" if self.message else f"{self.name}()"
+        return f"{self.name}(message={self.message!r}, type={self.type.value})" if self.message else \
+            f"{self.name}(type={self.type.value})"
 
 
 def _exception_for(state: State) -> BaseException:
@@ -133,17 +201,63 @@ def _exception_for(state: State) -> BaseException:
     return RuntimeError(f"run is still {state.name}; it has no result yet")
 
 
-def Completed(value: Any = None, message: str | None = None) -> State:
-    return State(COMPLETED, message, _value=value)
+def _state(name: str, args: tuple, kwargs: dict) -> State:
+    """Prefect's constructors take keywords (`message=`, `data=`, `name=`); ours took (value/message) too."""
+    kwargs.pop("cls", None)
+    kwargs.pop("state_details", None)
+    return State(kwargs.pop("name", None) or name, *args, **kwargs)
 
 
-def Failed(message: str | None = None, exception: BaseException | None = None) -> State:
-    return State(FAILED, message, _exception=exception)
+def Completed(value: Any = None, message: str | None = None, **kwargs: Any) -> State:
+    if value is not None:
+        kwargs.setdefault("data", value)
+    return _state(COMPLETED, (message,), kwargs)
 
 
-def Crashed(message: str | None = None) -> State:
-    return State(CRASHED, message)
+def Failed(message: str | None = None, exception: BaseException | None = None, **kwargs: Any) -> State:
+    if exception is not None:
+        kwargs.setdefault("data", exception)
+    return _state(FAILED, (message,), kwargs)
 
 
-def Cancelled(message: str | None = None) -> State:
-    return State(CANCELLED, message)
+def Crashed(message: str | None = None, **kwargs: Any) -> State:
+    return _state(CRASHED, (message,), kwargs)
+
+
+def Cancelled(message: str | None = None, **kwargs: Any) -> State:
+    return _state(CANCELLED, (message,), kwargs)
+
+
+def Pending(message: str | None = None, **kwargs: Any) -> State:
+    return _state(PENDING, (message,), kwargs)
+
+
+def Running(message: str | None = None, **kwargs: Any) -> State:
+    return _state(RUNNING, (message,), kwargs)
+
+
+def Scheduled(message: str | None = None, **kwargs: Any) -> State:
+    kwargs.pop("scheduled_time", None)
+    return _state(SCHEDULED, (message,), kwargs)
+
+
+def raise_state_exception(state: State) -> None:
+    """Raise the exception of a state that did not complete; nothing for a completed one (Prefect's)."""
+    if not state.is_completed():
+        state.result(raise_on_failure=True)
+
+
+def returned_state(value: Any) -> State:
+    """The state of a run whose function returned `value`: Completed, or the State it returned (Prefect's rule).
+
+    A returned Failed/Crashed/Cancelled state carries its exception (its `data`), or one made from
+    its message, so that `.result()` raises it.
+    """
+    if not isinstance(value, State):
+        return State(COMPLETED, _value=value)
+    if value.is_completed():
+        return State(COMPLETED, value.message, _value=value.result())
+    name = {StateType.CANCELLED: CANCELLED, StateType.CRASHED: CRASHED}.get(
+        value.type, value.name if value.name in (FAILED, TIMED_OUT) else FAILED)
+    error = value._exception or _exception_for(State(name, value.message or f"the run returned {value!r}"))
+    return State(name, value.message, _exception=error)

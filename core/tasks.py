@@ -11,7 +11,10 @@ import threading
 from collections import OrderedDict
 from typing import Any, Callable, Iterable, Sequence
 
-from .context import current_flow_run
+from .context import current_flow_run, run_to_end
+from .definitions import check_hooks, check_reserved_arguments, check_run_name, seconds_or_none, unwrap_method
+
+_UNBOUND = object()
 
 RetryDelay = float | int | Sequence[float] | Callable[[int], Sequence[float]] | None
 
@@ -47,37 +50,58 @@ class Task:
         task_run_name: str | Callable[..., str] | None = None,
         on_completion: Iterable[Callable[..., Any]] | None = None,
         on_failure: Iterable[Callable[..., Any]] | None = None,
+        on_running: Iterable[Callable[..., Any]] | None = None,
         cache_policy: Any = None,
         cache_key_fn: Callable[..., Any] | None = None,
         cache_expiration: _dt.timedelta | None = None,
         refresh_cache: bool | None = None,
         persist_result: bool | None = None,
         result_storage: Any = None,
+        result_serializer: Any = None,
+        result_storage_key: str | None = None,
+        cache_result_in_memory: bool = True,
     ) -> None:
+        hooks = check_hooks("task", on_completion=on_completion, on_failure=on_failure, on_running=on_running)
+        fn, self._method_kind = unwrap_method(fn)
         if not callable(fn):
-            raise TypeError("@task must decorate a function")
-        if inspect.iscoroutinefunction(fn):
-            raise TypeError(f"task {fn.__qualname__!r} is async; flows-tui runs synchronous tasks only")
+            raise TypeError("'fn' must be callable")
         self.fn = fn
-        self.name = name or fn.__name__
+        self.isasync = inspect.iscoroutinefunction(fn)
+        self.name = name or getattr(fn, "__name__", None) or type(fn).__name__
         self.description = description or inspect.getdoc(fn)
-        self.tags = frozenset(tags or ())
+        check_run_name("task_run_name", task_run_name)
+        check_reserved_arguments(fn)
+        self.tags = set(tags or ())
         self.version = version
         self.retries = int(retries or 0)
         if self.retries < 0:
             raise ValueError(f"task {self.name!r}: retries must be >= 0, got {retries}")
+        if callable(retry_delay_seconds):  # exponential_backoff(...): the delays, once, as Prefect does
+            retry_delay_seconds = list(retry_delay_seconds(self.retries))
+        elif not isinstance(retry_delay_seconds, (list, int, float, type(None))):
+            raise TypeError("Invalid `retry_delay_seconds` provided; must be an int, float, list or callable. "
+                            f"Received type {type(retry_delay_seconds)}")
+        if isinstance(retry_delay_seconds, list) and len(retry_delay_seconds) > 50:
+            raise ValueError("Can not configure more than 50 retry delays per task.")
         self.retry_delay_seconds = retry_delay_seconds
         if retry_jitter_factor is not None and retry_jitter_factor < 0:
-            raise ValueError(f"task {self.name!r}: retry_jitter_factor must be >= 0")
+            raise ValueError("`retry_jitter_factor` must be >= 0.")
         self.retry_jitter_factor = retry_jitter_factor
+        if retry_condition_fn is not None and not callable(retry_condition_fn):
+            raise TypeError(f"Expected `retry_condition_fn` to be callable, got {type(retry_condition_fn).__name__} "
+                            "instead.")
         self.retry_condition_fn = retry_condition_fn
-        if timeout_seconds is not None and timeout_seconds <= 0:
-            raise ValueError(f"task {self.name!r}: timeout_seconds must be > 0, got {timeout_seconds}")
-        self.timeout_seconds = timeout_seconds
+        if timeout_seconds is not None and timeout_seconds < 0:
+            raise ValueError(f"task {self.name!r}: timeout_seconds must be >= 0 (0: none), got {timeout_seconds}")
+        self.timeout_seconds = seconds_or_none(timeout_seconds)
         self.log_prints = log_prints
         self.task_run_name = task_run_name
-        self.on_completion_hooks = list(on_completion or ())
-        self.on_failure_hooks = list(on_failure or ())
+        self.on_completion_hooks = hooks["on_completion"]
+        self.on_failure_hooks = hooks["on_failure"]
+        self.on_running_hooks = hooks["on_running"]
+        self.result_serializer = result_serializer
+        self.result_storage_key = result_storage_key
+        self.cache_result_in_memory = cache_result_in_memory
         if cache_policy is not None:
             from .cache_policies import CachePolicy
 
@@ -100,6 +124,7 @@ class Task:
 
     def __call__(self, *args: Any, return_state: bool = False, wait_for: Iterable[Any] | None = None,
                  **kwargs: Any) -> Any:
+        args = self._with_bound(args)
         engine = current_flow_run()
         if engine is None:  # outside a flow: a plain call, so tasks stay unit-testable
             return self.fn(*args, **kwargs)
@@ -111,7 +136,7 @@ class Task:
     def submit(self, *args: Any, return_state: bool = False, wait_for: Iterable[Any] | None = None,
                **kwargs: Any) -> Any:
         engine = _require_flow_run(self, "submit")
-        future = engine.submit(self, args, kwargs, wait_for=wait_for)
+        future = engine.submit(self, self._with_bound(args), kwargs, wait_for=wait_for)
         if return_state:
             return engine.final_state(future, seen_by_body=True)
         return future
@@ -119,6 +144,11 @@ class Task:
     def map(self, *args: Any, return_state: bool = False, wait_for: Iterable[Any] | None = None,
             **kwargs: Any) -> Any:
         engine = _require_flow_run(self, "map")
+        args = self._with_bound(args)
+        if self.__dict__.get("_bound_to", _UNBOUND) is not _UNBOUND:
+            from .futures import unmapped
+
+            args = (unmapped(args[0]), *args[1:])
         futures = engine.map(self, args, kwargs, wait_for=wait_for)
         if return_state:
             return [engine.final_state(f, seen_by_body=True) for f in futures]
@@ -128,7 +158,13 @@ class Task:
         """A copy of this task with some options changed (as Prefect's `Task.with_options`)."""
         clone = copy.copy(self)
         clone._changed()
-        hooks = {"on_completion": "on_completion_hooks", "on_failure": "on_failure_hooks"}
+        hooks = {"on_completion": "on_completion_hooks", "on_failure": "on_failure_hooks",
+                 "on_running": "on_running_hooks"}
+        check_hooks("task", **{key: options[key] for key in hooks if key in options})
+        if "task_run_name" in options:
+            check_run_name("task_run_name", options["task_run_name"])
+        if "timeout_seconds" in options:
+            options["timeout_seconds"] = seconds_or_none(options["timeout_seconds"])
         for key, value in options.items():
             attribute = hooks.get(key, key)
             if not hasattr(clone, attribute) or key in ("fn", "signature"):
@@ -137,7 +173,9 @@ class Task:
         if "retries" in options:
             clone.retries = int(options["retries"] or 0)
         if "tags" in options:
-            clone.tags = frozenset(options["tags"] or ())
+            clone.tags = set(options["tags"] or ())
+        else:
+            clone.tags = set(self.tags)
         return clone
 
     def on_completion(self, fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -150,7 +188,16 @@ class Task:
         self._changed()
         return fn
 
+    def on_running(self, fn: Callable[..., Any]) -> Callable[..., Any]:
+        self.on_running_hooks.append(fn)
+        self._changed()
+        return fn
+
     # What the worker needs -------------------------------------------------------------
+
+    def run_fn(self, *args: Any, **kwargs: Any) -> Any:
+        """Call the task's function; an async one runs to its end in an event loop of its own."""
+        return run_to_end(self.fn(*args, **kwargs))
 
     def retry_delay(self, retry_number: int) -> float:
         """Seconds to wait before retry `retry_number` (1 for the first retry), jitter applied."""
@@ -214,13 +261,22 @@ class Task:
         self.__dict__.pop("_pickled", None)
 
     def __get__(self, instance: Any, owner: Any) -> Any:
-        # Tasks defined as methods bind like functions.
-        if instance is None:
+        """A task defined as a method binds like one: `obj.method` is a task with `obj` as first argument."""
+        kind = self.__dict__.get("_method_kind")
+        if kind == "staticmethod" or (instance is None and kind != "classmethod"):
             return self
-        return functools.partial(self, instance)
+        bound = copy.copy(self)
+        bound._changed()
+        bound._bound_to = owner if kind == "classmethod" else instance
+        return bound
+
+    def _with_bound(self, args: tuple) -> tuple:
+        bound_to = self.__dict__.get("_bound_to", _UNBOUND)
+        return args if bound_to is _UNBOUND else (bound_to, *args)
 
 
-_NOT_PICKLED = frozenset({"signature", "_pickled"})
+# The object a method is bound to arrives on the worker as the call's first argument.
+_NOT_PICKLED = frozenset({"signature", "_pickled", "_bound_to"})
 _pickling = threading.local()
 _restored: "OrderedDict[bytes, Task]" = OrderedDict()
 _restored_lock = threading.Lock()

@@ -164,3 +164,55 @@ def load_flows(tmp_path: Path, source: str, name: str = "user_flows.py"):
     loaded = load_flow_file(path)
     assert loaded.error is None, loaded.error
     return loaded
+
+
+# A real `dask scheduler` and `dask worker`, started as a user would -------------------------------
+
+def start_process(args: list[str], cwd: Path, log: Path) -> subprocess.Popen:
+    handle = log.open("w")
+    return subprocess.Popen(args, cwd=cwd, stdout=handle, stderr=subprocess.STDOUT,
+                            env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"})
+
+
+def stop_processes(*processes: subprocess.Popen) -> None:
+    for process in processes:
+        process.terminate()
+    for process in processes:
+        try:
+            process.wait(10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+
+def wait_for_worker(address: str, security=None) -> None:
+    from distributed import Client
+
+    def ready():
+        try:
+            with Client(address, timeout=2, security=security) as client:
+                return len(client.scheduler_info(n_workers=-1)["workers"]) >= 1
+        except OSError:
+            return False
+
+    wait_until(ready, timeout=60, interval=0.3, message=f"a worker at {address}")
+
+
+@pytest.fixture
+def worker_dir(tmp_path_factory) -> Path:
+    """The worker runs far from the project and the flow files: code must travel by value."""
+    return tmp_path_factory.mktemp("elsewhere")
+
+
+@pytest.fixture
+def scheduler(tmp_path, worker_dir):
+    port = free_port()
+    address = f"tcp://127.0.0.1:{port}"
+    sched = start_process([sys.executable, "-m", "distributed.cli.dask_scheduler", "--host", "127.0.0.1", "--port",
+                    str(port), "--no-dashboard"], worker_dir, tmp_path / "scheduler.log")
+    work = start_process([sys.executable, "-m", "distributed.cli.dask_worker", address, "--nthreads", "2",
+                   "--no-dashboard", "--host", "127.0.0.1"], worker_dir, tmp_path / "worker.log")
+    try:
+        wait_for_worker(address)
+        yield address
+    finally:
+        stop_processes(work, sched)

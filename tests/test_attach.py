@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -13,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import cli, free_port, wait_until
+from conftest import cli, free_port, start_process, stop_processes, wait_for_worker, wait_until
 
 pytestmark = pytest.mark.attach
 
@@ -40,56 +39,6 @@ FLOW = """
     def remote(n: int = 4):
         return {"cwd": worker_cwd(), "squares": sum(square.map(range(n)).result())}
 """
-
-
-def _start(args: list[str], cwd: Path, log: Path) -> subprocess.Popen:
-    handle = log.open("w")
-    return subprocess.Popen(args, cwd=cwd, stdout=handle, stderr=subprocess.STDOUT,
-                            env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"})
-
-
-def _stop(*processes: subprocess.Popen) -> None:
-    for process in processes:
-        process.terminate()
-    for process in processes:
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-
-
-def _wait_for_worker(address: str, security=None) -> None:
-    from distributed import Client
-
-    def ready():
-        try:
-            with Client(address, timeout=2, security=security) as client:
-                return len(client.scheduler_info(n_workers=-1)["workers"]) >= 1
-        except OSError:
-            return False
-
-    wait_until(ready, timeout=60, interval=0.3, message=f"a worker at {address}")
-
-
-@pytest.fixture
-def worker_dir(tmp_path_factory) -> Path:
-    """The worker runs far from the project and the flow files: code must travel by value."""
-    return tmp_path_factory.mktemp("elsewhere")
-
-
-@pytest.fixture
-def scheduler(tmp_path, worker_dir):
-    port = free_port()
-    address = f"tcp://127.0.0.1:{port}"
-    sched = _start([sys.executable, "-m", "distributed.cli.dask_scheduler", "--host", "127.0.0.1", "--port",
-                    str(port), "--no-dashboard"], worker_dir, tmp_path / "scheduler.log")
-    work = _start([sys.executable, "-m", "distributed.cli.dask_worker", address, "--nthreads", "2",
-                   "--no-dashboard", "--host", "127.0.0.1"], worker_dir, tmp_path / "worker.log")
-    try:
-        _wait_for_worker(address)
-        yield address
-    finally:
-        _stop(work, sched)
 
 
 def _project(tmp_path: Path, toml: str = "", name: str = "project") -> Path:
@@ -185,14 +134,14 @@ def test_a_tls_scheduler_is_reached_with_the_certificates_from_flows_toml(tmp_pa
            "--tls-key", str(certs / "node.key")]
     port = free_port()
     address = f"tls://127.0.0.1:{port}"
-    sched = _start([sys.executable, "-m", "distributed.cli.dask_scheduler", "--host", "127.0.0.1", "--port",
+    sched = start_process([sys.executable, "-m", "distributed.cli.dask_scheduler", "--host", "127.0.0.1", "--port",
                     str(port), "--protocol", "tls", "--no-dashboard", *tls], worker_dir, tmp_path / "scheduler.log")
-    work = _start([sys.executable, "-m", "distributed.cli.dask_worker", address, "--nthreads", "1",
+    work = start_process([sys.executable, "-m", "distributed.cli.dask_worker", address, "--nthreads", "1",
                    "--no-dashboard", "--host", "127.0.0.1", *tls], worker_dir, tmp_path / "worker.log")
     try:
         from distributed import Security
 
-        _wait_for_worker(address, Security(tls_ca_file=str(certs / "ca.pem"), tls_client_cert=str(certs / "node.pem"),
+        wait_for_worker(address, Security(tls_ca_file=str(certs / "ca.pem"), tls_client_cert=str(certs / "node.pem"),
                                            tls_client_key=str(certs / "node.key"), require_encryption=True))
         project = _project(tmp_path, f"""
             [project]
@@ -211,14 +160,14 @@ def test_a_tls_scheduler_is_reached_with_the_certificates_from_flows_toml(tmp_pa
         without_tls = cli("run", "remote", cwd=plain, timeout=60)
         assert without_tls.returncode == 2 and address in without_tls.stderr
     finally:
-        _stop(work, sched)
+        stop_processes(work, sched)
 
 
 def test_a_scheduler_without_workers_is_said_and_the_run_goes_on_once_one_joins(tmp_path, worker_dir):
     # As after a scheduler restart: a `dask worker` exits with its scheduler, the new one has none.
     port = free_port()
     address = f"tcp://127.0.0.1:{port}"
-    sched = _start([sys.executable, "-m", "distributed.cli.dask_scheduler", "--host", "127.0.0.1", "--port",
+    sched = start_process([sys.executable, "-m", "distributed.cli.dask_scheduler", "--host", "127.0.0.1", "--port",
                     str(port), "--no-dashboard"], worker_dir, tmp_path / "scheduler.log")
     processes = [sched]
     try:
@@ -226,15 +175,15 @@ def test_a_scheduler_without_workers_is_said_and_the_run_goes_on_once_one_joins(
                    message="the scheduler listening")
         project = _project(tmp_path)
         output = tmp_path / "run.log"
-        run = _start([sys.executable, "-m", "flows_tui.cli", "run", "remote", "--address", address], project, output)
+        run = start_process([sys.executable, "-m", "flows_tui.cli", "run", "remote", "--address", address], project, output)
         processes.append(run)
         wait_until(lambda: f"no Dask worker is connected to the scheduler at {address}" in output.read_text(),
                    timeout=60, message="the run saying it waits for a worker")
         assert f"start one with `dask worker {address}`" in output.read_text()
         assert run.poll() is None  # waiting, not failed
-        processes.append(_start([sys.executable, "-m", "distributed.cli.dask_worker", address, "--nthreads", "2",
+        processes.append(start_process([sys.executable, "-m", "distributed.cli.dask_worker", address, "--nthreads", "2",
                                  "--no-dashboard", "--host", "127.0.0.1"], worker_dir, tmp_path / "worker.log"))
         assert run.wait(60) == 0, output.read_text()
         assert "Completed flow run 'remote'" in output.read_text()
     finally:
-        _stop(*reversed(processes))
+        stop_processes(*reversed(processes))

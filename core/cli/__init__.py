@@ -13,6 +13,7 @@ from rich.console import Console
 
 from flows_tui.project.config import LOG_LEVELS
 from flows_tui.errors import FlowsTuiError, UsageError
+from flows_tui.safe_text import plain, visible
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -24,7 +25,7 @@ def _stderr() -> Console:
 def _fail(error: BaseException) -> "click.exceptions.Exit":
     console = _stderr()
     console.print("[bold red]error:[/] ", end="")
-    console.print(str(error), markup=False)
+    console.print(visible(error), markup=False)
     return click.exceptions.Exit(EXIT_USAGE)
 
 
@@ -32,7 +33,7 @@ def _store_problem(message: str) -> None:
     """The run store stopped taking a run's history (a full disk): one line when it happens; the run goes on."""
     console = _stderr()
     console.print("[bold red]error:[/] ", end="")
-    console.print(message, markup=False)
+    console.print(visible(message), markup=False)
 
 
 class _Main(click.Group):
@@ -54,13 +55,19 @@ def _load_config(config_path: str | None, *, require_env: bool = True):
 @click.group(cls=_Main, invoke_without_command=True, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--config", "config_path", type=click.Path(dir_okay=False), help="flows.toml to use.")
 @click.option("--address", help="Dask scheduler to attach to (tcp://host:8786).")
+@click.option("--debug", is_flag=True,
+              help="Tracebacks keep flows-tui's and Dask's own frames (as FLOWS_TUI_DEBUG=1 does).")
 @click.version_option(package_name="flows-tui")
 @click.pass_context
-def main(ctx: click.Context, config_path: str | None, address: str | None) -> None:
+def main(ctx: click.Context, config_path: str | None, address: str | None, debug: bool) -> None:
     """Develop Prefect-style flows locally on Dask: a terminal UI, and headless commands.
 
     Run without a command to open the UI on PATH (a flows directory or one flow file).
     """
+    if debug:  # the environment, so the embedded cluster's worker processes see it too
+        from flows_tui.tracebacks import DEBUG_ENV
+
+        os.environ[DEBUG_ENV] = "1"
     ctx.ensure_object(dict)
     ctx.obj.update(config_path=config_path, address=address)
     if ctx.invoked_subcommand is not None:
@@ -169,9 +176,9 @@ def run(ctx: click.Context, flow_spec: str, params: tuple[str, ...], address: st
     if previous is not None:
         again = _completed_before_and_run_again(previous, flow_run)
         if again:
-            console.print(f"{len(again)} task run(s) that run {previous.run_id} had completed ran again (no cache "
-                          f"policy, or no cached result): {', '.join(again[:8])}"
-                          + (f" and {len(again) - 8} more" if len(again) > 8 else ""), markup=False)
+            console.print(visible(f"{len(again)} task run(s) that run {previous.run_id} had completed ran again "
+                                  f"(no cache policy, or no cached result): {', '.join(again[:8])}"
+                                  + (f" and {len(again) - 8} more" if len(again) > 8 else "")), markup=False)
     if as_json:
         click.echo(json.dumps(run_document(flow_run)))
     raise click.exceptions.Exit(EXIT_OK if flow_run.state in ("Completed", "Cached") else EXIT_FAILED)
@@ -232,12 +239,12 @@ def _watch_run(flow_name: str, root: Path, values: dict[str, Any], typed: set[st
         try:
             parameters = flow.validate(values, from_text=typed)
         except FlowsTuiError as error:  # the saved signature no longer accepts them: wait for the next save
-            console.print(f"not run: {error}", markup=False)
+            console.print(visible(f"not run: {error}"), markup=False)
             return
         try:  # the scheduler went away (the run then ended Crashed): connect again
-            fresh = reconnect_if_lost(cluster, lambda text: console.print(text, markup=False))
+            fresh = reconnect_if_lost(cluster, lambda text: console.print(visible(text), markup=False))
         except FlowsTuiError as error:
-            console.print(f"not run: {error}", markup=False)
+            console.print(visible(f"not run: {error}"), markup=False)
             return
         if fresh is not cluster:
             cluster, session = fresh, Session(fresh.client)
@@ -257,12 +264,12 @@ def _watch_run(flow_name: str, root: Path, values: dict[str, Any], typed: set[st
         if as_json:
             click.echo(json.dumps(run_document(engine.flow_run)))
         if not watch.stopped:  # after a Ctrl-C the run ends cancelled and nothing is watched any more
-            console.print(waiting, markup=False)
+            console.print(visible(waiting), markup=False)
 
     def show_reload(event: Any) -> None:
         for error in event.failed:
             where = f"{error.path}:{error.line}" if error.line else error.path
-            console.print(f"✗ {where}: {error.reason} (the last good version stays)", markup=False)
+            console.print(visible(f"✗ {where}: {error.reason} (the last good version stays)"), markup=False)
 
     def missing(name: str) -> None:
         console.print(f"flow {name!r} is not in {display_path(directory.directory)} any more; "
@@ -355,7 +362,7 @@ def runs(ctx: click.Context, flow_name: str | None, limit: int, config_path: str
     for column in ("run", "flow", "state", "started", "duration"):
         table.add_column(column)
     for summary in found:
-        table.add_row(summary.run_id, summary.flow, state_text(summary.state),
+        table.add_row(plain(summary.run_id, one_line=True), plain(summary.flow, one_line=True), state_text(summary.state),
                       summary.started.astimezone().strftime("%Y-%m-%d %H:%M:%S"), format_duration(summary.duration))
     Console(highlight=False).print(table)
 
@@ -402,7 +409,7 @@ def logs(ctx: click.Context, run_id: str, task_name: str | None, level: str, fol
                 if as_json:
                     click.echo(json.dumps(stored.document()))
                 else:
-                    console.print(log_text(stored.task or "flow", stored.line))
+                    console.print(log_text(stored.task or "flow", stored.line), highlight=False, soft_wrap=True)
             if not follow or final:
                 return
             time.sleep(0.25)
@@ -443,7 +450,7 @@ def serve(ctx: click.Context, grace: float, address: str | None, config_path: st
         raise _fail(error)
     console = Console(highlight=False, soft_wrap=True)
     for error in directory.errors:
-        console.print(f"warning: {error}", markup=False)
+        console.print(visible(f"warning: {error}"), markup=False)
     service = Service(served, config, choice, console=console)
 
     def reloaded(event: Any) -> None:
@@ -504,7 +511,7 @@ def list_flows(ctx: click.Context, config_path: str | None, as_json: bool, watch
     elif entries:
         Console(highlight=False).print(_flows_table(entries, directory))
     else:
-        Console(highlight=False).print(f"no flow files in {directory}", markup=False)
+        Console(highlight=False).print(visible(f"no flow files in {directory}"), markup=False)
     if watch:
         _watch(flows_directory, as_json)
 
@@ -519,7 +526,7 @@ def _watch(flows_directory: Any, as_json: bool) -> None:
     out = sys.stdout
 
     def show(event: Any) -> None:
-        lines = [json.dumps(event.document())] if as_json else reload_lines(event, flows_directory)
+        lines = [json.dumps(event.document())] if as_json else [visible(line) for line in reload_lines(event, flows_directory)]
         for line in lines:
             click.echo(line, file=out)
 
@@ -530,7 +537,7 @@ def _watch(flows_directory: Any, as_json: bool) -> None:
             flows_directory.watch()
         except FlowsTuiError as error:
             raise _fail(error)
-        _stderr().print(f"watching {display_path(flows_directory.directory)} for changes (Ctrl-C to stop)",
+        _stderr().print(visible(f"watching {display_path(flows_directory.directory)} for changes (Ctrl-C to stop)"),
                         markup=False)
         forever = threading.Event()
         try:
@@ -549,7 +556,7 @@ def _flows_table(entries: list, directory: Path) -> Any:
 
     from flows_tui.project.config import display_path
 
-    table = Table(box=None, header_style="bold", padding=(0, 1), title=f"flows in {display_path(directory)}",
+    table = Table(box=None, header_style="bold", padding=(0, 1), title=plain(f"flows in {display_path(directory)}"),
                   title_justify="left")
     # Names stay whole; the rest folds rather than being cut with "…", of no use in 80 columns.
     for column in ("", "flow", "file", "parameters", "schedule", "next run"):
@@ -558,16 +565,16 @@ def _flows_table(entries: list, directory: Path) -> Any:
         file = _relative_to(entry.file, directory)
         if entry.error is not None:
             where = f"{file}:{entry.line}" if entry.line else file
-            table.add_row(Text("✗ error", style="red"), Text(entry.name or "-", style="bold"), where,
-                          Text(entry.reason or entry.error, style="red"), "", "")
+            table.add_row(Text("✗ error", style="red"), plain(entry.name or "-", "bold", one_line=True),
+                          plain(where, one_line=True), plain(entry.reason or entry.error, "red"), "", "")
             continue
         shown = [f"{name} (required)" if name in entry.required else f"{name}={json.dumps(value)}"
                  for name, value in entry.parameters.items()]
         when = ""
         if entry.next_run is not None:
             when = entry.next_run.strftime("%Y-%m-%d %H:%M:%S %Z" if entry.next_run.second else "%Y-%m-%d %H:%M %Z")
-        table.add_row(Text("✓ ok", style="green"), Text(entry.name, style="bold"), file,
-                      Text(", ".join(shown)), entry.schedule or "", when)
+        table.add_row(Text("✓ ok", style="green"), plain(entry.name, "bold", one_line=True), plain(file, one_line=True),
+                      plain(", ".join(shown)), plain(entry.schedule or ""), when)
     return table
 
 
@@ -591,7 +598,7 @@ def check(ctx: click.Context, config_path: str | None) -> None:
     except FlowsTuiError as error:
         raise _fail(error)
     for problem in report.problems:
-        click.echo(str(problem))
+        click.echo(visible(problem))
     if report.problems:
         count = len(report.problems)
         _stderr().print(f"✗ {count} problem{'s' if count != 1 else ''}", style="red")
@@ -629,14 +636,14 @@ def cache_command(ctx: click.Context, config_path: str | None, as_json: bool) ->
         return
     console = Console(highlight=False)
     if not flows:
-        console.print(f"no cached results in {display_path(directory)}", markup=False)
+        console.print(visible(f"no cached results in {display_path(directory)}"), markup=False)
         return
-    table = Table(box=None, header_style="bold", padding=(0, 1), title=f"cached results in {display_path(directory)}",
+    table = Table(box=None, header_style="bold", padding=(0, 1), title=plain(f"cached results in {display_path(directory)}"),
                   title_justify="left")
     for column in ("flow", "entries", "size", "expired"):
         table.add_column(column, justify="left" if column == "flow" else "right")
     for name, summary in sorted(flows.items()):
-        table.add_row(name, str(summary["entries"]), format_size(summary["bytes"]), str(summary["expired"]))
+        table.add_row(plain(name, one_line=True), str(summary["entries"]), format_size(summary["bytes"]), str(summary["expired"]))
     console.print(table)
 
 

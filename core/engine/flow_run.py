@@ -16,7 +16,6 @@ import logging
 import os
 import threading
 import time
-import traceback as _traceback
 import uuid
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -27,15 +26,17 @@ from flows_tui.record import events as ev
 from flows_tui.cache import CacheSpec
 from flows_tui.cache_policies import FlowParameters, TaskSource, policy_of, reads
 from .cluster import scheduler_lost
-from flows_tui.context import flow_run_var, using
-from flows_tui.futures import TaskFuture, TaskFutureList, allow_failure, unmapped
+from flows_tui.context import flow_run_var, run_hook, using
+from flows_tui.futures import TaskFuture, TaskFutureList, allow_failure, opaque, quote, unmapped
 from flows_tui.record.logs import format_record, install_log_capture, install_print_capture
 from flows_tui.record.model import RunModel
+from flows_tui.user_code.pickling import user_sources
 from .session import Held, NotReusable, lineage_key
 from flows_tui.states import (CACHED, CANCELLED, COMPLETED, CRASHED, FAILED, FAILURE_STATES, FINAL_STATES, NOT_RUN,
                               PENDING, RETRYING, RUNNING, SUCCESS_STATES, TIMED_OUT, CancelledRun, CrashedRun,
                               State, TaskRunTimedOut, UpstreamFailed)
 from flows_tui.user_code.task_source import task_source
+from flows_tui.tracebacks import format_exception, share_sources
 from .worker import (UNSENDABLE, Outcome, Ref, TaskCall, outcome_length, outcome_summary,
                      register_outcome_serializer, run_task)
 
@@ -147,6 +148,11 @@ class _Dependencies:
             return self.template(value.value, True)
         if kind is unmapped:
             return self.template(value.value, allowed)
+        if kind is quote:  # as it is: nothing inside is resolved
+            return value.value
+        if kind is opaque:  # the future itself is resolved, what its value holds is not searched
+            inner = value.value
+            return self.template(inner, allowed) if type(inner) in (TaskFuture, State) else inner
         if kind is State and getattr(value, "_task_run_id", None):
             return self.ref(value._task_run_id, allowed)
         if isinstance(value, (list, set, frozenset)):
@@ -248,7 +254,9 @@ class FlowRunEngine:
         with self._lock:
             self._emit(ev.FlowRunStarted(self.run_id, self.flow.name, self.parameters, _now(), file=self.file,
                                          address=self.address))
+            self.flow_run.name = self.flow.format_run_name(self.parameters) or self.run_id
         register_outcome_serializer()  # envelopes come back through Dask's serializer for them
+        share_sources(self.client, user_sources())  # workers without the user's files show their lines
         reports = _ReportHandler(self)
         _subscribe(self.client, self.topic, reports)
         _worker_deaths.listen(self.client, self)
@@ -307,7 +315,7 @@ class FlowRunEngine:
             hooks = []
         for hook in hooks:
             try:
-                hook(self.flow, self.flow_run, state)
+                run_hook(hook, self.flow, self.flow_run, state)
             except Exception as error:
                 self.log(logging.ERROR, f"flow hook {getattr(hook, '__name__', hook)!r} failed: {_describe(error)}")
 
@@ -321,7 +329,7 @@ class FlowRunEngine:
             try:
                 with using(flow_run_var, self):
                     try:
-                        box["value"] = self.flow.fn(**self.parameters)
+                        box["value"] = self.flow.call_fn(self.parameters)
                     except BaseException as error:
                         box["error"] = error
                     finally:
@@ -417,7 +425,7 @@ class FlowRunEngine:
         if "error" in box:
             error = box["error"]
             state = State(FAILED, f"flow body raised {_describe(error)}", _exception=error)
-            state._traceback = "".join(_traceback.format_exception(type(error), error, error.__traceback__)).rstrip()
+            state._traceback = format_exception(error)
             return state
         value = box.get("value")
         try:
@@ -725,6 +733,11 @@ class FlowRunEngine:
 
     def wait(self, future: TaskFuture, timeout: float | None = None) -> None:
         self._wait_final(future.task_run_id, timeout)
+
+    def wait_for_change(self, timeout: float) -> None:
+        """Until some task run of this run changes, or `timeout` s pass (futures' `wait`, `as_completed`)."""
+        with self._lock:
+            self._changed.wait(timeout)
 
     def final_state(self, future: TaskFuture, *, seen_by_body: bool) -> State:
         self._wait_final(future.task_run_id, None)

@@ -17,17 +17,17 @@ import pickle
 import sys
 import threading
 import time
-import traceback
 import weakref
 from dataclasses import dataclass
 from typing import Any
 
 from flows_tui.cache import CacheKeyContext, CacheSpec, Lookup, look_up, store
 from flows_tui.cache_policies import policy_of
-from flows_tui.context import TaskRunContext, task_run_var
+from flows_tui.context import TaskRunContext, run_hook, task_run_var
 from flows_tui.record.logs import format_record, install_log_capture, install_print_capture
-from flows_tui.states import (CACHED, COMPLETED, FAILED, NOT_RUN, SUCCESS_STATES, TIMED_OUT, State,
-                              TaskRunTimedOut, UpstreamFailed)
+from flows_tui.states import (CACHED, COMPLETED, FAILED, NOT_RUN, RUNNING, SUCCESS_STATES, TIMED_OUT, State,
+                              TaskRunTimedOut, UpstreamFailed, returned_state)
+from flows_tui.tracebacks import format_exception
 
 # A retry delay longer than this gives the worker thread back to Dask while it waits.
 SECEDE_AFTER_SECONDS = 0.2
@@ -191,6 +191,10 @@ class TaskCall:
     cache: CacheSpec | None = None  # None: the task has no cache options
 
 
+class TaskRaisedBaseException(RuntimeError):
+    """What the flow body gets for a task that raised SystemExit, KeyboardInterrupt or another BaseException."""
+
+
 class AttemptTimedOut(BaseException):
     """Injected into a task's thread at its deadline; a BaseException so `except Exception` cannot swallow it."""
 
@@ -212,6 +216,7 @@ class _Shipper:
 
     def send(self, topic: str, message: dict) -> int:
         """Queue `message`; returns the batch it went into (for `end`)."""
+        message = _utf8(message)
         with self._lock:
             # Later lines of this execution must follow the message, not join a log message before it.
             self._open_logs.pop((message["tr"], message["x"]), None)
@@ -225,6 +230,7 @@ class _Shipper:
         the client within 93 ms this way, 138 ms as messages of their own.
         """
         key = (head["tr"], head["x"])
+        line = _utf8(line)
         with self._lock:
             message = self._open_logs.get(key)
             if message is None or message["a"] != head["a"]:
@@ -250,6 +256,7 @@ class _Shipper:
         Most tasks start and end within one batch: one message instead of two halves what the
         scheduler relays per task.
         """
+        message = _utf8(message)
         with self._lock:
             if start_batch == self._generation:
                 start.update(message, st=start["t"])
@@ -283,6 +290,35 @@ class _Shipper:
                 self.flush()
             except Exception:  # a closing worker; nothing to deliver to
                 return
+
+
+def _utf8(value: Any) -> Any:
+    """`value` with every string UTF-8 can encode: a lone surrogate (a latin-1 file name from
+    `os.listdir`) written as `\\udce9`. Dask sends reports as msgpack, which fails on one and
+    takes the worker's connection down with it: the run then waited forever.
+
+    A report (a dict) is mended in place, since a queued start is updated later by its end;
+    anything else comes back as it was unless it had to change.
+    """
+    if isinstance(value, str):
+        if value.isascii():
+            return value
+        try:
+            value.encode("utf-8")
+            return value
+        except UnicodeEncodeError:
+            return value.encode("utf-8", "backslashreplace").decode("utf-8")
+    if isinstance(value, dict):
+        for key, item in value.items():
+            mended = _utf8(item)
+            if mended is not item:
+                value[key] = mended
+        return value
+    if isinstance(value, (tuple, list)):
+        mended = [_utf8(item) for item in value]
+        if any(new is not old for new, old in zip(mended, value)):
+            return type(value)(mended)
+    return value
 
 
 _shippers: "weakref.WeakKeyDictionary[Any, _Shipper]" = weakref.WeakKeyDictionary()
@@ -325,7 +361,13 @@ def substitute(template: Any, deps: list[Any]) -> Any:
 # Running --------------------------------------------------------------------------------
 
 def _portable_exception(error: BaseException) -> BaseException:
-    """The exception itself if it survives pickling, else a stand-in with the same text."""
+    """The exception itself if it survives pickling, else a stand-in with the same text.
+
+    A task's SystemExit or KeyboardInterrupt raised again in the flow body (a direct call,
+    `.result()`) would stop the process driving the flow: the body gets an ordinary error.
+    """
+    if not isinstance(error, Exception):
+        return TaskRaisedBaseException(f"the task raised {_describe(error)}")
     try:
         pickle.loads(pickle.dumps(error))
         return error
@@ -339,7 +381,7 @@ def _describe(error: BaseException) -> str:
 
 
 def _format_traceback(error: BaseException) -> str:
-    return "".join(traceback.format_exception(type(error), error, error.__traceback__)).rstrip()
+    return format_exception(error)
 
 
 def _call_with_deadline(fn: Any, args: tuple, kwargs: dict, seconds: float) -> Any:
@@ -395,7 +437,7 @@ def _wait_before_retry(delay: float) -> None:
 def _run_hooks(hooks: list, task: Any, task_run: Any, state: State, log: Any) -> None:
     for hook in hooks:
         try:
-            hook(task, task_run, state)
+            run_hook(hook, task, task_run, state)
         except Exception as error:
             log(logging.ERROR, f"hook {getattr(hook, '__name__', hook)!r} failed: {_describe(error)}\n"
                                f"{_format_traceback(error)}")
@@ -480,20 +522,26 @@ def run_task(call: TaskCall, args: tuple, kwargs: dict, deps: list) -> Outcome:
         start_batch = shipper.send(topic, start)
         if attempt == 1 and lookup is not None and lookup.warning:
             _hook_logger(batch_log, "flows_tui.cache")(logging.WARNING, lookup.warning)
+        if getattr(task, "on_running_hooks", None):
+            _run_hooks(task.on_running_hooks, task, TaskRunInfo(call, attempt), State(RUNNING),
+                       _hook_logger(batch_log))
         token = task_run_var.set(context)
         try:
             if task.timeout_seconds:
-                value = _call_with_deadline(task.fn, args, kwargs, task.timeout_seconds)
+                value = _call_with_deadline(task.run_fn, args, kwargs, task.timeout_seconds)
             else:
-                value = task.fn(*args, **kwargs)
-            state = State(COMPLETED, _value=value)
-            error = None
+                value = task.run_fn(*args, **kwargs)
+            state = returned_state(value)  # a task that returns a State ends in it, as in Prefect
+            error = state._exception
         except TaskRunTimedOut as timeout:
             state, error = State(TIMED_OUT, str(timeout), _exception=timeout), timeout
         except AttemptTimedOut:  # only if the deadline fired as the call returned
             error = TaskRunTimedOut(f"timed out after {task.timeout_seconds:g}s")
             state = State(TIMED_OUT, str(error), _exception=error)
-        except Exception as failure:
+        except BaseException as failure:
+            # A task's SystemExit, KeyboardInterrupt, asyncio.CancelledError or own BaseException
+            # ends its attempt like any error. Let out, it killed the worker process (three times,
+            # then KilledWorker), or Dask took it for the worker's death, or the run hung.
             state, error = State(FAILED, _describe(failure), _exception=failure), failure
         finally:
             task_run_var.reset(token)

@@ -26,6 +26,7 @@ from typing import Callable, Iterable
 from flows_tui.errors import FlowFileError, UsageError
 from flows_tui.flows import Flow
 from flows_tui.user_code.pickling import send_by_value
+from flows_tui.tracebacks import format_exception
 from flows_tui.user_code.imports import PRIVATE_PREFIX as MODULE_PREFIX
 from flows_tui.user_code.imports import forget_user_modules, local_modules, put_on_sys_path
 
@@ -42,7 +43,7 @@ class FlowFile:
 
 
 def module_name_for(path: Path) -> str:
-    digest = hashlib.sha1(str(path.resolve()).encode()).hexdigest()[:8]
+    digest = hashlib.sha1(os.fsencode(path.resolve())).hexdigest()[:8]  # a latin-1 name is not UTF-8
     stem = "".join(c if c.isalnum() else "_" for c in path.stem)
     return f"{MODULE_PREFIX}{stem}_{digest}"
 
@@ -98,7 +99,7 @@ def _load_error(error: BaseException, path: Path) -> FlowFileError:
                         and Path(error.filename).resolve() == path)
     # A helper's SyntaxError keeps its "(helpers.py, line 3)": the line given is the import in this file.
     message = f"{type(error).__name__}: {error.msg if own_syntax_error else error}"
-    detail = "".join(traceback.format_exception(type(error), error, error.__traceback__))
+    detail = format_exception(error)
     return FlowFileError(message, path=str(path), line=_error_line(error, path), traceback=detail,
                          error_type=type(error).__name__)
 
@@ -136,7 +137,7 @@ def load_flow_file(path: Path, *, root: Path | None = None, source: bytes | None
         helpers = local_modules(path, root, also=set(sys.modules) - imported_before)
         return FlowFile(path, error=_load_error(error, path), helpers=helpers)
     helpers = local_modules(path, root, also=set(sys.modules) - imported_before)
-    send_by_value(module)
+    send_by_value(module, source=importlib.util.decode_source(text))
     for helper in helpers:
         if helper in sys.modules:
             send_by_value(sys.modules[helper])

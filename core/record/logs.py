@@ -20,11 +20,11 @@ import io
 import logging
 import sys
 import threading
-import traceback
 import warnings
 from typing import TYPE_CHECKING, Any
 
 from flows_tui.context import flow_run_var, task_run_var
+from flows_tui.tracebacks import display_path, format_exception
 
 if TYPE_CHECKING:
     from flows_tui.context import TaskRunContext
@@ -115,8 +115,10 @@ def get_run_logger() -> logging.LoggerAdapter:
     if engine is not None:
         return RunLoggerAdapter(_run_logger().getChild("flow"), {
             "run_id": engine.run_id, "flow_name": engine.flow.name})
-    raise RuntimeError("get_run_logger() was called outside of a flow or task run; "
-                       "use logging.getLogger(...) there instead")
+    from flows_tui.exceptions import MissingContextError
+
+    raise MissingContextError("There is no active flow or task run context: get_run_logger() was called outside "
+                              "of a flow or task run; use logging.getLogger(...) there instead")
 
 
 def _safe_repr(value: Any) -> str:
@@ -138,7 +140,7 @@ def format_record(record: logging.LogRecord) -> str:
         message = (f"could not format log message {_safe_repr(record.msg)} with arguments "
                    f"{_safe_repr(record.args)}: {type(error).__name__}: {error}")
     if record.exc_info and record.exc_info[0] is not None:
-        message = message + "\n" + "".join(traceback.format_exception(*record.exc_info)).rstrip()
+        message = message + "\n" + format_exception(record.exc_info[1])
     elif record.exc_text:
         message = message + "\n" + record.exc_text
     if record.stack_info:
@@ -239,5 +241,5 @@ def _capturing_showwarning(message: Warning | str, category: type[Warning], file
     if run is None:
         _previous_showwarning(message, category, filename, lineno, file, line)
     elif logging.WARNING >= run.log_level:
-        text = f"{category.__name__}: {message} ({filename}:{lineno})"
+        text = f"{category.__name__}: {message} ({display_path(filename)}:{lineno})"
         run.emit_log(logging.LogRecord("py.warnings", logging.WARNING, filename, lineno, text, None, None))

@@ -169,6 +169,15 @@ class FlowRun:
     traceback: str | None = None
     history: list[tuple[str, _dt.datetime]] = field(default_factory=list)
     task_runs: dict[str, TaskRun] = field(default_factory=dict)
+    name: str | None = None  # the flow run's name (`flow_run_name`), or its id
+
+    @property
+    def id(self) -> str:  # Prefect's name for it, as hooks read it
+        return self.run_id
+
+    @property
+    def run_count(self) -> int:
+        return self.attempt
 
     @property
     def duration(self) -> float | None:

@@ -27,6 +27,7 @@ from . import events as ev
 from flows_tui.project.config import NotifyConfig
 from .model import FlowRun, RunModel, TaskRun
 from .progress import SYMBOLS, format_duration, run_document
+from flows_tui.safe_text import visible
 from flows_tui.states import FAILURE_STATES, FINAL_STATES
 
 logger = logging.getLogger("flows_tui.notify")
@@ -93,7 +94,8 @@ class Notifier:
         for target in self._targets:
             if run.state in target.on:
                 # Encode here, on the bus thread, so the message is a snapshot of the run at its end.
-                body = json.dumps(target.payload(run), ensure_ascii=False).encode("utf-8")
+                # A lone surrogate (a latin-1 file name in an error) goes as a JSON escape, not as a failure.
+                body = json.dumps(target.payload(run), ensure_ascii=False).encode("utf-8", "backslashreplace")
                 self._start(target, run.run_id, body)
 
     def _start(self, target: _Target, run_id: str, body: bytes) -> None:
@@ -215,8 +217,8 @@ def _summary(run: FlowRun) -> str:
 
 
 def _mrkdwn(text: str) -> str:
-    """Slack treats &, < and > as markup; escape them so user text shows as written."""
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    """Slack treats &, < and > as markup; escape them so user text shows as written, control characters too."""
+    return visible(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
 def _slack_payload(run: FlowRun) -> dict[str, Any]:

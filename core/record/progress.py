@@ -5,8 +5,6 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import logging
-import os
-import re
 import threading
 from collections import Counter, defaultdict
 from typing import Any
@@ -17,6 +15,7 @@ from rich.table import Table
 from rich.text import Text
 
 from . import events as ev
+from flows_tui.safe_text import plain, visible
 from .model import FlowRun, RunModel
 from flows_tui.states import (CACHED, CANCELLED, COMPLETED, CRASHED, FAILED, NOT_RUN, PENDING, RETRYING, RUNNING,
                               TIMED_OUT)
@@ -89,16 +88,17 @@ class Progress:
                 self.console.print(self._log_text(event.run_id, line), highlight=False, soft_wrap=True)
         elif isinstance(event, ev.TaskStateChanged) and event.state in (RETRYING, FAILED, TIMED_OUT, CRASHED):
             name = self._task_name(event.run_id, event.task_run_id)
-            text = Text.assemble(state_text(event.state), f" {name}")
+            text = Text.assemble(state_text(event.state), f" {visible(name, one_line=True)}")
             if event.message:
-                text.append(f": {event.message}")
+                text.append(f": {visible(event.message)}")
             if event.retry_at is not None:
                 wait = (event.retry_at - event.time).total_seconds()
                 text.append(f" (retry in {wait:.1f}s)")
             self.console.print(text, highlight=False, soft_wrap=True)
         elif isinstance(event, ev.FlowRunStarted):
             where = f" on {event.address}" if event.address else ""
-            self.console.print(Text(f"▶ flow run {event.flow!r} ({event.run_id}){where}", style="bold"))
+            self.console.print(plain(f"▶ flow run {event.flow!r} ({event.run_id}){where}", "bold"), highlight=False,
+                               soft_wrap=True)
 
     def _task_name(self, run_id: str, task_run_id: str) -> str:
         run = self.model.runs.get(run_id)
@@ -121,7 +121,8 @@ def log_text(source: str, line: ev.LogLine) -> Text:
     when = line.time.astimezone().strftime("%H:%M:%S")
     level = logging.getLevelName(line.level)
     style = "red" if line.level >= logging.ERROR else "yellow" if line.level >= logging.WARNING else "dim"
-    return Text.assemble((f"{when} {level:<7} ", style), (f"{source} │ ", "bold"), line.message)
+    return Text.assemble((f"{when} {level:<7} ", style), (f"{visible(source, one_line=True)} │ ", "bold"),
+                         visible(line.message))
 
 
 def task_table(run: FlowRun, *, live: bool = False) -> Table:
@@ -131,7 +132,7 @@ def task_table(run: FlowRun, *, live: bool = False) -> Table:
     for task_run in run.current_task_runs():
         groups[task_run.task][task_run.state] += 1
         durations[task_run.task] += task_run.duration or 0.0
-    title = f"{run.flow} · {SYMBOLS.get(run.state, '')} {run.state}"
+    title = plain(f"{run.flow} · {SYMBOLS.get(run.state, '')} {run.state}", one_line=True)
     table = Table(title=title if live else None, show_header=True, header_style="bold", box=None, padding=(0, 1))
     table.add_column("task")
     table.add_column("runs", justify="right")
@@ -142,7 +143,7 @@ def task_table(run: FlowRun, *, live: bool = False) -> Table:
         done = sum(counts[s] for s in (COMPLETED, CACHED))
         states = Text(" ").join(Text(f"{SYMBOLS[s]} {counts[s]} {s}", style=STYLES.get(s, ""))
                                 for s in ORDER if counts.get(s))
-        table.add_row(name, f"{done}/{total}", states, format_duration(durations[name]))
+        table.add_row(plain(name, one_line=True), f"{done}/{total}", states, format_duration(durations[name]))
     return table
 
 
@@ -150,46 +151,24 @@ def print_summary(console: Console, run: FlowRun) -> None:
     console.print(task_table(run))
     failed = [t for t in run.current_task_runs() if t.state in (FAILED, TIMED_OUT, CRASHED)]
     for task_run in failed[:10]:
-        console.print(Text.assemble(state_text(task_run.state), f" {task_run.name}: {task_run.error or ''}"),
+        console.print(Text.assemble(state_text(task_run.state),
+                                    f" {visible(task_run.name, one_line=True)}: {visible(task_run.error or '')}"),
                       highlight=False, soft_wrap=True)
     shown = None
     if failed:
         first = next((a for a in reversed(failed[0].attempts) if a.traceback), None)
         if first is not None and first.error == failed[0].error:  # not an earlier attempt's, for another reason
             shown = first.traceback
-            console.print(Text(user_traceback(shown), style="dim"), highlight=False, soft_wrap=True)
+            console.print(plain(shown, "dim"), highlight=False, soft_wrap=True)
     if len(failed) > 10:
         console.print(f"... and {len(failed) - 10} more failed task runs")
     # The flow body raising the failed task's own error (a direct call) would show that traceback again.
     if run.traceback and run.state != COMPLETED and not (shown and _last_line(run.traceback) == _last_line(shown)):
-        console.print(Text(user_traceback(run.traceback), style="dim"), highlight=False, soft_wrap=True)
+        console.print(plain(run.traceback, "dim"), highlight=False, soft_wrap=True)
     message = f": {run.message}" if run.message and run.state != COMPLETED else ""
-    console.print(Text.assemble(state_text(run.state), (f" flow run {run.flow!r} ({run.run_id}) in "
-                                                       f"{format_duration(run.duration)}{message}", "bold")),
+    console.print(Text.assemble(state_text(run.state), (visible(f" flow run {run.flow!r} ({run.run_id}) in "
+                                                               f"{format_duration(run.duration)}{message}"), "bold")),
                   highlight=False, soft_wrap=True)
-
-
-_PACKAGE = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep  # flows_tui, all its subpackages
-_FRAME = re.compile(r'^  File "(.+?)", line \d+')
-
-
-def user_traceback(text: str) -> str:
-    """A traceback as the user's code raised it: flows-tui's own frames (engine, worker) left out."""
-    kept: list[str] = []
-    dropping = False
-    dropped = False
-    for line in text.splitlines():
-        frame = _FRAME.match(line)
-        if frame:
-            dropping = os.path.abspath(frame.group(1)).startswith(_PACKAGE)
-            dropped = dropped or dropping
-        elif not line.startswith("    "):
-            dropping = False
-        if not dropping:
-            kept.append(line)
-    if not dropped or not any(_FRAME.match(line) for line in kept):
-        return text  # nothing of ours, or nothing but ours: as it was
-    return "\n".join(kept)
 
 
 def _last_line(text: str) -> str:

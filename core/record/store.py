@@ -163,6 +163,20 @@ def _json(value: Any) -> str:
     return json.dumps(value, default=json_default)
 
 
+def _encodable(value: Any) -> Any:
+    """`value` (an event, or anything in one) with every string UTF-8 can encode: surrogates as `\\udce9`."""
+    if isinstance(value, str):
+        return value.encode("utf-8", "backslashreplace").decode("utf-8")
+    if isinstance(value, (tuple, list)):
+        return type(value)(_encodable(item) for item in value)
+    if isinstance(value, dict):
+        return {_encodable(key): _encodable(item) for key, item in value.items()}
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return dataclasses.replace(value, **{f.name: _encodable(getattr(value, f.name))
+                                             for f in dataclasses.fields(value) if f.init})
+    return value
+
+
 def _process_started(pid: int) -> float | None:
     import psutil  # a dependency of distributed
 
@@ -403,25 +417,32 @@ class Store:
             try:
                 if self._writer is None:
                     self._writer = self._connect()
-                connection = self._writer
-                connection.execute("BEGIN IMMEDIATE")
                 try:
-                    for event in events:
-                        if event.run_id in self._incomplete:  # only its final state is kept
-                            self._incomplete_run_ended(connection, event)
-                        else:
-                            _WRITERS[type(event)](self, connection, event)
-                    connection.execute("COMMIT")
-                except BaseException:
-                    if connection.in_transaction:  # a failed COMMIT may have rolled back already
-                        with contextlib.suppress(sqlite3.Error):
-                            connection.execute("ROLLBACK")
-                    raise
+                    self._write(self._writer, events)
+                except UnicodeEncodeError:
+                    # A lone surrogate (a latin-1 file name read with os.listdir, half of a pair) is
+                    # not UTF-8: the batch goes again with such characters written as `\udce9`.
+                    self._write(self._writer, [_encodable(event) for event in events])
             except (sqlite3.Error, StoreError) as error:
                 self._lost(events, error)
                 return
             for event in events:
                 self._committed(event)
+
+    def _write(self, connection: sqlite3.Connection, events: list) -> None:
+        connection.execute("BEGIN IMMEDIATE")
+        try:
+            for event in events:
+                if event.run_id in self._incomplete:  # only its final state is kept
+                    self._incomplete_run_ended(connection, event)
+                else:
+                    _WRITERS[type(event)](self, connection, event)
+            connection.execute("COMMIT")
+        except BaseException:
+            if connection.in_transaction:  # a failed COMMIT may have rolled back already
+                with contextlib.suppress(sqlite3.Error):
+                    connection.execute("ROLLBACK")
+            raise
 
     def _keeps(self, event: Any) -> bool:
         if type(event) not in _WRITERS:

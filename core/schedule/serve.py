@@ -24,6 +24,7 @@ from flows_tui.engine.flow_run import FlowRunEngine, run_flow
 from flows_tui.errors import ClusterError
 from flows_tui.record.progress import SYMBOLS, format_duration, state_text
 from flows_tui.launch.runner import recording
+from flows_tui.safe_text import plain, visible
 from flows_tui.project.schedules import Schedule
 from .scheduler import ScheduleLock, Scheduler
 from flows_tui.states import SUCCESS_STATES
@@ -61,7 +62,7 @@ class Service:
     def say(self, text: Any) -> None:
         stamp = _dt.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M:%S")
         line = Text(f"{stamp} ")
-        line.append(text if isinstance(text, Text) else Text(str(text)))
+        line.append(text if isinstance(text, Text) else plain(text))
         self.console.print(line, highlight=False, soft_wrap=True)
 
     def update(self, served: list[Served]) -> None:
@@ -109,7 +110,7 @@ class Service:
         def started(engine: FlowRunEngine) -> None:
             with self._lock:
                 self._engines[engine.run_id] = engine
-            self.say(Text.assemble(f"{SYMBOLS['Running']} {name} started (run {engine.run_id}, due {_local(due)})"))
+            self.say(f"{SYMBOLS['Running']} {name} started (run {engine.run_id}, due {_local(due)})")
 
         try:
             cluster = self._live_cluster()
@@ -123,9 +124,10 @@ class Service:
         with self._lock:
             self._engines.pop(engine.run_id, None)
         run = engine.flow_run
-        text = Text.assemble(state_text(run.state), f" {name} in {format_duration(run.duration)} (run {run.run_id})")
+        text = Text.assemble(state_text(run.state),
+                             visible(f" {name} in {format_duration(run.duration)} (run {run.run_id})"))
         if run.state not in SUCCESS_STATES and run.message:
-            text.append(f": {run.message}")
+            text.append(f": {visible(run.message)}")
         self.say(text)
         return run.state
 
@@ -231,7 +233,7 @@ def serve_flow(flow: Any, *, cron: str | None, interval: Any, parameters: dict[s
         service = Service([Served(flow, schedule, flow.file)],
                           config, choose_cluster(None, config), console=console)
     except FlowsTuiError as error:
-        console.print(f"error: {error}", markup=False, style="red")
+        console.print(visible(f"error: {error}"), markup=False, style="red")
         raise SystemExit(2) from None
     stop = threading.Event()
     restore = stop_on_signals(stop)

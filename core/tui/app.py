@@ -24,6 +24,7 @@ from textual.app import App, ComposeResult
 from textual.binding import Binding
 from textual.command import Hit, Hits, Provider
 from textual.containers import Horizontal, Vertical
+from textual.markup import escape as escape_markup
 from textual.message import Message
 from textual.widgets import Footer, Input
 from textual.worker import Worker, WorkerState
@@ -36,6 +37,7 @@ from flows_tui.errors import FlowFileError, FlowsTuiError
 from flows_tui.record.model import FlowRun, RunModel
 from flows_tui.project.flows_directory import FlowsDirectory, FlowsReloaded
 from flows_tui.launch.runner import recording
+from flows_tui.safe_text import plain, visible
 from flows_tui.project.schedules import Schedule
 from flows_tui.schedule.scheduler import ScheduleLock, Scheduler
 from flows_tui.engine.session import Session
@@ -132,11 +134,12 @@ class FlowsCommands(Provider):
                 yield Hit(score, matcher.highlight(name), lambda a=action: app.run_action(a), help=help_text)
         for flow in list(app.directory.flows.values()):
             for verb, action in (("run", "run"), ("run with parameters", "run_with_params")):
-                text = f"{verb} {flow.name}"
+                # The palette reads both as markup: a flow's name is escaped for it, and made visible.
+                text = escape_markup(visible(f"{verb} {flow.name}", one_line=True))
                 score = matcher.match(text)
                 if score > 0:
-                    yield Hit(score, matcher.highlight(text),
-                              lambda f=flow.name, a=action: app.select_flow_and(f, a), help=f"flow {flow.name}")
+                    yield Hit(score, matcher.highlight(text), lambda f=flow.name, a=action: app.select_flow_and(f, a),
+                              help=escape_markup(visible(f"flow {flow.name}", one_line=True)))
 
 
 class FlowsApp(App):
@@ -218,8 +221,10 @@ class FlowsApp(App):
     def notify(self, message: str, *, title: str = "", severity: Any = "information", timeout: float | None = None,
                markup: bool = False) -> None:
         """Textual's notify, with the text shown as written: messages quote flows.toml keys
-        ("[project] state_dir") and users' errors, which markup would eat or choke on."""
-        super().notify(message, title=title, severity=severity, timeout=timeout, markup=markup)
+        ("[project] state_dir") and users' errors, which markup would eat or choke on; control
+        characters in them (an escape sequence in a task's error) shown, never sent to the terminal."""
+        super().notify(visible(message), title=visible(title, one_line=True), severity=severity, timeout=timeout,
+                       markup=markup)
 
     def on_mount(self) -> None:
         # Python's full garbage collections stop the UI thread for 0.3-1 s each once a run of
@@ -229,7 +234,7 @@ class FlowsApp(App):
         self._gc_thresholds = gc.get_threshold()
         young, middle, full = self._gc_thresholds
         gc.set_threshold(young, middle, max(full, FULL_COLLECTION_THRESHOLD))
-        self.query_one("#flows").border_title = f"flows · {self.flows_dir.name}"
+        self.query_one("#flows").border_title = plain(f"flows · {self.flows_dir.name}", one_line=True)
         self.query_one("#runs").border_title = "runs"
         self.query_one("#tasks").border_title = "tasks"
         self.query_one("#logs").border_title = "logs"
@@ -272,7 +277,7 @@ class FlowsApp(App):
             cluster = connect(self.choice, behind_ui=True)
         except FlowsTuiError as error:
             self.cluster_error = error
-            self.call_from_thread(self.query_one(StatusBar).set_cluster, Text(f"cluster: {error}", style="red"))
+            self.call_from_thread(self.query_one(StatusBar).set_cluster, plain(f"cluster: {error}", "red"))
             return
         self.session = Session(cluster.client)
         self.cluster = cluster
@@ -291,9 +296,9 @@ class FlowsApp(App):
     def _show_cluster(self, cluster: Cluster) -> None:
         """On a thread: the cluster's size in the status bar."""
         info = cluster.info()
-        text = Text(f"cluster: {info.describe()}")
+        text = plain(f"cluster: {info.describe()}")
         if info.dashboard:
-            text.append(f" · {info.dashboard}", style="dim")
+            text.append(f" · {visible(info.dashboard, one_line=True)}", style="dim")
         self.call_from_thread(self.query_one(StatusBar).set_cluster, text)
 
     @work(thread=True, exclusive=True, group="cluster-info", exit_on_error=False)
@@ -316,11 +321,11 @@ class FlowsApp(App):
             self._lost_shown = True
             status = self.query_one(StatusBar)
             address = cluster.choice.address
-            self.call_from_thread(status.set_cluster, Text(f"cluster: reconnecting to {address}…", style="yellow"))
+            self.call_from_thread(status.set_cluster, plain(f"cluster: reconnecting to {address}…", "yellow"))
             try:
                 fresh = reconnect(cluster)
             except FlowsTuiError as error:
-                self.call_from_thread(status.set_cluster, Text(f"cluster: {error}", style="red"))
+                self.call_from_thread(status.set_cluster, plain(f"cluster: {error}", "red"))
                 self.call_from_thread(self.notify, str(error), severity="error")
                 return None
             self.session = Session(fresh.client)
@@ -517,7 +522,7 @@ class FlowsApp(App):
 
         self.shown_run = None
         tree.show_plan(row.flow.name, plan_flow(row.flow))
-        tree.border_subtitle = row.file
+        tree.border_subtitle = plain(row.file, one_line=True)
 
     @on(TaskTree.NodeHighlighted, "#tasks")
     def _task_highlighted(self, event: TaskTree.NodeHighlighted) -> None:
@@ -642,8 +647,8 @@ class FlowsApp(App):
         if cluster is not None and cluster.lost != self._lost_shown and not self._cluster_lock.locked():
             self._lost_shown = not self._lost_shown
             if self._lost_shown:
-                status.set_cluster(Text(f"cluster: lost the Dask scheduler at {cluster.choice.address}; "
-                                        "the next run reconnects", style="red"))
+                status.set_cluster(plain(f"cluster: lost the Dask scheduler at {cluster.choice.address}; "
+                                         "the next run reconnects", "red"))
             else:  # Dask's client found the scheduler again on its own
                 self._refresh_cluster(cluster)
         if self.scheduler is not None:

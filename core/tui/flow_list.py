@@ -17,6 +17,7 @@ from rich.text import Text
 from textual.widgets import DataTable
 
 from flows_tui.record.progress import format_duration, state_text
+from flows_tui.safe_text import plain
 from flows_tui.tui.keys import vi_keys
 
 
@@ -79,8 +80,10 @@ class FlowList(DataTable):
                 continue
             if row.error is not None:
                 where = f"{row.file}:{row.error.line}" if row.error.line else row.file
-                self.add_row(Text(f"✗ {where}", style="red"), Text("error", style="red"),
-                             Text(str(row.error.reason).splitlines()[0], style="red"), key=row.key)
+                reason = str(row.error.reason)
+                self.add_row(plain(f"✗ {where}", "red", one_line=True), Text("error", style="red"),
+                             plain(reason.splitlines()[0] if reason.strip() else reason, "red", one_line=True),
+                             key=row.key)
             else:
                 self.add_row(self._flow_cell(row.key), countdown(self.next_runs.get(row.key), now), self._last(row.key),
                              key=row.key)
@@ -111,7 +114,7 @@ class FlowList(DataTable):
                 self.update_cell(flow, "flow", self._flow_cell(flow))
 
     def _flow_cell(self, flow: str) -> Text:
-        text = Text(flow, style="bold")
+        text = plain(flow, "bold", one_line=True)
         if flow in self.watching:
             text.append(" watching", style="cyan")
         return text

@@ -18,6 +18,7 @@ from textual.containers import Vertical
 from textual.widgets import Log, Static
 
 from flows_tui.record import events as ev
+from flows_tui.safe_text import plain, visible
 from flows_tui.tui.keys import vi_keys
 
 # What the pane keeps to refilter; what the Log widget holds on screen.
@@ -36,7 +37,7 @@ class Line:
     def text(self) -> str:
         level = logging.getLevelName(self.line.level)
         message = self.line.message.replace("\n", "\n    ")
-        return f"{self.line.time.astimezone():%H:%M:%S} {level[:4]:<4} {self.source}: {message}"
+        return visible(f"{self.line.time.astimezone():%H:%M:%S} {level[:4]:<4} {self.source}: {message}")
 
 
 class LogView(Vertical):
@@ -155,7 +156,7 @@ class LogView(Vertical):
         if self.search:
             parts.append(f"search {self.search!r}")
         parts.append("following" if self.follow else "paused (f follows)")
-        self.query_one("#log-header", Static).update(" · ".join(parts))
+        self.query_one("#log-header", Static).update(plain(" · ".join(parts), one_line=True))
 
     def _source_of(self, task_run_id: str | None) -> str:
         for line in reversed(self.lines):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, VerticalScroll
@@ -13,6 +14,7 @@ from textual.widgets import Button, Input, Label, Static
 
 from flows_tui.errors import ParameterError
 from flows_tui.parameters import describe_parameters, json_default, validate_parameters
+from flows_tui.safe_text import plain, visible
 
 
 def as_text(value: Any) -> str:
@@ -40,12 +42,13 @@ class ParamForm(ModalScreen[dict | None]):
 
     def compose(self) -> ComposeResult:
         with VerticalScroll(id="param-form"):
-            yield Static(f"Run [b]{self.flow.name}[/b] with parameters", id="param-title")
+            yield Static(Text.assemble("Run ", (visible(self.flow.name, one_line=True), "bold"), " with parameters"),
+                         id="param-title")
             if not self.parameters:
                 yield Label("This flow takes no parameters.")
             for parameter in self.parameters:
                 required = " (required)" if parameter["required"] else ""
-                yield Label(f"{parameter['name']}: {parameter['type']}{required}", classes="param-label")
+                yield Label(plain(f"{parameter['name']}: {parameter['type']}{required}"), classes="param-label")
                 yield Input(value=as_text(self.values.get(parameter["name"], parameter["default"])),
                             placeholder=parameter["type"], id=f"param-{parameter['name']}")
                 yield Static("", id=f"error-{parameter['name']}", classes="param-error")
@@ -92,7 +95,7 @@ class ParamForm(ModalScreen[dict | None]):
             elif parameter["required"]:
                 message = f"required ({parameter['type']})"
             error = self.query_one(f"#error-{name}", Static)
-            error.update(message)
+            error.update(plain(message))
             error.set_class(bool(message), "shown")
             problems += bool(message)
         if problems:
@@ -100,7 +103,7 @@ class ParamForm(ModalScreen[dict | None]):
         try:
             values = self.flow.validate(given, from_text=set(given))
         except ParameterError as error:
-            self.query_one("#error-form", Static).update(str(error))
+            self.query_one("#error-form", Static).update(plain(error))
             self.query_one("#error-form", Static).add_class("shown")
             return
         self.dismiss(values)

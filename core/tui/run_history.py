@@ -7,6 +7,7 @@ from typing import Any
 from textual.widgets import DataTable
 
 from flows_tui.record.progress import format_duration, state_text
+from flows_tui.safe_text import plain
 from flows_tui.tui.keys import vi_keys
 
 SHOWN_RUNS = 200
@@ -31,7 +32,7 @@ class RunHistory(DataTable):
         self.clear()
         for summary in summaries[:SHOWN_RUNS]:
             state = state_text(summary.state)
-            self.add_row(summary.run_id[:8], summary.flow, state,
+            self.add_row(plain(summary.run_id[:8], one_line=True), plain(summary.flow, one_line=True), state,
                          summary.started.astimezone().strftime("%m-%d %H:%M:%S"), format_duration(summary.duration),
                          key=summary.run_id)
         if selected is not None:

@@ -12,6 +12,8 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen
 from textual.widgets import Button, Static
 
+from flows_tui.safe_text import plain
+
 
 class HelpScreen(ModalScreen[None]):
     """Every key of the app and of each pane, with what it does."""
@@ -49,9 +51,9 @@ class TextScreen(ModalScreen[None]):
 
     def compose(self) -> ComposeResult:
         with Vertical(id="text-screen"):
-            yield Static(Text(self.title_text, style="bold red" if self.error else "bold"), id="text-title")
+            yield Static(plain(self.title_text, "bold red" if self.error else "bold"), id="text-title")
             with VerticalScroll(id="text-body"):
-                yield Static(Text(self.body))
+                yield Static(plain(self.body))
             yield Static(Text("esc closes", style="dim"))
 
 
@@ -67,7 +69,7 @@ class ConfirmScreen(ModalScreen[bool]):
 
     def compose(self) -> ComposeResult:
         with Vertical(id="confirm"):
-            yield Static(self.question)
+            yield Static(plain(self.question))
             with Horizontal():
                 yield Button("Yes (y)", variant="error", id="yes")
                 yield Button("No (n)", id="no")

@@ -10,6 +10,7 @@ from rich.text import Text
 from textual.widgets import Static
 
 from flows_tui.record.progress import format_duration, format_size
+from flows_tui.safe_text import plain, visible
 
 
 class StatusBar(Static):
@@ -24,7 +25,7 @@ class StatusBar(Static):
         self._draw()
 
     def set_cluster(self, text: Text | str) -> None:
-        self.cluster = text if isinstance(text, Text) else Text(text)
+        self.cluster = text if isinstance(text, Text) else plain(text)
         self._draw()
 
     def set_next_run(self, flow: str | None, moment: _dt.datetime | None) -> None:
@@ -42,11 +43,11 @@ class StatusBar(Static):
     def _draw(self) -> None:
         # What changes by the second comes before the cluster's long line, so that 80 or 100
         # columns still show it.
-        text = Text(f"✗ {self.store_problem}  ·  ", style="bold red") if self.store_problem else Text()
+        text = plain(f"✗ {self.store_problem}  ·  ", "bold red") if self.store_problem else Text()
         if self.next_run is not None:
             flow, moment = self.next_run
             seconds = max(0.0, (moment - _dt.datetime.now(_dt.timezone.utc)).total_seconds())
-            text.append(f"next: {flow} in {format_duration(seconds)}", style="cyan")
+            text.append(f"next: {visible(flow, one_line=True)} in {format_duration(seconds)}", style="cyan")
             text.append("  ·  ")
         text.append_text(self.cluster)
         if self.cache_size:

@@ -17,6 +17,7 @@ from textual.widgets.tree import TreeNode
 
 from flows_tui.record.model import FlowRun, TaskGroup, TaskRun
 from flows_tui.record.progress import ORDER, STYLES, SYMBOLS, format_duration, state_text
+from flows_tui.safe_text import plain, visible
 from flows_tui.states import COMPLETED, PENDING, RETRYING, RUNNING
 from flows_tui.tui.keys import vi_keys
 
@@ -33,7 +34,7 @@ def _retry_in(task_run: TaskRun, now: _dt.datetime) -> str:
 
 
 def task_run_label(task_run: TaskRun, now: _dt.datetime, *, name: str | None = None) -> Text:
-    label = Text.assemble(state_text(task_run.state), _retry_in(task_run, now), "  ", (name or task_run.name, "bold"))
+    label = Text.assemble(state_text(task_run.state), _retry_in(task_run, now), "  ", (visible(name or task_run.name, one_line=True), "bold"))
     if task_run.duration is not None:
         label.append(f"  {format_duration(task_run.duration)}", style="dim")
     elif task_run.state == RUNNING and task_run.started is not None:
@@ -41,14 +42,18 @@ def task_run_label(task_run: TaskRun, now: _dt.datetime, *, name: str | None = N
     if len(task_run.attempts) > 1:
         label.append(f"  {len(task_run.attempts)} attempts", style="yellow")
     if task_run.error:
-        label.append(f"  {task_run.error.splitlines()[0]}", style="red")
+        label.append(f"  {visible(_first_line(task_run.error))}", style="red")
     return label
+
+
+def _first_line(text: str) -> str:
+    return text.splitlines()[0] if text.strip() else ""
 
 
 def group_label(group: TaskGroup, now: _dt.datetime) -> Text:
     """`⟳ clean  312/1000  ✓ 310 ✗ 2 ⟳ 5  1.2s`: every count with its symbol, so colour is optional."""
     counts = group.counts
-    label = Text.assemble((SYMBOLS.get(group.state, "?") + " ", STYLES.get(group.state, "")), (group.task, "bold"),
+    label = Text.assemble((SYMBOLS.get(group.state, "?") + " ", STYLES.get(group.state, "")), (visible(group.task, one_line=True), "bold"),
                           f"  {group.done}/{group.total}")
     for state in COUNT_ORDER:
         if counts.get(state):
@@ -72,9 +77,9 @@ def attempt_label(attempt: Any) -> Text:
     if attempt.duration is not None:
         label.append(f"  {format_duration(attempt.duration)}", style="dim")
     if attempt.worker:
-        label.append(f"  on {attempt.worker}", style="dim")
+        label.append(f"  on {visible(attempt.worker, one_line=True)}", style="dim")
     if attempt.error:
-        label.append(f"  {attempt.error.splitlines()[0]}", style="red")
+        label.append(f"  {visible(_first_line(attempt.error))}", style="red")
     return label
 
 
@@ -103,17 +108,17 @@ class TaskTree(Tree):
 
     def show_plan(self, flow_name: str, plan: Any) -> None:
         """The flow's planned tasks, from its source (nothing ran): what a run will fill in."""
-        self._reset(Text.assemble((flow_name, "bold"), ("  planned, not run yet", "dim")))
+        self._reset(Text.assemble((visible(flow_name, one_line=True), "bold"), ("  planned, not run yet", "dim")))
         if plan is None:
             return
         for planned in plan.tasks:
             self._add_planned(self.root, planned)
         if not plan.complete:
             for note in plan.notes:
-                self.root.add_leaf(Text(f"? {note}", style="dim"))
+                self.root.add_leaf(plain(f"? {note}", "dim", one_line=True))
 
     def _add_planned(self, parent: TreeNode, planned: Any) -> None:
-        label = Text.assemble((f"{SYMBOLS[PENDING]} ", "dim"), (planned.task, "bold"))
+        label = Text.assemble((f"{SYMBOLS[PENDING]} ", "dim"), (visible(planned.task, one_line=True), "bold"))
         if planned.call == "map":
             label.append(f"  map ×{planned.map_count}" if planned.map_count is not None else "  map", style="cyan")
         elif planned.call == "submit":
@@ -142,8 +147,8 @@ class TaskTree(Tree):
         for group in run.groups():
             node = self._groups.get(group.task)
             if node is None:
-                node = self._groups[group.task] = self.root.add(group.task, data=("group", group.task),
-                                                                allow_expand=True)
+                node = self._groups[group.task] = self.root.add(plain(group.task, one_line=True),
+                                                                data=("group", group.task), allow_expand=True)
             if _is_many(group):
                 if node.data[0] != "group":  # called again: the single row becomes a group
                     self._attempts.pop(node.data[1], None)
@@ -157,11 +162,12 @@ class TaskTree(Tree):
                 self._show_task_run(node, group.runs[0], now, name=group.runs[0].name)
 
     def _root_label(self, run: FlowRun, now: _dt.datetime) -> Text:
-        label = Text.assemble(state_text(run.state), "  ", (run.flow, "bold"), (f"  {run.run_id}", "dim"))
+        label = Text.assemble(state_text(run.state), "  ", (visible(run.flow, one_line=True), "bold"),
+                              (f"  {visible(run.run_id, one_line=True)}", "dim"))
         duration = run.duration if run.ended is not None else (now - run.started).total_seconds()
         label.append(f"  {format_duration(duration)}", style="dim")
         if run.message and run.state not in (COMPLETED, RUNNING, PENDING):
-            label.append(f"  {run.message.splitlines()[0]}", style="red")
+            label.append(f"  {visible(_first_line(run.message))}", style="red")
         return label
 
     def _show_task_run(self, node: TreeNode, task_run: TaskRun, now: _dt.datetime, name: str | None = None) -> None:
@@ -223,7 +229,7 @@ class TaskTree(Tree):
         now = _dt.datetime.now(_dt.timezone.utc)
         shown = self._shown.get(task, 0)
         for task_run in group.runs[shown:shown + CHUNK]:
-            child = group_node.add(task_run.name, data=("task_run", task_run.id))
+            child = group_node.add(plain(task_run.name, one_line=True), data=("task_run", task_run.id))
             self._show_task_run(child, task_run, now)
         self._shown[task] = min(group.total, shown + CHUNK)
         if self._shown[task] < group.total:

@@ -8,12 +8,20 @@ writes a user-defined class by name: an Enum parameter or a dataclass a task ret
 would then fail to unpickle on another worker ("No module named 'flows_tui_user_…'").
 So each class of a user module also gets a copyreg reducer that ships the class by
 value alongside the instance.
+
+A code object sent by value keeps its file name: cloudpickle 3.1.3 and later write
+"<dynamic-code>" in its place, which would leave every traceback, warning and log record
+of the user's code on a worker without its file and line. The source of each module sent
+by value is kept here too, for the workers that have no copy of the file
+(`flows_tui.tracebacks.UserSources`).
 """
 
 from __future__ import annotations
 
 import copyreg
+import linecache
 import pickle
+import types
 from types import ModuleType
 from typing import Any
 
@@ -68,8 +76,52 @@ def _reduce_by_value(obj: Any) -> Any:
     return (_swap(build, cls), _swap(args, cls), *rest)
 
 
-def send_by_value(module: ModuleType) -> None:
-    """Register `module` so its functions, classes and their instances reach workers by value."""
+def _code_at(rebuild: Any, args: tuple, filename: str) -> types.CodeType:
+    return rebuild(*args).replace(co_filename=filename)
+
+
+def _keeping_filename(reduce: Any) -> Any:
+    def reduce_code(code: types.CodeType) -> Any:
+        rebuild, args = reduce(code)
+        if code.co_filename in args:  # this cloudpickle keeps it already
+            return rebuild, args
+        return _code_at, (rebuild, args, code.co_filename)
+
+    reduce_code.keeps_filename = True
+    return reduce_code
+
+
+def _keep_code_filenames() -> None:
+    """Make cloudpickle's code reducer keep `co_filename` (it is cloudpickle's table Dask pickles with)."""
+    table = getattr(cloudpickle.Pickler, "_dispatch_table", None)
+    if table is None or types.CodeType not in table:
+        return  # a cloudpickle without that table pickles code its own way: nothing to mend
+    if not getattr(table[types.CodeType], "keeps_filename", False):
+        table[types.CodeType] = _keeping_filename(table[types.CodeType])
+
+
+_keep_code_filenames()
+
+# The source of each file whose module was sent by value, as it was when the module was loaded.
+_sources: dict[str, str] = {}
+
+
+def user_sources() -> dict[str, str]:
+    """File name → source of every module sent by value so far."""
+    return dict(_sources)
+
+
+def send_by_value(module: ModuleType, *, source: str | None = None) -> None:
+    """Register `module` so its functions, classes and their instances reach workers by value.
+
+    `source`: the text the module was compiled from, when its file may have changed since.
+    """
+    filename = getattr(module, "__file__", None)
+    if filename:
+        if source is None:
+            source = "".join(linecache.getlines(filename, vars(module)))
+        if source:
+            _sources[filename] = source
     try:
         cloudpickle.register_pickle_by_value(module)
     except ValueError:  # not importable as a module name: pickled by value already (__main__)

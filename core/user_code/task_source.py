@@ -10,33 +10,14 @@ from __future__ import annotations
 import enum
 import functools
 import hashlib
-import os
-import site
 import sys
-import sysconfig
 import types
 import weakref
-from pathlib import Path
 from typing import Any
 
+from flows_tui.tracebacks import is_user_file
+
 from .imports import PRIVATE_PREFIX
-
-
-@functools.cache
-def _library_dirs() -> tuple[str, ...]:
-    paths = {sysconfig.get_paths().get(name) for name in ("stdlib", "platstdlib", "purelib", "platlib")}
-    paths.update(getattr(site, "getsitepackages", lambda: [])())
-    paths.add(site.getusersitepackages())
-    paths.add(os.path.dirname(os.path.dirname(__file__)))  # flows_tui itself, even installed in development mode
-    return tuple(os.path.join(os.path.realpath(path), "") for path in paths if path)
-
-
-@functools.lru_cache(maxsize=4096)
-def _is_user_file(filename: str) -> bool:
-    path = os.path.realpath(filename)
-    if any(part in ("site-packages", "dist-packages") for part in Path(path).parts):
-        return False
-    return not path.startswith(_library_dirs())
 
 
 def is_user_module(name: str | None) -> bool:
@@ -56,7 +37,7 @@ def is_user_module(name: str | None) -> bool:
     if module is None:
         return True
     filename = getattr(module, "__file__", None)
-    return bool(filename) and _is_user_file(filename)
+    return bool(filename) and is_user_file(filename)
 
 
 PRIMITIVES = (type(None), bool, int, float, complex, str, bytes)

@@ -1,0 +1,80 @@
+"""Checks made when a task or flow is defined, with Prefect 3's rules and messages.
+
+A mistake in a decorator's options is reported at import time, naming the option,
+rather than when the first run reaches it.
+"""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any, Callable, Iterable
+
+# Call options every task and flow call takes: a parameter cannot have these names.
+RESERVED_ARGUMENTS = ("return_state", "wait_for")
+# Characters Prefect does not accept in a flow's name.
+BANNED_NAME_CHARACTERS = ("/", "%", "&", ">", "<")
+
+
+def unwrap_method(fn: Any) -> tuple[Callable[..., Any], str | None]:
+    """The function of a classmethod/staticmethod, and which it was (None: a plain function)."""
+    if isinstance(fn, classmethod):
+        return fn.__func__, "classmethod"
+    if isinstance(fn, staticmethod):
+        return fn.__func__, "staticmethod"
+    return fn, None
+
+
+def check_reserved_arguments(fn: Callable[..., Any]) -> None:
+    from .exceptions import ReservedArgumentError
+
+    try:
+        parameters = inspect.signature(fn).parameters
+    except (TypeError, ValueError):
+        return
+    for name in RESERVED_ARGUMENTS:
+        if name in parameters:
+            raise ReservedArgumentError(f"{name!r} is a reserved argument name and cannot be used.")
+
+
+def check_hooks(decorator: str, **hooks: Iterable[Any] | None) -> dict[str, list[Callable[..., Any]]]:
+    """Each hook option as a list of callables; TypeError with Prefect's message otherwise."""
+    checked: dict[str, list[Callable[..., Any]]] = {}
+    for name, given in hooks.items():
+        if given is None:
+            checked[name] = []
+            continue
+        example = f"\n\n@{decorator}({name}=[hook1, hook2])\ndef my_{decorator}():\n\tpass"
+        try:
+            listed = list(given)
+        except TypeError:
+            raise TypeError(f"Expected iterable for '{name}'; got {type(given).__name__} instead. Please provide a "
+                            f"list of hooks to '{name}':{example}") from None
+        for hook in listed:
+            if not callable(hook):
+                raise TypeError(f"Expected callables in '{name}'; got {type(hook).__name__} instead. Please "
+                                f"provide a list of hooks to '{name}':{example}")
+        checked[name] = listed
+    return checked
+
+
+def check_run_name(option: str, value: Any) -> None:
+    if value is not None and not isinstance(value, str) and not callable(value):
+        raise TypeError(f"Expected string or callable for '{option}'; got {type(value).__name__} instead.")
+
+
+def check_flow_name(name: Any) -> None:
+    from .exceptions import InvalidNameError
+
+    if name is not None and not isinstance(name, str):
+        hint = "Perhaps you meant to call it? e.g. '@flow(name=get_flow_run_name())'" if callable(name) else ""
+        raise TypeError(f"Expected string for flow parameter 'name'; got {type(name).__name__} instead. {hint}")
+    if name is not None:
+        banned = [c for c in BANNED_NAME_CHARACTERS if c in name]
+        if banned:
+            raise InvalidNameError(f"Name {name!r} contains an invalid character. Must not contain any of: "
+                                   f"{list(BANNED_NAME_CHARACTERS)}.")
+
+
+def seconds_or_none(value: Any) -> float | None:
+    """Prefect reads a timeout of 0 (or None) as no timeout."""
+    return float(value) if value else None

@@ -1,0 +1,47 @@
+"""Prefect's task runner names, accepted so a flow's `task_runner=` option ports unchanged.
+
+flows-tui always runs tasks on Dask: the cluster comes from `--address`,
+DASK_SCHEDULER_ADDRESS, flows.toml or the embedded LocalCluster, never from the runner
+object, which is kept on the flow and otherwise ignored.
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+
+class TaskRunner:
+    """The options a task runner was given; `duplicate()` and `==` as Prefect's runners have."""
+
+    def __init__(self, **options: Any) -> None:
+        self.options = options
+
+    def duplicate(self) -> "TaskRunner":
+        return copy.copy(self)
+
+    def __eq__(self, other: object) -> bool:
+        return type(other) is type(self) and other.options == self.options  # type: ignore[attr-defined]
+
+    __hash__ = object.__hash__
+
+    def __repr__(self) -> str:
+        options = ", ".join(f"{k}={v!r}" for k, v in self.options.items())
+        return f"{type(self).__name__}({options})"
+
+
+class ThreadPoolTaskRunner(TaskRunner):
+    def __init__(self, max_workers: int | None = None) -> None:
+        super().__init__(max_workers=max_workers)
+
+
+class DaskTaskRunner(TaskRunner):
+    def __init__(self, cluster: Any = None, address: str | None = None, cluster_class: Any = None,
+                 cluster_kwargs: dict | None = None, adapt_kwargs: dict | None = None,
+                 client_kwargs: dict | None = None, performance_report_path: str | None = None) -> None:
+        super().__init__(cluster=cluster, address=address, cluster_class=cluster_class,
+                         cluster_kwargs=cluster_kwargs, adapt_kwargs=adapt_kwargs, client_kwargs=client_kwargs,
+                         performance_report_path=performance_report_path)
+
+
+__all__ = ["DaskTaskRunner", "TaskRunner", "ThreadPoolTaskRunner"]

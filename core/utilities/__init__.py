@@ -1,0 +1,1 @@
+"""Prefect's `prefect.utilities` names that user code imports."""
