@@ -110,3 +110,11 @@ def test_tls_paths_resolve_against_the_config_directory(tmp_path):
 
 def test_a_bare_host_port_address_becomes_tcp(tmp_path):
     assert parse('[cluster]\naddress = "10.0.0.5:8786"\n', tmp_path).cluster.address == "tcp://10.0.0.5:8786"
+
+
+@pytest.mark.timeout(60)  # the line scanner was quadratic: 10 kB took 1.4 s, this would have taken hours
+def test_a_megabyte_value_in_an_inline_table_is_read_whole(tmp_path):
+    word = "a" * 1_000_000
+    config = parse_config(f'[flows.big]\nparameters = {{ text = "{word}", n = 1 }}\n', path=tmp_path / "flows.toml",
+                          environ={})
+    assert config.flows["big"].parameters == {"text": word, "n": 1}

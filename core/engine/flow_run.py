@@ -210,6 +210,8 @@ class FlowRunEngine:
         self._driver_waiting = False
         self.return_value: Any = None
         self.final: State | None = None
+        # `flows-tui debug`: sees each task call before it is submitted, and may end the body there.
+        self.intercept: Callable[["Task", list[tuple]], None] | None = None
 
     # Events -----------------------------------------------------------------------------------
 
@@ -584,6 +586,8 @@ class FlowRunEngine:
 
     def _launch(self, task: "Task", calls: list[tuple]) -> list[TaskFuture]:
         """Record and submit task runs; several calls (a map) go to Dask as one graph."""
+        if self.intercept is not None:
+            self.intercept(task, calls)
         log_prints = task.log_prints if task.log_prints is not None else self.log_prints
         cache = self._cache_spec(task)
         plan = self._session_plan(task, calls)

@@ -29,6 +29,7 @@ from textual.message import Message
 from textual.widgets import Footer, Input
 from textual.worker import Worker, WorkerState
 
+from flows_tui import breakpoints
 from flows_tui.record import events as ev
 from flows_tui.cache import cache_directory, cache_size
 from flows_tui.project.catalog import flow_config_for
@@ -51,6 +52,7 @@ from .run_history import SHOWN_RUNS, RunHistory
 from .screens import ConfirmScreen, HelpScreen, TextScreen, key_help
 from .status_bar import StatusBar
 from .task_tree import TaskTree
+from . import terminal
 
 # The bridge posts at most one batch per this many seconds: ~20 UI updates a second however
 # fast a run reports; what arrives meanwhile joins the next batch.
@@ -154,6 +156,8 @@ class FlowsApp(App):
         ("R", "rerun", "Re-run", "Re-run the failed tasks of the run on screen (completed ones are reused)"),
         ("w", "watch", "Watch", "Watch-run the selected flow: run it on every save, reusing unchanged tasks"),
         ("c", "cancel", "Cancel", "Cancel the run in progress"),
+        ("d", "debug", None, "Debug the task run under the cursor: here, with its inputs, in pdb"),
+        ("e", "edit", None, "Open $EDITOR at the failing line (an attempt, a traceback, a broken file)"),
         ("l", "logs", "Logs", "Focus the logs"),
         ("slash", "filter", "Filter", "Filter the flows, or search the logs (esc clears)"),
         ("s", "toggle_schedule", None, "Pause or resume the selected flow's schedule"),
@@ -249,6 +253,9 @@ class FlowsApp(App):
         self.measure_cache()
         self.set_interval(1.0, self.every_second)
         self.set_interval(1.0, self.reload_config)
+        # breakpoint() in a flow body run from here would wait for a terminal the UI holds: it says so instead.
+        breakpoints.ui_holds_terminal = True
+        breakpoints.install_breakpoint_hook()
 
     def on_resize(self, event: Any) -> None:
         self._fit(event.size.width)
@@ -558,7 +565,8 @@ class FlowsApp(App):
         if row.error is not None:
             error = row.error
             where = f"{row.file}:{error.line}" if getattr(error, "line", None) else row.file
-            self.push_screen(TextScreen(f"{where}: {error.reason}", error.traceback or str(error)))
+            self.push_screen(TextScreen(f"{where}: {error.reason}", error.traceback or str(error),
+                                        location=(error.path, getattr(error, "line", None))))
         else:
             self.query_one(TaskTree).focus()
 
@@ -784,6 +792,62 @@ class FlowsApp(App):
         threading.Thread(target=engine.cancel, args=("cancelled from the UI",), daemon=True).start()
         self.notify(f"cancelling {engine.flow.name} ({engine.run_id})")
 
+    def action_debug(self) -> None:
+        tree = self.query_one(TaskTree)
+        run = tree.flow_run
+        task_run_id, _ = tree.selected_task()
+        task_run = run.task_runs.get(task_run_id) if run is not None and task_run_id else None
+        if task_run is None:
+            self.notify("put the cursor on a task run in the tasks pane (d debugs it)", severity="warning")
+        elif not task_run.is_final:
+            self.notify(f"{task_run.name} has not finished yet", severity="warning")
+        elif self.cluster is None:
+            self._no_cluster()
+        else:
+            self.notify(f"running {run.flow} again up to {task_run.name} to debug it…", timeout=3)
+            self._reach_for_debug(run, task_run)
+
+    @work(thread=True, exclusive=True, group="debug", exit_on_error=False)
+    def _reach_for_debug(self, run: FlowRun, task_run: Any) -> None:
+        """Get the task run's inputs (held results, the cache, or computed again), then the debugger."""
+        from flows_tui.debug import Target, input_lines, reach
+
+        flow = self.directory.flows.get(run.flow)
+        cluster = self._live_cluster()
+        try:
+            if flow is None:
+                raise FlowsTuiError(f"flow {run.flow} is not in the flows directory any more")
+            if cluster is None:
+                return
+            reached = reach(flow, flow.validate(run.parameters), run.run_id, Target.of(run, task_run),
+                            client=cluster.client, cache_dir=cache_directory(self.config.project.state_dir),
+                            session=self.session, log_level=self.config.project.log_level,
+                            say=lambda text: self.call_from_thread(self.notify, text))
+        except FlowsTuiError as error:
+            self.call_from_thread(self.notify, str(error), title="debug", severity="error", timeout=8)
+            return
+        lines = [f"debugging {task_run.name} of run {run.run_id} ({run.flow}); the UI comes back after"] + \
+            input_lines(reached)
+        self.call_from_thread(self._debug_in_terminal, reached, lines)
+
+    def _debug_in_terminal(self, reached: Any, lines: list[str]) -> None:
+        problem = terminal.debug_here(self, reached, [visible(line) for line in lines],
+                                      self.config.project.log_level)
+        if problem:
+            self.notify(problem, severity="error")
+
+    def action_edit(self) -> None:
+        where = terminal.where_to_edit(self)
+        if isinstance(where, str):
+            self.notify(where, severity="warning")
+            return
+        path, line = where
+        problem = terminal.edit(self, path, line)
+        if problem:
+            self.notify(problem, severity="error")
+        if not self.watch_files:  # else the watcher has reloaded the save already
+            self.directory.reload([path])
+
     def action_logs(self) -> None:
         logs = self.query_one(LogView)
         logs.output.focus()
@@ -926,6 +990,7 @@ class FlowsApp(App):
 
     def on_unmount(self) -> None:
         gc.set_threshold(*self._gc_thresholds)
+        breakpoints.ui_holds_terminal = False
         for watch in self.watches.values():
             watch.stop(timeout=0)
         if self.scheduler is not None:

@@ -41,13 +41,16 @@ class HelpScreen(ModalScreen[None]):
 class TextScreen(ModalScreen[None]):
     """A title and a long text (a traceback, an error): scrollable, esc closes."""
 
-    BINDINGS = [Binding("escape,q,enter", "dismiss", "Close")]
+    BINDINGS = [Binding("escape,q,enter", "dismiss", "Close"),
+                Binding("e", "app.edit", "Edit", show=False)]  # a modal screen passes no key to the app
 
-    def __init__(self, title: str, body: str, *, error: bool = True) -> None:
+    def __init__(self, title: str, body: str, *, error: bool = True,
+                 location: tuple[str, int | None] | None = None) -> None:
         super().__init__()
         self.title_text = title
         self.body = body
         self.error = error
+        self.location = location  # where `e` opens the editor; None: the body's innermost frame
 
     def compose(self) -> ComposeResult:
         with Vertical(id="text-screen"):

@@ -9,6 +9,11 @@ own, 13 parameters, 14 shared mutable state, 15 the rest. conftest.py marks each
 """
 
 XFAIL: dict[str, str] = {
+    'test_flows.py::TestFlow::test_invalid_name[my/flow]': '4: deliberate: any flow name is accepted (Prefect refuses / % & > < for its server URLs; flows-tui has none)',
+    'test_flows.py::TestFlow::test_invalid_name[my%flow]': '4: deliberate: any flow name is accepted (Prefect refuses / % & > < for its server URLs; flows-tui has none)',
+    'test_flows.py::TestFlow::test_invalid_name[my<flow]': '4: deliberate: any flow name is accepted (Prefect refuses / % & > < for its server URLs; flows-tui has none)',
+    'test_flows.py::TestFlow::test_invalid_name[my>flow]': '4: deliberate: any flow name is accepted (Prefect refuses / % & > < for its server URLs; flows-tui has none)',
+    'test_flows.py::TestFlow::test_invalid_name[my&flow]': '4: deliberate: any flow name is accepted (Prefect refuses / % & > < for its server URLs; flows-tui has none)',
     'test_cache_policies.py::TestInputsPolicy::test_key_applies_stabilizing_transformations': "6: policies are computed from Prefect's TaskRunContext internals",
     'test_cache_policies.py::TestTaskSourcePolicy::test_changes_in_def_change_key': "6: policies are computed from Prefect's TaskRunContext internals",
     'test_cache_policies.py::TestTaskSourcePolicy::test_uses_stored_source_code': "6: policies are computed from Prefect's TaskRunContext internals",
