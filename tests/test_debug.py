@@ -120,7 +120,7 @@ def test_a_bad_run_id_or_task_run_is_one_clear_message_and_exit_2(project, args,
 
 def _rerun_inputs(tmp_path, thread_client, session_for_debug):
     """riders run once with a session; then clean-3's inputs reached with `session_for_debug(session)`."""
-    from flows_tui.debug import Target, reach
+    from flows_tui.launch.debug import Target, reach
     from flows_tui.engine.flow_run import run_flow
     from flows_tui.record.events import EventBus
     from flows_tui.engine.session import Session

@@ -449,7 +449,7 @@ def debug(ctx: click.Context, run_id: str, task_run_spec: str, inputs_only: bool
     """
     from flows_tui.cache import cache_directory
     from flows_tui.engine.cluster import choose_cluster, connect
-    from flows_tui.debug import DebugError, Target, find_task_run, flow_of, input_lines, reach, run_under_debugger
+    from flows_tui.launch.debug import DebugError, Target, find_task_run, flow_of, input_lines, reach, run_under_debugger
     from flows_tui.safe_text import visible
 
     try:

@@ -28,11 +28,11 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable, TextIO
 
-from .record import events as ev
-from .context import TaskRunContext, task_run_var
-from .errors import FlowsTuiError, UsageError
-from .safe_text import visible
-from .states import CACHED, COMPLETED, SUCCESS_STATES
+from flows_tui.record import events as ev
+from flows_tui.context import TaskRunContext, task_run_var
+from flows_tui.errors import FlowsTuiError, UsageError
+from flows_tui.safe_text import visible
+from flows_tui.states import CACHED, COMPLETED, SUCCESS_STATES
 from flows_tui.engine.worker import UNSENDABLE, Ref, substitute
 
 if TYPE_CHECKING:
@@ -412,7 +412,7 @@ def run_under_debugger(reached: Reached, *, out: TextIO | None = None, log_level
     `out` (stderr). Returns whether the call returned.
     """
     from flows_tui.record.logs import format_record, install_log_capture
-    from .tracebacks import format_exception
+    from flows_tui.tracebacks import format_exception
 
     out = out or sys.stderr
     task = reached.task

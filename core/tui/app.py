@@ -810,7 +810,7 @@ class FlowsApp(App):
     @work(thread=True, exclusive=True, group="debug", exit_on_error=False)
     def _reach_for_debug(self, run: FlowRun, task_run: Any) -> None:
         """Get the task run's inputs (held results, the cache, or computed again), then the debugger."""
-        from flows_tui.debug import Target, input_lines, reach
+        from flows_tui.launch.debug import Target, input_lines, reach
 
         flow = self.directory.flows.get(run.flow)
         cluster = self._live_cluster()

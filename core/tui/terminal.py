@@ -71,7 +71,7 @@ def edit(app: Any, path: str, line: int | None) -> str | None:
 
 def debug_here(app: Any, reached: Any, lines: list[str], log_level: int) -> str | None:
     """Run a reached task run in the terminal under the debugger, the UI suspended; then back."""
-    from flows_tui.debug import run_under_debugger
+    from flows_tui.launch.debug import run_under_debugger
 
     try:
         with app.suspend():
