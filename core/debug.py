@@ -496,7 +496,7 @@ def held_inputs(session: Any, run_id: str, task_run_id: str, timeout: float = 30
     templates: dict[str, Any] = {}
     futures: list = []
     if held.call is not None:
-        task, args_template, kwargs_template, futures = held.call
+        task, args_template, kwargs_template, futures, _ = held.call
         try:
             templates = dict(task.signature.bind(*args_template, **kwargs_template).arguments)
         except TypeError:
@@ -546,7 +546,7 @@ def reach_held(session: Any, run_id: str, task_run: "TaskRun", flow: Any) -> Rea
     held = session.call_of(run_id, task_run.id) if session is not None else None
     if held is None or held.call is None:
         return None
-    task, args_template, kwargs_template, futures = held.call
+    task, args_template, kwargs_template, futures, allowed = held.call
     if any(future.status != "finished" for future in futures):
         return None
     try:
@@ -555,6 +555,11 @@ def reach_held(session: Any, run_id: str, task_run: "TaskRun", flow: Any) -> Rea
         return None
     if any(outcome.state == UNSENDABLE for outcome in outcomes):  # a value that cannot come here
         return None
+    for index, outcome in enumerate(outcomes):
+        if not outcome.ok and index not in allowed:
+            upstream = outcome.name or "an upstream task run"
+            raise DebugError(f"{task_run.name} did not run: its upstream {upstream} ended {outcome.state}; "
+                             f"debug that one (d on it, or flows-tui debug {run_id} {upstream})")
     current = next((value for value in getattr(flow.fn, "__globals__", {}).values()
                     if type(value) is type(task) and getattr(value, "name", None) == task.name), task)
     args = substitute(args_template, outcomes) if outcomes else args_template

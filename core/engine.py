@@ -116,7 +116,7 @@ class _Tracking:
     done: _Flag = field(default_factory=_Flag)
     lineage: str | None = None  # its key in the session (None: no session, or not reusable)
     reused_from: str | None = None  # the run whose held result it reused
-    call: tuple | None = None  # (task, args template, kwargs template, upstream futures) as submitted
+    call: tuple | None = None  # (task, args template, kwargs template, upstream futures, allowed) as submitted
 
 
 class _Dependencies:
@@ -626,7 +626,7 @@ class FlowRunEngine:
                 call = TaskCall(self.run_id, task_run_id, name, map_index, self.topic, task, allowed, log_prints,
                                 self.log_level, cache)
                 specs.append((call, args_template, kwargs_template, deps.futures))
-                track.call = (task, args_template, kwargs_template, deps.futures)
+                track.call = (task, args_template, kwargs_template, deps.futures, deps.allowed)
                 submitted.append(task_run_id)
                 keys.append(key)
         if not specs:

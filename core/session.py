@@ -72,7 +72,7 @@ class HeldCall:
     """One task run of a flow's last run as it was submitted, so its inputs can be looked at later."""
 
     future: Any  # its envelope's future (a held one for a task run reused from an earlier run)
-    call: tuple | None  # (task, args template, kwargs template, upstream futures); None when reused
+    call: tuple | None  # (task, args template, kwargs template, upstream futures, allowed); None when reused
     reused_from: str | None = None
 
 
