@@ -382,7 +382,8 @@ class FlowRunEngine:
 
     def _timed_out(self) -> TaskRunTimedOut:
         timeout = self.flow.timeout_seconds
-        return TaskRunTimedOut(f"flow run timed out after {timeout:g}s (timeout_seconds={timeout:g})")
+        # Prefect's wording, which scripts written for it may look for.
+        return TaskRunTimedOut(f"Flow run exceeded timeout of {timeout:g} second(s)")
 
     def cancel(self, message: str = "cancelled by the user") -> None:
         self._interrupt(CancelledRun(message))

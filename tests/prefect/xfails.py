@@ -54,8 +54,6 @@ XFAIL: dict[str, str] = {
     'test_flows.py::TestFlowCall::test_flow_supports_class_methods[BaseFooModel]': '8: tasks and flows as methods',
     'test_flows.py::TestFlowCall::test_flow_supports_instance_methods_with_basemodel': '8: tasks and flows as methods',
     'test_flows.py::TestFlowCall::test_flow_supports_class_methods_with_basemodel': '8: tasks and flows as methods',
-    'test_flows.py::TestFlowTimeouts::test_timeout_does_not_wait_for_completion_for_sync_flows': "15: timeout message wording differs from Prefect's",
-    'test_flows.py::TestFlowTimeouts::test_timeout_stops_execution_at_next_task_for_sync_flows': "15: timeout message wording differs from Prefect's",
     'test_flows.py::TestFlowParameterTypes::test_serialize_parameters_falls_back_on_self_referential_types': '13: parameters',
     'test_flows.py::TestFlowParameterTypes::test_subflow_parameters_from_future_can_be_unserializable_types': '12: subflows are not runs of their own',
     'test_flows.py::TestFlowRetries::test_flow_retry_with_error_in_flow_and_successful_task': '12: subflows are not runs of their own; a flow retry re-runs everything',
