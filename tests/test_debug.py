@@ -208,3 +208,34 @@ def test_breakpoint_on_worker_processes_never_waits_for_a_terminal(tmp_path):
     finally:
         session.close(force=True)
     assert session.exitstatus == 0
+
+
+def test_a_task_run_that_did_not_run_points_at_the_upstream_that_failed(tmp_path, thread_client):
+    from flows_tui.launch.debug import DebugError, reach_held
+    from flows_tui.engine.flow_run import run_flow
+    from flows_tui.record.events import EventBus
+    from flows_tui.engine.session import Session
+
+    from conftest import load_flows
+
+    flow = load_flows(tmp_path, '''
+        from flows_tui import flow, task
+
+        @task
+        def fetch():
+            raise OSError("offline")
+
+        @task
+        def parse(text):
+            return text.split()
+
+        @flow
+        def chain():
+            parse.submit(fetch.submit())
+    ''').flows["chain"]
+    session = Session(thread_client)
+    engine = run_flow(flow, {}, client=thread_client, bus=EventBus(), session=session)
+    parse = next(t for t in engine.flow_run.task_runs.values() if t.name == "parse-0")
+    assert parse.state == "NotRun"
+    with pytest.raises(DebugError, match=r"parse-0 did not run: its upstream fetch-0 ended Failed; debug that one"):
+        reach_held(session, engine.run_id, parse, flow)

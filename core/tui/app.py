@@ -538,10 +538,37 @@ class FlowsApp(App):
 
     @on(TaskTree.NodeSelected, "#tasks")
     def _task_selected(self, event: TaskTree.NodeSelected) -> None:
-        """Enter on a failed task run or attempt: its error and traceback."""
-        attempt = self.query_one(TaskTree).selected_attempt()
-        if attempt is not None and (attempt.traceback or attempt.error):
+        """Enter on a task run: what it was given and returned (while held), its error and traceback."""
+        tree = self.query_one(TaskTree)
+        attempt = tree.selected_attempt()
+        data = event.node.data
+        run = tree.flow_run
+        if isinstance(data, tuple) and data[0] == "task_run" and run is not None and self.session is not None \
+                and self.session.call_of(run.run_id, data[1]) is not None:
+            self._show_task_run(run, run.task_runs[data[1]])
+        elif attempt is not None and (attempt.traceback or attempt.error):
             self.push_screen(TextScreen(attempt.error or attempt.state, attempt.traceback or attempt.error))
+
+    @work(thread=True, exclusive=True, group="inputs", exit_on_error=False)
+    def _show_task_run(self, run: FlowRun, task_run: Any) -> None:
+        """A task run's inputs and result, described on the cluster; its error and traceback below."""
+        from flows_tui.launch.debug import held_inputs, held_inputs_lines
+
+        try:
+            report = held_inputs(self.session, run.run_id, task_run.id)
+        except Exception as error:  # the cluster went away meanwhile
+            report, problem = None, f"its inputs could not be read from the cluster: {type(error).__name__}: {error}"
+        else:
+            problem = None if report is not None else "its inputs are no longer held on the cluster"
+        lines = held_inputs_lines(report) if report is not None else [problem]
+        attempt = task_run.attempts[-1] if task_run.attempts else None
+        if task_run.error:
+            lines += ["", f"error: {task_run.error}"]
+        if attempt is not None and attempt.traceback:
+            lines += ["", attempt.traceback]
+        lines += ["", f"d debugs it here; flows-tui debug {run.run_id} {task_run.name} --inputs prints them"]
+        self.call_from_thread(self.push_screen, TextScreen(f"{task_run.name}  {task_run.state}", "\n".join(lines),
+                                                           error=bool(task_run.error)))
 
     @on(RunHistory.RowSelected, "#runs")
     def _run_selected(self, event: RunHistory.RowSelected) -> None:
@@ -810,7 +837,7 @@ class FlowsApp(App):
     @work(thread=True, exclusive=True, group="debug", exit_on_error=False)
     def _reach_for_debug(self, run: FlowRun, task_run: Any) -> None:
         """Get the task run's inputs (held results, the cache, or computed again), then the debugger."""
-        from flows_tui.launch.debug import Target, input_lines, reach
+        from flows_tui.launch.debug import Target, input_lines, reach, reach_held
 
         flow = self.directory.flows.get(run.flow)
         cluster = self._live_cluster()
@@ -819,10 +846,12 @@ class FlowsApp(App):
                 raise FlowsTuiError(f"flow {run.flow} is not in the flows directory any more")
             if cluster is None:
                 return
-            reached = reach(flow, flow.validate(run.parameters), run.run_id, Target.of(run, task_run),
-                            client=cluster.client, cache_dir=cache_directory(self.config.project.state_dir),
-                            session=self.session, log_level=self.config.project.log_level,
-                            say=lambda text: self.call_from_thread(self.notify, text))
+            # The run's own arguments and upstream results while the session holds them; else a re-run.
+            reached = reach_held(self.session, run.run_id, task_run, flow) or \
+                reach(flow, flow.validate(run.parameters), run.run_id, Target.of(run, task_run),
+                      client=cluster.client, cache_dir=cache_directory(self.config.project.state_dir),
+                      session=self.session, log_level=self.config.project.log_level,
+                      say=lambda text: self.call_from_thread(self.notify, text))
         except FlowsTuiError as error:
             self.call_from_thread(self.notify, str(error), title="debug", severity="error", timeout=8)
             return
@@ -957,7 +986,10 @@ class FlowsApp(App):
             ("Runs", [("j / k", "Move"), ("enter", "Open the run: its tree and logs from the store")]),
             ("Tasks", [("j / k, g / G", "Move (the logs follow the task under the cursor)"),
                        ("space", "Expand or collapse"),
-                       ("enter", "A failed attempt's traceback; on \"… more\", the next children")]),
+                       ("enter", "A task run: its inputs, result and traceback; a failed attempt: its "
+                                 "traceback; on \"… more\", the next children"),
+                       ("d", "Debug the task run here, in the terminal, with its inputs"),
+                       ("e", "Open the editor at the failing line")]),
             ("Logs", key_help(LogView.BINDINGS)),
         ]
         self.push_screen(HelpScreen(sections))
