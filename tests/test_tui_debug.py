@@ -273,3 +273,51 @@ async def test_d_on_a_run_of_an_earlier_session_computes_its_inputs_again(projec
         shown = written.getvalue()
         assert "double-3: computed again" in shown and "ValueError: total 46 over 30" in shown
         assert json.loads((project / "debugged.json").read_text())["locals"]["rows"] == "[6, -2, 42]"
+
+
+NESTED = '''
+from flows_tui import flow, task
+
+
+def check(value):
+    raise ValueError(f"bad {value}")
+
+
+@task
+def parse(value):
+    return check(value)
+
+
+@flow(name="nested")
+def nested():
+    parse(1)
+'''
+
+
+async def test_e_on_a_traceback_with_several_frames_asks_which_one(project):
+    from flows_tui.tui.screens import FramePicker
+
+    (project / "flows" / "nested.py").write_text(textwrap.dedent(NESTED))
+    lines = NESTED.splitlines()
+    raised = next(n for n, line in enumerate(lines, 1) if "raise ValueError" in line)
+    called = next(n for n, line in enumerate(lines, 1) if "return check(value)" in line)
+    app = app_for(project)
+    async with app.run_test(size=(120, 40)) as pilot:
+        terminal_for(app)
+        await wait_for(pilot, lambda: app.cluster is not None and "nested" in flow_keys(app), message="the cluster")
+        select(app, "nested")
+        await pilot.press("r")
+        flows = app.query_one(FlowList)
+        await wait_for(pilot, lambda: flows.last_states.get("nested") == "Failed", message="the run to fail")
+        tree = app.query_one(TaskTree)
+        tree.focus()
+        tree.move_cursor(next(node for node in tree.root.children if node.data and node.data[0] == "task_run"))
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: isinstance(app.screen, TextScreen), message="the traceback")
+        await pilot.press("e")
+        await wait_for(pilot, lambda: isinstance(app.screen, FramePicker), message="the frames")
+        assert [line for _, line in app.screen.frames] == [raised, called]  # where it raised comes first
+        await pilot.press("down", "enter")
+        await wait_for(pilot, lambda: (project / "edited.jsonl").exists(), message="the editor")
+        [args] = [json.loads(line) for line in (project / "edited.jsonl").read_text().splitlines()]
+        assert args == [f"+{called}", str(project / "flows" / "nested.py")]
