@@ -321,3 +321,24 @@ async def test_e_on_a_traceback_with_several_frames_asks_which_one(project):
         await wait_for(pilot, lambda: (project / "edited.jsonl").exists(), message="the editor")
         [args] = [json.loads(line) for line in (project / "edited.jsonl").read_text().splitlines()]
         assert args == [f"+{called}", str(project / "flows" / "nested.py")]
+
+
+async def test_e_with_watch_run_on_reruns_only_what_the_fix_changed(project):
+    app = app_for(project)
+    async with app.run_test(size=(120, 40)) as pilot:
+        terminal_for(app)
+        await wait_for(pilot, lambda: app.cluster is not None and "riders" in flow_keys(app), message="the cluster")
+        select(app, "riders")
+        await pilot.press("w")  # runs now, and after every save
+        flows = app.query_one(FlowList)
+        await wait_for(pilot, lambda: flows.last_states.get("riders") == "Failed", message="the first run")
+        await pilot.pause(0.2)
+        await cursor_on(app, pilot, "clean-3")
+        await pilot.press("e")
+        await wait_for(pilot, lambda: flows.last_states.get("riders") == "Completed", message="the run after the fix")
+        with app.bridge.lock:
+            run = app.bridge.model.runs[app._last_run_of["riders"]]
+            states = {t.name: t.state for t in run.task_runs.values()}
+        assert {states[f"double-{i}"] for i in range(4)} == {"Cached"}  # reused: the fix did not touch them
+        assert {states[f"clean-{i}"] for i in range(4)} == {"Completed"}
+        await pilot.press("w")  # stop watching
