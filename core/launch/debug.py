@@ -365,7 +365,7 @@ def _size(count: int) -> str:
 
 def input_lines(reached: Reached) -> list[str]:
     """What `--inputs` prints: one block per argument."""
-    lines = [f"inputs of {reached.name}" + (f" (map index {reached.map_index})" if reached.map_index is not None
+    lines = [f"inputs of {visible(reached.name, one_line=True)}" + (f" (map index {reached.map_index})" if reached.map_index is not None
                                              else "") + ":"]
     if not reached.inputs:
         lines.append("  (no arguments)")
@@ -436,14 +436,14 @@ def run_under_debugger(reached: Reached, *, out: TextIO | None = None, log_level
     if failure is not None:
         error = failure
         out.write(visible(format_exception(error)) + "\n")
-        out.write(f"{reached.name} raised {visible(type(error).__name__)}; opening the debugger at the failing frame "
+        out.write(f"{visible(reached.name, one_line=True)} raised {visible(type(error).__name__)}; opening the debugger at the failing frame "
                   "(q quits)\n")
         out.flush()
         skipped = debugger(error)
         if skipped:
             out.write(skipped + "\n")
         return False
-    out.write(f"{reached.name} completed; it returned {describe(value)}:\n  {short_repr(value, 1000)}\n")
+    out.write(f"{visible(reached.name, one_line=True)} completed; it returned {describe(value)}:\n  {short_repr(value, 1000)}\n")
     out.flush()
     return True
 

@@ -44,12 +44,13 @@ from flows_tui.schedule.scheduler import ScheduleLock, Scheduler
 from flows_tui.engine.session import Session
 from flows_tui.states import FINAL_STATES, SUCCESS_STATES, now
 from flows_tui.launch.watch_run import WatchRun
+from flows_tui.tracebacks import display_path
 
 from .flow_list import FlowList, FlowRow
 from .log_view import Line, LogView
 from .param_form import ParamForm
 from .run_history import SHOWN_RUNS, RunHistory
-from .screens import ConfirmScreen, HelpScreen, TextScreen, key_help
+from .screens import ConfirmScreen, FramePicker, HelpScreen, TextScreen, key_help
 from .status_bar import StatusBar
 from .task_tree import TaskTree
 from . import terminal
@@ -869,8 +870,13 @@ class FlowsApp(App):
         where = terminal.where_to_edit(self)
         if isinstance(where, str):
             self.notify(where, severity="warning")
-            return
-        path, line = where
+        elif isinstance(where, list):  # a traceback's frames: which one?
+            shown = [f"{visible(display_path(path), one_line=True)}:{line}" for path, line in where]
+            self.push_screen(FramePicker(where, shown), lambda chosen: chosen and self._edit_at(*chosen))
+        else:
+            self._edit_at(*where)
+
+    def _edit_at(self, path: str, line: int | None) -> None:
         problem = terminal.edit(self, path, line)
         if problem:
             self.notify(problem, severity="error")
