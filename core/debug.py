@@ -169,7 +169,7 @@ class _KeepNothing:
     def find(self, flow: str, lineage: str) -> Any:
         return self._session.find(flow, lineage)
 
-    def keep(self, flow: str, run_id: str, results: dict) -> None:
+    def keep(self, flow: str, run_id: str, results: dict, calls: dict | None = None) -> None:
         pass
 
 
@@ -365,7 +365,7 @@ def _size(count: int) -> str:
 
 def input_lines(reached: Reached) -> list[str]:
     """What `--inputs` prints: one block per argument."""
-    lines = [f"inputs of {reached.name}" + (f" (map index {reached.map_index})" if reached.map_index is not None
+    lines = [f"inputs of {visible(reached.name, one_line=True)}" + (f" (map index {reached.map_index})" if reached.map_index is not None
                                              else "") + ":"]
     if not reached.inputs:
         lines.append("  (no arguments)")
@@ -423,7 +423,7 @@ def run_under_debugger(reached: Reached, *, out: TextIO | None = None, log_level
 
     install_log_capture()
     context = TaskRunContext(reached.run_id, "debug", task.name, reached.name, reached.map_index, 1, False, emit,
-                             log_level)
+                             log_level, at_terminal=True)
     token = task_run_var.set(context)
     try:
         value = task.fn(*reached.args, **reached.kwargs)
@@ -436,14 +436,14 @@ def run_under_debugger(reached: Reached, *, out: TextIO | None = None, log_level
     if failure is not None:
         error = failure
         out.write(visible(format_exception(error)) + "\n")
-        out.write(f"{reached.name} raised {visible(type(error).__name__)}; opening the debugger at the failing frame "
+        out.write(f"{visible(reached.name, one_line=True)} raised {visible(type(error).__name__)}; opening the debugger at the failing frame "
                   "(q quits)\n")
         out.flush()
         skipped = debugger(error)
         if skipped:
             out.write(skipped + "\n")
         return False
-    out.write(f"{reached.name} completed; it returned {describe(value)}:\n  {short_repr(value, 1000)}\n")
+    out.write(f"{visible(reached.name, one_line=True)} completed; it returned {describe(value)}:\n  {short_repr(value, 1000)}\n")
     out.flush()
     return True
 
@@ -471,3 +471,107 @@ def flow_of(run: "FlowRun", flows_dir: Any) -> Any:
             raise UsageError(f"run {run.run_id} ran flow {visible(run.flow, one_line=True)!r}, which "
                              f"{visible(run.file, one_line=True)} does not define any more") from None
         return found[-1]
+
+
+# What a held task run was given and returned (the UI's inputs pane) ------------------------------
+
+
+@dataclass
+class HeldInputs:
+    """Short descriptions of a task run's inputs and result, made on the cluster where the data is."""
+
+    inputs: list[tuple[str, str, str]]  # (parameter, type and size, short repr)
+    result: tuple[str, str] | None  # (type and size, short repr) when it succeeded
+    note: str | None = None  # e.g. "reused from run …": its inputs were those of that run
+
+
+def held_inputs(session: Any, run_id: str, task_run_id: str, timeout: float = 30.0) -> HeldInputs | None:
+    """What task run `task_run_id` was given and returned, while the session holds its run; else None.
+
+    Only short strings leave the cluster: each value is described on a worker that has it.
+    """
+    held = session.call_of(run_id, task_run_id) if session is not None else None
+    if held is None or held.future is None or held.future.status != "finished":
+        return None
+    templates: dict[str, Any] = {}
+    futures: list = []
+    if held.call is not None:
+        task, args_template, kwargs_template, futures, _ = held.call
+        try:
+            templates = dict(task.signature.bind(*args_template, **kwargs_template).arguments)
+        except TypeError:
+            templates = {"*args": args_template, "**kwargs": kwargs_template}
+        if any(future.status != "finished" for future in futures):
+            return None
+    described = session.client.submit(_describe_held, templates, held.future, *futures, pure=False)
+    inputs, result = described.result(timeout=timeout)
+    note = f"reused from run {held.reused_from}: its inputs were that run's" if held.reused_from else None
+    return HeldInputs(inputs, result, note)
+
+
+def _describe_held(templates: dict[str, Any], outcome: Any, *upstream: Any) -> tuple[list, tuple | None]:
+    """On a worker: describe each argument (upstream values put in place) and the result."""
+    inputs = []
+    for name, template in templates.items():
+        try:
+            value = substitute(template, list(upstream))
+        except Exception as error:
+            inputs.append((name, "?", f"could not be rebuilt: {type(error).__name__}: {error}"[:REPR_CHARS]))
+            continue
+        inputs.append((name, describe(value), short_repr(value)))
+    result = (describe(outcome.value), short_repr(outcome.value, 1000)) if outcome.ok else None
+    return inputs, result
+
+
+def held_inputs_lines(report: HeldInputs) -> list[str]:
+    lines = ["inputs:"] if report.inputs else []
+    for name, kind, text in report.inputs:
+        lines.append(f"  {visible(name, one_line=True)}: {visible(kind, one_line=True)}")
+        lines.append(f"    {visible(text, one_line=True)}")
+    if report.note:
+        lines.append(report.note)
+    if report.result is not None:
+        kind, text = report.result
+        lines += [f"result: {visible(kind, one_line=True)}", f"  {visible(text, one_line=True)}"]
+    return lines
+
+
+def reach_held(session: Any, run_id: str, task_run: "TaskRun", flow: Any) -> Reached | None:
+    """The task run with the exact arguments it was submitted with, from the session; None if not held.
+
+    No re-run: its argument templates and its upstream results are those of the run itself
+    (the flow's last run in this session, its results still on the cluster). The function
+    that runs is the task's as the flow file defines it now, so a fix saved since is tried.
+    """
+    held = session.call_of(run_id, task_run.id) if session is not None else None
+    if held is None or held.call is None:
+        return None
+    task, args_template, kwargs_template, futures, allowed = held.call
+    if any(future.status != "finished" for future in futures):
+        return None
+    try:
+        outcomes = session.client.gather(list(futures)) if futures else []
+    except Exception:  # released or lost meanwhile: the re-run gets them
+        return None
+    if any(outcome.state == UNSENDABLE for outcome in outcomes):  # a value that cannot come here
+        return None
+    for index, outcome in enumerate(outcomes):
+        if not outcome.ok and index not in allowed:
+            upstream = outcome.name or "an upstream task run"
+            raise DebugError(f"{task_run.name} did not run: its upstream {upstream} ended {outcome.state}; "
+                             f"debug that one (d on it, or flows-tui debug {run_id} {upstream})")
+    current = next((value for value in getattr(flow.fn, "__globals__", {}).values()
+                    if type(value) is type(task) and getattr(value, "name", None) == task.name), task)
+    args = substitute(args_template, outcomes) if outcomes else args_template
+    kwargs = substitute(kwargs_template, outcomes) if outcomes else kwargs_template
+    reached = Reached(current, task_run.name, task_run.map_index, run_id, args, kwargs)
+    try:
+        values = current.signature.bind(*args, **kwargs).arguments
+        templates = current.signature.bind(*args_template, **kwargs_template).arguments
+    except TypeError:
+        return reached
+    for parameter, value in values.items():
+        refs = _refs(templates.get(parameter))
+        source = f"held in cluster memory from run {run_id}" if refs else "given by the flow body"
+        reached.inputs.append(Input(parameter, value, source))
+    return reached

@@ -21,6 +21,7 @@ import weakref
 from dataclasses import dataclass
 from typing import Any
 
+from .breakpoints import install_breakpoint_hook
 from .cache import CacheKeyContext, CacheSpec, Lookup, look_up, store
 from .cache_policies import policy_of
 from .context import TaskRunContext, task_run_var
@@ -512,6 +513,7 @@ def run_task(call: TaskCall, args: tuple, kwargs: dict, deps: list) -> Outcome:
             return _cached(call, shipper, base, lookup)
     attempt = 0
     install_log_capture()
+    install_breakpoint_hook()
     if call.log_prints:
         install_print_capture()
     while True:

@@ -153,3 +153,89 @@ def test_inputs_are_computed_again_when_the_cluster_no_longer_holds_them(tmp_pat
     assert reached.inputs[0].value == [6, -2, 42]
     assert reached.inputs[0].source == "double-3: computed again"
     assert reached.came_back["from the cache"] == ["load-0"]
+
+
+BREAKING = '''
+from flows_tui import flow, task
+
+
+@task
+def pause(x):
+    breakpoint()
+    breakpoint()
+    return x + 1
+
+
+@flow(name="breaking")
+def breaking():
+    return sum(f.result() for f in pause.map([1, 2]))
+'''
+
+
+def test_breakpoint_in_a_task_on_a_worker_says_how_to_debug_it_once_and_the_task_goes_on(tmp_path, run):
+    from conftest import load_flows
+
+    engine, recorder = run(load_flows(tmp_path, BREAKING).flows["breaking"])
+    assert engine.final.name == "Completed" and engine.return_value == 5
+    told = [m for m in recorder.log_messages() if "breakpoint()" in m]
+    assert len(told) == 2  # once per task run, though each called it twice
+    assert f"flows-tui debug {engine.run_id} pause-0" in " ".join(told)
+    assert "user_flows.py:7 in pause-0 was skipped" in " ".join(told)
+
+
+def test_breakpoint_on_worker_processes_never_waits_for_a_terminal(tmp_path):
+    from conftest import PROCESS_CLUSTER_TOML
+
+    root = write_project(tmp_path, {"breaking.py": BREAKING}, toml=PROCESS_CLUSTER_TOML)
+    done = cli("run", "breaking", "--json", cwd=root, timeout=90)
+    assert done.returncode == 0, done.stderr
+    run_id = json.loads(done.stdout)["run_id"]
+    lines = cli("logs", run_id, cwd=root).stdout
+    assert f"To stop there with its inputs: flows-tui debug {run_id} pause-1" in lines
+    # Where a terminal is, breakpoint() stops there: `flows-tui debug` runs the task in it.
+    session = _spawn(root, run_id, "pause-1")
+    try:
+        session.expect(r"\(Pdb\) ")
+        assert "breaking.py(8)pause()" in session.before  # the line after breakpoint()
+        session.sendline("p x")
+        session.expect(r"\(Pdb\) ")
+        assert "2" in session.before
+        session.sendline("c")
+        session.expect(r"\(Pdb\) ")
+        session.sendline("c")
+        session.expect("pause-1 completed; it returned int")
+        session.expect(pexpect.EOF)
+    finally:
+        session.close(force=True)
+    assert session.exitstatus == 0
+
+
+def test_a_task_run_that_did_not_run_points_at_the_upstream_that_failed(tmp_path, thread_client):
+    from flows_tui.debug import DebugError, reach_held
+    from flows_tui.engine import run_flow
+    from flows_tui.events import EventBus
+    from flows_tui.session import Session
+
+    from conftest import load_flows
+
+    flow = load_flows(tmp_path, '''
+        from flows_tui import flow, task
+
+        @task
+        def fetch():
+            raise OSError("offline")
+
+        @task
+        def parse(text):
+            return text.split()
+
+        @flow
+        def chain():
+            parse.submit(fetch.submit())
+    ''').flows["chain"]
+    session = Session(thread_client)
+    engine = run_flow(flow, {}, client=thread_client, bus=EventBus(), session=session)
+    parse = next(t for t in engine.flow_run.task_runs.values() if t.name == "parse-0")
+    assert parse.state == "NotRun"
+    with pytest.raises(DebugError, match=r"parse-0 did not run: its upstream fetch-0 ended Failed; debug that one"):
+        reach_held(session, engine.run_id, parse, flow)

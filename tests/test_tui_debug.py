@@ -155,7 +155,8 @@ async def test_d_runs_the_task_run_in_the_terminal_under_the_debugger_with_its_i
         assert frame["locals"]["total"] == "46" and frame["locals"]["rows"] == "[6, -2, 42]"
         shown = written.getvalue()
         assert f"debugging clean-3 of run {run_id}" in shown
-        assert f"double-3: held in cluster memory (reused from run {run_id})" in shown  # not computed again
+        assert f"rows: list, 3 items" in shown and f"held in cluster memory from run {run_id}" in shown
+        assert "the re-run's task runs" not in shown  # the run's own inputs: nothing ran again for them
         assert "ValueError: total 46 over 30" in shown
         assert written.suspended == [True]
         await pilot.pause(0.1)
@@ -217,3 +218,127 @@ def test_the_editor_is_asked_for_the_line_the_way_it_understands(editor, expecte
 
     assert editor_command("f.py", 7, {"EDITOR": editor}) == expected
     assert editor_command("f.py", 7, {"VISUAL": editor, "EDITOR": "ed"}) == expected  # VISUAL first
+
+
+async def test_enter_on_a_task_run_shows_its_inputs_and_result_described_on_the_cluster(project):
+    app = app_for(project)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await failed_run(app, pilot)
+        await cursor_on(app, pilot, "clean-1")
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: isinstance(app.screen, TextScreen), message="the inputs")
+        body = app.screen.body
+        assert "rows: list, 3 items" in body and "[2, -2, 14]" in body
+        assert "limit: int" in body and "30" in body
+        assert "result: list, 2 items" in body and "[2, 14]" in body
+        await pilot.press("escape")
+        await cursor_on(app, pilot, "clean-3")
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: isinstance(app.screen, TextScreen), message="the inputs")
+        body = app.screen.body
+        assert "[6, -2, 42]" in body and "result:" not in body
+        assert "ValueError: total 46 over 30" in body and "Traceback" in body
+
+
+async def test_d_after_a_fix_runs_the_saved_code_on_the_inputs_the_run_had(project):
+    app = app_for(project)
+    async with app.run_test(size=(120, 40)) as pilot:
+        written = terminal_for(app)
+        await failed_run(app, pilot)
+        before = app.directory.flows["riders"]
+        source = project / "flows" / "riders.py"
+        source.write_text(source.read_text().replace("if total > limit:", "if total > limit * 10:"))
+        await wait_for(pilot, lambda: app.directory.flows["riders"] is not before, message="the reload")
+        await cursor_on(app, pilot, "clean-3")
+        await pilot.press("d")
+        await wait_for(pilot, lambda: "press enter to go back" in written.getvalue(), message="the debugger")
+        assert "clean-3 completed; it returned list, 2 items" in written.getvalue()
+        assert "[6, 42]" in written.getvalue()
+        assert not (project / "debugged.json").exists()
+
+
+async def test_d_on_a_run_of_an_earlier_session_computes_its_inputs_again(project):
+    first = app_for(project)
+    async with first.run_test(size=(120, 40)) as pilot:
+        run_id = await failed_run(first, pilot)
+    app = app_for(project)  # a new UI: the cluster that held the run is gone
+    async with app.run_test(size=(120, 40)) as pilot:
+        written = terminal_for(app)
+        await wait_for(pilot, lambda: app.cluster is not None, message="the cluster")
+        app.open_stored_run(run_id)
+        await wait_for(pilot, lambda: app.shown_run == run_id, message="the stored run")
+        await cursor_on(app, pilot, "clean-3")
+        await pilot.press("d")
+        await wait_for(pilot, lambda: "press enter to go back" in written.getvalue(), message="the debugger")
+        shown = written.getvalue()
+        assert "double-3: computed again" in shown and "ValueError: total 46 over 30" in shown
+        assert json.loads((project / "debugged.json").read_text())["locals"]["rows"] == "[6, -2, 42]"
+
+
+NESTED = '''
+from flows_tui import flow, task
+
+
+def check(value):
+    raise ValueError(f"bad {value}")
+
+
+@task
+def parse(value):
+    return check(value)
+
+
+@flow(name="nested")
+def nested():
+    parse(1)
+'''
+
+
+async def test_e_on_a_traceback_with_several_frames_asks_which_one(project):
+    from flows_tui.tui.screens import FramePicker
+
+    (project / "flows" / "nested.py").write_text(textwrap.dedent(NESTED))
+    lines = NESTED.splitlines()
+    raised = next(n for n, line in enumerate(lines, 1) if "raise ValueError" in line)
+    called = next(n for n, line in enumerate(lines, 1) if "return check(value)" in line)
+    app = app_for(project)
+    async with app.run_test(size=(120, 40)) as pilot:
+        terminal_for(app)
+        await wait_for(pilot, lambda: app.cluster is not None and "nested" in flow_keys(app), message="the cluster")
+        select(app, "nested")
+        await pilot.press("r")
+        flows = app.query_one(FlowList)
+        await wait_for(pilot, lambda: flows.last_states.get("nested") == "Failed", message="the run to fail")
+        tree = app.query_one(TaskTree)
+        tree.focus()
+        tree.move_cursor(next(node for node in tree.root.children if node.data and node.data[0] == "task_run"))
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: isinstance(app.screen, TextScreen), message="the traceback")
+        await pilot.press("e")
+        await wait_for(pilot, lambda: isinstance(app.screen, FramePicker), message="the frames")
+        assert [line for _, line in app.screen.frames] == [raised, called]  # where it raised comes first
+        await pilot.press("down", "enter")
+        await wait_for(pilot, lambda: (project / "edited.jsonl").exists(), message="the editor")
+        [args] = [json.loads(line) for line in (project / "edited.jsonl").read_text().splitlines()]
+        assert args == [f"+{called}", str(project / "flows" / "nested.py")]
+
+
+async def test_e_with_watch_run_on_reruns_only_what_the_fix_changed(project):
+    app = app_for(project)
+    async with app.run_test(size=(120, 40)) as pilot:
+        terminal_for(app)
+        await wait_for(pilot, lambda: app.cluster is not None and "riders" in flow_keys(app), message="the cluster")
+        select(app, "riders")
+        await pilot.press("w")  # runs now, and after every save
+        flows = app.query_one(FlowList)
+        await wait_for(pilot, lambda: flows.last_states.get("riders") == "Failed", message="the first run")
+        await pilot.pause(0.2)
+        await cursor_on(app, pilot, "clean-3")
+        await pilot.press("e")
+        await wait_for(pilot, lambda: flows.last_states.get("riders") == "Completed", message="the run after the fix")
+        with app.bridge.lock:
+            run = app.bridge.model.runs[app._last_run_of["riders"]]
+            states = {t.name: t.state for t in run.task_runs.values()}
+        assert {states[f"double-{i}"] for i in range(4)} == {"Cached"}  # reused: the fix did not touch them
+        assert {states[f"clean-{i}"] for i in range(4)} == {"Completed"}
+        await pilot.press("w")  # stop watching

@@ -93,10 +93,11 @@ def debug_here(app: Any, reached: Any, lines: list[str], log_level: int) -> str 
     return None
 
 
-def where_to_edit(app: Any) -> tuple[str, int | None] | str:
+def where_to_edit(app: Any) -> tuple[str, int | None] | list[tuple[str, int]] | str:
     """The file and line `e` opens, from what is on screen; or why there is none.
 
-    A traceback screen: its innermost frame in a file that exists (the line that raised). The
+    A traceback screen: its frames in files that exist, innermost first, when there are several
+    (the user picks one), else the one. The
     tasks pane: the failed attempt's. The flows pane: a broken file's error line, or a flow's
     definition.
     """
@@ -119,7 +120,10 @@ def where_to_edit(app: Any) -> tuple[str, int | None] | str:
     if isinstance(screen, TextScreen):
         if screen.location is not None:
             return screen.location
-        return innermost(screen.body) or "no file of yours in this text"
+        frames = next((found for found in (frames_of(screen.body, root) for root in roots) if found), [])
+        if len(frames) > 1:
+            return list(reversed(frames))  # the caller asks which one
+        return frames[0] if frames else "no file of yours in this text"
     focused = app.focused
     if isinstance(focused, TaskTree):
         attempt = focused.selected_attempt()
