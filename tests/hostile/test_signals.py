@@ -10,7 +10,7 @@ import sys
 import pytest
 
 from conftest import write_project
-from flows_tui.store import Store
+from flows_tui.record.store import Store
 
 from .conftest import Session
 

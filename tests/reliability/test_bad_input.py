@@ -436,10 +436,10 @@ async def test_the_parameter_form_shows_bad_values_under_their_fields(tmp_path: 
 
 
 async def test_the_ui_says_the_scheduler_is_unreachable_and_r_says_it_again(tmp_path: Path, monkeypatch) -> None:
-    import flows_tui.cluster
+    import flows_tui.engine.cluster
     from flows_tui.tui.status_bar import StatusBar
 
-    monkeypatch.setattr(flows_tui.cluster, "CONNECT_TIMEOUT_SECONDS", 1)  # the table's row waits the real 10 s
+    monkeypatch.setattr(flows_tui.engine.cluster, "CONNECT_TIMEOUT_SECONDS", 1)  # the table's row waits the real 10 s
     row = next(row for row in TABLE if row.id == "unreachable scheduler")
     address = f"tcp://127.0.0.1:{CLOSED_PORT}"
     app = app_for(make_project(tmp_path, []), address=address, watch=False)
