@@ -9,9 +9,12 @@ running a flow) runs in thread workers that only post messages or call back.
 
 from __future__ import annotations
 
+import asyncio
 import concurrent.futures
+import contextlib
 import datetime as _dt
 import gc
+import signal
 import threading
 import time
 from pathlib import Path
@@ -34,6 +37,7 @@ from flows_tui.engine.cluster import Cluster, choose_cluster
 from flows_tui.errors import FlowFileError, FlowsTuiError
 from flows_tui.launch.launcher import RunLauncher
 from flows_tui.launch.runner import recording
+from flows_tui.terminal import silence_terminal
 from flows_tui.launch.watch_run import WatchRun
 from flows_tui.project.catalog import flow_config_for
 from flows_tui.project.config import reload_config
@@ -183,6 +187,7 @@ class FlowsApp(App):
                  bus: ev.EventBus | None = None, store: Any = None, watch: bool = True,
                  connect_cluster: bool = True) -> None:
         super().__init__()
+        self.signalled: int | None = None  # SIGTERM or SIGHUP ended the UI (run_app exits 128 + it)
         self.config = config
         self.flows_dir = Path(path).resolve() if path else config.project.flows_dir
         self.bus = bus or ev.EventBus()
@@ -248,7 +253,27 @@ class FlowsApp(App):
         super().notify(visible(message), title=visible(title, one_line=True), severity=severity, timeout=timeout,
                        markup=markup)
 
+    def _stop_on_signals(self) -> None:
+        """SIGTERM and SIGHUP (the terminal or SSH session closed) end the UI as `q` does: runs in
+        progress are cancelled, recorded with the reason, and the terminal is given back as it was
+        (alternate screen left, mouse reporting off). Before, the process died in the UI's screen."""
+        loop = asyncio.get_running_loop()
+        for signum, reason in ((signal.SIGTERM, "terminated (SIGTERM)"), (signal.SIGHUP, "terminal closed (SIGHUP)")):
+            with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):  # not the main thread (tests)
+                loop.add_signal_handler(signum, self._signalled, signum, reason)
+
+    def _signalled(self, signum: int, reason: str) -> None:
+        if self.signalled is not None:
+            return
+        self.signalled = signum
+        if signum == signal.SIGHUP:
+            silence_terminal()  # writing to a closed terminal fails: the last frames go nowhere
+        for engine in list(self.engines.values()):
+            threading.Thread(target=engine.cancel, args=(reason,), daemon=True).start()
+        self.exit()
+
     def on_mount(self) -> None:
+        self._stop_on_signals()
         # Python's full garbage collections stop the UI thread for 0.3-1 s each once a run of
         # 10,000 tasks is in memory; ten times fewer of them took the keypress p95 during such a
         # run from about 200 ms to about 130 ms (tests/reliability/test_ui_load.py). Young
@@ -1072,5 +1097,7 @@ def run_app(config: Any, *, path: str | None = None, address: str | None = None)
     bus = ev.EventBus()
     # Every run the UI starts is stored, as with `flows-tui run`; if the store cannot be written, unrecorded.
     with recording(bus, config, unrecorded_ok=True) as store:
-        FlowsApp(config, path=path, address=address, bus=bus, store=store).run()
-    return 0
+        app = FlowsApp(config, path=path, address=address, bus=bus, store=store)
+        app.run()
+    return 128 + app.signalled if app.signalled is not None else 0
+
