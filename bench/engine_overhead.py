@@ -17,7 +17,7 @@ import time
 import dask
 
 from flows_tui import flow, task
-from flows_tui.engine import run_flow
+from flows_tui.engine.flow_run import run_flow
 
 
 def inc_raw(x):

@@ -29,11 +29,11 @@ import threading
 import time
 from pathlib import Path
 
-from flows_tui.cluster import choose_cluster, connect
-from flows_tui.engine import run_flow
-from flows_tui.flows_directory import FlowsDirectory
-from flows_tui.session import Session
-from flows_tui.watch_run import WatchRun
+from flows_tui.engine.cluster import choose_cluster, connect
+from flows_tui.engine.flow_run import run_flow
+from flows_tui.project.flows_directory import FlowsDirectory
+from flows_tui.engine.session import Session
+from flows_tui.launch.watch_run import WatchRun
 
 TARGET = 0.15
 

@@ -21,10 +21,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from flows_tui import events as ev
+from flows_tui.record import events as ev
 from flows_tui import flow, get_run_logger, task
-from flows_tui.engine import run_flow
-from flows_tui.store import Store
+from flows_tui.engine.flow_run import run_flow
+from flows_tui.record.store import Store
 
 TICK = 0.01
 

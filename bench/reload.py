@@ -21,8 +21,8 @@ import threading
 import time
 from pathlib import Path
 
-from flows_tui import watch
-from flows_tui.flows_directory import FlowsDirectory, FlowsReloaded
+from flows_tui.project import watchNone
+from flows_tui.project.flows_directory import FlowsDirectory, FlowsReloaded
 
 HELPER = '''
 def clean_row(row):

@@ -71,7 +71,7 @@ async def presses(app, seconds: float | None, until=None) -> list[float]:
 
 
 async def main_async(args) -> None:
-    from flows_tui.config import load_config
+    from flows_tui.project.config import load_config
     from flows_tui.tui.app import FlowsApp
     from flows_tui.tui.flow_list import FlowList
 

@@ -4,17 +4,35 @@ The public API, with Prefect 3's names: a flow written for flows-tui runs under
 Prefect by changing only its import line.
 """
 
+from . import flows as _flows
 from .context import tags
 from .flows import Flow, flow
 from .futures import (PrefectFuture, PrefectFutureList, TaskFuture, TaskFutureList, allow_failure, as_completed,
                       unmapped, wait)
-from .logs import get_run_logger
+from .record.logs import get_run_logger
 from .runtime import get_dask_client
 from .states import State
 from .task_runners import DaskTaskRunner
 from .tasks import Task, exponential_backoff, task
 
 __version__ = "0.1.0"
+
+
+def _run_from_python(flow: Flow, parameters: dict, *, return_state: bool = False):
+    from .launch.runner import run_from_python
+
+    return run_from_python(flow, parameters, return_state=return_state)
+
+
+def _serve_flow(flow: Flow, **options) -> None:
+    from .schedule.serve import serve_flow
+
+    serve_flow(flow, **options)
+
+
+# The public API sits below the layers that run and serve flows (see flows.Launchers).
+_flows.launchers.run_from_python = _run_from_python
+_flows.launchers.serve_flow = _serve_flow
 
 __all__ = [
     "DaskTaskRunner", "Flow", "PrefectFuture", "PrefectFutureList", "State", "Task", "TaskFuture", "TaskFutureList",

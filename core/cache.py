@@ -29,8 +29,8 @@ from typing import Any
 
 import cloudpickle
 
-from .pickling import dispatch_table_by_name
-from .task_source import PRIMITIVES, code_fingerprint, is_user_module
+from flows_tui.user_code.pickling import dispatch_table_by_name
+from flows_tui.user_code.task_source import PRIMITIVES, code_fingerprint, is_user_module
 
 CACHE_DIR_NAME = "cache"
 ENTRY_SUFFIX = ".result"

@@ -132,7 +132,7 @@ class TaskSource(CachePolicy):
             return None
         source = getattr(task_ctx, "task_source", None)
         if source is None:
-            from .task_source import task_source
+            from flows_tui.user_code.task_source import task_source
 
             source = task_source(task_ctx.task)
         return source

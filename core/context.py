@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable, Iterator
 
 if TYPE_CHECKING:
-    from .engine import FlowRunEngine
+    from flows_tui.engine.flow_run import FlowRunEngine
 
 
 @dataclass
@@ -125,3 +125,8 @@ def run_to_end(value: Any) -> Any:
 
     with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="flows-tui-async") as pool:
         return pool.submit(asyncio.run, wait()).result()
+
+
+def run_hook(hook: Any, *args: Any) -> None:
+    """Call a state hook; an async one runs to its end in an event loop of its own."""
+    run_to_end(hook(*args))

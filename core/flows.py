@@ -15,8 +15,25 @@ _UNBOUND = object()
 _HOOKS = ("on_completion", "on_failure", "on_crashed", "on_cancellation", "on_running")
 
 
+class Launchers:
+    """How a flow called from Python outside any run is run (`flows_tui.launch.runner`) and how
+    `Flow.serve` serves (`flows_tui.schedule.serve`).
+
+    Both live in layers above this module, which must not import them: flows_tui/__init__.py
+    plugs them in, and it runs before any Flow can exist.
+    """
+
+    run_from_python: Callable[..., Any]
+    serve_flow: Callable[..., None]
+
+
+launchers = Launchers()
+
+
 class Flow:
     """A function whose body drives tasks on the cluster; calling it runs it, as in Prefect."""
+
+    wraps_user_function = True  # the task-source fingerprint follows `fn` (flows_tui.user_code.task_source)
 
     def __init__(
         self,
@@ -129,13 +146,11 @@ class Flow:
                               _exception=error)
             state._run = True  # a run's state: returned by the parent, it counts as one
             return state if return_state else state.result()
-        from .runner import run_from_python
-
         if self.isasync:  # as in Prefect, an async flow's call is awaited; the run itself is in a thread
             import asyncio
 
-            return asyncio.to_thread(run_from_python, self, parameters, return_state=return_state)
-        return run_from_python(self, parameters, return_state=return_state)
+            return asyncio.to_thread(launchers.run_from_python, self, parameters, return_state=return_state)
+        return launchers.run_from_python(self, parameters, return_state=return_state)
 
     def call_fn(self, parameters: dict[str, Any]) -> Any:
         """Call the flow's function with validated `parameters` (`*args`/`**kwargs` spread as the signature says)."""
@@ -220,9 +235,7 @@ class Flow:
         `interval` is seconds, a timedelta or text like "5m"; the cluster, store and notifications
         come from flows.toml in the current directory, as for `flows-tui serve`.
         """
-        from .serve import serve_flow
-
-        serve_flow(self, cron=cron, interval=interval, parameters=parameters or {}, timezone=timezone,
+        launchers.serve_flow(self, cron=cron, interval=interval, parameters=parameters or {}, timezone=timezone,
                    overlap=overlap, catchup=catchup, grace=grace)
 
     def format_run_name(self, parameters: dict[str, Any]) -> str | None:

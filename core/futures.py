@@ -10,7 +10,7 @@ import time
 from typing import TYPE_CHECKING, Any, Generic, Iterable, Iterator, NamedTuple, TypeVar
 
 if TYPE_CHECKING:
-    from .engine import FlowRunEngine
+    from flows_tui.engine.flow_run import FlowRunEngine
     from .states import State
 
 T = TypeVar("T")

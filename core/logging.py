@@ -6,7 +6,7 @@ import contextlib
 import logging as _logging
 from typing import Iterator
 
-from .logs import get_run_logger
+from flows_tui.record.logs import get_run_logger
 
 
 def get_logger(name: str | None = None) -> _logging.Logger:
@@ -18,7 +18,7 @@ def get_logger(name: str | None = None) -> _logging.Logger:
 @contextlib.contextmanager
 def disable_run_logger() -> Iterator[None]:
     """Run loggers say nothing inside this block (e.g. calling a task's `.fn` in a unit test)."""
-    from .logs import RUN_LOGGER_NAME
+    from flows_tui.record.logs import RUN_LOGGER_NAME
 
     logger = _logging.getLogger(RUN_LOGGER_NAME)
     was = logger.disabled

@@ -310,9 +310,3 @@ def state_from_return(value: Any) -> State:
     error = first._exception or _exception_for(first)
     return State(name, message, _value=value, _exception=error)
 
-
-def run_hook(hook: Any, *args: Any) -> None:
-    """Call a state hook; an async one runs to its end in an event loop of its own."""
-    from .context import run_to_end
-
-    run_to_end(hook(*args))

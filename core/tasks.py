@@ -31,6 +31,8 @@ def exponential_backoff(backoff_factor: float) -> Callable[[int], list[float]]:
 class Task:
     """A function that runs on the cluster when called inside a flow, as a plain call outside."""
 
+    wraps_user_function = True  # the task-source fingerprint follows `fn` (flows_tui.user_code.task_source)
+
     def __init__(
         self,
         fn: Callable[..., Any],
@@ -317,7 +319,7 @@ def task_input_hash(context: Any, arguments: dict[str, Any]) -> str:
     why the task run was not cached.
     """
     from .cache import hash_inputs, hash_key_parts
-    from .task_source import task_source
+    from flows_tui.user_code.task_source import task_source
 
     source = context.task_source or task_source(context.task)
     return hash_key_parts([context.task.name, source, hash_inputs(arguments)])

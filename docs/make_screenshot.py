@@ -20,9 +20,9 @@ ROOT = Path(__file__).resolve().parent.parent
 async def main() -> None:
     from multiprocessing import resource_tracker
 
-    from flows_tui import events as ev
-    from flows_tui.config import load_config
-    from flows_tui.runner import recording
+    from flows_tui.record import events as ev
+    from flows_tui.project.config import load_config
+    from flows_tui.launch.runner import recording
     from flows_tui.tui.app import FlowsApp
     from flows_tui.tui.flow_list import FlowList
     from flows_tui.tui.task_tree import TaskTree

@@ -15,9 +15,9 @@ from typing import Any, Callable
 
 import pytest
 
-from flows_tui.events import EventBus
-from flows_tui.engine import run_flow
-from flows_tui.reload import load_flow_file
+from flows_tui.record.events import EventBus
+from flows_tui.engine.flow_run import run_flow
+from flows_tui.project.flow_files import load_flow_file
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -81,7 +81,7 @@ class Recorder:
         return [e for e in self.events if isinstance(e, kind)]
 
     def log_messages(self) -> list[str]:
-        from flows_tui.events import LogLines
+        from flows_tui.record.events import LogLines
 
         return [line.message for e in self.of(LogLines) for line in e.lines]
 

@@ -73,8 +73,8 @@ def test_logs_from_remote_workers_reach_the_store_tagged_with_their_task_run(tmp
 
 
 def test_the_task_ran_in_the_worker_process_that_cannot_import_the_flow_file(tmp_path, scheduler, worker_dir):
-    from flows_tui.engine import run_flow
-    from flows_tui.reload import load_flow_file
+    from flows_tui.engine.flow_run import run_flow
+    from flows_tui.project.flow_files import load_flow_file
     from distributed import Client
 
     project = _project(tmp_path)

@@ -17,10 +17,10 @@ from flows_tui import flow, task
 from flows_tui.cache import cache_entries, read_entry
 from flows_tui.cache_policies import (DEFAULT, FLOW_PARAMETERS, INPUTS, NO_CACHE, NONE, RUN_ID, TASK_SOURCE,
                                       CompoundCachePolicy, Inputs)
-from flows_tui.engine import run_flow
-from flows_tui.events import EventBus
-from flows_tui.reload import load_flow_file
-from flows_tui.task_source import _task_sources
+from flows_tui.engine.flow_run import run_flow
+from flows_tui.record.events import EventBus
+from flows_tui.project.flow_files import load_flow_file
+from flows_tui.user_code.task_source import _task_sources
 
 # A flow file as a user writes it. `note` leaves one file per execution of a task.
 FLOW_FILE = '''
@@ -530,7 +530,7 @@ import sys
 import cloudpickle
 from pathlib import Path
 from flows_tui.cache import hash_inputs
-from flows_tui.reload import load_flow_file
+from flows_tui.project.flow_files import load_flow_file
 
 module = load_flow_file(Path(sys.argv[1])).module
 values = {"size": module.Size.SMALL, "window": module.Window("2026-01-01", frozenset({"mon", "tue", "wed"})),
@@ -615,7 +615,7 @@ def test_prefects_documented_caching_examples_run_unchanged(tmp_path, monkeypatc
     first = loaded.module.examples(return_state=True)
     second = loaded.module.examples(debug=True, return_state=True)
     assert first.result() == second.result() == [2, 2, 42, "Marvin"]
-    from flows_tui.store import Store
+    from flows_tui.record.store import Store
 
     store = Store.open(tmp_path / ".flows-tui")
     try:

@@ -12,8 +12,8 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from conftest import cli
-from flows_tui.config import FlowConfig, parse_interval
-from flows_tui.schedule import describe_schedule, next_run
+from flows_tui.project.config import FlowConfig, parse_interval
+from flows_tui.project.schedules import describe_schedule, next_run
 
 BERLIN = ZoneInfo("Europe/Berlin")
 UTC = dt.timezone.utc

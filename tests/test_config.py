@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from flows_tui.config import load_config, parse_config
+from flows_tui.project.config import load_config, parse_config
 from flows_tui.errors import ConfigError
 
 SPEC_SAMPLE = """

@@ -120,10 +120,10 @@ def test_a_bad_run_id_or_task_run_is_one_clear_message_and_exit_2(project, args,
 
 def _rerun_inputs(tmp_path, thread_client, session_for_debug):
     """riders run once with a session; then clean-3's inputs reached with `session_for_debug(session)`."""
-    from flows_tui.debug import Target, reach
-    from flows_tui.engine import run_flow
-    from flows_tui.events import EventBus
-    from flows_tui.session import Session
+    from flows_tui.launch.debug import Target, reach
+    from flows_tui.engine.flow_run import run_flow
+    from flows_tui.record.events import EventBus
+    from flows_tui.engine.session import Session
 
     from conftest import load_flows
 
@@ -147,7 +147,7 @@ def test_inputs_come_from_cluster_memory_while_the_session_holds_the_run(tmp_pat
 
 
 def test_inputs_are_computed_again_when_the_cluster_no_longer_holds_them(tmp_path, thread_client):
-    from flows_tui.session import Session
+    from flows_tui.engine.session import Session
 
     _, reached, _ = _rerun_inputs(tmp_path, thread_client, lambda session: Session(thread_client))
     assert reached.inputs[0].value == [6, -2, 42]
@@ -208,3 +208,34 @@ def test_breakpoint_on_worker_processes_never_waits_for_a_terminal(tmp_path):
     finally:
         session.close(force=True)
     assert session.exitstatus == 0
+
+
+def test_a_task_run_that_did_not_run_points_at_the_upstream_that_failed(tmp_path, thread_client):
+    from flows_tui.launch.debug import DebugError, reach_held
+    from flows_tui.engine.flow_run import run_flow
+    from flows_tui.record.events import EventBus
+    from flows_tui.engine.session import Session
+
+    from conftest import load_flows
+
+    flow = load_flows(tmp_path, '''
+        from flows_tui import flow, task
+
+        @task
+        def fetch():
+            raise OSError("offline")
+
+        @task
+        def parse(text):
+            return text.split()
+
+        @flow
+        def chain():
+            parse.submit(fetch.submit())
+    ''').flows["chain"]
+    session = Session(thread_client)
+    engine = run_flow(flow, {}, client=thread_client, bus=EventBus(), session=session)
+    parse = next(t for t in engine.flow_run.task_runs.values() if t.name == "parse-0")
+    assert parse.state == "NotRun"
+    with pytest.raises(DebugError, match=r"parse-0 did not run: its upstream fetch-0 ended Failed; debug that one"):
+        reach_held(session, engine.run_id, parse, flow)

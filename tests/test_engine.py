@@ -8,7 +8,7 @@ import time
 import pytest
 
 from flows_tui import allow_failure, exponential_backoff, flow, get_run_logger, task, unmapped
-from flows_tui.events import AttemptStarted, LogLines, TaskStateChanged
+from flows_tui.record.events import AttemptStarted, LogLines, TaskStateChanged
 
 
 @task
@@ -320,7 +320,7 @@ def test_a_flow_timeout_ends_the_run_timed_out_and_cancels_its_tasks(run):
 def test_a_body_thread_still_exiting_after_the_body_ended_is_not_a_timeout(run, monkeypatch):
     """The body's thread lives a moment after the body has ended; a run without a timeout
     that looks at it in that moment must end as the body did (it once raised TypeError)."""
-    import flows_tui.engine as engine_module
+    import flows_tui.engine.flow_run as engine_module
 
     class LingeringThread(threading.Thread):
         def run(self):

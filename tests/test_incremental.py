@@ -19,13 +19,13 @@ import pytest
 
 from conftest import Recorder, cli, wait_until, write_project
 from flows_tui.cache import write_entry
-from flows_tui.config import load_config
-from flows_tui.engine import run_flow
-from flows_tui.events import EventBus
-from flows_tui.flows_directory import FlowsDirectory
-from flows_tui.session import Session
-from flows_tui.store import Store, store_path
-from flows_tui.watch_run import WatchRun
+from flows_tui.project.config import load_config
+from flows_tui.engine.flow_run import run_flow
+from flows_tui.record.events import EventBus
+from flows_tui.project.flows_directory import FlowsDirectory
+from flows_tui.engine.session import Session
+from flows_tui.record.store import Store, store_path
+from flows_tui.launch.watch_run import WatchRun
 
 # What every flow below starts with: `note` leaves one file per execution in RAN_DIR.
 NOTE = '''
@@ -494,7 +494,7 @@ async def wait_for(pilot, condition, timeout: float = 60.0, message: str = "the 
 
 
 def tui_app(project: Path):
-    from flows_tui import events as ev
+    from flows_tui.record import events as ev
     from flows_tui.tui.app import FlowsApp
 
     config = load_config(None, cwd=project)

@@ -15,11 +15,11 @@ from pathlib import Path
 import pytest
 
 from flows_tui import flow, get_run_logger, task
-from flows_tui.config import parse_config
-from flows_tui.engine import run_flow
+from flows_tui.project.config import parse_config
+from flows_tui.engine.flow_run import run_flow
 from flows_tui.errors import ConfigError
-from flows_tui.events import EventBus, LogLines
-from flows_tui.reload import load_flow_file
+from flows_tui.record.events import EventBus, LogLines
+from flows_tui.project.flow_files import load_flow_file
 
 from conftest import ROOT, Recorder, wait_until
 
@@ -341,8 +341,8 @@ def test_outside_runs_unhandled_warnings_still_reach_stderr(tmp_path):
         from distributed import Client, LocalCluster
 
         from flows_tui import flow
-        from flows_tui.engine import run_flow
-        from flows_tui.events import EventBus, LogLines
+        from flows_tui.engine.flow_run import run_flow
+        from flows_tui.record.events import EventBus, LogLines
 
         @flow
         def body():

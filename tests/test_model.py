@@ -9,8 +9,8 @@ import datetime as dt
 
 import pytest
 
-from flows_tui import events as ev
-from flows_tui.model import RunModel
+from flows_tui.record import events as ev
+from flows_tui.record.model import RunModel
 
 RUN = "run-1"
 T0 = dt.datetime(2026, 3, 1, 12, 0, 0, tzinfo=dt.timezone.utc)

@@ -15,12 +15,12 @@ import pytest
 from conftest import Recorder, free_port, wait_until
 
 from flows_tui import flow, task
-from flows_tui.config import parse_config
-from flows_tui.engine import run_flow
+from flows_tui.project.config import parse_config
+from flows_tui.engine.flow_run import run_flow
 from flows_tui.errors import ConfigError
-from flows_tui.events import EventBus, FlowStateChanged, LogLines
-from flows_tui.notify import RETRY_PAUSE_SECONDS, Notifier, attach
-from flows_tui.progress import format_duration
+from flows_tui.record.events import EventBus, FlowStateChanged, LogLines
+from flows_tui.record.notify import RETRY_PAUSE_SECONDS, Notifier, attach
+from flows_tui.record.progress import format_duration
 from flows_tui.states import FINAL_STATES, Crashed
 
 # The path of a Slack incoming-webhook URL is its credential.

@@ -13,11 +13,11 @@ from pathlib import Path
 
 import pytest
 
-from flows_tui import events as ev
+from flows_tui.record import events as ev
 from flows_tui.flows import Flow
-from flows_tui.model import RunModel
-from flows_tui.plan import FlowPlan, PlannedTask, match_plan, plan_flow
-from flows_tui.reload import load_flow_file
+from flows_tui.record.model import RunModel
+from flows_tui.project.plan import FlowPlan, PlannedTask, match_plan, plan_flow
+from flows_tui.project.flow_files import load_flow_file
 
 ROOT = Path(__file__).resolve().parent.parent
 

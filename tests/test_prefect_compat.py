@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from flows_tui.reload import load_flow_file
+from flows_tui.project.flow_files import load_flow_file
 
 # From Prefect 3's docs ("Run work concurrently", "Final state determination",
 # "Custom retry behavior"); only `from prefect import` became `from flows_tui import`,

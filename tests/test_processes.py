@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import os
 
-from flows_tui.engine import run_flow
-from flows_tui.events import EventBus
+from flows_tui.engine.flow_run import run_flow
+from flows_tui.record.events import EventBus
 
 from conftest import Recorder, load_flows, wait_until
 
@@ -160,7 +160,7 @@ def _task_niceness(_):
 def test_behind_the_ui_the_embedded_workers_yield_the_cpu_even_after_a_restart():
     import signal
 
-    from flows_tui.cluster import UI_WORKER_NICENESS, ClusterChoice, connect
+    from flows_tui.engine.cluster import UI_WORKER_NICENESS, ClusterChoice, connect
 
     ours = os.getpriority(os.PRIO_PROCESS, 0)
     nicer = min(19, ours + UI_WORKER_NICENESS)

@@ -19,8 +19,8 @@ from typing import Callable
 import cloudpickle
 import pytest
 
-from flows_tui.flows_directory import FlowsDirectory, FlowsReloaded
-from flows_tui.reload import module_name_for
+from flows_tui.project.flows_directory import FlowsDirectory, FlowsReloaded
+from flows_tui.project.flow_files import module_name_for
 
 DEADLINE = 10.0  # seconds; a reload normally lands in tens of milliseconds
 

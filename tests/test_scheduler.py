@@ -8,8 +8,9 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from flows_tui.schedule import Clock, Schedule, Scheduler
-from flows_tui.store import Store
+from flows_tui.project.schedules import Schedule
+from flows_tui.schedule.scheduler import Clock, Scheduler
+from flows_tui.record.store import Store
 
 UTC = dt.timezone.utc
 BERLIN = ZoneInfo("Europe/Berlin")
@@ -267,7 +268,7 @@ def test_an_interval_keeps_real_elapsed_time_across_a_dst_change():
 
 
 def test_two_processes_on_one_state_dir_fire_each_due_time_once_and_the_standby_takes_over(tmp_path):
-    from flows_tui.schedule import ScheduleLock
+    from flows_tui.schedule.scheduler import ScheduleLock
 
     # Two schedulers as `serve` and the UI would have them: each its own store connection and
     # lock on one state_dir (flock locks of two open files conflict within a process too).

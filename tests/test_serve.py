@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from conftest import cli, wait_until
-from flows_tui.store import STORE_NAME, Store
+from flows_tui.record.store import STORE_NAME, Store
 
 FLOWS = """
     import time

@@ -14,10 +14,10 @@ from pathlib import Path
 import pytest
 
 from conftest import Recorder, cli, write_project
-from flows_tui import events as ev
+from flows_tui.record import events as ev
 from flows_tui import flow, get_run_logger, task
-from flows_tui.engine import run_flow
-from flows_tui.store import SCHEMA_VERSION, STORE_NAME, Store, StoreError
+from flows_tui.engine.flow_run import run_flow
+from flows_tui.record.store import SCHEMA_VERSION, STORE_NAME, Store, StoreError
 
 
 @task(retries=1, retry_delay_seconds=0)
@@ -164,8 +164,8 @@ def test_a_state_dir_that_cannot_be_created_is_one_clear_error(tmp_path):
 
 WRITER = """
 import datetime, sys
-from flows_tui import events as ev
-from flows_tui.store import Store
+from flows_tui.record import events as ev
+from flows_tui.record.store import Store
 state_dir, name, runs, lines = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
 store = Store.open(__import__("pathlib").Path(state_dir))
 now = lambda: datetime.datetime.now(datetime.timezone.utc)

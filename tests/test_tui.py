@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 
 from conftest import wait_until
-from flows_tui import events as ev
-from flows_tui.config import load_config
-from flows_tui.store import Store
+from flows_tui.record import events as ev
+from flows_tui.project.config import load_config
+from flows_tui.record.store import Store
 from flows_tui.tui.app import FlowsApp
 from flows_tui.tui.flow_list import FlowList
 from flows_tui.tui.log_view import LogView

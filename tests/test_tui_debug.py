@@ -273,3 +273,72 @@ async def test_d_on_a_run_of_an_earlier_session_computes_its_inputs_again(projec
         shown = written.getvalue()
         assert "double-3: computed again" in shown and "ValueError: total 46 over 30" in shown
         assert json.loads((project / "debugged.json").read_text())["locals"]["rows"] == "[6, -2, 42]"
+
+
+NESTED = '''
+from flows_tui import flow, task
+
+
+def check(value):
+    raise ValueError(f"bad {value}")
+
+
+@task
+def parse(value):
+    return check(value)
+
+
+@flow(name="nested")
+def nested():
+    parse(1)
+'''
+
+
+async def test_e_on_a_traceback_with_several_frames_asks_which_one(project):
+    from flows_tui.tui.screens import FramePicker
+
+    (project / "flows" / "nested.py").write_text(textwrap.dedent(NESTED))
+    lines = NESTED.splitlines()
+    raised = next(n for n, line in enumerate(lines, 1) if "raise ValueError" in line)
+    called = next(n for n, line in enumerate(lines, 1) if "return check(value)" in line)
+    app = app_for(project)
+    async with app.run_test(size=(120, 40)) as pilot:
+        terminal_for(app)
+        await wait_for(pilot, lambda: app.cluster is not None and "nested" in flow_keys(app), message="the cluster")
+        select(app, "nested")
+        await pilot.press("r")
+        flows = app.query_one(FlowList)
+        await wait_for(pilot, lambda: flows.last_states.get("nested") == "Failed", message="the run to fail")
+        tree = app.query_one(TaskTree)
+        tree.focus()
+        tree.move_cursor(next(node for node in tree.root.children if node.data and node.data[0] == "task_run"))
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: isinstance(app.screen, TextScreen), message="the traceback")
+        await pilot.press("e")
+        await wait_for(pilot, lambda: isinstance(app.screen, FramePicker), message="the frames")
+        assert [line for _, line in app.screen.frames] == [raised, called]  # where it raised comes first
+        await pilot.press("down", "enter")
+        await wait_for(pilot, lambda: (project / "edited.jsonl").exists(), message="the editor")
+        [args] = [json.loads(line) for line in (project / "edited.jsonl").read_text().splitlines()]
+        assert args == [f"+{called}", str(project / "flows" / "nested.py")]
+
+
+async def test_e_with_watch_run_on_reruns_only_what_the_fix_changed(project):
+    app = app_for(project)
+    async with app.run_test(size=(120, 40)) as pilot:
+        terminal_for(app)
+        await wait_for(pilot, lambda: app.cluster is not None and "riders" in flow_keys(app), message="the cluster")
+        select(app, "riders")
+        await pilot.press("w")  # runs now, and after every save
+        flows = app.query_one(FlowList)
+        await wait_for(pilot, lambda: flows.last_states.get("riders") == "Failed", message="the first run")
+        await pilot.pause(0.2)
+        await cursor_on(app, pilot, "clean-3")
+        await pilot.press("e")
+        await wait_for(pilot, lambda: flows.last_states.get("riders") == "Completed", message="the run after the fix")
+        with app.bridge.lock:
+            run = app.bridge.model.runs[app._last_run_of["riders"]]
+            states = {t.name: t.state for t in run.task_runs.values()}
+        assert {states[f"double-{i}"] for i in range(4)} == {"Cached"}  # reused: the fix did not touch them
+        assert {states[f"clean-{i}"] for i in range(4)} == {"Completed"}
+        await pilot.press("w")  # stop watching

@@ -12,8 +12,8 @@ import time
 
 import pytest
 
-from flows_tui import events as ev
-from flows_tui.config import load_config
+from flows_tui.record import events as ev
+from flows_tui.project.config import load_config
 from flows_tui.tui.app import FlowsApp
 from flows_tui.tui.flow_list import FlowList
 from flows_tui.tui.task_tree import TaskTree

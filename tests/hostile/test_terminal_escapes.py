@@ -176,8 +176,8 @@ def test_runs_shows_a_stored_flow_named_with_a_closing_tag(tmp_path):
     """A store written before flow names were checked may hold `flow[/]name`: `runs` shows it, as written."""
     import datetime
 
-    from flows_tui import events as ev
-    from flows_tui.store import Store
+    from flows_tui.record import events as ev
+    from flows_tui.record.store import Store
 
     project = write_project(tmp_path, {})
     store = Store.open(project / ".flows-tui")

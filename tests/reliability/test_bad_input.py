@@ -277,7 +277,8 @@ def assert_one_message(row: Row, project: Path, result: subprocess.CompletedProc
         # The user's own traceback, once, and only the user's frames in it.
         assert tracebacks == 1, shown
         frames = re.findall(r'File "([^"]+)", line (\d+)', out)
-        assert frames and all(Path(file).resolve().is_relative_to(project.resolve()) for file, _ in frames), shown
+        # Paths inside the project are shown relative to it (the command ran there).
+        assert frames and all((project / file).resolve().is_relative_to(project.resolve()) for file, _ in frames), shown
         file, line = where.split(":")
         assert any(Path(f).name == file and int(n) == int(line) for f, n in frames), shown
     else:
@@ -436,10 +437,10 @@ async def test_the_parameter_form_shows_bad_values_under_their_fields(tmp_path: 
 
 
 async def test_the_ui_says_the_scheduler_is_unreachable_and_r_says_it_again(tmp_path: Path, monkeypatch) -> None:
-    import flows_tui.cluster
+    import flows_tui.engine.cluster
     from flows_tui.tui.status_bar import StatusBar
 
-    monkeypatch.setattr(flows_tui.cluster, "CONNECT_TIMEOUT_SECONDS", 1)  # the table's row waits the real 10 s
+    monkeypatch.setattr(flows_tui.engine.cluster, "CONNECT_TIMEOUT_SECONDS", 1)  # the table's row waits the real 10 s
     row = next(row for row in TABLE if row.id == "unreachable scheduler")
     address = f"tcp://127.0.0.1:{CLOSED_PORT}"
     app = app_for(make_project(tmp_path, []), address=address, watch=False)

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from flows_tui import events as ev
-from flows_tui.engine import run_flow
-from flows_tui.store import Store
+from flows_tui.record import events as ev
+from flows_tui.engine.flow_run import run_flow
+from flows_tui.record.store import Store
 
 from conftest import load_flows, local_client
 

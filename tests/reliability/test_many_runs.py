@@ -13,7 +13,7 @@ import statistics
 import time
 
 from flows_tui import flow, task
-from flows_tui.engine import run_flow
+from flows_tui.engine.flow_run import run_flow
 
 from .conftest import sized
 

@@ -25,7 +25,7 @@ from pathlib import Path
 import pytest
 
 from conftest import cli, free_port, wait_until, write_project
-from flows_tui.store import Store
+from flows_tui.record.store import Store
 from flows_tui.tui.flow_list import FlowList
 from flows_tui.tui.log_view import LogView
 from flows_tui.tui.screens import HelpScreen

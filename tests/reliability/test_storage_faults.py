@@ -24,10 +24,10 @@ from typing import Iterator
 
 import pytest
 
-from flows_tui import events as ev
-from flows_tui.config import load_config
-from flows_tui.runner import recording
-from flows_tui.store import STORE_NAME, Store
+from flows_tui.record import events as ev
+from flows_tui.project.config import load_config
+from flows_tui.launch.runner import recording
+from flows_tui.record.store import STORE_NAME, Store
 from flows_tui.tui.app import FlowsApp
 from flows_tui.tui.flow_list import FlowList
 from flows_tui.tui.run_history import RunHistory

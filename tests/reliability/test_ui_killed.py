@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from flows_tui.store import Store
+from flows_tui.record.store import Store
 from flows_tui.tui.log_view import LogView
 from flows_tui.tui.run_history import RunHistory
 
@@ -54,9 +54,9 @@ SLOW = """
 # The UI process: what `flows-tui` runs (recording(bus, config) + FlowsApp), headless.
 CHILD = """
     import asyncio, json, os, sys
-    from flows_tui import events as ev
-    from flows_tui.config import load_config
-    from flows_tui.runner import recording
+    from flows_tui.record import events as ev
+    from flows_tui.project.config import load_config
+    from flows_tui.launch.runner import recording
     from flows_tui.tui.app import FlowsApp
     from flows_tui.tui.flow_list import FlowList
     from flows_tui.tui.log_view import LogView

@@ -25,13 +25,13 @@ from typing import Any, Callable
 import pytest
 from textual.events import Key
 
-from flows_tui import events as ev
-from flows_tui.config import load_config
-from flows_tui.flows_directory import FlowsReloaded
-from flows_tui.model import RunModel
-from flows_tui.runner import recording
+from flows_tui.record import events as ev
+from flows_tui.project.config import load_config
+from flows_tui.project.flows_directory import FlowsReloaded
+from flows_tui.record.model import RunModel
+from flows_tui.launch.runner import recording
 from flows_tui.states import COMPLETED, FINAL_STATES, PENDING, RUNNING, now
-from flows_tui.store import Store
+from flows_tui.record.store import Store
 from flows_tui.tui.app import FlowsApp
 from flows_tui.tui.flow_list import FlowList
 from flows_tui.tui.log_view import LogView

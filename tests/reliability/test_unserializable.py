@@ -17,8 +17,8 @@ import time
 
 import pytest
 
-from flows_tui.engine import run_flow
-from flows_tui.events import EventBus
+from flows_tui.engine.flow_run import run_flow
+from flows_tui.record.events import EventBus
 
 from conftest import PROCESS_CLUSTER_TOML, Recorder, cli, load_flows, wait_until, write_project
 

@@ -1,0 +1,95 @@
+"""One run from start to end: `flows-tui run` and a flow called from plain Python.
+
+`recording` attaches what every run is observed by, whoever starts it (this, `run --watch`,
+`serve`, the UI): the store (as the bus's journal) and the notifier.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable, Iterator
+
+from flows_tui.engine.cluster import Cluster, ClusterChoice, choose_cluster
+from flows_tui.engine.flow_run import FlowRunEngine
+from flows_tui.record import events as ev
+from flows_tui.user_code.pickling import send_by_value
+
+from .launcher import RunLauncher
+
+if TYPE_CHECKING:
+    from flows_tui.project.config import Config
+    from flows_tui.flows import Flow
+    from flows_tui.record.store import Store
+
+
+@contextlib.contextmanager
+def recording(bus: ev.EventBus, config: "Config", *, unrecorded_ok: bool = False) -> Iterator["Store"]:
+    """Record everything on `bus` in the state_dir's store and send the configured notifications.
+
+    A store that cannot be written raises StoreNotWritable before anything runs; with
+    `unrecorded_ok` (the UI) the store comes back read-only instead (`store.read_only` says
+    why) and runs go on unrecorded. On the way out: notifications still in flight are given
+    their time, everything published is committed, and runs this process left unfinished are
+    marked Crashed.
+    """
+    from flows_tui.record.notify import attach
+    from flows_tui.record.store import Store, StoreNotWritable
+
+    try:
+        store = Store.open(config.project.state_dir)
+    except StoreNotWritable as error:
+        if not unrecorded_ok:
+            raise
+        store = Store.unrecorded(config.project.state_dir, error)
+    if store.read_only is None:
+        bus.set_journal(store.record)
+    notifier = attach(bus, config.notify)
+    try:
+        yield store
+    finally:
+        if notifier is not None:
+            notifier.close()
+        bus.flush()
+        bus.remove_journal()
+        store.close()
+
+
+def _user_module_by_value(flow: "Flow") -> None:
+    """A flow imported from the user's own module travels by value, like flow files do."""
+    module = sys.modules.get(getattr(flow.fn, "__module__", ""))
+    filename = getattr(module, "__file__", None)
+    if module is None or not filename or module.__name__ == "__main__":
+        return  # __main__ is pickled by value already
+    if any(part in filename for part in ("site-packages", "dist-packages")) or filename.startswith(sys.prefix):
+        return
+    send_by_value(module)
+
+
+def execute(flow: "Flow", parameters: dict[str, Any], choice: ClusterChoice, config: "Config", *,
+            bus: ev.EventBus, file: str | None = None, run_id: str | None = None,
+            on_connected: Callable[[Cluster], None] | None = None,
+            on_engine: Callable[[FlowRunEngine], None] | None = None) -> FlowRunEngine:
+    """One run on a cluster of its own: connect (ClusterError if that fails), run to the end, close."""
+    _user_module_by_value(flow)
+    with RunLauncher(choice, config, bus) as launcher:
+        cluster = launcher.connect()
+        if on_connected is not None:
+            on_connected(cluster)
+        return launcher.launch(flow, parameters, file=file, run_id=run_id, on_engine=on_engine)
+
+
+def run_from_python(flow: "Flow", parameters: dict[str, Any], *, return_state: bool = False) -> Any:
+    """`my_flow(...)` from plain Python: run on the cluster the command line would use."""
+    from flows_tui.project.config import load_config
+
+    config = load_config(None, cwd=Path.cwd())
+    values = flow.validate(parameters)
+    bus = ev.EventBus()
+    with recording(bus, config):
+        engine = execute(flow, values, choose_cluster(None, config), config, bus=bus, file=flow.file)
+    state = engine.final
+    if return_state:
+        return state
+    return state.result()

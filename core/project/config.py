@@ -1,0 +1,450 @@
+"""flows.toml → a typed Config, with errors that name the file, the key path and the line."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as _dt
+import difflib
+import logging
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10
+    import tomli as tomllib  # type: ignore[no-redef]
+
+from flows_tui.errors import ConfigError
+from flows_tui.states import ALL_STATES
+
+CONFIG_NAME = "flows.toml"
+LOG_LEVELS = {name: getattr(logging, name) for name in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")}
+
+
+@dataclass(frozen=True)
+class ProjectConfig:
+    flows_dir: Path
+    state_dir: Path
+    log_level: int = logging.INFO  # what runs capture from logging, print and warnings
+
+
+@dataclass(frozen=True)
+class TLSConfig:
+    ca_file: Path
+    cert: Path
+    key: Path
+
+
+@dataclass(frozen=True)
+class ClusterConfig:
+    address: str | None = None
+    n_workers: int | None = None
+    threads_per_worker: int | None = None
+    processes: bool = True
+    dashboard_address: str = ":0"
+    memory_limit: str | None = None
+    tls: TLSConfig | None = None
+
+
+@dataclass(frozen=True)
+class SlackConfig:
+    # The URL is the credential (and often comes from ${VAR}): kept out of repr, so out of logs and tracebacks.
+    webhook_url: str = field(repr=False)
+    on: tuple[str, ...] = ("Failed", "Crashed")
+
+
+@dataclass(frozen=True)
+class WebhookConfig:
+    # URL and headers may carry tokens: kept out of repr, so out of logs and tracebacks.
+    url: str = field(repr=False)
+    on: tuple[str, ...] = ("Failed", "Crashed")
+    headers: dict[str, str] = field(default_factory=dict, repr=False)
+
+
+@dataclass(frozen=True)
+class NotifyConfig:
+    slack: SlackConfig | None = None
+    webhook: WebhookConfig | None = None
+
+
+@dataclass(frozen=True)
+class FlowConfig:
+    name: str
+    cron: str | None = None
+    interval: _dt.timedelta | None = None
+    timezone: str | None = None
+    parameters: dict[str, Any] = field(default_factory=dict)
+    overlap: str = "skip"
+    catchup: str = "skip"
+    line: int | None = None
+
+
+@dataclass(frozen=True)
+class Config:
+    path: Path | None
+    root: Path
+    project: ProjectConfig
+    cluster: ClusterConfig
+    notify: NotifyConfig
+    flows: dict[str, FlowConfig]
+
+
+# Locating keys in the text, so errors can name a line ------------------------------------------
+
+_HEADER = re.compile(r"^\s*\[\s*([^\[\]]+?)\s*\]\s*(#.*)?$")
+_KEY = re.compile(r"""^\s*((?:"[^"]*"|'[^']*'|[A-Za-z0-9_\-]+)(?:\s*\.\s*(?:"[^"]*"|'[^']*'|[A-Za-z0-9_\-]+))*)\s*=""")
+# A bare key starts where no key character precedes it: without that, a long word in an inline
+# table was tried from each of its characters (a 10,000-character value took over a second).
+_INLINE_KEY = re.compile(r"""((?<![A-Za-z0-9_\-])[A-Za-z0-9_\-]+|"[^"]*")\s*=""")
+_PART = re.compile(r"""\s*("[^"]*"|'[^']*'|[A-Za-z0-9_\-]+)\s*(?:\.|$)""")
+
+
+def _split_key(text: str) -> tuple[str, ...]:
+    return tuple(part.strip("\"'") for part in _PART.findall(text))
+
+
+class _Lines:
+    """Maps a dotted key path to the line that defines it (tomllib keeps no positions)."""
+
+    def __init__(self, text: str) -> None:
+        self.lines: dict[tuple[str, ...], int] = {}
+        table: tuple[str, ...] = ()
+        for number, line in enumerate(text.splitlines(), start=1):
+            header = _HEADER.match(line)
+            if header:
+                table = _split_key(header.group(1))
+                self.lines.setdefault(table, number)
+                continue
+            key = _KEY.match(line)
+            if key:
+                path = table + _split_key(key.group(1))
+                self.lines.setdefault(path, number)
+                # keys of an inline table on the same line: `parameters = { path = "x" }`
+                rest = line[key.end():]
+                if rest.lstrip().startswith("{"):
+                    for inner in _INLINE_KEY.findall(rest):
+                        self.lines.setdefault(path + (inner.strip('"'),), number)
+
+    def find(self, path: tuple[str, ...]) -> int | None:
+        while path:
+            if path in self.lines:
+                return self.lines[path]
+            path = path[:-1]
+        return None
+
+
+# Reading sections ----------------------------------------------------------------------------
+
+class _Reader:
+    def __init__(self, path: Path, lines: _Lines, environ: Mapping[str, str], *, require_env: bool = True,
+                 problems: list[ConfigError] | None = None) -> None:
+        self.path = path
+        self.lines = lines
+        self.environ = environ
+        self.require_env = require_env
+        # Given a list (`flows-tui check`): problems are collected there and reading goes on without
+        # the bad value; otherwise the first one raises.
+        self.problems = problems
+
+    def error(self, keys: tuple[str, ...], message: str) -> ConfigError:
+        return ConfigError(message, path=display_path(self.path), key=".".join(keys) or None,
+                           line=self.lines.find(keys))
+
+    def report(self, error: ConfigError) -> None:
+        """Raise `error`, or when collecting, record it: the caller goes on as if the key were absent."""
+        if self.problems is None:
+            raise error
+        self.problems.append(error)
+
+    def section(self, build: Any, fallback: Any) -> Any:
+        """`build()`; when collecting, a problem it raises is recorded and `fallback()` stands in."""
+        if self.problems is None:
+            return build()
+        try:
+            return build()
+        except ConfigError as error:
+            self.problems.append(error)
+            return fallback()
+
+    def table(self, data: Any, keys: tuple[str, ...], allowed: set[str]) -> dict[str, Any]:
+        if not isinstance(data, dict):
+            raise self.error(keys, f"expected a table, got {data!r}")
+        for name in data:
+            if name not in allowed:
+                close = difflib.get_close_matches(name, sorted(allowed), n=1)
+                hint = f" (did you mean {close[0]!r}?)" if close else f" (known keys: {', '.join(sorted(allowed))})"
+                self.report(self.error(keys + (name,), f"unknown key {name!r}{hint}"))
+        return data
+
+    def expand(self, value: str, keys: tuple[str, ...]) -> str:
+        def replace(match: re.Match) -> str:
+            if match.group(0).startswith("$$"):
+                return match.group(0)[1:]
+            name = match.group(1)
+            if name not in self.environ:
+                if not self.require_env:
+                    return match.group(0)
+                self.report(self.error(keys, f"environment variable {name} is not set (used as ${{{name}}})"))
+                return match.group(0)
+            return self.environ[name]
+
+        return re.sub(r"\$?\$\{([A-Za-z_][A-Za-z0-9_]*)\}", replace, value)
+
+    def get(self, data: dict, keys: tuple[str, ...], name: str, kind: type | tuple, default: Any = None) -> Any:
+        if name not in data:
+            return default
+        value = data[name]
+        kinds = kind if isinstance(kind, tuple) else (kind,)
+        wrong_bool = isinstance(value, bool) and bool not in kinds
+        if wrong_bool or not isinstance(value, kinds):
+            expected = " or ".join(_KIND_NAMES.get(k, k.__name__) for k in kinds)
+            self.report(self.error(keys + (name,), f"expected {expected}, got {value!r}"))
+            return default
+        if isinstance(value, str):
+            value = self.expand(value, keys + (name,))
+        return value
+
+    def positive(self, data: dict, keys: tuple[str, ...], name: str) -> int | None:
+        value = self.get(data, keys, name, int)
+        if value is not None and value < 1:
+            raise self.error(keys + (name,), f"must be at least 1, got {value}")
+        return value
+
+    def states(self, data: dict, keys: tuple[str, ...]) -> tuple[str, ...]:
+        value = self.get(data, keys, "on", list, ["Failed", "Crashed"])
+        for state in value:
+            if state not in ALL_STATES:
+                close = difflib.get_close_matches(str(state), ALL_STATES, n=1)
+                hint = f" (did you mean {close[0]!r}?)" if close else ""
+                raise self.error(keys + ("on",), f"unknown state {state!r}{hint}; states: {', '.join(ALL_STATES)}")
+        return tuple(value)
+
+
+_KIND_NAMES = {int: "an integer", str: "a string", bool: "true or false", list: "a list", dict: "a table",
+               float: "a number"}
+
+_INTERVAL = re.compile(r"^\s*(?:(\d+(?:\.\d+)?)d)?\s*(?:(\d+(?:\.\d+)?)h)?\s*(?:(\d+(?:\.\d+)?)m)?\s*"
+                       r"(?:(\d+(?:\.\d+)?)s)?\s*$")
+
+
+def parse_interval(value: Any) -> _dt.timedelta:
+    """"90s", "5m", "1h30m", "1d" or a number of seconds."""
+    if isinstance(value, bool):
+        raise ValueError(value)
+    if isinstance(value, (int, float)):
+        seconds = float(value)
+    else:
+        match = _INTERVAL.match(str(value))
+        if not match or not any(match.groups()):
+            raise ValueError(value)
+        days, hours, minutes, secs = (float(g) if g else 0.0 for g in match.groups())
+        seconds = days * 86400 + hours * 3600 + minutes * 60 + secs
+    if seconds <= 0:
+        raise ValueError(value)
+    return _dt.timedelta(seconds=seconds)
+
+
+def _project(reader: _Reader, data: dict, root: Path) -> ProjectConfig:
+    keys = ("project",)
+    reader.table(data, keys, {"flows_dir", "state_dir", "log_level"})
+    flows_dir = reader.get(data, keys, "flows_dir", str)
+    if flows_dir is None:
+        flows_dir = "flows" if (root / "flows").is_dir() else "."
+    state_dir = reader.get(data, keys, "state_dir", str, ".flows-tui")
+    level = reader.get(data, keys, "log_level", str, "INFO")
+    if level.upper() not in LOG_LEVELS:
+        reader.report(reader.error(keys + ("log_level",),
+                                   f"log_level must be one of {', '.join(LOG_LEVELS)} (any case), got {level!r}"))
+        level = "INFO"
+    return ProjectConfig(flows_dir=(root / flows_dir).resolve(), state_dir=(root / state_dir).resolve(),
+                         log_level=LOG_LEVELS[level.upper()])
+
+
+def _cluster(reader: _Reader, data: dict, root: Path) -> ClusterConfig:
+    keys = ("cluster",)
+    reader.table(data, keys, {"address", "n_workers", "threads_per_worker", "processes", "dashboard_address",
+                              "memory_limit", "tls"})
+    address = reader.get(data, keys, "address", str)
+    if address is not None:
+        if "://" not in address:
+            address = f"tcp://{address}"
+        scheme = address.split("://", 1)[0]
+        if scheme not in ("tcp", "tls", "inproc", "ucx", "ws", "wss") or not address.split("://", 1)[1]:
+            raise reader.error(keys + ("address",), f"expected an address like tcp://host:8786, got {address!r}")
+    tls = None
+    if "tls" in data:
+        tls_keys = keys + ("tls",)
+        table = reader.table(data["tls"], tls_keys, {"ca_file", "cert", "key"})
+        paths = {}
+        for name in ("ca_file", "cert", "key"):
+            value = reader.get(table, tls_keys, name, str)
+            if value is None:
+                raise reader.error(tls_keys, f"missing key {name!r} (TLS needs ca_file, cert and key)")
+            paths[name] = (root / value).resolve()
+        tls = TLSConfig(**paths)
+    memory_limit = reader.get(data, keys, "memory_limit", (str, int))
+    return ClusterConfig(
+        address=address,
+        n_workers=reader.positive(data, keys, "n_workers"),
+        threads_per_worker=reader.positive(data, keys, "threads_per_worker"),
+        processes=reader.get(data, keys, "processes", bool, True),
+        dashboard_address=reader.get(data, keys, "dashboard_address", str, ":0"),
+        memory_limit=None if memory_limit is None else str(memory_limit),
+        tls=tls,
+    )
+
+
+def _notify(reader: _Reader, data: dict) -> NotifyConfig:
+    keys = ("notify",)
+    reader.table(data, keys, {"slack", "webhook"})
+    slack = webhook = None
+    if "slack" in data:
+        slack_keys = keys + ("slack",)
+        table = reader.table(data["slack"], slack_keys, {"webhook_url", "on"})
+        url = reader.get(table, slack_keys, "webhook_url", str)
+        if not url:
+            raise reader.error(slack_keys, "missing key 'webhook_url'")
+        slack = SlackConfig(url, reader.states(table, slack_keys))
+    if "webhook" in data:
+        hook_keys = keys + ("webhook",)
+        table = reader.table(data["webhook"], hook_keys, {"url", "on", "headers"})
+        url = reader.get(table, hook_keys, "url", str)
+        if not url:
+            raise reader.error(hook_keys, "missing key 'url'")
+        headers = reader.get(table, hook_keys, "headers", dict, {})
+        headers = {str(k): reader.expand(str(v), hook_keys + ("headers", k)) for k, v in headers.items()}
+        webhook = WebhookConfig(url, reader.states(table, hook_keys), headers)
+    return NotifyConfig(slack, webhook)
+
+
+def _flow(reader: _Reader, name: str, data: Any) -> FlowConfig:
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    from croniter import croniter
+
+    keys = ("flows", name)
+    reader.table(data, keys, {"cron", "interval", "timezone", "parameters", "overlap", "catchup"})
+    cron = reader.get(data, keys, "cron", str)
+    if cron is not None and not croniter.is_valid(cron):
+        reader.report(reader.error(keys + ("cron",), f"flow {name!r}: invalid cron expression {cron!r} "
+                                                     "(expected five fields, e.g. \"0 * * * *\")"))
+        cron = None
+    interval = None
+    if "interval" in data:
+        raw = reader.get(data, keys, "interval", (str, int, float))
+        try:
+            interval = parse_interval(raw) if raw is not None else None  # None: a wrong type, reported
+        except ValueError:
+            reader.report(reader.error(keys + ("interval",), f"flow {name!r}: invalid interval {raw!r} "
+                                                             "(expected e.g. \"90s\", \"5m\", \"1h\", \"1d\")"))
+    if cron is not None and interval is not None:
+        raise reader.error(keys + ("interval",), f"flow {name!r}: give either cron or interval, not both")
+    timezone = reader.get(data, keys, "timezone", str)
+    if timezone is not None:
+        try:
+            ZoneInfo(timezone)
+        except (ZoneInfoNotFoundError, ValueError):
+            reader.report(reader.error(keys + ("timezone",), f"flow {name!r}: unknown timezone {timezone!r} "
+                                                             "(expected an IANA name like \"Europe/Berlin\")"))
+            timezone = None
+    parameters = reader.get(data, keys, "parameters", dict, {})
+    parameters = {k: reader.expand(v, keys + ("parameters", k)) if isinstance(v, str) else v
+                  for k, v in parameters.items()}
+    choices = {"overlap": ("skip", "queue", "allow"), "catchup": ("skip", "once", "all")}
+    policies = {}
+    for key, allowed in choices.items():
+        value = reader.get(data, keys, key, str, allowed[0])
+        if value not in allowed:
+            reader.report(reader.error(keys + (key,),
+                                       f"flow {name!r}: {key} must be one of {', '.join(allowed)}, got {value!r}"))
+            value = allowed[0]
+        policies[key] = value
+    return FlowConfig(name, cron, interval, timezone, parameters, line=reader.lines.find(keys), **policies)
+
+
+def parse_config(text: str, *, path: Path, environ: Mapping[str, str] | None = None,
+                 require_env: bool = True, problems: list[ConfigError] | None = None) -> Config:
+    """flows.toml's text as a Config; the first problem raises ConfigError.
+
+    With `problems` (a list), every problem found is appended to it instead and the Config
+    returned leaves the bad values out: `flows-tui check` reports them all at once. Text that
+    is not TOML at all still raises.
+    """
+    environ = os.environ if environ is None else environ
+    root = path.parent.resolve()
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as error:
+        match = re.search(r"\(at line (\d+), column \d+\)", str(error))
+        reason = re.sub(r"\s*\(at line \d+, column \d+\)", "", str(error))
+        raise ConfigError(f"invalid TOML: {reason}", path=display_path(path), line=int(match.group(1)) if match else None) from None
+    reader = _Reader(path, _Lines(text), environ, require_env=require_env, problems=problems)
+    reader.table(data, (), {"project", "cluster", "notify", "flows"})
+    flows_table = reader.section(lambda: reader.table(data.get("flows", {}), ("flows",), set(data.get("flows", {}))),
+                                 dict)
+    flows = {}
+    for name, value in flows_table.items():
+        flow = reader.section(lambda: _flow(reader, name, value), lambda: None)
+        if flow is not None:
+            flows[name] = flow
+    return Config(
+        path=path,
+        root=root,
+        project=reader.section(lambda: _project(reader, data.get("project", {}), root),
+                               lambda: _project(_Reader(path, _Lines(""), environ), {}, root)),
+        cluster=reader.section(lambda: _cluster(reader, data.get("cluster", {}), root), ClusterConfig),
+        notify=reader.section(lambda: _notify(reader, data.get("notify", {})), NotifyConfig),
+        flows=flows,
+    )
+
+
+def display_path(path: Path) -> str:
+    """The path as a user in the current directory would type it."""
+    try:
+        relative = os.path.relpath(path)
+    except ValueError:
+        return str(path)
+    return str(path) if relative.startswith("..") else relative
+
+
+def find_config(start: Path) -> Path | None:
+    candidate = start / CONFIG_NAME
+    return candidate if candidate.is_file() else None
+
+
+def load_config(path: Path | None = None, *, cwd: Path | None = None,
+                environ: Mapping[str, str] | None = None, require_env: bool = True,
+                problems: list[ConfigError] | None = None) -> Config:
+    """Read `path`, else flows.toml in `cwd`, else defaults for `cwd`.
+
+    `require_env=False` leaves an unset `${VAR}` as written instead of failing: for commands
+    that only read history, which must not need the Slack secret of the runs they show.
+    """
+    cwd = (cwd or Path.cwd()).resolve()
+    if path is None:
+        path = find_config(cwd)
+        if path is None:
+            reader = _Reader(cwd / CONFIG_NAME, _Lines(""), os.environ if environ is None else environ)
+            return Config(None, cwd, _project(reader, {}, cwd), ClusterConfig(), NotifyConfig(), {})
+    elif not path.is_file():
+        raise ConfigError("no such config file", path=display_path(path))
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as error:
+        raise ConfigError(f"cannot read: {error}", path=display_path(path)) from None
+    return parse_config(text, path=path, environ=environ, require_env=require_env, problems=problems)
+
+
+def reload_config(current: Config) -> tuple[Config, list[str]]:
+    """flows.toml saved while a process runs: `current` with the new [flows] tables, and the
+    tables that changed but apply only on restart ([project], [cluster], [notify]).
+
+    ConfigError (or another FlowsTuiError) when the saved file does not load; the caller
+    keeps `current`.
+    """
+    fresh = load_config(current.path, cwd=current.root)
+    restart = [name for name in ("project", "cluster", "notify") if getattr(fresh, name) != getattr(current, name)]
+    return dataclasses.replace(current, flows=fresh.flows), restart

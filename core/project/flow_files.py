@@ -1,0 +1,294 @@
+"""Finding flow files and loading them; `flows_directory` keeps them loaded while the user edits them.
+
+Each file is loaded under a private module name with `spec_from_file_location`, so a
+user's `etl.py` never collides with an installed `etl`, and is registered with
+cloudpickle by value, so workers run the code just loaded without importing it.
+
+A reload never changes a module object in place: it builds a fresh one and swaps it into
+`sys.modules`. Whoever still holds an old Flow (a run in progress) keeps the functions,
+globals and helper modules it started with.
+"""
+
+from __future__ import annotations
+
+import difflib
+import errno
+import hashlib
+import importlib.util
+import os
+import sys
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import ModuleType
+from typing import Callable, Iterable
+
+
+from flows_tui.errors import FlowFileError, UsageError
+from flows_tui.flows import Flow
+from flows_tui.user_code.pickling import send_by_value
+from flows_tui.tracebacks import format_exception
+from flows_tui.user_code.imports import PRIVATE_PREFIX as MODULE_PREFIX
+from flows_tui.user_code.imports import forget_user_modules, local_modules, put_on_sys_path
+
+
+@dataclass
+class FlowFile:
+    path: Path
+    flows: dict[str, Flow] = field(default_factory=dict)  # flow name → Flow
+    functions: dict[str, str] = field(default_factory=dict)  # function name → flow name
+    error: FlowFileError | None = None
+    module: ModuleType | None = None
+    # The user's own modules this file imports, directly or through one another: module name → file.
+    helpers: dict[str, Path] = field(default_factory=dict)
+
+
+def module_name_for(path: Path) -> str:
+    digest = hashlib.sha1(os.fsencode(path.resolve())).hexdigest()[:8]  # a latin-1 name is not UTF-8
+    stem = "".join(c if c.isalnum() else "_" for c in path.stem)
+    return f"{MODULE_PREFIX}{stem}_{digest}"
+
+
+# Discovery ----------------------------------------------------------------------------------------
+
+def _skipped_folder(name: str) -> bool:
+    """Hidden folders, and `_*` ones (__pycache__, a `_lib` package of helpers): no flow files in there."""
+    return name.startswith((".", "_"))
+
+
+def _flow_file_name(name: str) -> bool:
+    """`_helpers.py` and `.hidden.py` are never flow files (the former may still be imported)."""
+    return name.endswith(".py") and not name.startswith(("_", "."))
+
+
+def is_flow_file(path: Path, root: Path) -> bool:
+    """Whether `path` is, by its name and place, one of the flow files under `root` (a folder or one file)."""
+    if root.suffix == ".py":
+        return path == root
+    try:
+        relative = path.relative_to(root)
+    except ValueError:
+        return False
+    return _flow_file_name(relative.name) and not any(_skipped_folder(part) for part in relative.parts[:-1])
+
+
+def flow_files(directory: Path) -> list[Path]:
+    """Every .py file under `directory`, skipping `_*` files and folders, hidden ones and __pycache__."""
+    if directory.is_file():
+        return [directory]
+    found = []
+    for folder, subfolders, names in os.walk(directory):
+        subfolders[:] = [name for name in subfolders if not _skipped_folder(name)]  # never walked into
+        found.extend(Path(folder) / name for name in names if _flow_file_name(name))
+    return sorted(found)
+
+
+# Loading one file ---------------------------------------------------------------------------------
+
+def _error_line(error: BaseException, path: Path) -> int | None:
+    if isinstance(error, SyntaxError) and error.filename and Path(error.filename).resolve() == path:
+        return error.lineno
+    line = None
+    for frame in traceback.extract_tb(error.__traceback__):
+        if frame.filename and Path(frame.filename).resolve() == path:
+            line = frame.lineno
+    return line
+
+
+def _load_error(error: BaseException, path: Path) -> FlowFileError:
+    own_syntax_error = (isinstance(error, SyntaxError) and error.filename
+                        and Path(error.filename).resolve() == path)
+    # A helper's SyntaxError keeps its "(helpers.py, line 3)": the line given is the import in this file.
+    message = f"{type(error).__name__}: {error.msg if own_syntax_error else error}"
+    detail = format_exception(error)
+    return FlowFileError(message, path=str(path), line=_error_line(error, path), traceback=detail,
+                         error_type=type(error).__name__)
+
+
+def load_flow_file(path: Path, *, root: Path | None = None, source: bytes | None = None) -> FlowFile:
+    """Import `path` afresh; a file that fails to import returns its error instead of raising.
+
+    Modules under `root` (default: the file's folder) that the file imports are the user's
+    helpers: they are recorded on the FlowFile and travel to workers by value too. `source`:
+    the file's bytes when the caller has read them already.
+    """
+    try:
+        path = path.resolve(strict=True)
+    except (OSError, RuntimeError) as error:  # a symlink loop (RuntimeError before Python 3.13), a dangling link
+        path = path.absolute()
+        reason = "a symlink loop" if isinstance(error, RuntimeError) or error.errno == errno.ELOOP else \
+            (error.strerror or type(error).__name__).lower()
+        return FlowFile(path, error=FlowFileError(f"cannot read the file: {reason}", path=str(path),
+                                                  error_type=type(error).__name__))
+    root = (root or path.parent).resolve()
+    name = module_name_for(path)
+    put_on_sys_path(path.parent)
+    spec = importlib.util.spec_from_file_location(name, path)
+    if spec is None or spec.loader is None:
+        return FlowFile(path, error=FlowFileError("not a loadable Python file", path=str(path)))
+    module = importlib.util.module_from_spec(spec)
+    previous = sys.modules.get(name)
+    imported_before = set(sys.modules)
+    sys.modules[name] = module
+    try:
+        # Compiled from the bytes just read rather than by the import system, which trusts a
+        # __pycache__ entry when two saves land in the same second with the same size.
+        text = path.read_bytes() if source is None else source
+        exec(compile(text, str(path), "exec", dont_inherit=True), module.__dict__)
+    except BaseException as error:  # a user's file may raise anything, SystemExit included
+        if previous is not None:
+            sys.modules[name] = previous  # the last good version stays the current one
+        else:
+            sys.modules.pop(name, None)
+        if isinstance(error, KeyboardInterrupt):
+            raise
+        helpers = local_modules(path, root, also=set(sys.modules) - imported_before)
+        return FlowFile(path, error=_load_error(error, path), helpers=helpers)
+    helpers = local_modules(path, root, also=set(sys.modules) - imported_before)
+    send_by_value(module, source=importlib.util.decode_source(text))
+    for helper in helpers:
+        if helper in sys.modules:
+            send_by_value(sys.modules[helper])
+    loaded = FlowFile(path, module=module, helpers=helpers)
+    for value in vars(module).values():
+        if isinstance(value, Flow) and getattr(value.fn, "__module__", None) == name:
+            loaded.flows[value.name] = value
+            loaded.functions[value.fn.__name__] = value.name
+    return loaded
+
+
+def load_directory(directory: Path) -> list[FlowFile]:
+    """Every flow file under `directory` (a folder or one file), imported afresh with the helpers it imports."""
+    root = directory.resolve()
+    folder = root if root.is_dir() else root.parent
+    # Modules of an earlier load (of this or another flows directory) may be older than
+    # their files: every helper is imported anew.
+    forget_user_modules()
+    importlib.invalidate_caches()
+    put_on_sys_path(folder, first=True)
+    return [load_flow_file(path, root=folder) for path in flow_files(root)]
+
+
+# Flow names ---------------------------------------------------------------------------------------
+
+def normalize_name(name: str) -> str:
+    """How `run FLOW` compares names: `my_flow` and `My-Flow` are the same flow."""
+    return name.replace("_", "-").lower()
+
+
+def definition_line(flow: Flow) -> int | None:
+    """The line of the flow's first decorator, from its code: right even after the file changed."""
+    code = getattr(flow.fn, "__code__", None)
+    return getattr(code, "co_firstlineno", None)
+
+
+def defined_flows(loaded: FlowFile) -> list[Flow]:
+    """Every flow a file defines, in line order, including one whose name a later one in the file reuses."""
+    if loaded.module is None:
+        return list(loaded.flows.values())
+    found: dict[int, Flow] = {}
+    for value in vars(loaded.module).values():
+        if isinstance(value, Flow) and getattr(value.fn, "__module__", None) == loaded.module.__name__:
+            found.setdefault(id(value), value)
+    return sorted(found.values(), key=lambda flow: definition_line(flow) or 0)
+
+
+@dataclass(frozen=True)
+class DuplicateFlow:
+    """A flow whose name (as `run FLOW` compares names) an earlier flow, another function, already has."""
+
+    name: str
+    path: Path
+    line: int | None
+    function: str
+    first_path: Path
+    first_line: int | None
+    first_function: str
+
+    def message(self, show: Callable[[Path], str] = str) -> str:
+        """The problem without its own location; `show` writes a path as the reader would type it."""
+        where = show(self.first_path) + (f":{self.first_line}" if self.first_line else "")
+        return (f"flow {self.name!r} is already defined at {where} (function {self.first_function}); "
+                f"`flows-tui run {self.name}` cannot tell them apart: rename one with @flow(name=...)")
+
+    def __str__(self) -> str:
+        where = f"{self.path}:{self.line}" if self.line else str(self.path)
+        return f"{where}: {self.message()}"
+
+
+def duplicate_flows(files: Iterable[FlowFile]) -> list[DuplicateFlow]:
+    """Every flow named like an earlier one (file order, then line order), naming both places."""
+    duplicates = []
+    first: dict[str, tuple[Flow, Path]] = {}
+    for loaded in files:
+        for flow in defined_flows(loaded):
+            key = normalize_name(flow.name)
+            if key not in first:
+                first[key] = (flow, loaded.path)
+                continue
+            original, original_path = first[key]
+            if original.fn is flow.fn:  # `with_options()` copies of one flow: one definition
+                continue
+            duplicates.append(DuplicateFlow(flow.name, loaded.path, definition_line(flow), flow.fn.__name__,
+                                            original_path, definition_line(original), original.fn.__name__))
+    return duplicates
+
+
+def find_flow(spec: str, directory: Path, *, cwd: Path | None = None) -> tuple[Flow, FlowFile]:
+    """Resolve `FLOW` from the command line: a flow's name, its function's name, or `file.py:function`."""
+    if ":" in spec and spec.split(":", 1)[0].endswith(".py"):
+        file_part, function = spec.split(":", 1)
+        path = Path(file_part)
+        if not path.is_absolute():
+            candidates = [(cwd or Path.cwd()) / path, directory / path]
+            path = next((c for c in candidates if c.exists()), candidates[0])
+        if not path.exists():
+            raise UsageError(f"{file_part}: no such flow file")
+        loaded = load_flow_file(path)
+        if loaded.error is not None:
+            raise loaded.error
+        # By the function itself: of two flows sharing one name, `loaded.flows` keeps only the last.
+        chosen = next((flow for flow in defined_flows(loaded) if flow.fn.__name__ == function), None)
+        if chosen is None:
+            hint = _suggest(function, list(loaded.functions))
+            raise UsageError(f"{file_part}: no flow function named {function!r}{hint}")
+        return chosen, loaded
+
+    if not directory.exists():
+        raise UsageError(f"flows directory {directory} does not exist (set [project] flows_dir in flows.toml)")
+    files = load_directory(directory)
+    matches: list[tuple[Flow, FlowFile]] = []
+    for loaded in files:
+        # Every definition, also one whose name a later flow in the same file reuses: never a silent pick.
+        for flow in defined_flows(loaded):
+            name, function = flow.name, flow.fn.__name__
+            if spec in (name, function) or normalize_name(spec) in (normalize_name(name), normalize_name(function)):
+                # A `with_options()` copy under the same name is one definition: the later object, as in `flows`.
+                matches = [m for m in matches
+                           if not (m[0].fn is flow.fn and normalize_name(m[0].name) == normalize_name(name))]
+                matches.append((flow, loaded))
+    if len(matches) == 1:
+        return matches[0]
+    if len(matches) > 1:
+        from .config import display_path
+
+        where = ", ".join(f"{display_path(m[1].path)}:{definition_line(m[0])} (function {m[0].fn.__name__})"
+                          if definition_line(m[0]) else display_path(m[1].path) for m in matches)
+        raise UsageError(f"flow name {spec!r} is defined more than once: {where}; rename one with "
+                         "@flow(name=...), or run FILE.py:FUNCTION")
+    broken = [f for f in files if f.error is not None]
+    known = [name for f in files for name in f.flows]
+    hint = _suggest(spec, known)
+    message = f"no flow named {spec!r} in {directory}{hint}"
+    if broken:
+        message += "; these files failed to load: " + "; ".join(str(f.error) for f in broken)
+    raise UsageError(message)
+
+
+def _suggest(name: str, known: list[str]) -> str:
+    close = difflib.get_close_matches(name, known, n=1)
+    if close:
+        return f" (did you mean {close[0]!r}?)"
+    if known:
+        return f" (known: {', '.join(sorted(known))})"
+    return ""

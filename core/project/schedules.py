@@ -1,0 +1,148 @@
+"""Schedules from flows.toml: how to describe them and when they fire next.
+
+A cron expression is read in the flow's `timezone` (an IANA name), else in UTC, as
+Prefect, cloud schedulers and Modal do: a server's local zone would make the same
+flows.toml fire at different instants on different machines, so the description
+always names the zone.
+
+Daylight saving time follows classic cron (vixie cron), which is what a user who
+writes a crontab expects:
+- spring forward: a wall time that does not exist that day (02:30 in Europe/Berlin
+  on the last Sunday of March) fires at the first instant after the gap (03:00);
+- fall back: a job with a fixed hour fires once, at the first of the two repeated
+  wall times; a job whose hour field is `*` (or `*/n`) fires every real hour, so
+  `0 * * * *` runs at 02:00 summer time and again at 02:00 winter time.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import math
+from dataclasses import dataclass, field
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from croniter import croniter
+
+UTC = _dt.timezone.utc
+DEFAULT_TIMEZONE = "UTC"
+
+
+def schedule_timezone(flow_config: Any) -> _dt.tzinfo:
+    name = getattr(flow_config, "timezone", None)
+    return ZoneInfo(name) if name else UTC
+
+
+def format_interval(interval: _dt.timedelta) -> str:
+    """The shortest text flows.toml accepts for `interval`: 90s → "1m30s", 1 day → "1d"."""
+    seconds = interval.total_seconds()
+    parts = []
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        count, seconds = divmod(seconds, size)
+        if count:
+            parts.append(f"{int(count)}{unit}")
+    if seconds or not parts:
+        parts.append(f"{seconds:g}s")
+    return "".join(parts)
+
+
+def describe_schedule(flow_config: Any) -> str | None:
+    """"cron 0 * * * * (Europe/Berlin)", "every 5m", or None for a flow without a schedule."""
+    if flow_config is None:
+        return None
+    if getattr(flow_config, "cron", None):
+        return f"cron {flow_config.cron} ({flow_config.timezone or DEFAULT_TIMEZONE})"
+    if getattr(flow_config, "interval", None):
+        return f"every {format_interval(flow_config.interval)}"
+    return None
+
+
+def next_run(flow_config: Any, now: _dt.datetime) -> _dt.datetime | None:
+    """When the schedule fires next after `now` (timezone-aware), in the schedule's zone; None if unscheduled."""
+    if now.tzinfo is None or now.utcoffset() is None:
+        raise ValueError(f"next_run needs a timezone-aware time, got {now!r}")
+    if flow_config is None:
+        return None
+    zone = schedule_timezone(flow_config)
+    if getattr(flow_config, "cron", None):
+        return _next_cron(flow_config.cron, zone, now)
+    if getattr(flow_config, "interval", None):
+        # To the nearest whole second: sub-second precision is noise in a listing and in JSON.
+        moment = now.astimezone(UTC) + flow_config.interval
+        seconds = math.floor(moment.timestamp() + 0.5)
+        return _dt.datetime.fromtimestamp(seconds, UTC).astimezone(zone)
+    return None
+
+
+def _next_cron(expression: str, zone: _dt.tzinfo, now: _dt.datetime) -> _dt.datetime:
+    hour_is_wildcard = _hour_is_wildcard(expression)
+    iterator = croniter(expression, now.astimezone(zone))
+    # Each skipped candidate is a repeated wall time; a day has at most one such hour, so a
+    # few steps always reach a firing time. The bound only guards against a croniter surprise.
+    for _ in range(1000):
+        candidate = _normalize(iterator.get_next(_dt.datetime), zone)
+        if hour_is_wildcard or not _is_repeat(candidate):
+            return candidate
+    raise RuntimeError(f"cron {expression!r}: no firing time found after {now.isoformat()}")
+
+
+def _normalize(moment: _dt.datetime, zone: _dt.tzinfo) -> _dt.datetime:
+    """Through UTC and back: the offset and `fold` then say which of two repeated wall times it is."""
+    return moment.astimezone(UTC).astimezone(zone)
+
+
+def _is_repeat(moment: _dt.datetime) -> bool:
+    """The second occurrence of a wall time repeated when the clocks go back."""
+    return moment.fold == 1 and moment.replace(fold=0).utcoffset() != moment.utcoffset()
+
+
+_ALIASES_WITH_WILDCARD_HOUR = {"@hourly"}
+
+
+def _hour_is_wildcard(expression: str) -> bool:
+    """vixie cron's rule: an hour field starting with `*` means "every hour", not a fixed hour."""
+    expression = expression.strip()
+    if expression.startswith("@"):
+        return expression.lower() in _ALIASES_WITH_WILDCARD_HOUR
+    fields = expression.split()
+    return len(fields) > 1 and fields[1].startswith("*")
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """When a flow runs by itself, with which parameters, and what to do on overlap and after downtime."""
+
+    flow: str
+    cron: str | None = None
+    interval: _dt.timedelta | None = None
+    timezone: str | None = None
+    parameters: dict[str, Any] = field(default_factory=dict)
+    overlap: str = "skip"  # skip | queue | allow
+    catchup: str = "skip"  # skip | once | all
+
+    @classmethod
+    def from_config(cls, flow: str, flow_config: Any) -> "Schedule | None":
+        if flow_config is None or not (flow_config.cron or flow_config.interval):
+            return None
+        return cls(flow, flow_config.cron, flow_config.interval, flow_config.timezone,
+                   dict(flow_config.parameters), flow_config.overlap, flow_config.catchup)
+
+    def describe(self) -> str:
+        return describe_schedule(self) or ""
+
+    def next_after(self, moment: _dt.datetime) -> _dt.datetime:
+        """The first due time strictly after `moment`."""
+        if self.cron:
+            return _next_cron(self.cron, schedule_timezone(self), moment)
+        assert self.interval is not None
+        return moment + self.interval
+
+
+def first_due(schedule: Schedule, last_due: _dt.datetime | None, now: _dt.datetime) -> _dt.datetime:
+    """When a schedule is due once served: after the due time it last fired for, else from now.
+
+    An interval schedule that never fired is due at once, so "every hour" runs when first served.
+    """
+    if last_due is not None:
+        return schedule.next_after(last_due)
+    return schedule.next_after(now) if schedule.cron else now

@@ -1,0 +1,205 @@
+"""Live progress and the closing summary of a headless run (rich, no Textual)."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import logging
+import threading
+from collections import Counter, defaultdict
+from typing import Any
+
+from rich.console import Console, Group
+from rich.live import Live
+from rich.table import Table
+from rich.text import Text
+
+from . import events as ev
+from flows_tui.safe_text import plain, visible
+from .model import FlowRun, RunModel
+from flows_tui.states import (CACHED, CANCELLED, COMPLETED, CRASHED, FAILED, NOT_RUN, PENDING, RETRYING, RUNNING,
+                              TIMED_OUT)
+
+# A symbol and a word for every state, so nothing depends on colour (NO_COLOR, logs in CI).
+SYMBOLS = {
+    PENDING: "·", "Scheduled": "◷", RUNNING: "▶", RETRYING: "⟳", COMPLETED: "✓", CACHED: "≡",
+    FAILED: "✗", TIMED_OUT: "⌛", CRASHED: "☠", CANCELLED: "⊘", NOT_RUN: "-",
+}
+STYLES = {
+    RUNNING: "cyan", RETRYING: "yellow", COMPLETED: "green", CACHED: "green", FAILED: "red",
+    TIMED_OUT: "red", CRASHED: "magenta", CANCELLED: "yellow", NOT_RUN: "dim",
+}
+ORDER = [COMPLETED, CACHED, RUNNING, RETRYING, PENDING, FAILED, TIMED_OUT, CRASHED, CANCELLED, NOT_RUN]
+
+
+def state_text(state: str) -> Text:
+    return Text(f"{SYMBOLS.get(state, '?')} {state}", style=STYLES.get(state, ""))
+
+
+def format_duration(seconds: float | None) -> str:
+    if seconds is None:
+        return ""
+    if seconds < 60:
+        return f"{seconds:.2f}s" if seconds < 10 else f"{seconds:.1f}s"
+    minutes, secs = divmod(int(seconds), 60)
+    return f"{minutes}m{secs:02d}s" if minutes < 60 else f"{minutes // 60}h{minutes % 60:02d}m"
+
+
+def format_size(size: float) -> str:
+    """Bytes as people read them: 512 bytes, 12.3 kB, 4.5 MB (powers of 1000, as disk tools do)."""
+    if size < 1000:
+        return f"{size:.0f} bytes"
+    for unit in ("kB", "MB", "GB", "TB"):
+        size /= 1000
+        if size < 1000:
+            break
+    return f"{size:.1f} {unit}"
+
+
+class Progress:
+    """Folds the bus into a model; draws a live table on a terminal, plain lines elsewhere."""
+
+    def __init__(self, console: Console, *, live: bool) -> None:
+        self.console = console
+        self.model = RunModel()
+        self._lock = threading.Lock()
+        self._live = Live(console=console, auto_refresh=True, refresh_per_second=8, transient=True,
+                          get_renderable=self._render) if live else None
+
+    def __enter__(self) -> "Progress":
+        if self._live is not None:
+            self._live.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self._live is not None:
+            self._live.stop()
+
+    def handle(self, batch: list) -> None:
+        with self._lock:
+            for event in batch:
+                self.model.apply(event)
+        for event in batch:
+            self._print(event)
+
+    def _print(self, event: Any) -> None:
+        if isinstance(event, ev.LogLines):
+            for line in event.lines:
+                self.console.print(self._log_text(event.run_id, line), highlight=False, soft_wrap=True)
+        elif isinstance(event, ev.TaskStateChanged) and event.state in (RETRYING, FAILED, TIMED_OUT, CRASHED):
+            name = self._task_name(event.run_id, event.task_run_id)
+            text = Text.assemble(state_text(event.state), f" {visible(name, one_line=True)}")
+            if event.message:
+                text.append(f": {visible(event.message)}")
+            if event.retry_at is not None:
+                wait = (event.retry_at - event.time).total_seconds()
+                text.append(f" (retry in {wait:.1f}s)")
+            self.console.print(text, highlight=False, soft_wrap=True)
+        elif isinstance(event, ev.FlowRunStarted):
+            where = f" on {event.address}" if event.address else ""
+            self.console.print(plain(f"▶ flow run {event.flow!r} ({event.run_id}){where}", "bold"), highlight=False,
+                               soft_wrap=True)
+
+    def _task_name(self, run_id: str, task_run_id: str) -> str:
+        run = self.model.runs.get(run_id)
+        task_run = run.task_runs.get(task_run_id) if run else None
+        return task_run.name if task_run else task_run_id
+
+    def _log_text(self, run_id: str, line: ev.LogLine) -> Text:
+        return log_text(self._task_name(run_id, line.task_run_id) if line.task_run_id else "flow", line)
+
+    def _render(self) -> Any:
+        with self._lock:
+            runs = list(self.model.runs.values())
+        if not runs:
+            return Text("")
+        return Group(*(task_table(run, live=True) for run in runs))
+
+
+def log_text(source: str, line: ev.LogLine) -> Text:
+    """One log line as the headless commands print it: time, level, where it came from, message."""
+    when = line.time.astimezone().strftime("%H:%M:%S")
+    level = logging.getLevelName(line.level)
+    style = "red" if line.level >= logging.ERROR else "yellow" if line.level >= logging.WARNING else "dim"
+    return Text.assemble((f"{when} {level:<7} ", style), (f"{visible(source, one_line=True)} │ ", "bold"),
+                         visible(line.message))
+
+
+def task_table(run: FlowRun, *, live: bool = False) -> Table:
+    """One row per task (mapped children grouped) with counts per state and total time."""
+    groups: dict[str, Counter] = defaultdict(Counter)
+    durations: dict[str, float] = defaultdict(float)
+    for task_run in run.current_task_runs():
+        groups[task_run.task][task_run.state] += 1
+        durations[task_run.task] += task_run.duration or 0.0
+    title = plain(f"{run.flow} · {SYMBOLS.get(run.state, '')} {run.state}", one_line=True)
+    table = Table(title=title if live else None, show_header=True, header_style="bold", box=None, padding=(0, 1))
+    table.add_column("task")
+    table.add_column("runs", justify="right")
+    table.add_column("states")
+    table.add_column("time", justify="right")
+    for name, counts in groups.items():
+        total = sum(counts.values())
+        done = sum(counts[s] for s in (COMPLETED, CACHED))
+        states = Text(" ").join(Text(f"{SYMBOLS[s]} {counts[s]} {s}", style=STYLES.get(s, ""))
+                                for s in ORDER if counts.get(s))
+        table.add_row(plain(name, one_line=True), f"{done}/{total}", states, format_duration(durations[name]))
+    return table
+
+
+def print_summary(console: Console, run: FlowRun) -> None:
+    console.print(task_table(run))
+    failed = [t for t in run.current_task_runs() if t.state in (FAILED, TIMED_OUT, CRASHED)]
+    for task_run in failed[:10]:
+        console.print(Text.assemble(state_text(task_run.state),
+                                    f" {visible(task_run.name, one_line=True)}: {visible(task_run.error or '')}"),
+                      highlight=False, soft_wrap=True)
+    shown = None
+    if failed:
+        first = next((a for a in reversed(failed[0].attempts) if a.traceback), None)
+        if first is not None and first.error == failed[0].error:  # not an earlier attempt's, for another reason
+            shown = first.traceback
+            console.print(plain(shown, "dim"), highlight=False, soft_wrap=True)
+    if len(failed) > 10:
+        console.print(f"... and {len(failed) - 10} more failed task runs")
+    # The flow body raising the failed task's own error (a direct call) would show that traceback again.
+    if run.traceback and run.state != COMPLETED and not (shown and _last_line(run.traceback) == _last_line(shown)):
+        console.print(plain(run.traceback, "dim"), highlight=False, soft_wrap=True)
+    message = f": {run.message}" if run.message and run.state != COMPLETED else ""
+    console.print(Text.assemble(state_text(run.state), (visible(f" flow run {run.flow!r} ({run.run_id}) in "
+                                                               f"{format_duration(run.duration)}{message}"), "bold")),
+                  highlight=False, soft_wrap=True)
+
+
+def _last_line(text: str) -> str:
+    return text.rstrip().rsplit("\n", 1)[-1]
+
+
+def _iso(moment: _dt.datetime | None) -> str | None:
+    return None if moment is None else moment.isoformat()
+
+
+def run_document(run: FlowRun) -> dict[str, Any]:
+    """SPEC's `run --json` document."""
+    from flows_tui.parameters import json_default
+
+    return {
+        "run_id": run.run_id,
+        "flow": run.flow,
+        "state": run.state,
+        "parameters": json.loads(json.dumps(run.parameters, default=json_default)),
+        "started": _iso(run.started),
+        "ended": _iso(run.ended),
+        "tasks": [
+            {
+                "id": t.id,
+                "name": t.name,
+                "map_index": t.map_index,
+                "state": t.state,
+                "attempts": len(t.attempts),
+                "error": t.error,
+                "upstream": list(t.upstream),
+            }
+            for t in run.task_runs.values()
+        ],
+    }

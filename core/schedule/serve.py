@@ -1,0 +1,225 @@
+"""`flows-tui serve` and `flow.serve(...)`: scheduled runs, headless, until SIGTERM or Ctrl-C.
+
+One cluster for the whole session; every run is recorded and notified like any other
+(`runner.recording`). A stop signal stops scheduling, lets running runs finish for a
+grace period, then cancels what is left and records it Cancelled.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import datetime as _dt
+import signal
+import threading
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from rich.console import Console
+from rich.text import Text
+
+from flows_tui.engine.cluster import ClusterChoice
+from flows_tui.engine.flow_run import FlowRunEngine
+from flows_tui.errors import ClusterError
+from flows_tui.launch.launcher import RunLauncher, where
+from flows_tui.launch.runner import recording
+from flows_tui.project.schedules import Schedule
+from flows_tui.record import events as ev
+from flows_tui.record.progress import SYMBOLS, format_duration, state_text
+from flows_tui.safe_text import plain, visible
+from flows_tui.states import SUCCESS_STATES
+
+from .scheduler import ScheduleLock, Scheduler
+
+DEFAULT_GRACE_SECONDS = 30.0
+
+
+@dataclass(frozen=True)
+class Served:
+    """A flow and the schedule it runs on."""
+
+    flow: Any  # Flow
+    schedule: Schedule
+    file: str | None = None
+
+
+class Service:
+    """Runs the scheduled flows of one `serve` session on one cluster."""
+
+    def __init__(self, served: list[Served], config: Any, choice: ClusterChoice, *, console: Console,
+                 clock: Any = None) -> None:
+        self.config = config
+        self.choice = choice
+        self.console = console
+        self.clock = clock
+        self._served = {entry.schedule.flow: entry for entry in served}
+        self._lock = threading.Lock()
+        self._pool = concurrent.futures.ThreadPoolExecutor(thread_name_prefix="flows-tui-serve-run")
+        self.bus = ev.EventBus()
+        self.launcher = RunLauncher(choice, config, self.bus, say=self.say)
+        self.scheduler: Scheduler | None = None
+
+    def say(self, text: Any) -> None:
+        stamp = _dt.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M:%S")
+        line = Text(f"{stamp} ")
+        line.append(text if isinstance(text, Text) else plain(text))
+        self.console.print(line, highlight=False, soft_wrap=True)
+
+    def update(self, served: list[Served]) -> None:
+        """New flows or schedules after a reload; runs in progress keep their code."""
+        with self._lock:
+            self._served = {entry.schedule.flow: entry for entry in served}
+        if self.scheduler is not None:
+            self.scheduler.set_schedules([entry.schedule for entry in served])
+
+    def run(self, stop: threading.Event, grace: float = DEFAULT_GRACE_SECONDS) -> None:
+        """Serve until `stop` is set; then wind down (grace period, then cancel)."""
+        with recording(self.bus, self.config) as store:
+            store.on_problem = self.say  # "the history of this run is incomplete: …", once per run
+            cluster = self.launcher.connect()
+            try:
+                lock = ScheduleLock(self.config.project.state_dir, "flows-tui serve")
+                self.scheduler = Scheduler(store, self._start, log=self.say, lock=lock,
+                                           **({"clock": self.clock} if self.clock else {}))
+                self.scheduler.set_schedules([entry.schedule for entry in self._served.values()])
+                self.say(f"serving {len(self._served)} schedule(s) on {where(cluster)}; Ctrl-C or SIGTERM stops")
+                for flow, due in sorted(self.scheduler.next_due().items()):
+                    schedule = self._served[flow].schedule
+                    self.say(f"  {flow}: {schedule.describe()}, next run {_local(due)}")
+                self.scheduler.start()
+                stop.wait()
+                self.scheduler.stop()
+                self._wind_down(grace)
+                self.say("stopped")
+            finally:
+                if self.scheduler is not None:
+                    self.scheduler.stop()  # again after an error: the schedules' lock goes to a standby
+                self._pool.shutdown(wait=False)
+                self.launcher.close()
+
+    def _start(self, schedule: Schedule, due: _dt.datetime) -> concurrent.futures.Future:
+        with self._lock:
+            entry = self._served[schedule.flow]
+        parameters = entry.flow.validate(dict(schedule.parameters))
+        return self._pool.submit(self._run_one, entry, parameters, due)
+
+    def _run_one(self, entry: Served, parameters: dict[str, Any], due: _dt.datetime) -> str:
+        name = entry.schedule.flow
+
+        def started(engine: FlowRunEngine) -> None:
+            self.say(f"{SYMBOLS['Running']} {name} started (run {engine.run_id}, due {_local(due)})")
+
+        try:  # after a run that ended Crashed because the scheduler was lost, this connects again
+            engine = self.launcher.launch(entry.flow, parameters, file=entry.file, on_engine=started)
+        except ClusterError as error:
+            self.say(f"{name}: the run due {_local(due)} did not start: {error}")
+            return "NotStarted"
+        run = engine.flow_run
+        text = Text.assemble(state_text(run.state),
+                             visible(f" {name} in {format_duration(run.duration)} (run {run.run_id})"))
+        if run.state not in SUCCESS_STATES and run.message:
+            text.append(f": {visible(run.message)}")
+        self.say(text)
+        return run.state
+
+    def _wind_down(self, grace: float) -> None:
+        running = self.scheduler.running() if self.scheduler else []
+        if not running:
+            return
+        self.say(f"stopping: waiting up to {grace:g}s for {len(running)} run(s) to finish")
+        _, still = concurrent.futures.wait(running, timeout=grace)
+        if still:
+            self.say(f"cancelling {len(self.launcher.running())} run(s) still in progress after {grace:g}s")
+            self.launcher.cancel_all(f"flows-tui serve stopped; the run did not finish within the {grace:g}s "
+                                     "grace period")
+            concurrent.futures.wait(still, timeout=30)
+
+
+def _local(moment: _dt.datetime | None) -> str:
+    return "paused" if moment is None else moment.astimezone().strftime("%Y-%m-%d %H:%M:%S %Z")
+
+
+def stop_on_signals(stop: threading.Event) -> Callable[[], None]:
+    """SIGTERM and SIGINT set `stop` (a second one is not needed); returns a function restoring the handlers."""
+    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
+
+    def handle(signum: int, frame: Any) -> None:
+        stop.set()
+
+    for sig in previous:
+        signal.signal(sig, handle)
+
+    def restore() -> None:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+    return restore
+
+
+def scheduled_flows(config: Any, files: list) -> list[Served]:
+    """The flows with a schedule in flows.toml, their parameters checked now rather than at 3 a.m."""
+    from flows_tui.project.catalog import flow_config_for
+    from flows_tui.errors import UsageError
+
+    served = []
+    for loaded in files:
+        for flow in loaded.flows.values():
+            flow_config = flow_config_for(config, flow)
+            schedule = Schedule.from_config(flow.name, flow_config)
+            if schedule is None:
+                continue
+            flow.validate(dict(schedule.parameters))  # ParameterError names the flow and parameter
+            served.append(Served(flow, schedule, str(loaded.path)))
+    if not served:
+        raise UsageError("nothing to serve: no flow has a schedule (add `cron` or `interval` under "
+                         "[flows.NAME] in flows.toml; `flows-tui check` reports names that match no flow)")
+    return served
+
+
+def serve_flow(flow: Any, *, cron: str | None, interval: Any, parameters: dict[str, Any], timezone: str | None,
+               overlap: str, catchup: str, grace: float) -> None:
+    """`flow.serve(...)` in a script: the same session as `flows-tui serve`, for one flow."""
+    from pathlib import Path
+
+    from flows_tui.engine.cluster import choose_cluster
+    from flows_tui.project.config import load_config, parse_interval
+    from flows_tui.errors import FlowsTuiError, UsageError
+
+    console = Console(highlight=False, soft_wrap=True)
+    try:
+        if (cron is None) == (interval is None):
+            raise UsageError(f"{flow.name}.serve() needs either cron=... or interval=...")
+        if cron is not None:
+            from croniter import croniter
+
+            if not croniter.is_valid(cron):
+                raise UsageError(f"{flow.name}.serve(): invalid cron expression {cron!r} (expected five fields, "
+                                 "e.g. \"0 * * * *\")")
+        every = None
+        if interval is not None:
+            try:
+                every = interval if isinstance(interval, _dt.timedelta) else parse_interval(interval)
+            except ValueError:
+                raise UsageError(f"{flow.name}.serve(): invalid interval {interval!r} (seconds, a timedelta, "
+                                 "or text like \"90s\", \"5m\", \"1h\")") from None
+        if timezone is not None:
+            from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+            try:
+                ZoneInfo(timezone)
+            except (ZoneInfoNotFoundError, ValueError):
+                raise UsageError(f"{flow.name}.serve(): unknown timezone {timezone!r} (an IANA name like "
+                                 "\"Europe/Berlin\")") from None
+        schedule = Schedule(flow.name, cron, every, timezone, dict(parameters), overlap, catchup)
+        flow.validate(dict(parameters))
+        config = load_config(None, cwd=Path.cwd())
+        service = Service([Served(flow, schedule, flow.file)],
+                          config, choose_cluster(None, config), console=console)
+    except FlowsTuiError as error:
+        console.print(visible(f"error: {error}"), markup=False, style="red")
+        raise SystemExit(2) from None
+    stop = threading.Event()
+    restore = stop_on_signals(stop)
+    try:
+        service.run(stop, grace)
+    finally:
+        restore()

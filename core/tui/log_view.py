@@ -1,0 +1,165 @@
+"""The logs pane: the run's lines or one task's, with a level filter, search and follow.
+
+Lines arrive in batches from the bridge and are written with one `write_lines` call per
+batch (one call per line is ~20x slower in Textual). The pane keeps the most recent
+lines in memory for refiltering; the full history of any run is in the store.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import deque
+from dataclasses import dataclass
+from typing import Any, Iterable
+
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Vertical
+from textual.widgets import Log, Static
+
+from flows_tui.record import events as ev
+from flows_tui.safe_text import plain, visible
+from flows_tui.tui.keys import vi_keys
+
+# What the pane keeps to refilter; what the Log widget holds on screen.
+KEPT_LINES = 50_000
+SHOWN_LINES = 5_000
+LEVELS = (logging.DEBUG, logging.INFO, logging.WARNING, logging.ERROR)
+
+
+@dataclass(frozen=True)
+class Line:
+    run_id: str
+    source: str  # the task run's name, or "flow"
+    task: str | None  # the task's name (every mapped child shares it)
+    line: ev.LogLine
+
+    def text(self) -> str:
+        level = logging.getLevelName(self.line.level)
+        message = self.line.message.replace("\n", "\n    ")
+        return visible(f"{self.line.time.astimezone():%H:%M:%S} {level[:4]:<4} {self.source}: {message}")
+
+
+class LogView(Vertical):
+    """`Log` with a one-line header saying what is shown: run, task, level, search, follow."""
+
+    BINDINGS = [
+        Binding("f", "toggle_follow", "Follow"),
+        Binding("v", "cycle_level", "Level"),
+        Binding("a", "show_all", "All tasks"),
+        *vi_keys(down="scroll_down", up="scroll_up", top="scroll_home", bottom="scroll_end"),
+    ]
+    can_focus = False
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.lines: deque[Line] = deque(maxlen=KEPT_LINES)
+        self.run_id: str | None = None
+        self.task_run_id: str | None = None
+        self.task_name: str | None = None
+        self.level = logging.DEBUG
+        self.search = ""
+        self.follow = True
+
+    def compose(self) -> ComposeResult:
+        yield Static(id="log-header")
+        yield Log(id="log-lines", max_lines=SHOWN_LINES, auto_scroll=True)
+
+    def on_mount(self) -> None:
+        self._show_header()
+
+    @property
+    def output(self) -> Log:
+        return self.query_one("#log-lines", Log)
+
+    def shown_lines(self) -> list[str]:
+        return [str(line) for line in self.output.lines]
+
+    # Feeding ------------------------------------------------------------------------------------
+
+    def show_run(self, run_id: str | None, lines: Iterable[Line] = ()) -> None:
+        """Switch to `run_id` (its lines so far, e.g. from the store), following the whole run."""
+        self.run_id = run_id
+        self.task_run_id = self.task_name = None
+        self.lines.clear()
+        self.lines.extend(lines)
+        self._refill()
+
+    def add(self, lines: list[Line]) -> None:
+        """New lines from the bridge: kept, and written if they match what is shown."""
+        self.lines.extend(lines)
+        matching = [line.text() for line in lines if self._matches(line)]
+        if matching:
+            self.output.write_lines(matching, scroll_end=self.follow)
+
+    def focus_task(self, task_run_id: str | None, task: str | None) -> None:
+        """Show only the lines of one task run (or of every run of a task); both None: the whole run."""
+        if (task_run_id, task) == (self.task_run_id, self.task_name):
+            return
+        self.task_run_id, self.task_name = task_run_id, task
+        self._refill()
+
+    def set_search(self, text: str) -> None:
+        self.search = text
+        self._refill()
+
+    # Actions ------------------------------------------------------------------------------------
+
+    def action_toggle_follow(self) -> None:
+        self.follow = not self.follow
+        self.output.auto_scroll = self.follow
+        if self.follow:
+            self.output.scroll_end(animate=False)
+        self._show_header()
+
+    def action_cycle_level(self) -> None:
+        self.level = LEVELS[(LEVELS.index(self.level) + 1) % len(LEVELS)] if self.level in LEVELS else logging.DEBUG
+        self._refill()
+
+    def action_show_all(self) -> None:
+        self.focus_task(None, None)
+
+    def action_scroll_down(self) -> None:
+        self.output.scroll_down(animate=False)
+
+    def action_scroll_up(self) -> None:
+        self.output.scroll_up(animate=False)
+
+    def action_scroll_home(self) -> None:
+        self.output.scroll_home(animate=False)
+
+    def action_scroll_end(self) -> None:
+        self.output.scroll_end(animate=False)
+
+    # Internals ----------------------------------------------------------------------------------
+
+    def _matches(self, line: Line) -> bool:
+        if line.run_id != self.run_id or line.line.level < self.level:
+            return False
+        if self.task_run_id is not None and line.line.task_run_id != self.task_run_id:
+            return False
+        if self.task_name is not None and line.task != self.task_name:
+            return False
+        return not self.search or self.search.lower() in line.line.message.lower()
+
+    def _refill(self) -> None:
+        shown = [line.text() for line in self.lines if self._matches(line)][-SHOWN_LINES:]
+        self.output.clear()
+        if shown:
+            self.output.write_lines(shown, scroll_end=self.follow)
+        self._show_header()
+
+    def _show_header(self) -> None:
+        parts = ["all tasks" if self.task_run_id is None and self.task_name is None else
+                 f"task {self.task_name or self._source_of(self.task_run_id)}"]
+        parts.append(f"level ≥ {logging.getLevelName(self.level)}")
+        if self.search:
+            parts.append(f"search {self.search!r}")
+        parts.append("following" if self.follow else "paused (f follows)")
+        self.query_one("#log-header", Static).update(plain(" · ".join(parts), one_line=True))
+
+    def _source_of(self, task_run_id: str | None) -> str:
+        for line in reversed(self.lines):
+            if line.line.task_run_id == task_run_id:
+                return line.source
+        return task_run_id or ""

@@ -1,0 +1,112 @@
+"""Modal screens: every key (`?`), a traceback or error, and a yes/no question."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.table import Table
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.screen import ModalScreen
+from textual.widgets import Button, OptionList, Static
+
+from flows_tui.safe_text import plain
+
+
+class HelpScreen(ModalScreen[None]):
+    """Every key of the app and of each pane, with what it does."""
+
+    BINDINGS = [Binding("escape,q,question_mark", "dismiss", "Close")]
+
+    def __init__(self, sections: list[tuple[str, list[tuple[str, str]]]]) -> None:
+        super().__init__()
+        self.sections = sections
+
+    def compose(self) -> ComposeResult:
+        table = Table(box=None, show_header=False, padding=(0, 2))
+        table.add_column(style="bold cyan", no_wrap=True)
+        table.add_column()
+        for title, keys in self.sections:
+            table.add_row(Text(title, style="bold underline"), "")
+            for key, description in keys:
+                table.add_row(key, description)
+            table.add_row("", "")
+        with VerticalScroll(id="help"):
+            yield Static(Text("Keys  (esc closes; ctrl+p lists every action and flow)", style="bold"))
+            yield Static(table)
+
+
+class TextScreen(ModalScreen[None]):
+    """A title and a long text (a traceback, an error): scrollable, esc closes."""
+
+    BINDINGS = [Binding("escape,q,enter", "dismiss", "Close"),
+                Binding("e", "app.edit", "Edit", show=False)]  # a modal screen passes no key to the app
+
+    def __init__(self, title: str, body: str, *, error: bool = True,
+                 location: tuple[str, int | None] | None = None) -> None:
+        super().__init__()
+        self.title_text = title
+        self.body = body
+        self.error = error
+        self.location = location  # where `e` opens the editor; None: the body's innermost frame
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="text-screen"):
+            yield Static(plain(self.title_text, "bold red" if self.error else "bold"), id="text-title")
+            with VerticalScroll(id="text-body"):
+                yield Static(plain(self.body))
+            yield Static(Text("esc closes", style="dim"))
+
+
+class FramePicker(ModalScreen["tuple[str, int] | None"]):
+    """Which frame of a traceback to open in the editor: the one that raised first, enter opens."""
+
+    BINDINGS = [Binding("escape,q", "dismiss(None)", "Close")]
+
+    def __init__(self, frames: list[tuple[str, int]], shown: list[str]) -> None:
+        super().__init__()
+        self.frames = frames  # innermost first
+        self.shown = shown
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="frame-picker"):
+            yield Static(Text("Open which frame in the editor? (enter opens, esc closes)", style="bold"))
+            yield OptionList(*[plain(text, one_line=True) for text in self.shown], id="frames")
+
+    def on_option_list_option_selected(self, event: OptionList.OptionSelected) -> None:
+        self.dismiss(self.frames[event.option_index])
+
+
+class ConfirmScreen(ModalScreen[bool]):
+    BINDINGS = [
+        Binding("y", "answer(True)", "Yes"),
+        Binding("n,escape", "answer(False)", "No"),
+    ]
+
+    def __init__(self, question: str) -> None:
+        super().__init__()
+        self.question = question
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="confirm"):
+            yield Static(plain(self.question))
+            with Horizontal():
+                yield Button("Yes (y)", variant="error", id="yes")
+                yield Button("No (n)", id="no")
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        self.dismiss(event.button.id == "yes")
+
+    def action_answer(self, answer: bool) -> None:
+        self.dismiss(answer)
+
+
+def key_help(bindings: Any) -> list[tuple[str, str]]:
+    """(keys, description) of bindings, as the help screen lists them."""
+    rows = []
+    for binding in bindings:
+        if binding.description:
+            rows.append((binding.key_display or binding.key, binding.description))
+    return rows

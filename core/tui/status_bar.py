@@ -1,0 +1,55 @@
+"""The status bar: first, in red, a run store that cannot be written; the next scheduled run; the cluster
+(kind or address, workers, threads, memory, dashboard); the cache."""
+
+from __future__ import annotations
+
+import datetime as _dt
+from typing import Any
+
+from rich.text import Text
+from textual.widgets import Static
+
+from flows_tui.record.progress import format_duration, format_size
+from flows_tui.safe_text import plain, visible
+
+
+class StatusBar(Static):
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__("", **kwargs)
+        self.cluster: Text = Text("cluster: starting…", style="yellow")
+        self.next_run: tuple[str, _dt.datetime] | None = None
+        self.cache_size = 0  # bytes of cached results under state_dir; shown only when there are some
+        self.store_problem: str | None = None  # e.g. "runs not recorded": the run store cannot be written
+
+    def on_mount(self) -> None:
+        self._draw()
+
+    def set_cluster(self, text: Text | str) -> None:
+        self.cluster = text if isinstance(text, Text) else plain(text)
+        self._draw()
+
+    def set_next_run(self, flow: str | None, moment: _dt.datetime | None) -> None:
+        self.next_run = None if flow is None or moment is None else (flow, moment)
+        self._draw()
+
+    def set_cache_size(self, size: int) -> None:
+        self.cache_size = size
+        self._draw()
+
+    def set_store_problem(self, problem: str | None) -> None:
+        self.store_problem = problem
+        self._draw()
+
+    def _draw(self) -> None:
+        # What changes by the second comes before the cluster's long line, so that 80 or 100
+        # columns still show it.
+        text = plain(f"✗ {self.store_problem}  ·  ", "bold red") if self.store_problem else Text()
+        if self.next_run is not None:
+            flow, moment = self.next_run
+            seconds = max(0.0, (moment - _dt.datetime.now(_dt.timezone.utc)).total_seconds())
+            text.append(f"next: {visible(flow, one_line=True)} in {format_duration(seconds)}", style="cyan")
+            text.append("  ·  ")
+        text.append_text(self.cluster)
+        if self.cache_size:
+            text.append(f"  ·  cache {format_size(self.cache_size)}")
+        self.update(text)
