@@ -46,10 +46,21 @@ class _Main(click.Group):
         return super().parse_args(ctx, args)
 
 
-def _load_config(config_path: str | None, *, require_env: bool = True):
+def _load_config(config_path: str | None, *, require_env: bool = True, say_warnings: bool = True):
+    """flows.toml; a command that runs flows says once what in it is off (a notifier without its ${VAR})."""
     from flows_tui.project.config import load_config
 
-    return load_config(Path(config_path) if config_path else None, cwd=Path.cwd(), require_env=require_env)
+    config = load_config(Path(config_path) if config_path else None, cwd=Path.cwd(), require_env=require_env)
+    if require_env and say_warnings:
+        _say_warnings(config.warnings)
+    return config
+
+
+def _say_warnings(warnings: Any) -> None:
+    console = _stderr()
+    for warning in warnings:
+        console.print("[yellow]warning:[/] ", end="")
+        console.print(visible(warning), markup=False)
 
 
 @click.group(cls=_Main, invoke_without_command=True, context_settings={"help_option_names": ["-h", "--help"]})
@@ -74,7 +85,7 @@ def main(ctx: click.Context, config_path: str | None, address: str | None, debug
         return  # each command that reads or records runs opens the store, which recovers crashed runs
     path = ctx.meta.get("flows_tui.path")
     try:
-        config = _load_config(config_path)
+        config = _load_config(config_path, say_warnings=False)  # the UI shows them
     except FlowsTuiError as error:
         raise _fail(error)
     try:
@@ -597,6 +608,7 @@ def check(ctx: click.Context, config_path: str | None) -> None:
         report = check_project(Path(config_path) if config_path else None, cwd=Path.cwd())
     except FlowsTuiError as error:
         raise _fail(error)
+    _say_warnings(report.warnings)
     for problem in report.problems:
         click.echo(visible(problem))
     if report.problems:
@@ -678,3 +690,21 @@ def _cache_config(ctx: click.Context) -> Any:
     except FlowsTuiError as error:
         raise _fail(error)
 
+
+
+@main.command()
+@click.argument("directory", default=".", type=click.Path(file_okay=False))
+def init(directory: str) -> None:
+    """Start a project in DIRECTORY (default: here): flows/riders.py and a commented flows.toml."""
+    from flows_tui.project.scaffold import create_project
+
+    folder = Path(directory)
+    try:
+        written = create_project(folder)
+    except FlowsTuiError as error:
+        raise _fail(error)
+    console = Console(highlight=False, soft_wrap=True)
+    for path in written:
+        console.print(f"wrote {visible(path)}", markup=False)
+    go = "" if folder.resolve() == Path.cwd().resolve() else f"cd {visible(folder)}, then "
+    console.print(f"next: {go}`flows-tui run riders` (headless) or `flows-tui` (the UI)", markup=False)

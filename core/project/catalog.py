@@ -229,6 +229,7 @@ class CheckReport:
     flows: int = 0
     files: int = 0
     flows_dir: Path | None = None
+    warnings: list[str] = field(default_factory=list)  # read but off: a notifier without its ${VAR}
 
 
 def check_project(config_path: Path | None, *, cwd: Path) -> CheckReport:
@@ -248,6 +249,7 @@ def check_project(config_path: Path | None, *, cwd: Path) -> CheckReport:
         return report
     if config is not None:
         report.flows_dir = config.project.flows_dir
+        report.warnings.extend(config.warnings)
     if not report.flows_dir.exists():
         report.problems.append(_missing_flows_dir(config, report.flows_dir))
         return report

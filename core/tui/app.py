@@ -32,6 +32,7 @@ from textual.worker import Worker, WorkerState
 from flows_tui.record import events as ev
 from flows_tui.cache import cache_directory, cache_size
 from flows_tui.project.catalog import flow_config_for
+from flows_tui.project.config import Config
 from flows_tui.engine.cluster import Cluster, choose_cluster, connect, reconnect
 from flows_tui.errors import FlowFileError, FlowsTuiError
 from flows_tui.record.model import FlowRun, RunModel
@@ -249,6 +250,13 @@ class FlowsApp(App):
         self.measure_cache()
         self.set_interval(1.0, self.every_second)
         self.set_interval(1.0, self.reload_config)
+        self._say_config_warnings(self.config)
+
+    def _say_config_warnings(self, config: Config) -> None:
+        """Once at start and after each reload of flows.toml: a toast each, and the status bar."""
+        for warning in config.warnings:
+            self.notify(warning, title="flows.toml", severity="warning", timeout=8)
+        self.query_one(StatusBar).set_notify_off(config.notify.off)
 
     def on_resize(self, event: Any) -> None:
         self._fit(event.size.width)
