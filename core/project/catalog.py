@@ -22,7 +22,7 @@ from flows_tui.errors import ConfigError, ParameterError
 from flows_tui.flows import Flow
 from .flows_directory import FlowsDirectory, FlowsReloaded
 from .flow_files import FlowFile, definition_line, duplicate_flows, load_directory, normalize_name
-from .schedules import Schedule, describe_schedule, first_due, next_run, schedule_timezone
+from .schedules import Schedule, describe_schedule, due_when_served, schedule_timezone
 
 
 @contextlib.contextmanager
@@ -122,7 +122,7 @@ def parameter_defaults(flow: Flow, flow_config: FlowConfig | None) -> tuple[dict
 
 
 def flow_entries(config: Config, files: list[FlowFile], now: _dt.datetime,
-                 schedule_states: dict[str, tuple[_dt.datetime | None, bool]] | None = None) -> list[FlowEntry]:
+                 schedule_states: dict[str, tuple] | None = None) -> list[FlowEntry]:
     """Every flow in `files`, in file order and, within a file, definition order; broken files in place.
 
     `schedule_states` (from the store: per flow, the due time last fired for and whether it is
@@ -155,16 +155,15 @@ def flow_entries(config: Config, files: list[FlowFile], now: _dt.datetime,
 
 
 def _next_run(flow: str, flow_config: Any, now: _dt.datetime,
-              states: dict[str, tuple[_dt.datetime | None, bool]]) -> _dt.datetime | None:
+              states: dict[str, tuple]) -> _dt.datetime | None:
     schedule = Schedule.from_config(flow, flow_config)
     if schedule is None:
         return None
-    last_due, paused = states.get(flow, (None, False))
+    last_due, paused, timing = states.get(flow, (None, False, None))
     if paused:
         return None
-    if last_due is None:
-        return next_run(flow_config, now)
-    due = max(first_due(schedule, last_due, now), now)
+    # What serve would do: an interval schedule that never fired runs as soon as it is served.
+    due = max(due_when_served(schedule, last_due, timing, now), now)
     if due.microsecond:  # whole seconds, as next_run gives them: sub-second precision is noise here
         due = due.replace(microsecond=0) + _dt.timedelta(seconds=1)
     return due.astimezone(schedule_timezone(schedule))

@@ -137,6 +137,10 @@ class Schedule:
         assert self.interval is not None
         return moment + self.interval
 
+    def timing(self) -> tuple:
+        """What decides when it fires (not what the run is given, nor the overlap and catch-up policies)."""
+        return (self.cron, self.interval, self.timezone)
+
 
 def first_due(schedule: Schedule, last_due: _dt.datetime | None, now: _dt.datetime) -> _dt.datetime:
     """When a schedule is due once served: after the due time it last fired for, else from now.
@@ -146,3 +150,32 @@ def first_due(schedule: Schedule, last_due: _dt.datetime | None, now: _dt.dateti
     if last_due is not None:
         return schedule.next_after(last_due)
     return schedule.next_after(now) if schedule.cron else now
+
+
+def due_when_served(schedule: Schedule, last_due: _dt.datetime | None, last_timing: str | None,
+                    now: _dt.datetime) -> _dt.datetime:
+    """When a schedule is due as `serve` (or the UI) starts, given what the store says of it.
+
+    It resumes where it left off, unless its timing changed since it last fired (`last_timing`):
+    then it starts afresh, as `first_due_after_change` says.
+    """
+    if last_due is not None and last_timing is not None and last_timing != schedule.describe():
+        return first_due_after_change(schedule, last_due, now)
+    return first_due(schedule, last_due, now)
+
+
+def first_due_after_change(schedule: Schedule, last_due: _dt.datetime | None, now: _dt.datetime) -> _dt.datetime:
+    """When a schedule whose timing was just changed (flows.toml saved while served) is due.
+
+    Due times before the change were never due: none of them fires, whatever `catchup` says.
+    An interval keeps its rhythm from the last run it fired (the first such time after now);
+    a cron expression fires at its next time after now.
+    """
+    if schedule.cron or last_due is None:
+        return first_due(schedule, None, now) if last_due is None else schedule.next_after(now)
+    assert schedule.interval is not None
+    due = schedule.next_after(last_due)
+    if due <= now:
+        steps = (now - due) // schedule.interval + 1
+        due += steps * schedule.interval
+    return due
