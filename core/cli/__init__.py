@@ -99,7 +99,7 @@ def main(ctx: click.Context, config_path: str | None, address: str | None, debug
     raise click.exceptions.Exit(status)
 
 
-@main.command()
+@main.command(short_help="Run FLOW headless; exit 0 Completed, 1 failed, 2 bad input.")
 @click.argument("flow_spec", metavar="FLOW")
 @click.option("-p", "--param", "params", multiple=True, metavar="NAME=VALUE",
               help="A flow parameter; repeat for several. Converted to the parameter's type hint.")
@@ -183,7 +183,7 @@ def run(ctx: click.Context, flow_spec: str, params: tuple[str, ...], address: st
         raise click.exceptions.Exit(130)
     unsubscribe()
     flow_run = engine.flow_run
-    print_summary(console, flow_run)
+    print_summary(console, flow_run, said=progress.said_failed)
     if previous is not None:
         again = _completed_before_and_run_again(previous, flow_run)
         if again:
@@ -271,7 +271,7 @@ def _watch_run(flow_name: str, root: Path, values: dict[str, Any], typed: set[st
         finally:
             unsubscribe()
             engines.clear()
-        print_summary(console, engine.flow_run)
+        print_summary(console, engine.flow_run, said=progress.said_failed)
         if as_json:
             click.echo(json.dumps(run_document(engine.flow_run)))
         if not watch.stopped:  # after a Ctrl-C the run ends cancelled and nothing is watched any more
@@ -341,7 +341,7 @@ def _open_store(config: Any):
         raise _fail(error)
 
 
-@main.command()
+@main.command(short_help="Recorded runs, newest first (of FLOW if given).")
 @click.argument("flow_name", metavar="[FLOW]", required=False)
 @click.option("--limit", "-n", default=50, show_default=True, help="How many runs to show (0: all).")
 @click.option("--config", "config_path", type=click.Path(dir_okay=False), help="flows.toml to use.")
@@ -378,7 +378,7 @@ def runs(ctx: click.Context, flow_name: str | None, limit: int, config_path: str
     Console(highlight=False).print(table)
 
 
-@main.command()
+@main.command(short_help="A run's log lines (RUN_ID, or a unique prefix).")
 @click.argument("run_id", metavar="RUN_ID")
 @click.option("--task", "task_name", metavar="NAME", help="Only this task's lines (a task run's or a task's name).")
 @click.option("--level", type=click.Choice(list(LOG_LEVELS), case_sensitive=False),
@@ -392,7 +392,7 @@ def logs(ctx: click.Context, run_id: str, task_name: str | None, level: str, fol
     """Print the log lines of RUN_ID (a unique prefix is enough), from the store."""
     import time
 
-    from flows_tui.record.progress import log_text
+    from flows_tui.record.progress import log_text, run_end_line
 
     try:
         config = _load_config(config_path or ctx.obj.get("config_path"), require_env=False)
@@ -421,7 +421,11 @@ def logs(ctx: click.Context, run_id: str, task_name: str | None, level: str, fol
                     click.echo(json.dumps(stored.document()))
                 else:
                     console.print(log_text(stored.task or "flow", stored.line), highlight=False, soft_wrap=True)
-            if not follow or final:
+            if not follow:
+                return
+            if final:  # how it ended, as `run` ends its output
+                if not as_json:
+                    console.print(run_end_line(store.load_run(run_id)), highlight=False, soft_wrap=True)
                 return
             time.sleep(0.25)
             store.recover()  # the run's owner may have been killed meanwhile
@@ -429,7 +433,7 @@ def logs(ctx: click.Context, run_id: str, task_name: str | None, level: str, fol
         raise click.exceptions.Exit(130)
 
 
-@main.command()
+@main.command(short_help="Run the scheduled flows headless, until stopped.")
 @click.option("--grace", type=float, default=30.0, show_default=True, metavar="SECONDS",
               help="On SIGTERM/Ctrl-C, how long running runs may finish before they are cancelled.")
 @click.option("--address", help="Dask scheduler to attach to (tcp://host:8786).")
@@ -488,7 +492,7 @@ def serve(ctx: click.Context, grace: float, address: str | None, config_path: st
         restore()
 
 
-@main.command("list")
+@main.command("list", short_help="The flows: file, parameters, schedule, next run.")
 @click.option("--config", "config_path", type=click.Path(dir_okay=False), help="flows.toml to use.")
 @click.option("--json", "as_json", is_flag=True,
               help="Print JSON lines: one per flow, one per file that fails to load.")
@@ -596,7 +600,7 @@ def _relative_to(file: str, directory: Path) -> str:
         return file
 
 
-@main.command()
+@main.command(short_help="Check flows.toml and every flow file (exit 2 on problems).")
 @click.option("--config", "config_path", type=click.Path(dir_okay=False), help="flows.toml to use.")
 @click.pass_context
 def check(ctx: click.Context, config_path: str | None) -> None:
@@ -619,7 +623,7 @@ def check(ctx: click.Context, config_path: str | None) -> None:
     click.echo(f"ok: {flows} flow{'s' if flows != 1 else ''} in {files} file{'s' if files != 1 else ''}")
 
 
-@main.group("cache", invoke_without_command=True)
+@main.group("cache", invoke_without_command=True, short_help="Cached task results per flow; `cache clear` removes them.")
 @click.option("--config", "config_path", type=click.Path(dir_okay=False), help="flows.toml to use.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON lines: one per flow.")
 @click.pass_context
@@ -692,7 +696,7 @@ def _cache_config(ctx: click.Context) -> Any:
 
 
 
-@main.command()
+@main.command(short_help="Start a project: flows/riders.py and a commented flows.toml.")
 @click.argument("directory", default=".", type=click.Path(file_okay=False))
 def init(directory: str) -> None:
     """Start a project in DIRECTORY (default: here): flows/riders.py and a commented flows.toml."""
