@@ -141,3 +141,17 @@ def test_tls_paths_resolve_against_the_config_directory(tmp_path):
 
 def test_a_bare_host_port_address_becomes_tcp(tmp_path):
     assert parse('[cluster]\naddress = "10.0.0.5:8786"\n', tmp_path).cluster.address == "tcp://10.0.0.5:8786"
+
+
+@pytest.mark.parametrize("expression, says", [
+    ("61 * * * *", "field 1 (minute) '61': 61 is outside 0-59"),
+    ("0 25 * * *", "field 2 (hour) '25': 25 is outside 0-23"),
+    ("0 0 32 * *", "field 3 (day of month) '32': 32 is outside 1-31"),
+    ("0 0 * 13 *", "field 4 (month) '13': 13 is outside 1-12"),
+    ("x * * * *", "field 1 (minute) 'x' is not valid"),
+    ("*/5 * * *", "expected five fields (minute hour day-of-month month day-of-week), got 4"),
+])
+def test_a_bad_cron_expression_names_the_field_at_fault(tmp_path, expression, says):
+    with pytest.raises(ConfigError) as error:
+        parse(f'[flows.etl]\ncron = "{expression}"\n', tmp_path)
+    assert error.value.line == 2 and says in str(error.value)

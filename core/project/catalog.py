@@ -52,8 +52,8 @@ def located_in_config(config: Config, flow: Flow | None, error: ParameterError) 
     flow_config = flow_config_for(config, flow) if flow is not None else None
     if flow_config is None or config.path is None:
         return error
-    return ConfigError(str(error), path=display_path(config.path), key=f"flows.{flow_config.name}.parameters",
-                       line=flow_config.line)
+    key, line = flow_config.parameter_location(error.parameter)
+    return ConfigError(str(error), path=display_path(config.path), key=key, line=line)
 
 
 def error_text(loaded: FlowFile) -> str | None:
@@ -402,7 +402,8 @@ def _bad_parameters(config: Config, files: list[FlowFile]) -> list[Problem]:
             else:
                 flow.signature.bind_partial(**values)
         except (ParameterError, TypeError) as error:
-            problems.append(Problem(config_file, flow_config.line, f"[flows.{key}.parameters] {error}"))
+            where, line = flow_config.parameter_location(getattr(error, "parameter", None))
+            problems.append(Problem(config_file, line, f"[{where}] {error}"))
     return problems
 
 

@@ -19,6 +19,8 @@ except ModuleNotFoundError:  # Python 3.10
 from flows_tui.errors import ConfigError
 from flows_tui.states import ALL_STATES
 
+from .schedules import cron_problem
+
 CONFIG_NAME = "flows.toml"
 LOG_LEVELS = {name: getattr(logging, name) for name in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")}
 
@@ -81,6 +83,15 @@ class FlowConfig:
     overlap: str = "skip"
     catchup: str = "skip"
     line: int | None = None
+    # The line of each value in `parameters`, so a bad one is named where it is written.
+    parameter_lines: dict[str, int] = field(default_factory=dict, compare=False)
+
+    def parameter_location(self, parameter: str | None) -> tuple[str, int | None]:
+        """(key path, line) of `parameter`'s value, else of the parameters table."""
+        line = self.parameter_lines.get(parameter or "")
+        if line is not None:
+            return f"flows.{self.name}.parameters.{parameter}", line
+        return f"flows.{self.name}.parameters", self.line
 
 
 @dataclass(frozen=True)
@@ -369,14 +380,12 @@ def _notify(reader: _Reader, data: dict, warnings: list[str]) -> NotifyConfig:
 def _flow(reader: _Reader, name: str, data: Any) -> FlowConfig:
     from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-    from croniter import croniter
-
     keys = ("flows", name)
     reader.table(data, keys, {"cron", "interval", "timezone", "parameters", "overlap", "catchup"})
     cron = reader.get(data, keys, "cron", str)
-    if cron is not None and not croniter.is_valid(cron):
-        reader.report(reader.error(keys + ("cron",), f"flow {name!r}: invalid cron expression {cron!r} "
-                                                     "(expected five fields, e.g. \"0 * * * *\")"))
+    problem = cron_problem(cron) if cron is not None else None
+    if problem is not None:
+        reader.report(reader.error(keys + ("cron",), f"flow {name!r}: invalid cron expression {cron!r}: {problem}"))
         cron = None
     interval = None
     if "interval" in data:
@@ -408,7 +417,9 @@ def _flow(reader: _Reader, name: str, data: Any) -> FlowConfig:
                                        f"flow {name!r}: {key} must be one of {', '.join(allowed)}, got {value!r}"))
             value = allowed[0]
         policies[key] = value
-    return FlowConfig(name, cron, interval, timezone, parameters, line=reader.lines.find(keys), **policies)
+    lines = {k: line for k in parameters if (line := reader.lines.find(keys + ("parameters", k))) is not None}
+    return FlowConfig(name, cron, interval, timezone, parameters, line=reader.lines.find(keys),
+                      parameter_lines=lines, **policies)
 
 
 def parse_config(text: str, *, path: Path, environ: Mapping[str, str] | None = None,

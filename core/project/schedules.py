@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import math
+import re
 from dataclasses import dataclass, field
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -84,6 +85,33 @@ def _next_cron(expression: str, zone: _dt.tzinfo, now: _dt.datetime) -> _dt.date
         if hour_is_wildcard or not _is_repeat(candidate):
             return candidate
     raise RuntimeError(f"cron {expression!r}: no firing time found after {now.isoformat()}")
+
+
+_CRON_FIELDS = (("minute", 0, 59), ("hour", 0, 23), ("day of month", 1, 31), ("month", 1, 12),
+                ("day of week", 0, 7))
+
+
+def cron_problem(expression: str) -> str | None:
+    """What is wrong with a cron expression, field by field; None when croniter accepts it."""
+    if croniter.is_valid(expression):
+        return None
+    fields = expression.split()
+    if expression.strip().startswith("@"):
+        return "unknown alias (known: @hourly, @daily, @weekly, @monthly, @yearly)"
+    if len(fields) != 5:
+        return (f"expected five fields (minute hour day-of-month month day-of-week), got {len(fields)}, "
+                'e.g. "0 * * * *"')
+    for position, (field_text, (name, low, high)) in enumerate(zip(fields, _CRON_FIELDS)):
+        alone = ["*"] * 5
+        alone[position] = field_text
+        if croniter.is_valid(" ".join(alone)):
+            continue
+        numbers = [int(n) for n in re.findall(r"\d+", field_text)]
+        outside = [n for n in numbers if not low <= n <= high]
+        if outside:
+            return f"field {position + 1} ({name}) {field_text!r}: {outside[0]} is outside {low}-{high}"
+        return f"field {position + 1} ({name}) {field_text!r} is not valid"
+    return "the fields do not make a valid schedule together"
 
 
 def _normalize(moment: _dt.datetime, zone: _dt.tzinfo) -> _dt.datetime:
