@@ -28,6 +28,7 @@ class TaskRunContext:
     log_prints: bool
     emit_log: Callable[[logging.LogRecord], None]
     log_level: int = logging.INFO  # records below it are not captured
+    at_terminal: bool = False  # run by `flows-tui debug`: breakpoint() opens the debugger
 
     @classmethod
     def get(cls) -> "TaskRunContext | None":

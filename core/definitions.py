@@ -11,8 +11,6 @@ from typing import Any, Callable, Iterable
 
 # Call options every task and flow call takes: a parameter cannot have these names.
 RESERVED_ARGUMENTS = ("return_state", "wait_for")
-# Characters Prefect does not accept in a flow's name.
-BANNED_NAME_CHARACTERS = ("/", "%", "&", ">", "<")
 
 
 def unwrap_method(fn: Any) -> tuple[Callable[..., Any], str | None]:
@@ -63,16 +61,12 @@ def check_run_name(option: str, value: Any) -> None:
 
 
 def check_flow_name(name: Any) -> None:
-    from .exceptions import InvalidNameError
-
+    """A flow's name must be text. Unlike Prefect, any characters are accepted: Prefect refuses
+    `/ % & > <` because its server puts names in URLs, and flows-tui has no server (a name such as
+    `load/clean` is shown and stored as it is, and never taken for markup)."""
     if name is not None and not isinstance(name, str):
         hint = "Perhaps you meant to call it? e.g. '@flow(name=get_flow_run_name())'" if callable(name) else ""
         raise TypeError(f"Expected string for flow parameter 'name'; got {type(name).__name__} instead. {hint}")
-    if name is not None:
-        banned = [c for c in BANNED_NAME_CHARACTERS if c in name]
-        if banned:
-            raise InvalidNameError(f"Name {name!r} contains an invalid character. Must not contain any of: "
-                                   f"{list(BANNED_NAME_CHARACTERS)}.")
 
 
 def seconds_or_none(value: Any) -> float | None:

@@ -14,7 +14,7 @@ class ReservedArgumentError(PrefectException, TypeError):
 
 
 class InvalidNameError(PrefectException, ValueError):
-    """A flow's name holds a character Prefect does not accept (`/ % & > <`)."""
+    """Prefect's error for a flow name with `/ % & > <`; flows-tui accepts any name (no server URLs)."""
 
 
 class ParameterTypeError(PrefectException):

@@ -58,6 +58,7 @@ class Flow:
         result_storage: Any = None,
         result_serializer: Any = None,
         cache_result_in_memory: bool = True,
+        fail_on_unhandled_task_failures: bool = True,
     ) -> None:
         check_flow_name(name)
         hooks = check_hooks("flow", on_completion=on_completion, on_failure=on_failure, on_crashed=on_crashed,
@@ -96,6 +97,10 @@ class Flow:
         self.result_storage = result_storage
         self.result_serializer = result_serializer
         self.cache_result_in_memory = cache_result_in_memory
+        # flows-tui's rule, not Prefect's: a task run that failed and that nothing looked at (no
+        # `return_state`, no `.result()`, no `allow_failure`) fails the flow, so no failure is silent.
+        # False: Prefect 3's rule, the state follows from the return value alone.
+        self.fail_on_unhandled_task_failures = fail_on_unhandled_task_failures
         self.signature = inspect.signature(fn)
         functools.update_wrapper(self, fn)
 
@@ -127,8 +132,20 @@ class Flow:
         parent = current_flow_run()
         if parent is not None:
             # A subflow: its body runs in the parent's driver, its tasks join the parent's run.
-            value = self.call_fn(self.validate(parameters))
-            return value
+            # Its state follows from what it returned, as a flow run's does.
+            from .futures import resolve_futures_to_results
+            from .states import FAILED, State, state_from_return
+
+            try:
+                values = self.validate({k: resolve_futures_to_results(v) for k, v in parameters.items()})
+                state = state_from_return(parent._futures_to_states(self.call_fn(values)))
+            except Exception as error:
+                if not return_state:
+                    raise
+                state = State(FAILED, f"subflow {self.name!r} raised {type(error).__name__}: {error}",
+                              _exception=error)
+            state._run = True  # a run's state: returned by the parent, it counts as one
+            return state if return_state else state.result()
         if self.isasync:  # as in Prefect, an async flow's call is awaited; the run itself is in a thread
             import asyncio
 

@@ -170,7 +170,8 @@ class State(Generic[T]):
         error = self._exception or _exception_for(self)
         if raise_on_failure:
             raise error
-        return error  # type: ignore[return-value]
+        # Prefect gives a failed state's data: its exception, or the states it was made from.
+        return self._value if self._value is not None else error  # type: ignore[return-value]
 
     def __eq__(self, other: object) -> bool:
         # By value, as Prefect's states (pydantic models) compare; the value itself is not fetched.
@@ -261,3 +262,51 @@ def returned_state(value: Any) -> State:
         value.type, value.name if value.name in (FAILED, TIMED_OUT) else FAILED)
     error = value._exception or _exception_for(State(name, value.message or f"the run returned {value!r}"))
     return State(name, value.message, _exception=error)
+
+
+def is_state_iterable(value: Any) -> bool:
+    """A non-empty list, tuple or set of states only (Prefect's rule for what aggregates)."""
+    return isinstance(value, (list, tuple, set)) and bool(value) and all(isinstance(v, State) for v in value)
+
+
+def from_a_run(state: State) -> bool:
+    """Whether a state is some run's (a task's or subflow's), not one the user's code made."""
+    return bool(getattr(state, "_task_run_id", None) or getattr(state, "_run", False))
+
+
+def state_from_return(value: Any) -> State:
+    """The state a flow run ends in, from what its body returned (futures already turned into their
+    states): Prefect 3's "final state determination".
+
+    - a State the body made itself (`return Cancelled()`) is the run's state;
+    - a run's state, or a list/tuple/set of states: Completed when all completed ("All states
+      completed."), else Cancelled when any was cancelled ("1/3 states cancelled."), else Failed
+      ("1/2 states failed."), the value being the state(s) returned, the exception the first
+      failure's;
+    - anything else: Completed with that value.
+    """
+    from .futures import quote
+
+    if isinstance(value, quote):
+        return State(COMPLETED, _value=value.unquote())
+    if isinstance(value, State) and not from_a_run(value):
+        return returned_state(value)
+    if not (isinstance(value, State) or is_state_iterable(value)):
+        return State(COMPLETED, _value=value)
+    states = [value] if isinstance(value, State) else list(value)
+    total = len(states)
+    failures = [st for st in states if st.type in (StateType.FAILED, StateType.CRASHED)]
+    cancelled = [st for st in states if st.type == StateType.CANCELLED]
+    if all(st.is_completed() for st in states):
+        return State(COMPLETED, "All states completed.", _value=value)
+    if cancelled:
+        name, message = CANCELLED, f"{len(cancelled)}/{total} states cancelled."
+    else:
+        unfinished = total - sum(st.is_final() and st.name != NOT_RUN for st in states)
+        name = FAILED
+        message = f"{len(failures)}/{total} states failed." if failures else \
+            f"{unfinished}/{total} states are not final."
+    first = next(st for st in states if not st.is_completed())
+    error = first._exception or _exception_for(first)
+    return State(name, message, _value=value, _exception=error)
+

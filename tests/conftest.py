@@ -216,3 +216,48 @@ def scheduler(tmp_path, worker_dir):
         yield address
     finally:
         stop_processes(work, sched)
+
+
+# Prefect's own tests, ported (tests/prefect/): they call flows from plain Python, as Prefect
+# users do. One thread LocalCluster serves them all (DASK_SCHEDULER_ADDRESS, Dask's own
+# convention, points every flow call at it); each test runs in its own directory, so the
+# store and cached results of one test are not another's. (Here, not in a conftest of their
+# own: two conftest modules outside packages share one module name.)
+PREFECT_TESTS = ROOT / "tests" / "prefect"
+
+
+@pytest.fixture(scope="session")
+def prefect_cluster_address():
+    from distributed import LocalCluster
+
+    with LocalCluster(n_workers=1, threads_per_worker=4, processes=False, protocol="tcp://", host="127.0.0.1",
+                      dashboard_address=":0", silence_logs=logging.CRITICAL) as cluster:
+        yield cluster.scheduler_address
+
+
+@pytest.fixture(autouse=True)
+def _ported_prefect_test(request):
+    if request.node.path.parent != PREFECT_TESTS:
+        yield
+        return
+    monkeypatch = request.getfixturevalue("monkeypatch")
+    monkeypatch.setenv("DASK_SCHEDULER_ADDRESS", request.getfixturevalue("prefect_cluster_address"))
+    monkeypatch.chdir(request.getfixturevalue("tmp_path"))
+    yield
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """The ported Prefect tests that fail today are expected to, strictly: one that starts passing
+    fails the suite until its entry in tests/prefect/xfails.py is removed."""
+    ported = [item for item in items if item.path.parent == PREFECT_TESTS]
+    if not ported:
+        return
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("prefect_xfails", PREFECT_TESTS / "xfails.py")
+    xfails = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(xfails)
+    for item in ported:
+        reason = xfails.XFAIL.get(f"{item.path.name}::{item.nodeid.split('::', 1)[1]}")
+        if reason is not None:
+            item.add_marker(pytest.mark.xfail(strict=True, reason=reason))

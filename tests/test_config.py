@@ -155,3 +155,11 @@ def test_a_bad_cron_expression_names_the_field_at_fault(tmp_path, expression, sa
     with pytest.raises(ConfigError) as error:
         parse(f'[flows.etl]\ncron = "{expression}"\n', tmp_path)
     assert error.value.line == 2 and says in str(error.value)
+
+
+@pytest.mark.timeout(60)  # the line scanner was quadratic: 10 kB took 1.4 s, this would have taken hours
+def test_a_megabyte_value_in_an_inline_table_is_read_whole(tmp_path):
+    word = "a" * 1_000_000
+    config = parse_config(f'[flows.big]\nparameters = {{ text = "{word}", n = 1 }}\n', path=tmp_path / "flows.toml",
+                          environ={})
+    assert config.flows["big"].parameters == {"text": word, "n": 1}

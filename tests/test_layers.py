@@ -11,6 +11,11 @@ import sys
 import flows_tui
 from conftest import ROOT
 
+try:
+    import tomllib
+except ImportError:  # Python 3.10
+    import tomli as tomllib
+
 CHECK = ("import sys; from importlinter.cli import lint_imports; "
          "sys.exit(lint_imports(config_filename=sys.argv[1], no_cache=True, no_logo=True))")
 
@@ -20,6 +25,15 @@ def test_the_import_contracts_of_pyproject_hold():
                             text=True, cwd=ROOT)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "0 broken" in result.stdout
+
+
+def test_every_module_of_the_package_has_its_layer():
+    """A new module must be placed in a layer, or the contracts would not see it."""
+    settings = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["importlinter"]
+    [layers] = [contract["layers"] for contract in settings["contracts"] if contract["type"] == "layers"]
+    placed = {name.strip() for layer in layers for name in layer.split("#")[0].replace("|", ":").split(":")}
+    children = {info.name for info in pkgutil.iter_modules(flows_tui.__path__)}
+    assert children - placed == set()
 
 
 def _core_modules() -> list[str]:

@@ -39,6 +39,7 @@ class Receiver:
 
     def __init__(self) -> None:
         self.mode = "ok"
+        self.redirect_to: str | None = None  # with mode "redirect": answer 302 with this Location
         self.requests: list[Request] = []
         self.release = threading.Event()
         receiver = self
@@ -51,8 +52,21 @@ class Receiver:
                 if receiver.mode == "hang":
                     receiver.release.wait(30)  # until the test ends; the client gave up long before
                     return
+                if receiver.mode == "redirect":
+                    self.send_response(302)
+                    self.send_header("Location", receiver.redirect_to)
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
                 status = 500 if receiver.mode == "error" else 200
                 self.send_response(status)
+                self.send_header("Content-Length", "2")
+                self.end_headers()
+                self.wfile.write(b"ok")
+
+            def do_GET(self) -> None:  # what a followed redirect would turn the POST into
+                receiver.requests.append(Request(self.path, {k.lower(): v for k, v in self.headers.items()}, {}))
+                self.send_response(200)
                 self.send_header("Content-Length", "2")
                 self.end_headers()
                 self.wfile.write(b"ok")
@@ -456,3 +470,21 @@ def test_flows_tui_run_posts_the_webhook_and_a_down_webhook_changes_nothing_but_
     assert "notification to webhook failed" in stored
     for text in (result.stdout, result.stderr, down.stdout, down.stderr, stored):
         assert SECRET not in text
+
+
+def test_a_redirect_is_a_failed_delivery_and_the_header_never_reaches_the_other_host(tmp_path, receiver,
+                                                                                       notified_run):
+    elsewhere = Receiver()
+    try:
+        receiver.mode, receiver.redirect_to = "redirect", elsewhere.url("/collect")
+        config = notify_config(tmp_path, '[notify.webhook]\nurl = "${HOOK_URL}"\non = ["Failed"]\n'
+                                         'headers = { Authorization = "Bearer ${HOOK_TOKEN}" }\n',
+                               HOOK_URL=receiver.url(f"/hooks/{SECRET}"), HOOK_TOKEN=HEADER_SECRET)
+        result = notified_run(taxi_tips, config)
+        assert len(receiver.requests) == 2  # the POST and its one retry, both answered 302
+        assert elsewhere.requests == []  # never followed: no GET, no Authorization header over there
+        [warning] = warnings_of(result.recorder, result.engine.run_id)
+        assert "HTTP 302" in warning.message and "redirect" in warning.message
+        assert SECRET not in warning.message and HEADER_SECRET not in warning.message
+    finally:
+        elsewhere.close()

@@ -319,3 +319,18 @@ def _at(seconds: float):
     import datetime
 
     return datetime.datetime(2026, 1, 1, tzinfo=datetime.timezone.utc) + datetime.timedelta(seconds=seconds)
+
+
+def test_the_state_directory_and_the_database_are_the_users_alone(tmp_path):
+    """Logs, parameters and tracebacks are not world-readable on a shared machine: 0700 and 0600."""
+    import datetime
+    import stat
+
+    state_dir = tmp_path / "project" / ".flows-tui"
+    store = Store.open(state_dir)
+    store.record([ev.FlowRunStarted("r1", "f", {}, datetime.datetime.now(datetime.timezone.utc))])
+    assert stat.S_IMODE(state_dir.stat().st_mode) == 0o700
+    files = {path.name: stat.S_IMODE(path.stat().st_mode) for path in state_dir.iterdir()}
+    assert {"flows-tui.db", "flows-tui.db-wal", "flows-tui.db-shm"} <= set(files), files
+    assert set(files.values()) == {0o600}, files
+    store.close()

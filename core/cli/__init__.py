@@ -130,6 +130,7 @@ def run(ctx: click.Context, flow_spec: str, params: tuple[str, ...], address: st
     address = address or ctx.obj.get("address")
     config_path = config_path or ctx.obj.get("config_path")
     previous = None
+    out = _stdout_for_json() if as_json else None
     try:
         config = _load_config(config_path)
         flow, loaded = find_flow(flow_spec, config.project.flows_dir)
@@ -161,7 +162,7 @@ def run(ctx: click.Context, flow_spec: str, params: tuple[str, ...], address: st
     if watch:
         single_file = ":" in flow_spec and flow_spec.split(":", 1)[0].endswith(".py")
         _watch_run(flow.name, loaded.path if single_file else config.project.flows_dir, values, set(typed),
-                   choice, config, console, as_json=as_json, live=live)
+                   choice, config, console, as_json=as_json, live=live, out=out)
     bus = ev.EventBus()
     progress = Progress(console, live=live)
     unsubscribe = bus.subscribe(progress.handle, name="progress")
@@ -191,8 +192,19 @@ def run(ctx: click.Context, flow_spec: str, params: tuple[str, ...], address: st
                                   f"(no cache policy, or no cached result): {', '.join(again[:8])}"
                                   + (f" and {len(again) - 8} more" if len(again) > 8 else "")), markup=False)
     if as_json:
-        click.echo(json.dumps(run_document(flow_run)))
+        click.echo(json.dumps(run_document(flow_run)), file=out)
     raise click.exceptions.Exit(EXIT_OK if flow_run.state in ("Completed", "Cached") else EXIT_FAILED)
+
+
+def _stdout_for_json() -> Any:
+    """`run --json`: stdout carries the JSON document alone. Whatever else writes to it, from this
+    point on (a flow file printing as it is imported, the flow body, a library, C code, a worker
+    thread), goes to stderr instead: file descriptor 1 becomes stderr, and the document is written
+    to the original stdout, returned here."""
+    sys.stdout.flush()
+    document_out = os.fdopen(os.dup(1), "w", encoding="utf-8", errors="backslashreplace")
+    os.dup2(2, 1)
+    return document_out
 
 
 def _run_to_rerun(config: Any, prefix: str, flow_name: str) -> Any:
@@ -213,7 +225,7 @@ def _completed_before_and_run_again(previous: Any, flow_run: Any) -> list[str]:
 
 
 def _watch_run(flow_name: str, root: Path, values: dict[str, Any], typed: set[str], choice: Any, config: Any,
-               console: Console, *, as_json: bool, live: bool) -> None:
+               console: Console, *, as_json: bool, live: bool, out: Any = None) -> None:
     """`run --watch`: run now and after every save that changes the flow, until Ctrl-C (exit 0).
 
     One cluster and one session for all the runs: each re-run reuses, from cluster memory,
@@ -273,7 +285,7 @@ def _watch_run(flow_name: str, root: Path, values: dict[str, Any], typed: set[st
             engines.clear()
         print_summary(console, engine.flow_run, said=progress.said_failed)
         if as_json:
-            click.echo(json.dumps(run_document(engine.flow_run)))
+            click.echo(json.dumps(run_document(engine.flow_run)), file=out)
         if not watch.stopped:  # after a Ctrl-C the run ends cancelled and nothing is watched any more
             console.print(visible(waiting), markup=False)
 
@@ -431,6 +443,71 @@ def logs(ctx: click.Context, run_id: str, task_name: str | None, level: str, fol
             store.recover()  # the run's owner may have been killed meanwhile
     except KeyboardInterrupt:
         raise click.exceptions.Exit(130)
+
+
+@main.command(short_help="Run one task run again here, under the debugger.")
+@click.argument("run_id", metavar="RUN_ID")
+@click.argument("task_run_spec", metavar="TASK_RUN")
+@click.option("--inputs", "inputs_only", is_flag=True,
+              help="Print the inputs the task run would get (type, size, a short repr) without running it.")
+@click.option("--address", help="Dask scheduler to attach to (tcp://host:8786).")
+@click.option("--config", "config_path", type=click.Path(dir_okay=False), help="flows.toml to use.")
+@click.pass_context
+def debug(ctx: click.Context, run_id: str, task_run_spec: str, inputs_only: bool, address: str | None,
+          config_path: str | None) -> None:
+    """Run TASK_RUN of RUN_ID (a name like clean-3, or an id prefix) here, under the debugger, with its inputs.
+
+    The flow runs again with the run's parameters up to that task run (nothing is recorded);
+    its upstream results come from the cache or are computed again. On an exception the
+    debugger opens at the failing frame (pdb, or PYTHONBREAKPOINT's: ipdb, pudb). Exit 0 when
+    the task returned, 1 when it raised or could not be reached, 2 for a bad RUN_ID or TASK_RUN.
+    """
+    from flows_tui.cache import cache_directory
+    from flows_tui.engine.cluster import choose_cluster, connect
+    from flows_tui.launch.debug import DebugError, Target, find_task_run, flow_of, input_lines, reach, run_under_debugger
+    from flows_tui.safe_text import visible
+
+    try:
+        config = _load_config(config_path or ctx.obj.get("config_path"), require_env=False)
+        store = _open_store(config)
+        recorded = store.load_run(store.find_run(run_id))
+        task_run = find_task_run(recorded, task_run_spec)
+        flow = flow_of(recorded, config.project.flows_dir)
+        parameters = flow.validate(recorded.parameters)
+        choice = choose_cluster(address or ctx.obj.get("address"), config)
+    except FlowsTuiError as error:
+        raise _fail(error)
+    err = _stderr()
+
+    def say(text: str) -> None:
+        err.print(visible(text), markup=False)
+
+    say(f"debugging {task_run.name} of run {recorded.run_id} ({recorded.flow}): running the flow again with that "
+        f"run's parameters up to {task_run.name}; upstream results come from the cache or are computed again; "
+        "nothing is recorded")
+    try:
+        cluster = connect(choice)
+    except FlowsTuiError as error:
+        raise _fail(error)
+    try:
+        try:
+            reached = reach(flow, parameters, recorded.run_id, Target.of(recorded, task_run), client=cluster.client,
+                            cache_dir=cache_directory(config.project.state_dir), log_level=config.project.log_level,
+                            say=say)
+        except DebugError as error:
+            say(f"error: {error}")
+            raise click.exceptions.Exit(EXIT_FAILED)
+        for line in input_lines(reached):
+            click.echo(line)
+        if inputs_only:
+            return
+        completed = run_under_debugger(reached, log_level=config.project.log_level)
+    except KeyboardInterrupt:
+        err.print("interrupted")
+        raise click.exceptions.Exit(130)
+    finally:
+        cluster.close()
+    raise click.exceptions.Exit(EXIT_OK if completed else EXIT_FAILED)
 
 
 @main.command(short_help="Run the scheduled flows headless, until stopped.")
@@ -596,7 +673,7 @@ def _flows_table(entries: list, directory: Path) -> Any:
 def _relative_to(file: str, directory: Path) -> str:
     try:
         return str(Path(file).resolve().relative_to(directory))
-    except ValueError:
+    except (ValueError, OSError, RuntimeError):  # elsewhere, or a symlink loop
         return file
 
 

@@ -31,10 +31,10 @@ from flows_tui.futures import TaskFuture, TaskFutureList, allow_failure, opaque,
 from flows_tui.record.logs import format_record, install_log_capture, install_print_capture
 from flows_tui.record.model import RunModel
 from flows_tui.user_code.pickling import user_sources
-from .session import Held, NotReusable, lineage_key
+from .session import Held, HeldCall, NotReusable, lineage_key
 from flows_tui.states import (CACHED, CANCELLED, COMPLETED, CRASHED, FAILED, FAILURE_STATES, FINAL_STATES, NOT_RUN,
                               PENDING, RETRYING, RUNNING, SUCCESS_STATES, TIMED_OUT, CancelledRun, CrashedRun,
-                              State, TaskRunTimedOut, UpstreamFailed)
+                              State, TaskRunTimedOut, UpstreamFailed, state_from_return)
 from flows_tui.user_code.task_source import task_source
 from flows_tui.tracebacks import format_exception, share_sources
 from .worker import (UNSENDABLE, Outcome, Ref, TaskCall, outcome_length, outcome_summary,
@@ -116,6 +116,7 @@ class _Tracking:
     done: _Flag = field(default_factory=_Flag)
     lineage: str | None = None  # its key in the session (None: no session, or not reusable)
     reused_from: str | None = None  # the run whose held result it reused
+    call: tuple | None = None  # (task, args template, kwargs template, upstream futures, allowed) as submitted
 
 
 class _Dependencies:
@@ -210,6 +211,8 @@ class FlowRunEngine:
         self._driver_waiting = False
         self.return_value: Any = None
         self.final: State | None = None
+        # `flows-tui debug`: sees each task call before it is submitted, and may end the body there.
+        self.intercept: Callable[["Task", list[tuple]], None] | None = None
 
     # Events -----------------------------------------------------------------------------------
 
@@ -379,7 +382,8 @@ class FlowRunEngine:
 
     def _timed_out(self) -> TaskRunTimedOut:
         timeout = self.flow.timeout_seconds
-        return TaskRunTimedOut(f"flow run timed out after {timeout:g}s (timeout_seconds={timeout:g})")
+        # Prefect's wording, which scripts written for it may look for.
+        return TaskRunTimedOut(f"Flow run exceeded timeout of {timeout:g} second(s)")
 
     def cancel(self, message: str = "cancelled by the user") -> None:
         self._interrupt(CancelledRun(message))
@@ -427,20 +431,22 @@ class FlowRunEngine:
             state = State(FAILED, f"flow body raised {_describe(error)}", _exception=error)
             state._traceback = format_exception(error)
             return state
-        value = box.get("value")
         try:
-            value = self._resolve_return(value)
+            state = state_from_return(self._futures_to_states(box.get("value")))
         except BaseException as error:
             return State(FAILED, f"the flow returned a failed result: {_describe(error)}", _exception=error)
-        with self._lock:
-            unhandled = [t for t in self.flow_run.current_task_runs()
-                         if t.state in FAILURE_STATES and not self._handled(t.id)]
-        if unhandled:
-            names = ", ".join(f"{t.name} ({t.state})" for t in unhandled[:5])
-            more = f" and {len(unhandled) - 5} more" if len(unhandled) > 5 else ""
-            return State(FAILED, f"{len(unhandled)} task run(s) did not succeed: {names}{more}")
-        self.return_value = value
-        return State(COMPLETED, _value=value)
+        if not state.is_completed():
+            return state
+        if getattr(self.flow, "fail_on_unhandled_task_failures", True):
+            with self._lock:
+                unhandled = [t for t in self.flow_run.current_task_runs()
+                             if t.state in FAILURE_STATES and not self._handled(t.id)]
+            if unhandled:
+                names = ", ".join(f"{t.name} ({t.state})" for t in unhandled[:5])
+                more = f" and {len(unhandled) - 5} more" if len(unhandled) > 5 else ""
+                return State(FAILED, f"{len(unhandled)} task run(s) did not succeed: {names}{more}")
+        self.return_value = state._value
+        return state
 
     def _handled(self, task_run_id: str) -> bool:
         track = self._tracking[task_run_id]
@@ -448,20 +454,22 @@ class FlowRunEngine:
             return True
         return bool(track.consumers) and all(allowed for _, allowed in track.consumers)
 
-    def _resolve_return(self, value: Any) -> Any:
-        """Futures and states the body returned become their values; a failed one fails the flow."""
+    def _futures_to_states(self, value: Any) -> Any:
+        """Futures the body returned, also inside lists, tuples, sets and dicts, become their final states."""
         kind = type(value)
         if kind is TaskFuture:
-            return self.result_of(value.task_run_id, raise_on_failure=True)
+            value = self.final_state(value, seen_by_body=True)
+            kind = State
         if kind is State:
-            return value.result()
-        if isinstance(value, list):
-            return type(value)(self._resolve_return(v) for v in value) if kind is list else [
-                self._resolve_return(v) for v in value]
-        if kind is tuple:
-            return tuple(self._resolve_return(v) for v in value)
+            if value.is_completed():
+                value.result()  # fetched now: the run lets go of its results when it ends
+            return value
+        if kind in (list, tuple, set):
+            return kind(self._futures_to_states(v) for v in value)
+        if isinstance(value, list):  # a PrefectFutureList
+            return [self._futures_to_states(v) for v in value]
         if kind is dict:
-            return {k: self._resolve_return(v) for k, v in value.items()}
+            return {k: self._futures_to_states(v) for k, v in value.items()}
         return value
 
     def _sleep(self, seconds: float) -> None:
@@ -584,6 +592,8 @@ class FlowRunEngine:
 
     def _launch(self, task: "Task", calls: list[tuple]) -> list[TaskFuture]:
         """Record and submit task runs; several calls (a map) go to Dask as one graph."""
+        if self.intercept is not None:
+            self.intercept(task, calls)
         log_prints = task.log_prints if task.log_prints is not None else self.log_prints
         cache = self._cache_spec(task)
         plan = self._session_plan(task, calls)
@@ -617,6 +627,7 @@ class FlowRunEngine:
                 call = TaskCall(self.run_id, task_run_id, name, map_index, self.topic, task, allowed, log_prints,
                                 self.log_level, cache)
                 specs.append((call, args_template, kwargs_template, deps.futures))
+                track.call = (task, args_template, kwargs_template, deps.futures, deps.allowed)
                 submitted.append(task_run_id)
                 keys.append(key)
         if not specs:
@@ -711,7 +722,9 @@ class FlowRunEngine:
                    for task_run_id, track in self._tracking.items()
                    if track.lineage is not None and track.future is not None
                    and task_runs[task_run_id].state in SUCCESS_STATES}
-        self.session.keep(self.flow.name, self.run_id, results)
+        held = {task_run_id: HeldCall(track.future, track.call, track.reused_from)
+                for task_run_id, track in self._tracking.items() if track.future is not None}
+        self.session.keep(self.flow.name, self.run_id, results, held)
 
     # Waiting and results, for the body ----------------------------------------------------------
 

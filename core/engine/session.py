@@ -67,6 +67,15 @@ class Held:
     run_id: str  # the flow run that computed it
 
 
+@dataclass(frozen=True)
+class HeldCall:
+    """One task run of a flow's last run as it was submitted, so its inputs can be looked at later."""
+
+    future: Any  # its envelope's future (a held one for a task run reused from an earlier run)
+    call: tuple | None  # (task, args template, kwargs template, upstream futures, allowed); None when reused
+    reused_from: str | None = None
+
+
 class Session:
     """Completed task runs' results, by lineage, for the last run of each flow on one client.
 
@@ -80,6 +89,7 @@ class Session:
         self._lock = threading.Lock()
         self._by_flow: dict[str, dict[str, Held]] = {}
         self._last_run: dict[str, str] = {}
+        self._calls: dict[str, dict[str, HeldCall]] = {}  # flow → its last run's task runs, by id
 
     def find(self, flow: str, lineage: str) -> Held | None:
         """The held result of `lineage`, if its data is still on the cluster."""
@@ -90,11 +100,22 @@ class Session:
             return None
         return held
 
-    def keep(self, flow: str, run_id: str, results: dict[str, Held]) -> None:
-        """What `run_id` of `flow` completed or reused replaces what the flow's earlier run left."""
+    def keep(self, flow: str, run_id: str, results: dict[str, Held], calls: dict[str, HeldCall] | None = None) -> None:
+        """What `run_id` of `flow` completed or reused replaces what the flow's earlier run left.
+
+        `calls`: every task run of the run, so the UI can show what each was given and returned
+        (the data stays on the cluster; only short descriptions travel when asked for).
+        """
         with self._lock:
             self._by_flow[flow] = dict(results)
             self._last_run[flow] = run_id
+            self._calls[flow] = dict(calls or {})
+
+    def call_of(self, run_id: str, task_run_id: str) -> HeldCall | None:
+        """How task run `task_run_id` of `run_id` was submitted, while `run_id` is its flow's last run here."""
+        with self._lock:
+            flow = next((flow for flow, last in self._last_run.items() if last == run_id), None)
+            return None if flow is None else self._calls.get(flow, {}).get(task_run_id)
 
     def holds(self, run_id: str) -> bool:
         """Whether `run_id` is the last run of its flow in this session (its results are held)."""

@@ -21,6 +21,7 @@ import weakref
 from dataclasses import dataclass
 from typing import Any
 
+from flows_tui.breakpoints import install_breakpoint_hook
 from flows_tui.cache import CacheKeyContext, CacheSpec, Lookup, look_up, store
 from flows_tui.cache_policies import policy_of
 from flows_tui.context import TaskRunContext, run_hook, task_run_var
@@ -511,6 +512,7 @@ def run_task(call: TaskCall, args: tuple, kwargs: dict, deps: list) -> Outcome:
             return _cached(call, shipper, base, lookup)
     attempt = 0
     install_log_capture()
+    install_breakpoint_hook()
     if call.log_prints:
         install_print_capture()
     while True:

@@ -110,6 +110,9 @@ class Config:
 
 _HEADER = re.compile(r"^\s*\[\s*([^\[\]]+?)\s*\]\s*(#.*)?$")
 _KEY = re.compile(r"""^\s*((?:"[^"]*"|'[^']*'|[A-Za-z0-9_\-]+)(?:\s*\.\s*(?:"[^"]*"|'[^']*'|[A-Za-z0-9_\-]+))*)\s*=""")
+# A bare key starts where no key character precedes it: without that, a long word in an inline
+# table was tried from each of its characters (a 10,000-character value took over a second).
+_INLINE_KEY = re.compile(r"""((?<![A-Za-z0-9_\-])[A-Za-z0-9_\-]+|"[^"]*")\s*=""")
 _PART = re.compile(r"""\s*("[^"]*"|'[^']*'|[A-Za-z0-9_\-]+)\s*(?:\.|$)""")
 
 
@@ -136,7 +139,7 @@ class _Lines:
                 # keys of an inline table on the same line: `parameters = { path = "x" }`
                 rest = line[key.end():]
                 if rest.lstrip().startswith("{"):
-                    for inner in re.findall(r"""([A-Za-z0-9_\-]+|"[^"]*")\s*=""", rest):
+                    for inner in _INLINE_KEY.findall(rest):
                         self.lines.setdefault(path + (inner.strip('"'),), number)
 
     def find(self, path: tuple[str, ...]) -> int | None:

@@ -12,6 +12,7 @@ globals and helper modules it started with.
 from __future__ import annotations
 
 import difflib
+import errno
 import hashlib
 import importlib.util
 import os
@@ -111,7 +112,14 @@ def load_flow_file(path: Path, *, root: Path | None = None, source: bytes | None
     helpers: they are recorded on the FlowFile and travel to workers by value too. `source`:
     the file's bytes when the caller has read them already.
     """
-    path = path.resolve()
+    try:
+        path = path.resolve(strict=True)
+    except (OSError, RuntimeError) as error:  # a symlink loop (RuntimeError before Python 3.13), a dangling link
+        path = path.absolute()
+        reason = "a symlink loop" if isinstance(error, RuntimeError) or error.errno == errno.ELOOP else \
+            (error.strerror or type(error).__name__).lower()
+        return FlowFile(path, error=FlowFileError(f"cannot read the file: {reason}", path=str(path),
+                                                  error_type=type(error).__name__))
     root = (root or path.parent).resolve()
     name = module_name_for(path)
     put_on_sys_path(path.parent)

@@ -69,6 +69,14 @@ class FlowsReloaded:
 Subscriber = Callable[[FlowsReloaded], None]
 
 
+
+def _resolved(path: Path) -> Path:
+    """`path` resolved; a symlink loop stays as it is (its load says what is wrong with it)."""
+    try:
+        return path.resolve()
+    except (OSError, RuntimeError):
+        return path.absolute()
+
 class FlowsDirectory:
     """The flow files of one folder (or one file), loaded, and reloaded as they change.
 
@@ -150,7 +158,7 @@ class FlowsDirectory:
         started = time.perf_counter()
         with self._reloading:
             before = self._snapshot()
-            touched = self._touched({Path(path).resolve() for path in paths}, before)
+            touched = self._touched({_resolved(Path(path)) for path in paths}, before)
             if not touched:
                 return None
             present = {path for path in touched if is_flow_file(path, self.root) and path.is_file()}
@@ -188,8 +196,8 @@ class FlowsDirectory:
                 continue
             touched.update(file for file in known if path in file.parents)
             if path.is_dir():
-                touched.update(file.resolve() for file in path.rglob("*.py")
-                               if is_within(str(file.resolve()), str(self.directory)))
+                touched.update(_resolved(file) for file in path.rglob("*.py")
+                               if is_within(str(_resolved(file)), str(self.directory)))
         return touched
 
     def _apply(self, before: dict[Path, FlowFile], loaded: dict[Path, FlowFile], *, removed: set[Path],

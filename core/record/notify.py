@@ -129,11 +129,13 @@ class Notifier:
         headers = {"Content-Type": "application/json", "User-Agent": "flows-tui", **target.headers}
         try:
             request = urllib.request.Request(target.url, data=body, headers=headers, method="POST")
-            with urllib.request.urlopen(request, timeout=self._timeout) as response:
+            with _OPENER.open(request, timeout=self._timeout) as response:
                 response.read()
             return None
         except urllib.error.HTTPError as error:
             error.close()
+            if 300 <= error.code < 400:
+                return f"HTTP {error.code}: the endpoint redirects elsewhere, and notifications do not follow redirects"
             return f"HTTP {error.code}"
         except Exception as error:
             return _describe_failure(error, self._timeout)
@@ -155,6 +157,17 @@ class Notifier:
         self._bus.flush(timeout)
         with self._idle:
             self._idle.wait_for(lambda: self._sending == 0, timeout=max(0.0, deadline - time.monotonic()))
+
+
+class _NoRedirects(urllib.request.HTTPRedirectHandler):
+    """A redirect is a failed delivery. urllib would follow it with a GET that drops the body and
+    still carries the configured headers (`Authorization: Bearer …`) to whatever host it names."""
+
+    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+        return None
+
+
+_OPENER = urllib.request.build_opener(_NoRedirects)
 
 
 def attach(bus: ev.EventBus, config: NotifyConfig | None) -> Notifier | None:

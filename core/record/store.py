@@ -231,6 +231,8 @@ class Store:
         self._started: dict[str, ev.FlowRunStarted] = {}  # their start, to record them if it was lost
         self._incomplete: dict[str, str] = {}  # run → why its history stopped being recorded
         self._ends: dict[str, ev.FlowStateChanged] = {}  # the final state of such a run, not yet written
+        self._identity: tuple[int, int] | None = None  # the database file the writer opened (device, inode)
+        self._vanished = False  # said once: the database file was deleted or replaced under the writer
 
     @classmethod
     def open(cls, state_dir: Path, *, read_only_ok: bool = False) -> "Store":
@@ -243,11 +245,17 @@ class Store:
         store = cls(state_dir / STORE_NAME)
         try:
             try:
-                state_dir.mkdir(parents=True, exist_ok=True)
+                # Logs, parameters and tracebacks are the user's alone on a shared machine: the
+                # directory we create is 0700, the database 0600 (SQLite gives its -wal and -shm
+                # files the database's mode). What already exists keeps the mode it was given.
+                state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
             except OSError as error:
                 raise StoreNotWritable(f"cannot create the state directory {display_path(state_dir)}: "
                                        f"{error.strerror or error} (set [project] state_dir in flows.toml to a "
                                        "directory that can be written)") from None
+            if not store.path.exists():
+                with contextlib.suppress(OSError):  # a read-only directory: opening the store says so
+                    os.close(os.open(store.path, os.O_WRONLY | os.O_CREAT, 0o600))
             with store._connection() as connection:
                 store._migrate(connection)
                 store._check_writable(connection)
@@ -303,6 +311,9 @@ class Store:
             else:
                 connection = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_SECONDS, isolation_level=None,
                                              check_same_thread=False)
+                with contextlib.suppress(OSError):
+                    info = os.stat(self.path)
+                    self._identity = (info.st_dev, info.st_ino)
                 connection.execute("PRAGMA journal_mode=WAL")
                 # NORMAL is durable against a killed process (the OS keeps the WAL); only a power
                 # loss may take the last commits.
@@ -439,6 +450,24 @@ class Store:
                 return
             for event in events:
                 self._committed(event)
+            self._check_still_there(events)
+
+    def _check_still_there(self, events: list) -> None:
+        """SQLite goes on writing into a database file that was deleted (`rm -rf .flows-tui`) as if
+        nothing happened: say once that what it records now is lost."""
+        if self._vanished or self._identity is None:
+            return
+        try:
+            info = os.stat(self.path)
+            if (info.st_dev, info.st_ino) == self._identity:
+                return
+        except OSError:
+            pass
+        self._vanished = True
+        runs = sorted({event.run_id for event in events} | self._owned)
+        which = f" (run {', '.join(runs)})" if runs else ""
+        self._report(f"the run store {display_path(self.path)} was deleted while runs were recorded: the history "
+                     f"of the runs in progress{which} is lost; they go on, and the next run starts a new store")
 
     def _write(self, connection: sqlite3.Connection, events: list) -> None:
         connection.execute("BEGIN IMMEDIATE")

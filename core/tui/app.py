@@ -29,6 +29,7 @@ from textual.message import Message
 from textual.widgets import Footer, Input
 from textual.worker import Worker, WorkerState
 
+from flows_tui import breakpoints
 from flows_tui.record import events as ev
 from flows_tui.cache import cache_directory, cache_size
 from flows_tui.project.catalog import flow_config_for
@@ -44,14 +45,16 @@ from flows_tui.schedule.scheduler import ScheduleLock, Scheduler
 from flows_tui.engine.session import Session
 from flows_tui.states import FINAL_STATES, SUCCESS_STATES, now
 from flows_tui.launch.watch_run import WatchRun
+from flows_tui.tracebacks import display_path
 
 from .flow_list import FlowList, FlowRow
 from .log_view import Line, LogView
 from .param_form import ParamForm
 from .run_history import SHOWN_RUNS, RunHistory
-from .screens import ConfirmScreen, HelpScreen, TextScreen, key_help
+from .screens import ConfirmScreen, FramePicker, HelpScreen, TextScreen, key_help
 from .status_bar import StatusBar
 from .task_tree import TaskTree
+from . import terminal
 
 # The bridge posts at most one batch per this many seconds: ~20 UI updates a second however
 # fast a run reports; what arrives meanwhile joins the next batch.
@@ -155,6 +158,8 @@ class FlowsApp(App):
         ("R", "rerun", "Re-run", "Re-run the failed tasks of the run on screen (completed ones are reused)"),
         ("w", "watch", "Watch", "Watch-run the selected flow: run it on every save, reusing unchanged tasks"),
         ("c", "cancel", "Cancel", "Cancel the run in progress"),
+        ("d", "debug", None, "Debug the task run under the cursor: here, with its inputs, in pdb"),
+        ("e", "edit", None, "Open $EDITOR at the failing line (an attempt, a traceback, a broken file)"),
         ("l", "logs", "Logs", "Focus the logs"),
         ("slash", "filter", "Filter", "Filter the flows, or search the logs (esc clears)"),
         ("s", "toggle_schedule", None, "Pause or resume the selected flow's schedule"),
@@ -251,6 +256,9 @@ class FlowsApp(App):
         self.set_interval(1.0, self.every_second)
         self.set_interval(1.0, self.reload_config)
         self._say_config_warnings(self.config)
+        # breakpoint() in a flow body run from here would wait for a terminal the UI holds: it says so instead.
+        breakpoints.ui_holds_terminal = True
+        breakpoints.install_breakpoint_hook()
 
     def _say_config_warnings(self, config: Config) -> None:
         """Once at start and after each reload of flows.toml: a toast each, and the status bar."""
@@ -539,10 +547,37 @@ class FlowsApp(App):
 
     @on(TaskTree.NodeSelected, "#tasks")
     def _task_selected(self, event: TaskTree.NodeSelected) -> None:
-        """Enter on a failed task run or attempt: its error and traceback."""
-        attempt = self.query_one(TaskTree).selected_attempt()
-        if attempt is not None and (attempt.traceback or attempt.error):
+        """Enter on a task run: what it was given and returned (while held), its error and traceback."""
+        tree = self.query_one(TaskTree)
+        attempt = tree.selected_attempt()
+        data = event.node.data
+        run = tree.flow_run
+        if isinstance(data, tuple) and data[0] == "task_run" and run is not None and self.session is not None \
+                and self.session.call_of(run.run_id, data[1]) is not None:
+            self._show_task_run(run, run.task_runs[data[1]])
+        elif attempt is not None and (attempt.traceback or attempt.error):
             self.push_screen(TextScreen(attempt.error or attempt.state, attempt.traceback or attempt.error))
+
+    @work(thread=True, exclusive=True, group="inputs", exit_on_error=False)
+    def _show_task_run(self, run: FlowRun, task_run: Any) -> None:
+        """A task run's inputs and result, described on the cluster; its error and traceback below."""
+        from flows_tui.launch.debug import held_inputs, held_inputs_lines
+
+        try:
+            report = held_inputs(self.session, run.run_id, task_run.id)
+        except Exception as error:  # the cluster went away meanwhile
+            report, problem = None, f"its inputs could not be read from the cluster: {type(error).__name__}: {error}"
+        else:
+            problem = None if report is not None else "its inputs are no longer held on the cluster"
+        lines = held_inputs_lines(report) if report is not None else [problem]
+        attempt = task_run.attempts[-1] if task_run.attempts else None
+        if task_run.error:
+            lines += ["", f"error: {task_run.error}"]
+        if attempt is not None and attempt.traceback:
+            lines += ["", attempt.traceback]
+        lines += ["", f"d debugs it here; flows-tui debug {run.run_id} {task_run.name} --inputs prints them"]
+        self.call_from_thread(self.push_screen, TextScreen(f"{task_run.name}  {task_run.state}", "\n".join(lines),
+                                                           error=bool(task_run.error)))
 
     @on(RunHistory.RowSelected, "#runs")
     def _run_selected(self, event: RunHistory.RowSelected) -> None:
@@ -566,7 +601,8 @@ class FlowsApp(App):
         if row.error is not None:
             error = row.error
             where = f"{row.file}:{error.line}" if getattr(error, "line", None) else row.file
-            self.push_screen(TextScreen(f"{where}: {error.reason}", error.traceback or str(error)))
+            self.push_screen(TextScreen(f"{where}: {error.reason}", error.traceback or str(error),
+                                        location=(error.path, getattr(error, "line", None))))
         else:
             self.query_one(TaskTree).focus()
 
@@ -792,6 +828,69 @@ class FlowsApp(App):
         threading.Thread(target=engine.cancel, args=("cancelled from the UI",), daemon=True).start()
         self.notify(f"cancelling {engine.flow.name} ({engine.run_id})")
 
+    def action_debug(self) -> None:
+        tree = self.query_one(TaskTree)
+        run = tree.flow_run
+        task_run_id, _ = tree.selected_task()
+        task_run = run.task_runs.get(task_run_id) if run is not None and task_run_id else None
+        if task_run is None:
+            self.notify("put the cursor on a task run in the tasks pane (d debugs it)", severity="warning")
+        elif not task_run.is_final:
+            self.notify(f"{task_run.name} has not finished yet", severity="warning")
+        elif self.cluster is None:
+            self._no_cluster()
+        else:
+            self.notify(f"running {run.flow} again up to {task_run.name} to debug it…", timeout=3)
+            self._reach_for_debug(run, task_run)
+
+    @work(thread=True, exclusive=True, group="debug", exit_on_error=False)
+    def _reach_for_debug(self, run: FlowRun, task_run: Any) -> None:
+        """Get the task run's inputs (held results, the cache, or computed again), then the debugger."""
+        from flows_tui.launch.debug import Target, input_lines, reach, reach_held
+
+        flow = self.directory.flows.get(run.flow)
+        cluster = self._live_cluster()
+        try:
+            if flow is None:
+                raise FlowsTuiError(f"flow {run.flow} is not in the flows directory any more")
+            if cluster is None:
+                return
+            # The run's own arguments and upstream results while the session holds them; else a re-run.
+            reached = reach_held(self.session, run.run_id, task_run, flow) or \
+                reach(flow, flow.validate(run.parameters), run.run_id, Target.of(run, task_run),
+                      client=cluster.client, cache_dir=cache_directory(self.config.project.state_dir),
+                      session=self.session, log_level=self.config.project.log_level,
+                      say=lambda text: self.call_from_thread(self.notify, text))
+        except FlowsTuiError as error:
+            self.call_from_thread(self.notify, str(error), title="debug", severity="error", timeout=8)
+            return
+        lines = [f"debugging {task_run.name} of run {run.run_id} ({run.flow}); the UI comes back after"] + \
+            input_lines(reached)
+        self.call_from_thread(self._debug_in_terminal, reached, lines)
+
+    def _debug_in_terminal(self, reached: Any, lines: list[str]) -> None:
+        problem = terminal.debug_here(self, reached, [visible(line) for line in lines],
+                                      self.config.project.log_level)
+        if problem:
+            self.notify(problem, severity="error")
+
+    def action_edit(self) -> None:
+        where = terminal.where_to_edit(self)
+        if isinstance(where, str):
+            self.notify(where, severity="warning")
+        elif isinstance(where, list):  # a traceback's frames: which one?
+            shown = [f"{visible(display_path(path), one_line=True)}:{line}" for path, line in where]
+            self.push_screen(FramePicker(where, shown), lambda chosen: chosen and self._edit_at(*chosen))
+        else:
+            self._edit_at(*where)
+
+    def _edit_at(self, path: str, line: int | None) -> None:
+        problem = terminal.edit(self, path, line)
+        if problem:
+            self.notify(problem, severity="error")
+        if not self.watch_files:  # else the watcher has reloaded the save already
+            self.directory.reload([path])
+
     def action_logs(self) -> None:
         logs = self.query_one(LogView)
         logs.output.focus()
@@ -901,7 +1000,10 @@ class FlowsApp(App):
             ("Runs", [("j / k", "Move"), ("enter", "Open the run: its tree and logs from the store")]),
             ("Tasks", [("j / k, g / G", "Move (the logs follow the task under the cursor)"),
                        ("space", "Expand or collapse"),
-                       ("enter", "A failed attempt's traceback; on \"… more\", the next children")]),
+                       ("enter", "A task run: its inputs, result and traceback; a failed attempt: its "
+                                 "traceback; on \"… more\", the next children"),
+                       ("d", "Debug the task run here, in the terminal, with its inputs"),
+                       ("e", "Open the editor at the failing line")]),
             ("Logs", key_help(LogView.BINDINGS)),
         ]
         self.push_screen(HelpScreen(sections))
@@ -934,6 +1036,7 @@ class FlowsApp(App):
 
     def on_unmount(self) -> None:
         gc.set_threshold(*self._gc_thresholds)
+        breakpoints.ui_holds_terminal = False
         for watch in self.watches.values():
             watch.stop(timeout=0)
         if self.scheduler is not None:

@@ -10,7 +10,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen
-from textual.widgets import Button, Static
+from textual.widgets import Button, OptionList, Static
 
 from flows_tui.safe_text import plain
 
@@ -41,13 +41,16 @@ class HelpScreen(ModalScreen[None]):
 class TextScreen(ModalScreen[None]):
     """A title and a long text (a traceback, an error): scrollable, esc closes."""
 
-    BINDINGS = [Binding("escape,q,enter", "dismiss", "Close")]
+    BINDINGS = [Binding("escape,q,enter", "dismiss", "Close"),
+                Binding("e", "app.edit", "Edit", show=False)]  # a modal screen passes no key to the app
 
-    def __init__(self, title: str, body: str, *, error: bool = True) -> None:
+    def __init__(self, title: str, body: str, *, error: bool = True,
+                 location: tuple[str, int | None] | None = None) -> None:
         super().__init__()
         self.title_text = title
         self.body = body
         self.error = error
+        self.location = location  # where `e` opens the editor; None: the body's innermost frame
 
     def compose(self) -> ComposeResult:
         with Vertical(id="text-screen"):
@@ -55,6 +58,25 @@ class TextScreen(ModalScreen[None]):
             with VerticalScroll(id="text-body"):
                 yield Static(plain(self.body))
             yield Static(Text("esc closes", style="dim"))
+
+
+class FramePicker(ModalScreen["tuple[str, int] | None"]):
+    """Which frame of a traceback to open in the editor: the one that raised first, enter opens."""
+
+    BINDINGS = [Binding("escape,q", "dismiss(None)", "Close")]
+
+    def __init__(self, frames: list[tuple[str, int]], shown: list[str]) -> None:
+        super().__init__()
+        self.frames = frames  # innermost first
+        self.shown = shown
+
+    def compose(self) -> ComposeResult:
+        with Vertical(id="frame-picker"):
+            yield Static(Text("Open which frame in the editor? (enter opens, esc closes)", style="bold"))
+            yield OptionList(*[plain(text, one_line=True) for text in self.shown], id="frames")
+
+    def on_option_list_option_selected(self, event: OptionList.OptionSelected) -> None:
+        self.dismiss(self.frames[event.option_index])
 
 
 class ConfirmScreen(ModalScreen[bool]):

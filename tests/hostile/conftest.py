@@ -64,7 +64,7 @@ def shout(text):
     raise ValueError("error " + EVIL + text)
 
 
-@flow(name="flow[/]name" + {OSC_TITLE!r}, log_prints=True)
+@flow(name="flow[bold]name" + {OSC_TITLE!r}, log_prints=True)
 def hostile(text: str = "[red]default" + {CLEAR_SCREEN!r}):
     get_run_logger().info("body " + EVIL)
     print("body print " + EVIL)

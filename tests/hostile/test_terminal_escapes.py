@@ -54,7 +54,7 @@ def test_run_shows_names_logs_errors_and_parameters_escaped(ran):
     assert ran.returncode == 1, ran.text[-3000:]
     _assert_shown_safely(ran, expect=(
         SHOWN_TITLE,                             # log lines, prints, the error
-        "flow[/]name\\x1b]0;PWNED-TITLE",        # the flow's name, markup and all
+        "flow[bold]name\\x1b]0;PWNED-TITLE",        # the flow's name, markup and all
         "bad[/]task\\x1b]0;PWNED-TITLE",         # the task's name
         "[red]x[/red]",                          # markup in a message, as written
         "lone\\udce9",                           # a lone surrogate
@@ -74,10 +74,10 @@ def test_logs_show_every_line_escaped(project, ran):
 def test_runs_and_list_show_a_stored_markup_name_as_written(project, ran):
     runs = in_terminal("runs", cwd=project, deadline=30)
     assert runs.returncode == 0, runs.text
-    _assert_shown_safely(runs, expect=("flow[/]name",))
+    _assert_shown_safely(runs, expect=("flow[bold]name",))
     listed = in_terminal("list", cwd=project, deadline=30)
     assert listed.returncode == 0, listed.text
-    _assert_shown_safely(listed, expect=("flow[/]name\\x1b]0;PWNED-TITLE\\x07", "broken\\x1b]0;FILE-TITLE\\x07[red].py",
+    _assert_shown_safely(listed, expect=("flow[bold]name\\x1b]0;PWNED-TITLE\\x07", "broken\\x1b]0;FILE-TITLE\\x07[red].py",
                                          "caf\\udce9.py"))
 
 
@@ -106,7 +106,7 @@ def test_json_stays_valid_with_the_characters_escaped(project, ran):
         assert any(OSC_TITLE in text for d in documents for text in _strings(d))  # and whole when read
     result = cli("run", "hostile", "--json", cwd=project)
     document = json.loads(result.stdout)
-    assert document["flow"] == "flow[/]name" + OSC_TITLE
+    assert document["flow"] == "flow[bold]name" + OSC_TITLE
     assert "error " + EVIL.replace("\udce9", "\\udce9")[:40] in document["tasks"][0]["error"]
 
 
@@ -129,7 +129,7 @@ def test_the_ui_on_a_terminal_shows_hostile_text_escaped(tmp_path):
     ui = Session(cwd=project, columns=160, rows=45)
     try:
         ui.expect(b"cluster: LocalCluster", deadline=60)
-        ui.expect(b"flow[/]name")
+        ui.expect(b"flow[bold]name")
         ui.send("j")  # from the broken file (first by name) to the hostile flow
         ui.send("r")
         ui.expect("✗ Failed".encode(), deadline=60)
@@ -154,14 +154,14 @@ async def test_the_ui_widgets_take_markup_and_escapes_in_names_as_text(tmp_path)
 
     project = write_project(tmp_path, {"hostile.py": HOSTILE_FLOW})
     app = app_for(project)
-    name = "flow[/]name" + OSC_TITLE
+    name = "flow[bold]name" + OSC_TITLE
     async with app.run_test(size=(140, 40)) as pilot:
         await wait_for(pilot, lambda: app.cluster is not None and name in flow_keys(app), message="the cluster")
         select(app, name)
         await pilot.press("p")
         await wait_for(pilot, lambda: isinstance(app.screen, ParamForm), message="the form")
         title = str(app.screen.query_one("#param-title").render())
-        assert "flow[/]name\\x1b]0;PWNED-TITLE\\x07" in title and "\x1b" not in title
+        assert "flow[bold]name\\x1b]0;PWNED-TITLE\\x07" in title and "\x1b" not in title
         await pilot.press("escape")
         await pilot.press("r")
         await wait_for(pilot, lambda: app.query_one(FlowList).last_states.get(name) == "Failed", message="the run")
@@ -170,3 +170,21 @@ async def test_the_ui_widgets_take_markup_and_escapes_in_names_as_text(tmp_path)
         await pilot.pause(0.5)
         await pilot.press("escape")
         assert app.is_running
+
+
+def test_runs_shows_a_stored_flow_named_with_a_closing_tag(tmp_path):
+    """A store written before flow names were checked may hold `flow[/]name`: `runs` shows it, as written."""
+    import datetime
+
+    from flows_tui.record import events as ev
+    from flows_tui.record.store import Store
+
+    project = write_project(tmp_path, {})
+    store = Store.open(project / ".flows-tui")
+    now = datetime.datetime.now(datetime.timezone.utc)
+    store.record([ev.FlowRunStarted("a1b2c3d4e5f6", "flow[/]name" + OSC_TITLE, {}, now),
+                  ev.FlowStateChanged("a1b2c3d4e5f6", "Completed", now)])
+    store.close()
+    shown = in_terminal("runs", cwd=project, deadline=30)
+    assert shown.returncode == 0, shown.text
+    _assert_shown_safely(shown, expect=("flow[/]name",))

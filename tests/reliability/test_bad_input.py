@@ -280,7 +280,8 @@ def assert_one_message(row: Row, project: Path, result: subprocess.CompletedProc
         # The user's own traceback, once, and only the user's frames in it.
         assert tracebacks == 1, shown
         frames = re.findall(r'File "([^"]+)", line (\d+)', out)
-        assert frames and all(Path(file).resolve().is_relative_to(project.resolve()) for file, _ in frames), shown
+        # Paths inside the project are shown relative to it (the command ran there).
+        assert frames and all((project / file).resolve().is_relative_to(project.resolve()) for file, _ in frames), shown
         file, line = where.split(":")
         assert any(Path(f).name == file and int(n) == int(line) for f, n in frames), shown
     else:
