@@ -222,7 +222,7 @@ def test_check_reports_every_problem_with_file_and_line(project):
     assert f"flows/etl.py:{adhoc_line}" in duplicate
     unknown = problem_at(f"flows.toml:{line_of('[flows.hourly-etl-x]')}")
     assert "[flows.hourly-etl-x] names no discovered flow" in unknown and "did you mean [flows.hourly-etl]" in unknown
-    wrong_type = problem_at(f"flows.toml:{line_of('[flows.hourly_etl]')}")
+    wrong_type = problem_at(f"flows.toml:{line_of('limit = ')}")  # the value's own line
     assert "'limit'" in wrong_type and "expected an integer" in wrong_type and "'lots'" in wrong_type
     # A scheduled run gets its parameters from flows.toml alone, so a missing one is a problem there
     # (test_check_passes_a_good_project: unscheduled `adhoc` may leave `rows` to `run -p`).
