@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import sys
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +16,7 @@ from rich.console import Console
 from flows_tui.project.config import LOG_LEVELS
 from flows_tui.errors import FlowsTuiError, UsageError
 from flows_tui.safe_text import plain, visible
+from flows_tui.terminal import exit_now, silence_terminal
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -96,6 +99,8 @@ def main(ctx: click.Context, config_path: str | None, address: str | None, debug
         status = run_app(config, path=path, address=address)
     except FlowsTuiError as error:
         raise _fail(error)
+    if status > 128:  # SIGTERM or SIGHUP: runs cancelled and recorded, the terminal given back
+        exit_now(status)
     raise click.exceptions.Exit(status)
 
 
@@ -117,7 +122,6 @@ def run(ctx: click.Context, flow_spec: str, params: tuple[str, ...], address: st
         config_path: str | None, as_json: bool, rerun_id: str | None, watch: bool) -> None:
     """Run FLOW (a flow's name or file.py:function) headless; exit 0 Completed, 1 failed, 2 bad input."""
     from flows_tui.record import events as ev
-    from flows_tui.cache import cache_directory
     from flows_tui.project.catalog import flow_config_for, located_in_config
     from flows_tui.engine.cluster import choose_cluster
     from flows_tui.errors import ParameterError
@@ -166,12 +170,12 @@ def run(ctx: click.Context, flow_spec: str, params: tuple[str, ...], address: st
     bus = ev.EventBus()
     progress = Progress(console, live=live)
     unsubscribe = bus.subscribe(progress.handle, name="progress")
+    signals = _CancelOnSignals()
     try:
-        with recording(bus, config) as store, progress:
+        with recording(bus, config) as store, progress, signals:
             store.on_problem = _store_problem
-            engine = execute(flow, parameters, choice, bus=bus, file=str(loaded.path),
-                             log_level=config.project.log_level,
-                             cache_dir=cache_directory(config.project.state_dir))
+            engine = execute(flow, parameters, choice, config, bus=bus, file=str(loaded.path),
+                             on_engine=signals.started, on_connected=signals.connected)
     except StoreNotWritable as error:  # raised by `recording` before the run starts
         unsubscribe()
         raise _fail(FlowsTuiError(f"{error}; nothing was run"))
@@ -184,16 +188,79 @@ def run(ctx: click.Context, flow_spec: str, params: tuple[str, ...], address: st
         raise click.exceptions.Exit(130)
     unsubscribe()
     flow_run = engine.flow_run
-    print_summary(console, flow_run, said=progress.said_failed)
-    if previous is not None:
-        again = _completed_before_and_run_again(previous, flow_run)
-        if again:
-            console.print(visible(f"{len(again)} task run(s) that run {previous.run_id} had completed ran again "
-                                  f"(no cache policy, or no cached result): {', '.join(again[:8])}"
-                                  + (f" and {len(again) - 8} more" if len(again) > 8 else "")), markup=False)
-    if as_json:
-        click.echo(json.dumps(run_document(flow_run)), file=out)
+    try:
+        print_summary(console, flow_run, said=progress.said_failed)
+        if previous is not None:
+            again = _completed_before_and_run_again(previous, flow_run)
+            if again:
+                console.print(visible(f"{len(again)} task run(s) that run {previous.run_id} had completed ran again "
+                                      f"(no cache policy, or no cached result): {', '.join(again[:8])}"
+                                      + (f" and {len(again) - 8} more" if len(again) > 8 else "")), markup=False)
+        if as_json:
+            click.echo(json.dumps(run_document(flow_run)), file=out)
+    finally:
+        if signals.signum is not None:  # the output written (or its terminal gone): leave now
+            signals.leave()
     raise click.exceptions.Exit(EXIT_OK if flow_run.state in ("Completed", "Cached") else EXIT_FAILED)
+
+
+class _CancelOnSignals:
+    """`run`: Ctrl-C, SIGTERM and SIGHUP (the terminal or SSH session closed) cancel the run at once,
+    recorded Cancelled with the reason, and the command exits 128 + the signal's number once the
+    run is recorded. Ctrl-C twice stops waiting for that.
+
+    Before, SIGTERM and SIGHUP killed the process and left the run "Running" until a later
+    command called it Crashed, and Ctrl-C took seconds, or forever behind a task that never returns.
+    """
+
+    REASONS = {signal.SIGINT: "interrupted (Ctrl-C)", signal.SIGTERM: "terminated (SIGTERM)",
+               signal.SIGHUP: "terminal closed (SIGHUP)"}
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+        self._engine: Any = None
+        self._cluster: Any = None
+        self._previous: dict[int, Any] = {}
+
+    def __enter__(self) -> "_CancelOnSignals":
+        for signum in self.REASONS:
+            self._previous[signum] = signal.signal(signum, self._handle)
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)
+
+    def leave(self) -> None:
+        """Exit now, 128 + the signal's number as shells do: the run is recorded, the output written."""
+        exit_now(128 + (self.signum or 0))
+
+    def connected(self, cluster: Any) -> None:
+        self._cluster = cluster
+
+    def started(self, engine: Any) -> None:
+        self._engine = engine
+        if self.signum is not None:  # the signal came as the run started
+            self._cancel()
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self._engine is None:  # before the run started: nothing to record
+            raise KeyboardInterrupt
+        if self.signum is not None:  # a closed terminal may signal twice; Ctrl-C twice stops waiting
+            if signum == self.signum == signal.SIGINT:
+                self.leave()
+            return
+        self.signum = signum
+        if self._cluster is not None:  # the run is recorded Cancelled at once; a task that goes on may not hold us
+            self._cluster.close_timeout = 0.5
+        if signum == signal.SIGHUP:
+            silence_terminal()  # writing to a closed terminal fails: the rest goes nowhere
+        self._cancel()
+
+    def _cancel(self) -> None:
+        # On a thread of its own: the handler may have interrupted the main thread inside the engine's locks.
+        threading.Thread(target=self._engine.cancel, args=(self.REASONS[self.signum],), name="flows-tui-cancel",
+                         daemon=True).start()
 
 
 def _stdout_for_json() -> Any:
@@ -233,56 +300,45 @@ def _watch_run(flow_name: str, root: Path, values: dict[str, Any], typed: set[st
     """
     import threading
 
-    from flows_tui.record import events as ev
-    from flows_tui.cache import cache_directory
-    from flows_tui.project.catalog import stdout_to_stderr
-    from flows_tui.engine.cluster import connect, reconnect_if_lost
-    from flows_tui.project.config import display_path
-    from flows_tui.engine.flow_run import run_flow
-    from flows_tui.project.flows_directory import FlowsDirectory
-    from flows_tui.record.progress import Progress, print_summary, run_document
+    from flows_tui.launch.launcher import RunLauncher
     from flows_tui.launch.runner import recording
-    from flows_tui.engine.session import Session
     from flows_tui.launch.watch_run import WatchRun
+    from flows_tui.project.catalog import stdout_to_stderr
+    from flows_tui.project.config import display_path
+    from flows_tui.project.flows_directory import FlowsDirectory
+    from flows_tui.record import events as ev
+    from flows_tui.record.progress import Progress, print_summary, run_document
 
     directory = FlowsDirectory(root)
     with stdout_to_stderr():  # a flow file that prints while imported must not mix with --json lines
         directory.load()
+    bus = ev.EventBus()
+    launcher = RunLauncher(choice, config, bus, keep_results=True,
+                           say=lambda text: console.print(visible(text), markup=False))
     try:
-        cluster = connect(choice)
+        launcher.connect()
     except FlowsTuiError as error:
         raise _fail(error)
-    session = Session(cluster.client)
-    bus = ev.EventBus()
-    engines: list[Any] = []  # the run in progress, to cancel on Ctrl-C
     waiting = f"watching {display_path(directory.directory)} for changes to {flow_name!r} (Ctrl-C to stop)"
 
     def run_once(flow: Any) -> None:
-        nonlocal cluster, session
         try:
             parameters = flow.validate(values, from_text=typed)
         except FlowsTuiError as error:  # the saved signature no longer accepts them: wait for the next save
             console.print(visible(f"not run: {error}"), markup=False)
             return
-        try:  # the scheduler went away (the run then ended Crashed): connect again
-            fresh = reconnect_if_lost(cluster, lambda text: console.print(visible(text), markup=False))
-        except FlowsTuiError as error:
-            console.print(visible(f"not run: {error}"), markup=False)
-            return
-        if fresh is not cluster:
-            cluster, session = fresh, Session(fresh.client)
         progress = Progress(console, live=live)
         unsubscribe = bus.subscribe(progress.handle, name="progress")
         try:
             with progress:
-                engine = run_flow(flow, parameters, client=cluster.client, bus=bus, file=flow.file,
-                                  address=cluster.address if cluster.local is None else "LocalCluster",
-                                  on_engine=engines.append, log_level=config.project.log_level,
-                                  cache_dir=cache_directory(config.project.state_dir), session=session, reuse=True)
+                # A lost scheduler (the run before ended Crashed) is connected to again first.
+                engine = launcher.launch(flow, parameters, file=flow.file, reuse=True)
                 bus.flush()
+        except FlowsTuiError as error:
+            console.print(visible(f"not run: {error}"), markup=False)
+            return
         finally:
             unsubscribe()
-            engines.clear()
         print_summary(console, engine.flow_run, said=progress.said_failed)
         if as_json:
             click.echo(json.dumps(run_document(engine.flow_run)), file=out)
@@ -311,8 +367,7 @@ def _watch_run(flow_name: str, root: Path, values: dict[str, Any], typed: set[st
                     pass
             except KeyboardInterrupt:
                 watch.stop(timeout=0)
-                for engine in list(engines):
-                    engine.cancel("interrupted (Ctrl-C)")
+                launcher.cancel_all("interrupted (Ctrl-C)")
                 try:
                     watch.stop(timeout=30)  # the cancelled run ends and is recorded as Cancelled
                 except KeyboardInterrupt:
@@ -321,7 +376,7 @@ def _watch_run(flow_name: str, root: Path, values: dict[str, Any], typed: set[st
         raise _fail(error)
     finally:
         directory.stop()
-        cluster.close()
+        launcher.close()
     raise click.exceptions.Exit(EXIT_OK)
 
 

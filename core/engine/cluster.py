@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import os
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 from flows_tui.errors import ClusterError
 
+logger = logging.getLogger(__name__)
+
 # How long to try reaching a scheduler before telling the user it is unreachable.
 CONNECT_TIMEOUT_SECONDS = 10
+# Closing an embedded cluster takes well under a second; a stuck task may hold it forever.
+CLOSE_TIMEOUT_SECONDS = 5
 # Behind the UI, the embedded cluster's worker processes run this much nicer than the UI's own
 # process: on a machine whose cores they keep busy, the UI (and the scheduler and reports in its
 # process) get the CPU first, and the workers still have every cycle the UI leaves. Measured on
@@ -88,6 +93,10 @@ class Cluster:
         self.choice = choice
         self.behind_ui = behind_ui
         self._quiet = quiet  # undoes the silencing of Dask's client logs (attached clusters)
+        # How long closing waits for the embedded cluster. A task that never returns (a thread
+        # stuck in a C call, an endless loop on a thread worker) held `close()` forever; past this
+        # its workers are left to end with the process.
+        self.close_timeout = CLOSE_TIMEOUT_SECONDS
 
     @property
     def lost(self) -> bool:
@@ -120,7 +129,10 @@ class Cluster:
         finally:
             try:
                 if self.local is not None:
-                    self.local.close()
+                    try:
+                        self.local.close(timeout=self.close_timeout)
+                    except (TimeoutError, asyncio.TimeoutError):
+                        logger.debug("the embedded cluster did not close within %ss", self.close_timeout)
             finally:
                 if self._quiet is not None:
                     self._quiet.close()
@@ -199,16 +211,6 @@ def connect(choice: ClusterChoice, *, behind_ui: bool = False) -> Cluster:
     return Cluster(client, local, choice, behind_ui=behind_ui)
 
 
-def reconnect_if_lost(cluster: Cluster, say: Callable[[str], None]) -> Cluster:
-    """`cluster`, or a fresh connection if its attached scheduler was lost (it restarted): before
-    a run that follows one that ended Crashed. Says what it does; ClusterError while unreachable."""
-    if not cluster.lost:
-        return cluster
-    address = cluster.choice.address
-    say(f"lost the Dask scheduler at {address}; reconnecting")
-    fresh = reconnect(cluster)
-    say(f"reconnected to the Dask scheduler at {address}")
-    return fresh
 
 
 def reconnect(cluster: Cluster) -> Cluster:

@@ -16,6 +16,7 @@ add none.)
 from __future__ import annotations
 
 import builtins
+import contextvars
 import io
 import logging
 import sys
@@ -196,6 +197,27 @@ def install_log_capture() -> None:
         if warnings.showwarning is not _capturing_showwarning:
             _previous_showwarning = warnings.showwarning
             warnings.showwarning = _capturing_showwarning
+        if threading.Thread.start is _stdlib_thread_start:
+            threading.Thread.start = _start_in_run  # type: ignore[method-assign]
+
+
+# Threads a run starts ------------------------------------------------------------------------------
+
+_stdlib_thread_start = threading.Thread.start
+
+
+def _start_in_run(self: threading.Thread) -> None:
+    """A thread started inside a run works for that run: its lines (a library's logger, print,
+    get_run_logger) go to the run's logs under the task run and attempt that started it, also
+    after the task returned, rather than nowhere or raw to the worker's stderr (the terminal).
+
+    Python threads do not inherit context variables: the starting thread's context goes with it.
+    """
+    if current_run() is not None:
+        context = contextvars.copy_context()
+        run = self.run
+        self.run = lambda: context.run(run)  # type: ignore[method-assign]
+    _stdlib_thread_start(self)
 
 
 # print() -----------------------------------------------------------------------------------------

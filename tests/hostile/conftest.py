@@ -95,6 +95,10 @@ class Terminal:
         return self.output.decode("utf-8", "replace")
 
 
+_AS_A_SHELL_STARTS_IT = ("import fcntl, os, sys, termios; fcntl.ioctl(0, termios.TIOCSCTTY, 0); "
+                         "os.execv(sys.executable, [sys.executable, '-m', 'flows_tui.cli', *sys.argv[1:]])")
+
+
 class Session:
     """`flows-tui ARGS` on a real pseudo-terminal, as a user has it: keys in, bytes out.
 
@@ -108,7 +112,9 @@ class Session:
         self.controller, terminal = pty.openpty()
         fcntl.ioctl(terminal, termios.TIOCSWINSZ, struct.pack("HHHH", rows, columns, 0, 0))
         self.started = time.monotonic()
-        self.process = subprocess.Popen([sys.executable, "-m", "flows_tui.cli", *args], cwd=cwd, env=environment,
+        # In a session of its own with the pty as its controlling terminal, as a shell starts it:
+        # closing the terminal sends it SIGHUP.
+        self.process = subprocess.Popen([sys.executable, "-c", _AS_A_SHELL_STARTS_IT, *args], cwd=cwd, env=environment,
                                         stdin=terminal, stdout=terminal, stderr=terminal, start_new_session=True)
         os.close(terminal)
         self.output = bytearray()

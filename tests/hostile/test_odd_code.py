@@ -73,3 +73,48 @@ def test_the_flow_body_gets_an_error_it_can_handle_not_a_system_exit(tmp_path, r
     engine, _ = run(loaded.flows["body-reads-it"], client=process_client)
     assert engine.flow_run.state == "Failed"
     assert "SystemExit: 3" in (engine.flow_run.message or ""), engine.flow_run.message
+
+
+def test_lines_from_a_thread_a_task_started_reach_the_runs_logs_also_after_the_task_returned(tmp_path):
+    """They were dropped (get_run_logger, print) or went raw to the worker's stderr (a library's logger)."""
+    import json
+
+    from conftest import PROCESS_CLUSTER_TOML, cli, write_project
+
+    project = write_project(tmp_path, {"threads.py": """
+        import logging
+        import threading
+        import time
+        from flows_tui import flow, get_run_logger, task
+
+        done = threading.Event()
+
+        def later(logger):
+            time.sleep(0.3)  # the task has returned by now
+            logger.info("run logger from the thread")
+            logging.getLogger("some.library").warning("library from the thread")
+            print("print from the thread")
+
+        @task(log_prints=True)
+        def starts_a_thread():
+            threading.Thread(target=later, args=(get_run_logger(),)).start()
+            return 1
+
+        @task
+        def meanwhile(x):
+            time.sleep(1.5)  # the run goes on while the thread logs
+            return x
+
+        @flow
+        def threads():
+            return meanwhile(starts_a_thread())
+    """}, toml=PROCESS_CLUSTER_TOML)
+    result = cli("run", "threads", cwd=project)
+    assert result.returncode == 0, result.stderr
+    assert "library from the thread" not in result.stderr  # never raw from the worker: a log line on stdout
+    assert "starts_a_thread-0 │ library from the thread" in result.stdout
+    run_id = json.loads(cli("runs", "--json", cwd=project).stdout.splitlines()[0])["run_id"]
+    lines = [json.loads(line) for line in cli("logs", run_id, "--json", cwd=project).stdout.splitlines()]
+    by_message = {line["message"]: line["task"] for line in lines}
+    for message in ("run logger from the thread", "library from the thread", "print from the thread"):
+        assert by_message.get(message) == "starts_a_thread-0", (message, lines)
