@@ -34,6 +34,7 @@ from flows_tui.tracebacks import format_exception, share_sources
 from flows_tui.user_code.pickling import user_sources
 
 from .dask_watch import DaskWatch, _forget_topic, _ReportHandler, _subscribe, _worker_deaths
+from .in_process import release, workers_in_this_process
 from .outcome import register_outcome_serializer
 from .task_calls import TaskCalls
 from .task_reports import TaskReports
@@ -101,6 +102,7 @@ class FlowRunEngine(TaskRuns, TaskCalls, TaskReports, DaskWatch):
         self._driver_waiting = False
         self.return_value: Any = None
         self.final: State | None = None
+        self._same_process = False  # the cluster's workers are threads of this process
         # `flows-tui debug`: sees each task call before it is submitted, and may end the body there.
         self.intercept: Callable[["Task", list[tuple]], None] | None = None
 
@@ -159,6 +161,7 @@ class FlowRunEngine(TaskRuns, TaskCalls, TaskReports, DaskWatch):
         watcher = threading.Thread(target=self._watch, name=f"flows-tui-watch-{self.run_id}", daemon=True)
         watcher.start()
         self._say_if_no_workers()
+        self._same_process = workers_in_this_process(self.client)
         try:
             while True:
                 state = self._run_attempt()
@@ -174,6 +177,7 @@ class FlowRunEngine(TaskRuns, TaskCalls, TaskReports, DaskWatch):
         finally:
             self._watch_stop.set()
             _worker_deaths.forget(self.client, self)
+            release(self.run_id)
             try:
                 # The scheduler keeps a topic, with its last 1,000 events, until it stops: run after
                 # run of `serve` (2.4 MB of log messages after 20 runs) unless it goes with its run.

@@ -18,6 +18,7 @@ from flows_tui.states import CACHED, SUCCESS_STATES, State, UpstreamFailed
 from flows_tui.states import now as _now
 from flows_tui.user_code.task_source import task_source
 
+from .in_process import by_reference
 from .outcome import Ref, outcome_length
 from .session import Held, HeldCall, NotReusable, lineage_key
 from .task_runs import _Tracking
@@ -236,6 +237,9 @@ class TaskCalls:
                     continue
                 call = TaskCall(self.run_id, task_run_id, name, map_index, self.topic, task, allowed, log_prints,
                                 self.log_level, cache)
+                if self._same_process:  # shared, not copied, as in Prefect's thread pool
+                    call, args_template, kwargs_template = (by_reference(self.run_id, part) for part in
+                                                            (call, args_template, kwargs_template))
                 specs.append((call, args_template, kwargs_template, deps.futures))
                 track.call = (task, args_template, kwargs_template, deps.futures, deps.allowed)
                 submitted.append(task_run_id)

@@ -27,6 +27,7 @@ from flows_tui.states import (CACHED, COMPLETED, FAILED, NOT_RUN, RUNNING, TIMED
                               UpstreamFailed, returned_state)
 from flows_tui.tracebacks import format_exception
 
+from .in_process import resolve
 from .outcome import UNSENDABLE, Outcome, Ref
 from .reports import Reports
 
@@ -174,6 +175,7 @@ class TaskRunInfo:
 
 
 def run_task(call: TaskCall, args: tuple, kwargs: dict, deps: list) -> Outcome:
+    call, args, kwargs = resolve(call), resolve(args), resolve(kwargs)  # shared with a flow of this process
     reports = Reports(call.topic, call.task_run_id)
 
     unsendable = None

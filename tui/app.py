@@ -40,7 +40,7 @@ from flows_tui.launch.runner import recording
 from flows_tui.terminal import silence_terminal
 from flows_tui.launch.watch_run import WatchRun
 from flows_tui.project.catalog import flow_config_for
-from flows_tui.project.config import reload_config
+from flows_tui.project.config import Config, reload_config
 from flows_tui.project.flows_directory import FlowsDirectory, FlowsReloaded
 from flows_tui.project.schedules import Schedule
 from flows_tui.project.watch import FlowsWatcher
@@ -295,9 +295,16 @@ class FlowsApp(App):
         self._watch_store()
         self.measure_cache()
         self.set_interval(1.0, self.every_second)
+        self._say_config_warnings(self.config)
         # breakpoint() in a flow body run from here would wait for a terminal the UI holds: it says so instead.
         breakpoints.ui_holds_terminal = True
         breakpoints.install_breakpoint_hook()
+
+    def _say_config_warnings(self, config: Config) -> None:
+        """Once at start and after each reload of flows.toml: a toast each, and the status bar."""
+        for warning in config.warnings:
+            self.notify(warning, title="flows.toml", severity="warning", timeout=8)
+        self.query_one(StatusBar).set_notify_off(config.notify.off)
 
     def on_resize(self, event: Any) -> None:
         self._fit(event.size.width)
