@@ -122,11 +122,15 @@ class TaskCalls:
             else:
                 static[name] = value
         if not iterables:
-            raise ValueError(f"{task.name}.map() received no iterable parameters; "
+            from flows_tui.exceptions import MappingMissingIterable
+
+            raise MappingMissingIterable(f"{task.name}.map() received no iterable parameters; "
                              "map needs at least one list-like argument (wrap whole values in unmapped())")
         lengths = {name: length for name, (_, _, length) in iterables.items()}
         if len(set(lengths.values())) > 1:
-            raise ValueError(f"{task.name}.map() received iterables of different lengths: {lengths}; "
+            from flows_tui.exceptions import MappingLengthMismatch
+
+            raise MappingLengthMismatch(f"{task.name}.map() received iterables of different lengths: {lengths}; "
                              "every mapped parameter must have the same length")
         count = next(iter(lengths.values()))
         if count == 0:
