@@ -24,7 +24,7 @@ from rich.text import Text
 from textual import on, work
 from textual.app import App, ComposeResult
 from textual.binding import Binding
-from textual.command import Hit, Hits, Provider
+from textual.command import DiscoveryHit, Hit, Hits, Provider
 from textual.containers import Horizontal, Vertical
 from textual.markup import escape as escape_markup
 from textual.message import Message
@@ -136,22 +136,32 @@ class Bridge:
 class FlowsCommands(Provider):
     """The command palette: every action, and every flow to run or open."""
 
-    async def search(self, query: str) -> Hits:
+    def _commands(self) -> list[tuple[str, Any, str]]:
+        """(text, what it does, help) for every action and every flow; the palette reads text as markup."""
         app = self.app
         assert isinstance(app, FlowsApp)
-        matcher = self.matcher(query)
-        for name, (action, help_text) in app.palette_actions().items():
-            score = matcher.match(name)
-            if score > 0:
-                yield Hit(score, matcher.highlight(name), lambda a=action: app.run_action(a), help=help_text)
+        commands: list[tuple[str, Any, str]] = [
+            (name, lambda a=action: app.run_action(a), help_text)
+            for name, (action, help_text) in app.palette_actions().items()]
         for flow in list(app.directory.flows.values()):
             for verb, action in (("run", "run"), ("run with parameters", "run_with_params")):
-                # The palette reads both as markup: a flow's name is escaped for it, and made visible.
-                text = escape_markup(visible(f"{verb} {flow.name}", one_line=True))
-                score = matcher.match(text)
-                if score > 0:
-                    yield Hit(score, matcher.highlight(text), lambda f=flow.name, a=action: app.select_flow_and(f, a),
-                              help=escape_markup(visible(f"flow {flow.name}", one_line=True)))
+                # A flow's name is escaped for the palette's markup, and made visible.
+                commands.append((escape_markup(visible(f"{verb} {flow.name}", one_line=True)),
+                                 lambda f=flow.name, a=action: app.select_flow_and(f, a),
+                                 escape_markup(visible(f"flow {flow.name}", one_line=True))))
+        return commands
+
+    async def discover(self) -> Hits:
+        """An empty query lists the app's own commands first, then Textual's."""
+        for text, command, help_text in self._commands():
+            yield DiscoveryHit(text, command, help=help_text)
+
+    async def search(self, query: str) -> Hits:
+        matcher = self.matcher(query)
+        for text, command, help_text in self._commands():
+            score = matcher.match(text)
+            if score > 0:
+                yield Hit(score, matcher.highlight(text), command, help=help_text)
 
 
 class FlowsApp(App):
@@ -1039,14 +1049,15 @@ class FlowsApp(App):
         """What the command palette offers besides the flows: description → (action, key)."""
         return {description: (action, KEY_NAMES.get(key, key)) for key, action, _, description in self.ACTIONS}
 
-    def select_flow_and(self, flow_name: str, action: str) -> None:
+    async def select_flow_and(self, flow_name: str, action: str) -> None:
+        """The palette's "run NAME": select the flow, then do it (run_action is a coroutine: awaited)."""
         flows = self.query_one(FlowList)
         try:
             flows.move_cursor(row=flows.get_row_index(flow_name))
         except Exception:
             self.notify(f"flow {flow_name} is not listed", severity="warning")
             return
-        self.run_action(action)
+        await self.run_action(action)
 
     async def action_quit(self) -> None:
         if not self.engines:
