@@ -47,3 +47,20 @@ async def test_the_palette_lists_the_apps_commands_before_typing_and_run_name_ru
         (tmp_path / "stop").touch()  # the sleepy flow then ends at once
         await pilot.press("enter")
         await wait_for(pilot, lambda: flows.last_states.get("sleepy") == "Completed", message="the palette's run")
+
+
+async def test_the_flows_filter_follows_each_key_shows_in_the_title_and_esc_in_the_pane_clears_it(tmp_path):
+    from flows_tui.tui.flow_list import FlowList
+
+    app = app_for(make_project(tmp_path), connect_cluster=False)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await wait_for(pilot, lambda: len(flow_keys(app)) == 3, message="the flows")
+        await pilot.press("slash", "s", "l")
+        await wait_for(pilot, lambda: flow_keys(app) == ["sleepy"], message="the list to follow the keys (no enter)")
+        await pilot.press("e")
+        assert "/sle" in str(app.query_one("#flows").border_title)
+        await pilot.press("enter")  # keeps the filter, back in the list
+        assert app.query_one(FlowList).has_focus and flow_keys(app) == ["sleepy"]
+        await pilot.press("escape")  # in the pane: clears it
+        await wait_for(pilot, lambda: len(flow_keys(app)) == 3, message="the filter cleared")
+        assert "/" not in str(app.query_one("#flows").border_title).replace("flows · ", "")

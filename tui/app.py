@@ -251,7 +251,7 @@ class FlowsApp(App):
             with Vertical(id="right"):
                 yield TaskTree(id="tasks")
                 yield LogView(id="logs")
-        yield Input(placeholder="filter (enter applies, esc clears)", id="filter")
+        yield Input(placeholder="filter (as you type; enter keeps it, esc clears)", id="filter")
         yield StatusBar(id="status")
         yield Footer()
 
@@ -936,32 +936,50 @@ class FlowsApp(App):
         box = self.query_one("#filter", Input)
         self._filter_target = "logs" if self._in(LogView) or self._in(TaskTree) else "flows"
         box.placeholder = ("search the logs" if self._filter_target == "logs" else "filter flows") + \
-            " (enter applies, esc clears)"
+            " (as you type; enter keeps it, esc clears)"
+        current = self.query_one(LogView).search if self._filter_target == "logs" else self.query_one(FlowList).filter
+        with box.prevent(Input.Changed):
+            box.value = current
         box.display = True
         box.focus()
 
+    @on(Input.Changed, "#filter")
+    def _filter_changed(self, event: Input.Changed) -> None:
+        """As you type: the list (or the log search) follows each key."""
+        self._set_filter(event.value)
+
     @on(Input.Submitted, "#filter")
     def _filter_submitted(self, event: Input.Submitted) -> None:
-        self._apply_filter(event.value)
+        self._set_filter(event.value)
+        self._close_filter()
 
-    def _apply_filter(self, text: str) -> None:
-        box = self.query_one("#filter", Input)
+    def _set_filter(self, text: str) -> None:
         if self._filter_target == "logs":
             self.query_one(LogView).set_search(text)
-            target: Any = self.query_one(LogView).output
-        else:
-            flows = self.query_one(FlowList)
+            return
+        flows = self.query_one(FlowList)
+        if flows.filter != text:
             flows.filter = text
             self._show_flows()
-            target = flows
-        box.display = False
+        title = f"flows · {self.flows_dir.name}" + (f" · /{text}" if text else "")
+        self.query_one("#flows").border_title = plain(title, one_line=True)
+
+    def _close_filter(self) -> None:
+        self.query_one("#filter", Input).display = False
+        target: Any = self.query_one(LogView).output if self._filter_target == "logs" else self.query_one(FlowList)
         target.focus()
 
     def on_key(self, event: Any) -> None:
+        if event.key != "escape":
+            return
         box = self.query_one("#filter", Input)
-        if event.key == "escape" and box.has_focus:
-            box.value = ""
-            self._apply_filter("")
+        if box.has_focus:
+            self._set_filter("")
+            self._close_filter()
+            event.stop()
+        elif self.query_one(FlowList).filter and self._in(FlowList):  # esc in the filtered pane clears it
+            self._filter_target = "flows"
+            self._set_filter("")
             event.stop()
 
     def _in(self, kind: type) -> bool:
