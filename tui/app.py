@@ -14,6 +14,7 @@ import concurrent.futures
 import contextlib
 import datetime as _dt
 import gc
+import re
 import signal
 import threading
 import time
@@ -191,6 +192,8 @@ class FlowsApp(App):
                         key_display=KEY_NAMES.get(key)) for key, action, label, description in ACTIONS] + [
         Binding("tab", "focus_next", "Next pane", show=False),
         Binding("shift+tab", "focus_previous", "Previous pane", show=False),
+        # Ctrl-C quits, as in every terminal program (Textual's own says "press ctrl+q" instead).
+        Binding("ctrl+c", "quit", "Quit", show=False, priority=True),
     ]
 
     def __init__(self, config: Any, *, path: str | None = None, address: str | None = None,
@@ -1047,19 +1050,21 @@ class FlowsApp(App):
         self.notify(f"saved {Path(path).name}", timeout=3)
 
     def action_help(self) -> None:
-        everywhere = [(KEY_NAMES.get(key, key), description) for key, _, _, description in self.ACTIONS]
+        # The short form of each description (before its colon or parenthesis): the palette has the rest.
+        everywhere = [(KEY_NAMES.get(key, key), re.split(r"[:(]", description)[0].strip())
+                      for key, _, _, description in self.ACTIONS]
         sections = [
             ("Everywhere", everywhere + [("ctrl+p", "Command palette: every action and flow"),
-                                         ("tab / shift+tab", "Next / previous pane")]),
-            ("Flows", [("j / k, ↑ / ↓", "Move"), ("enter", "Open: the task tree, or a broken file's traceback")]),
-            ("Runs", [("j / k", "Move"), ("enter", "Open the run: its tree and logs from the store")]),
-            ("Tasks", [("j / k, g / G", "Move (the logs follow the task under the cursor)"),
-                       ("space", "Expand or collapse"),
-                       ("enter", "A task run: its inputs, result and traceback; a failed attempt: its "
-                                 "traceback; on \"… more\", the next children"),
-                       ("d", "Debug the task run here, in the terminal, with its inputs"),
+                                         ("tab / shift+tab", "Next / previous pane"), ("ctrl+c", "Quit")]),
+            ("Flows", [("j/k ↑/↓", "Move"), ("enter", "The task tree, or a broken file's traceback"),
+                       ("esc", "Clear the filter")]),
+            ("Runs", [("j/k g/G", "Move"), ("enter", "Open the run: its tree and logs")]),
+            ("Tasks", [("j/k g/G", "Move; the logs follow the task"), ("space", "Expand or collapse"),
+                       ("enter", "Inputs, result and traceback; on … more, more"),
+                       ("d", "Debug the task run here, with its inputs"),
                        ("e", "Open the editor at the failing line")]),
-            ("Logs", key_help(LogView.BINDINGS)),
+            ("Logs", [("j/k g/G", "Scroll"), ("/", "Search as you type (esc clears)")]
+             + key_help(LogView.BINDINGS)),
         ]
         self.push_screen(HelpScreen(sections))
 
@@ -1088,7 +1093,13 @@ class FlowsApp(App):
                     threading.Thread(target=engine.cancel, args=("flows-tui was closed",), daemon=True).start()
                 self.exit()
 
-        self.push_screen(ConfirmScreen(f"{len(self.engines)} run(s) in progress. Cancel them and quit?"), answered)
+        if getattr(self.screen, "asks_to_quit", False):  # asked already: a second q or ctrl+c means yes
+            answered(True)
+            return
+        question = ConfirmScreen(f"{len(self.engines)} run(s) in progress. Cancel them and quit? "
+                                 "(y, or ctrl+c again)")
+        question.asks_to_quit = True
+        self.push_screen(question, answered)
 
     def on_unmount(self) -> None:
         gc.set_threshold(*self._gc_thresholds)
