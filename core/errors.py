@@ -3,6 +3,12 @@
 from __future__ import annotations
 
 
+def describe(error: BaseException) -> str:
+    """`Type: message`, or the type alone for an error without a message: how runs name an error."""
+    text = str(error)
+    return f"{type(error).__name__}: {text}" if text else type(error).__name__
+
+
 class FlowsTuiError(Exception):
     """Base of every error flows-tui reports to the user as one clear message."""
 

@@ -66,6 +66,11 @@ def now() -> _dt.datetime:
     return _dt.datetime.now(_dt.timezone.utc)
 
 
+def utc(timestamp: float) -> _dt.datetime:
+    """An epoch timestamp (a worker's report) as a moment in UTC."""
+    return _dt.datetime.fromtimestamp(timestamp, _dt.timezone.utc)
+
+
 class UpstreamFailed(Exception):
     """Raised for a task that did not run because an upstream task failed."""
 

@@ -33,7 +33,8 @@ from flows_tui.context import TaskRunContext, task_run_var
 from flows_tui.errors import FlowsTuiError, UsageError
 from flows_tui.safe_text import visible
 from flows_tui.states import CACHED, COMPLETED, SUCCESS_STATES
-from flows_tui.engine.worker import UNSENDABLE, Ref, substitute
+from flows_tui.engine.outcome import UNSENDABLE, Ref
+from flows_tui.engine.worker import substitute
 
 if TYPE_CHECKING:
     from flows_tui.engine.flow_run import FlowRunEngine

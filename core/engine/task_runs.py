@@ -1,0 +1,210 @@
+"""The run's table of task runs, as the engine keeps it: each task run's Dask future, its
+executions and attempts, who consumes it, whether it is final (`_Tracking`), and the waits
+and results the flow body asks for. A task run's final state is recorded in one place,
+`_end_task_run`."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from flows_tui.futures import TaskFuture
+from flows_tui.record import events as ev
+from flows_tui.states import (CANCELLED, CRASHED, NOT_RUN, SUCCESS_STATES, TIMED_OUT, CancelledRun, CrashedRun, State,
+                              TaskRunTimedOut, UpstreamFailed)
+from flows_tui.states import now as _now
+
+from .outcome import UNSENDABLE, Outcome
+
+logger = logging.getLogger("flows_tui.engine")
+
+
+class _Flag:
+    """Whether a task run has reached a final state: `threading.Event`'s is_set/set/clear, without its lock.
+
+    Changed only with the engine's lock held, and nobody waits on it (waiters use the engine's
+    condition, which `_end_task_run` notifies), so a Condition per task run would only cost time.
+    """
+
+    __slots__ = ("_set",)
+
+    def __init__(self) -> None:
+        self._set = False
+
+    def is_set(self) -> bool:
+        return self._set
+
+    def set(self) -> None:
+        self._set = True
+
+    def clear(self) -> None:
+        self._set = False
+
+
+@dataclass
+class _Tracking:
+    """What the engine keeps per task run besides the model: its Dask future and who used it."""
+
+    key: str
+    future: Any = None
+    executions: dict[tuple[str, int], int] = field(default_factory=dict)
+    open_attempt: int | None = None
+    consumers: list[tuple[str, bool]] = field(default_factory=list)  # (task run id, via allow_failure)
+    seen_by_body: bool = False
+    finished_seen: float | None = None  # when Dask first said finished without a report
+    done: _Flag = field(default_factory=_Flag)
+    lineage: str | None = None  # its key in the session (None: no session, or not reusable)
+    reused_from: str | None = None  # the run whose held result it reused
+    call: tuple | None = None  # (task, args template, kwargs template, upstream futures, allowed) as submitted
+
+
+class TaskRuns:
+    """The engine's part that keeps the task runs (a mixin of FlowRunEngine, sharing its lock)."""
+
+    def _open_task_runs(self) -> list[str]:
+        """The task runs of this run that have not ended (lock held)."""
+        return [trid for trid in self._tracking if not self.flow_run.task_runs[trid].is_final]
+
+    def _handled(self, task_run_id: str) -> bool:
+        track = self._tracking[task_run_id]
+        if track.seen_by_body:
+            return True
+        return bool(track.consumers) and all(allowed for _, allowed in track.consumers)
+
+    def _end_task_run(self, task_run_id: str, state: str, message: str | None, when: _dt.datetime | None = None) -> None:
+        """Record a final state (lock held)."""
+        track = self._tracking[task_run_id]
+        if track.done.is_set():
+            return
+        when = when or _now()
+        if track.open_attempt is not None:
+            self._emit(ev.AttemptEnded(self.run_id, task_run_id, track.open_attempt, state, when, message))
+            track.open_attempt = None
+        self._emit(ev.TaskStateChanged(self.run_id, task_run_id, state, when, message=message))
+        track.done.set()
+        self._open_ids.discard(task_run_id)
+        self._changed.notify_all()
+
+    # Waiting and results, for the body ----------------------------------------------------------
+
+    def _wait_final(self, task_run_id: str, timeout: float | None) -> None:
+        track = self._tracking[task_run_id]
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._lock:
+            self._driver_waiting = True
+            try:
+                while not track.done.is_set():
+                    self._check_abort()
+                    remaining = None if deadline is None else deadline - time.monotonic()
+                    if remaining is not None and remaining <= 0:
+                        raise TimeoutError(f"task run {self.flow_run.task_runs[task_run_id].name!r} did not "
+                                           f"finish within {timeout:g}s")
+                    self._changed.wait(0.5 if remaining is None else min(0.5, remaining))
+            finally:
+                self._driver_waiting = False
+
+    def wait(self, future: TaskFuture, timeout: float | None = None) -> None:
+        self._wait_final(future.task_run_id, timeout)
+
+    def wait_for_change(self, timeout: float) -> None:
+        """Until some task run of this run changes, or `timeout` s pass (futures' `wait`, `as_completed`)."""
+        with self._lock:
+            self._changed.wait(timeout)
+
+    def final_state(self, future: TaskFuture, *, seen_by_body: bool) -> State:
+        self._wait_final(future.task_run_id, None)
+        if seen_by_body:
+            self._tracking[future.task_run_id].seen_by_body = True
+        return self.state_of(future)
+
+    def result(self, future: TaskFuture, timeout: float | None = None, raise_on_failure: bool = True) -> Any:
+        return self.result_of(future.task_run_id, timeout=timeout, raise_on_failure=raise_on_failure)
+
+    def result_of(self, task_run_id: str, *, timeout: float | None = None, raise_on_failure: bool = True) -> Any:
+        """The task's value, straight from its envelope: no waiting for the worker's report."""
+        track = self._tracking[task_run_id]
+        outcome = self._outcome(track, timeout)
+        if outcome is not None and outcome.ok:
+            if self.session is not None:
+                self._remember_received(outcome.value, task_run_id)
+            return outcome.value
+        # The body sees this failure: handled if it catches it (SPEC's flow-state rule).
+        track.seen_by_body = True
+        if outcome is not None and outcome.state == NOT_RUN:
+            with self._lock:
+                self._mark_root_causes_seen(task_run_id)
+        if outcome is not None and outcome.exception is not None:
+            error = outcome.exception
+            if outcome.state == UNSENDABLE:  # the task completed; its value could not be pickled to come here
+                error = error.sent("to the flow")
+        else:
+            self._wait_final(task_run_id, None)
+            error = self._exception_from_record(self.flow_run.task_runs[task_run_id])
+        if raise_on_failure:
+            raise error
+        return error
+
+    def _outcome(self, track: _Tracking, timeout: float | None) -> Outcome | None:
+        """Wait for the task's envelope; None if Dask lost or failed the task itself (a crash)."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        hiccups = 0
+        while True:
+            self._check_abort()
+            remaining = None if deadline is None else deadline - time.monotonic()
+            if remaining is not None and remaining <= 0:
+                raise TimeoutError(f"task run {track.key!r} did not finish within {timeout:g}s")
+            try:
+                return track.future.result(timeout=0.2 if remaining is None else min(0.2, remaining))
+            except TimeoutError:
+                continue
+            except Exception:  # KilledWorker, cancelled: the watcher records it as Crashed/Cancelled
+                if track.future.status in ("pending", "finished") and hiccups < 10:
+                    # A timed result() can fail with no failure behind it when the client's loop is
+                    # busy (UnboundLocalError, dask/distributed#8514; seen under the UI's load):
+                    # the task is fine, ask again.
+                    hiccups += 1
+                    continue
+                return None
+
+    def _exception_from_record(self, task_run: Any) -> BaseException:
+        message = task_run.error or task_run.message or f"task run ended {task_run.state}"
+        if task_run.state == CRASHED:
+            return CrashedRun(message)
+        if task_run.state == CANCELLED:
+            return CancelledRun(message)
+        if task_run.state == TIMED_OUT:
+            return TaskRunTimedOut(message)
+        return UpstreamFailed(message) if task_run.state == NOT_RUN else RuntimeError(message)
+
+    def _mark_root_causes_seen(self, task_run_id: str) -> None:
+        """A NotRun's exception reached the body: the failures that caused it were seen too."""
+        for upstream in self.flow_run.task_runs[task_run_id].upstream:
+            track = self._tracking[upstream]
+            if not track.seen_by_body:
+                track.seen_by_body = True
+                self._mark_root_causes_seen(upstream)
+
+    def state_of(self, future: TaskFuture) -> State:
+        with self._lock:
+            task_run = self.flow_run.task_runs[future.task_run_id]
+            name, message = task_run.state, task_run.error or task_run.message
+            final = task_run.is_final
+        state = State(name, message)
+        state._task_run_id = future.task_run_id  # type: ignore[attr-defined]
+        if final:
+            self._tracking[future.task_run_id].seen_by_body = True
+            if name in SUCCESS_STATES:
+                state._resolver = lambda: self.result_of(future.task_run_id)
+            else:
+                state._resolver = None
+                state._exception = self.result_of(future.task_run_id, raise_on_failure=False)
+        return state
+
+    def state_name(self, future: TaskFuture) -> str:
+        return self.flow_run.task_runs[future.task_run_id].state
+
+    def is_final(self, future: TaskFuture) -> bool:
+        return self._tracking[future.task_run_id].done.is_set()
