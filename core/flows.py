@@ -115,11 +115,15 @@ class Flow:
         """Bind and convert parameters against the signature; ParameterError names the bad one."""
         from .parameters import validate_parameters
 
+        fn = self.fn
+        bound_to = self.__dict__.get("_bound_to", _UNBOUND)
+        if bound_to is not _UNBOUND:  # a method: its object is no parameter of the run
+            fn = functools.partial(self.fn, bound_to)
         if not self.should_validate_parameters:
-            bound = self.signature.bind(**parameters)
+            bound = inspect.signature(fn).bind(**parameters)
             bound.apply_defaults()
             return dict(bound.arguments)
-        return validate_parameters(self.fn, parameters, flow_name=self.name, from_text=from_text)
+        return validate_parameters(fn, parameters, flow_name=self.name, from_text=from_text)
 
     def __call__(self, *args: Any, return_state: bool = False, **kwargs: Any) -> Any:
         bound_to = self.__dict__.get("_bound_to", _UNBOUND)

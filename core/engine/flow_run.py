@@ -93,7 +93,7 @@ class FlowRunEngine(TaskRuns, TaskCalls, TaskReports, DaskWatch):
         self._tracking: dict[str, _Tracking] = {}
         self._by_key: dict[str, str] = {}
         self._names: dict[str, int] = defaultdict(int)
-        self._open_ids: set[str] = set()  # task runs not final yet
+        self._open_ids: set[str] = set()  # task runs not final yet: the one answer to "is it over?" (task_runs)
         self._batch: list | None = None  # events held back to publish as one batch
         self._watch_stop = threading.Event()
         self._sequence = 0
@@ -212,6 +212,8 @@ class FlowRunEngine(TaskRuns, TaskCalls, TaskReports, DaskWatch):
             hooks = self.flow.on_crashed_hooks
         elif state.name == CANCELLED:
             hooks = self.flow.on_cancellation_hooks
+        elif state.name == RUNNING:
+            hooks = getattr(self.flow, "on_running_hooks", [])
         else:
             hooks = []
         for hook in hooks:
@@ -224,6 +226,7 @@ class FlowRunEngine(TaskRuns, TaskCalls, TaskReports, DaskWatch):
         with self._lock:
             self._abort = None
             self._emit(ev.FlowStateChanged(self.run_id, RUNNING, _now(), self.flow_attempt))
+        self._run_flow_hooks(State(RUNNING))
         box: dict[str, Any] = {}
 
         def body() -> None:
