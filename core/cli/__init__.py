@@ -14,7 +14,7 @@ import click
 from rich.console import Console
 
 from flows_tui.project.config import LOG_LEVELS
-from flows_tui.errors import FlowsTuiError, UsageError
+from flows_tui.errors import FlowsTuiError, UsageError, closest, did_you_mean
 from flows_tui.safe_text import plain, visible
 from flows_tui.terminal import exit_now, silence_terminal
 
@@ -427,11 +427,7 @@ def runs(ctx: click.Context, flow_name: str | None, limit: int, config_path: str
     store = _open_store(config)
     found = store.runs(flow_name, limit=limit or None)
     if flow_name is not None and not found and flow_name not in store.flows():
-        import difflib
-
-        close = difflib.get_close_matches(flow_name, store.flows(), n=1)
-        hint = f" (did you mean {close[0]!r}?)" if close else ""
-        raise _fail(UsageError(f"no runs of a flow named {flow_name!r}{hint}"))
+        raise _fail(UsageError(f"no runs of a flow named {flow_name!r}{did_you_mean(flow_name, store.flows())}"))
     if as_json:
         for summary in found:
             click.echo(json.dumps(summary.document()))
@@ -471,10 +467,7 @@ def logs(ctx: click.Context, run_id: str, task_name: str | None, level: str, fol
     except FlowsTuiError as error:
         raise _fail(error)
     if task_name is not None and task_name not in store.task_names(run_id):
-        import difflib
-
-        close = difflib.get_close_matches(task_name, sorted(store.task_names(run_id)), n=1)
-        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        hint = did_you_mean(task_name, store.task_names(run_id))
         raise _fail(UsageError(f"run {run_id} has no task named {task_name!r}{hint}"))
     console = Console(highlight=False, soft_wrap=True)
     threshold = LOG_LEVELS[level.upper()]
@@ -811,10 +804,7 @@ def cache_clear(ctx: click.Context, flow_name: str | None, config_path: str | No
     of = f" of flow {flow_name!r}" if flow_name else ""
     click.echo(f"removed {count} cached result{'s' if count != 1 else ''}{of} ({format_size(size)})")
     if flow_name and not count:
-        import difflib
-
-        known = sorted({entry.flow for entry in cache_entries(directory) if entry.flow})
-        close = difflib.get_close_matches(flow_name, known, n=1)
+        close = closest(flow_name, {entry.flow for entry in cache_entries(directory) if entry.flow})
         if close:
             _stderr().print(f"no cached results of a flow named {flow_name!r}; did you mean {close[0]!r}?",
                             markup=False)
