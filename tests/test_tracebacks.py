@@ -159,7 +159,7 @@ async def test_the_uis_traceback_of_a_failed_attempt_names_the_users_files(tmp_p
                 stack.extend(node.children)
             return None
 
-        await wait_for(pilot, lambda: "pipeline" in str(app.query_one("#flows").get_row_at(0)), message="the flow")
+        await wait_for(pilot, lambda: app.query_one("#flows").row_count and "pipeline" in str(app.query_one("#flows").get_row_at(0)), message="the flow")
         await pilot.press("r")
         await wait_for(pilot, lambda: attempt_node() is not None and "Failed" in str(attempt_node().label),
                        message="the failed attempt")
