@@ -28,6 +28,7 @@ class ProjectConfig:
     flows_dir: Path
     state_dir: Path
     log_level: int = logging.INFO  # what runs capture from logging, print and warnings
+    import_timeout: float = 10.0  # seconds one flow file's import may take before it is an error
 
 
 @dataclass(frozen=True)
@@ -248,7 +249,7 @@ def parse_interval(value: Any) -> _dt.timedelta:
 
 def _project(reader: _Reader, data: dict, root: Path) -> ProjectConfig:
     keys = ("project",)
-    reader.table(data, keys, {"flows_dir", "state_dir", "log_level"})
+    reader.table(data, keys, {"flows_dir", "state_dir", "log_level", "import_timeout"})
     flows_dir = reader.get(data, keys, "flows_dir", str)
     if flows_dir is None:
         flows_dir = "flows" if (root / "flows").is_dir() else "."
@@ -258,8 +259,16 @@ def _project(reader: _Reader, data: dict, root: Path) -> ProjectConfig:
         reader.report(reader.error(keys + ("log_level",),
                                    f"log_level must be one of {', '.join(LOG_LEVELS)} (any case), got {level!r}"))
         level = "INFO"
+    import_timeout = reader.get(data, keys, "import_timeout", (int, float), 10.0)
+    if isinstance(import_timeout, bool) or not import_timeout > 0:
+        reader.report(reader.error(keys + ("import_timeout",),
+                                   f"import_timeout must be a number of seconds above 0, got {import_timeout!r}"))
+        import_timeout = 10.0
+    from .flow_files import set_import_timeout
+
+    set_import_timeout(float(import_timeout))  # every flow file imported from now on
     return ProjectConfig(flows_dir=(root / flows_dir).resolve(), state_dir=(root / state_dir).resolve(),
-                         log_level=LOG_LEVELS[level.upper()])
+                         log_level=LOG_LEVELS[level.upper()], import_timeout=float(import_timeout))
 
 
 def _cluster(reader: _Reader, data: dict, root: Path) -> ClusterConfig:
