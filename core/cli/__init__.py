@@ -111,7 +111,6 @@ def run(ctx: click.Context, flow_spec: str, params: tuple[str, ...], address: st
         config_path: str | None, as_json: bool, rerun_id: str | None, watch: bool) -> None:
     """Run FLOW (a flow's name or file.py:function) headless; exit 0 Completed, 1 failed, 2 bad input."""
     from flows_tui.record import events as ev
-    from flows_tui.cache import cache_directory
     from flows_tui.project.catalog import flow_config_for, located_in_config
     from flows_tui.engine.cluster import choose_cluster
     from flows_tui.errors import ParameterError
@@ -164,10 +163,8 @@ def run(ctx: click.Context, flow_spec: str, params: tuple[str, ...], address: st
     try:
         with recording(bus, config) as store, progress, signals:
             store.on_problem = _store_problem
-            engine = execute(flow, parameters, choice, bus=bus, file=str(loaded.path),
-                             log_level=config.project.log_level, on_engine=signals.started,
-                             on_connected=signals.connected,
-                             cache_dir=cache_directory(config.project.state_dir))
+            engine = execute(flow, parameters, choice, config, bus=bus, file=str(loaded.path),
+                             on_engine=signals.started, on_connected=signals.connected)
     except StoreNotWritable as error:  # raised by `recording` before the run starts
         unsubscribe()
         raise _fail(FlowsTuiError(f"{error}; nothing was run"))
@@ -292,56 +289,45 @@ def _watch_run(flow_name: str, root: Path, values: dict[str, Any], typed: set[st
     """
     import threading
 
-    from flows_tui.record import events as ev
-    from flows_tui.cache import cache_directory
-    from flows_tui.project.catalog import stdout_to_stderr
-    from flows_tui.engine.cluster import connect, reconnect_if_lost
-    from flows_tui.project.config import display_path
-    from flows_tui.engine.flow_run import run_flow
-    from flows_tui.project.flows_directory import FlowsDirectory
-    from flows_tui.record.progress import Progress, print_summary, run_document
+    from flows_tui.launch.launcher import RunLauncher
     from flows_tui.launch.runner import recording
-    from flows_tui.engine.session import Session
     from flows_tui.launch.watch_run import WatchRun
+    from flows_tui.project.catalog import stdout_to_stderr
+    from flows_tui.project.config import display_path
+    from flows_tui.project.flows_directory import FlowsDirectory
+    from flows_tui.record import events as ev
+    from flows_tui.record.progress import Progress, print_summary, run_document
 
     directory = FlowsDirectory(root)
     with stdout_to_stderr():  # a flow file that prints while imported must not mix with --json lines
         directory.load()
+    bus = ev.EventBus()
+    launcher = RunLauncher(choice, config, bus, keep_results=True,
+                           say=lambda text: console.print(visible(text), markup=False))
     try:
-        cluster = connect(choice)
+        launcher.connect()
     except FlowsTuiError as error:
         raise _fail(error)
-    session = Session(cluster.client)
-    bus = ev.EventBus()
-    engines: list[Any] = []  # the run in progress, to cancel on Ctrl-C
     waiting = f"watching {display_path(directory.directory)} for changes to {flow_name!r} (Ctrl-C to stop)"
 
     def run_once(flow: Any) -> None:
-        nonlocal cluster, session
         try:
             parameters = flow.validate(values, from_text=typed)
         except FlowsTuiError as error:  # the saved signature no longer accepts them: wait for the next save
             console.print(visible(f"not run: {error}"), markup=False)
             return
-        try:  # the scheduler went away (the run then ended Crashed): connect again
-            fresh = reconnect_if_lost(cluster, lambda text: console.print(visible(text), markup=False))
-        except FlowsTuiError as error:
-            console.print(visible(f"not run: {error}"), markup=False)
-            return
-        if fresh is not cluster:
-            cluster, session = fresh, Session(fresh.client)
         progress = Progress(console, live=live)
         unsubscribe = bus.subscribe(progress.handle, name="progress")
         try:
             with progress:
-                engine = run_flow(flow, parameters, client=cluster.client, bus=bus, file=flow.file,
-                                  address=cluster.address if cluster.local is None else "LocalCluster",
-                                  on_engine=engines.append, log_level=config.project.log_level,
-                                  cache_dir=cache_directory(config.project.state_dir), session=session, reuse=True)
+                # A lost scheduler (the run before ended Crashed) is connected to again first.
+                engine = launcher.launch(flow, parameters, file=flow.file, reuse=True)
                 bus.flush()
+        except FlowsTuiError as error:
+            console.print(visible(f"not run: {error}"), markup=False)
+            return
         finally:
             unsubscribe()
-            engines.clear()
         print_summary(console, engine.flow_run)
         if as_json:
             click.echo(json.dumps(run_document(engine.flow_run)), file=out)
@@ -370,8 +356,7 @@ def _watch_run(flow_name: str, root: Path, values: dict[str, Any], typed: set[st
                     pass
             except KeyboardInterrupt:
                 watch.stop(timeout=0)
-                for engine in list(engines):
-                    engine.cancel("interrupted (Ctrl-C)")
+                launcher.cancel_all("interrupted (Ctrl-C)")
                 try:
                     watch.stop(timeout=30)  # the cancelled run ends and is recorded as Cancelled
                 except KeyboardInterrupt:
@@ -380,7 +365,7 @@ def _watch_run(flow_name: str, root: Path, values: dict[str, Any], typed: set[st
         raise _fail(error)
     finally:
         directory.stop()
-        cluster.close()
+        launcher.close()
     raise click.exceptions.Exit(EXIT_OK)
 
 

@@ -7,7 +7,7 @@ import contextlib
 import logging
 import os
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 from flows_tui.errors import ClusterError
 
@@ -211,16 +211,6 @@ def connect(choice: ClusterChoice, *, behind_ui: bool = False) -> Cluster:
     return Cluster(client, local, choice, behind_ui=behind_ui)
 
 
-def reconnect_if_lost(cluster: Cluster, say: Callable[[str], None]) -> Cluster:
-    """`cluster`, or a fresh connection if its attached scheduler was lost (it restarted): before
-    a run that follows one that ended Crashed. Says what it does; ClusterError while unreachable."""
-    if not cluster.lost:
-        return cluster
-    address = cluster.choice.address
-    say(f"lost the Dask scheduler at {address}; reconnecting")
-    fresh = reconnect(cluster)
-    say(f"reconnected to the Dask scheduler at {address}")
-    return fresh
 
 
 def reconnect(cluster: Cluster) -> Cluster:

@@ -1,23 +1,22 @@
-"""Running a flow end to end: choose the cluster, connect, run, close.
+"""One run from start to end: `flows-tui run` and a flow called from plain Python.
 
-Shared by `flows-tui run`, calling a flow function from plain Python, and later
-`serve` and the TUI. `recording` attaches what every run is observed by whoever
-starts it: the store (as the bus's journal) and the notifier.
+`recording` attaches what every run is observed by, whoever starts it (this, `run --watch`,
+`serve`, the UI): the store (as the bus's journal) and the notifier.
 """
 
 from __future__ import annotations
 
 import contextlib
-import logging
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterator
 
-
+from flows_tui.engine.cluster import Cluster, ClusterChoice, choose_cluster
+from flows_tui.engine.flow_run import FlowRunEngine
 from flows_tui.record import events as ev
-from flows_tui.engine.cluster import Cluster, ClusterChoice, choose_cluster, connect
-from flows_tui.engine.flow_run import FlowRunEngine, run_flow
 from flows_tui.user_code.pickling import send_by_value
+
+from .launcher import RunLauncher
 
 if TYPE_CHECKING:
     from flows_tui.project.config import Config
@@ -68,36 +67,28 @@ def _user_module_by_value(flow: "Flow") -> None:
     send_by_value(module)
 
 
-def execute(flow: "Flow", parameters: dict[str, Any], choice: ClusterChoice, *, bus: ev.EventBus | None = None,
-            file: str | None = None, run_id: str | None = None, log_level: int = logging.INFO,
+def execute(flow: "Flow", parameters: dict[str, Any], choice: ClusterChoice, config: "Config", *,
+            bus: ev.EventBus, file: str | None = None, run_id: str | None = None,
             on_connected: Callable[[Cluster], None] | None = None,
-            on_engine: Callable[[FlowRunEngine], None] | None = None,
-            cache_dir: Path | None = None) -> FlowRunEngine:
-    """Connect (ClusterError if that fails), run the flow to its end, close what we started."""
+            on_engine: Callable[[FlowRunEngine], None] | None = None) -> FlowRunEngine:
+    """One run on a cluster of its own: connect (ClusterError if that fails), run to the end, close."""
     _user_module_by_value(flow)
-    cluster = connect(choice)
-    try:
+    with RunLauncher(choice, config, bus) as launcher:
+        cluster = launcher.connect()
         if on_connected is not None:
             on_connected(cluster)
-        return run_flow(flow, parameters, client=cluster.client, bus=bus, run_id=run_id, file=file,
-                        address=cluster.address if cluster.local is None else "LocalCluster",
-                        on_engine=on_engine, log_level=log_level, cache_dir=cache_dir)
-    finally:
-        cluster.close()
+        return launcher.launch(flow, parameters, file=file, run_id=run_id, on_engine=on_engine)
 
 
 def run_from_python(flow: "Flow", parameters: dict[str, Any], *, return_state: bool = False) -> Any:
     """`my_flow(...)` from plain Python: run on the cluster the command line would use."""
-    from flows_tui.cache import cache_directory
     from flows_tui.project.config import load_config
 
     config = load_config(None, cwd=Path.cwd())
     values = flow.validate(parameters)
-    file = flow.file
     bus = ev.EventBus()
     with recording(bus, config):
-        engine = execute(flow, values, choose_cluster(None, config), bus=bus, file=file,
-                         log_level=config.project.log_level, cache_dir=cache_directory(config.project.state_dir))
+        engine = execute(flow, values, choose_cluster(None, config), config, bus=bus, file=flow.file)
     state = engine.final
     if return_state:
         return state

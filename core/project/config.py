@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as _dt
 import difflib
 import logging
@@ -444,3 +445,15 @@ def load_config(path: Path | None = None, *, cwd: Path | None = None,
     except (OSError, UnicodeDecodeError) as error:
         raise ConfigError(f"cannot read: {error}", path=display_path(path)) from None
     return parse_config(text, path=path, environ=environ, require_env=require_env, problems=problems)
+
+
+def reload_config(current: Config) -> tuple[Config, list[str]]:
+    """flows.toml saved while a process runs: `current` with the new [flows] tables, and the
+    tables that changed but apply only on restart ([project], [cluster], [notify]).
+
+    ConfigError (or another FlowsTuiError) when the saved file does not load; the caller
+    keeps `current`.
+    """
+    fresh = load_config(current.path, cwd=current.root)
+    restart = [name for name in ("project", "cluster", "notify") if getattr(fresh, name) != getattr(current, name)]
+    return dataclasses.replace(current, flows=fresh.flows), restart

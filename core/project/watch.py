@@ -30,13 +30,15 @@ log = logging.getLogger("flows_tui.watch")
 
 
 class FlowsWatcher:
-    """A background thread that calls `on_change(paths)` with the .py files (or folders) that changed."""
+    """A background thread that calls `on_change(paths)` with the .py files (or folders) that changed,
+    or with flows.toml when it is the file watched (`only`)."""
 
     def __init__(self, folder: Path, on_change: Callable[[set[Path]], object], *, recursive: bool = True,
-                 debounce_ms: int | None = None, step_ms: int | None = None) -> None:
+                 debounce_ms: int | None = None, step_ms: int | None = None, only: Path | None = None) -> None:
         self.folder = folder
         self.on_change = on_change
         self.recursive = recursive
+        self.only = only.resolve() if only is not None else None  # watch this one file of `folder` (flows.toml) instead of the Python files
         self.debounce_ms = DEBOUNCE_MS if debounce_ms is None else debounce_ms
         self.step_ms = STEP_MS if step_ms is None else step_ms
         self.error: BaseException | None = None
@@ -61,6 +63,8 @@ class FlowsWatcher:
 
     def _wanted(self, change: watchfiles.Change, path: str) -> bool:
         """Python files, and anything that may be a folder (one renamed or deleted whole carries its files)."""
+        if self.only is not None:
+            return Path(path).resolve() == self.only
         relative = os.path.relpath(path, self.folder).split(os.sep)
         if any(part.startswith(".") or part == "__pycache__" for part in relative):
             return False  # hidden folders, editors' hidden temp files, bytecode

@@ -17,17 +17,18 @@ from typing import Any, Callable
 from rich.console import Console
 from rich.text import Text
 
-from flows_tui.record import events as ev
-from flows_tui.cache import cache_directory
-from flows_tui.engine.cluster import ClusterChoice, connect, reconnect_if_lost
-from flows_tui.engine.flow_run import FlowRunEngine, run_flow
+from flows_tui.engine.cluster import ClusterChoice
+from flows_tui.engine.flow_run import FlowRunEngine
 from flows_tui.errors import ClusterError
-from flows_tui.record.progress import SYMBOLS, format_duration, state_text
+from flows_tui.launch.launcher import RunLauncher, where
 from flows_tui.launch.runner import recording
-from flows_tui.safe_text import plain, visible
 from flows_tui.project.schedules import Schedule
-from .scheduler import ScheduleLock, Scheduler
+from flows_tui.record import events as ev
+from flows_tui.record.progress import SYMBOLS, format_duration, state_text
+from flows_tui.safe_text import plain, visible
 from flows_tui.states import SUCCESS_STATES
+
+from .scheduler import ScheduleLock, Scheduler
 
 DEFAULT_GRACE_SECONDS = 30.0
 
@@ -51,13 +52,11 @@ class Service:
         self.console = console
         self.clock = clock
         self._served = {entry.schedule.flow: entry for entry in served}
-        self._engines: dict[str, FlowRunEngine] = {}
         self._lock = threading.Lock()
         self._pool = concurrent.futures.ThreadPoolExecutor(thread_name_prefix="flows-tui-serve-run")
         self.bus = ev.EventBus()
+        self.launcher = RunLauncher(choice, config, self.bus, say=self.say)
         self.scheduler: Scheduler | None = None
-        self.cluster: Any = None
-        self._cluster_lock = threading.Lock()  # one reconnect at a time after the scheduler was lost
 
     def say(self, text: Any) -> None:
         stamp = _dt.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M:%S")
@@ -76,14 +75,13 @@ class Service:
         """Serve until `stop` is set; then wind down (grace period, then cancel)."""
         with recording(self.bus, self.config) as store:
             store.on_problem = self.say  # "the history of this run is incomplete: …", once per run
-            self.cluster = connect(self.choice)
+            cluster = self.launcher.connect()
             try:
                 lock = ScheduleLock(self.config.project.state_dir, "flows-tui serve")
                 self.scheduler = Scheduler(store, self._start, log=self.say, lock=lock,
                                            **({"clock": self.clock} if self.clock else {}))
                 self.scheduler.set_schedules([entry.schedule for entry in self._served.values()])
-                where = "LocalCluster" if self.cluster.local is not None else self.cluster.address
-                self.say(f"serving {len(self._served)} schedule(s) on {where}; Ctrl-C or SIGTERM stops")
+                self.say(f"serving {len(self._served)} schedule(s) on {where(cluster)}; Ctrl-C or SIGTERM stops")
                 for flow, due in sorted(self.scheduler.next_due().items()):
                     schedule = self._served[flow].schedule
                     self.say(f"  {flow}: {schedule.describe()}, next run {_local(due)}")
@@ -96,7 +94,7 @@ class Service:
                 if self.scheduler is not None:
                     self.scheduler.stop()  # again after an error: the schedules' lock goes to a standby
                 self._pool.shutdown(wait=False)
-                self.cluster.close()
+                self.launcher.close()
 
     def _start(self, schedule: Schedule, due: _dt.datetime) -> concurrent.futures.Future:
         with self._lock:
@@ -108,21 +106,13 @@ class Service:
         name = entry.schedule.flow
 
         def started(engine: FlowRunEngine) -> None:
-            with self._lock:
-                self._engines[engine.run_id] = engine
             self.say(f"{SYMBOLS['Running']} {name} started (run {engine.run_id}, due {_local(due)})")
 
-        try:
-            cluster = self._live_cluster()
+        try:  # after a run that ended Crashed because the scheduler was lost, this connects again
+            engine = self.launcher.launch(entry.flow, parameters, file=entry.file, on_engine=started)
         except ClusterError as error:
             self.say(f"{name}: the run due {_local(due)} did not start: {error}")
             return "NotStarted"
-        engine = run_flow(entry.flow, parameters, client=cluster.client, bus=self.bus, file=entry.file,
-                          address=self.choice.address or "LocalCluster", on_engine=started,
-                          log_level=self.config.project.log_level,
-                          cache_dir=cache_directory(self.config.project.state_dir))
-        with self._lock:
-            self._engines.pop(engine.run_id, None)
         run = engine.flow_run
         text = Text.assemble(state_text(run.state),
                              visible(f" {name} in {format_duration(run.duration)} (run {run.run_id})"))
@@ -131,12 +121,6 @@ class Service:
         self.say(text)
         return run.state
 
-    def _live_cluster(self) -> Any:
-        """The cluster for the next run: connected afresh if the attached scheduler was lost (it restarted)."""
-        with self._cluster_lock:
-            self.cluster = reconnect_if_lost(self.cluster, self.say)
-            return self.cluster
-
     def _wind_down(self, grace: float) -> None:
         running = self.scheduler.running() if self.scheduler else []
         if not running:
@@ -144,11 +128,9 @@ class Service:
         self.say(f"stopping: waiting up to {grace:g}s for {len(running)} run(s) to finish")
         _, still = concurrent.futures.wait(running, timeout=grace)
         if still:
-            with self._lock:
-                engines = list(self._engines.values())
-            self.say(f"cancelling {len(engines)} run(s) still in progress after {grace:g}s")
-            for engine in engines:
-                engine.cancel(f"flows-tui serve stopped; the run did not finish within the {grace:g}s grace period")
+            self.say(f"cancelling {len(self.launcher.running())} run(s) still in progress after {grace:g}s")
+            self.launcher.cancel_all(f"flows-tui serve stopped; the run did not finish within the {grace:g}s "
+                                     "grace period")
             concurrent.futures.wait(still, timeout=30)
 
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
-import dataclasses
 import datetime as _dt
 import gc
 import signal
@@ -33,21 +32,23 @@ from textual.widgets import Footer, Input
 from textual.worker import Worker, WorkerState
 
 from flows_tui import breakpoints
-from flows_tui.record import events as ev
 from flows_tui.cache import cache_directory, cache_size
-from flows_tui.project.catalog import flow_config_for
-from flows_tui.engine.cluster import Cluster, choose_cluster, connect, reconnect
+from flows_tui.engine.cluster import Cluster, choose_cluster
 from flows_tui.errors import FlowFileError, FlowsTuiError
-from flows_tui.record.model import FlowRun, RunModel
-from flows_tui.project.flows_directory import FlowsDirectory, FlowsReloaded
+from flows_tui.launch.launcher import RunLauncher
 from flows_tui.launch.runner import recording
-from flows_tui.safe_text import plain, visible
 from flows_tui.terminal import silence_terminal
-from flows_tui.project.schedules import Schedule
-from flows_tui.schedule.scheduler import ScheduleLock, Scheduler
-from flows_tui.engine.session import Session
-from flows_tui.states import FINAL_STATES, SUCCESS_STATES, now
 from flows_tui.launch.watch_run import WatchRun
+from flows_tui.project.catalog import flow_config_for
+from flows_tui.project.config import reload_config
+from flows_tui.project.flows_directory import FlowsDirectory, FlowsReloaded
+from flows_tui.project.schedules import Schedule
+from flows_tui.project.watch import FlowsWatcher
+from flows_tui.record import events as ev
+from flows_tui.record.model import FlowRun, RunModel
+from flows_tui.safe_text import plain, visible
+from flows_tui.schedule.scheduler import ScheduleLock, Scheduler
+from flows_tui.states import FINAL_STATES, SUCCESS_STATES, now
 from flows_tui.tracebacks import display_path
 
 from .flow_list import FlowList, FlowRow
@@ -70,6 +71,10 @@ KEY_NAMES = {"slash": "/", "question_mark": "?"}  # how a key is written in the 
 
 class RunEvents(Message):
     """Something happened in one or more runs since the last batch (the bridge holds what)."""
+
+
+class ConfigSaved(Message):
+    """flows.toml was saved."""
 
 
 class FlowsChanged(Message):
@@ -185,12 +190,13 @@ class FlowsApp(App):
         self.signalled: int | None = None  # SIGTERM or SIGHUP ended the UI (run_app exits 128 + it)
         self.config = config
         self.flows_dir = Path(path).resolve() if path else config.project.flows_dir
-        self.choice = choose_cluster(address, config)
-        self.cluster: Cluster | None = None
-        self.cluster_error: FlowsTuiError | None = None  # the embedded cluster or the scheduler could not be had
-        self._cluster_lock = threading.Lock()  # one reconnect at a time when the scheduler was lost
-        self._lost_shown = False  # the status bar says the scheduler was lost
         self.bus = bus or ev.EventBus()
+        # The cluster, the session whose results `R` and `w` reuse, and the runs in progress. A
+        # saved flows.toml's [cluster] applies on restart, so the launcher keeps the config it began with.
+        self.launcher = RunLauncher(choose_cluster(address, config), config, self.bus, keep_results=True,
+                                    behind_ui=True)
+        self.cluster_error: FlowsTuiError | None = None  # the embedded cluster or the scheduler could not be had
+        self._lost_shown = False  # the status bar says the scheduler was lost
         self.store = store
         self.bridge = Bridge(self)
         self.bus.subscribe(self.bridge, name="tui")
@@ -198,7 +204,6 @@ class FlowsApp(App):
         self.watch_files = watch
         self.connect_cluster = connect_cluster
         self.clock = now  # what "now" is for durations and countdowns (tests pin it)
-        self.engines: dict[str, Any] = {}  # run id → engine of runs in progress
         self.shown_run: str | None = None  # the run in the tree and logs
         self.scheduler: Scheduler | None = None
         self._schedules: dict[str, Schedule] = {}  # flow → its schedule from flows.toml, as last built
@@ -207,12 +212,24 @@ class FlowsApp(App):
         self._filter_target = "flows"
         self._flows_shown = False
         self._last_run_of: dict[str, str] = {}  # flow → latest run id seen in this session
-        # Results of each flow's last run, held on the cluster while it lives: `R` and `w` reuse them.
-        self.session: Session | None = None
         self.watches: dict[str, WatchRun] = {}  # flow → its watch-run
         # flows.toml as last read: a save that does not load is shown, and the last good config stays.
         self.config_error: FlowsTuiError | None = None
-        self._config_seen = self._config_stamp()
+        self._config_watch: FlowsWatcher | None = None
+
+    @property
+    def cluster(self) -> Cluster | None:
+        return self.launcher.cluster
+
+    @property
+    def session(self) -> Any:
+        """Results of this session's runs, held on the cluster: `R`, `w` and `d` reuse them."""
+        return self.launcher.session
+
+    @property
+    def engines(self) -> dict[str, Any]:
+        """Run id → engine of the runs in progress."""
+        return self.launcher.engines
 
     # Layout ---------------------------------------------------------------------------------
 
@@ -278,7 +295,6 @@ class FlowsApp(App):
         self._watch_store()
         self.measure_cache()
         self.set_interval(1.0, self.every_second)
-        self.set_interval(1.0, self.reload_config)
         # breakpoint() in a flow body run from here would wait for a terminal the UI holds: it says so instead.
         breakpoints.ui_holds_terminal = True
         breakpoints.install_breakpoint_hook()
@@ -295,6 +311,7 @@ class FlowsApp(App):
 
     @work(thread=True, exclusive=True, group="flows", exit_on_error=False)
     def load_flows(self) -> None:
+        self._watch_config()
         if not self.flows_dir.exists():
             self.call_from_thread(self.notify, f"flows directory {self.flows_dir} does not exist", severity="error")
             return
@@ -304,16 +321,28 @@ class FlowsApp(App):
         if self.watch_files:
             self.directory.watch()
 
+    def _watch_config(self) -> None:
+        """flows.toml's saves arrive as ConfigSaved messages (whether or not flow files are watched)."""
+        path = self.config.path
+        if path is None:
+            return
+        watch = FlowsWatcher(path.parent, lambda paths: self.post_message(ConfigSaved()), recursive=False, only=path)
+        try:
+            watch.start()
+        except FlowsTuiError as error:
+            self.call_from_thread(self.notify, f"{error}: flows.toml is read again on restart only",
+                                  severity="warning")
+            return
+        self._config_watch = watch
+
     @work(thread=True, exclusive=True, group="cluster", exit_on_error=False)
     def start_cluster(self) -> None:
         try:
-            cluster = connect(self.choice, behind_ui=True)
+            cluster = self.launcher.connect()
         except FlowsTuiError as error:
             self.cluster_error = error
             self.call_from_thread(self.query_one(StatusBar).set_cluster, plain(f"cluster: {error}", "red"))
             return
-        self.session = Session(cluster.client)
-        self.cluster = cluster
         self._show_cluster(cluster)
 
     def _no_cluster(self) -> None:
@@ -347,23 +376,22 @@ class FlowsApp(App):
         A run that was in progress when the scheduler went away ended Crashed; the next run
         reconnects to the same address (the scheduler restarted) or says it is unreachable.
         """
-        with self._cluster_lock:
-            cluster = self.cluster
-            if cluster is None or not cluster.lost:
-                return cluster
-            self._lost_shown = True
-            status = self.query_one(StatusBar)
-            address = cluster.choice.address
-            self.call_from_thread(status.set_cluster, plain(f"cluster: reconnecting to {address}…", "yellow"))
-            try:
-                fresh = reconnect(cluster)
-            except FlowsTuiError as error:
-                self.call_from_thread(status.set_cluster, plain(f"cluster: {error}", "red"))
-                self.call_from_thread(self.notify, str(error), severity="error")
-                return None
-            self.session = Session(fresh.client)
-            self.cluster = fresh
-            self._lost_shown = False
+        cluster = self.cluster
+        if cluster is None or not cluster.lost:
+            return cluster
+        self._lost_shown = True
+        status = self.query_one(StatusBar)
+        address = cluster.choice.address
+        self.call_from_thread(status.set_cluster, plain(f"cluster: reconnecting to {address}…", "yellow"))
+        try:
+            fresh = self.launcher.live_cluster()
+        except FlowsTuiError as error:
+            self.call_from_thread(status.set_cluster, plain(f"cluster: {error}", "red"))
+            self.call_from_thread(self.notify, str(error), severity="error")
+            return None
+        if fresh is cluster:  # another run's thread reconnected meanwhile, or Dask's client found it again
+            return fresh
+        self._lost_shown = False
         self.call_from_thread(self.notify, f"reconnected to the Dask scheduler at {address}")
         try:
             self._show_cluster(fresh)
@@ -436,22 +464,12 @@ class FlowsApp(App):
         Every run leaves its results in the session; with `reuse` (R, w) it also takes what
         the session holds instead of running those tasks again.
         """
-        from flows_tui.engine.flow_run import run_flow
-
         def started(engine: Any) -> None:
-            self.engines[engine.run_id] = engine
             self.call_from_thread(self._follow_run, engine.run_id, flow.name)
 
-        cluster = self._live_cluster()
-        if cluster is None:
+        if self._live_cluster() is None:
             return None
-        engine = run_flow(flow, parameters, client=cluster.client, bus=self.bus, file=file,
-                          address=self.choice.address or "LocalCluster", on_engine=started,
-                          log_level=self.config.project.log_level,
-                          cache_dir=cache_directory(self.config.project.state_dir), session=self.session,
-                          reuse=reuse)
-        self.engines.pop(engine.run_id, None)
-        return engine
+        return self.launcher.launch(flow, parameters, file=file, reuse=reuse, on_engine=started)
 
     def _follow_run(self, run_id: str, flow: str) -> None:
         """A run this session started: show it as it goes."""
@@ -629,37 +647,22 @@ class FlowsApp(App):
         """The panes are gone (the app is closing) while a last timer tick or queued event still arrives."""
         return len(self.query("FlowList, TaskTree, StatusBar")) < 3
 
-    def _config_stamp(self) -> tuple[int, int] | None:
-        path = self.config.path
-        try:
-            stat = path.stat() if path is not None else None
-        except OSError:
-            return None
-        return None if stat is None else (stat.st_mtime_ns, stat.st_size)
-
-    def reload_config(self) -> None:
-        """Each second: a saved flows.toml brings new schedules and parameters at once.
+    def on_config_saved(self, message: ConfigSaved) -> None:
+        """A saved flows.toml brings new schedules and parameters at once.
 
         One that does not load is shown (a ✗ row with its key path and line, and a notification);
         the last good config stays in use. [project], [cluster] and [notify] apply on restart.
         """
-        stamp = self._config_stamp()
-        if stamp is None or stamp == self._config_seen or self._quitting():
+        if self._quitting():
             return
-        self._config_seen = stamp
-        from flows_tui.project.config import load_config
-
         try:
-            fresh = load_config(self.config.path, cwd=self.config.root)
+            self.config, restart = reload_config(self.config)
         except FlowsTuiError as error:
             self.config_error = error
             self.notify(f"{error} (the last good flows.toml stays in use)", title="flows.toml not reloaded",
                         severity="error", timeout=10)
         else:
             had_error, self.config_error = self.config_error is not None, None
-            restart = [name for name in ("project", "cluster", "notify")
-                       if getattr(fresh, name) != getattr(self.config, name)]
-            self.config = dataclasses.replace(self.config, flows=fresh.flows)
             note = f"; restart flows-tui to apply [{'], ['.join(restart)}]" if restart else ""
             self.notify(f"flows.toml reloaded{' (fixed)' if had_error else ''}{note}", timeout=4)
             self._update_schedules()
@@ -705,7 +708,7 @@ class FlowsApp(App):
             return
         status = self.query_one(StatusBar)
         cluster = self.cluster
-        if cluster is not None and cluster.lost != self._lost_shown and not self._cluster_lock.locked():
+        if cluster is not None and cluster.lost != self._lost_shown and not self.launcher.reconnecting:
             self._lost_shown = not self._lost_shown
             if self._lost_shown:
                 status.set_cluster(plain(f"cluster: lost the Dask scheduler at {cluster.choice.address}; "
@@ -1059,6 +1062,8 @@ class FlowsApp(App):
         if self.scheduler is not None:
             self.scheduler.stop()
         self.directory.stop()
+        if self._config_watch is not None:
+            self._config_watch.stop(timeout=0)
         for engine in list(self.engines.values()):
             engine.cancel("flows-tui was closed")
         self._scheduled_runs.shutdown(wait=False)

@@ -1,0 +1,145 @@
+"""Where every run starts: `flows-tui run`, `run --watch`, `serve`, the UI and a flow called
+from Python all launch through a RunLauncher.
+
+It owns the cluster (chosen from --address, DASK_SCHEDULER_ADDRESS or flows.toml, connected,
+and connected afresh when an attached scheduler was lost), the session that lets a run
+reuse the results of the runs before it, the engines of the runs in flight, and cancelling
+them all. What each run is told about its cluster (address, log level, cache directory)
+comes from here too, so every way of starting a run reports it the same way.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import TYPE_CHECKING, Any, Callable
+
+from flows_tui.cache import cache_directory
+from flows_tui.engine.cluster import Cluster, ClusterChoice, connect, reconnect
+from flows_tui.engine.flow_run import FlowRunEngine, run_flow
+from flows_tui.engine.session import Session
+
+if TYPE_CHECKING:
+    from flows_tui.flows import Flow
+    from flows_tui.project.config import Config
+    from flows_tui.record.events import EventBus
+
+
+def where(cluster: Cluster) -> str:
+    """The cluster as a run records and shows it: "LocalCluster", or the scheduler's address."""
+    return "LocalCluster" if cluster.local is not None else cluster.address
+
+
+class RunLauncher:
+    """The cluster, the session and the runs in flight of one process (a command, serve or the UI).
+
+    `connect()` before the first launch (ClusterError if the cluster cannot be had); `close()`
+    when done, which closes what we started. With `keep_results` (`run --watch`, the UI) a
+    session holds each run's results on the cluster for the runs after it. Thread-safe: the
+    UI and serve launch from several threads at once.
+    """
+
+    def __init__(self, choice: ClusterChoice, config: "Config", bus: "EventBus", *, keep_results: bool = False,
+                 behind_ui: bool = False, say: Callable[[str], None] | None = None) -> None:
+        self.choice = choice
+        self.config = config
+        self.bus = bus
+        self.keep_results = keep_results
+        self.behind_ui = behind_ui
+        self.say = say or (lambda text: None)  # hears what the launcher does on its own (reconnects)
+        self.cluster: Cluster | None = None
+        self.session: Session | None = None
+        self.engines: dict[str, FlowRunEngine] = {}  # run id → engine, while the run is in flight
+        self._lock = threading.Lock()
+        self._reconnecting = threading.Lock()  # one reconnect at a time
+
+    # The cluster ---------------------------------------------------------------------------------
+
+    def connect(self) -> Cluster:
+        """Start the embedded cluster or attach to the scheduler; ClusterError if that fails."""
+        cluster = connect(self.choice, behind_ui=self.behind_ui)
+        self._use(cluster)
+        return cluster
+
+    def _use(self, cluster: Cluster) -> None:
+        with self._lock:
+            self.cluster = cluster
+            self.session = Session(cluster.client) if self.keep_results else None
+
+    @property
+    def reconnecting(self) -> bool:
+        return self._reconnecting.locked()
+
+    def live_cluster(self) -> Cluster:
+        """The cluster for the next run, connected afresh first if the attached scheduler was lost.
+
+        A run in progress when the scheduler went away ended Crashed; the next one reconnects
+        to the same address (the scheduler restarted) or raises ClusterError while it is
+        unreachable. `say` hears both steps.
+        """
+        with self._reconnecting:
+            cluster = self.cluster
+            if cluster is None:
+                return self.connect()
+            if not cluster.lost:
+                return cluster
+            address = cluster.choice.address
+            self.say(f"lost the Dask scheduler at {address}; reconnecting")
+            fresh = reconnect(cluster)
+            self._use(fresh)
+            self.say(f"reconnected to the Dask scheduler at {address}")
+            return fresh
+
+    def close(self) -> None:
+        with self._lock:
+            cluster, self.cluster, self.session = self.cluster, None, None
+        if cluster is not None:
+            cluster.close()
+
+    def __enter__(self) -> "RunLauncher":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    # Runs ----------------------------------------------------------------------------------------
+
+    def launch(self, flow: "Flow", parameters: dict[str, Any], *, file: str | None = None,
+               run_id: str | None = None, reuse: bool = False,
+               on_engine: Callable[[FlowRunEngine], None] | None = None) -> FlowRunEngine:
+        """Run `flow` to its end on the live cluster; the engine, with its final state.
+
+        With `reuse` (and `keep_results`), task calls whose results the session holds are not
+        run again. ClusterError when no cluster can be had.
+        """
+        cluster = self.live_cluster()
+        session = self.session
+        started: list[FlowRunEngine] = []
+
+        def track(engine: FlowRunEngine) -> None:
+            started.append(engine)
+            with self._lock:
+                self.engines[engine.run_id] = engine
+            if on_engine is not None:
+                on_engine(engine)
+
+        project = self.config.project
+        try:
+            return run_flow(flow, parameters, client=cluster.client, bus=self.bus, run_id=run_id, file=file,
+                            address=where(cluster), on_engine=track, log_level=project.log_level,
+                            cache_dir=cache_directory(project.state_dir), session=session,
+                            reuse=reuse and session is not None)
+        finally:
+            with self._lock:
+                for engine in started:
+                    self.engines.pop(engine.run_id, None)
+
+    def running(self) -> list[FlowRunEngine]:
+        with self._lock:
+            return list(self.engines.values())
+
+    def cancel_all(self, reason: str) -> int:
+        """Cancel every run in flight (each ends Cancelled with `reason`); how many there were."""
+        engines = self.running()
+        for engine in engines:
+            engine.cancel(reason)
+        return len(engines)
