@@ -248,6 +248,16 @@ def parse_interval(value: Any) -> _dt.timedelta:
     return _dt.timedelta(seconds=seconds)
 
 
+# The import deadline of the flows.toml read last: flow files are imported by code that has no
+# config at hand (the reload thread, `run FLOW`'s lookup).
+_import_timeout = 10.0
+
+
+def import_timeout() -> float:
+    """Seconds one flow file's import may take: `[project] import_timeout` of the flows.toml read last."""
+    return _import_timeout
+
+
 def _project(reader: _Reader, data: dict, root: Path) -> ProjectConfig:
     keys = ("project",)
     reader.table(data, keys, {"flows_dir", "state_dir", "log_level", "import_timeout"})
@@ -265,9 +275,8 @@ def _project(reader: _Reader, data: dict, root: Path) -> ProjectConfig:
         reader.report(reader.error(keys + ("import_timeout",),
                                    f"import_timeout must be a number of seconds above 0, got {import_timeout!r}"))
         import_timeout = 10.0
-    from .flow_files import set_import_timeout
-
-    set_import_timeout(float(import_timeout))  # every flow file imported from now on
+    global _import_timeout
+    _import_timeout = float(import_timeout)  # every flow file imported from now on
     return ProjectConfig(flows_dir=(root / flows_dir).resolve(), state_dir=(root / state_dir).resolve(),
                          log_level=LOG_LEVELS[level.upper()], import_timeout=float(import_timeout))
 

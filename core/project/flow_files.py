@@ -107,18 +107,6 @@ def _load_error(error: BaseException, path: Path) -> FlowFileError:
                          error_type=type(error).__name__)
 
 
-# How long importing one flow file may take (`[project] import_timeout`): a file that loops or
-# sleeps at import is an error row, and the other files, the command and the UI go on.
-IMPORT_TIMEOUT_SECONDS = 10.0
-_import_timeout = IMPORT_TIMEOUT_SECONDS
-
-
-def set_import_timeout(seconds: float) -> None:
-    """The project's `[project] import_timeout`, for every flow file imported from now on."""
-    global _import_timeout
-    _import_timeout = seconds
-
-
 class ImportExited(SystemExit):
     """A flow file called os._exit() while it was imported: the file's error, not the end of the process."""
 
@@ -157,8 +145,14 @@ def _run_module(text: bytes, path: Path, module: ModuleType) -> FlowFileError | 
             outcome["error"] = error
 
     thread = threading.Thread(target=execute, name=f"flows-tui-import-{path.name}", daemon=True)
+    from .config import import_timeout
+
+    # `[project] import_timeout`: a file that loops or waits at import is an error row, and the
+    # other files, the command and the UI go on.
+    timeout = import_timeout()
+
     thread.start()
-    thread.join(_import_timeout)
+    thread.join(timeout)
     if thread.is_alive():
         line = None
         frame = sys._current_frames().get(thread.ident or 0)
@@ -167,7 +161,7 @@ def _run_module(text: bytes, path: Path, module: ModuleType) -> FlowFileError | 
                 line = frame.f_lineno
                 break
             frame = frame.f_back
-        return FlowFileError(f"import did not finish in {_import_timeout:g} s ([project] import_timeout)",
+        return FlowFileError(f"import did not finish in {timeout:g} s ([project] import_timeout)",
                              path=str(path), line=line, error_type="TimeoutError")
     error = outcome.get("error")
     return None if error is None else _load_error(error, path)
@@ -356,7 +350,7 @@ def _files_that_may_define(spec: str, paths: list[Path]) -> list[Path]:
         except (OSError, SyntaxError, ValueError, RecursionError):
             found.append(path)
             continue
-        if any(normalize_name(name) == wanted or name is None for name in _flow_names(tree)):
+        if any(name is None or normalize_name(name) == wanted for name in _flow_names(tree)):
             found.append(path)
     return found
 
