@@ -149,10 +149,12 @@ def test_f12_saves_the_screenshot_under_the_state_dir(tmp_path):
 async def test_with_8_colours_the_focused_pane_is_not_drawn_in_red(tmp_path, monkeypatch):
     from textual.color import Color
 
+    from flows_tui.tui.app import FlowsApp
     from flows_tui.tui.flow_list import FlowList
 
     monkeypatch.setenv("TERM", "screen")
     monkeypatch.delenv("COLORTERM", raising=False)
+    monkeypatch.setattr(FlowsApp, "is_headless", property(lambda app: False))  # as in a real terminal
     app = app_for(make_project(tmp_path), connect_cluster=False)
     async with app.run_test(size=(80, 24)) as pilot:
         await pilot.pause()

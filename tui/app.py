@@ -299,8 +299,8 @@ class FlowsApp(App):
         self.query_one("#tasks").border_title = "tasks"
         self.query_one("#logs").border_title = "logs"
         self.query_one("#filter").display = False
-        self._show_flows()  # "loading flows…" until they are
-        if self.console.color_system in ("standard", "windows"):  # 8 or 16 colours
+        self.query_one("#flows").border_subtitle = "loading…"  # until the flows are listed
+        if not self.is_headless and self.console.color_system in ("standard", "windows"):  # 8 or 16 colours
             self.screen.add_class("few-colors")
         self._fit(self.size.width)
         self.query_one(FlowList).focus()
@@ -567,6 +567,8 @@ class FlowsApp(App):
                                 error=FlowFileError(reason, path=str(self.config.path), line=getattr(error, "line", None),
                                                     traceback=f"{error}\n\nThe last good flows.toml stays in use "
                                                               "until this is fixed and saved.")))
+        if self.loaded.is_set() or not self.flows_dir.exists():
+            self.query_one("#flows").border_subtitle = ""
         self.query_one(FlowList).show(rows, placeholder=self._no_flows_text() if not rows else ())
 
     def _no_flows_text(self) -> tuple[str, ...]:
