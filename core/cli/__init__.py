@@ -14,7 +14,7 @@ import click
 from rich.console import Console
 
 from flows_tui.project.config import LOG_LEVELS
-from flows_tui.errors import FlowsTuiError, UsageError
+from flows_tui.errors import FlowsTuiError, UsageError, closest, did_you_mean
 from flows_tui.safe_text import plain, visible
 from flows_tui.terminal import exit_now, silence_terminal
 
@@ -427,11 +427,7 @@ def runs(ctx: click.Context, flow_name: str | None, limit: int, config_path: str
     store = _open_store(config)
     found = store.runs(flow_name, limit=limit or None)
     if flow_name is not None and not found and flow_name not in store.flows():
-        import difflib
-
-        close = difflib.get_close_matches(flow_name, store.flows(), n=1)
-        hint = f" (did you mean {close[0]!r}?)" if close else ""
-        raise _fail(UsageError(f"no runs of a flow named {flow_name!r}{hint}"))
+        raise _fail(UsageError(f"no runs of a flow named {flow_name!r}{did_you_mean(flow_name, store.flows())}"))
     if as_json:
         for summary in found:
             click.echo(json.dumps(summary.document()))
@@ -471,10 +467,7 @@ def logs(ctx: click.Context, run_id: str, task_name: str | None, level: str, fol
     except FlowsTuiError as error:
         raise _fail(error)
     if task_name is not None and task_name not in store.task_names(run_id):
-        import difflib
-
-        close = difflib.get_close_matches(task_name, sorted(store.task_names(run_id)), n=1)
-        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        hint = did_you_mean(task_name, store.task_names(run_id))
         raise _fail(UsageError(f"run {run_id} has no task named {task_name!r}{hint}"))
     console = Console(highlight=False, soft_wrap=True)
     threshold = LOG_LEVELS[level.upper()]
@@ -517,6 +510,8 @@ def debug(ctx: click.Context, run_id: str, task_run_spec: str, inputs_only: bool
     debugger opens at the failing frame (pdb, or PYTHONBREAKPOINT's: ipdb, pudb). Exit 0 when
     the task returned, 1 when it raised or could not be reached, 2 for a bad RUN_ID or TASK_RUN.
     """
+    import threading
+
     from flows_tui.cache import cache_directory
     from flows_tui.engine.cluster import choose_cluster, connect
     from flows_tui.launch.debug import DebugError, Target, find_task_run, flow_of, input_lines, reach, run_under_debugger
@@ -537,14 +532,16 @@ def debug(ctx: click.Context, run_id: str, task_run_spec: str, inputs_only: bool
     def say(text: str) -> None:
         err.print(visible(text), markup=False)
 
-    say(f"debugging {task_run.name} of run {recorded.run_id} ({recorded.flow}): running the flow again with that "
-        f"run's parameters up to {task_run.name}; upstream results come from the cache or are computed again; "
-        "nothing is recorded")
+    cluster = None
     try:
-        cluster = connect(choice)
-    except FlowsTuiError as error:
-        raise _fail(error)
-    try:
+        try:
+            cluster = connect(choice)
+        except FlowsTuiError as error:
+            raise _fail(error)
+        where = cluster.address if cluster.local is None else "LocalCluster"
+        say(f"debugging {task_run.name} of run {recorded.run_id} ({recorded.flow}) on {where}: running the flow "
+            f"again with that run's parameters up to {task_run.name}; upstream results come from the cache or are "
+            "computed again; nothing is recorded")
         try:
             reached = reach(flow, parameters, recorded.run_id, Target.of(recorded, task_run), client=cluster.client,
                             cache_dir=cache_directory(config.project.state_dir), log_level=config.project.log_level,
@@ -559,9 +556,14 @@ def debug(ctx: click.Context, run_id: str, task_run_spec: str, inputs_only: bool
         completed = run_under_debugger(reached, log_level=config.project.log_level)
     except KeyboardInterrupt:
         err.print("interrupted")
-        raise click.exceptions.Exit(130)
+        exit_now(130)  # an upstream task still running on a thread worker would hold the exit until it returns
     finally:
-        cluster.close()
+        # A task still running on a thread worker (Ctrl-C during its upstream) would hold the close until
+        # it returns: it gets a moment, then ends with the process.
+        if cluster is not None:
+            closing = threading.Thread(target=cluster.close, name="flows-tui-close", daemon=True)
+            closing.start()
+            closing.join(5)
     raise click.exceptions.Exit(EXIT_OK if completed else EXIT_FAILED)
 
 
@@ -811,10 +813,7 @@ def cache_clear(ctx: click.Context, flow_name: str | None, config_path: str | No
     of = f" of flow {flow_name!r}" if flow_name else ""
     click.echo(f"removed {count} cached result{'s' if count != 1 else ''}{of} ({format_size(size)})")
     if flow_name and not count:
-        import difflib
-
-        known = sorted({entry.flow for entry in cache_entries(directory) if entry.flow})
-        close = difflib.get_close_matches(flow_name, known, n=1)
+        close = closest(flow_name, {entry.flow for entry in cache_entries(directory) if entry.flow})
         if close:
             _stderr().print(f"no cached results of a flow named {flow_name!r}; did you mean {close[0]!r}?",
                             markup=False)

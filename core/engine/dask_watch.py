@@ -44,7 +44,7 @@ class DaskWatch:
         with self._lock:
             for key in message.get("processing-tasks") or ():
                 task_run_id = self._by_key.get(key)
-                if task_run_id is None or self._tracking[task_run_id].done.is_set():
+                if task_run_id is None or task_run_id not in self._open_ids:
                     continue
                 track = self._tracking[task_run_id]
                 if track.open_attempt is not None:

@@ -93,7 +93,7 @@ class FlowRunEngine(TaskRuns, TaskCalls, TaskReports, DaskWatch):
         self._tracking: dict[str, _Tracking] = {}
         self._by_key: dict[str, str] = {}
         self._names: dict[str, int] = defaultdict(int)
-        self._open_ids: set[str] = set()  # task runs not final yet
+        self._open_ids: set[str] = set()  # task runs not final yet: the one answer to "is it over?" (task_runs)
         self._batch: list | None = None  # events held back to publish as one batch
         self._watch_stop = threading.Event()
         self._sequence = 0

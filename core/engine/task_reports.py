@@ -61,9 +61,8 @@ class TaskReports:
             number = len(task_run.attempts) + 1
             track.executions[execution] = number
             track.open_attempt = number
-            if track.done.is_set():
+            if task_run_id not in self._open_ids:
                 # Dask re-executes a finished task to recover data lost with a worker.
-                track.done.clear()
                 self._open_ids.add(task_run_id)
             self._emit(ev.AttemptStarted(self.run_id, task_run_id, number, when, report.worker))
             if task_run.state != RUNNING:
@@ -84,5 +83,5 @@ class TaskReports:
             self._emit(ev.AttemptEnded(self.run_id, task_run_id, number, report.state, when, report.error,
                                        report.traceback))
             track.open_attempt = None
-        if not track.done.is_set():
+        if task_run_id in self._open_ids:
             self._end_task_run(task_run_id, report.state, report.error, when)

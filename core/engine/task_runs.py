@@ -22,31 +22,12 @@ from .outcome import UNSENDABLE, Outcome
 logger = logging.getLogger("flows_tui.engine")
 
 
-class _Flag:
-    """Whether a task run has reached a final state: `threading.Event`'s is_set/set/clear, without its lock.
-
-    Changed only with the engine's lock held, and nobody waits on it (waiters use the engine's
-    condition, which `_end_task_run` notifies), so a Condition per task run would only cost time.
-    """
-
-    __slots__ = ("_set",)
-
-    def __init__(self) -> None:
-        self._set = False
-
-    def is_set(self) -> bool:
-        return self._set
-
-    def set(self) -> None:
-        self._set = True
-
-    def clear(self) -> None:
-        self._set = False
-
-
 @dataclass
 class _Tracking:
-    """What the engine keeps per task run besides the model: its Dask future and who used it."""
+    """What the engine keeps per task run besides the model: its Dask future and who used it.
+
+    Whether it is open or final is not kept here: the run's `_open_ids` is the one answer.
+    """
 
     key: str
     future: Any = None
@@ -55,18 +36,23 @@ class _Tracking:
     consumers: list[tuple[str, bool]] = field(default_factory=list)  # (task run id, via allow_failure)
     seen_by_body: bool = False
     finished_seen: float | None = None  # when Dask first said finished without a report
-    done: _Flag = field(default_factory=_Flag)
     lineage: str | None = None  # its key in the session (None: no session, or not reusable)
     reused_from: str | None = None  # the run whose held result it reused
     call: tuple | None = None  # (task, args template, kwargs template, upstream futures, allowed) as submitted
 
 
 class TaskRuns:
-    """The engine's part that keeps the task runs (a mixin of FlowRunEngine, sharing its lock)."""
+    """The engine's part that keeps the task runs (a mixin of FlowRunEngine, sharing its lock).
+
+    `_tracking` holds every task run of the run; `_open_ids` those not final yet: a task run
+    enters it when it is created (and again when Dask runs it once more after a worker died)
+    and leaves it only through `_end_task_run`, which records the final state. Every "is it
+    over?" in the engine asks `_open_ids`; the model is the record of what happened.
+    """
 
     def _open_task_runs(self) -> list[str]:
-        """The task runs of this run that have not ended (lock held)."""
-        return [trid for trid in self._tracking if not self.flow_run.task_runs[trid].is_final]
+        """The task runs of this run that have not ended, in the order they were created (lock held)."""
+        return [trid for trid in self._tracking if trid in self._open_ids]
 
     def _handled(self, task_run_id: str) -> bool:
         track = self._tracking[task_run_id]
@@ -76,27 +62,25 @@ class TaskRuns:
 
     def _end_task_run(self, task_run_id: str, state: str, message: str | None, when: _dt.datetime | None = None) -> None:
         """Record a final state (lock held)."""
-        track = self._tracking[task_run_id]
-        if track.done.is_set():
+        if task_run_id not in self._open_ids:
             return
+        track = self._tracking[task_run_id]
         when = when or _now()
         if track.open_attempt is not None:
             self._emit(ev.AttemptEnded(self.run_id, task_run_id, track.open_attempt, state, when, message))
             track.open_attempt = None
         self._emit(ev.TaskStateChanged(self.run_id, task_run_id, state, when, message=message))
-        track.done.set()
         self._open_ids.discard(task_run_id)
         self._changed.notify_all()
 
     # Waiting and results, for the body ----------------------------------------------------------
 
     def _wait_final(self, task_run_id: str, timeout: float | None) -> None:
-        track = self._tracking[task_run_id]
         deadline = None if timeout is None else time.monotonic() + timeout
         with self._lock:
             self._driver_waiting = True
             try:
-                while not track.done.is_set():
+                while task_run_id in self._open_ids:
                     self._check_abort()
                     remaining = None if deadline is None else deadline - time.monotonic()
                     if remaining is not None and remaining <= 0:
@@ -207,4 +191,4 @@ class TaskRuns:
         return self.flow_run.task_runs[future.task_run_id].state
 
     def is_final(self, future: TaskFuture) -> bool:
-        return self._tracking[future.task_run_id].done.is_set()
+        return future.task_run_id not in self._open_ids

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import contextlib
 import datetime as _dt
-import difflib
 import inspect
 import json
 import re
@@ -18,7 +17,7 @@ from typing import Any, Iterator
 
 from flows_tui.cache import cache_directory, cache_sizes
 from .config import CONFIG_NAME, Config, FlowConfig, display_path, find_config, load_config
-from flows_tui.errors import ConfigError, ParameterError
+from flows_tui.errors import ConfigError, ParameterError, closest
 from flows_tui.flows import Flow
 from .flows_directory import FlowsDirectory, FlowsReloaded
 from .flow_files import FlowFile, definition_line, duplicate_flows, load_directory, normalize_name
@@ -349,7 +348,7 @@ def _unknown_flow_tables(config: Config, files: list[FlowFile]) -> list[Problem]
     for key, flow_config in config.flows.items():
         if key in keys:
             continue
-        close = difflib.get_close_matches(key, sorted(keys), n=1)
+        close = closest(key, keys)
         if close:
             # Suggest the flow's own name, whichever of its names came close.
             match = next(flow.name for flow in flows if close[0] in _config_keys(flow))

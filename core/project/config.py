@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as _dt
-import difflib
 import logging
 import os
 import re
@@ -17,7 +16,7 @@ try:
 except ModuleNotFoundError:  # Python 3.10
     import tomli as tomllib  # type: ignore[no-redef]
 
-from flows_tui.errors import ConfigError
+from flows_tui.errors import ConfigError, did_you_mean
 from flows_tui.states import ALL_STATES
 
 from .schedules import cron_problem
@@ -193,8 +192,7 @@ class _Reader:
             raise self.error(keys, f"expected a table, got {data!r}")
         for name in data:
             if name not in allowed:
-                close = difflib.get_close_matches(name, sorted(allowed), n=1)
-                hint = f" (did you mean {close[0]!r}?)" if close else f" (known keys: {', '.join(sorted(allowed))})"
+                hint = did_you_mean(name, allowed, otherwise=f" (known keys: {', '.join(sorted(allowed))})")
                 self.report(self.error(keys + (name,), f"unknown key {name!r}{hint}"))
         return data
 
@@ -248,8 +246,7 @@ class _Reader:
         value = self.get(data, keys, "on", list, ["Failed", "Crashed"])
         for state in value:
             if state not in ALL_STATES:
-                close = difflib.get_close_matches(str(state), ALL_STATES, n=1)
-                hint = f" (did you mean {close[0]!r}?)" if close else ""
+                hint = did_you_mean(str(state), ALL_STATES)
                 raise self.error(keys + ("on",), f"unknown state {state!r}{hint}; states: {', '.join(ALL_STATES)}")
         return tuple(value)
 

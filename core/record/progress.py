@@ -9,6 +9,7 @@ import threading
 from collections import Counter
 from typing import Any
 
+from rich import filesize
 from rich.console import Console, Group
 from rich.live import Live
 from rich.table import Table
@@ -47,13 +48,7 @@ def format_duration(seconds: float | None) -> str:
 
 def format_size(size: float) -> str:
     """Bytes as people read them: 512 bytes, 12.3 kB, 4.5 MB (powers of 1000, as disk tools do)."""
-    if size < 1000:
-        return f"{size:.0f} bytes"
-    for unit in ("kB", "MB", "GB", "TB"):
-        size /= 1000
-        if size < 1000:
-            break
-    return f"{size:.1f} {unit}"
+    return filesize.decimal(int(size))
 
 
 class Progress:
