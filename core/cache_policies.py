@@ -201,15 +201,18 @@ def policy_of(task: Any) -> CachePolicy | None:
     Prefect's rules: `cache_key_fn` wins over `cache_policy`; `persist_result=False` turns
     caching off; `persist_result=True` alone means DEFAULT. A task with none of these options
     is not cached at all (Prefect does not persist its results by default either), so it pays
-    nothing for hashing.
+    nothing for hashing. (`task.cache_policy` shows DEFAULT then, as Prefect's does.)
     """
-    if task.persist_result is False:
+    persist = task.__dict__.get("_user_persist_result", task.persist_result)
+    if persist is False:
         return None
     if task.cache_key_fn is not None:
         return CacheKeyFnPolicy(cache_key_fn=task.cache_key_fn)
-    policy = task.cache_policy
+    policy = task.__dict__.get("_user_cache_policy", task.cache_policy)
+    if isinstance(policy, type):  # the class given for an instance
+        policy = policy()
     if policy is None:
-        return DEFAULT if task.persist_result else None
+        return DEFAULT if persist else None
     return None if isinstance(policy, NoCache) else policy
 
 

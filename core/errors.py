@@ -2,6 +2,26 @@
 
 from __future__ import annotations
 
+import difflib
+from typing import Iterable
+
+
+def closest(word: str, known: Iterable[str], n: int = 1) -> list[str]:
+    """The known names closest to `word` (a typo's likely intent), best first; none when nothing is close."""
+    return difflib.get_close_matches(word, sorted(known), n=n)
+
+
+def did_you_mean(word: str, known: Iterable[str], otherwise: str = "") -> str:
+    """The hint every "unknown name" message ends with: " (did you mean 'x'?)", else `otherwise`."""
+    match = closest(word, known)
+    return f" (did you mean {match[0]!r}?)" if match else otherwise
+
+
+def describe(error: BaseException) -> str:
+    """`Type: message`, or the type alone for an error without a message: how runs name an error."""
+    text = str(error)
+    return f"{type(error).__name__}: {text}" if text else type(error).__name__
+
 
 class FlowsTuiError(Exception):
     """Base of every error flows-tui reports to the user as one clear message."""

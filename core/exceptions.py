@@ -25,11 +25,11 @@ class ParameterBindError(PrefectException, TypeError):
     """The arguments do not fit the signature of the flow or task."""
 
 
-class MappingLengthMismatch(PrefectException):
+class MappingLengthMismatch(PrefectException, ValueError):
     """`.map()` received iterables of different lengths."""
 
 
-class MappingMissingIterable(PrefectException):
+class MappingMissingIterable(PrefectException, ValueError):
     """`.map()` received no iterable to map over."""
 
 

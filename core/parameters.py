@@ -8,7 +8,6 @@ name, Literal choices. Values from flows.toml or Python are validated as they ar
 from __future__ import annotations
 
 import datetime as _dt
-import difflib
 import enum
 import inspect
 import json
@@ -20,7 +19,7 @@ from typing import Any, Callable, Container, Iterable, Mapping
 
 import pydantic
 
-from .errors import ParameterError
+from .errors import ParameterError, closest
 
 REQUIRED = inspect.Parameter.empty
 _TRUE = {"true", "yes", "1", "on", "y"}
@@ -182,7 +181,7 @@ def validate_parameters(fn: Callable[..., Any], values: Mapping[str, Any], *, fl
         if name in spread:
             continue
         if name not in by_name and not accepts_extra:
-            close = difflib.get_close_matches(name, named, n=1)
+            close = closest(name, named)
             hint = f"did you mean {close[0]!r}? " if close else ""
             accepted = ", ".join(named) if named else "none"
             problems.append((name, f"unknown parameter ({hint}accepted: {accepted})"))

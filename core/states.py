@@ -66,6 +66,11 @@ def now() -> _dt.datetime:
     return _dt.datetime.now(_dt.timezone.utc)
 
 
+def utc(timestamp: float) -> _dt.datetime:
+    """An epoch timestamp (a worker's report) as a moment in UTC."""
+    return _dt.datetime.fromtimestamp(timestamp, _dt.timezone.utc)
+
+
 class UpstreamFailed(Exception):
     """Raised for a task that did not run because an upstream task failed."""
 
@@ -258,7 +263,8 @@ def returned_state(value: Any) -> State:
         return State(COMPLETED, _value=value)
     if value.is_completed():
         return State(COMPLETED, value.message, _value=value.result())
-    name = {StateType.CANCELLED: CANCELLED, StateType.CRASHED: CRASHED}.get(
+    # A run that returns Cancelling ends Cancelled, as Prefect's engine takes it there.
+    name = {StateType.CANCELLED: CANCELLED, StateType.CANCELLING: CANCELLED, StateType.CRASHED: CRASHED}.get(
         value.type, value.name if value.name in (FAILED, TIMED_OUT) else FAILED)
     error = value._exception or _exception_for(State(name, value.message or f"the run returned {value!r}"))
     return State(name, value.message, _exception=error)

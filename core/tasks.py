@@ -15,6 +15,7 @@ from .context import current_flow_run, run_to_end
 from .definitions import check_hooks, check_reserved_arguments, check_run_name, seconds_or_none, unwrap_method
 
 _UNBOUND = object()
+_NOT_SET = object()  # cache_policy not given (None given means: none)
 
 RetryDelay = float | int | Sequence[float] | Callable[[int], Sequence[float]] | None
 
@@ -51,7 +52,7 @@ class Task:
         on_completion: Iterable[Callable[..., Any]] | None = None,
         on_failure: Iterable[Callable[..., Any]] | None = None,
         on_running: Iterable[Callable[..., Any]] | None = None,
-        cache_policy: Any = None,
+        cache_policy: Any = _NOT_SET,
         cache_key_fn: Callable[..., Any] | None = None,
         cache_expiration: _dt.timedelta | None = None,
         refresh_cache: bool | None = None,
@@ -102,21 +103,33 @@ class Task:
         self.result_serializer = result_serializer
         self.result_storage_key = result_storage_key
         self.cache_result_in_memory = cache_result_in_memory
+        # None given is not the same as nothing given: Prefect's task.cache_policy shows None then.
+        self._cache_policy_given = cache_policy is not _NOT_SET
+        cache_policy = None if cache_policy is _NOT_SET else cache_policy
         if cache_policy is not None:
             from .cache_policies import CachePolicy
 
-            if not isinstance(cache_policy, CachePolicy):
+            if not (isinstance(cache_policy, CachePolicy)
+                    or (isinstance(cache_policy, type) and issubclass(cache_policy, CachePolicy))):
                 raise TypeError(f"task {self.name!r}: cache_policy must be a policy from flows_tui.cache_policies "
                                 f"(INPUTS, TASK_SOURCE, FLOW_PARAMETERS, RUN_ID, NO_CACHE), got {cache_policy!r}")
         if cache_expiration is not None and not isinstance(cache_expiration, _dt.timedelta):
             raise TypeError(f"task {self.name!r}: cache_expiration must be a datetime.timedelta, "
                             f"got {cache_expiration!r}")
-        self.cache_policy = cache_policy
         self.cache_key_fn = cache_key_fn
         self.cache_expiration = cache_expiration
         self.refresh_cache = refresh_cache
-        self.persist_result = persist_result
         self.result_storage = result_storage
+        # What the user asked for decides caching (cache_policies.policy_of); `cache_policy` and
+        # `persist_result` show it as Prefect's attributes do (DEFAULT when nothing was said).
+        self._user_cache_policy = cache_policy
+        self._user_persist_result = persist_result
+        self._show_cache_options()
+        self.task_key = _task_key(fn)
+        try:
+            self.source_code: str | None = inspect.getsource(fn)
+        except (TypeError, OSError):
+            self.source_code = None
         self.signature = inspect.signature(fn)
         functools.update_wrapper(self, fn)
 
@@ -170,6 +183,12 @@ class Task:
             if not hasattr(clone, attribute) or key in ("fn", "signature"):
                 raise TypeError(f"with_options() got an unknown option {key!r}")
             setattr(clone, attribute, list(value or ()) if key in hooks else value)
+        if "cache_policy" in options:
+            clone._user_cache_policy = options["cache_policy"]
+            clone._cache_policy_given = True
+        if "persist_result" in options:
+            clone._user_persist_result = options["persist_result"]
+        clone._show_cache_options()
         if "retries" in options:
             clone.retries = int(options["retries"] or 0)
         if "tags" in options:
@@ -192,6 +211,28 @@ class Task:
         self.on_running_hooks.append(fn)
         self._changed()
         return fn
+
+    def _show_cache_options(self) -> None:
+        """Prefect's `cache_policy` and `persist_result` attributes, from the options given."""
+        from .cache_policies import DEFAULT, NO_CACHE, CachePolicy
+
+        policy, persist = self._user_cache_policy, self._user_persist_result
+        if self.cache_key_fn is not None:
+            policy = CachePolicy.from_cache_key_fn(self.cache_key_fn)
+        if persist is None and any([policy is not None and policy != NO_CACHE, self.cache_key_fn is not None,
+                                    self.result_storage_key is not None, self.result_storage is not None,
+                                    self.result_serializer is not None]):
+            persist = True
+        given = self.__dict__.get("_cache_policy_given", True)
+        if persist is False:
+            self.cache_policy = None if (given and policy is None) else NO_CACHE
+        elif not given and policy is None and self.result_storage_key is None:
+            self.cache_policy = DEFAULT
+        elif policy != NO_CACHE and self.result_storage_key:
+            self.cache_policy = None
+        else:
+            self.cache_policy = policy
+        self.persist_result = persist
 
     # What the worker needs -------------------------------------------------------------
 
@@ -280,6 +321,17 @@ _NOT_PICKLED = frozenset({"signature", "_pickled", "_bound_to"})
 _pickling = threading.local()
 _restored: "OrderedDict[bytes, Task]" = OrderedDict()
 _restored_lock = threading.Lock()
+
+
+def _task_key(fn: Callable[..., Any]) -> str:
+    """Prefect's task key: the function's name and a hash of its code."""
+    import hashlib
+
+    if not hasattr(fn, "__qualname__"):
+        return f"{type(fn).__module__}.{type(fn).__qualname__}"
+    code = getattr(fn, "__code__", None) or getattr(getattr(fn, "__call__", None), "__code__", None)
+    digest = hashlib.md5(code.co_code, usedforsecurity=False).hexdigest()[:8] if code is not None else "unknown"
+    return f"{fn.__qualname__.split('.')[-1]}-{digest}"
 
 
 def _new_task() -> Task:

@@ -56,11 +56,42 @@ def test_no_file_gives_defaults_for_the_current_directory(tmp_path):
     assert config.cluster.address is None and config.cluster.processes is True
 
 
-def test_an_unset_environment_variable_names_the_key_and_variable(tmp_path):
+def test_a_notifier_whose_variable_is_unset_is_off_with_a_warning_naming_it(tmp_path):
+    config = parse(SPEC_SAMPLE, tmp_path, {})
+    assert config.notify.slack is None and config.notify.off == {"slack": ("SLACK_WEBHOOK_URL",)}
+    [warning] = config.warnings
+    assert warning.endswith("flows.toml:14: [notify.slack.webhook_url] environment variable SLACK_WEBHOOK_URL "
+                            "is not set: the slack notifier is off")
+    # The rest of the file is read as usual.
+    assert config.flows["hourly_etl"].cron == "0 * * * *" and config.cluster.n_workers == 2
+
+
+def test_a_webhook_header_variable_unset_turns_that_webhook_off_only(tmp_path):
+    config = parse("""
+        [notify.slack]
+        webhook_url = "${SLACK_URL}"
+        [notify.webhook]
+        url = "https://hooks.example/run"
+        headers = { Authorization = "Bearer ${HOOK_TOKEN}" }
+    """, tmp_path, {"SLACK_URL": "https://hooks.example/slack"})
+    assert config.notify.slack.webhook_url == "https://hooks.example/slack"
+    assert config.notify.webhook is None and config.notify.off == {"webhook": ("HOOK_TOKEN",)}
+
+
+def test_an_unset_variable_outside_notify_names_the_key_and_variable(tmp_path):
     with pytest.raises(ConfigError) as error:
-        parse(SPEC_SAMPLE, tmp_path, {})
-    assert "notify.slack.webhook_url" in str(error.value) and "SLACK_WEBHOOK_URL" in str(error.value)
-    assert error.value.line == 14
+        parse('[flows.etl]\ncron = "0 * * * *"\nparameters = { path = "${DATA_PATH}" }\n', tmp_path, {})
+    assert "flows.etl.parameters.path" in str(error.value) and "DATA_PATH is not set" in str(error.value)
+    assert error.value.line == 3 and "${DATA_PATH:-default}" in str(error.value)
+
+
+def test_a_default_stands_in_for_an_unset_or_empty_variable(tmp_path):
+    text = '[flows.etl]\ncron = "0 * * * *"\nparameters = { path = "${DATA_PATH:-data/trips.csv}", sep = "$${X}" }\n'
+    assert parse(text, tmp_path, {}).flows["etl"].parameters == {"path": "data/trips.csv", "sep": "${X}"}
+    assert parse(text, tmp_path, {"DATA_PATH": ""}).flows["etl"].parameters["path"] == "data/trips.csv"
+    assert parse(text, tmp_path, {"DATA_PATH": "/srv/x.csv"}).flows["etl"].parameters["path"] == "/srv/x.csv"
+    slack = parse('[notify.slack]\nwebhook_url = "${SLACK:-https://hooks.example/default}"\n', tmp_path, {})
+    assert slack.notify.slack.webhook_url == "https://hooks.example/default" and not slack.warnings
 
 
 def test_an_unknown_key_suggests_the_closest_and_names_its_line(tmp_path):
@@ -110,6 +141,20 @@ def test_tls_paths_resolve_against_the_config_directory(tmp_path):
 
 def test_a_bare_host_port_address_becomes_tcp(tmp_path):
     assert parse('[cluster]\naddress = "10.0.0.5:8786"\n', tmp_path).cluster.address == "tcp://10.0.0.5:8786"
+
+
+@pytest.mark.parametrize("expression, says", [
+    ("61 * * * *", "field 1 (minute) '61': 61 is outside 0-59"),
+    ("0 25 * * *", "field 2 (hour) '25': 25 is outside 0-23"),
+    ("0 0 32 * *", "field 3 (day of month) '32': 32 is outside 1-31"),
+    ("0 0 * 13 *", "field 4 (month) '13': 13 is outside 1-12"),
+    ("x * * * *", "field 1 (minute) 'x' is not valid"),
+    ("*/5 * * *", "expected five fields (minute hour day-of-month month day-of-week), got 4"),
+])
+def test_a_bad_cron_expression_names_the_field_at_fault(tmp_path, expression, says):
+    with pytest.raises(ConfigError) as error:
+        parse(f'[flows.etl]\ncron = "{expression}"\n', tmp_path)
+    assert error.value.line == 2 and says in str(error.value)
 
 
 @pytest.mark.timeout(60)  # the line scanner was quadratic: 10 kB took 1.4 s, this would have taken hours

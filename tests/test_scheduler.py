@@ -312,3 +312,61 @@ def test_two_processes_on_one_state_dir_fire_each_due_time_once_and_the_standby_
     assert second_fired.fired == [("hourly", at(14))] and first_fired.fired[-1] == ("hourly", at(12))
     assert second.lock.holder().startswith("the flows-tui UI (pid ")
     second.stop()
+
+
+def test_an_interval_shortened_while_served_keeps_its_rhythm_and_fires_nothing_from_before_the_change(store):
+    clock = MovableClock(at(8, 0))
+    half_hourly = Schedule("etl", interval=dt.timedelta(minutes=30))
+    scheduler, launcher, _ = make(store, clock, half_hourly)
+    scheduler.tick()
+    assert launcher.fired == [("etl", at(8, 0))]
+    launcher.finish_all()
+    clock.set(minute=38)  # 08:38: the interval becomes 30 s
+    scheduler.set_schedules([Schedule("etl", interval=dt.timedelta(seconds=30))])
+    assert scheduler.next_due() == {"etl": at(8, 38, 30)}
+    scheduler.tick()
+    assert launcher.fired == [("etl", at(8, 0))]  # nothing due at 08:37:30, or before, fires
+    clock.set(minute=38, second=30)
+    scheduler.tick()
+    assert launcher.fired[-1] == ("etl", at(8, 38, 30))
+
+
+@pytest.mark.parametrize("catchup", ["skip", "once", "all"])
+def test_a_cron_changed_while_served_fires_at_its_next_time_whatever_the_catchup(store, catchup):
+    clock = MovableClock(at(10, 30))
+    scheduler, launcher, _ = make(store, clock, Schedule("report", cron="0 * * * *", catchup=catchup))
+    clock.set(hour=11, minute=0)
+    scheduler.tick()
+    clock.set(hour=11, minute=40)
+    scheduler.set_schedules([Schedule("report", cron="*/15 * * * *", catchup=catchup)])
+    scheduler.tick()
+    assert launcher.fired == [("report", at(11))] and scheduler.next_due() == {"report": at(11, 45)}
+
+
+def test_new_parameters_leave_the_due_time_alone(store):
+    clock = MovableClock(at(10, 30))
+    scheduler, launcher, _ = make(store, clock, HOURLY)
+    scheduler.set_schedules([Schedule("hourly", cron="0 * * * *", parameters={"rows": 5})])
+    clock.set(hour=11, minute=0)
+    scheduler.tick()
+    assert launcher.fired == [("hourly", at(11))]
+
+
+def test_a_restart_with_a_new_interval_fires_nothing_the_new_interval_would_have_missed(store):
+    clock = MovableClock(at(8, 0))
+    scheduler, launcher, _ = make(store, clock, Schedule("etl", interval=dt.timedelta(minutes=30)))
+    scheduler.tick()
+    assert launcher.fired == [("etl", at(8, 0))]
+    # Stopped; flows.toml now says every 30 s; served again at 08:38 with catchup = "skip".
+    clock.set(minute=38)
+    scheduler, launcher, messages = make(store, clock, Schedule("etl", interval=dt.timedelta(seconds=30)))
+    assert scheduler.next_due() == {"etl": at(8, 38, 30)}
+    scheduler.tick()
+    assert launcher.fired == [] and not messages
+    clock.set(minute=38, second=30)
+    scheduler.tick()
+    assert launcher.fired == [("etl", at(8, 38, 30))]
+    # The same timing as when it last fired: a restart resumes where it left off.
+    clock.set(minute=45)
+    scheduler, launcher, _ = make(store, clock, Schedule("etl", interval=dt.timedelta(seconds=30), catchup="once"))
+    assert scheduler.next_due() == {"etl": at(8, 39)}

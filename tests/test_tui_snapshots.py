@@ -17,7 +17,8 @@ from flows_tui.project.config import load_config
 from flows_tui.tui.app import FlowsApp
 from flows_tui.tui.flow_list import FlowList
 from flows_tui.tui.task_tree import TaskTree
-from test_tui import flow_keys, make_project, select
+from flows_tui.tui.screens import TextScreen
+from test_tui import flow_keys, make_project, select, wait_for
 
 T0 = dt.datetime(2026, 11, 23, 9, 0, 0, tzinfo=dt.timezone.utc)
 RUN = "1a2b3c4d5e6f"
@@ -126,7 +127,8 @@ def test_a_failed_run_with_its_traceback(snap_compare, tmp_path, size):
         failed = next(node for node in group.children if node.data == ("task_run", "sq4"))
         tree.move_cursor(failed)
         await pilot.press("enter")
-        await pilot.pause(0.2)
+        await wait_for(pilot, lambda: isinstance(pilot.app.screen, TextScreen), message="the traceback screen")
+        await pilot.pause()
 
     assert snap_compare(make_app(make_project(tmp_path)), terminal_size=size, run_before=before)
 

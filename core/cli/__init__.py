@@ -14,7 +14,7 @@ import click
 from rich.console import Console
 
 from flows_tui.project.config import LOG_LEVELS
-from flows_tui.errors import FlowsTuiError, UsageError
+from flows_tui.errors import FlowsTuiError, UsageError, closest, did_you_mean
 from flows_tui.safe_text import plain, visible
 from flows_tui.terminal import exit_now, silence_terminal
 
@@ -49,10 +49,21 @@ class _Main(click.Group):
         return super().parse_args(ctx, args)
 
 
-def _load_config(config_path: str | None, *, require_env: bool = True):
+def _load_config(config_path: str | None, *, require_env: bool = True, say_warnings: bool = True):
+    """flows.toml; a command that runs flows says once what in it is off (a notifier without its ${VAR})."""
     from flows_tui.project.config import load_config
 
-    return load_config(Path(config_path) if config_path else None, cwd=Path.cwd(), require_env=require_env)
+    config = load_config(Path(config_path) if config_path else None, cwd=Path.cwd(), require_env=require_env)
+    if require_env and say_warnings:
+        _say_warnings(config.warnings)
+    return config
+
+
+def _say_warnings(warnings: Any) -> None:
+    console = _stderr()
+    for warning in warnings:
+        console.print("[yellow]warning:[/] ", end="")
+        console.print(visible(warning), markup=False)
 
 
 @click.group(cls=_Main, invoke_without_command=True, context_settings={"help_option_names": ["-h", "--help"]})
@@ -77,7 +88,7 @@ def main(ctx: click.Context, config_path: str | None, address: str | None, debug
         return  # each command that reads or records runs opens the store, which recovers crashed runs
     path = ctx.meta.get("flows_tui.path")
     try:
-        config = _load_config(config_path)
+        config = _load_config(config_path, say_warnings=False)  # the UI shows them
     except FlowsTuiError as error:
         raise _fail(error)
     try:
@@ -93,7 +104,7 @@ def main(ctx: click.Context, config_path: str | None, address: str | None, debug
     raise click.exceptions.Exit(status)
 
 
-@main.command()
+@main.command(short_help="Run FLOW headless; exit 0 Completed, 1 failed, 2 bad input.")
 @click.argument("flow_spec", metavar="FLOW")
 @click.option("-p", "--param", "params", multiple=True, metavar="NAME=VALUE",
               help="A flow parameter; repeat for several. Converted to the parameter's type hint.")
@@ -178,7 +189,7 @@ def run(ctx: click.Context, flow_spec: str, params: tuple[str, ...], address: st
     unsubscribe()
     flow_run = engine.flow_run
     try:
-        print_summary(console, flow_run)
+        print_summary(console, flow_run, said=progress.said_failed)
         if previous is not None:
             again = _completed_before_and_run_again(previous, flow_run)
             if again:
@@ -328,7 +339,7 @@ def _watch_run(flow_name: str, root: Path, values: dict[str, Any], typed: set[st
             return
         finally:
             unsubscribe()
-        print_summary(console, engine.flow_run)
+        print_summary(console, engine.flow_run, said=progress.said_failed)
         if as_json:
             click.echo(json.dumps(run_document(engine.flow_run)), file=out)
         if not watch.stopped:  # after a Ctrl-C the run ends cancelled and nothing is watched any more
@@ -397,7 +408,7 @@ def _open_store(config: Any):
         raise _fail(error)
 
 
-@main.command()
+@main.command(short_help="Recorded runs, newest first (of FLOW if given).")
 @click.argument("flow_name", metavar="[FLOW]", required=False)
 @click.option("--limit", "-n", default=50, show_default=True, help="How many runs to show (0: all).")
 @click.option("--config", "config_path", type=click.Path(dir_okay=False), help="flows.toml to use.")
@@ -416,11 +427,7 @@ def runs(ctx: click.Context, flow_name: str | None, limit: int, config_path: str
     store = _open_store(config)
     found = store.runs(flow_name, limit=limit or None)
     if flow_name is not None and not found and flow_name not in store.flows():
-        import difflib
-
-        close = difflib.get_close_matches(flow_name, store.flows(), n=1)
-        hint = f" (did you mean {close[0]!r}?)" if close else ""
-        raise _fail(UsageError(f"no runs of a flow named {flow_name!r}{hint}"))
+        raise _fail(UsageError(f"no runs of a flow named {flow_name!r}{did_you_mean(flow_name, store.flows())}"))
     if as_json:
         for summary in found:
             click.echo(json.dumps(summary.document()))
@@ -434,7 +441,7 @@ def runs(ctx: click.Context, flow_name: str | None, limit: int, config_path: str
     Console(highlight=False).print(table)
 
 
-@main.command()
+@main.command(short_help="A run's log lines (RUN_ID, or a unique prefix).")
 @click.argument("run_id", metavar="RUN_ID")
 @click.option("--task", "task_name", metavar="NAME", help="Only this task's lines (a task run's or a task's name).")
 @click.option("--level", type=click.Choice(list(LOG_LEVELS), case_sensitive=False),
@@ -448,7 +455,7 @@ def logs(ctx: click.Context, run_id: str, task_name: str | None, level: str, fol
     """Print the log lines of RUN_ID (a unique prefix is enough), from the store."""
     import time
 
-    from flows_tui.record.progress import log_text
+    from flows_tui.record.progress import log_text, run_end_line
 
     try:
         config = _load_config(config_path or ctx.obj.get("config_path"), require_env=False)
@@ -460,10 +467,7 @@ def logs(ctx: click.Context, run_id: str, task_name: str | None, level: str, fol
     except FlowsTuiError as error:
         raise _fail(error)
     if task_name is not None and task_name not in store.task_names(run_id):
-        import difflib
-
-        close = difflib.get_close_matches(task_name, sorted(store.task_names(run_id)), n=1)
-        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        hint = did_you_mean(task_name, store.task_names(run_id))
         raise _fail(UsageError(f"run {run_id} has no task named {task_name!r}{hint}"))
     console = Console(highlight=False, soft_wrap=True)
     threshold = LOG_LEVELS[level.upper()]
@@ -477,7 +481,11 @@ def logs(ctx: click.Context, run_id: str, task_name: str | None, level: str, fol
                     click.echo(json.dumps(stored.document()))
                 else:
                     console.print(log_text(stored.task or "flow", stored.line), highlight=False, soft_wrap=True)
-            if not follow or final:
+            if not follow:
+                return
+            if final:  # how it ended, as `run` ends its output
+                if not as_json:
+                    console.print(run_end_line(store.load_run(run_id)), highlight=False, soft_wrap=True)
                 return
             time.sleep(0.25)
             store.recover()  # the run's owner may have been killed meanwhile
@@ -485,7 +493,7 @@ def logs(ctx: click.Context, run_id: str, task_name: str | None, level: str, fol
         raise click.exceptions.Exit(130)
 
 
-@main.command()
+@main.command(short_help="Run one task run again here, under the debugger.")
 @click.argument("run_id", metavar="RUN_ID")
 @click.argument("task_run_spec", metavar="TASK_RUN")
 @click.option("--inputs", "inputs_only", is_flag=True,
@@ -502,6 +510,8 @@ def debug(ctx: click.Context, run_id: str, task_run_spec: str, inputs_only: bool
     debugger opens at the failing frame (pdb, or PYTHONBREAKPOINT's: ipdb, pudb). Exit 0 when
     the task returned, 1 when it raised or could not be reached, 2 for a bad RUN_ID or TASK_RUN.
     """
+    import threading
+
     from flows_tui.cache import cache_directory
     from flows_tui.engine.cluster import choose_cluster, connect
     from flows_tui.launch.debug import DebugError, Target, find_task_run, flow_of, input_lines, reach, run_under_debugger
@@ -522,14 +532,16 @@ def debug(ctx: click.Context, run_id: str, task_run_spec: str, inputs_only: bool
     def say(text: str) -> None:
         err.print(visible(text), markup=False)
 
-    say(f"debugging {task_run.name} of run {recorded.run_id} ({recorded.flow}): running the flow again with that "
-        f"run's parameters up to {task_run.name}; upstream results come from the cache or are computed again; "
-        "nothing is recorded")
+    cluster = None
     try:
-        cluster = connect(choice)
-    except FlowsTuiError as error:
-        raise _fail(error)
-    try:
+        try:
+            cluster = connect(choice)
+        except FlowsTuiError as error:
+            raise _fail(error)
+        where = cluster.address if cluster.local is None else "LocalCluster"
+        say(f"debugging {task_run.name} of run {recorded.run_id} ({recorded.flow}) on {where}: running the flow "
+            f"again with that run's parameters up to {task_run.name}; upstream results come from the cache or are "
+            "computed again; nothing is recorded")
         try:
             reached = reach(flow, parameters, recorded.run_id, Target.of(recorded, task_run), client=cluster.client,
                             cache_dir=cache_directory(config.project.state_dir), log_level=config.project.log_level,
@@ -544,13 +556,18 @@ def debug(ctx: click.Context, run_id: str, task_run_spec: str, inputs_only: bool
         completed = run_under_debugger(reached, log_level=config.project.log_level)
     except KeyboardInterrupt:
         err.print("interrupted")
-        raise click.exceptions.Exit(130)
+        exit_now(130)  # an upstream task still running on a thread worker would hold the exit until it returns
     finally:
-        cluster.close()
+        # A task still running on a thread worker (Ctrl-C during its upstream) would hold the close until
+        # it returns: it gets a moment, then ends with the process.
+        if cluster is not None:
+            closing = threading.Thread(target=cluster.close, name="flows-tui-close", daemon=True)
+            closing.start()
+            closing.join(5)
     raise click.exceptions.Exit(EXIT_OK if completed else EXIT_FAILED)
 
 
-@main.command()
+@main.command(short_help="Run the scheduled flows headless, until stopped.")
 @click.option("--grace", type=float, default=30.0, show_default=True, metavar="SECONDS",
               help="On SIGTERM/Ctrl-C, how long running runs may finish before they are cancelled.")
 @click.option("--address", help="Dask scheduler to attach to (tcp://host:8786).")
@@ -609,7 +626,7 @@ def serve(ctx: click.Context, grace: float, address: str | None, config_path: st
         restore()
 
 
-@main.command("list")
+@main.command("list", short_help="The flows: file, parameters, schedule, next run.")
 @click.option("--config", "config_path", type=click.Path(dir_okay=False), help="flows.toml to use.")
 @click.option("--json", "as_json", is_flag=True,
               help="Print JSON lines: one per flow, one per file that fails to load.")
@@ -717,7 +734,7 @@ def _relative_to(file: str, directory: Path) -> str:
         return file
 
 
-@main.command()
+@main.command(short_help="Check flows.toml and every flow file (exit 2 on problems).")
 @click.option("--config", "config_path", type=click.Path(dir_okay=False), help="flows.toml to use.")
 @click.pass_context
 def check(ctx: click.Context, config_path: str | None) -> None:
@@ -729,6 +746,7 @@ def check(ctx: click.Context, config_path: str | None) -> None:
         report = check_project(Path(config_path) if config_path else None, cwd=Path.cwd())
     except FlowsTuiError as error:
         raise _fail(error)
+    _say_warnings(report.warnings)
     for problem in report.problems:
         click.echo(visible(problem))
     if report.problems:
@@ -739,7 +757,7 @@ def check(ctx: click.Context, config_path: str | None) -> None:
     click.echo(f"ok: {flows} flow{'s' if flows != 1 else ''} in {files} file{'s' if files != 1 else ''}")
 
 
-@main.group("cache", invoke_without_command=True)
+@main.group("cache", invoke_without_command=True, short_help="Cached task results per flow; `cache clear` removes them.")
 @click.option("--config", "config_path", type=click.Path(dir_okay=False), help="flows.toml to use.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON lines: one per flow.")
 @click.pass_context
@@ -795,10 +813,7 @@ def cache_clear(ctx: click.Context, flow_name: str | None, config_path: str | No
     of = f" of flow {flow_name!r}" if flow_name else ""
     click.echo(f"removed {count} cached result{'s' if count != 1 else ''}{of} ({format_size(size)})")
     if flow_name and not count:
-        import difflib
-
-        known = sorted({entry.flow for entry in cache_entries(directory) if entry.flow})
-        close = difflib.get_close_matches(flow_name, known, n=1)
+        close = closest(flow_name, {entry.flow for entry in cache_entries(directory) if entry.flow})
         if close:
             _stderr().print(f"no cached results of a flow named {flow_name!r}; did you mean {close[0]!r}?",
                             markup=False)
@@ -810,3 +825,21 @@ def _cache_config(ctx: click.Context) -> Any:
     except FlowsTuiError as error:
         raise _fail(error)
 
+
+
+@main.command(short_help="Start a project: flows/riders.py and a commented flows.toml.")
+@click.argument("directory", default=".", type=click.Path(file_okay=False))
+def init(directory: str) -> None:
+    """Start a project in DIRECTORY (default: here): flows/riders.py and a commented flows.toml."""
+    from flows_tui.project.scaffold import create_project
+
+    folder = Path(directory)
+    try:
+        written = create_project(folder)
+    except FlowsTuiError as error:
+        raise _fail(error)
+    console = Console(highlight=False, soft_wrap=True)
+    for path in written:
+        console.print(f"wrote {visible(path)}", markup=False)
+    go = "" if folder.resolve() == Path.cwd().resolve() else f"cd {visible(folder)}, then "
+    console.print(f"next: {go}`flows-tui run riders` (headless) or `flows-tui` (the UI)", markup=False)

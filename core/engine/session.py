@@ -46,7 +46,7 @@ def lineage_key(task: Any, args_template: Any, kwargs_template: Any, upstream: l
     replaced by a `Ref` (an index into `upstream`), so hashing them with the ordered
     upstream lineages pins down every input. `task_source` is memoised per Task object.
     """
-    if isinstance(task.cache_policy, NoCache) or task.refresh_cache:
+    if isinstance(task.__dict__.get("_user_cache_policy", task.cache_policy), NoCache) or task.refresh_cache:
         return None
     try:
         source = task_source(task)

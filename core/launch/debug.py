@@ -30,10 +30,11 @@ from typing import TYPE_CHECKING, Any, Callable, TextIO
 
 from flows_tui.record import events as ev
 from flows_tui.context import TaskRunContext, task_run_var
-from flows_tui.errors import FlowsTuiError, UsageError
+from flows_tui.errors import FlowsTuiError, UsageError, closest
 from flows_tui.safe_text import visible
 from flows_tui.states import CACHED, COMPLETED, SUCCESS_STATES
-from flows_tui.engine.worker import UNSENDABLE, Ref, substitute
+from flows_tui.engine.outcome import UNSENDABLE, Ref
+from flows_tui.engine.worker import substitute
 
 if TYPE_CHECKING:
     from flows_tui.engine.flow_run import FlowRunEngine
@@ -75,10 +76,8 @@ def find_task_run(run: "FlowRun", spec: str) -> "TaskRun":
     if len(by_id) > 1:
         raise UsageError(f"task run id {spec!r} is ambiguous in run {run.run_id}: "
                          + ", ".join(f"{t.name} ({t.id})" for t in by_id[:5]))
-    import difflib
-
     names = list(dict.fromkeys(t.name for t in run.task_runs.values()))
-    close = difflib.get_close_matches(spec, names, n=3)
+    close = closest(spec, names, n=3)
     hint = f"; did you mean {', '.join(close)}?" if close else \
         (f"; its task runs: {', '.join(names[:8])}" + (" …" if len(names) > 8 else "") if names else
          "; it has no task runs")

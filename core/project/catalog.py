@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import contextlib
 import datetime as _dt
-import difflib
 import inspect
 import json
 import re
@@ -18,11 +17,11 @@ from typing import Any, Iterator
 
 from flows_tui.cache import cache_directory, cache_sizes
 from .config import CONFIG_NAME, Config, FlowConfig, display_path, find_config, load_config
-from flows_tui.errors import ConfigError, ParameterError
+from flows_tui.errors import ConfigError, ParameterError, closest
 from flows_tui.flows import Flow
 from .flows_directory import FlowsDirectory, FlowsReloaded
 from .flow_files import FlowFile, definition_line, duplicate_flows, load_directory, normalize_name
-from .schedules import Schedule, describe_schedule, first_due, next_run, schedule_timezone
+from .schedules import Schedule, describe_schedule, due_when_served, schedule_timezone
 
 
 @contextlib.contextmanager
@@ -52,8 +51,8 @@ def located_in_config(config: Config, flow: Flow | None, error: ParameterError) 
     flow_config = flow_config_for(config, flow) if flow is not None else None
     if flow_config is None or config.path is None:
         return error
-    return ConfigError(str(error), path=display_path(config.path), key=f"flows.{flow_config.name}.parameters",
-                       line=flow_config.line)
+    key, line = flow_config.parameter_location(error.parameter)
+    return ConfigError(str(error), path=display_path(config.path), key=key, line=line)
 
 
 def error_text(loaded: FlowFile) -> str | None:
@@ -122,7 +121,7 @@ def parameter_defaults(flow: Flow, flow_config: FlowConfig | None) -> tuple[dict
 
 
 def flow_entries(config: Config, files: list[FlowFile], now: _dt.datetime,
-                 schedule_states: dict[str, tuple[_dt.datetime | None, bool]] | None = None) -> list[FlowEntry]:
+                 schedule_states: dict[str, tuple] | None = None) -> list[FlowEntry]:
     """Every flow in `files`, in file order and, within a file, definition order; broken files in place.
 
     `schedule_states` (from the store: per flow, the due time last fired for and whether it is
@@ -155,16 +154,15 @@ def flow_entries(config: Config, files: list[FlowFile], now: _dt.datetime,
 
 
 def _next_run(flow: str, flow_config: Any, now: _dt.datetime,
-              states: dict[str, tuple[_dt.datetime | None, bool]]) -> _dt.datetime | None:
+              states: dict[str, tuple]) -> _dt.datetime | None:
     schedule = Schedule.from_config(flow, flow_config)
     if schedule is None:
         return None
-    last_due, paused = states.get(flow, (None, False))
+    last_due, paused, timing = states.get(flow, (None, False, None))
     if paused:
         return None
-    if last_due is None:
-        return next_run(flow_config, now)
-    due = max(first_due(schedule, last_due, now), now)
+    # What serve would do: an interval schedule that never fired runs as soon as it is served.
+    due = max(due_when_served(schedule, last_due, timing, now), now)
     if due.microsecond:  # whole seconds, as next_run gives them: sub-second precision is noise here
         due = due.replace(microsecond=0) + _dt.timedelta(seconds=1)
     return due.astimezone(schedule_timezone(schedule))
@@ -229,6 +227,7 @@ class CheckReport:
     flows: int = 0
     files: int = 0
     flows_dir: Path | None = None
+    warnings: list[str] = field(default_factory=list)  # read but off: a notifier without its ${VAR}
 
 
 def check_project(config_path: Path | None, *, cwd: Path) -> CheckReport:
@@ -248,6 +247,7 @@ def check_project(config_path: Path | None, *, cwd: Path) -> CheckReport:
         return report
     if config is not None:
         report.flows_dir = config.project.flows_dir
+        report.warnings.extend(config.warnings)
     if not report.flows_dir.exists():
         report.problems.append(_missing_flows_dir(config, report.flows_dir))
         return report
@@ -348,7 +348,7 @@ def _unknown_flow_tables(config: Config, files: list[FlowFile]) -> list[Problem]
     for key, flow_config in config.flows.items():
         if key in keys:
             continue
-        close = difflib.get_close_matches(key, sorted(keys), n=1)
+        close = closest(key, keys)
         if close:
             # Suggest the flow's own name, whichever of its names came close.
             match = next(flow.name for flow in flows if close[0] in _config_keys(flow))
@@ -401,7 +401,8 @@ def _bad_parameters(config: Config, files: list[FlowFile]) -> list[Problem]:
             else:
                 flow.signature.bind_partial(**values)
         except (ParameterError, TypeError) as error:
-            problems.append(Problem(config_file, flow_config.line, f"[flows.{key}.parameters] {error}"))
+            where, line = flow_config.parameter_location(getattr(error, "parameter", None))
+            problems.append(Problem(config_file, line, f"[{where}] {error}"))
     return problems
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as _dt
-import difflib
 import logging
 import os
 import re
@@ -17,8 +16,10 @@ try:
 except ModuleNotFoundError:  # Python 3.10
     import tomli as tomllib  # type: ignore[no-redef]
 
-from flows_tui.errors import ConfigError
+from flows_tui.errors import ConfigError, did_you_mean
 from flows_tui.states import ALL_STATES
+
+from .schedules import cron_problem
 
 CONFIG_NAME = "flows.toml"
 LOG_LEVELS = {name: getattr(logging, name) for name in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")}
@@ -69,6 +70,8 @@ class WebhookConfig:
 class NotifyConfig:
     slack: SlackConfig | None = None
     webhook: WebhookConfig | None = None
+    # Notifiers configured but off, with the unset environment variables they need.
+    off: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -81,6 +84,15 @@ class FlowConfig:
     overlap: str = "skip"
     catchup: str = "skip"
     line: int | None = None
+    # The line of each value in `parameters`, so a bad one is named where it is written.
+    parameter_lines: dict[str, int] = field(default_factory=dict, compare=False)
+
+    def parameter_location(self, parameter: str | None) -> tuple[str, int | None]:
+        """(key path, line) of `parameter`'s value, else of the parameters table."""
+        line = self.parameter_lines.get(parameter or "")
+        if line is not None:
+            return f"flows.{self.name}.parameters.{parameter}", line
+        return f"flows.{self.name}.parameters", self.line
 
 
 @dataclass(frozen=True)
@@ -91,6 +103,8 @@ class Config:
     cluster: ClusterConfig
     notify: NotifyConfig
     flows: dict[str, FlowConfig]
+    # What is read but not used, said once at start (a notifier off for an unset ${VAR}).
+    warnings: tuple[str, ...] = ()
 
 
 # Locating keys in the text, so errors can name a line ------------------------------------------
@@ -137,6 +151,10 @@ class _Lines:
         return None
 
 
+# `${VAR}` or `${VAR:-default}`; a leading `$$` escapes it. The default runs to the first `}`.
+_VARIABLE = re.compile(r"\$?\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
 # Reading sections ----------------------------------------------------------------------------
 
 class _Reader:
@@ -175,26 +193,37 @@ class _Reader:
             raise self.error(keys, f"expected a table, got {data!r}")
         for name in data:
             if name not in allowed:
-                close = difflib.get_close_matches(name, sorted(allowed), n=1)
-                hint = f" (did you mean {close[0]!r}?)" if close else f" (known keys: {', '.join(sorted(allowed))})"
+                hint = did_you_mean(name, allowed, otherwise=f" (known keys: {', '.join(sorted(allowed))})")
                 self.report(self.error(keys + (name,), f"unknown key {name!r}{hint}"))
         return data
 
-    def expand(self, value: str, keys: tuple[str, ...]) -> str:
+    def expand(self, value: str, keys: tuple[str, ...], unset: list[str] | None = None) -> str:
+        """`${VAR}` and `${VAR:-default}` from the environment; `$${...}` is written as it is.
+
+        A variable that is not set (and has no default) is an error, unless `unset` is given:
+        then its name is appended there and the caller decides.
+        """
         def replace(match: re.Match) -> str:
             if match.group(0).startswith("$$"):
                 return match.group(0)[1:]
-            name = match.group(1)
-            if name not in self.environ:
-                if not self.require_env:
-                    return match.group(0)
-                self.report(self.error(keys, f"environment variable {name} is not set (used as ${{{name}}})"))
+            name, default = match.group(1), match.group(2)
+            if name in self.environ and not (default is not None and self.environ[name] == ""):
+                return self.environ[name]
+            if default is not None:  # as in the shell, ${VAR:-default} also stands in for an empty VAR
+                return default
+            if unset is not None:
+                unset.append(name)
                 return match.group(0)
-            return self.environ[name]
+            if not self.require_env:
+                return match.group(0)
+            self.report(self.error(keys, f"environment variable {name} is not set (used as ${{{name}}}; "
+                                         f"${{{name}:-default}} gives a default)"))
+            return match.group(0)
 
-        return re.sub(r"\$?\$\{([A-Za-z_][A-Za-z0-9_]*)\}", replace, value)
+        return _VARIABLE.sub(replace, value)
 
-    def get(self, data: dict, keys: tuple[str, ...], name: str, kind: type | tuple, default: Any = None) -> Any:
+    def get(self, data: dict, keys: tuple[str, ...], name: str, kind: type | tuple, default: Any = None,
+            *, expand: bool = True) -> Any:
         if name not in data:
             return default
         value = data[name]
@@ -204,7 +233,7 @@ class _Reader:
             expected = " or ".join(_KIND_NAMES.get(k, k.__name__) for k in kinds)
             self.report(self.error(keys + (name,), f"expected {expected}, got {value!r}"))
             return default
-        if isinstance(value, str):
+        if isinstance(value, str) and expand:
             value = self.expand(value, keys + (name,))
         return value
 
@@ -218,8 +247,7 @@ class _Reader:
         value = self.get(data, keys, "on", list, ["Failed", "Crashed"])
         for state in value:
             if state not in ALL_STATES:
-                close = difflib.get_close_matches(str(state), ALL_STATES, n=1)
-                hint = f" (did you mean {close[0]!r}?)" if close else ""
+                hint = did_you_mean(str(state), ALL_STATES)
                 raise self.error(keys + ("on",), f"unknown state {state!r}{hint}; states: {', '.join(ALL_STATES)}")
         return tuple(value)
 
@@ -315,40 +343,68 @@ def _cluster(reader: _Reader, data: dict, root: Path) -> ClusterConfig:
     )
 
 
-def _notify(reader: _Reader, data: dict) -> NotifyConfig:
+def _notify(reader: _Reader, data: dict, warnings: list[str]) -> NotifyConfig:
+    """[notify.*]. A notifier whose URL or headers use an unset `${VAR}` is off, with a warning:
+    the secret is often set only where the schedules are served, and the flows must run without it."""
     keys = ("notify",)
     reader.table(data, keys, {"slack", "webhook"})
     slack = webhook = None
+    off: dict[str, tuple[str, ...]] = {}
+
+    def off_if_unset(name: str, unset: list[tuple[tuple[str, ...], str]]) -> bool:
+        """`unset`: (the key whose value uses it, the variable) for each unset variable."""
+        if not unset:
+            return False
+        off[name] = tuple(dict.fromkeys(variable for _, variable in unset))
+        where = unset[0][0]
+        names = ", ".join(off[name])
+        verb = "is" if len(off[name]) == 1 else "are"
+        warnings.append(str(reader.error(where, f"environment variable {names} {verb} not set: "
+                                                f"the {name} notifier is off")))
+        return True
+
+    def expand(value: str, where: tuple[str, ...], unset: list) -> str:
+        names: list[str] = []
+        value = reader.expand(value, where, names)
+        unset.extend((where, name) for name in names)
+        return value
+
     if "slack" in data:
         slack_keys = keys + ("slack",)
         table = reader.table(data["slack"], slack_keys, {"webhook_url", "on"})
-        url = reader.get(table, slack_keys, "webhook_url", str)
-        if not url:
+        raw = reader.get(table, slack_keys, "webhook_url", str, expand=False)
+        if not raw:
             raise reader.error(slack_keys, "missing key 'webhook_url'")
-        slack = SlackConfig(url, reader.states(table, slack_keys))
+        unset: list = []
+        url = expand(raw, slack_keys + ("webhook_url",), unset)
+        on = reader.states(table, slack_keys)
+        if not off_if_unset("slack", unset):
+            slack = SlackConfig(url, on)
     if "webhook" in data:
         hook_keys = keys + ("webhook",)
         table = reader.table(data["webhook"], hook_keys, {"url", "on", "headers"})
-        url = reader.get(table, hook_keys, "url", str)
-        if not url:
+        raw = reader.get(table, hook_keys, "url", str, expand=False)
+        if not raw:
             raise reader.error(hook_keys, "missing key 'url'")
+        unset = []
+        url = expand(raw, hook_keys + ("url",), unset)
         headers = reader.get(table, hook_keys, "headers", dict, {})
-        headers = {str(k): reader.expand(str(v), hook_keys + ("headers", k)) for k, v in headers.items()}
-        webhook = WebhookConfig(url, reader.states(table, hook_keys), headers)
-    return NotifyConfig(slack, webhook)
+        headers = {str(k): expand(str(v), hook_keys + ("headers", str(k)), unset) for k, v in headers.items()}
+        on = reader.states(table, hook_keys)
+        if not off_if_unset("webhook", unset):
+            webhook = WebhookConfig(url, on, headers)
+    return NotifyConfig(slack, webhook, off)
 
 
 def _flow(reader: _Reader, name: str, data: Any) -> FlowConfig:
     from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-    from croniter import croniter
-
     keys = ("flows", name)
     reader.table(data, keys, {"cron", "interval", "timezone", "parameters", "overlap", "catchup"})
     cron = reader.get(data, keys, "cron", str)
-    if cron is not None and not croniter.is_valid(cron):
-        reader.report(reader.error(keys + ("cron",), f"flow {name!r}: invalid cron expression {cron!r} "
-                                                     "(expected five fields, e.g. \"0 * * * *\")"))
+    problem = cron_problem(cron) if cron is not None else None
+    if problem is not None:
+        reader.report(reader.error(keys + ("cron",), f"flow {name!r}: invalid cron expression {cron!r}: {problem}"))
         cron = None
     interval = None
     if "interval" in data:
@@ -380,7 +436,9 @@ def _flow(reader: _Reader, name: str, data: Any) -> FlowConfig:
                                        f"flow {name!r}: {key} must be one of {', '.join(allowed)}, got {value!r}"))
             value = allowed[0]
         policies[key] = value
-    return FlowConfig(name, cron, interval, timezone, parameters, line=reader.lines.find(keys), **policies)
+    lines = {k: line for k in parameters if (line := reader.lines.find(keys + ("parameters", k))) is not None}
+    return FlowConfig(name, cron, interval, timezone, parameters, line=reader.lines.find(keys),
+                      parameter_lines=lines, **policies)
 
 
 def parse_config(text: str, *, path: Path, environ: Mapping[str, str] | None = None,
@@ -400,6 +458,7 @@ def parse_config(text: str, *, path: Path, environ: Mapping[str, str] | None = N
         reason = re.sub(r"\s*\(at line \d+, column \d+\)", "", str(error))
         raise ConfigError(f"invalid TOML: {reason}", path=display_path(path), line=int(match.group(1)) if match else None) from None
     reader = _Reader(path, _Lines(text), environ, require_env=require_env, problems=problems)
+    warnings: list[str] = []
     reader.table(data, (), {"project", "cluster", "notify", "flows"})
     flows_table = reader.section(lambda: reader.table(data.get("flows", {}), ("flows",), set(data.get("flows", {}))),
                                  dict)
@@ -414,8 +473,9 @@ def parse_config(text: str, *, path: Path, environ: Mapping[str, str] | None = N
         project=reader.section(lambda: _project(reader, data.get("project", {}), root),
                                lambda: _project(_Reader(path, _Lines(""), environ), {}, root)),
         cluster=reader.section(lambda: _cluster(reader, data.get("cluster", {}), root), ClusterConfig),
-        notify=reader.section(lambda: _notify(reader, data.get("notify", {})), NotifyConfig),
+        notify=reader.section(lambda: _notify(reader, data.get("notify", {}), warnings), NotifyConfig),
         flows=flows,
+        warnings=tuple(warnings),
     )
 
 

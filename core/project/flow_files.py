@@ -12,7 +12,6 @@ globals and helper modules it started with.
 from __future__ import annotations
 
 import ast
-import difflib
 import errno
 import hashlib
 import importlib.util
@@ -26,7 +25,7 @@ from types import ModuleType
 from typing import Callable, Iterable
 
 
-from flows_tui.errors import FlowFileError, UsageError
+from flows_tui.errors import FlowFileError, UsageError, did_you_mean
 from flows_tui.flows import Flow
 from flows_tui.user_code.pickling import send_by_value
 from flows_tui.tracebacks import format_exception
@@ -403,9 +402,4 @@ def _not_found(spec: str, directory: Path, files: list[FlowFile]) -> UsageError:
 
 
 def _suggest(name: str, known: list[str]) -> str:
-    close = difflib.get_close_matches(name, known, n=1)
-    if close:
-        return f" (did you mean {close[0]!r}?)"
-    if known:
-        return f" (known: {', '.join(sorted(known))})"
-    return ""
+    return did_you_mean(name, known, otherwise=f" (known: {', '.join(sorted(known))})" if known else "")

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import math
+import re
 from dataclasses import dataclass, field
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -86,6 +87,33 @@ def _next_cron(expression: str, zone: _dt.tzinfo, now: _dt.datetime) -> _dt.date
     raise RuntimeError(f"cron {expression!r}: no firing time found after {now.isoformat()}")
 
 
+_CRON_FIELDS = (("minute", 0, 59), ("hour", 0, 23), ("day of month", 1, 31), ("month", 1, 12),
+                ("day of week", 0, 7))
+
+
+def cron_problem(expression: str) -> str | None:
+    """What is wrong with a cron expression, field by field; None when croniter accepts it."""
+    if croniter.is_valid(expression):
+        return None
+    fields = expression.split()
+    if expression.strip().startswith("@"):
+        return "unknown alias (known: @hourly, @daily, @weekly, @monthly, @yearly)"
+    if len(fields) != 5:
+        return (f"expected five fields (minute hour day-of-month month day-of-week), got {len(fields)}, "
+                'e.g. "0 * * * *"')
+    for position, (field_text, (name, low, high)) in enumerate(zip(fields, _CRON_FIELDS)):
+        alone = ["*"] * 5
+        alone[position] = field_text
+        if croniter.is_valid(" ".join(alone)):
+            continue
+        numbers = [int(n) for n in re.findall(r"\d+", field_text)]
+        outside = [n for n in numbers if not low <= n <= high]
+        if outside:
+            return f"field {position + 1} ({name}) {field_text!r}: {outside[0]} is outside {low}-{high}"
+        return f"field {position + 1} ({name}) {field_text!r} is not valid"
+    return "the fields do not make a valid schedule together"
+
+
 def _normalize(moment: _dt.datetime, zone: _dt.tzinfo) -> _dt.datetime:
     """Through UTC and back: the offset and `fold` then say which of two repeated wall times it is."""
     return moment.astimezone(UTC).astimezone(zone)
@@ -137,6 +165,10 @@ class Schedule:
         assert self.interval is not None
         return moment + self.interval
 
+    def timing(self) -> tuple:
+        """What decides when it fires (not what the run is given, nor the overlap and catch-up policies)."""
+        return (self.cron, self.interval, self.timezone)
+
 
 def first_due(schedule: Schedule, last_due: _dt.datetime | None, now: _dt.datetime) -> _dt.datetime:
     """When a schedule is due once served: after the due time it last fired for, else from now.
@@ -146,3 +178,32 @@ def first_due(schedule: Schedule, last_due: _dt.datetime | None, now: _dt.dateti
     if last_due is not None:
         return schedule.next_after(last_due)
     return schedule.next_after(now) if schedule.cron else now
+
+
+def due_when_served(schedule: Schedule, last_due: _dt.datetime | None, last_timing: str | None,
+                    now: _dt.datetime) -> _dt.datetime:
+    """When a schedule is due as `serve` (or the UI) starts, given what the store says of it.
+
+    It resumes where it left off, unless its timing changed since it last fired (`last_timing`):
+    then it starts afresh, as `first_due_after_change` says.
+    """
+    if last_due is not None and last_timing is not None and last_timing != schedule.describe():
+        return first_due_after_change(schedule, last_due, now)
+    return first_due(schedule, last_due, now)
+
+
+def first_due_after_change(schedule: Schedule, last_due: _dt.datetime | None, now: _dt.datetime) -> _dt.datetime:
+    """When a schedule whose timing was just changed (flows.toml saved while served) is due.
+
+    Due times before the change were never due: none of them fires, whatever `catchup` says.
+    An interval keeps its rhythm from the last run it fired (the first such time after now);
+    a cron expression fires at its next time after now.
+    """
+    if schedule.cron or last_due is None:
+        return first_due(schedule, None, now) if last_due is None else schedule.next_after(now)
+    assert schedule.interval is not None
+    due = schedule.next_after(last_due)
+    if due <= now:
+        steps = (now - due) // schedule.interval + 1
+        due += steps * schedule.interval
+    return due

@@ -6,9 +6,10 @@ import datetime as _dt
 import json
 import logging
 import threading
-from collections import Counter, defaultdict
+from collections import Counter
 from typing import Any
 
+from rich import filesize
 from rich.console import Console, Group
 from rich.live import Live
 from rich.table import Table
@@ -47,13 +48,7 @@ def format_duration(seconds: float | None) -> str:
 
 def format_size(size: float) -> str:
     """Bytes as people read them: 512 bytes, 12.3 kB, 4.5 MB (powers of 1000, as disk tools do)."""
-    if size < 1000:
-        return f"{size:.0f} bytes"
-    for unit in ("kB", "MB", "GB", "TB"):
-        size /= 1000
-        if size < 1000:
-            break
-    return f"{size:.1f} {unit}"
+    return filesize.decimal(int(size))
 
 
 class Progress:
@@ -62,6 +57,7 @@ class Progress:
     def __init__(self, console: Console, *, live: bool) -> None:
         self.console = console
         self.model = RunModel()
+        self.said_failed: set[str] = set()  # task runs whose failure was printed as it happened
         self._lock = threading.Lock()
         self._live = Live(console=console, auto_refresh=True, refresh_per_second=8, transient=True,
                           get_renderable=self._render) if live else None
@@ -87,6 +83,8 @@ class Progress:
             for line in event.lines:
                 self.console.print(self._log_text(event.run_id, line), highlight=False, soft_wrap=True)
         elif isinstance(event, ev.TaskStateChanged) and event.state in (RETRYING, FAILED, TIMED_OUT, CRASHED):
+            if event.state != RETRYING:
+                self.said_failed.add(event.task_run_id)
             name = self._task_name(event.run_id, event.task_run_id)
             text = Text.assemble(state_text(event.state), f" {visible(name, one_line=True)}")
             if event.message:
@@ -126,31 +124,33 @@ def log_text(source: str, line: ev.LogLine) -> Text:
 
 
 def task_table(run: FlowRun, *, live: bool = False) -> Table:
-    """One row per task (mapped children grouped) with counts per state and total time."""
-    groups: dict[str, Counter] = defaultdict(Counter)
-    durations: dict[str, float] = defaultdict(float)
-    for task_run in run.current_task_runs():
-        groups[task_run.task][task_run.state] += 1
-        durations[task_run.task] += task_run.duration or 0.0
+    """One row per task (mapped children grouped): counts per state, retries, and elapsed time.
+
+    "elapsed" is wall time from the task's first start to its last end, as the UI's tree shows
+    it (mapped children run side by side: their times do not add up).
+    """
     title = plain(f"{run.flow} · {SYMBOLS.get(run.state, '')} {run.state}", one_line=True)
     table = Table(title=title if live else None, show_header=True, header_style="bold", box=None, padding=(0, 1))
     table.add_column("task")
     table.add_column("runs", justify="right")
     table.add_column("states")
-    table.add_column("time", justify="right")
-    for name, counts in groups.items():
-        total = sum(counts.values())
-        done = sum(counts[s] for s in (COMPLETED, CACHED))
+    table.add_column("retries", justify="right")
+    table.add_column("elapsed", justify="right")
+    for group in run.groups():
+        counts = Counter(task_run.state for task_run in group.runs)
         states = Text(" ").join(Text(f"{SYMBOLS[s]} {counts[s]} {s}", style=STYLES.get(s, ""))
                                 for s in ORDER if counts.get(s))
-        table.add_row(plain(name, one_line=True), f"{done}/{total}", states, format_duration(durations[name]))
+        table.add_row(plain(group.task, one_line=True), f"{group.done}/{len(group.runs)}", states,
+                      str(group.retries) if group.retries else "", format_duration(group.duration))
     return table
 
 
-def print_summary(console: Console, run: FlowRun) -> None:
+def print_summary(console: Console, run: FlowRun, *, said: set[str] = frozenset()) -> None:
+    """The task table, the failures (those not in `said`, already printed as they happened), the first
+    failure's traceback, and the run's final line."""
     console.print(task_table(run))
     failed = [t for t in run.current_task_runs() if t.state in (FAILED, TIMED_OUT, CRASHED)]
-    for task_run in failed[:10]:
+    for task_run in [t for t in failed if t.id not in said][:10]:
         console.print(Text.assemble(state_text(task_run.state),
                                     f" {visible(task_run.name, one_line=True)}: {visible(task_run.error or '')}"),
                       highlight=False, soft_wrap=True)
@@ -165,10 +165,14 @@ def print_summary(console: Console, run: FlowRun) -> None:
     # The flow body raising the failed task's own error (a direct call) would show that traceback again.
     if run.traceback and run.state != COMPLETED and not (shown and _last_line(run.traceback) == _last_line(shown)):
         console.print(plain(run.traceback, "dim"), highlight=False, soft_wrap=True)
+    console.print(run_end_line(run), highlight=False, soft_wrap=True)
+
+
+def run_end_line(run: FlowRun) -> Text:
+    """`✓ Completed flow run 'etl' (ab12cd34ef56) in 2.61s`, with the reason when it did not complete."""
     message = f": {run.message}" if run.message and run.state != COMPLETED else ""
-    console.print(Text.assemble(state_text(run.state), (visible(f" flow run {run.flow!r} ({run.run_id}) in "
-                                                               f"{format_duration(run.duration)}{message}"), "bold")),
-                  highlight=False, soft_wrap=True)
+    return Text.assemble(state_text(run.state), (visible(f" flow run {run.flow!r} ({run.run_id}) in "
+                                                        f"{format_duration(run.duration)}{message}"), "bold"))
 
 
 def _last_line(text: str) -> str:

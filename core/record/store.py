@@ -29,7 +29,7 @@ import sqlite3
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, NamedTuple
 from urllib.parse import quote
 
 from . import events as ev
@@ -83,8 +83,19 @@ MIGRATIONS: list[list[str]] = [
         """CREATE TABLE schedules (
             flow TEXT PRIMARY KEY, last_due TEXT, paused INTEGER NOT NULL DEFAULT 0)""",
     ],
+    [
+        # The schedule's timing ("every 30s") when it last fired: a restart with another timing
+        # must not take due times of the new timing before the change for runs it missed.
+        "ALTER TABLE schedules ADD COLUMN timing TEXT",
+    ],
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
+
+
+class ScheduleState(NamedTuple):
+    last_due: _dt.datetime | None = None  # the due time it last fired for (or passed over)
+    paused: bool = False
+    timing: str | None = None  # how it was timed then ("every 30s"); None in stores older than that
 
 
 class StoreError(FlowsTuiError):
@@ -737,15 +748,16 @@ class Store:
 
     # Schedules --------------------------------------------------------------------------------
 
-    def schedule_states(self) -> dict[str, tuple[_dt.datetime | None, bool]]:
-        """Per flow: the due time its schedule last fired for, and whether it is paused."""
+    def schedule_states(self) -> dict[str, ScheduleState]:
+        """Per flow: the due time its schedule last fired for, whether it is paused, and its timing then."""
         with self._connection() as c:
-            rows = c.execute("SELECT flow, last_due, paused FROM schedules").fetchall()
-        return {r["flow"]: (_time(r["last_due"]), bool(r["paused"])) for r in rows}
+            rows = c.execute("SELECT flow, last_due, paused, timing FROM schedules").fetchall()
+        return {r["flow"]: ScheduleState(_time(r["last_due"]), bool(r["paused"]), r["timing"]) for r in rows}
 
-    def record_due(self, flow: str, due: _dt.datetime) -> None:
-        self._write_schedule("INSERT INTO schedules (flow, last_due) VALUES (?, ?) "
-                             "ON CONFLICT (flow) DO UPDATE SET last_due = excluded.last_due", (flow, _iso(due)))
+    def record_due(self, flow: str, due: _dt.datetime, timing: str | None = None) -> None:
+        self._write_schedule("INSERT INTO schedules (flow, last_due, timing) VALUES (?, ?, ?) "
+                             "ON CONFLICT (flow) DO UPDATE SET last_due = excluded.last_due, "
+                             "timing = coalesce(excluded.timing, timing)", (flow, _iso(due), timing))
 
     def set_paused(self, flow: str, paused: bool) -> None:
         self._write_schedule("INSERT INTO schedules (flow, paused) VALUES (?, ?) "

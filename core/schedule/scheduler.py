@@ -14,7 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from flows_tui.project.schedules import UTC, Schedule, first_due
+from flows_tui.project.schedules import UTC, Schedule, due_when_served, first_due, first_due_after_change
+from flows_tui.record.store import ScheduleState
 
 # A due time older than this when the scheduler sees it was missed (serve was down, the
 # machine slept): the catch-up policy decides. Younger ones fire as on time.
@@ -135,11 +136,16 @@ class Scheduler:
             entries = {}
             for schedule in schedules:
                 old = self._entries.get(schedule.flow)
-                last, paused = states.get(schedule.flow, (None, False))
-                if old is not None and old.schedule == schedule:
+                last, paused, timing = states.get(schedule.flow, ScheduleState())
+                if old is not None and old.schedule.timing() == schedule.timing():
+                    old.schedule = schedule  # new parameters or policies: the due time stays
                     entries[schedule.flow] = old
                     continue
-                entries[schedule.flow] = _Entry(schedule, first_due(schedule, last, now), paused)
+                if old is not None:  # re-timed while served: nothing before the change was due
+                    due = first_due_after_change(schedule, last, now)
+                else:
+                    due = due_when_served(schedule, last, timing, now)
+                entries[schedule.flow] = _Entry(schedule, due, paused)
             self._entries = entries
         self._wake.set()
 
@@ -157,7 +163,7 @@ class Scheduler:
         if passed is not None:
             # What fell due while paused counts as handled: a restart, or the process that takes the
             # schedules over, must not take it for runs missed while nothing served.
-            self.store.record_due(flow, passed)
+            self.store.record_due(flow, passed, entry.schedule.describe())
         self._wake.set()
 
     def trigger(self, flow: str) -> None:
@@ -209,7 +215,7 @@ class Scheduler:
         states = self.store.schedule_states()
         with self._lock:
             for flow, entry in self._entries.items():
-                last, paused = states.get(flow, (None, False))
+                last, paused, _ = states.get(flow, ScheduleState())
                 if paused != entry.paused:
                     _set_paused(entry, paused, now)
                 if paused_only or last is None:
@@ -243,7 +249,7 @@ class Scheduler:
         with self._lock:
             entry.due = schedule.next_after(last)
         # After moving on: a store that cannot be written (a full disk) must not make it fire again.
-        self.store.record_due(schedule.flow, last)
+        self.store.record_due(schedule.flow, last, schedule.describe())
 
     def _fire(self, entry: _Entry, due: _dt.datetime, catching_up: bool = False) -> None:
         schedule = entry.schedule

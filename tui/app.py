@@ -14,6 +14,7 @@ import concurrent.futures
 import contextlib
 import datetime as _dt
 import gc
+import re
 import signal
 import threading
 import time
@@ -24,7 +25,7 @@ from rich.text import Text
 from textual import on, work
 from textual.app import App, ComposeResult
 from textual.binding import Binding
-from textual.command import Hit, Hits, Provider
+from textual.command import DiscoveryHit, Hit, Hits, Provider
 from textual.containers import Horizontal, Vertical
 from textual.markup import escape as escape_markup
 from textual.message import Message
@@ -40,7 +41,7 @@ from flows_tui.launch.runner import recording
 from flows_tui.terminal import silence_terminal
 from flows_tui.launch.watch_run import WatchRun
 from flows_tui.project.catalog import flow_config_for
-from flows_tui.project.config import reload_config
+from flows_tui.project.config import Config, reload_config
 from flows_tui.project.flows_directory import FlowsDirectory, FlowsReloaded
 from flows_tui.project.schedules import Schedule
 from flows_tui.project.watch import FlowsWatcher
@@ -136,22 +137,32 @@ class Bridge:
 class FlowsCommands(Provider):
     """The command palette: every action, and every flow to run or open."""
 
-    async def search(self, query: str) -> Hits:
+    def _commands(self) -> list[tuple[str, Any, str]]:
+        """(text, what it does, help) for every action and every flow; the palette reads text as markup."""
         app = self.app
         assert isinstance(app, FlowsApp)
-        matcher = self.matcher(query)
-        for name, (action, help_text) in app.palette_actions().items():
-            score = matcher.match(name)
-            if score > 0:
-                yield Hit(score, matcher.highlight(name), lambda a=action: app.run_action(a), help=help_text)
+        commands: list[tuple[str, Any, str]] = [
+            (name, lambda a=action: app.run_action(a), help_text)
+            for name, (action, help_text) in app.palette_actions().items()]
         for flow in list(app.directory.flows.values()):
             for verb, action in (("run", "run"), ("run with parameters", "run_with_params")):
-                # The palette reads both as markup: a flow's name is escaped for it, and made visible.
-                text = escape_markup(visible(f"{verb} {flow.name}", one_line=True))
-                score = matcher.match(text)
-                if score > 0:
-                    yield Hit(score, matcher.highlight(text), lambda f=flow.name, a=action: app.select_flow_and(f, a),
-                              help=escape_markup(visible(f"flow {flow.name}", one_line=True)))
+                # A flow's name is escaped for the palette's markup, and made visible.
+                commands.append((escape_markup(visible(f"{verb} {flow.name}", one_line=True)),
+                                 lambda f=flow.name, a=action: app.select_flow_and(f, a),
+                                 escape_markup(visible(f"flow {flow.name}", one_line=True))))
+        return commands
+
+    async def discover(self) -> Hits:
+        """An empty query lists the app's own commands first, then Textual's."""
+        for text, command, help_text in self._commands():
+            yield DiscoveryHit(text, command, help=help_text)
+
+    async def search(self, query: str) -> Hits:
+        matcher = self.matcher(query)
+        for text, command, help_text in self._commands():
+            score = matcher.match(text)
+            if score > 0:
+                yield Hit(score, matcher.highlight(text), command, help=help_text)
 
 
 class FlowsApp(App):
@@ -173,7 +184,7 @@ class FlowsApp(App):
         ("s", "toggle_schedule", None, "Pause or resume the selected flow's schedule"),
         ("t", "trigger", None, "Run the selected scheduled flow now"),
         ("z", "zoom", None, "Zoom the focused pane (again: all panes)"),
-        ("f12", "save_screenshot", None, "Save a screenshot (SVG) in the current directory"),
+        ("f12", "save_screenshot", None, "Save a screenshot (SVG) under state_dir/screenshots"),
         ("question_mark", "help", "Help", "Show every key"),
         ("q", "quit", "Quit", "Quit (asks while a run is in progress)"),
     ]
@@ -181,6 +192,8 @@ class FlowsApp(App):
                         key_display=KEY_NAMES.get(key)) for key, action, label, description in ACTIONS] + [
         Binding("tab", "focus_next", "Next pane", show=False),
         Binding("shift+tab", "focus_previous", "Previous pane", show=False),
+        # Ctrl-C quits, as in every terminal program (Textual's own says "press ctrl+q" instead).
+        Binding("ctrl+c", "quit", "Quit", show=False, priority=True),
     ]
 
     def __init__(self, config: Any, *, path: str | None = None, address: str | None = None,
@@ -241,7 +254,7 @@ class FlowsApp(App):
             with Vertical(id="right"):
                 yield TaskTree(id="tasks")
                 yield LogView(id="logs")
-        yield Input(placeholder="filter (enter applies, esc clears)", id="filter")
+        yield Input(placeholder="filter (as you type; enter keeps it, esc clears)", id="filter")
         yield StatusBar(id="status")
         yield Footer()
 
@@ -286,6 +299,9 @@ class FlowsApp(App):
         self.query_one("#tasks").border_title = "tasks"
         self.query_one("#logs").border_title = "logs"
         self.query_one("#filter").display = False
+        self.query_one("#flows").border_subtitle = "loading…"  # until the flows are listed
+        if not self.is_headless and self.console.color_system in ("standard", "windows"):  # 8 or 16 colours
+            self.screen.add_class("few-colors")
         self._fit(self.size.width)
         self.query_one(FlowList).focus()
         self.load_flows()
@@ -295,9 +311,16 @@ class FlowsApp(App):
         self._watch_store()
         self.measure_cache()
         self.set_interval(1.0, self.every_second)
+        self._say_config_warnings(self.config)
         # breakpoint() in a flow body run from here would wait for a terminal the UI holds: it says so instead.
         breakpoints.ui_holds_terminal = True
         breakpoints.install_breakpoint_hook()
+
+    def _say_config_warnings(self, config: Config) -> None:
+        """Once at start and after each reload of flows.toml: a toast each, and the status bar."""
+        for warning in config.warnings:
+            self.notify(warning, title="flows.toml", severity="warning", timeout=8)
+        self.query_one(StatusBar).set_notify_off(config.notify.off)
 
     def on_resize(self, event: Any) -> None:
         self._fit(event.size.width)
@@ -314,10 +337,12 @@ class FlowsApp(App):
         self._watch_config()
         if not self.flows_dir.exists():
             self.call_from_thread(self.notify, f"flows directory {self.flows_dir} does not exist", severity="error")
+            self.call_from_thread(self._show_flows)
             return
         self.directory.subscribe(lambda event: self.post_message(FlowsChanged(event)))
         self.directory.load()
         self.loaded.set()
+        self.call_from_thread(self._show_flows)  # an empty folder says what to do
         if self.watch_files:
             self.directory.watch()
 
@@ -542,7 +567,22 @@ class FlowsApp(App):
                                 error=FlowFileError(reason, path=str(self.config.path), line=getattr(error, "line", None),
                                                     traceback=f"{error}\n\nThe last good flows.toml stays in use "
                                                               "until this is fixed and saved.")))
-        self.query_one(FlowList).show(rows)
+        if self.loaded.is_set() or not self.flows_dir.exists():
+            self.query_one("#flows").border_subtitle = ""
+        self.query_one(FlowList).show(rows, placeholder=self._no_flows_text() if not rows else ())
+
+    def _no_flows_text(self) -> tuple[str, ...]:
+        """What the empty flows pane says: still loading, or how to add a first flow."""
+        try:
+            folder = str(self.flows_dir.relative_to(self.config.root)) or "."
+        except ValueError:
+            folder = display_path(str(self.flows_dir))
+        if not self.flows_dir.exists():
+            return (f"no folder {folder}", "create it with a flow file,", "or run: flows-tui init")
+        if not self.loaded.is_set():
+            return ("loading flows…",)
+        return (f"no flows in {folder}", "add a .py file with a @flow", "(README: A first flow),",
+                "or run: flows-tui init")
 
     @on(FlowList.RowHighlighted, "#flows")
     def _flow_highlighted(self, event: FlowList.RowHighlighted) -> None:
@@ -735,7 +775,9 @@ class FlowsApp(App):
     def _selected_flow(self) -> Any:
         row = self.query_one(FlowList).current()
         if row is None:
-            self.notify("no flow selected", severity="warning")
+            waiting = self.flows_dir.exists() and not self.loaded.is_set()
+            self.notify("the flows are still loading; press it again in a moment" if waiting else "no flow selected",
+                        severity="warning")
             return None
         if row.flow is None:
             self.notify(f"{row.file} does not load: {row.error.reason}", severity="error")
@@ -919,32 +961,50 @@ class FlowsApp(App):
         box = self.query_one("#filter", Input)
         self._filter_target = "logs" if self._in(LogView) or self._in(TaskTree) else "flows"
         box.placeholder = ("search the logs" if self._filter_target == "logs" else "filter flows") + \
-            " (enter applies, esc clears)"
+            " (as you type; enter keeps it, esc clears)"
+        current = self.query_one(LogView).search if self._filter_target == "logs" else self.query_one(FlowList).filter
+        with box.prevent(Input.Changed):
+            box.value = current
         box.display = True
         box.focus()
 
+    @on(Input.Changed, "#filter")
+    def _filter_changed(self, event: Input.Changed) -> None:
+        """As you type: the list (or the log search) follows each key."""
+        self._set_filter(event.value)
+
     @on(Input.Submitted, "#filter")
     def _filter_submitted(self, event: Input.Submitted) -> None:
-        self._apply_filter(event.value)
+        self._set_filter(event.value)
+        self._close_filter()
 
-    def _apply_filter(self, text: str) -> None:
-        box = self.query_one("#filter", Input)
+    def _set_filter(self, text: str) -> None:
         if self._filter_target == "logs":
             self.query_one(LogView).set_search(text)
-            target: Any = self.query_one(LogView).output
-        else:
-            flows = self.query_one(FlowList)
+            return
+        flows = self.query_one(FlowList)
+        if flows.filter != text:
             flows.filter = text
             self._show_flows()
-            target = flows
-        box.display = False
+        title = f"flows · {self.flows_dir.name}" + (f" · /{text}" if text else "")
+        self.query_one("#flows").border_title = plain(title, one_line=True)
+
+    def _close_filter(self) -> None:
+        self.query_one("#filter", Input).display = False
+        target: Any = self.query_one(LogView).output if self._filter_target == "logs" else self.query_one(FlowList)
         target.focus()
 
     def on_key(self, event: Any) -> None:
+        if event.key != "escape":
+            return
         box = self.query_one("#filter", Input)
-        if event.key == "escape" and box.has_focus:
-            box.value = ""
-            self._apply_filter("")
+        if box.has_focus:
+            self._set_filter("")
+            self._close_filter()
+            event.stop()
+        elif self.query_one(FlowList).filter and self._in(FlowList):  # esc in the filtered pane clears it
+            self._filter_target = "flows"
+            self._set_filter("")
             event.stop()
 
     def _in(self, kind: type) -> bool:
@@ -1008,23 +1068,32 @@ class FlowsApp(App):
         return False
 
     def action_save_screenshot(self) -> None:
-        path = self.save_screenshot(path=str(Path.cwd()))
-        self.notify(f"saved {Path(path).name}", timeout=3)
+        """An SVG of the screen under state_dir/screenshots (not in the project's own files), said where."""
+        folder = self.config.project.state_dir / "screenshots"
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            path = self.save_screenshot(path=str(folder))
+        except OSError as error:
+            self.notify(f"screenshot not saved: {error}", severity="error")
+            return
+        self.notify(f"screenshot saved: {display_path(path)}", timeout=5)
 
     def action_help(self) -> None:
-        everywhere = [(KEY_NAMES.get(key, key), description) for key, _, _, description in self.ACTIONS]
+        # The short form of each description (before its colon or parenthesis): the palette has the rest.
+        everywhere = [(KEY_NAMES.get(key, key), re.split(r"[:(]", description)[0].strip())
+                      for key, _, _, description in self.ACTIONS]
         sections = [
             ("Everywhere", everywhere + [("ctrl+p", "Command palette: every action and flow"),
-                                         ("tab / shift+tab", "Next / previous pane")]),
-            ("Flows", [("j / k, ↑ / ↓", "Move"), ("enter", "Open: the task tree, or a broken file's traceback")]),
-            ("Runs", [("j / k", "Move"), ("enter", "Open the run: its tree and logs from the store")]),
-            ("Tasks", [("j / k, g / G", "Move (the logs follow the task under the cursor)"),
-                       ("space", "Expand or collapse"),
-                       ("enter", "A task run: its inputs, result and traceback; a failed attempt: its "
-                                 "traceback; on \"… more\", the next children"),
-                       ("d", "Debug the task run here, in the terminal, with its inputs"),
+                                         ("tab / shift+tab", "Next / previous pane"), ("ctrl+c", "Quit")]),
+            ("Flows", [("j/k ↑/↓", "Move"), ("enter", "The task tree, or a broken file's traceback"),
+                       ("esc", "Clear the filter")]),
+            ("Runs", [("j/k g/G", "Move"), ("enter", "Open the run: its tree and logs")]),
+            ("Tasks", [("j/k g/G", "Move; the logs follow the task"), ("space", "Expand or collapse"),
+                       ("enter", "Inputs, result and traceback; on … more, more"),
+                       ("d", "Debug the task run here, with its inputs"),
                        ("e", "Open the editor at the failing line")]),
-            ("Logs", key_help(LogView.BINDINGS)),
+            ("Logs", [("j/k g/G", "Scroll"), ("/", "Search as you type (esc clears)")]
+             + key_help(LogView.BINDINGS)),
         ]
         self.push_screen(HelpScreen(sections))
 
@@ -1032,14 +1101,15 @@ class FlowsApp(App):
         """What the command palette offers besides the flows: description → (action, key)."""
         return {description: (action, KEY_NAMES.get(key, key)) for key, action, _, description in self.ACTIONS}
 
-    def select_flow_and(self, flow_name: str, action: str) -> None:
+    async def select_flow_and(self, flow_name: str, action: str) -> None:
+        """The palette's "run NAME": select the flow, then do it (run_action is a coroutine: awaited)."""
         flows = self.query_one(FlowList)
         try:
             flows.move_cursor(row=flows.get_row_index(flow_name))
         except Exception:
             self.notify(f"flow {flow_name} is not listed", severity="warning")
             return
-        self.run_action(action)
+        await self.run_action(action)
 
     async def action_quit(self) -> None:
         if not self.engines:
@@ -1052,7 +1122,13 @@ class FlowsApp(App):
                     threading.Thread(target=engine.cancel, args=("flows-tui was closed",), daemon=True).start()
                 self.exit()
 
-        self.push_screen(ConfirmScreen(f"{len(self.engines)} run(s) in progress. Cancel them and quit?"), answered)
+        if getattr(self.screen, "asks_to_quit", False):  # asked already: a second q or ctrl+c means yes
+            answered(True)
+            return
+        question = ConfirmScreen(f"{len(self.engines)} run(s) in progress. Cancel them and quit? "
+                                 "(y, or ctrl+c again)")
+        question.asks_to_quit = True
+        self.push_screen(question, answered)
 
     def on_unmount(self) -> None:
         gc.set_threshold(*self._gc_thresholds)

@@ -16,26 +16,52 @@ from flows_tui.safe_text import plain
 
 
 class HelpScreen(ModalScreen[None]):
-    """Every key of the app and of each pane, with what it does."""
+    """Every key of the app and of each pane, with what it does: two columns where they fit."""
 
-    BINDINGS = [Binding("escape,q,question_mark", "dismiss", "Close")]
+    BINDINGS = [Binding("escape,q,question_mark", "dismiss", "Close"),
+                Binding("j,down", "scroll(1)", "Down", show=False),
+                Binding("k,up", "scroll(-1)", "Up", show=False),
+                Binding("space,pagedown", "page(1)", "Page down", show=False),
+                Binding("b,pageup", "page(-1)", "Page up", show=False),
+                Binding("g,home", "scroll(-1000000)", "Top", show=False),
+                Binding("G,end", "scroll(1000000)", "Bottom", show=False)]
+    TWO_COLUMNS_FROM = 100  # terminal columns
 
     def __init__(self, sections: list[tuple[str, list[tuple[str, str]]]]) -> None:
         super().__init__()
         self.sections = sections
 
-    def compose(self) -> ComposeResult:
-        table = Table(box=None, show_header=False, padding=(0, 2))
+    @staticmethod
+    def _table(sections: list[tuple[str, list[tuple[str, str]]]]) -> Table:
+        table = Table(box=None, show_header=False, padding=(0, 1))
         table.add_column(style="bold cyan", no_wrap=True)
         table.add_column()
-        for title, keys in self.sections:
+        for title, keys in sections:
             table.add_row(Text(title, style="bold underline"), "")
             for key, description in keys:
                 table.add_row(key, description)
             table.add_row("", "")
+        return table
+
+    def compose(self) -> ComposeResult:
+        if self.app.size.width >= self.TWO_COLUMNS_FROM and len(self.sections) > 1:
+            # The first section (every pane's keys) on the left, the panes' own on the right.
+            body: Any = Table.grid(padding=(0, 2), expand=True)
+            body.add_column(ratio=1)
+            body.add_column(ratio=1)
+            body.add_row(self._table(self.sections[:1]), self._table(self.sections[1:]))
+        else:
+            body = self._table(self.sections)
         with VerticalScroll(id="help"):
-            yield Static(Text("Keys  (esc closes; ctrl+p lists every action and flow)", style="bold"))
-            yield Static(table)
+            yield Static(Text("Keys  (j/k scroll, esc closes; ctrl+p lists every action and flow)", style="bold"))
+            yield Static(body)
+
+    def action_scroll(self, lines: int) -> None:
+        self.query_one("#help", VerticalScroll).scroll_relative(y=lines, animate=False)
+
+    def action_page(self, pages: int) -> None:
+        view = self.query_one("#help", VerticalScroll)
+        view.scroll_relative(y=pages * max(1, view.size.height - 1), animate=False)
 
 
 class TextScreen(ModalScreen[None]):

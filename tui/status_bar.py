@@ -20,6 +20,7 @@ class StatusBar(Static):
         self.next_run: tuple[str, _dt.datetime] | None = None
         self.cache_size = 0  # bytes of cached results under state_dir; shown only when there are some
         self.store_problem: str | None = None  # e.g. "runs not recorded": the run store cannot be written
+        self.notify_off: str | None = None  # e.g. "slack off: SLACK_WEBHOOK_URL unset"
 
     def on_mount(self) -> None:
         self._draw()
@@ -40,6 +41,11 @@ class StatusBar(Static):
         self.store_problem = problem
         self._draw()
 
+    def set_notify_off(self, off: dict[str, tuple[str, ...]]) -> None:
+        """Notifiers configured in flows.toml but off, each with the variables it waits for."""
+        self.notify_off = "  ".join(f"{name} off: {', '.join(names)} unset" for name, names in off.items()) or None
+        self._draw()
+
     def _draw(self) -> None:
         # What changes by the second comes before the cluster's long line, so that 80 or 100
         # columns still show it.
@@ -48,6 +54,9 @@ class StatusBar(Static):
             flow, moment = self.next_run
             seconds = max(0.0, (moment - _dt.datetime.now(_dt.timezone.utc)).total_seconds())
             text.append(f"next: {visible(flow, one_line=True)} in {format_duration(seconds)}", style="cyan")
+            text.append("  ·  ")
+        if self.notify_off:
+            text.append(visible(self.notify_off, one_line=True), style="yellow")
             text.append("  ·  ")
         text.append_text(self.cluster)
         if self.cache_size:

@@ -1,0 +1,234 @@
+"""Watching Dask during a run: the run's report topic, worker deaths (topic "all"), futures
+that end without a report (a crash, a cancel, a lost report) and the loss of the scheduler."""
+
+from __future__ import annotations
+
+import functools
+import logging
+import threading
+import time
+from typing import TYPE_CHECKING, Any
+
+from flows_tui.errors import describe as _describe
+from flows_tui.record import events as ev
+from flows_tui.states import CANCELLED, CRASHED, PENDING, CrashedRun
+from flows_tui.states import now as _now
+
+from .cluster import scheduler_lost
+from .outcome import outcome_summary
+
+if TYPE_CHECKING:
+    from .flow_run import FlowRunEngine
+
+logger = logging.getLogger("flows_tui.engine")
+
+
+# How long a finished Dask future may wait for its worker's final report before the engine asks
+# the cluster for the outcome itself (reports and results travel the same ordered streams, so
+# this is a safety net, not a path taken in normal runs).
+REPORT_GRACE_SECONDS = 2.0
+# How often the watcher looks at the run's Dask futures for crashes and lost reports.
+WATCH_INTERVAL_SECONDS = 0.5
+
+
+class DaskWatch:
+    """The engine's part that watches Dask for what workers cannot report (a mixin of FlowRunEngine)."""
+
+    def on_worker_removed(self, message: dict) -> None:
+        """A worker left the cluster (Dask's `remove-worker` event): record what it took with it."""
+        if message.get("expected"):
+            return
+        worker = message.get("worker", "a worker")
+        when = _now()
+        rescheduled, lost = [], []
+        with self._lock:
+            for key in message.get("processing-tasks") or ():
+                task_run_id = self._by_key.get(key)
+                if task_run_id is None or task_run_id not in self._open_ids:
+                    continue
+                track = self._tracking[task_run_id]
+                if track.open_attempt is not None:
+                    self._emit(ev.AttemptEnded(self.run_id, task_run_id, track.open_attempt, CRASHED, when,
+                                               error=f"worker {worker} died while running this attempt"),
+                               ev.TaskStateChanged(self.run_id, task_run_id, PENDING, when,
+                                                   message="its worker died; Dask runs it again"))
+                    track.open_attempt = None
+                else:
+                    rescheduled.append(self.flow_run.task_runs[task_run_id].name)
+            for key in message.get("lost-computed-tasks") or ():
+                task_run_id = self._by_key.get(key)
+                if task_run_id is not None:
+                    lost.append(self.flow_run.task_runs[task_run_id].name)
+            self._changed.notify_all()
+        if rescheduled:
+            self.log(logging.WARNING, f"worker {worker} died; Dask reschedules the task runs it held: "
+                                      f"{_names(rescheduled)}")
+        if lost:
+            self.log(logging.WARNING, f"worker {worker} died holding results of {_names(lost)}; "
+                                      "Dask runs them again if they are still needed")
+
+    def _lose_scheduler(self) -> None:
+        """The Dask scheduler is gone, and every future of the run with it: the run ends Crashed, now.
+
+        Dask's client cancels the futures and tries to reconnect for a while; nothing of this
+        run can come back from a scheduler that restarts, so the run does not wait for it.
+        """
+        try:
+            address = self.client.scheduler.address
+        except Exception:
+            address = self.address
+        reason = f"lost the Dask scheduler at {address or self.address} while the run was in progress"
+        with self._lock:
+            if self._abort is not None:
+                return
+            self._abort = CrashedRun(reason)
+            self._changed.notify_all()
+            waiting = self._driver_waiting
+            for task_run_id in self._open_task_runs():
+                self._end_task_run(task_run_id, CRASHED, reason)
+        self.log(logging.ERROR, reason)
+        self._stop_body(waiting)
+
+    def _watch(self) -> None:
+        """Every moment of the run: record what workers could not report (a crash, a cancel, a lost report)."""
+        while not self._watch_stop.wait(WATCH_INTERVAL_SECONDS):
+            try:
+                self._check_dask()
+            except Exception:
+                logger.exception("checking the run's Dask futures failed")
+
+    def _check_dask(self) -> None:
+        if self._abort is None and scheduler_lost(self.client):
+            self._lose_scheduler()
+            return
+        now = time.monotonic()
+        with self._lock:
+            tracking = self._tracking
+            candidates = [(task_run_id, tracking[task_run_id]) for task_run_id in self._open_ids
+                          if tracking[task_run_id].future is not None
+                          and tracking[task_run_id].future.status != "pending"]
+        for task_run_id, track in candidates:
+            future = track.future
+            status = future.status
+            if status == "finished":
+                # Normally the worker's report is already on its way; after a grace period ask the
+                # cluster for the outcome's state (not its value, which stays where it is).
+                if track.finished_seen is None:
+                    track.finished_seen = now
+                elif now - track.finished_seen >= REPORT_GRACE_SECONDS:
+                    try:
+                        state, message = self.client.submit(outcome_summary, future, pure=False).result(timeout=30)
+                    except Exception as problem:
+                        state, message = CRASHED, _describe(problem)
+                    logger.warning("no report from the worker for %s; took its outcome from the cluster", track.key)
+                    with self._lock:
+                        self._end_task_run(task_run_id, state, message)
+                continue
+            if status == "error":
+                try:
+                    message = _describe(future.exception(timeout=5))
+                except Exception as problem:
+                    message = _describe(problem)
+                with self._lock:
+                    self._end_task_run(task_run_id, CRASHED, f"the task's worker died or the cluster failed it: {message}")
+            elif status == "lost" and self._abort is None:
+                # The result was lost with a worker: Dask computes it again (the run still holds
+                # its future), and that execution arrives as the task run's next attempt.
+                continue
+            elif status in ("cancelled", "lost"):
+                if self._abort is None and _cancelled_with_scheduler(future):
+                    # The client reconnected already, but the scheduler that held the run is gone.
+                    self._lose_scheduler()
+                    return
+                with self._lock:
+                    aborted = self._abort is not None
+                    reason = str(self._abort) if aborted else f"Dask reported the task {status}"
+                    self._end_task_run(task_run_id, CANCELLED if aborted else CRASHED, reason)
+
+
+class _ReportHandler:
+    """The run's topic handler; it lets go of the engine when the run ends (see `_subscribe`)."""
+
+    __slots__ = ("engine",)
+
+    def __init__(self, engine: FlowRunEngine) -> None:
+        self.engine: FlowRunEngine | None = engine
+
+    def __call__(self, event: tuple[float, list[dict]]) -> None:
+        engine = self.engine
+        if engine is not None:  # a report still in flight when the run ended changes nothing
+            engine._on_worker_messages(event)
+
+
+def _subscribe(client: Any, topic: str, handler: _ReportHandler) -> None:
+    """Subscribe `handler` to `topic`, first dropping the handlers of runs that have ended.
+
+    Dask's `Client.unsubscribe_topic` (2026.8) tells the scheduler but keeps the handler in
+    `client._event_handlers`, one entry per run for as long as the client lives. An ended run's
+    handler is dropped here, at the next run, rather than at its own end: by now no report of
+    it is in flight (one arriving with no handler makes Dask's client raise).
+    """
+    handlers = getattr(client, "_event_handlers", None)
+    if isinstance(handlers, dict):
+        for name, old in list(handlers.items()):
+            if type(old) is _ReportHandler and old.engine is None:
+                handlers.pop(name, None)
+    client.subscribe_topic(topic, handler)
+
+
+def _cancelled_with_scheduler(future: Any) -> bool:
+    """Whether Dask's client cancelled `future` because it lost the connection to the scheduler."""
+    error = getattr(getattr(future, "_state", None), "exception", None)
+    return getattr(error, "reason", None) == "scheduler-connection-lost"
+
+
+def _names(names: list[str], limit: int = 8) -> str:
+    shown = ", ".join(names[:limit])
+    return shown + (f" and {len(names) - limit} more" if len(names) > limit else "")
+
+
+class _WorkerDeaths:
+    """One subscription per client to Dask's `all` topic, shared by every engine on that client."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._listeners: dict[int, tuple[Any, set]] = {}
+
+    def listen(self, client: Any, engine: FlowRunEngine) -> None:
+        with self._lock:
+            entry = self._listeners.get(id(client))
+            if entry is None:
+                entry = self._listeners[id(client)] = (client, set())
+                client.subscribe_topic("all", functools.partial(self._dispatch, id(client)))
+            entry[1].add(engine)
+
+    def forget(self, client: Any, engine: FlowRunEngine) -> None:
+        with self._lock:
+            entry = self._listeners.get(id(client))
+            if entry is None:
+                return
+            entry[1].discard(engine)
+            if entry[1]:
+                return
+            del self._listeners[id(client)]
+        try:
+            client.unsubscribe_topic("all")
+        except Exception:  # the client is closing
+            pass
+
+    def _dispatch(self, client_id: int, event: tuple[float, Any]) -> None:
+        _, message = event
+        if not isinstance(message, dict) or message.get("action") != "remove-worker":
+            return
+        with self._lock:
+            entry = self._listeners.get(client_id)
+            engines = list(entry[1]) if entry else []
+        for engine in engines:
+            engine.on_worker_removed(message)
+
+
+_worker_deaths = _WorkerDeaths()
+
+
+# A lambda travels to the scheduler by value: an attached `dask scheduler` needs no flows-tui installed.
+_forget_topic = lambda dask_scheduler, topic: dask_scheduler._broker._topics.pop(topic, None)  # noqa: E731

@@ -1,0 +1,87 @@
+"""Worker reports become events: each report (`flows_tui.engine.wire`) of an attempt's
+start, retry and end, and its log lines, folded into the run's model and published."""
+
+from __future__ import annotations
+
+import logging
+
+from flows_tui.record import events as ev
+from flows_tui.states import CRASHED, RETRYING, RUNNING
+from flows_tui.states import utc as _utc
+
+from .wire import AttemptEndMsg, AttemptRetryMsg, AttemptStartMsg, LogBatchMsg, Report, from_wire
+
+logger = logging.getLogger("flows_tui.engine")
+
+
+class TaskReports:
+    """The engine's part that applies worker reports (a mixin of FlowRunEngine)."""
+
+    def _on_worker_messages(self, event: tuple[float, list[dict]]) -> None:
+        """Topic handler (Dask's IO loop thread): keep it cheap."""
+        _, messages = event
+        with self._lock:
+            self._batch = []
+            try:
+                for message in messages:
+                    try:
+                        self._apply_worker_message(message)
+                    except Exception:
+                        logger.exception("could not apply worker report %r", message)
+                self.bus.publish_many(self._batch)
+            finally:
+                self._batch = None
+            self._changed.notify_all()
+
+    def _apply_worker_message(self, m: dict) -> None:
+        self._apply_report(from_wire(m))
+
+    def _apply_report(self, report: Report) -> None:
+        task_run_id = report.task_run_id
+        track = self._tracking.get(task_run_id)
+        if track is None:
+            return
+        if isinstance(report, LogBatchMsg):
+            attempt = track.executions.get((report.execution, report.attempt), report.attempt)
+            self._emit(ev.LogLines(self.run_id, tuple(
+                ev.LogLine(_utc(created), level, message, task_run_id, attempt, name)
+                for created, level, message, name in report.lines)))
+            return
+        when = _utc(report.time)
+        task_run = self.flow_run.task_runs[task_run_id]
+        execution = (report.execution, report.attempt)
+        if isinstance(report, AttemptEndMsg) and report.started is not None:
+            self._apply_report(report.start())  # the attempt started and ended within one batch
+        if isinstance(report, AttemptStartMsg):
+            if track.open_attempt is not None:
+                # A new execution while an attempt was open: Dask re-ran the task because the
+                # worker running it died. The record says so.
+                self._emit(ev.AttemptEnded(self.run_id, task_run_id, track.open_attempt, CRASHED, when,
+                                           error="the worker running this attempt died; Dask ran the task again"))
+            number = len(task_run.attempts) + 1
+            track.executions[execution] = number
+            track.open_attempt = number
+            if task_run_id not in self._open_ids:
+                # Dask re-executes a finished task to recover data lost with a worker.
+                self._open_ids.add(task_run_id)
+            self._emit(ev.AttemptStarted(self.run_id, task_run_id, number, when, report.worker))
+            if task_run.state != RUNNING:
+                self._emit(ev.TaskStateChanged(self.run_id, task_run_id, RUNNING, when))
+            return
+        number = track.executions.get(execution)
+        if isinstance(report, AttemptRetryMsg):
+            if number is None:
+                return
+            self._emit(ev.AttemptEnded(self.run_id, task_run_id, number, report.state, when, report.error,
+                                       report.traceback))
+            track.open_attempt = None
+            self._emit(ev.TaskStateChanged(self.run_id, task_run_id, RETRYING, when,
+                                           message=f"attempt {number} {report.state}: {report.error}",
+                                           retry_at=_utc(report.time + report.delay)))
+            return
+        if number is not None:
+            self._emit(ev.AttemptEnded(self.run_id, task_run_id, number, report.state, when, report.error,
+                                       report.traceback))
+            track.open_attempt = None
+        if task_run_id in self._open_ids:
+            self._end_task_run(task_run_id, report.state, report.error, when)

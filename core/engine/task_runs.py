@@ -1,0 +1,204 @@
+"""The run's table of task runs, as the engine keeps it: each task run's Dask future, its
+executions and attempts, who consumes it, whether it is final (`_Tracking`), and the waits
+and results the flow body asks for. A task run's final state is recorded in one place,
+`_end_task_run`."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as _dt
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from flows_tui.futures import TaskFuture
+from flows_tui.record import events as ev
+from flows_tui.states import (CANCELLED, CRASHED, NOT_RUN, SUCCESS_STATES, TIMED_OUT, CancelledRun, CrashedRun, State,
+                              TaskRunTimedOut, UpstreamFailed)
+from flows_tui.states import now as _now
+
+from .outcome import UNSENDABLE, Outcome
+
+logger = logging.getLogger("flows_tui.engine")
+
+
+@dataclass
+class _Tracking:
+    """What the engine keeps per task run besides the model: its Dask future and who used it.
+
+    Whether it is open or final is not kept here: the run's `_open_ids` is the one answer.
+    """
+
+    key: str
+    future: Any = None
+    executions: dict[tuple[str, int], int] = field(default_factory=dict)
+    open_attempt: int | None = None
+    consumers: list[tuple[str, bool]] = field(default_factory=list)  # (task run id, via allow_failure)
+    seen_by_body: bool = False
+    finished_seen: float | None = None  # when Dask first said finished without a report
+    lineage: str | None = None  # its key in the session (None: no session, or not reusable)
+    reused_from: str | None = None  # the run whose held result it reused
+    call: tuple | None = None  # (task, args template, kwargs template, upstream futures, allowed) as submitted
+
+
+class TaskRuns:
+    """The engine's part that keeps the task runs (a mixin of FlowRunEngine, sharing its lock).
+
+    `_tracking` holds every task run of the run; `_open_ids` those not final yet: a task run
+    enters it when it is created (and again when Dask runs it once more after a worker died)
+    and leaves it only through `_end_task_run`, which records the final state. Every "is it
+    over?" in the engine asks `_open_ids`; the model is the record of what happened.
+    """
+
+    def _open_task_runs(self) -> list[str]:
+        """The task runs of this run that have not ended, in the order they were created (lock held)."""
+        return [trid for trid in self._tracking if trid in self._open_ids]
+
+    def _handled(self, task_run_id: str) -> bool:
+        track = self._tracking[task_run_id]
+        if track.seen_by_body:
+            return True
+        return bool(track.consumers) and all(allowed for _, allowed in track.consumers)
+
+    def _end_task_run(self, task_run_id: str, state: str, message: str | None, when: _dt.datetime | None = None) -> None:
+        """Record a final state (lock held)."""
+        if task_run_id not in self._open_ids:
+            return
+        track = self._tracking[task_run_id]
+        when = when or _now()
+        if track.open_attempt is not None:
+            self._emit(ev.AttemptEnded(self.run_id, task_run_id, track.open_attempt, state, when, message))
+            track.open_attempt = None
+        self._emit(ev.TaskStateChanged(self.run_id, task_run_id, state, when, message=message))
+        self._open_ids.discard(task_run_id)
+        self._changed.notify_all()
+
+    # Waiting and results, for the body ----------------------------------------------------------
+
+    def _wait_final(self, task_run_id: str, timeout: float | None) -> None:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._lock:
+            self._driver_waiting = True
+            try:
+                while task_run_id in self._open_ids:
+                    self._check_abort()
+                    remaining = None if deadline is None else deadline - time.monotonic()
+                    if remaining is not None and remaining <= 0:
+                        raise TimeoutError(f"task run {self.flow_run.task_runs[task_run_id].name!r} did not "
+                                           f"finish within {timeout:g}s")
+                    self._changed.wait(0.5 if remaining is None else min(0.5, remaining))
+            finally:
+                self._driver_waiting = False
+
+    def wait(self, future: TaskFuture, timeout: float | None = None) -> None:
+        self._wait_final(future.task_run_id, timeout)
+
+    def wait_for_change(self, timeout: float) -> None:
+        """Until some task run of this run changes, or `timeout` s pass (futures' `wait`, `as_completed`)."""
+        with self._lock:
+            self._changed.wait(timeout)
+
+    def final_state(self, future: TaskFuture, *, seen_by_body: bool) -> State:
+        self._wait_final(future.task_run_id, None)
+        if seen_by_body:
+            self._tracking[future.task_run_id].seen_by_body = True
+        return self.state_of(future)
+
+    def result(self, future: TaskFuture, timeout: float | None = None, raise_on_failure: bool = True) -> Any:
+        return self.result_of(future.task_run_id, timeout=timeout, raise_on_failure=raise_on_failure)
+
+    def result_of(self, task_run_id: str, *, timeout: float | None = None, raise_on_failure: bool = True) -> Any:
+        """The task's value, straight from its envelope: no waiting for the worker's report."""
+        track = self._tracking[task_run_id]
+        outcome = self._outcome(track, timeout)
+        if outcome is not None and outcome.ok:
+            if self.session is not None:
+                self._remember_received(outcome.value, task_run_id)
+            return outcome.value
+        # The body sees this failure: handled if it catches it (SPEC's flow-state rule).
+        track.seen_by_body = True
+        if outcome is not None and outcome.state == NOT_RUN:
+            with self._lock:
+                self._mark_root_causes_seen(task_run_id)
+        if outcome is not None and outcome.exception is not None:
+            error = outcome.exception
+            if outcome.state == UNSENDABLE:  # the task completed; its value could not be pickled to come here
+                error = error.sent("to the flow")
+        else:
+            self._wait_final(task_run_id, None)
+            error = self._exception_from_record(self.flow_run.task_runs[task_run_id])
+        if raise_on_failure:
+            raise error
+        return error
+
+    def _outcome(self, track: _Tracking, timeout: float | None) -> Outcome | None:
+        """Wait for the task's envelope; None if Dask lost or failed the task itself (a crash)."""
+        from distributed import wait
+
+        deadline = None if timeout is None else time.monotonic() + timeout
+        hiccups = 0
+        while True:
+            self._check_abort()
+            remaining = None if deadline is None else deadline - time.monotonic()
+            if remaining is not None and remaining <= 0:
+                raise TimeoutError(f"task run {track.key!r} did not finish within {timeout:g}s")
+            try:
+                # Wait for the task to end on the cluster, then fetch its result once: a result
+                # fetched with a timeout started its transfer over at every timeout, and a 100 MB
+                # result never arrived (the run failed after ~30 s; raw Dask took 2 s).
+                wait(track.future, timeout=0.2 if remaining is None else min(0.2, remaining))
+            except (TimeoutError, asyncio.TimeoutError):
+                continue
+            except Exception:  # cancelled or lost: result() says which
+                pass
+            try:
+                return track.future.result()
+            except Exception:  # KilledWorker, cancelled: the watcher records it as Crashed/Cancelled
+                if track.future.status in ("pending", "finished") and hiccups < 10:
+                    # A timed result() can fail with no failure behind it when the client's loop is
+                    # busy (UnboundLocalError, dask/distributed#8514; seen under the UI's load):
+                    # the task is fine, ask again.
+                    hiccups += 1
+                    continue
+                return None
+
+    def _exception_from_record(self, task_run: Any) -> BaseException:
+        message = task_run.error or task_run.message or f"task run ended {task_run.state}"
+        if task_run.state == CRASHED:
+            return CrashedRun(message)
+        if task_run.state == CANCELLED:
+            return CancelledRun(message)
+        if task_run.state == TIMED_OUT:
+            return TaskRunTimedOut(message)
+        return UpstreamFailed(message) if task_run.state == NOT_RUN else RuntimeError(message)
+
+    def _mark_root_causes_seen(self, task_run_id: str) -> None:
+        """A NotRun's exception reached the body: the failures that caused it were seen too."""
+        for upstream in self.flow_run.task_runs[task_run_id].upstream:
+            track = self._tracking[upstream]
+            if not track.seen_by_body:
+                track.seen_by_body = True
+                self._mark_root_causes_seen(upstream)
+
+    def state_of(self, future: TaskFuture) -> State:
+        with self._lock:
+            task_run = self.flow_run.task_runs[future.task_run_id]
+            name, message = task_run.state, task_run.error or task_run.message
+            final = task_run.is_final
+        state = State(name, message)
+        state._task_run_id = future.task_run_id  # type: ignore[attr-defined]
+        if final:
+            self._tracking[future.task_run_id].seen_by_body = True
+            if name in SUCCESS_STATES:
+                state._resolver = lambda: self.result_of(future.task_run_id)
+            else:
+                state._resolver = None
+                state._exception = self.result_of(future.task_run_id, raise_on_failure=False)
+        return state
+
+    def state_name(self, future: TaskFuture) -> str:
+        return self.flow_run.task_runs[future.task_run_id].state
+
+    def is_final(self, future: TaskFuture) -> bool:
+        return future.task_run_id not in self._open_ids

@@ -1,0 +1,164 @@
+"""The UI as a new user meets it: what it says when something is off, what the keys do at once."""
+
+from __future__ import annotations
+
+from flows_tui.tui.status_bar import StatusBar
+from test_tui import app_for, flow_keys, make_project, toasts, wait_for
+
+
+async def test_a_notifier_without_its_secret_is_named_once_and_shown_in_the_status_bar(tmp_path, monkeypatch):
+    monkeypatch.delenv("FLOWS_TUI_TEST_SLACK", raising=False)
+    project = make_project(tmp_path)
+    with (project / "flows.toml").open("a") as config:
+        config.write('[notify.slack]\nwebhook_url = "${FLOWS_TUI_TEST_SLACK}"\n')
+    app = app_for(project, connect_cluster=False)
+    async with app.run_test(size=(120, 30), notifications=True) as pilot:
+        await wait_for(pilot, lambda: "FLOWS_TUI_TEST_SLACK" in toasts(app), message="the warning")
+        assert "the slack notifier is off" in toasts(app)
+        status = str(app.query_one(StatusBar).render())
+        assert "slack off: FLOWS_TUI_TEST_SLACK unset" in status
+
+
+def _palette_entries(app) -> list[str]:
+    from textual.command import CommandList
+
+    options = app.screen.query_one(CommandList)
+    return [str(options.get_option_at_index(i).prompt) for i in range(options.option_count)]
+
+
+async def test_the_palette_lists_the_apps_commands_before_typing_and_run_name_runs_the_flow(tmp_path):
+    from textual.command import CommandPalette
+
+    from flows_tui.tui.flow_list import FlowList
+
+    project = make_project(tmp_path)
+    app = app_for(project)
+    async with app.run_test(size=(120, 40)) as pilot:
+        flows = app.query_one(FlowList)
+        await wait_for(pilot, lambda: len(flow_keys(app)) == 3, message="the flows")
+        await pilot.press("ctrl+p")
+        await wait_for(pilot, lambda: isinstance(app.screen, CommandPalette), message="the palette")
+        await wait_for(pilot, lambda: any("Run the selected flow" in entry for entry in _palette_entries(app)),
+                       message="the app's commands with an empty query")
+        assert any("run numbers" in entry for entry in _palette_entries(app))
+        await pilot.press(*"run sleepy")
+        await wait_for(pilot, lambda: _palette_entries(app) and "run sleepy" in _palette_entries(app)[0],
+                       message="run sleepy first")
+        (tmp_path / "stop").touch()  # the sleepy flow then ends at once
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: flows.last_states.get("sleepy") == "Completed", message="the palette's run")
+
+
+async def test_the_flows_filter_follows_each_key_shows_in_the_title_and_esc_in_the_pane_clears_it(tmp_path):
+    from flows_tui.tui.flow_list import FlowList
+
+    app = app_for(make_project(tmp_path), connect_cluster=False)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await wait_for(pilot, lambda: len(flow_keys(app)) == 3, message="the flows")
+        await pilot.press("slash", "s", "l")
+        await wait_for(pilot, lambda: flow_keys(app) == ["sleepy"], message="the list to follow the keys (no enter)")
+        await pilot.press("e")
+        assert "/sle" in str(app.query_one("#flows").border_title)
+        await pilot.press("enter")  # keeps the filter, back in the list
+        assert app.query_one(FlowList).has_focus and flow_keys(app) == ["sleepy"]
+        await pilot.press("escape")  # in the pane: clears it
+        await wait_for(pilot, lambda: len(flow_keys(app)) == 3, message="the filter cleared")
+        assert "/" not in str(app.query_one("#flows").border_title).replace("flows · ", "")
+
+
+async def test_ctrl_c_quits_and_during_a_run_a_second_ctrl_c_cancels_and_quits(tmp_path):
+    from flows_tui.tui.screens import ConfirmScreen
+    from test_tui import select
+
+    project = make_project(tmp_path)
+    app = app_for(project, connect_cluster=False)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await pilot.press("ctrl+c")
+        await wait_for(pilot, lambda: not app.is_running, message="ctrl+c to quit")
+
+    app = app_for(project)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await wait_for(pilot, lambda: app.cluster is not None and len(flow_keys(app)) == 3, message="the cluster")
+        select(app, "sleepy")
+        await pilot.press("r")
+        await wait_for(pilot, lambda: bool(app.engines), message="the run")
+        await pilot.press("ctrl+c")
+        await wait_for(pilot, lambda: isinstance(app.screen, ConfirmScreen), message="the question")
+        (project / "stop").touch()  # the task itself goes on after a cancel: let it end
+        await pilot.press("ctrl+c")
+        await wait_for(pilot, lambda: not app.is_running, message="the second ctrl+c to quit")
+
+
+async def test_help_scrolls_with_j_and_k_and_shows_two_columns_at_100(tmp_path):
+    from textual.containers import VerticalScroll
+
+    from flows_tui.tui.screens import HelpScreen
+
+    app = app_for(make_project(tmp_path), connect_cluster=False)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await pilot.press("question_mark")
+        await wait_for(pilot, lambda: isinstance(app.screen, HelpScreen), message="the help")
+        await pilot.pause()
+        text = app.export_screenshot().replace("&#160;", " ")  # the SVG of what is visible, no more
+        for section in ("Everywhere", "Flows", "Runs", "Tasks", "Logs"):
+            assert section in text, section  # every section visible at 100x30, no scrolling needed
+        assert "Search as you type" in text and "Follow" in text
+    (tmp_path / "narrow").mkdir()
+    app = app_for(make_project(tmp_path / "narrow"), connect_cluster=False)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.press("question_mark")
+        await wait_for(pilot, lambda: isinstance(app.screen, HelpScreen), message="the help")
+        view = app.screen.query_one("#help", VerticalScroll)
+        await wait_for(pilot, lambda: view.max_scroll_y > 0, message="a help longer than the screen")
+        await pilot.press("j", "j", "j")
+        await wait_for(pilot, lambda: view.scroll_y == 3, message="j to scroll down")
+        await pilot.press("k")
+        await wait_for(pilot, lambda: view.scroll_y == 2, message="k to scroll up")
+        await pilot.press("G")
+        await wait_for(pilot, lambda: view.scroll_y == view.max_scroll_y, message="G to the end")
+
+
+async def test_an_empty_folder_says_how_to_add_a_first_flow(tmp_path):
+    from test_tui import app_for as _app_for
+
+    (tmp_path / "flows").mkdir()
+    (tmp_path / "flows.toml").write_text('[project]\nflows_dir = "flows"\n[cluster]\nprocesses = false\n')
+    app = _app_for(tmp_path, connect_cluster=False)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_for(pilot, lambda: "no flows in flows" in app.export_screenshot().replace("&#160;", " "),
+                       message="the empty pane saying what to do")
+        assert "flows-tui init" in app.export_screenshot().replace("&#160;", " ")
+
+
+def test_f12_saves_the_screenshot_under_the_state_dir(tmp_path):
+    import asyncio
+
+    project = make_project(tmp_path)
+
+    async def go() -> None:
+        app = app_for(project, connect_cluster=False)
+        async with app.run_test(size=(80, 24)) as pilot:
+            await pilot.press("f12")
+            await wait_for(pilot, lambda: list((project / ".flows-tui" / "screenshots").glob("*.svg")),
+                           message="the screenshot")
+
+    asyncio.run(go())
+    assert not list(project.glob("*.svg"))  # nothing in the project's own folder
+
+
+async def test_with_8_colours_the_focused_pane_is_not_drawn_in_red(tmp_path, monkeypatch):
+    from textual.color import Color
+
+    from flows_tui.tui.app import FlowsApp
+    from flows_tui.tui.flow_list import FlowList
+
+    monkeypatch.setenv("TERM", "screen")
+    monkeypatch.delenv("COLORTERM", raising=False)
+    monkeypatch.setattr(FlowsApp, "is_headless", property(lambda app: False))  # as in a real terminal
+    app = app_for(make_project(tmp_path), connect_cluster=False)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause()
+        assert app.screen.has_class("few-colors")
+        variables = app.get_css_variables()
+        border = app.query_one(FlowList).styles.border_top[1]
+        assert border == Color.parse(variables["primary"]) and border != Color.parse(variables["accent"])
