@@ -159,26 +159,18 @@ class Flow:
     def call_fn(self, parameters: dict[str, Any]) -> Any:
         """Call the flow's function with validated `parameters` (`*args`/`**kwargs` spread as the signature says)."""
         bound_to = self.__dict__.get("_bound_to", _UNBOUND)
-        leading = () if bound_to is _UNBOUND else (bound_to,)
-        args: list[Any] = []
-        kwargs: dict[str, Any] = {}
-        names = set()
-        for parameter in list(self.signature.parameters.values())[len(leading):]:
-            names.add(parameter.name)
-            if parameter.name not in parameters:
-                continue
-            value = parameters[parameter.name]
-            if parameter.kind is inspect.Parameter.VAR_POSITIONAL:
-                args.extend(value)
-            elif parameter.kind is inspect.Parameter.VAR_KEYWORD:
-                kwargs.update(value)
-            elif parameter.kind is inspect.Parameter.POSITIONAL_ONLY or args:
-                args.append(value)
-            else:
-                kwargs[parameter.name] = value
-        kwargs.update({k: v for k, v in parameters.items() if k not in names})  # extras given to **kwargs
+        signature = self.signature
+        names = list(signature.parameters)
+        if bound_to is not _UNBOUND:
+            parameters = {names[0]: bound_to, **parameters}
+        arguments = {name: parameters[name] for name in names if name in parameters}
+        extras = {k: v for k, v in parameters.items() if k not in signature.parameters}
+        if extras:  # values given to **kwargs by name (from the command line or flows.toml)
+            var_keyword = next(p.name for p in signature.parameters.values() if p.kind is p.VAR_KEYWORD)
+            arguments[var_keyword] = {**arguments.get(var_keyword, {}), **extras}
+        bound = inspect.BoundArguments(signature, arguments)  # type: ignore[arg-type]
         # An async body runs in an event loop of its own, in the thread driving the run.
-        return run_to_end(self.fn(*leading, *args, **kwargs))
+        return run_to_end(self.fn(*bound.args, **bound.kwargs))
 
     def __get__(self, instance: Any, owner: Any) -> Any:
         """A flow defined as a method binds like one: `obj.method(...)` runs with `obj` as its first argument."""
@@ -221,6 +213,9 @@ class Flow:
             options["timeout_seconds"] = seconds_or_none(options["timeout_seconds"])
         for key in hooks.values():
             setattr(clone, key, list(getattr(self, key)))
+        if clone.persist_result is None and "persist_result" not in options and (
+                options.get("result_storage") is not None or options.get("result_serializer") is not None):
+            options["persist_result"] = True
         for key, value in options.items():
             if key == "validate_parameters":
                 clone.should_validate_parameters = value

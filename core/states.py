@@ -263,7 +263,8 @@ def returned_state(value: Any) -> State:
         return State(COMPLETED, _value=value)
     if value.is_completed():
         return State(COMPLETED, value.message, _value=value.result())
-    name = {StateType.CANCELLED: CANCELLED, StateType.CRASHED: CRASHED}.get(
+    # A run that returns Cancelling ends Cancelled, as Prefect's engine takes it there.
+    name = {StateType.CANCELLED: CANCELLED, StateType.CANCELLING: CANCELLED, StateType.CRASHED: CRASHED}.get(
         value.type, value.name if value.name in (FAILED, TIMED_OUT) else FAILED)
     error = value._exception or _exception_for(State(name, value.message or f"the run returned {value!r}"))
     return State(name, value.message, _exception=error)

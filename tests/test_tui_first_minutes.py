@@ -116,3 +116,49 @@ async def test_help_scrolls_with_j_and_k_and_shows_two_columns_at_100(tmp_path):
         await wait_for(pilot, lambda: view.scroll_y == 2, message="k to scroll up")
         await pilot.press("G")
         await wait_for(pilot, lambda: view.scroll_y == view.max_scroll_y, message="G to the end")
+
+
+async def test_an_empty_folder_says_how_to_add_a_first_flow(tmp_path):
+    from test_tui import app_for as _app_for
+
+    (tmp_path / "flows").mkdir()
+    (tmp_path / "flows.toml").write_text('[project]\nflows_dir = "flows"\n[cluster]\nprocesses = false\n')
+    app = _app_for(tmp_path, connect_cluster=False)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_for(pilot, lambda: "no flows in flows" in app.export_screenshot().replace("&#160;", " "),
+                       message="the empty pane saying what to do")
+        assert "flows-tui init" in app.export_screenshot().replace("&#160;", " ")
+
+
+def test_f12_saves_the_screenshot_under_the_state_dir(tmp_path):
+    import asyncio
+
+    project = make_project(tmp_path)
+
+    async def go() -> None:
+        app = app_for(project, connect_cluster=False)
+        async with app.run_test(size=(80, 24)) as pilot:
+            await pilot.press("f12")
+            await wait_for(pilot, lambda: list((project / ".flows-tui" / "screenshots").glob("*.svg")),
+                           message="the screenshot")
+
+    asyncio.run(go())
+    assert not list(project.glob("*.svg"))  # nothing in the project's own folder
+
+
+async def test_with_8_colours_the_focused_pane_is_not_drawn_in_red(tmp_path, monkeypatch):
+    from textual.color import Color
+
+    from flows_tui.tui.app import FlowsApp
+    from flows_tui.tui.flow_list import FlowList
+
+    monkeypatch.setenv("TERM", "screen")
+    monkeypatch.delenv("COLORTERM", raising=False)
+    monkeypatch.setattr(FlowsApp, "is_headless", property(lambda app: False))  # as in a real terminal
+    app = app_for(make_project(tmp_path), connect_cluster=False)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause()
+        assert app.screen.has_class("few-colors")
+        variables = app.get_css_variables()
+        border = app.query_one(FlowList).styles.border_top[1]
+        assert border == Color.parse(variables["primary"]) and border != Color.parse(variables["accent"])

@@ -495,6 +495,8 @@ def debug(ctx: click.Context, run_id: str, task_run_spec: str, inputs_only: bool
     debugger opens at the failing frame (pdb, or PYTHONBREAKPOINT's: ipdb, pudb). Exit 0 when
     the task returned, 1 when it raised or could not be reached, 2 for a bad RUN_ID or TASK_RUN.
     """
+    import threading
+
     from flows_tui.cache import cache_directory
     from flows_tui.engine.cluster import choose_cluster, connect
     from flows_tui.launch.debug import DebugError, Target, find_task_run, flow_of, input_lines, reach, run_under_debugger
@@ -512,11 +514,13 @@ def debug(ctx: click.Context, run_id: str, task_run_spec: str, inputs_only: bool
     def say(text: str) -> None:
         err.print(visible(text), markup=False)
 
-    say(f"debugging {task_run.name} of run {recorded.run_id} ({recorded.flow}): running the flow again with that "
-        f"run's parameters up to {task_run.name}; upstream results come from the cache or are computed again; "
-        "nothing is recorded")
-    cluster = connect(choice)
+    cluster = None
     try:
+        cluster = connect(choice)
+        where = cluster.address if cluster.local is None else "LocalCluster"
+        say(f"debugging {task_run.name} of run {recorded.run_id} ({recorded.flow}) on {where}: running the flow "
+            f"again with that run's parameters up to {task_run.name}; upstream results come from the cache or are "
+            "computed again; nothing is recorded")
         try:
             reached = reach(flow, parameters, recorded.run_id, Target.of(recorded, task_run), client=cluster.client,
                             cache_dir=cache_directory(config.project.state_dir), log_level=config.project.log_level,
@@ -531,9 +535,14 @@ def debug(ctx: click.Context, run_id: str, task_run_spec: str, inputs_only: bool
         completed = run_under_debugger(reached, log_level=config.project.log_level)
     except KeyboardInterrupt:
         err.print("interrupted")
-        raise click.exceptions.Exit(130)
+        exit_now(130)  # an upstream task still running on a thread worker would hold the exit until it returns
     finally:
-        cluster.close()
+        # A task still running on a thread worker (Ctrl-C during its upstream) would hold the close until
+        # it returns: it gets a moment, then ends with the process.
+        if cluster is not None:
+            closing = threading.Thread(target=cluster.close, name="flows-tui-close", daemon=True)
+            closing.start()
+            closing.join(5)
     raise click.exceptions.Exit(EXIT_OK if completed else EXIT_FAILED)
 
 

@@ -241,11 +241,12 @@ class TaskCalls:
                     continue
                 call = TaskCall(self.run_id, task_run_id, name, map_index, self.topic, task, allowed, log_prints,
                                 self.log_level, cache)
+                # As the body made it (before any token below): `d` and the inputs screen look at it.
+                track.call = (task, args_template, kwargs_template, deps.futures, deps.allowed)
                 if self._same_process:  # shared, not copied, as in Prefect's thread pool
                     call, args_template, kwargs_template = (by_reference(self.run_id, part) for part in
                                                             (call, args_template, kwargs_template))
                 specs.append((call, args_template, kwargs_template, deps.futures))
-                track.call = (task, args_template, kwargs_template, deps.futures, deps.allowed)
                 submitted.append(task_run_id)
                 keys.append(key)
         if not specs:

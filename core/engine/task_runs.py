@@ -5,6 +5,7 @@ and results the flow body asks for. A task run's final state is recorded in one 
 
 from __future__ import annotations
 
+import asyncio
 import datetime as _dt
 import logging
 import time
@@ -133,6 +134,8 @@ class TaskRuns:
 
     def _outcome(self, track: _Tracking, timeout: float | None) -> Outcome | None:
         """Wait for the task's envelope; None if Dask lost or failed the task itself (a crash)."""
+        from distributed import wait
+
         deadline = None if timeout is None else time.monotonic() + timeout
         hiccups = 0
         while True:
@@ -141,9 +144,16 @@ class TaskRuns:
             if remaining is not None and remaining <= 0:
                 raise TimeoutError(f"task run {track.key!r} did not finish within {timeout:g}s")
             try:
-                return track.future.result(timeout=0.2 if remaining is None else min(0.2, remaining))
-            except TimeoutError:
+                # Wait for the task to end on the cluster, then fetch its result once: a result
+                # fetched with a timeout started its transfer over at every timeout, and a 100 MB
+                # result never arrived (the run failed after ~30 s; raw Dask took 2 s).
+                wait(track.future, timeout=0.2 if remaining is None else min(0.2, remaining))
+            except (TimeoutError, asyncio.TimeoutError):
                 continue
+            except Exception:  # cancelled or lost: result() says which
+                pass
+            try:
+                return track.future.result()
             except Exception:  # KilledWorker, cancelled: the watcher records it as Crashed/Cancelled
                 if track.future.status in ("pending", "finished") and hiccups < 10:
                     # A timed result() can fail with no failure behind it when the client's loop is
