@@ -14,8 +14,7 @@ from typing import Any
 
 from flows_tui.futures import TaskFuture
 from flows_tui.record import events as ev
-from flows_tui.states import (CANCELLED, CRASHED, NOT_RUN, SUCCESS_STATES, TIMED_OUT, CancelledRun, CrashedRun, State,
-                              TaskRunTimedOut, UpstreamFailed)
+from flows_tui.states import NOT_RUN, SUCCESS_STATES, State, exception_for
 from flows_tui.states import now as _now
 
 from .outcome import UNSENDABLE, Outcome
@@ -164,14 +163,9 @@ class TaskRuns:
                 return None
 
     def _exception_from_record(self, task_run: Any) -> BaseException:
+        """What the body gets for a task run whose envelope is gone (it crashed): from its recorded state."""
         message = task_run.error or task_run.message or f"task run ended {task_run.state}"
-        if task_run.state == CRASHED:
-            return CrashedRun(message)
-        if task_run.state == CANCELLED:
-            return CancelledRun(message)
-        if task_run.state == TIMED_OUT:
-            return TaskRunTimedOut(message)
-        return UpstreamFailed(message) if task_run.state == NOT_RUN else RuntimeError(message)
+        return exception_for(task_run.state, message, failed=RuntimeError)
 
     def _mark_root_causes_seen(self, task_run_id: str) -> None:
         """A NotRun's exception reached the body: the failures that caused it were seen too."""
