@@ -162,3 +162,35 @@ async def test_with_8_colours_the_focused_pane_is_not_drawn_in_red(tmp_path, mon
         variables = app.get_css_variables()
         border = app.query_one(FlowList).styles.border_top[1]
         assert border == Color.parse(variables["primary"]) and border != Color.parse(variables["accent"])
+
+
+async def test_a_batch_of_log_lines_from_several_workers_is_shown_in_time_order(tmp_path):
+    import datetime as dt
+
+    from flows_tui.record import events as ev
+    from flows_tui.tui.log_view import Line, LogView
+
+    app = app_for(make_project(tmp_path), connect_cluster=False)
+    async with app.run_test(size=(100, 30)) as pilot:
+        logs = app.query_one(LogView)
+        logs.show_run("r1")
+        start = dt.datetime(2026, 12, 6, 10, 0, tzinfo=dt.timezone.utc)
+
+        def line(seconds: float, task: str, text: str) -> Line:
+            return Line("r1", task, task.split("-")[0], ev.LogLine(start + dt.timedelta(seconds=seconds), 20, text))
+
+        # One worker's report (best-18) then another's (report-0), as a batch brings them.
+        logs.add([line(2.0, "report-0", "the report"), line(1.0, "best-18", "best of hour 18")])
+        await pilot.pause()
+        shown = logs.shown_lines()
+        assert [i for i, text in enumerate(shown) if "best of hour 18" in text] < \
+            [i for i, text in enumerate(shown) if "the report" in text]
+
+
+def test_an_attempt_names_its_worker_by_address_when_the_name_is_only_a_number():
+    from flows_tui.engine.reports import worker_label
+
+    assert worker_label(0, "tcp://127.0.0.1:40123") == "127.0.0.1:40123"
+    assert worker_label("1", "tls://10.0.0.5:9000") == "10.0.0.5:9000"
+    assert worker_label("gpu-box-2", "tcp://10.0.0.6:9000") == "gpu-box-2"
+    assert worker_label(None, "tcp://127.0.0.1:40123") == "127.0.0.1:40123"
