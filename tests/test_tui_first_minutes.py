@@ -194,3 +194,59 @@ def test_an_attempt_names_its_worker_by_address_when_the_name_is_only_a_number()
     assert worker_label("1", "tls://10.0.0.5:9000") == "10.0.0.5:9000"
     assert worker_label("gpu-box-2", "tcp://10.0.0.6:9000") == "gpu-box-2"
     assert worker_label(None, "tcp://127.0.0.1:40123") == "127.0.0.1:40123"
+
+
+TYPED = """
+    import datetime
+    import enum
+    from typing import Literal
+    from flows_tui import flow, get_run_logger
+
+    class Mode(enum.Enum):
+        FAST = "fast"
+        SAFE = "safe"
+
+    @flow
+    def typed(day: datetime.date = datetime.date(2024, 1, 1), mode: Mode = Mode.SAFE,
+              size: Literal["s", "m", "l"] = "m", a: int = 1, b: int = 2, c: int = 3):
+        get_run_logger().info("got %s %s %s", day.isoformat(), mode.value, size)
+"""
+
+
+async def test_the_parameter_form_shows_its_keys_and_buttons_and_offers_choices_at_80x24(tmp_path):
+    import textwrap
+
+    from textual.widgets import Button, Select
+
+    from flows_tui.tui.log_view import LogView
+    from flows_tui.tui.param_form import ParamForm
+    from test_tui import select
+
+    project = make_project(tmp_path)
+    (project / "flows" / "typed.py").write_text(textwrap.dedent(TYPED))
+    app = app_for(project)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_for(pilot, lambda: app.cluster is not None and "typed" in flow_keys(app), message="the flows")
+        select(app, "typed")
+        await pilot.press("p")
+        await wait_for(pilot, lambda: isinstance(app.screen, ParamForm), message="the form")
+        form = app.screen
+        await pilot.pause()
+        shown = app.export_screenshot().replace("&#160;", " ")
+        assert "ctrl+s runs" in shown
+        run_button = form.query_one("#run", Button)
+        assert run_button.region.bottom <= 24 and run_button.region.height > 0  # on screen, not below the fold
+        mode, size = form.query_one("#param-mode", Select), form.query_one("#param-size", Select)
+        assert mode.value == "safe" and size.value == "m"
+        day = form.query_one("#param-day")
+        assert day.placeholder == "a date (YYYY-MM-DD)"
+        day.value = "2024-13-01"
+        await pilot.press("ctrl+s")
+        await wait_for(pilot, lambda: "YYYY-MM-DD" in str(form.query_one("#error-day").render()),
+                       message="the date's format in its error")
+        day.value = "2024-02-29"
+        mode.value = "fast"
+        size.value = "l"
+        await pilot.press("ctrl+s")
+        await wait_for(pilot, lambda: any("got 2024-02-29 fast l" in line
+                                          for line in app.query_one(LogView).shown_lines()), message="the run")
