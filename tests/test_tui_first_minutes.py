@@ -250,3 +250,23 @@ async def test_the_parameter_form_shows_its_keys_and_buttons_and_offers_choices_
         await pilot.press("ctrl+s")
         await wait_for(pilot, lambda: any("got 2024-02-29 fast l" in line
                                           for line in app.query_one(LogView).shown_lines()), message="the run")
+
+
+async def test_r_while_the_cluster_starts_runs_once_it_is_ready(tmp_path):
+    from flows_tui.tui.app import FlowsApp
+    from flows_tui.tui.flow_list import FlowList
+    from test_tui import select
+
+    project = make_project(tmp_path)
+    app = app_for(project)
+    app.start_cluster = lambda: None  # held back: the cluster is "still starting" until the test starts it
+    async with app.run_test(size=(100, 30), notifications=True) as pilot:
+        await wait_for(pilot, lambda: len(flow_keys(app)) == 3, message="the flows")
+        select(app, "numbers")
+        await pilot.press("r")
+        await wait_for(pilot, lambda: "numbers runs as soon as the cluster is ready" in toasts(app),
+                       message="the run queued")
+        assert app.cluster is None and not app.engines
+        FlowsApp.start_cluster(app)
+        flows = app.query_one(FlowList)
+        await wait_for(pilot, lambda: flows.last_states.get("numbers") == "Completed", message="the queued run")

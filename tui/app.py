@@ -209,6 +209,7 @@ class FlowsApp(App):
         self.launcher = RunLauncher(choose_cluster(address, config), config, self.bus, keep_results=True,
                                     behind_ui=True)
         self.cluster_error: FlowsTuiError | None = None  # the embedded cluster or the scheduler could not be had
+        self._waiting_runs: list[tuple[Any, dict[str, Any], str | None]] = []  # r pressed while the cluster starts
         self._lost_shown = False  # the status bar says the scheduler was lost
         self.store = store
         self.bridge = Bridge(self)
@@ -367,8 +368,13 @@ class FlowsApp(App):
         except FlowsTuiError as error:
             self.cluster_error = error
             self.call_from_thread(self.query_one(StatusBar).set_cluster, plain(f"cluster: {error}", "red"))
+            if self._waiting_runs:
+                self.call_from_thread(self.notify, f"{len(self._waiting_runs)} run(s) not started: {error}",
+                                      severity="error", timeout=8)
+                self._waiting_runs = []
             return
         self._show_cluster(cluster)
+        self.call_from_thread(self._start_waiting_runs)
 
     def _no_cluster(self) -> None:
         """`r`, `p`, `R` or `w` with no cluster yet: still starting, or unreachable (then connect again)."""
@@ -474,10 +480,21 @@ class FlowsApp(App):
             self.query_one(LogView).show_run(run.run_id, lines)
 
     def start_run(self, flow: Any, parameters: dict[str, Any], file: str | None) -> None:
+        if self.cluster is None and self.cluster_error is None and self.connect_cluster:
+            # Still starting: the run waits for it (r pressed at launch runs as soon as it can).
+            self._waiting_runs.append((flow, parameters, file))
+            self.notify(f"{flow.name} runs as soon as the cluster is ready", timeout=4)
+            return
         if self.cluster is None:
             self._no_cluster()
             return
         self._run_flow(flow, parameters, file)
+
+    def _start_waiting_runs(self) -> None:
+        """The cluster is ready: the runs asked for while it started, in order."""
+        waiting, self._waiting_runs = self._waiting_runs, []
+        for flow, parameters, file in waiting:
+            self._run_flow(flow, parameters, file)
 
     @work(thread=True, group="runs", exit_on_error=False)
     def _run_flow(self, flow: Any, parameters: dict[str, Any], file: str | None) -> Any:
