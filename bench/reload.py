@@ -21,7 +21,7 @@ import threading
 import time
 from pathlib import Path
 
-from flows_tui.project import watchNone
+from flows_tui.project import watch
 from flows_tui.project.flows_directory import FlowsDirectory, FlowsReloaded
 
 HELPER = '''

@@ -220,11 +220,25 @@ def parse_assignments(items: Iterable[str]) -> dict[str, str]:
 
 
 def describe_parameters(fn: Callable[..., Any]) -> list[dict[str, Any]]:
-    """What a parameter form shows: name, readable type, default, whether it is required."""
+    """What a parameter form shows: name, readable type, default, whether it is required, what a
+    value must look like ("a date (YYYY-MM-DD)"), and the choices of a Literal or an Enum (as typed)."""
     return [{"name": p.name, "type": type_name(p.annotation), "default": None if p.required else p.default,
-             "required": p.required}
+             "required": p.required, "accepted": _accepted(p.annotation), "choices": _choices(p.annotation)}
             for p in signature_parameters(fn)
             if p.kind not in (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)]
+
+
+def _choices(annotation: Any) -> list[str] | None:
+    """The values a Literal or an Enum allows, as the command line takes them; None for other types."""
+    origin = typing.get_origin(annotation)
+    if origin is typing.Annotated:
+        return _choices(typing.get_args(annotation)[0])
+    if origin is typing.Literal:
+        return [value if isinstance(value, str) else json.dumps(value) for value in typing.get_args(annotation)]
+    if isinstance(annotation, type) and issubclass(annotation, enum.Enum):
+        return [member.value if isinstance(member.value, str) else json.dumps(member.value, default=str)
+                for member in annotation]
+    return None
 
 
 def json_default(value: Any) -> Any:

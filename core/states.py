@@ -192,19 +192,24 @@ class State(Generic[T]):
             f"{self.name}(type={self.type.value})"
 
 
-def _exception_for(state: State) -> BaseException:
-    message = state.message or f"run ended {state.name}"
-    if state.name == NOT_RUN:
+def exception_for(name: str, message: str, *, failed: type[Exception] = FailedRun) -> BaseException:
+    """The exception a run that ended in state `name` stands for, as `.result()` raises it: one
+    mapping for the states of flow runs and task runs and for the states users make."""
+    if name == NOT_RUN:
         return UpstreamFailed(message)
-    if state.name == TIMED_OUT:
+    if name == TIMED_OUT:
         return TaskRunTimedOut(message)
-    if state.name == CRASHED:
+    if name == CRASHED:
         return CrashedRun(message)
-    if state.name == CANCELLED:
+    if name == CANCELLED:
         return CancelledRun(message)
-    if state.name in FINAL_STATES:
-        return FailedRun(message)
-    return RuntimeError(f"run is still {state.name}; it has no result yet")
+    if name in FINAL_STATES:
+        return failed(message)
+    return RuntimeError(f"run is still {name}; it has no result yet")
+
+
+def _exception_for(state: State) -> BaseException:
+    return exception_for(state.name, state.message or f"run ended {state.name}")
 
 
 def _state(name: str, args: tuple, kwargs: dict) -> State:

@@ -239,3 +239,46 @@ def test_a_task_run_that_did_not_run_points_at_the_upstream_that_failed(tmp_path
     assert parse.state == "NotRun"
     with pytest.raises(DebugError, match=r"parse-0 did not run: its upstream fetch-0 ended Failed; debug that one"):
         reach_held(session, engine.run_id, parse, flow)
+
+
+WAITING = '''
+import os
+import time
+from flows_tui import flow, task
+
+GO = os.path.join(os.path.dirname(__file__), "go")
+
+
+@task
+def wait_for_go(x):
+    while not os.path.exists(GO):
+        time.sleep(0.05)
+    return x
+
+
+@task
+def fail(x):
+    raise ValueError(x)
+
+
+@flow(name="waiting")
+def waiting():
+    fail(wait_for_go(1))
+'''
+
+
+def test_ctrl_c_while_the_upstream_runs_again_stops_debug_at_once(tmp_path):
+    root = write_project(tmp_path, {"waiting.py": WAITING})
+    (root / "flows" / "go").touch()
+    done = cli("run", "waiting", "--json", cwd=root)
+    run_id = json.loads(done.stdout)["run_id"]
+    (root / "flows" / "go").unlink()  # the re-run's upstream now waits for ever
+    session = _spawn(root, run_id, "fail-0")
+    try:
+        session.expect("debugging fail-0")
+        session.sendintr()  # while the cluster starts or the upstream waits: both stop at once
+        session.expect("interrupted")
+        session.expect(pexpect.EOF, timeout=15)  # not held by the upstream still running on a thread worker
+    finally:
+        session.close(force=True)
+    assert session.exitstatus == 130

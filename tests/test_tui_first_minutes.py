@@ -116,3 +116,157 @@ async def test_help_scrolls_with_j_and_k_and_shows_two_columns_at_100(tmp_path):
         await wait_for(pilot, lambda: view.scroll_y == 2, message="k to scroll up")
         await pilot.press("G")
         await wait_for(pilot, lambda: view.scroll_y == view.max_scroll_y, message="G to the end")
+
+
+async def test_an_empty_folder_says_how_to_add_a_first_flow(tmp_path):
+    from test_tui import app_for as _app_for
+
+    (tmp_path / "flows").mkdir()
+    (tmp_path / "flows.toml").write_text('[project]\nflows_dir = "flows"\n[cluster]\nprocesses = false\n')
+    app = _app_for(tmp_path, connect_cluster=False)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_for(pilot, lambda: "no flows in flows" in app.export_screenshot().replace("&#160;", " "),
+                       message="the empty pane saying what to do")
+        assert "flows-tui init" in app.export_screenshot().replace("&#160;", " ")
+
+
+def test_f12_saves_the_screenshot_under_the_state_dir(tmp_path):
+    import asyncio
+
+    project = make_project(tmp_path)
+
+    async def go() -> None:
+        app = app_for(project, connect_cluster=False)
+        async with app.run_test(size=(80, 24)) as pilot:
+            await pilot.press("f12")
+            await wait_for(pilot, lambda: list((project / ".flows-tui" / "screenshots").glob("*.svg")),
+                           message="the screenshot")
+
+    asyncio.run(go())
+    assert not list(project.glob("*.svg"))  # nothing in the project's own folder
+
+
+async def test_with_8_colours_the_focused_pane_is_not_drawn_in_red(tmp_path, monkeypatch):
+    from textual.color import Color
+
+    from flows_tui.tui.app import FlowsApp
+    from flows_tui.tui.flow_list import FlowList
+
+    monkeypatch.setenv("TERM", "screen")
+    monkeypatch.delenv("COLORTERM", raising=False)
+    monkeypatch.setattr(FlowsApp, "is_headless", property(lambda app: False))  # as in a real terminal
+    app = app_for(make_project(tmp_path), connect_cluster=False)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause()
+        assert app.screen.has_class("few-colors")
+        variables = app.get_css_variables()
+        border = app.query_one(FlowList).styles.border_top[1]
+        assert border == Color.parse(variables["primary"]) and border != Color.parse(variables["accent"])
+
+
+async def test_a_batch_of_log_lines_from_several_workers_is_shown_in_time_order(tmp_path):
+    import datetime as dt
+
+    from flows_tui.record import events as ev
+    from flows_tui.tui.log_view import Line, LogView
+
+    app = app_for(make_project(tmp_path), connect_cluster=False)
+    async with app.run_test(size=(100, 30)) as pilot:
+        logs = app.query_one(LogView)
+        logs.show_run("r1")
+        start = dt.datetime(2026, 12, 6, 10, 0, tzinfo=dt.timezone.utc)
+
+        def line(seconds: float, task: str, text: str) -> Line:
+            return Line("r1", task, task.split("-")[0], ev.LogLine(start + dt.timedelta(seconds=seconds), 20, text))
+
+        # One worker's report (best-18) then another's (report-0), as a batch brings them.
+        logs.add([line(2.0, "report-0", "the report"), line(1.0, "best-18", "best of hour 18")])
+        await pilot.pause()
+        shown = logs.shown_lines()
+        assert [i for i, text in enumerate(shown) if "best of hour 18" in text] < \
+            [i for i, text in enumerate(shown) if "the report" in text]
+
+
+def test_an_attempt_names_its_worker_by_address_when_the_name_is_only_a_number():
+    from flows_tui.engine.reports import worker_label
+
+    assert worker_label(0, "tcp://127.0.0.1:40123") == "127.0.0.1:40123"
+    assert worker_label("1", "tls://10.0.0.5:9000") == "10.0.0.5:9000"
+    assert worker_label("gpu-box-2", "tcp://10.0.0.6:9000") == "gpu-box-2"
+    assert worker_label(None, "tcp://127.0.0.1:40123") == "127.0.0.1:40123"
+
+
+TYPED = """
+    import datetime
+    import enum
+    from typing import Literal
+    from flows_tui import flow, get_run_logger
+
+    class Mode(enum.Enum):
+        FAST = "fast"
+        SAFE = "safe"
+
+    @flow
+    def typed(day: datetime.date = datetime.date(2024, 1, 1), mode: Mode = Mode.SAFE,
+              size: Literal["s", "m", "l"] = "m", a: int = 1, b: int = 2, c: int = 3):
+        get_run_logger().info("got %s %s %s", day.isoformat(), mode.value, size)
+"""
+
+
+async def test_the_parameter_form_shows_its_keys_and_buttons_and_offers_choices_at_80x24(tmp_path):
+    import textwrap
+
+    from textual.widgets import Button, Select
+
+    from flows_tui.tui.log_view import LogView
+    from flows_tui.tui.param_form import ParamForm
+    from test_tui import select
+
+    project = make_project(tmp_path)
+    (project / "flows" / "typed.py").write_text(textwrap.dedent(TYPED))
+    app = app_for(project)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_for(pilot, lambda: app.cluster is not None and "typed" in flow_keys(app), message="the flows")
+        select(app, "typed")
+        await pilot.press("p")
+        await wait_for(pilot, lambda: isinstance(app.screen, ParamForm), message="the form")
+        form = app.screen
+        await pilot.pause()
+        shown = app.export_screenshot().replace("&#160;", " ")
+        assert "ctrl+s runs" in shown
+        run_button = form.query_one("#run", Button)
+        assert run_button.region.bottom <= 24 and run_button.region.height > 0  # on screen, not below the fold
+        mode, size = form.query_one("#param-mode", Select), form.query_one("#param-size", Select)
+        assert mode.value == "safe" and size.value == "m"
+        day = form.query_one("#param-day")
+        assert day.placeholder == "a date (YYYY-MM-DD)"
+        day.value = "2024-13-01"
+        await pilot.press("ctrl+s")
+        await wait_for(pilot, lambda: "YYYY-MM-DD" in str(form.query_one("#error-day").render()),
+                       message="the date's format in its error")
+        day.value = "2024-02-29"
+        mode.value = "fast"
+        size.value = "l"
+        await pilot.press("ctrl+s")
+        await wait_for(pilot, lambda: any("got 2024-02-29 fast l" in line
+                                          for line in app.query_one(LogView).shown_lines()), message="the run")
+
+
+async def test_r_while_the_cluster_starts_runs_once_it_is_ready(tmp_path):
+    from flows_tui.tui.app import FlowsApp
+    from flows_tui.tui.flow_list import FlowList
+    from test_tui import select
+
+    project = make_project(tmp_path)
+    app = app_for(project)
+    app.start_cluster = lambda: None  # held back: the cluster is "still starting" until the test starts it
+    async with app.run_test(size=(100, 30), notifications=True) as pilot:
+        await wait_for(pilot, lambda: len(flow_keys(app)) == 3, message="the flows")
+        select(app, "numbers")
+        await pilot.press("r")
+        await wait_for(pilot, lambda: "numbers runs as soon as the cluster is ready" in toasts(app),
+                       message="the run queued")
+        assert app.cluster is None and not app.engines
+        FlowsApp.start_cluster(app)
+        flows = app.query_one(FlowList)
+        await wait_for(pilot, lambda: flows.last_states.get("numbers") == "Completed", message="the queued run")

@@ -184,7 +184,7 @@ class FlowsApp(App):
         ("s", "toggle_schedule", None, "Pause or resume the selected flow's schedule"),
         ("t", "trigger", None, "Run the selected scheduled flow now"),
         ("z", "zoom", None, "Zoom the focused pane (again: all panes)"),
-        ("f12", "save_screenshot", None, "Save a screenshot (SVG) in the current directory"),
+        ("f12", "save_screenshot", None, "Save a screenshot (SVG) under state_dir/screenshots"),
         ("question_mark", "help", "Help", "Show every key"),
         ("q", "quit", "Quit", "Quit (asks while a run is in progress)"),
     ]
@@ -209,6 +209,7 @@ class FlowsApp(App):
         self.launcher = RunLauncher(choose_cluster(address, config), config, self.bus, keep_results=True,
                                     behind_ui=True)
         self.cluster_error: FlowsTuiError | None = None  # the embedded cluster or the scheduler could not be had
+        self._waiting_runs: list[tuple[Any, dict[str, Any], str | None]] = []  # r pressed while the cluster starts
         self._lost_shown = False  # the status bar says the scheduler was lost
         self.store = store
         self.bridge = Bridge(self)
@@ -299,6 +300,9 @@ class FlowsApp(App):
         self.query_one("#tasks").border_title = "tasks"
         self.query_one("#logs").border_title = "logs"
         self.query_one("#filter").display = False
+        self.query_one("#flows").border_subtitle = "loading…"  # until the flows are listed
+        if not self.is_headless and self.console.color_system in ("standard", "windows"):  # 8 or 16 colours
+            self.screen.add_class("few-colors")
         self._fit(self.size.width)
         self.query_one(FlowList).focus()
         self.load_flows()
@@ -334,10 +338,12 @@ class FlowsApp(App):
         self._watch_config()
         if not self.flows_dir.exists():
             self.call_from_thread(self.notify, f"flows directory {self.flows_dir} does not exist", severity="error")
+            self.call_from_thread(self._show_flows)
             return
         self.directory.subscribe(lambda event: self.post_message(FlowsChanged(event)))
         self.directory.load()
         self.loaded.set()
+        self.call_from_thread(self._show_flows)  # an empty folder says what to do
         if self.watch_files:
             self.directory.watch()
 
@@ -362,8 +368,13 @@ class FlowsApp(App):
         except FlowsTuiError as error:
             self.cluster_error = error
             self.call_from_thread(self.query_one(StatusBar).set_cluster, plain(f"cluster: {error}", "red"))
+            if self._waiting_runs:
+                self.call_from_thread(self.notify, f"{len(self._waiting_runs)} run(s) not started: {error}",
+                                      severity="error", timeout=8)
+                self._waiting_runs = []
             return
         self._show_cluster(cluster)
+        self.call_from_thread(self._start_waiting_runs)
 
     def _no_cluster(self) -> None:
         """`r`, `p`, `R` or `w` with no cluster yet: still starting, or unreachable (then connect again)."""
@@ -469,10 +480,21 @@ class FlowsApp(App):
             self.query_one(LogView).show_run(run.run_id, lines)
 
     def start_run(self, flow: Any, parameters: dict[str, Any], file: str | None) -> None:
+        if self.cluster is None and self.cluster_error is None and self.connect_cluster:
+            # Still starting: the run waits for it (r pressed at launch runs as soon as it can).
+            self._waiting_runs.append((flow, parameters, file))
+            self.notify(f"{flow.name} runs as soon as the cluster is ready", timeout=4)
+            return
         if self.cluster is None:
             self._no_cluster()
             return
         self._run_flow(flow, parameters, file)
+
+    def _start_waiting_runs(self) -> None:
+        """The cluster is ready: the runs asked for while it started, in order."""
+        waiting, self._waiting_runs = self._waiting_runs, []
+        for flow, parameters, file in waiting:
+            self._run_flow(flow, parameters, file)
 
     @work(thread=True, group="runs", exit_on_error=False)
     def _run_flow(self, flow: Any, parameters: dict[str, Any], file: str | None) -> Any:
@@ -562,7 +584,22 @@ class FlowsApp(App):
                                 error=FlowFileError(reason, path=str(self.config.path), line=getattr(error, "line", None),
                                                     traceback=f"{error}\n\nThe last good flows.toml stays in use "
                                                               "until this is fixed and saved.")))
-        self.query_one(FlowList).show(rows)
+        if self.loaded.is_set() or not self.flows_dir.exists():
+            self.query_one("#flows").border_subtitle = ""
+        self.query_one(FlowList).show(rows, placeholder=self._no_flows_text() if not rows else ())
+
+    def _no_flows_text(self) -> tuple[str, ...]:
+        """What the empty flows pane says: still loading, or how to add a first flow."""
+        try:
+            folder = str(self.flows_dir.relative_to(self.config.root)) or "."
+        except ValueError:
+            folder = display_path(str(self.flows_dir))
+        if not self.flows_dir.exists():
+            return (f"no folder {folder}", "create it with a flow file,", "or run: flows-tui init")
+        if not self.loaded.is_set():
+            return ("loading flows…",)
+        return (f"no flows in {folder}", "add a .py file with a @flow", "(README: A first flow),",
+                "or run: flows-tui init")
 
     @on(FlowList.RowHighlighted, "#flows")
     def _flow_highlighted(self, event: FlowList.RowHighlighted) -> None:
@@ -755,7 +792,9 @@ class FlowsApp(App):
     def _selected_flow(self) -> Any:
         row = self.query_one(FlowList).current()
         if row is None:
-            self.notify("no flow selected", severity="warning")
+            waiting = self.flows_dir.exists() and not self.loaded.is_set()
+            self.notify("the flows are still loading; press it again in a moment" if waiting else "no flow selected",
+                        severity="warning")
             return None
         if row.flow is None:
             self.notify(f"{row.file} does not load: {row.error.reason}", severity="error")
@@ -1046,8 +1085,15 @@ class FlowsApp(App):
         return False
 
     def action_save_screenshot(self) -> None:
-        path = self.save_screenshot(path=str(Path.cwd()))
-        self.notify(f"saved {Path(path).name}", timeout=3)
+        """An SVG of the screen under state_dir/screenshots (not in the project's own files), said where."""
+        folder = self.config.project.state_dir / "screenshots"
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            path = self.save_screenshot(path=str(folder))
+        except OSError as error:
+            self.notify(f"screenshot not saved: {error}", severity="error")
+            return
+        self.notify(f"screenshot saved: {display_path(path)}", timeout=5)
 
     def action_help(self) -> None:
         # The short form of each description (before its colon or parenthesis): the palette has the rest.

@@ -60,7 +60,7 @@ class FlowList(DataTable):
         self.add_column("next", key="next")
         self.add_column("last", key="last")
 
-    def show(self, rows: list[FlowRow]) -> None:
+    def show(self, rows: list[FlowRow], placeholder: tuple[str, ...] = ()) -> None:
         """Replace the rows, keeping the cursor on the same flow when it still exists.
 
         A flow that vanishes for a moment (its file read between an in-place save's truncation
@@ -73,6 +73,8 @@ class FlowList(DataTable):
         self._vanished = None
         self.rows_by_key = {row.key: row for row in rows}
         self.clear()
+        for number, text in enumerate(placeholder):  # no flow to select: dim lines saying why
+            self.add_row(plain(text, "dim", one_line=True), "", "", key=f"placeholder:{number}")
         now = _dt.datetime.now(_dt.timezone.utc)
         needle = self.filter.lower()
         for row in rows:

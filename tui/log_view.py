@@ -86,7 +86,11 @@ class LogView(Vertical):
         self._refill()
 
     def add(self, lines: list[Line]) -> None:
-        """New lines from the bridge: kept, and written if they match what is shown."""
+        """New lines from the bridge: kept, and written if they match what is shown.
+
+        A batch holds several workers' reports one after the other: in time order, a task's line
+        comes after the lines of the tasks it waited for."""
+        lines = sorted(lines, key=lambda line: line.line.time)
         self.lines.extend(lines)
         matching = [line.text() for line in lines if self._matches(line)]
         if matching:

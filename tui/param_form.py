@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+import enum
 import json
 from typing import Any
 
 from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
-from textual.containers import Horizontal, VerticalScroll
+from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.screen import ModalScreen
-from textual.widgets import Button, Input, Label, Static
+from textual.widgets import Button, Input, Label, Select, Static
 
 from flows_tui.errors import ParameterError
 from flows_tui.parameters import describe_parameters, json_default, validate_parameters
@@ -41,34 +42,53 @@ class ParamForm(ModalScreen[dict | None]):
         self.parameters = describe_parameters(flow.fn)
 
     def compose(self) -> ComposeResult:
-        with VerticalScroll(id="param-form"):
-            yield Static(Text.assemble("Run ", (visible(self.flow.name, one_line=True), "bold"), " with parameters"),
-                         id="param-title")
-            if not self.parameters:
-                yield Label("This flow takes no parameters.")
-            for parameter in self.parameters:
-                required = " (required)" if parameter["required"] else ""
-                yield Label(plain(f"{parameter['name']}: {parameter['type']}{required}"), classes="param-label")
-                yield Input(value=as_text(self.values.get(parameter["name"], parameter["default"])),
-                            placeholder=parameter["type"], id=f"param-{parameter['name']}")
-                yield Static("", id=f"error-{parameter['name']}", classes="param-error")
-            yield Static("", id="error-form", classes="param-error")
-            with Horizontal(id="param-buttons"):
+        # The buttons and the keys first: at 80x24 a form of a few fields put them below the fold.
+        with Vertical(id="param-form"):
+            with Horizontal(id="param-header"):
+                yield Static(Text.assemble("Run ", (visible(self.flow.name, one_line=True), "bold"),
+                                           " with parameters\n", ("ctrl+s runs · enter: next field · esc cancels",
+                                                                   "dim")), id="param-title")
                 yield Button("Run", variant="primary", id="run")
                 yield Button("Cancel", id="cancel")
+            with VerticalScroll(id="param-fields"):
+                if not self.parameters:
+                    yield Label("This flow takes no parameters.")
+                for parameter in self.parameters:
+                    yield from self._field(parameter)
+                yield Static("", id="error-form", classes="param-error")
+
+    def _field(self, parameter: dict[str, Any]) -> ComposeResult:
+        name = parameter["name"]
+        required = " (required)" if parameter["required"] else ""
+        yield Label(plain(f"{name}: {parameter['type']}{required} — {parameter['accepted']}"), classes="param-label")
+        current = self.values.get(name, parameter["default"])
+        value = as_text(current.value if isinstance(current, enum.Enum) else current)
+        if parameter["choices"]:  # a Literal or an Enum: pick one, nothing to mistype
+            choices = [(plain(choice, one_line=True), choice) for choice in parameter["choices"]]
+            known = value in parameter["choices"]
+            yield Select(choices, value=value if known else Select.BLANK, allow_blank=not known, id=f"param-{name}")
+        else:
+            yield Input(value=value, placeholder=parameter["accepted"], id=f"param-{name}")
+        yield Static("", id=f"error-{name}", classes="param-error")
 
     def on_mount(self) -> None:
-        inputs = self.query(Input)
-        if inputs:
-            inputs.first().focus()
+        fields = self.query("#param-fields Input, #param-fields Select")
+        if fields:
+            fields.first().focus()
 
     def on_input_submitted(self, event: Input.Submitted) -> None:
-        inputs = list(self.query(Input))
-        index = inputs.index(event.input)
-        if index + 1 < len(inputs):
-            inputs[index + 1].focus()
+        fields = list(self.query("#param-fields Input, #param-fields Select"))
+        index = fields.index(event.input)
+        if index + 1 < len(fields):
+            fields[index + 1].focus()
         else:
             self.action_submit()
+
+    def _text_of(self, name: str) -> str:
+        field = self.query_one(f"#param-{name}")
+        if isinstance(field, Select):
+            return "" if field.value is Select.BLANK else str(field.value)
+        return field.value
 
     def on_button_pressed(self, event: Button.Pressed) -> None:
         if event.button.id == "run":
@@ -80,7 +100,7 @@ class ParamForm(ModalScreen[dict | None]):
         self.dismiss(None)
 
     def action_submit(self) -> None:
-        texts = {p["name"]: self.query_one(f"#param-{p['name']}", Input).value for p in self.parameters}
+        texts = {p["name"]: self._text_of(p["name"]) for p in self.parameters}
         given = {name: text for name, text in texts.items() if text != ""}
         problems = 0
         for parameter in self.parameters:  # each field on its own, so every error sits under its field

@@ -25,11 +25,16 @@ def _stderr() -> Console:
     return Console(stderr=True, highlight=False, soft_wrap=True)
 
 
-def _fail(error: BaseException) -> "click.exceptions.Exit":
-    console = _stderr()
-    console.print("[bold red]error:[/] ", end="")
-    console.print(visible(error), markup=False)
-    return click.exceptions.Exit(EXIT_USAGE)
+class CommandError(click.ClickException):
+    """A user's error, as every command reports it: one `error:` line on stderr (the text made
+    safe for a terminal), exit 2. Commands raise FlowsTuiError; the group turns it into this."""
+
+    exit_code = EXIT_USAGE
+
+    def show(self, file: Any = None) -> None:
+        console = _stderr()
+        console.print("[bold red]error:[/] ", end="")
+        console.print(visible(self.message), markup=False)
 
 
 def _store_problem(message: str) -> None:
@@ -47,6 +52,12 @@ class _Main(click.Group):
             ctx.meta["flows_tui.path"] = args[0]
             args = args[1:]
         return super().parse_args(ctx, args)
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except FlowsTuiError as error:
+            raise CommandError(str(error)) from None
 
 
 def _load_config(config_path: str | None, *, require_env: bool = True, say_warnings: bool = True):
@@ -87,18 +98,12 @@ def main(ctx: click.Context, config_path: str | None, address: str | None, debug
     if ctx.invoked_subcommand is not None:
         return  # each command that reads or records runs opens the store, which recovers crashed runs
     path = ctx.meta.get("flows_tui.path")
-    try:
-        config = _load_config(config_path, say_warnings=False)  # the UI shows them
-    except FlowsTuiError as error:
-        raise _fail(error)
+    config = _load_config(config_path, say_warnings=False)  # the UI shows them
     try:
         from flows_tui.tui.app import run_app
     except ImportError as error:
-        raise _fail(FlowsTuiError(f"the terminal UI could not start: {error}"))
-    try:
-        status = run_app(config, path=path, address=address)
-    except FlowsTuiError as error:
-        raise _fail(error)
+        raise FlowsTuiError(f"the terminal UI could not start: {error}")
+    status = run_app(config, path=path, address=address)
     if status > 128:  # SIGTERM or SIGHUP: runs cancelled and recorded, the terminal given back
         exit_now(status)
     raise click.exceptions.Exit(status)
@@ -135,26 +140,23 @@ def run(ctx: click.Context, flow_spec: str, params: tuple[str, ...], address: st
     config_path = config_path or ctx.obj.get("config_path")
     previous = None
     out = _stdout_for_json() if as_json else None
+    config = _load_config(config_path)
+    flow, loaded = find_flow(flow_spec, config.project.flows_dir)
+    flow_config = flow_config_for(config, flow)
+    values: dict[str, Any] = dict(flow_config.parameters) if flow_config else {}
+    if rerun_id is not None:
+        previous = _run_to_rerun(config, rerun_id, flow.name)
+        values = dict(previous.parameters)
+    typed = parse_assignments(params)
+    values.update(typed)
     try:
-        config = _load_config(config_path)
-        flow, loaded = find_flow(flow_spec, config.project.flows_dir)
-        flow_config = flow_config_for(config, flow)
-        values: dict[str, Any] = dict(flow_config.parameters) if flow_config else {}
-        if rerun_id is not None:
-            previous = _run_to_rerun(config, rerun_id, flow.name)
-            values = dict(previous.parameters)
-        typed = parse_assignments(params)
-        values.update(typed)
-        try:
-            parameters = flow.validate(values, from_text=set(typed))
-        except ParameterError as error:
-            if rerun_id is None and flow_config is not None and error.parameter in flow_config.parameters \
-                    and error.parameter not in typed:
-                raise located_in_config(config, flow, error) from None  # flows.toml gave the bad value
-            raise
-        choice = choose_cluster(address, config)
-    except FlowsTuiError as error:
-        raise _fail(error)
+        parameters = flow.validate(values, from_text=set(typed))
+    except ParameterError as error:
+        if rerun_id is None and flow_config is not None and error.parameter in flow_config.parameters \
+                and error.parameter not in typed:
+            raise located_in_config(config, flow, error) from None  # flows.toml gave the bad value
+        raise
+    choice = choose_cluster(address, config)
 
     console = Console(stderr=as_json, highlight=False, soft_wrap=True)
     live = console.is_terminal and not os.environ.get("CI")
@@ -178,10 +180,10 @@ def run(ctx: click.Context, flow_spec: str, params: tuple[str, ...], address: st
                              on_engine=signals.started, on_connected=signals.connected)
     except StoreNotWritable as error:  # raised by `recording` before the run starts
         unsubscribe()
-        raise _fail(FlowsTuiError(f"{error}; nothing was run"))
-    except FlowsTuiError as error:
+        raise FlowsTuiError(f"{error}; nothing was run")
+    except FlowsTuiError:
         unsubscribe()
-        raise _fail(error)
+        raise
     except KeyboardInterrupt:
         unsubscribe()
         _stderr().print("interrupted")
@@ -315,10 +317,7 @@ def _watch_run(flow_name: str, root: Path, values: dict[str, Any], typed: set[st
     bus = ev.EventBus()
     launcher = RunLauncher(choice, config, bus, keep_results=True,
                            say=lambda text: console.print(visible(text), markup=False))
-    try:
-        launcher.connect()
-    except FlowsTuiError as error:
-        raise _fail(error)
+    launcher.connect()
     waiting = f"watching {display_path(directory.directory)} for changes to {flow_name!r} (Ctrl-C to stop)"
 
     def run_once(flow: Any) -> None:
@@ -372,8 +371,6 @@ def _watch_run(flow_name: str, root: Path, values: dict[str, Any], typed: set[st
                     watch.stop(timeout=30)  # the cancelled run ends and is recorded as Cancelled
                 except KeyboardInterrupt:
                     pass
-    except FlowsTuiError as error:
-        raise _fail(error)
     finally:
         directory.stop()
         launcher.close()
@@ -400,12 +397,9 @@ def _open_store(config: Any):
     if not store_path(config.project.state_dir).exists():
         from flows_tui.project.config import display_path
 
-        raise _fail(FlowsTuiError(f"no runs recorded yet in {display_path(config.project.state_dir)} "
-                                  "(`flows-tui run FLOW` records one)"))
-    try:
-        return Store.open(config.project.state_dir, read_only_ok=True)
-    except FlowsTuiError as error:
-        raise _fail(error)
+        raise FlowsTuiError(f"no runs recorded yet in {display_path(config.project.state_dir)} "
+                                  "(`flows-tui run FLOW` records one)")
+    return Store.open(config.project.state_dir, read_only_ok=True)
 
 
 @main.command(short_help="Recorded runs, newest first (of FLOW if given).")
@@ -420,14 +414,11 @@ def runs(ctx: click.Context, flow_name: str | None, limit: int, config_path: str
 
     from flows_tui.record.progress import format_duration, state_text
 
-    try:
-        config = _load_config(config_path or ctx.obj.get("config_path"), require_env=False)
-    except FlowsTuiError as error:
-        raise _fail(error)
+    config = _load_config(config_path or ctx.obj.get("config_path"), require_env=False)
     store = _open_store(config)
     found = store.runs(flow_name, limit=limit or None)
     if flow_name is not None and not found and flow_name not in store.flows():
-        raise _fail(UsageError(f"no runs of a flow named {flow_name!r}{did_you_mean(flow_name, store.flows())}"))
+        raise UsageError(f"no runs of a flow named {flow_name!r}{did_you_mean(flow_name, store.flows())}")
     if as_json:
         for summary in found:
             click.echo(json.dumps(summary.document()))
@@ -457,18 +448,12 @@ def logs(ctx: click.Context, run_id: str, task_name: str | None, level: str, fol
 
     from flows_tui.record.progress import log_text, run_end_line
 
-    try:
-        config = _load_config(config_path or ctx.obj.get("config_path"), require_env=False)
-    except FlowsTuiError as error:
-        raise _fail(error)
+    config = _load_config(config_path or ctx.obj.get("config_path"), require_env=False)
     store = _open_store(config)
-    try:
-        run_id = store.find_run(run_id)
-    except FlowsTuiError as error:
-        raise _fail(error)
+    run_id = store.find_run(run_id)
     if task_name is not None and task_name not in store.task_names(run_id):
         hint = did_you_mean(task_name, store.task_names(run_id))
-        raise _fail(UsageError(f"run {run_id} has no task named {task_name!r}{hint}"))
+        raise UsageError(f"run {run_id} has no task named {task_name!r}{hint}")
     console = Console(highlight=False, soft_wrap=True)
     threshold = LOG_LEVELS[level.upper()]
     last = 0
@@ -510,34 +495,32 @@ def debug(ctx: click.Context, run_id: str, task_run_spec: str, inputs_only: bool
     debugger opens at the failing frame (pdb, or PYTHONBREAKPOINT's: ipdb, pudb). Exit 0 when
     the task returned, 1 when it raised or could not be reached, 2 for a bad RUN_ID or TASK_RUN.
     """
+    import threading
+
     from flows_tui.cache import cache_directory
     from flows_tui.engine.cluster import choose_cluster, connect
     from flows_tui.launch.debug import DebugError, Target, find_task_run, flow_of, input_lines, reach, run_under_debugger
     from flows_tui.safe_text import visible
 
-    try:
-        config = _load_config(config_path or ctx.obj.get("config_path"), require_env=False)
-        store = _open_store(config)
-        recorded = store.load_run(store.find_run(run_id))
-        task_run = find_task_run(recorded, task_run_spec)
-        flow = flow_of(recorded, config.project.flows_dir)
-        parameters = flow.validate(recorded.parameters)
-        choice = choose_cluster(address or ctx.obj.get("address"), config)
-    except FlowsTuiError as error:
-        raise _fail(error)
+    config = _load_config(config_path or ctx.obj.get("config_path"), require_env=False)
+    store = _open_store(config)
+    recorded = store.load_run(store.find_run(run_id))
+    task_run = find_task_run(recorded, task_run_spec)
+    flow = flow_of(recorded, config.project.flows_dir)
+    parameters = flow.validate(recorded.parameters)
+    choice = choose_cluster(address or ctx.obj.get("address"), config)
     err = _stderr()
 
     def say(text: str) -> None:
         err.print(visible(text), markup=False)
 
-    say(f"debugging {task_run.name} of run {recorded.run_id} ({recorded.flow}): running the flow again with that "
-        f"run's parameters up to {task_run.name}; upstream results come from the cache or are computed again; "
-        "nothing is recorded")
+    cluster = None
     try:
         cluster = connect(choice)
-    except FlowsTuiError as error:
-        raise _fail(error)
-    try:
+        where = cluster.address if cluster.local is None else "LocalCluster"
+        say(f"debugging {task_run.name} of run {recorded.run_id} ({recorded.flow}) on {where}: running the flow "
+            f"again with that run's parameters up to {task_run.name}; upstream results come from the cache or are "
+            "computed again; nothing is recorded")
         try:
             reached = reach(flow, parameters, recorded.run_id, Target.of(recorded, task_run), client=cluster.client,
                             cache_dir=cache_directory(config.project.state_dir), log_level=config.project.log_level,
@@ -552,9 +535,14 @@ def debug(ctx: click.Context, run_id: str, task_run_spec: str, inputs_only: bool
         completed = run_under_debugger(reached, log_level=config.project.log_level)
     except KeyboardInterrupt:
         err.print("interrupted")
-        raise click.exceptions.Exit(130)
+        exit_now(130)  # an upstream task still running on a thread worker would hold the exit until it returns
     finally:
-        cluster.close()
+        # A task still running on a thread worker (Ctrl-C during its upstream) would hold the close until
+        # it returns: it gets a moment, then ends with the process.
+        if cluster is not None:
+            closing = threading.Thread(target=cluster.close, name="flows-tui-close", daemon=True)
+            closing.start()
+            closing.join(5)
     raise click.exceptions.Exit(EXIT_OK if completed else EXIT_FAILED)
 
 
@@ -574,20 +562,17 @@ def serve(ctx: click.Context, grace: float, address: str | None, config_path: st
     from flows_tui.project.flows_directory import FlowsDirectory
     from flows_tui.schedule.serve import Service, scheduled_flows, stop_on_signals
 
+    config = _load_config(config_path or ctx.obj.get("config_path"))
+    if not config.project.flows_dir.exists():
+        raise UsageError(f"flows directory {config.project.flows_dir} does not exist "
+                         "(set [project] flows_dir in flows.toml)")
+    directory = FlowsDirectory(config.project.flows_dir)
+    directory.load()
     try:
-        config = _load_config(config_path or ctx.obj.get("config_path"))
-        if not config.project.flows_dir.exists():
-            raise UsageError(f"flows directory {config.project.flows_dir} does not exist "
-                             "(set [project] flows_dir in flows.toml)")
-        directory = FlowsDirectory(config.project.flows_dir)
-        directory.load()
-        try:
-            served = scheduled_flows(config, directory.files)
-        except ParameterError as error:  # a scheduled run's values all come from flows.toml: name the key
-            raise located_in_config(config, directory.flows.get(error.flow or ""), error) from None
-        choice = choose_cluster(address or ctx.obj.get("address"), config)
-    except FlowsTuiError as error:
-        raise _fail(error)
+        served = scheduled_flows(config, directory.files)
+    except ParameterError as error:  # a scheduled run's values all come from flows.toml: name the key
+        raise located_in_config(config, directory.flows.get(error.flow or ""), error) from None
+    choice = choose_cluster(address or ctx.obj.get("address"), config)
     console = Console(highlight=False, soft_wrap=True)
     for error in directory.errors:
         console.print(visible(f"warning: {error}"), markup=False)
@@ -610,8 +595,6 @@ def serve(ctx: click.Context, grace: float, address: str | None, config_path: st
     try:
         directory.watch()
         service.run(stop, grace)
-    except FlowsTuiError as error:
-        raise _fail(error)
     finally:
         directory.stop()
         restore()
@@ -634,13 +617,10 @@ def list_flows(ctx: click.Context, config_path: str | None, as_json: bool, watch
     from flows_tui.project.catalog import flow_entries, stdout_to_stderr
     from flows_tui.project.flows_directory import FlowsDirectory
 
-    try:
-        config = _load_config(config_path or ctx.obj.get("config_path"), require_env=False)
-    except FlowsTuiError as error:
-        raise _fail(error)
+    config = _load_config(config_path or ctx.obj.get("config_path"), require_env=False)
     directory = config.project.flows_dir
     if not directory.exists():
-        raise _fail(UsageError(f"flows directory {directory} does not exist (set [project] flows_dir in flows.toml)"))
+        raise UsageError(f"flows directory {directory} does not exist (set [project] flows_dir in flows.toml)")
     flows_directory = FlowsDirectory(directory)
     with stdout_to_stderr():
         flows_directory.load()
@@ -673,10 +653,7 @@ def _watch(flows_directory: Any, as_json: bool) -> None:
     flows_directory.subscribe(show)
     # A flow file that prints while it is imported writes to stderr, never between these lines.
     with stdout_to_stderr():
-        try:
-            flows_directory.watch()
-        except FlowsTuiError as error:
-            raise _fail(error)
+        flows_directory.watch()
         _stderr().print(visible(f"watching {display_path(flows_directory.directory)} for changes (Ctrl-C to stop)"),
                         markup=False)
         forever = threading.Event()
@@ -733,10 +710,7 @@ def check(ctx: click.Context, config_path: str | None) -> None:
     from flows_tui.project.catalog import check_project
 
     config_path = config_path or ctx.obj.get("config_path")
-    try:
-        report = check_project(Path(config_path) if config_path else None, cwd=Path.cwd())
-    except FlowsTuiError as error:
-        raise _fail(error)
+    report = check_project(Path(config_path) if config_path else None, cwd=Path.cwd())
     _say_warnings(report.warnings)
     for problem in report.problems:
         click.echo(visible(problem))
@@ -811,10 +785,7 @@ def cache_clear(ctx: click.Context, flow_name: str | None, config_path: str | No
 
 
 def _cache_config(ctx: click.Context) -> Any:
-    try:
-        return _load_config(ctx.obj.get("config_path"), require_env=False)
-    except FlowsTuiError as error:
-        raise _fail(error)
+    return _load_config(ctx.obj.get("config_path"), require_env=False)
 
 
 
@@ -825,10 +796,7 @@ def init(directory: str) -> None:
     from flows_tui.project.scaffold import create_project
 
     folder = Path(directory)
-    try:
-        written = create_project(folder)
-    except FlowsTuiError as error:
-        raise _fail(error)
+    written = create_project(folder)
     console = Console(highlight=False, soft_wrap=True)
     for path in written:
         console.print(f"wrote {visible(path)}", markup=False)

@@ -188,7 +188,16 @@ def _worker_name() -> str | None:
         worker = get_worker()
     except ValueError:
         return None
-    return str(worker.name) if worker.name is not None else worker.address
+    return worker_label(worker.name, worker.address)
+
+
+def worker_label(name: Any, address: str) -> str:
+    """How an attempt names its worker: its own name, or where it listens when the name is only a
+    LocalCluster's number ("0" says nothing next to Dask's dashboard, "127.0.0.1:40123" does)."""
+    text = "" if name is None else str(name)
+    if text and not text.isdigit():
+        return text
+    return address.split("://", 1)[-1]
 
 
 class Reports:

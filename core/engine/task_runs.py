@@ -5,6 +5,7 @@ and results the flow body asks for. A task run's final state is recorded in one 
 
 from __future__ import annotations
 
+import asyncio
 import datetime as _dt
 import logging
 import time
@@ -13,8 +14,7 @@ from typing import Any
 
 from flows_tui.futures import TaskFuture
 from flows_tui.record import events as ev
-from flows_tui.states import (CANCELLED, CRASHED, NOT_RUN, SUCCESS_STATES, TIMED_OUT, CancelledRun, CrashedRun, State,
-                              TaskRunTimedOut, UpstreamFailed)
+from flows_tui.states import NOT_RUN, SUCCESS_STATES, State, exception_for
 from flows_tui.states import now as _now
 
 from .outcome import UNSENDABLE, Outcome
@@ -133,6 +133,8 @@ class TaskRuns:
 
     def _outcome(self, track: _Tracking, timeout: float | None) -> Outcome | None:
         """Wait for the task's envelope; None if Dask lost or failed the task itself (a crash)."""
+        from distributed import wait
+
         deadline = None if timeout is None else time.monotonic() + timeout
         hiccups = 0
         while True:
@@ -141,9 +143,16 @@ class TaskRuns:
             if remaining is not None and remaining <= 0:
                 raise TimeoutError(f"task run {track.key!r} did not finish within {timeout:g}s")
             try:
-                return track.future.result(timeout=0.2 if remaining is None else min(0.2, remaining))
-            except TimeoutError:
+                # Wait for the task to end on the cluster, then fetch its result once: a result
+                # fetched with a timeout started its transfer over at every timeout, and a 100 MB
+                # result never arrived (the run failed after ~30 s; raw Dask took 2 s).
+                wait(track.future, timeout=0.2 if remaining is None else min(0.2, remaining))
+            except (TimeoutError, asyncio.TimeoutError):
                 continue
+            except Exception:  # cancelled or lost: result() says which
+                pass
+            try:
+                return track.future.result()
             except Exception:  # KilledWorker, cancelled: the watcher records it as Crashed/Cancelled
                 if track.future.status in ("pending", "finished") and hiccups < 10:
                     # A timed result() can fail with no failure behind it when the client's loop is
@@ -154,14 +163,9 @@ class TaskRuns:
                 return None
 
     def _exception_from_record(self, task_run: Any) -> BaseException:
+        """What the body gets for a task run whose envelope is gone (it crashed): from its recorded state."""
         message = task_run.error or task_run.message or f"task run ended {task_run.state}"
-        if task_run.state == CRASHED:
-            return CrashedRun(message)
-        if task_run.state == CANCELLED:
-            return CancelledRun(message)
-        if task_run.state == TIMED_OUT:
-            return TaskRunTimedOut(message)
-        return UpstreamFailed(message) if task_run.state == NOT_RUN else RuntimeError(message)
+        return exception_for(task_run.state, message, failed=RuntimeError)
 
     def _mark_root_causes_seen(self, task_run_id: str) -> None:
         """A NotRun's exception reached the body: the failures that caused it were seen too."""

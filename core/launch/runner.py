@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator
 from flows_tui.engine.cluster import Cluster, ClusterChoice, choose_cluster
 from flows_tui.engine.flow_run import FlowRunEngine
 from flows_tui.record import events as ev
+from flows_tui.tracebacks import is_user_file
 from flows_tui.user_code.pickling import send_by_value
 
 from .launcher import RunLauncher
@@ -62,7 +63,7 @@ def _user_module_by_value(flow: "Flow") -> None:
     filename = getattr(module, "__file__", None)
     if module is None or not filename or module.__name__ == "__main__":
         return  # __main__ is pickled by value already
-    if any(part in filename for part in ("site-packages", "dist-packages")) or filename.startswith(sys.prefix):
+    if not is_user_file(filename):
         return
     send_by_value(module)
 

@@ -30,6 +30,7 @@ class ProjectConfig:
     flows_dir: Path
     state_dir: Path
     log_level: int = logging.INFO  # what runs capture from logging, print and warnings
+    import_timeout: float = 10.0  # seconds one flow file's import may take before it is an error
 
 
 @dataclass(frozen=True)
@@ -275,9 +276,19 @@ def parse_interval(value: Any) -> _dt.timedelta:
     return _dt.timedelta(seconds=seconds)
 
 
+# The import deadline of the flows.toml read last: flow files are imported by code that has no
+# config at hand (the reload thread, `run FLOW`'s lookup).
+_import_timeout = 10.0
+
+
+def import_timeout() -> float:
+    """Seconds one flow file's import may take: `[project] import_timeout` of the flows.toml read last."""
+    return _import_timeout
+
+
 def _project(reader: _Reader, data: dict, root: Path) -> ProjectConfig:
     keys = ("project",)
-    reader.table(data, keys, {"flows_dir", "state_dir", "log_level"})
+    reader.table(data, keys, {"flows_dir", "state_dir", "log_level", "import_timeout"})
     flows_dir = reader.get(data, keys, "flows_dir", str)
     if flows_dir is None:
         flows_dir = "flows" if (root / "flows").is_dir() else "."
@@ -287,8 +298,15 @@ def _project(reader: _Reader, data: dict, root: Path) -> ProjectConfig:
         reader.report(reader.error(keys + ("log_level",),
                                    f"log_level must be one of {', '.join(LOG_LEVELS)} (any case), got {level!r}"))
         level = "INFO"
+    import_timeout = reader.get(data, keys, "import_timeout", (int, float), 10.0)
+    if isinstance(import_timeout, bool) or not import_timeout > 0:
+        reader.report(reader.error(keys + ("import_timeout",),
+                                   f"import_timeout must be a number of seconds above 0, got {import_timeout!r}"))
+        import_timeout = 10.0
+    global _import_timeout
+    _import_timeout = float(import_timeout)  # every flow file imported from now on
     return ProjectConfig(flows_dir=(root / flows_dir).resolve(), state_dir=(root / state_dir).resolve(),
-                         log_level=LOG_LEVELS[level.upper()])
+                         log_level=LOG_LEVELS[level.upper()], import_timeout=float(import_timeout))
 
 
 def _cluster(reader: _Reader, data: dict, root: Path) -> ClusterConfig:

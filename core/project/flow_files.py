@@ -11,11 +11,13 @@ globals and helper modules it started with.
 
 from __future__ import annotations
 
+import ast
 import errno
 import hashlib
 import importlib.util
 import os
 import sys
+import threading
 import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -104,6 +106,66 @@ def _load_error(error: BaseException, path: Path) -> FlowFileError:
                          error_type=type(error).__name__)
 
 
+class ImportExited(SystemExit):
+    """A flow file called os._exit() while it was imported: the file's error, not the end of the process."""
+
+    def __str__(self) -> str:
+        return f"os._exit({self.code}) called while the file was imported"
+
+
+_importing = threading.local()
+_real_exit = os._exit
+
+
+def _exit_unless_importing(status: int) -> None:
+    """`os._exit` while flow files are imported: from a file's import thread, that file's error (it
+    ended `list`, `check`, `run` of any other flow, and the UI, at once); from anywhere else, as always."""
+    if getattr(_importing, "active", False):
+        raise ImportExited(status)
+    _real_exit(status)
+
+
+def _run_module(text: bytes, path: Path, module: ModuleType) -> FlowFileError | None:
+    """Execute a flow file's code into `module` on a thread of its own, within the import deadline.
+
+    Past the deadline the file is an error and the thread is left to itself (a daemon: it never
+    holds the process). On its own thread, what the file raises, KeyboardInterrupt and SystemExit
+    included, is the file's error; a real Ctrl-C still reaches the command on the main thread.
+    """
+    outcome: dict[str, BaseException] = {}
+    if os._exit is not _exit_unless_importing:
+        os._exit = _exit_unless_importing  # type: ignore[assignment]
+
+    def execute() -> None:
+        _importing.active = True
+        try:
+            exec(compile(text, str(path), "exec", dont_inherit=True), module.__dict__)
+        except BaseException as error:  # a user's file may raise anything, SystemExit included
+            outcome["error"] = error
+
+    thread = threading.Thread(target=execute, name=f"flows-tui-import-{path.name}", daemon=True)
+    from .config import import_timeout
+
+    # `[project] import_timeout`: a file that loops or waits at import is an error row, and the
+    # other files, the command and the UI go on.
+    timeout = import_timeout()
+
+    thread.start()
+    thread.join(timeout)
+    if thread.is_alive():
+        line = None
+        frame = sys._current_frames().get(thread.ident or 0)
+        while frame is not None:  # where in the file it is stuck: the line the user will look at
+            if frame.f_code.co_filename == str(path):
+                line = frame.f_lineno
+                break
+            frame = frame.f_back
+        return FlowFileError(f"import did not finish in {timeout:g} s ([project] import_timeout)",
+                             path=str(path), line=line, error_type="TimeoutError")
+    error = outcome.get("error")
+    return None if error is None else _load_error(error, path)
+
+
 def load_flow_file(path: Path, *, root: Path | None = None, source: bytes | None = None) -> FlowFile:
     """Import `path` afresh; a file that fails to import returns its error instead of raising.
 
@@ -129,20 +191,17 @@ def load_flow_file(path: Path, *, root: Path | None = None, source: bytes | None
     previous = sys.modules.get(name)
     imported_before = set(sys.modules)
     sys.modules[name] = module
-    try:
-        # Compiled from the bytes just read rather than by the import system, which trusts a
-        # __pycache__ entry when two saves land in the same second with the same size.
-        text = path.read_bytes() if source is None else source
-        exec(compile(text, str(path), "exec", dont_inherit=True), module.__dict__)
-    except BaseException as error:  # a user's file may raise anything, SystemExit included
+    # Compiled from the bytes just read rather than by the import system, which trusts a
+    # __pycache__ entry when two saves land in the same second with the same size.
+    text = path.read_bytes() if source is None else source
+    error = _run_module(text, path, module)
+    if error is not None:
         if previous is not None:
             sys.modules[name] = previous  # the last good version stays the current one
         else:
             sys.modules.pop(name, None)
-        if isinstance(error, KeyboardInterrupt):
-            raise
         helpers = local_modules(path, root, also=set(sys.modules) - imported_before)
-        return FlowFile(path, error=_load_error(error, path), helpers=helpers)
+        return FlowFile(path, error=error, helpers=helpers)
     helpers = local_modules(path, root, also=set(sys.modules) - imported_before)
     send_by_value(module, source=importlib.util.decode_source(text))
     for helper in helpers:
@@ -156,8 +215,9 @@ def load_flow_file(path: Path, *, root: Path | None = None, source: bytes | None
     return loaded
 
 
-def load_directory(directory: Path) -> list[FlowFile]:
-    """Every flow file under `directory` (a folder or one file), imported afresh with the helpers it imports."""
+def load_directory(directory: Path, *, only: list[Path] | None = None) -> list[FlowFile]:
+    """Every flow file under `directory` (a folder or one file), imported afresh with the helpers it imports
+    (`only`: these of them)."""
     root = directory.resolve()
     folder = root if root.is_dir() else root.parent
     # Modules of an earlier load (of this or another flows directory) may be older than
@@ -165,7 +225,7 @@ def load_directory(directory: Path) -> list[FlowFile]:
     forget_user_modules()
     importlib.invalidate_caches()
     put_on_sys_path(folder, first=True)
-    return [load_flow_file(path, root=folder) for path in flow_files(root)]
+    return [load_flow_file(path, root=folder) for path in (flow_files(root) if only is None else only)]
 
 
 # Flow names ---------------------------------------------------------------------------------------
@@ -255,7 +315,69 @@ def find_flow(spec: str, directory: Path, *, cwd: Path | None = None) -> tuple[F
 
     if not directory.exists():
         raise UsageError(f"flows directory {directory} does not exist (set [project] flows_dir in flows.toml)")
-    files = load_directory(directory)
+    # Only the files that may define it are imported: another file that loops, waits, exits or
+    # fails at import does not stop this flow from running. Found nowhere: every file, for the
+    # suggestions and the broken files the message names.
+    candidates = _files_that_may_define(spec, flow_files(directory))
+    matches = _matches(spec, load_directory(directory, only=candidates)) if candidates else []
+    if matches:
+        files = []
+    else:
+        files = load_directory(directory)
+        matches = _matches(spec, files)
+    if len(matches) == 1:
+        return matches[0]
+    if len(matches) > 1:
+        from .config import display_path
+
+        where = ", ".join(f"{display_path(m[1].path)}:{definition_line(m[0])} (function {m[0].fn.__name__})"
+                          if definition_line(m[0]) else display_path(m[1].path) for m in matches)
+        raise UsageError(f"flow name {spec!r} is defined more than once: {where}; rename one with "
+                         "@flow(name=...), or run FILE.py:FUNCTION")
+    raise _not_found(spec, directory, files)
+
+
+def _files_that_may_define(spec: str, paths: list[Path]) -> list[Path]:
+    """The flow files whose source may define flow `spec`: by their syntax tree, a function of that
+    name or a `@flow(name=...)` of it; a file whose flows are named by an expression (not a plain
+    string) may define any name, and so does a file that cannot be parsed."""
+    wanted = normalize_name(spec)
+    found = []
+    for path in paths:
+        try:
+            tree = ast.parse(path.read_bytes(), filename=str(path))
+        except (OSError, SyntaxError, ValueError, RecursionError):
+            found.append(path)
+            continue
+        if any(name is None or normalize_name(name) == wanted for name in _flow_names(tree)):
+            found.append(path)
+    return found
+
+
+def _flow_names(tree: ast.AST) -> Iterable[str | None]:
+    """Every name a flow defined in `tree` may be run by (None: not known before it runs)."""
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            for decorator in node.decorator_list:
+                target = decorator.func if isinstance(decorator, ast.Call) else decorator
+                if not (isinstance(target, ast.Name) and target.id == "flow"
+                        or isinstance(target, ast.Attribute) and target.attr == "flow"):
+                    continue
+                yield node.name
+                if isinstance(decorator, ast.Call):
+                    for keyword in decorator.keywords:
+                        if keyword.arg == "name":
+                            value = keyword.value
+                            yield value.value if isinstance(value, ast.Constant) and isinstance(value.value, str) \
+                                else None
+        elif isinstance(node, ast.Call):
+            function = node.func
+            called = function.attr if isinstance(function, ast.Attribute) else getattr(function, "id", None)
+            if called in ("flow", "with_options") and any(k.arg == "name" for k in node.keywords):
+                yield None  # flow(fn, name=...) or f.with_options(name=...): known once imported
+
+
+def _matches(spec: str, files: list[FlowFile]) -> list[tuple[Flow, FlowFile]]:
     matches: list[tuple[Flow, FlowFile]] = []
     for loaded in files:
         # Every definition, also one whose name a later flow in the same file reuses: never a silent pick.
@@ -266,22 +388,17 @@ def find_flow(spec: str, directory: Path, *, cwd: Path | None = None) -> tuple[F
                 matches = [m for m in matches
                            if not (m[0].fn is flow.fn and normalize_name(m[0].name) == normalize_name(name))]
                 matches.append((flow, loaded))
-    if len(matches) == 1:
-        return matches[0]
-    if len(matches) > 1:
-        from .config import display_path
+    return matches
 
-        where = ", ".join(f"{display_path(m[1].path)}:{definition_line(m[0])} (function {m[0].fn.__name__})"
-                          if definition_line(m[0]) else display_path(m[1].path) for m in matches)
-        raise UsageError(f"flow name {spec!r} is defined more than once: {where}; rename one with "
-                         "@flow(name=...), or run FILE.py:FUNCTION")
+
+def _not_found(spec: str, directory: Path, files: list[FlowFile]) -> UsageError:
     broken = [f for f in files if f.error is not None]
     known = [name for f in files for name in f.flows]
     hint = _suggest(spec, known)
     message = f"no flow named {spec!r} in {directory}{hint}"
     if broken:
         message += "; these files failed to load: " + "; ".join(str(f.error) for f in broken)
-    raise UsageError(message)
+    return UsageError(message)
 
 
 def _suggest(name: str, known: list[str]) -> str:

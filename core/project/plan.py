@@ -33,6 +33,7 @@ from typing import Any, Iterable, Iterator
 from flows_tui.flows import Flow
 from flows_tui.futures import allow_failure, unmapped
 from flows_tui.tasks import Task
+from flows_tui.tracebacks import is_user_file
 
 # What `PlannedTask.dynamic` says about a call the run may make zero or many times. Nested
 # constructs report the strongest claim: "function" (may never be called), then "loop" (may run
@@ -324,8 +325,7 @@ def _beside(fn: types.FunctionType, flow_fn: types.FunctionType) -> bool:
     """Whether `fn` comes from the flow file's directory (the user's helpers), not a library."""
     try:
         here = Path(fn.__code__.co_filename).resolve()
-        return "site-packages" not in here.parts and here.is_relative_to(
-            Path(flow_fn.__code__.co_filename).resolve().parent)
+        return is_user_file(str(here)) and here.is_relative_to(Path(flow_fn.__code__.co_filename).resolve().parent)
     except (OSError, ValueError):
         return False
 

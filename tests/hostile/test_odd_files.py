@@ -50,7 +50,8 @@ def test_a_flow_file_printing_at_import_leaves_run_json_stdout_to_the_document(t
     result = cli("run", "noisy", "--json", cwd=project)
     assert result.returncode == 0, result.stderr[-2000:]
     assert json.loads(result.stdout)["state"] == "Completed"  # the document alone
-    assert "written to file descriptor 1" in result.stderr and "another file prints" in result.stderr
+    assert "written to file descriptor 1" in result.stderr
+    assert "another file prints" not in result.stdout + result.stderr  # not imported: it defines no such flow
 
 
 def test_the_state_dir_deleted_mid_run_is_said(tmp_path):
@@ -71,3 +72,41 @@ def test_the_state_dir_deleted_mid_run_is_said(tmp_path):
     assert result.returncode == 0, result.stderr  # the run itself Completed
     assert "error: the run store .flows-tui/flows-tui.db was deleted while runs were recorded" in result.stderr
     assert "is lost" in result.stderr
+
+
+ODD_AT_IMPORT = {
+    "loops.py": "import time\nwhile True:\n    time.sleep(0.05)\n",
+    "exits.py": "import os\nos._exit(7)\n",
+    "interrupts.py": "raise KeyboardInterrupt\n",
+    "thread.py": "import threading, time\nthreading.Thread(target=time.sleep, args=(3600,)).start()\n",
+    "marks.py": "from pathlib import Path\nPath(__file__).with_name('imported').mkdir(exist_ok=True)\n",
+}
+TIMEOUT_TOML = """
+[project]
+flows_dir = "flows"
+import_timeout = 1
+[cluster]
+n_workers = 1
+threads_per_worker = 1
+processes = false
+"""
+
+
+def test_files_that_loop_exit_or_interrupt_at_import_are_error_rows_and_nothing_hangs(tmp_path):
+    project = write_project(tmp_path, {"good.py": GOOD, **ODD_AT_IMPORT}, toml=TIMEOUT_TOML)
+    listed = cli("list", "--json", cwd=project, timeout=60)
+    assert listed.returncode == 0, listed.stderr
+    errors = {json.loads(line)["file"]: json.loads(line)["error"] for line in listed.stdout.splitlines()}
+    assert errors["flows/good.py"] is None and "flows/thread.py" not in errors  # no flows, no error
+    assert errors["flows/loops.py"] == "flows/loops.py:3: import did not finish in 1 s ([project] import_timeout)"
+    assert errors["flows/exits.py"].startswith("flows/exits.py:2: ImportExited: os._exit(7)")
+    assert errors["flows/interrupts.py"].startswith("flows/interrupts.py:1: KeyboardInterrupt")
+    checked = cli("check", cwd=project, timeout=60)
+    assert checked.returncode == 2 and checked.stdout.count("\n") == 3, checked.stdout + checked.stderr
+
+
+def test_run_imports_only_the_file_that_defines_the_flow(tmp_path):
+    project = write_project(tmp_path, {"good.py": GOOD, **ODD_AT_IMPORT}, toml=TIMEOUT_TOML)
+    ran = cli("run", "good", cwd=project, timeout=60)
+    assert ran.returncode == 0, ran.stderr
+    assert not (project / "flows" / "imported").exists()  # marks.py, found not to define it, was never run

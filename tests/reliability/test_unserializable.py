@@ -18,6 +18,7 @@ import time
 import pytest
 
 from flows_tui.engine.flow_run import run_flow
+from flows_tui.engine.reports import worker_label
 from flows_tui.record.events import EventBus
 
 from conftest import PROCESS_CLUSTER_TOML, Recorder, cli, load_flows, wait_until, write_project
@@ -128,7 +129,7 @@ def workers(client) -> tuple[tuple[str, str], tuple[str, str]]:
     client.wait_for_workers(2, timeout=60)
     info = client.scheduler_info()["workers"]
     a, b = sorted(info)[:2]
-    return (a, str(info[a]["name"])), (b, str(info[b]["name"]))
+    return (a, worker_label(info[a]["name"], a)), (b, worker_label(info[b]["name"], b))
 
 
 @pytest.mark.timeout(60)

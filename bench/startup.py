@@ -1,0 +1,104 @@
+"""How long the UI takes to be useful: first paint, flows listed, cluster ready, `r` to a result, `q` to exit.
+
+Runs the real `flows-tui` command in a pseudo-terminal (as a user's terminal runs it) on a
+project holding the bundled sample flows, reads what it draws, and times:
+
+- first paint: the first frame (the panes' borders) on the terminal;
+- flows listed: every sample flow's name on screen;
+- cluster ready: the status bar naming the LocalCluster;
+- first result: `r` pressed at launch, until the run's ✓ Completed is on screen;
+- quit: `q` pressed once idle, until the process has exited.
+
+    python bench/startup.py              # 3 rounds, medians printed
+    python bench/startup.py --rounds 5
+
+Targets (issue 20): first paint ≤ 0.3 s, flows listed ≤ 0.5 s, q exits ≤ 1 s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pexpect
+
+ROOT = Path(__file__).resolve().parent.parent
+SAMPLES = ["dask_summary", "github_etl", "hourly_report", "map_reduce", "taxi_tips"]
+ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(\x07|\x1b\\)|\x1b[()][A-Za-z0-9]|\x1b[=>]")
+
+
+class Screen:
+    """What the program wrote so far, escape sequences removed (enough to find words in it)."""
+
+    def __init__(self, child: pexpect.spawn) -> None:
+        self.child = child
+        self.text = ""
+
+    def read(self) -> None:
+        try:
+            chunk = self.child.read_nonblocking(1 << 16, timeout=0.01)
+        except (pexpect.TIMEOUT, pexpect.EOF):
+            return
+        self.text += ANSI.sub("", chunk)
+
+    def wait(self, found, deadline: float, what: str) -> float:
+        while not found(self.text):
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"no {what} within the deadline")
+            self.read()
+        return time.monotonic()
+
+
+def one_round(project: Path, run_flow: str) -> dict[str, float]:
+    env = {**os.environ, "TERM": "xterm-256color", "COLUMNS": "120", "LINES": "40"}
+    env.pop("NO_COLOR", None)
+    started = time.monotonic()
+    child = pexpect.spawn(sys.executable, ["-m", "flows_tui.cli"], cwd=str(project), env=env,
+                          dimensions=(40, 120), encoding="utf-8", codec_errors="replace")
+    screen = Screen(child)
+    deadline = started + 120
+    try:
+        painted = screen.wait(lambda text: "flows" in text and "tasks" in text, deadline, "first paint")
+        listed = screen.wait(lambda text: all(name in text for name in SAMPLES), deadline, "flows listed")
+        # `r` on the flow under the cursor (the first one) as soon as the flows are listed.
+        child.send("r")
+        pressed = time.monotonic()
+        ready = screen.wait(lambda text: "LocalCluster ·" in text, deadline, "cluster ready")
+        result = screen.wait(lambda text: f"✓ Completed  {run_flow}" in text, deadline, "a result")
+        time.sleep(0.5)  # idle a moment, as a user reads the result
+        screen.read()
+        child.send("q")
+        quit_pressed = time.monotonic()
+        child.expect(pexpect.EOF, timeout=30)
+        exited = time.monotonic()
+    finally:
+        if child.isalive():
+            child.terminate(force=True)
+    return {"first paint": painted - started, "flows listed": listed - started, "cluster ready": ready - started,
+            "first result": result - started, "r to result": result - pressed, "q to exit": exited - quit_pressed}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=3)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as folder:
+        project = Path(folder)
+        shutil.copytree(ROOT / "sample_flows", project / "sample_flows", ignore=shutil.ignore_patterns("__pycache__"))
+        shutil.copy(ROOT / "flows.toml", project / "flows.toml")
+        rounds = [one_round(project, SAMPLES[0]) for _ in range(args.rounds)]
+    print(f"flows-tui on the bundled samples, {args.rounds} rounds, 120x40 pty (seconds, median and range)")
+    for key in rounds[0]:
+        values = [r[key] for r in rounds]
+        print(f"  {key:<14} {statistics.median(values):6.2f}   ({min(values):.2f} – {max(values):.2f})")
+
+
+if __name__ == "__main__":
+    main()
