@@ -86,6 +86,11 @@ async def loaded(pilot) -> None:
         await pilot.pause(0.05)
     app.query_one("#status").set_cluster("cluster: LocalCluster · 2 workers · 2 threads · 8.0 GiB")
     select(app, "numbers")
+    # The table sizes its columns on a later refresh: wait until the flow column holds the longest name.
+    flows = app.query_one(FlowList)
+    while flows.columns["flow"].content_width < len("numbers"):
+        assert time.monotonic() < deadline, "the flows pane did not size its columns"
+        await pilot.pause(0.05)
     await pilot.pause()
 
 
