@@ -14,6 +14,9 @@ Each run records the process that owns it. A run still in flight whose owner is 
 (flows-tui was killed) is marked Crashed by the next flows-tui command that opens the
 store.
 
+Every transaction also appends its events to the journal, which any process tails from the last id
+it read (`journal`; `flows_tui.record.tail`): other processes' runs reach a UI as its own do.
+
 The package: the tables and their migrations (`schema`), what goes wrong in a user's words
 (`errors`), which process owns a run (`owners`), how events are written (`writes`), the
 queries (`reading`) and the Store that opens, records and recovers (`database`).

@@ -17,7 +17,7 @@ from flows_tui.project.config import display_path
 from flows_tui.record import events as ev
 from flows_tui.states import FINAL_STATES
 
-from . import writes
+from . import journal, writes
 from .errors import StoreError, StoreNotWritable, os_reason, space_reason, unwritable
 from .owners import Owner, owner_alive
 from .reading import StoreReading
@@ -44,6 +44,7 @@ class Store(StoreReading):
         self._writer: sqlite3.Connection | None = None
         self._writer_lock = threading.Lock()
         self._owner = Owner.this_process()
+        self._writer_name = f"{self._owner.host}:{self._owner.pid}"
         self._owned: set[str] = set()  # runs in flight that this process records
         self._started: dict[str, ev.FlowRunStarted] = {}  # their start, to record them if it was lost
         self._incomplete: dict[str, str] = {}  # run → why its history stopped being recorded
@@ -76,6 +77,7 @@ class Store(StoreReading):
             with store._connection() as connection:
                 store._migrate(connection)
                 store._check_writable(connection)
+                journal.trim(connection)
             store.recover()
         except StoreNotWritable as error:
             if not read_only_ok or not store.path.is_file():
@@ -228,6 +230,11 @@ class Store(StoreReading):
                     # A lone surrogate (a latin-1 file name read with os.listdir, half of a pair) is
                     # not UTF-8: the batch goes again with such characters written as `\udce9`.
                     self._write(self._writer, [encodable(event) for event in events])
+                except sqlite3.Error:
+                    if not all(event.run_id in self._incomplete for event in events):
+                        raise
+                    self._write_in_little_space(self._writer, lambda journaled: self._write(
+                        self._writer, events, journaled))
             except (sqlite3.Error, StoreError) as error:
                 self._lost(events, error)
                 return
@@ -252,14 +259,18 @@ class Store(StoreReading):
         self._report(f"the run store {display_path(self.path)} was deleted while runs were recorded: the history "
                      f"of the runs in progress{which} is lost; they go on, and the next run starts a new store")
 
-    def _write(self, connection: sqlite3.Connection, events: list) -> None:
+    def _write(self, connection: sqlite3.Connection, events: list, journaled: bool = True) -> None:
         connection.execute("BEGIN IMMEDIATE")
         try:
+            entries = []
             for event in events:
                 if event.run_id in self._incomplete:  # only its final state is kept
-                    self._incomplete_run_ended(connection, event)
+                    entries.append(journal.encode(self._incomplete_run_ended(connection, event)))
                 else:
-                    writes.WRITERS[type(event)](connection, event, self._owner)
+                    written = writes.WRITERS[type(event)](connection, event, self._owner)
+                    entries.append(journal.encode(event, written))
+            if journaled:
+                journal.append(connection, entries, self._writer_name)
             connection.execute("COMMIT")
         except BaseException:
             if connection.in_transaction:  # a failed COMMIT may have rolled back already
@@ -315,7 +326,7 @@ class Store(StoreReading):
         except Exception:  # the UI may be gone; the message stays in `problems`
             logger.debug("store problem listener failed", exc_info=True)
 
-    def _incomplete_run_ended(self, c: sqlite3.Connection, e: ev.FlowStateChanged) -> None:
+    def _incomplete_run_ended(self, c: sqlite3.Connection, e: ev.FlowStateChanged) -> ev.FlowStateChanged:
         """The final state of a run whose history is incomplete, noted as such (and the run, if its start was lost)."""
         start = self._started.get(e.run_id)
         if start is not None:
@@ -323,6 +334,8 @@ class Store(StoreReading):
         note = f"the history of this run is incomplete: {self._incomplete[e.run_id]}"
         ended = dataclasses.replace(e, message=f"{e.message}; {note}" if e.message else note)
         writes.flow_state_changed(c, ended, self._owner)
+        return ended
+
     def close(self, reason: str = "flows-tui stopped while the run was in flight") -> None:
         """Mark the runs this process still had in flight Crashed, then close the writer.
 
@@ -364,16 +377,37 @@ class Store(StoreReading):
 
     def _mark_crashed(self, run_id: str, reason: str) -> None:
         try:
-            with self._connection() as c:
-                c.execute("BEGIN IMMEDIATE")
-                try:
-                    writes.run_crashed(c, run_id, reason, iso(utc_now()))
-                    c.execute("COMMIT")
-                finally:
-                    if c.in_transaction:
-                        c.execute("ROLLBACK")
+            try:
+                self._write_crashed(run_id, reason, journaled=True)
+            except sqlite3.Error:
+                with self._connection() as c:
+                    self._write_in_little_space(c, lambda journaled: self._write_crashed(run_id, reason, journaled))
         except sqlite3.Error as error:
             raise self._error("update", error) from None
+
+    @staticmethod
+    def _write_in_little_space(connection: sqlite3.Connection, write: Callable[[bool], None]) -> None:
+        """A run's end, written where a batch did not fit (a full disk, a file size limit): the WAL
+        moved into the database first (which frees the WAL's length), then without the journal's row
+        if it still does not fit: the end of a run is worth more than the tails hearing of it."""
+        with contextlib.suppress(sqlite3.Error):
+            connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        try:
+            write(True)
+        except sqlite3.Error:
+            write(False)
+
+    def _write_crashed(self, run_id: str, reason: str, journaled: bool) -> None:
+        with self._connection() as c:
+            c.execute("BEGIN IMMEDIATE")
+            try:
+                changes = writes.run_crashed(c, run_id, reason, utc_now())
+                if journaled:  # no process's bus saw this: every tail reads it (the owner is gone)
+                    journal.append(c, [journal.encode(event) for event in changes], writer=None)
+                c.execute("COMMIT")
+            finally:
+                if c.in_transaction:
+                    c.execute("ROLLBACK")
 
     # Schedules --------------------------------------------------------------------------------
 

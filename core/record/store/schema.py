@@ -53,6 +53,13 @@ MIGRATIONS: list[list[str]] = [
         # must not take due times of the new timing before the change for runs it missed.
         "ALTER TABLE schedules ADD COLUMN timing TEXT",
     ],
+    [
+        # The project's journal: each committed batch of events, in commit order, for every
+        # process to tail from the last id it read (see `journal`). `writer` is the process whose
+        # own bus delivered the batch already ("host:pid"; NULL for a crash found by another).
+        """CREATE TABLE journal (
+            id INTEGER PRIMARY KEY AUTOINCREMENT, time REAL NOT NULL, writer TEXT, events TEXT NOT NULL)""",
+    ],
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 

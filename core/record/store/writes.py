@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as _dt
 import json
 import sqlite3
 from typing import Any, Callable
@@ -60,34 +61,42 @@ def attempt_ended(c: sqlite3.Connection, e: ev.AttemptEnded, owner: Owner) -> No
                   (e.task_run_id, e.attempt, e.run_id, e.state, iso(e.time), iso(e.time), e.error, e.traceback))
 
 
-def log_lines(c: sqlite3.Connection, e: ev.LogLines, owner: Owner) -> None:
+def log_lines(c: sqlite3.Connection, e: ev.LogLines, owner: Owner) -> tuple[int, int]:
+    """Returns the ids of the lines' rows, first and last (one writer at a time: consecutive)."""
     c.executemany("INSERT INTO logs (run_id, task_run_id, attempt, time, level, logger, message) "
                   "VALUES (?, ?, ?, ?, ?, ?, ?)",
                   [(e.run_id, line.task_run_id, line.attempt, iso(line.time), line.level, line.logger,
                     line.message) for line in e.lines])
+    last = c.execute("SELECT last_insert_rowid()").fetchone()[0]
+    return last - len(e.lines) + 1, last
 
 
-def run_crashed(c: sqlite3.Connection, run_id: str, reason: str, when: str) -> bool:
-    """Mark a run in flight Crashed with its open task runs and attempts; False if it had ended already."""
+def run_crashed(c: sqlite3.Connection, run_id: str, reason: str, when: _dt.datetime) -> list:
+    """Mark a run in flight Crashed with its open task runs and attempts; returns what changed as
+    events (none if the run had ended already: another process recovered it first)."""
     row = c.execute("SELECT attempt FROM runs WHERE run_id = ? AND ended IS NULL", (run_id,)).fetchone()
-    if row is None:  # another process recovered it first
-        return False
+    if row is None:
+        return []
+    at = iso(when)
+    changes: list = [ev.AttemptEnded(run_id, r["task_run_id"], r["attempt"], CRASHED, when, reason) for r in c.execute(
+        "SELECT task_run_id, attempt FROM attempts WHERE run_id = ? AND ended IS NULL", (run_id,))]
     c.execute("UPDATE attempts SET state = ?, ended = ?, error = ? WHERE run_id = ? AND ended IS NULL",
-              (CRASHED, when, reason, run_id))
+              (CRASHED, at, reason, run_id))
     open_tasks = [r["task_run_id"] for r in c.execute(
         "SELECT task_run_id FROM task_runs WHERE run_id = ? AND ended IS NULL", (run_id,))]
+    changes += [ev.TaskStateChanged(run_id, task_run_id, CRASHED, when, reason) for task_run_id in open_tasks]
     c.executemany("INSERT INTO task_states (task_run_id, run_id, state, time, message) "
-                  "VALUES (?, ?, ?, ?, ?)", [(t, run_id, CRASHED, when, reason) for t in open_tasks])
+                  "VALUES (?, ?, ?, ?, ?)", [(t, run_id, CRASHED, at, reason) for t in open_tasks])
     c.execute("UPDATE task_runs SET state = ?, message = ?, ended = ? WHERE run_id = ? AND ended IS NULL",
-              (CRASHED, reason, when, run_id))
+              (CRASHED, reason, at, run_id))
     c.execute("UPDATE runs SET state = ?, message = ?, ended = ? WHERE run_id = ?",
-              (CRASHED, reason, when, run_id))
+              (CRASHED, reason, at, run_id))
     c.execute("INSERT INTO run_states (run_id, state, time, attempt, message) VALUES (?, ?, ?, ?, ?)",
-              (run_id, CRASHED, when, row["attempt"], reason))
-    return True
+              (run_id, CRASHED, at, row["attempt"], reason))
+    return changes + [ev.FlowStateChanged(run_id, CRASHED, when, row["attempt"], reason)]
 
 
-WRITERS: dict[type, Callable[[sqlite3.Connection, Any, Owner], None]] = {
+WRITERS: dict[type, Callable[[sqlite3.Connection, Any, Owner], Any]] = {
     ev.FlowRunStarted: flow_run_started,
     ev.FlowStateChanged: flow_state_changed,
     ev.TaskRunCreated: task_run_created,
