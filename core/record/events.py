@@ -92,6 +92,7 @@ class LogLine:
     task_run_id: str | None = None
     attempt: int | None = None
     logger: str | None = None
+    id: int | None = None  # its row in the store, once read back from it (the journal, `logs`)
 
 
 @dataclass(frozen=True, slots=True)

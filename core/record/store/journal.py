@@ -1,0 +1,113 @@
+"""The journal: every committed batch of events, as rows with increasing ids, for any process to tail.
+
+Each `Store.record` transaction appends one row holding its events, so a process that reads
+the rows after the last id it saw gets exactly what was committed since, in commit order
+(SQLite serialises writers, and AUTOINCREMENT never reuses an id). Log lines are not copied:
+a batch's lines are referred to by the range of their ids in `logs`, read back with them.
+
+Rows older than the last `KEPT_ROWS` are trimmed when a store is opened for writing; a
+reader that fell further behind is told to resynchronise (`JournalRead.resync`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as _dt
+import json
+import sqlite3
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from flows_tui.record import events as ev
+
+from .rows import iso, parse_time, to_json
+
+KEPT_ROWS = 100_000
+
+_TYPES = {cls.__name__: cls for cls in (ev.FlowRunStarted, ev.FlowStateChanged, ev.TaskRunCreated,
+                                        ev.TaskStateChanged, ev.AttemptStarted, ev.AttemptEnded)}
+_TIMES = ("time", "retry_at")
+
+
+@dataclass(frozen=True)
+class JournalRead:
+    """What `Store.follow` found: the events after `after`, and the id to read from next time."""
+
+    last: int
+    entries: list  # (journal row id, event), in commit order
+    more: bool = False  # the read stopped at its limit: more rows wait
+    resync: bool = False  # rows the reader had not read were trimmed: reload what it shows
+
+    @property
+    def events(self) -> list:
+        return [event for _, event in self.entries]
+
+
+def encode(event: Any, log_ids: tuple[int, int] | None = None) -> list:
+    """One event as JSON-ready data; LogLines as the range of its rows in `logs`."""
+    if type(event) is ev.LogLines:
+        assert log_ids is not None
+        return ["LogLines", {"run_id": event.run_id, "first": log_ids[0], "last": log_ids[1]}]
+    fields = {}
+    for field in dataclasses.fields(event):
+        value = getattr(event, field.name)
+        fields[field.name] = iso(value) if isinstance(value, _dt.datetime) else value
+    return [type(event).__name__, fields]
+
+
+def append(c: sqlite3.Connection, entries: list, writer: str | None) -> None:
+    """Add one row for a transaction's events (already `encode`d), inside that transaction."""
+    if entries:
+        c.execute("INSERT INTO journal (time, writer, events) VALUES (?, ?, ?)",
+                  (time.time(), writer, to_json(entries)))
+
+
+def head(c: sqlite3.Connection) -> int:
+    """The id of the last row (0 for none)."""
+    return c.execute("SELECT coalesce(max(id), 0) FROM journal").fetchone()[0]
+
+
+def read(c: sqlite3.Connection, after: int, skip_writer: str | None, limit: int) -> JournalRead:
+    """The events of the rows after `after` (at most `limit` rows), leaving out `skip_writer`'s own."""
+    rows = c.execute("SELECT id, writer, events FROM journal WHERE id > ? ORDER BY id LIMIT ?",
+                     (after, limit)).fetchall()
+    resync = False
+    if after and (not rows or rows[0]["id"] > after + 1):
+        first, last = c.execute("SELECT min(id), max(id) FROM journal").fetchone()
+        # Rows it had not read were trimmed, or the store was replaced by a younger one.
+        resync = (first is not None and first > after + 1) or (last or 0) < after
+    entries: list = []
+    for row in rows:
+        if skip_writer is not None and row["writer"] == skip_writer:
+            continue
+        for name, fields in json.loads(row["events"]):
+            if name == "LogLines":
+                entries.append((row["id"], _log_lines(c, fields["run_id"], fields["first"], fields["last"])))
+            else:
+                entries.append((row["id"], decode(name, fields)))
+    return JournalRead(rows[-1]["id"] if rows else after, entries, len(rows) == limit, resync)
+
+
+def decode(name: str, fields: dict) -> Any:
+    cls = _TYPES[name]
+    values = dict(fields)
+    for key in _TIMES:
+        if key in values:
+            values[key] = parse_time(values[key])
+    if "upstream" in values:
+        values["upstream"] = tuple(values["upstream"])
+    return cls(**values)
+
+
+def _log_lines(c: sqlite3.Connection, run_id: str, first: int, last: int) -> ev.LogLines:
+    rows = c.execute("SELECT * FROM logs WHERE id BETWEEN ? AND ? ORDER BY id", (first, last)).fetchall()
+    return ev.LogLines(run_id, tuple(ev.LogLine(parse_time(r["time"]), r["level"], r["message"], r["task_run_id"],
+                                                r["attempt"], r["logger"], r["id"]) for r in rows))
+
+
+def trim(c: sqlite3.Connection) -> None:
+    """Keep the last KEPT_ROWS rows: deleting by id range costs only the rows deleted."""
+    first, last = c.execute("SELECT min(id), max(id) FROM journal").fetchone()
+    if first is not None and last - first >= KEPT_ROWS:  # else no write lock is taken
+        c.execute("DELETE FROM journal WHERE id <= ?", (last - KEPT_ROWS,))
