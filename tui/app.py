@@ -36,9 +36,9 @@ from flows_tui import breakpoints
 from flows_tui.cache import cache_directory, cache_size
 from flows_tui.engine.cluster import Cluster, choose_cluster
 from flows_tui.errors import FlowFileError, FlowsTuiError
-from flows_tui.launch.launcher import RunLauncher
+from flows_tui.launch.launcher import Interrupted, RunLauncher
 from flows_tui.launch.runner import recording
-from flows_tui.terminal import silence_terminal
+from flows_tui.terminal import exit_now, silence_stderr, silence_terminal
 from flows_tui.launch.watch_run import WatchRun
 from flows_tui.project.catalog import flow_config_for
 from flows_tui.project.config import Config, reload_config
@@ -365,6 +365,8 @@ class FlowsApp(App):
     def start_cluster(self) -> None:
         try:
             cluster = self.launcher.connect()
+        except Interrupted:  # the UI is closing
+            return
         except FlowsTuiError as error:
             self.cluster_error = error
             self.call_from_thread(self.query_one(StatusBar).set_cluster, plain(f"cluster: {error}", "red"))
@@ -1160,18 +1162,17 @@ class FlowsApp(App):
         for engine in list(self.engines.values()):
             engine.cancel("flows-tui was closed")
         self._scheduled_runs.shutdown(wait=False)
-        if self.cluster is not None:
-            # A thread worker still busy with a cancelled task would hold the close until the
-            # task returns: give it a moment, then leave it to the end of the process.
-            closing = threading.Thread(target=_close_quietly, args=(self.cluster,), name="flows-tui-close",
-                                       daemon=True)
-            closing.start()
-            closing.join(CLOSE_SECONDS)
+        # A thread worker still busy with a cancelled task would hold the close until the task
+        # returns: give it a moment, then leave it to the end of the process. A cluster still
+        # starting (q pressed meanwhile) is closed when it is up, or ends with the process.
+        closing = threading.Thread(target=_close_quietly, args=(self.launcher,), name="flows-tui-close", daemon=True)
+        closing.start()
+        closing.join(CLOSE_SECONDS)
 
 
-def _close_quietly(cluster: Cluster) -> None:
+def _close_quietly(launcher: RunLauncher) -> None:
     try:
-        cluster.close()
+        launcher.close()
     except BaseException:  # the process may be ending under it; nothing is left to tell
         pass
 
@@ -1192,5 +1193,9 @@ def run_app(config: Any, *, path: str | None = None, address: str | None = None)
     with recording(bus, config, unrecorded_ok=True) as store:
         app = FlowsApp(config, path=path, address=address, bus=bus, store=store)
         app.run()
-    return 128 + app.signalled if app.signalled is not None else 0
+    status = 128 + app.signalled if app.signalled is not None else 0
+    if app.launcher.abandoned:  # quit while the cluster was starting: it must not hold the exit
+        silence_stderr()
+        exit_now(status)
+    return status
 
