@@ -10,11 +10,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from flows_tui.errors import ClusterError
+from flows_tui.project.cluster_config import DEFAULT_CONNECT_TIMEOUT
+
+from .scheduler_probe import NoScheduler, probe_scheduler
 
 logger = logging.getLogger(__name__)
 
-# How long to try reaching a scheduler before telling the user it is unreachable.
-CONNECT_TIMEOUT_SECONDS = 10
 # Closing an embedded cluster takes well under a second; a stuck task may hold it forever.
 CLOSE_TIMEOUT_SECONDS = 5
 # Behind the UI, the embedded cluster's worker processes run this much nicer than the UI's own
@@ -36,6 +37,7 @@ class ClusterChoice:
     dashboard_address: str = ":0"
     memory_limit: str | None = None
     tls: Any = None  # config.TLSConfig
+    connect_timeout: float = DEFAULT_CONNECT_TIMEOUT  # reaching the scheduler, or starting the cluster
 
 
 def choose_cluster(address: str | None = None, config: Any = None, environ: Any = None) -> ClusterChoice:
@@ -46,7 +48,7 @@ def choose_cluster(address: str | None = None, config: Any = None, environ: Any 
     if cluster is not None:
         sizes = dict(n_workers=cluster.n_workers, threads_per_worker=cluster.threads_per_worker,
                      processes=cluster.processes, dashboard_address=cluster.dashboard_address,
-                     memory_limit=cluster.memory_limit, tls=cluster.tls)
+                     memory_limit=cluster.memory_limit, tls=cluster.tls, connect_timeout=cluster.connect_timeout)
     if address:
         return ClusterChoice(address=normalize_address(address), source="--address", **sizes)
     if environ.get("DASK_SCHEDULER_ADDRESS"):
@@ -153,6 +155,34 @@ def _security(tls: Any) -> Any:
                     require_encryption=True)
 
 
+def _attach(choice: ClusterChoice, silence_logging_cmgr: Any) -> Cluster:
+    """A client of the scheduler at `choice.address`: asked first who answers there, within the deadline."""
+    from distributed import Client
+
+    security = _security(choice.tls)
+    timeout = choice.connect_timeout
+    where = f"(address from {choice.source})"
+    try:
+        probe_scheduler(choice.address, timeout, security.get_connection_args("client") if security else None)
+    except NoScheduler as error:
+        raise ClusterError(f"{error} {where}") from None
+    # As the embedded cluster does (silence_logs): Dask's client logs, with its tracebacks when
+    # the scheduler goes away, stay off the terminal; the run says what happened instead.
+    quiet = contextlib.ExitStack()
+    quiet.enter_context(silence_logging_cmgr(logging.CRITICAL))
+    try:
+        client = Client(choice.address, timeout=timeout, security=security, set_as_default=False)
+    except (OSError, TimeoutError) as error:
+        quiet.close()
+        raise ClusterError(f"could not reach the Dask scheduler at {choice.address} within {timeout:g} s: {error} "
+                           f"{where}") from None
+    except Exception as error:
+        quiet.close()
+        raise ClusterError(f"could not attach to the Dask scheduler at {choice.address}: "
+                           f"{type(error).__name__}: {error} {where}") from None
+    return Cluster(client, None, choice, quiet)
+
+
 def connect(choice: ClusterChoice, *, behind_ui: bool = False) -> Cluster:
     """Start the embedded cluster or attach to `choice.address`; ClusterError if that fails.
 
@@ -168,23 +198,7 @@ def connect(choice: ClusterChoice, *, behind_ui: bool = False) -> Cluster:
         silence_logging_cmgr = lambda level: contextlib.nullcontext()  # noqa: E731
 
     if choice.address:
-        # As the embedded cluster does (silence_logs): Dask's client logs, with its tracebacks when
-        # the scheduler goes away, stay off the terminal; the run says what happened instead.
-        quiet = contextlib.ExitStack()
-        quiet.enter_context(silence_logging_cmgr(logging.CRITICAL))
-        try:
-            client = Client(choice.address, timeout=CONNECT_TIMEOUT_SECONDS, security=_security(choice.tls),
-                            set_as_default=False)
-        except (OSError, TimeoutError) as error:
-            quiet.close()
-            raise ClusterError(
-                f"could not reach the Dask scheduler at {choice.address} (from {choice.source}) within "
-                f"{CONNECT_TIMEOUT_SECONDS} s: {error}. Is `dask scheduler` running there?") from None
-        except Exception as error:
-            quiet.close()
-            raise ClusterError(f"could not attach to the Dask scheduler at {choice.address} "
-                               f"(from {choice.source}): {type(error).__name__}: {error}") from None
-        return Cluster(client, None, choice, quiet)
+        return _attach(choice, silence_logging_cmgr)
 
     options: dict[str, Any] = dict(processes=choice.processes, dashboard_address=choice.dashboard_address,
                                    silence_logs=logging.CRITICAL)

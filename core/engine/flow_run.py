@@ -30,12 +30,13 @@ from flows_tui.states import (CANCELLED, CRASHED, FAILED, FAILURE_STATES, FINAL_
                               state_from_return)
 from flows_tui.states import now as _now
 from flows_tui.states import utc as _utc
-from flows_tui.tracebacks import format_exception, share_sources
+from flows_tui.tracebacks import format_exception
 from flows_tui.user_code.pickling import user_sources
 
 from .dask_watch import DaskWatch, _forget_topic, _ReportHandler, _subscribe, _worker_deaths
 from .in_process import release, workers_in_this_process
 from .outcome import register_outcome_serializer
+from .results import Results
 from .task_calls import TaskCalls
 from .task_reports import TaskReports
 from .task_runs import TaskRuns, _Tracking
@@ -62,7 +63,7 @@ class _Abort(BaseException):
     """Injected into the driver thread when the flow run is cancelled or times out."""
 
 
-class FlowRunEngine(TaskRuns, TaskCalls, TaskReports, DaskWatch):
+class FlowRunEngine(TaskRuns, Results, TaskCalls, TaskReports, DaskWatch):
     """Runs one flow: the body in a driver thread, its tasks on Dask, its states as events."""
 
     def __init__(self, flow: "Flow", parameters: dict[str, Any], *, client: "distributed.Client",
@@ -94,12 +95,14 @@ class FlowRunEngine(TaskRuns, TaskCalls, TaskReports, DaskWatch):
         self._by_key: dict[str, str] = {}
         self._names: dict[str, int] = defaultdict(int)
         self._open_ids: set[str] = set()  # task runs not final yet: the one answer to "is it over?" (task_runs)
+        self._ended: list[str] = []  # task runs in the order they ended (as_completed follows it)
         self._batch: list | None = None  # events held back to publish as one batch
         self._watch_stop = threading.Event()
         self._sequence = 0
         self._abort: BaseException | None = None
         self._driver: threading.Thread | None = None
         self._driver_waiting = False
+        self._init_results()
         self.return_value: Any = None
         self.final: State | None = None
         self._same_process = False  # the cluster's workers are threads of this process
@@ -151,6 +154,8 @@ class FlowRunEngine(TaskRuns, TaskCalls, TaskReports, DaskWatch):
                                          address=self.address))
             self.flow_run.name = self.flow.format_run_name(self.parameters) or self.run_id
         register_outcome_serializer()  # envelopes come back through Dask's serializer for them
+        from flows_tui.engine.user_sources import share_sources  # imports Dask: not before a run
+
         share_sources(self.client, user_sources())  # workers without the user's files show their lines
         reports = _ReportHandler(self)
         _subscribe(self.client, self.topic, reports)
@@ -176,6 +181,7 @@ class FlowRunEngine(TaskRuns, TaskCalls, TaskReports, DaskWatch):
                 break
         finally:
             self._watch_stop.set()
+            self._drop_fetched()
             _worker_deaths.forget(self.client, self)
             release(self.run_id)
             try:

@@ -127,6 +127,16 @@ def _deserialize_outcome(header: dict, frames: list) -> Outcome:
 _serializer_registered = False
 
 
+def _register_outcome_size() -> None:
+    """Dask sizes an envelope by its value: its memory accounting (spilling, the scheduler's
+    `nbytes`, how much the engine fetches ahead) would otherwise see ~100 bytes for any result."""
+    from dask.sizeof import sizeof
+
+    @sizeof.register(Outcome)
+    def _size_of_outcome(outcome: Outcome) -> int:
+        return 100 + sizeof(outcome.value)
+
+
 def register_outcome_serializer() -> None:
     """Register the envelope's Dask serializer; every process that sends or receives envelopes needs it.
 
@@ -139,6 +149,7 @@ def register_outcome_serializer() -> None:
 
     dask_serialize.register(Outcome, _serialize_outcome)
     dask_deserialize.register(Outcome, _deserialize_outcome)
+    _register_outcome_size()
     logging.getLogger("distributed.protocol.pickle").addFilter(_QuietWhileSerializing())
     _serializer_registered = True
 

@@ -260,6 +260,11 @@ class TaskCalls:
         with self._lock:
             for task_run_id, dask_future in zip(submitted, dask_futures):
                 self._tracking[task_run_id].future = dask_future
+            if len(futures) > 1:  # a map: its elements' results are fetched together (engine.results)
+                siblings = [future.task_run_id for future in futures]
+                for position, task_run_id in enumerate(siblings):
+                    track = self._tracking[task_run_id]
+                    track.siblings, track.position = siblings, position
         return futures
 
     # Reusing results of earlier runs (the session) ------------------------------------------------

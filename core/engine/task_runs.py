@@ -39,6 +39,8 @@ class _Tracking:
     lineage: str | None = None  # its key in the session (None: no session, or not reusable)
     reused_from: str | None = None  # the run whose held result it reused
     call: tuple | None = None  # (task, args template, kwargs template, upstream futures, allowed) as submitted
+    siblings: list[str] | None = None  # the task run ids of its map, shared by them all (None: not mapped)
+    position: int = 0  # its place in `siblings`
 
 
 class TaskRuns:
@@ -71,6 +73,7 @@ class TaskRuns:
             track.open_attempt = None
         self._emit(ev.TaskStateChanged(self.run_id, task_run_id, state, when, message=message))
         self._open_ids.discard(task_run_id)
+        self._ended.append(task_run_id)
         self._changed.notify_all()
 
     # Waiting and results, for the body ----------------------------------------------------------
@@ -110,7 +113,9 @@ class TaskRuns:
     def result_of(self, task_run_id: str, *, timeout: float | None = None, raise_on_failure: bool = True) -> Any:
         """The task's value, straight from its envelope: no waiting for the worker's report."""
         track = self._tracking[task_run_id]
-        outcome = self._outcome(track, timeout)
+        outcome = self._take_fetched(task_run_id)
+        if outcome is None:
+            outcome = self._outcome(track, timeout)
         if outcome is not None and outcome.ok:
             if self.session is not None:
                 self._remember_received(outcome.value, task_run_id)
@@ -133,8 +138,6 @@ class TaskRuns:
 
     def _outcome(self, track: _Tracking, timeout: float | None) -> Outcome | None:
         """Wait for the task's envelope; None if Dask lost or failed the task itself (a crash)."""
-        from distributed import wait
-
         deadline = None if timeout is None else time.monotonic() + timeout
         hiccups = 0
         while True:
@@ -146,13 +149,13 @@ class TaskRuns:
                 # Wait for the task to end on the cluster, then fetch its result once: a result
                 # fetched with a timeout started its transfer over at every timeout, and a 100 MB
                 # result never arrived (the run failed after ~30 s; raw Dask took 2 s).
-                wait(track.future, timeout=0.2 if remaining is None else min(0.2, remaining))
+                self._wait_on_cluster([track.future], 0.2 if remaining is None else min(0.2, remaining))
             except (TimeoutError, asyncio.TimeoutError):
                 continue
             except Exception:  # cancelled or lost: result() says which
                 pass
             try:
-                return track.future.result()
+                return self._fetch_with(track, self._siblings_to_fetch(track))
             except Exception:  # KilledWorker, cancelled: the watcher records it as Crashed/Cancelled
                 if track.future.status in ("pending", "finished") and hiccups < 10:
                     # A timed result() can fail with no failure behind it when the client's loop is
