@@ -16,7 +16,7 @@ from rich.console import Console
 from flows_tui.project.config import LOG_LEVELS
 from flows_tui.errors import FlowsTuiError, UsageError, closest, did_you_mean
 from flows_tui.safe_text import plain, visible
-from flows_tui.terminal import exit_now, silence_terminal
+from flows_tui.terminal import exit_now, silence_stderr, silence_terminal
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -184,10 +184,9 @@ def run(ctx: click.Context, flow_spec: str, params: tuple[str, ...], address: st
     except FlowsTuiError:
         unsubscribe()
         raise
-    except KeyboardInterrupt:
+    except KeyboardInterrupt:  # before the run started (the cluster starting or connecting): nothing to record
         unsubscribe()
-        _stderr().print("interrupted")
-        raise click.exceptions.Exit(130)
+        _leave_interrupted(128 + (signals.early or signal.SIGINT))
     unsubscribe()
     flow_run = engine.flow_run
     try:
@@ -220,6 +219,7 @@ class _CancelOnSignals:
 
     def __init__(self) -> None:
         self.signum: int | None = None
+        self.early: int | None = None  # the signal that came before the run started
         self._engine: Any = None
         self._cluster: Any = None
         self._previous: dict[int, Any] = {}
@@ -247,6 +247,7 @@ class _CancelOnSignals:
 
     def _handle(self, signum: int, frame: Any) -> None:
         if self._engine is None:  # before the run started: nothing to record
+            self.early = signum
             raise KeyboardInterrupt
         if self.signum is not None:  # a closed terminal may signal twice; Ctrl-C twice stops waiting
             if signum == self.signum == signal.SIGINT:
@@ -263,6 +264,15 @@ class _CancelOnSignals:
         # On a thread of its own: the handler may have interrupted the main thread inside the engine's locks.
         threading.Thread(target=self._engine.cancel, args=(self.REASONS[self.signum],), name="flows-tui-cancel",
                          daemon=True).start()
+
+
+def _leave_interrupted(status: int) -> None:
+    """Ctrl-C (or SIGTERM) while the cluster starts or connects: say so and end now. A cluster still
+    starting is left to end with the process: its worker processes are stopped, and Dask's complaints
+    about being cut short (a nanny that failed to start, a close at exit) stay off the terminal."""
+    _stderr().print("interrupted")
+    silence_stderr()
+    exit_now(status)
 
 
 def _stdout_for_json() -> Any:
@@ -317,7 +327,11 @@ def _watch_run(flow_name: str, root: Path, values: dict[str, Any], typed: set[st
     bus = ev.EventBus()
     launcher = RunLauncher(choice, config, bus, keep_results=True,
                            say=lambda text: console.print(visible(text), markup=False))
-    launcher.connect()
+    try:
+        launcher.connect()
+    except KeyboardInterrupt:
+        launcher.close()
+        _leave_interrupted(130)
     waiting = f"watching {display_path(directory.directory)} for changes to {flow_name!r} (Ctrl-C to stop)"
 
     def run_once(flow: Any) -> None:
@@ -366,6 +380,8 @@ def _watch_run(flow_name: str, root: Path, values: dict[str, Any], typed: set[st
                     pass
             except KeyboardInterrupt:
                 watch.stop(timeout=0)
+                if launcher.cluster is not None:  # a task that goes on after the cancel must not hold the exit
+                    launcher.cluster.close_timeout = 0.5
                 launcher.cancel_all("interrupted (Ctrl-C)")
                 try:
                     watch.stop(timeout=30)  # the cancelled run ends and is recorded as Cancelled

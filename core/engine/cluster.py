@@ -213,18 +213,26 @@ def connect(choice: ClusterChoice, *, behind_ui: bool = False) -> Cluster:
         except Exception as error:
             raise ClusterError(f"could not start the embedded LocalCluster: {type(error).__name__}: {error}") from None
     client = Client(local, set_as_default=False)
-    if behind_ui and choice.processes:
-        try:
-            # A worker plugin: the scheduler gives it to every worker that joins, so a worker
-            # process the nanny starts again after a crash is as nice as the first.
-            from .worker_priority import YieldToUI, niceness
-
-            client.register_plugin(YieldToUI(niceness() + UI_WORKER_NICENESS), name="flows-tui-yield-to-ui")
-        except Exception:  # a lower priority is a courtesy; the cluster works without it
-            logging.getLogger(__name__).debug("could not lower the workers' priority", exc_info=True)
+    if choice.processes:
+        _register_plugins(client, behind_ui)
     return Cluster(client, local, choice, behind_ui=behind_ui)
 
 
+def _register_plugins(client: Any, behind_ui: bool) -> None:
+    """Worker plugins of the embedded cluster's processes: the scheduler gives them to every worker
+    that joins, so a worker process the nanny starts again after a crash has them too."""
+    from .worker_signals import LeaveCtrlCToParent
+
+    plugins = [(LeaveCtrlCToParent(), "flows-tui-leave-ctrl-c")]
+    if behind_ui:
+        from .worker_priority import YieldToUI, niceness
+
+        plugins.append((YieldToUI(niceness() + UI_WORKER_NICENESS), "flows-tui-yield-to-ui"))
+    for plugin, name in plugins:
+        try:
+            client.register_plugin(plugin, name=name)
+        except Exception:  # each is a courtesy; the cluster works without it
+            logger.debug("could not register the worker plugin %s", name, exc_info=True)
 
 
 def reconnect(cluster: Cluster) -> Cluster:

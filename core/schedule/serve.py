@@ -20,7 +20,7 @@ from rich.text import Text
 from flows_tui.engine.cluster import ClusterChoice
 from flows_tui.engine.flow_run import FlowRunEngine
 from flows_tui.errors import ClusterError
-from flows_tui.launch.launcher import RunLauncher, where
+from flows_tui.launch.launcher import Interrupted, RunLauncher, where
 from flows_tui.launch.runner import recording
 from flows_tui.project.schedules import Schedule
 from flows_tui.record import events as ev
@@ -75,7 +75,14 @@ class Service:
         """Serve until `stop` is set; then wind down (grace period, then cancel)."""
         with recording(self.bus, self.config) as store:
             store.on_problem = self.say  # "the history of this run is incomplete: …", once per run
-            cluster = self.launcher.connect()
+            # A stop while the cluster starts or connects ends the wait at once.
+            threading.Thread(target=self._stop_connecting, args=(stop,), name="flows-tui-serve-stop",
+                             daemon=True).start()
+            try:
+                cluster = self.launcher.connect()
+            except Interrupted:
+                self.say("stopped before the cluster was ready")
+                return
             try:
                 lock = ScheduleLock(self.config.project.state_dir, "flows-tui serve")
                 self.scheduler = Scheduler(store, self._start, log=self.say, lock=lock,
@@ -95,6 +102,11 @@ class Service:
                     self.scheduler.stop()  # again after an error: the schedules' lock goes to a standby
                 self._pool.shutdown(wait=False)
                 self.launcher.close()
+
+    def _stop_connecting(self, stop: threading.Event) -> None:
+        stop.wait()
+        if self.launcher.cluster is None:
+            self.launcher.close()
 
     def _start(self, schedule: Schedule, due: _dt.datetime) -> concurrent.futures.Future:
         with self._lock:
