@@ -686,7 +686,7 @@ class FlowsApp(App):
     @work(thread=True, exclusive=True, group="inputs", exit_on_error=False)
     def _show_task_run(self, run: FlowRun, task_run: Any) -> None:
         """A task run's inputs and result, described on the cluster; its error and traceback below."""
-        from flows_tui.launch.debug import held_inputs, held_inputs_lines
+        from flows_tui.launch.inputs import held_inputs, held_inputs_lines
 
         try:
             report = held_inputs(self.session, run.run_id, task_run.id)
