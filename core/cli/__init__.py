@@ -114,6 +114,7 @@ def main(ctx: click.Context, config_path: str | None, address: str | None, debug
 @click.option("-p", "--param", "params", multiple=True, metavar="NAME=VALUE",
               help="A flow parameter; repeat for several. Converted to the parameter's type hint.")
 @click.option("--address", help="Dask scheduler to attach to (tcp://host:8786).")
+@click.option("--cluster", "cluster_profile", metavar="NAME", help="The [clusters.NAME] profile of flows.toml to run on.")
 @click.option("--config", "config_path", type=click.Path(dir_okay=False), help="flows.toml to use.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document when the run ends.")
 @click.option("--rerun", "rerun_id", metavar="RUN_ID",
@@ -123,7 +124,7 @@ def main(ctx: click.Context, config_path: str | None, address: str | None, debug
               help="Run, then run again on every save of the flow's file or of a helper it imports, reusing "
                    "the results of unchanged tasks from cluster memory (Ctrl-C stops, exit 0).")
 @click.pass_context
-def run(ctx: click.Context, flow_spec: str, params: tuple[str, ...], address: str | None,
+def run(ctx: click.Context, flow_spec: str, params: tuple[str, ...], address: str | None, cluster_profile: str | None,
         config_path: str | None, as_json: bool, rerun_id: str | None, watch: bool) -> None:
     """Run FLOW (a flow's name or file.py:function) headless; exit 0 Completed, 1 failed, 2 bad input."""
     from flows_tui.record import events as ev
@@ -156,9 +157,11 @@ def run(ctx: click.Context, flow_spec: str, params: tuple[str, ...], address: st
                 and error.parameter not in typed:
             raise located_in_config(config, flow, error) from None  # flows.toml gave the bad value
         raise
-    choice = choose_cluster(address, config)
+    choice = choose_cluster(address, config, profile=cluster_profile, flow=flow)
 
     console = Console(stderr=as_json, highlight=False, soft_wrap=True)
+    if choice.source != "default":
+        console.print(visible(f"cluster: {choice.describe()}"), markup=False)
     live = console.is_terminal and not os.environ.get("CI")
     if previous is not None:
         # A new process holds none of that run's results: only the persistent cache can give them back.

@@ -26,8 +26,11 @@ if TYPE_CHECKING:
 
 
 def where(cluster: Cluster) -> str:
-    """The cluster as a run records and shows it: "LocalCluster", or the scheduler's address."""
-    return "LocalCluster" if cluster.local is not None else cluster.address
+    """The cluster as a run records and shows it: "LocalCluster", the scheduler's address, or a profile's class."""
+    if cluster.local is None:
+        return cluster.address
+    kind = type(cluster.local).__name__
+    return f"{kind} (profile {cluster.choice.profile})" if cluster.choice.profile not in (None, "task_runner") else kind
 
 
 class Interrupted(ClusterError):
@@ -99,7 +102,7 @@ class RunLauncher:
                 _close_quietly(outcome["cluster"])
 
         threading.Thread(target=starting, name="flows-tui-cluster-start", daemon=True).start()
-        while not done.wait(0.05):
+        while not done.wait(0.05):  # interruptible: Ctrl-C raises KeyboardInterrupt here
             if self._closed.is_set():
                 raise Interrupted("stopped before the cluster was ready")
         if "error" in outcome:

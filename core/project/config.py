@@ -18,7 +18,7 @@ except ModuleNotFoundError:  # Python 3.10
 
 from flows_tui.errors import ConfigError
 
-from .cluster_config import ClusterConfig, TLSConfig, read_cluster
+from .cluster_config import ClusterConfig, ClusterProfile, TLSConfig, read_cluster, read_profiles
 from .schedules import cron_problem
 from .toml_reader import KeyLines, Reader, display_path, parse_interval
 
@@ -73,6 +73,7 @@ class FlowConfig:
     line: int | None = None
     # The line of each value in `parameters`, so a bad one is named where it is written.
     parameter_lines: dict[str, int] = field(default_factory=dict, compare=False)
+    cluster: str | None = None  # a [clusters.NAME] profile its runs use
 
     def parameter_location(self, parameter: str | None) -> tuple[str, int | None]:
         """(key path, line) of `parameter`'s value, else of the parameters table."""
@@ -90,6 +91,7 @@ class Config:
     cluster: ClusterConfig
     notify: NotifyConfig
     flows: dict[str, FlowConfig]
+    clusters: dict[str, ClusterProfile] = field(default_factory=dict)
     # What is read but not used, said once at start (a notifier off for an unset ${VAR}).
     warnings: tuple[str, ...] = ()
 
@@ -184,7 +186,7 @@ def _flow(reader: Reader, name: str, data: Any) -> FlowConfig:
     from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
     keys = ("flows", name)
-    reader.table(data, keys, {"cron", "interval", "timezone", "parameters", "overlap", "catchup"})
+    reader.table(data, keys, {"cron", "interval", "timezone", "parameters", "overlap", "catchup", "cluster"})
     cron = reader.get(data, keys, "cron", str)
     problem = cron_problem(cron) if cron is not None else None
     if problem is not None:
@@ -222,7 +224,7 @@ def _flow(reader: Reader, name: str, data: Any) -> FlowConfig:
         policies[key] = value
     lines = {k: line for k in parameters if (line := reader.lines.find(keys + ("parameters", k))) is not None}
     return FlowConfig(name, cron, interval, timezone, parameters, line=reader.lines.find(keys),
-                      parameter_lines=lines, **policies)
+                      parameter_lines=lines, cluster=reader.get(data, keys, "cluster", str), **policies)
 
 
 def parse_config(text: str, *, path: Path, environ: Mapping[str, str] | None = None,
@@ -243,7 +245,7 @@ def parse_config(text: str, *, path: Path, environ: Mapping[str, str] | None = N
         raise ConfigError(f"invalid TOML: {reason}", path=display_path(path), line=int(match.group(1)) if match else None) from None
     reader = Reader(path, KeyLines(text), environ, require_env=require_env, problems=problems)
     warnings: list[str] = []
-    reader.table(data, (), {"project", "cluster", "notify", "flows"})
+    reader.table(data, (), {"project", "cluster", "clusters", "notify", "flows"})
     flows_table = reader.section(lambda: reader.table(data.get("flows", {}), ("flows",), set(data.get("flows", {}))),
                                  dict)
     flows = {}
@@ -251,6 +253,12 @@ def parse_config(text: str, *, path: Path, environ: Mapping[str, str] | None = N
         flow = reader.section(lambda: _flow(reader, name, value), lambda: None)
         if flow is not None:
             flows[name] = flow
+    clusters = reader.section(lambda: read_profiles(reader, data.get("clusters", {}), root), dict)
+    for name, flow in list(flows.items()):
+        if flow.cluster is not None and flow.cluster not in clusters:
+            reader.report(reader.error(("flows", name, "cluster"), f"flow {name!r}: no cluster profile named "
+                                       f"{flow.cluster!r} (profiles: {', '.join(clusters) or 'none; add [clusters.NAME]'})"))
+            flows[name] = dataclasses.replace(flow, cluster=None)
     return Config(
         path=path,
         root=root,
@@ -259,6 +267,7 @@ def parse_config(text: str, *, path: Path, environ: Mapping[str, str] | None = N
         cluster=reader.section(lambda: read_cluster(reader, data.get("cluster", {}), root), ClusterConfig),
         notify=reader.section(lambda: _notify(reader, data.get("notify", {}), warnings), NotifyConfig),
         flows=flows,
+        clusters=clusters,
         warnings=tuple(warnings),
     )
 
@@ -299,5 +308,5 @@ def reload_config(current: Config) -> tuple[Config, list[str]]:
     keeps `current`.
     """
     fresh = load_config(current.path, cwd=current.root)
-    restart = [name for name in ("project", "cluster", "notify") if getattr(fresh, name) != getattr(current, name)]
+    restart = [name for name in ("project", "cluster", "clusters", "notify") if getattr(fresh, name) != getattr(current, name)]
     return dataclasses.replace(current, flows=fresh.flows), restart
