@@ -29,6 +29,8 @@ class TaskRunContext:
     emit_log: Callable[[logging.LogRecord], None]
     log_level: int = logging.INFO  # records below it are not captured
     at_terminal: bool = False  # run by `flows-tui debug`: breakpoint() opens the debugger
+    cache_dir: str | None = None  # the run's cache, for the tasks this one calls
+    flow_name: str = ""
 
     @classmethod
     def get(cls) -> "TaskRunContext | None":
