@@ -25,6 +25,7 @@ from flows_tui.launch.runner import recording
 from flows_tui.project.schedules import Schedule
 from flows_tui.record import events as ev
 from flows_tui.record.progress import SYMBOLS, format_duration, state_text
+from flows_tui.record.retention import Retention
 from flows_tui.safe_text import plain, visible
 from flows_tui.states import SUCCESS_STATES
 
@@ -76,6 +77,7 @@ class Service:
         with recording(self.bus, self.config) as store:
             store.on_problem = self.say  # "the history of this run is incomplete: …", once per run
             cluster = self.launcher.connect()
+            retention = Retention.for_project(store, self.config.project, self.say)
             try:
                 lock = ScheduleLock(self.config.project.state_dir, "flows-tui serve")
                 self.scheduler = Scheduler(store, self._start, log=self.say, lock=lock,
@@ -95,6 +97,8 @@ class Service:
                     self.scheduler.stop()  # again after an error: the schedules' lock goes to a standby
                 self._pool.shutdown(wait=False)
                 self.launcher.close()
+                if retention is not None:
+                    retention.stop()
 
     def _start(self, schedule: Schedule, due: _dt.datetime) -> concurrent.futures.Future:
         with self._lock:
