@@ -6,31 +6,24 @@ left out, as pytest and Prefect leave out their own. `FLOWS_TUI_DEBUG=1` (or `--
 keeps every frame. Paths inside the project are shown relative to it.
 
 Code travels to workers by value (`flows_tui.pickling`), and a worker on another machine,
-or started in another directory, has no copy of the user's files: `UserSources`, a worker
-plugin, gives each worker the source of the files it lacks (in `linecache`), so its
-tracebacks show the user's lines too.
+or started in another directory, has no copy of the user's files: a worker plugin
+(`flows_tui.engine.user_sources`) gives each worker the source of the files it lacks (in
+`linecache`), so its tracebacks show the user's lines too.
 """
 
 from __future__ import annotations
 
 import functools
-import hashlib
-import linecache
 import os
 import site
-import socket
 import sysconfig
 import traceback
-import weakref
 from pathlib import Path
 from typing import Any
 
-from distributed.diagnostics.plugin import WorkerPlugin
-
 DEBUG_ENV = "FLOWS_TUI_DEBUG"
-PLUGIN_NAME = "flows-tui-sources"
 
-# Set on a worker by UserSources: the client's project folder and debug switch.
+# Set on a worker by the UserSources plugin: the client's project folder and debug switch.
 _root: str | None = None
 _debug: bool | None = None
 
@@ -148,43 +141,7 @@ def format_exception(error: BaseException, *, debug: bool | None = None) -> str:
         return "".join(traceback.format_exception(type(error), error, error.__traceback__)).rstrip()
 
 
-# Source lines on workers that lack the user's files ----------------------------------------
-
-class UserSources(WorkerPlugin):
-    """Gives a worker the client's project folder, debug switch and the source of the user's files.
-
-    A file the worker cannot read at its path (a remote worker, or one started elsewhere)
-    is put in `linecache` under that path, so tracebacks formatted there show its lines.
-    """
-
-    idempotent = False  # a newer version of the files replaces the one registered before
-
-    def __init__(self, sources: dict[str, str], root: str, debug: bool) -> None:
-        self.sources = sources
-        self.root = root
-        self.debug = debug
-        self.client_process = (socket.gethostname(), os.getpid())
-
-    def setup(self, worker: Any = None) -> None:
-        global _root, _debug
-        if (socket.gethostname(), os.getpid()) != self.client_process:  # threads in the client's own process read its own
-            _root, _debug = self.root, self.debug
-        for path, text in self.sources.items():
-            if not os.path.exists(path):
-                linecache.cache[path] = (len(text), None, text.splitlines(True), path)
-
-
-_shared: "weakref.WeakKeyDictionary[Any, str]" = weakref.WeakKeyDictionary()
-
-
-def share_sources(client: Any, sources: dict[str, str]) -> None:
-    """Register `UserSources` on `client`'s cluster unless the same files were given to it already."""
-    root, debug = os.getcwd(), debug_enabled()
-    digest = hashlib.sha256(repr((sorted(sources.items()), root, debug)).encode()).hexdigest()
-    if _shared.get(client) == digest:
-        return
-    try:
-        client.register_plugin(UserSources(sources, root, debug), name=PLUGIN_NAME)
-    except Exception:  # a lost scheduler is the run's to report; tracebacks only lose their lines
-        return
-    _shared[client] = digest
+def adopt_client_settings(root: str, debug: bool) -> None:
+    """On a worker: shape tracebacks as the client does (its project folder, its debug switch)."""
+    global _root, _debug
+    _root, _debug = root, debug

@@ -159,6 +159,13 @@ def test_a_tls_scheduler_is_reached_with_the_certificates_from_flows_toml(tmp_pa
         plain = _project(tmp_path, f'[cluster]\naddress = "{address}"\n', name="plain")
         without_tls = cli("run", "remote", cwd=plain, timeout=60)
         assert without_tls.returncode == 2 and address in without_tls.stderr
+        assert "[cluster.tls] must give ca_file, cert and key" in without_tls.stderr
+        # The TLS scheduler's address written as plain tcp://: a line that points at tls://, not a hang.
+        as_tcp = address.replace("tls://", "tcp://")
+        mismatch = cli("run", "remote", "--address", as_tcp, cwd=plain, timeout=60)
+        assert mismatch.returncode == 2 and "Traceback" not in mismatch.stderr
+        assert f"something at {as_tcp} closed the connection instead of answering as a Dask scheduler: if the " \
+               "scheduler uses TLS, its address starts with tls://" in mismatch.stderr
     finally:
         stop_processes(work, sched)
 

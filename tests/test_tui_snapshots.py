@@ -101,7 +101,8 @@ async def show_run(pilot, failed: bool) -> None:
     app.bus.publish_many(run_events(failed))
     deadline = time.monotonic() + 30
     want = "Failed" if failed else "Running"
-    while want not in str(app.query_one(TaskTree).root.label):
+    # The runs pane lists it too, and sizes its columns on a later refresh: wait for its id in full.
+    while want not in str(app.query_one(TaskTree).root.label) or RUN[:8] not in app.export_screenshot():
         assert time.monotonic() < deadline, "the run did not show"
         await pilot.pause(0.05)
     await pilot.pause(0.2)

@@ -36,9 +36,9 @@ from flows_tui import breakpoints
 from flows_tui.cache import cache_directory, cache_size
 from flows_tui.engine.cluster import Cluster, choose_cluster
 from flows_tui.errors import FlowFileError, FlowsTuiError
-from flows_tui.launch.launcher import RunLauncher
+from flows_tui.launch.launcher import Interrupted, RunLauncher
 from flows_tui.launch.runner import recording
-from flows_tui.terminal import silence_terminal
+from flows_tui.terminal import exit_now, silence_stderr, silence_terminal
 from flows_tui.launch.watch_run import WatchRun
 from flows_tui.project.catalog import flow_config_for
 from flows_tui.project.config import Config, reload_config
@@ -48,9 +48,11 @@ from flows_tui.project.watch import FlowsWatcher
 from flows_tui.record import events as ev
 from flows_tui.record.model import FlowRun, RunModel
 from flows_tui.record.retention import Retention
+from flows_tui.record.store import RunSummary
+from flows_tui.record.tail import JournalTail
 from flows_tui.safe_text import plain, visible
 from flows_tui.schedule.scheduler import ScheduleLock, Scheduler
-from flows_tui.states import FINAL_STATES, SUCCESS_STATES, now
+from flows_tui.states import FINAL_STATES, RUNNING, SUCCESS_STATES, now
 from flows_tui.tracebacks import display_path
 
 from .flow_list import FlowList, FlowRow
@@ -227,6 +229,8 @@ class FlowsApp(App):
         self._filter_target = "flows"
         self._flows_shown = False
         self._last_run_of: dict[str, str] = {}  # flow → latest run id seen in this session
+        self._started_here: set[str] = set()  # runs this UI started (their end is a notification)
+        self._tail: JournalTail | None = None  # other processes' runs, from the store's journal
         self.watches: dict[str, WatchRun] = {}  # flow → its watch-run
         # flows.toml as last read: a save that does not load is shown, and the last good config stays.
         self.config_error: FlowsTuiError | None = None
@@ -311,6 +315,7 @@ class FlowsApp(App):
         if self.connect_cluster:
             self.start_cluster()
         self.load_history()
+        self._follow_project()
         self._watch_store()
         self.measure_cache()
         self.set_interval(1.0, self.every_second)
@@ -367,6 +372,8 @@ class FlowsApp(App):
     def start_cluster(self) -> None:
         try:
             cluster = self.launcher.connect()
+        except Interrupted:  # the UI is closing
+            return
         except FlowsTuiError as error:
             self.cluster_error = error
             self.call_from_thread(self.query_one(StatusBar).set_cluster, plain(f"cluster: {error}", "red"))
@@ -432,6 +439,14 @@ class FlowsApp(App):
             pass
         return fresh
 
+    def _follow_project(self) -> None:
+        """Runs of other processes of the project (serve, `flows-tui run`, a script, another UI) reach
+        the bridge from the store's journal, folded like this UI's own."""
+        if self.store is None:
+            return
+        self._tail = JournalTail(self.store, self.bridge, recover=self.store.read_only is None)
+        self._tail.start()
+
     def _watch_store(self) -> None:
         """A run store that cannot be written (read-only state_dir, full disk) is said, and the UI goes on."""
         if self.store is None:
@@ -483,6 +498,8 @@ class FlowsApp(App):
 
     def _show_stored_run(self, run: FlowRun, lines: list[Line]) -> None:
         self.shown_run = run.run_id
+        with self.bridge.lock:  # a run in flight is folded live: its tree as it is now
+            run = self.bridge.model.runs.get(run.run_id) or run
         with self.batch_update():
             self.query_one(TaskTree).show_run(run, self.clock())
             self.query_one(LogView).show_run(run.run_id, lines)
@@ -515,6 +532,7 @@ class FlowsApp(App):
         the session holds instead of running those tasks again.
         """
         def started(engine: Any) -> None:
+            self._started_here.add(engine.run_id)
             self.call_from_thread(self._follow_run, engine.run_id, flow.name)
 
         if self._live_cluster() is None:
@@ -537,7 +555,7 @@ class FlowsApp(App):
 
     def on_run_events(self, message: RunEvents) -> None:
         changed, lines, ended = self.bridge.take()
-        tree, logs, flows = self.query_one(TaskTree), self.query_one(LogView), self.query_one(FlowList)
+        tree, logs = self.query_one(TaskTree), self.query_one(LogView)
         with self.batch_update():
             if self.shown_run in changed:
                 with self.bridge.lock:
@@ -546,13 +564,28 @@ class FlowsApp(App):
                         tree.show_run(run, self.clock())
             if lines:
                 logs.add(lines)
+            self._show_live_runs(changed)
             for run_id, flow, state in ended:
-                flows.set_last_state(flow, state)
-                severity = "information" if state in SUCCESS_STATES else "error"
-                self.notify(f"{flow}: {state}", severity=severity, timeout=4)
+                if run_id in self._started_here or state not in SUCCESS_STATES:
+                    severity = "information" if state in SUCCESS_STATES else "error"
+                    self.notify(f"{flow}: {state}", severity=severity, timeout=4)
         if ended:
             self.load_history()
             self.measure_cache()
+
+    def _show_live_runs(self, changed: set[str]) -> None:
+        """The runs pane and the flows' last states follow every run of the project as it goes."""
+        with self.bridge.lock:
+            runs = [self.bridge.model.runs[run_id] for run_id in changed if run_id in self.bridge.model.runs]
+            flows = {run.flow for run in runs}
+            in_flight = {run.flow for run in self.bridge.model.runs.values() if run.flow in flows and run.ended is None}
+        if not runs:
+            return
+        self.query_one(RunHistory).upsert([RunSummary(run.run_id, run.flow, run.state, run.started, run.ended)
+                                           for run in runs])
+        flow_list = self.query_one(FlowList)
+        for run in sorted(runs, key=lambda run: run.started):
+            flow_list.set_last_state(run.flow, RUNNING if run.flow in in_flight else run.state)
 
     def on_flows_changed(self, message: FlowsChanged) -> None:
         event = message.event
@@ -661,7 +694,7 @@ class FlowsApp(App):
     @work(thread=True, exclusive=True, group="inputs", exit_on_error=False)
     def _show_task_run(self, run: FlowRun, task_run: Any) -> None:
         """A task run's inputs and result, described on the cluster; its error and traceback below."""
-        from flows_tui.launch.debug import held_inputs, held_inputs_lines
+        from flows_tui.launch.inputs import held_inputs, held_inputs_lines
 
         try:
             report = held_inputs(self.session, run.run_id, task_run.id)
@@ -789,11 +822,10 @@ class FlowsApp(App):
                 status.set_next_run(flow, moment)
             else:
                 status.set_next_run(None, None)
-        if self.shown_run in self.engines:
-            with self.bridge.lock:
-                run = self.bridge.model.runs.get(self.shown_run)
-                if run is not None:
-                    self.query_one(TaskTree).show_run(run, self.clock())
+        with self.bridge.lock:
+            run = self.bridge.model.runs.get(self.shown_run or "")
+            if run is not None and run.ended is None:  # durations and countdowns of a run in progress
+                self.query_one(TaskTree).show_run(run, self.clock())
 
     # Actions ----------------------------------------------------------------------------------
 
@@ -1157,6 +1189,8 @@ class FlowsApp(App):
 
     def on_unmount(self) -> None:
         gc.set_threshold(*self._gc_thresholds)
+        if self._tail is not None:
+            self._tail.stop()
         breakpoints.ui_holds_terminal = False
         for watch in self.watches.values():
             watch.stop(timeout=0)
@@ -1170,18 +1204,17 @@ class FlowsApp(App):
         for engine in list(self.engines.values()):
             engine.cancel("flows-tui was closed")
         self._scheduled_runs.shutdown(wait=False)
-        if self.cluster is not None:
-            # A thread worker still busy with a cancelled task would hold the close until the
-            # task returns: give it a moment, then leave it to the end of the process.
-            closing = threading.Thread(target=_close_quietly, args=(self.cluster,), name="flows-tui-close",
-                                       daemon=True)
-            closing.start()
-            closing.join(CLOSE_SECONDS)
+        # A thread worker still busy with a cancelled task would hold the close until the task
+        # returns: give it a moment, then leave it to the end of the process. A cluster still
+        # starting (q pressed meanwhile) is closed when it is up, or ends with the process.
+        closing = threading.Thread(target=_close_quietly, args=(self.launcher,), name="flows-tui-close", daemon=True)
+        closing.start()
+        closing.join(CLOSE_SECONDS)
 
 
-def _close_quietly(cluster: Cluster) -> None:
+def _close_quietly(launcher: RunLauncher) -> None:
     try:
-        cluster.close()
+        launcher.close()
     except BaseException:  # the process may be ending under it; nothing is left to tell
         pass
 
@@ -1202,5 +1235,9 @@ def run_app(config: Any, *, path: str | None = None, address: str | None = None)
     with recording(bus, config, unrecorded_ok=True) as store:
         app = FlowsApp(config, path=path, address=address, bus=bus, store=store)
         app.run()
-    return 128 + app.signalled if app.signalled is not None else 0
+    status = 128 + app.signalled if app.signalled is not None else 0
+    if app.launcher.abandoned:  # quit while the cluster was starting: it must not hold the exit
+        silence_stderr()
+        exit_now(status)
+    return status
 

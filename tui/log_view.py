@@ -60,6 +60,7 @@ class LogView(Vertical):
         self.level = logging.DEBUG
         self.search = ""
         self.follow = True
+        self.floor = 0  # the last stored line id of the shown run already here
 
     def compose(self) -> ComposeResult:
         yield Static(id="log-header")
@@ -78,11 +79,21 @@ class LogView(Vertical):
     # Feeding ------------------------------------------------------------------------------------
 
     def show_run(self, run_id: str | None, lines: Iterable[Line] = ()) -> None:
-        """Switch to `run_id` (its lines so far, e.g. from the store), following the whole run."""
+        """Switch to `run_id` (its lines so far, e.g. from the store), following the whole run.
+
+        Lines of another process's run carry their ids in the store: those the bridge brought
+        after the store was read are kept, and any it brings again later are left out."""
+        lines = list(lines)
+        self.floor = max((line.line.id for line in lines if line.line.id is not None), default=0)
+        later = [line for line in self.lines
+                 if line.run_id == run_id and line.line.id is not None and line.line.id > self.floor]
         self.run_id = run_id
         self.task_run_id = self.task_name = None
         self.lines.clear()
         self.lines.extend(lines)
+        self.lines.extend(later)
+        if later:
+            self.floor = max(line.line.id for line in later)
         self._refill()
 
     def add(self, lines: list[Line]) -> None:
@@ -90,7 +101,8 @@ class LogView(Vertical):
 
         A batch holds several workers' reports one after the other: in time order, a task's line
         comes after the lines of the tasks it waited for."""
-        lines = sorted(lines, key=lambda line: line.line.time)
+        lines = sorted((line for line in lines if line.line.id is None or line.run_id != self.run_id
+                        or line.line.id > self.floor), key=lambda line: line.line.time)
         self.lines.extend(lines)
         matching = [line.text() for line in lines if self._matches(line)]
         if matching:

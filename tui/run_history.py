@@ -1,4 +1,10 @@
-"""The runs pane: recorded runs from the store, newest first; enter opens one."""
+"""The runs pane: the project's runs, newest first, whoever runs them; enter opens one.
+
+Runs appear when they start and change as they go (the app feeds `upsert` from the runs it
+folds: its own, and other processes' read from the store's journal). A new run goes on top
+without taking the cursor from the run under it; the pane's subtitle counts the runs that
+arrived above it, and `g` goes there.
+"""
 
 from __future__ import annotations
 
@@ -18,6 +24,9 @@ class RunHistory(DataTable):
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(cursor_type="row", **kwargs)
+        self.summaries: list[Any] = []  # what is listed, newest first (store.RunSummary or alike)
+        self.new_above = 0  # runs that arrived above the cursor since it was last at the top
+        self._filling = False
 
     def on_mount(self) -> None:
         self.add_column("run", key="run")
@@ -29,17 +38,58 @@ class RunHistory(DataTable):
     def show(self, summaries: list[Any]) -> None:
         """Rows for `summaries` (store.RunSummary), keeping the cursor on the same run."""
         selected = self.selected_run()
+        known = {summary.run_id for summary in self.summaries}
+        self.summaries = list(summaries[:SHOWN_RUNS])
+        if selected is not None:
+            # Runs listed above the cursor's run that were not listed before arrived meanwhile.
+            for summary in self.summaries:
+                if summary.run_id == selected:
+                    break
+                if summary.run_id not in known:
+                    self.new_above += 1
+        self._fill(selected)
+
+    def upsert(self, summaries: list[Any]) -> None:
+        """Runs that started or changed: a changed row in place, a new run on top."""
+        rows = {summary.run_id: summary for summary in self.summaries}
+        new = [summary for summary in summaries if summary.run_id not in rows]
+        for summary in summaries:
+            if summary.run_id in rows:
+                index = next(i for i, listed in enumerate(self.summaries) if listed.run_id == summary.run_id)
+                self.summaries[index] = summary
+                self.update_cell(summary.run_id, "state", state_text(summary.state))
+                self.update_cell(summary.run_id, "took", format_duration(summary.duration))
+        if new:
+            ordered = sorted(new, key=lambda summary: summary.started, reverse=True)
+            self.show(ordered + self.summaries)
+
+    def _fill(self, selected: str | None) -> None:
+        self._filling = True  # clearing puts the cursor on the first row for a moment
         self.clear()
-        for summary in summaries[:SHOWN_RUNS]:
+        for summary in self.summaries:
             state = state_text(summary.state)
             self.add_row(plain(summary.run_id[:8], one_line=True), plain(summary.flow, one_line=True), state,
                          summary.started.astimezone().strftime("%m-%d %H:%M:%S"), format_duration(summary.duration),
                          key=summary.run_id)
         if selected is not None:
             try:
-                self.move_cursor(row=self.get_row_index(selected))
+                self.move_cursor(row=self.get_row_index(selected), scroll=False)
             except Exception:
                 pass
+        self._filling = False
+        self._say_new_above()
+
+    def watch_cursor_coordinate(self, old: Any, new: Any) -> None:
+        super().watch_cursor_coordinate(old, new)
+        if new.row == 0 and self.new_above and not self._filling:
+            self.new_above = 0
+            self._say_new_above()
+
+    def _say_new_above(self) -> None:
+        self.border_subtitle = f"↑ {self.new_above} new · g" if self.new_above else ""
+
+    def action_scroll_top(self) -> None:
+        self.move_cursor(row=0)
 
     def selected_run(self) -> str | None:
         if self.row_count == 0 or self.cursor_row < 0:

@@ -16,7 +16,7 @@ from rich.console import Console
 from flows_tui.project.config import LOG_LEVELS
 from flows_tui.errors import FlowsTuiError, UsageError, closest, did_you_mean
 from flows_tui.safe_text import plain, visible
-from flows_tui.terminal import exit_now, silence_terminal
+from flows_tui.terminal import exit_now, silence_stderr, silence_terminal
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -114,6 +114,7 @@ def main(ctx: click.Context, config_path: str | None, address: str | None, debug
 @click.option("-p", "--param", "params", multiple=True, metavar="NAME=VALUE",
               help="A flow parameter; repeat for several. Converted to the parameter's type hint.")
 @click.option("--address", help="Dask scheduler to attach to (tcp://host:8786).")
+@click.option("--cluster", "cluster_profile", metavar="NAME", help="The [clusters.NAME] profile of flows.toml to run on.")
 @click.option("--config", "config_path", type=click.Path(dir_okay=False), help="flows.toml to use.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document when the run ends.")
 @click.option("--rerun", "rerun_id", metavar="RUN_ID",
@@ -123,7 +124,7 @@ def main(ctx: click.Context, config_path: str | None, address: str | None, debug
               help="Run, then run again on every save of the flow's file or of a helper it imports, reusing "
                    "the results of unchanged tasks from cluster memory (Ctrl-C stops, exit 0).")
 @click.pass_context
-def run(ctx: click.Context, flow_spec: str, params: tuple[str, ...], address: str | None,
+def run(ctx: click.Context, flow_spec: str, params: tuple[str, ...], address: str | None, cluster_profile: str | None,
         config_path: str | None, as_json: bool, rerun_id: str | None, watch: bool) -> None:
     """Run FLOW (a flow's name or file.py:function) headless; exit 0 Completed, 1 failed, 2 bad input."""
     from flows_tui.record import events as ev
@@ -156,9 +157,11 @@ def run(ctx: click.Context, flow_spec: str, params: tuple[str, ...], address: st
                 and error.parameter not in typed:
             raise located_in_config(config, flow, error) from None  # flows.toml gave the bad value
         raise
-    choice = choose_cluster(address, config)
+    choice = choose_cluster(address, config, profile=cluster_profile, flow=flow)
 
     console = Console(stderr=as_json, highlight=False, soft_wrap=True)
+    if choice.source != "default":
+        console.print(visible(f"cluster: {choice.describe()}"), markup=False)
     live = console.is_terminal and not os.environ.get("CI")
     if previous is not None:
         # A new process holds none of that run's results: only the persistent cache can give them back.
@@ -184,10 +187,9 @@ def run(ctx: click.Context, flow_spec: str, params: tuple[str, ...], address: st
     except FlowsTuiError:
         unsubscribe()
         raise
-    except KeyboardInterrupt:
+    except KeyboardInterrupt:  # before the run started (the cluster starting or connecting): nothing to record
         unsubscribe()
-        _stderr().print("interrupted")
-        raise click.exceptions.Exit(130)
+        _leave_interrupted(128 + (signals.early or signal.SIGINT))
     unsubscribe()
     flow_run = engine.flow_run
     try:
@@ -220,6 +222,7 @@ class _CancelOnSignals:
 
     def __init__(self) -> None:
         self.signum: int | None = None
+        self.early: int | None = None  # the signal that came before the run started
         self._engine: Any = None
         self._cluster: Any = None
         self._previous: dict[int, Any] = {}
@@ -247,6 +250,7 @@ class _CancelOnSignals:
 
     def _handle(self, signum: int, frame: Any) -> None:
         if self._engine is None:  # before the run started: nothing to record
+            self.early = signum
             raise KeyboardInterrupt
         if self.signum is not None:  # a closed terminal may signal twice; Ctrl-C twice stops waiting
             if signum == self.signum == signal.SIGINT:
@@ -263,6 +267,15 @@ class _CancelOnSignals:
         # On a thread of its own: the handler may have interrupted the main thread inside the engine's locks.
         threading.Thread(target=self._engine.cancel, args=(self.REASONS[self.signum],), name="flows-tui-cancel",
                          daemon=True).start()
+
+
+def _leave_interrupted(status: int) -> None:
+    """Ctrl-C (or SIGTERM) while the cluster starts or connects: say so and end now. A cluster still
+    starting is left to end with the process: its worker processes are stopped, and Dask's complaints
+    about being cut short (a nanny that failed to start, a close at exit) stay off the terminal."""
+    _stderr().print("interrupted")
+    silence_stderr()
+    exit_now(status)
 
 
 def _stdout_for_json() -> Any:
@@ -317,7 +330,11 @@ def _watch_run(flow_name: str, root: Path, values: dict[str, Any], typed: set[st
     bus = ev.EventBus()
     launcher = RunLauncher(choice, config, bus, keep_results=True,
                            say=lambda text: console.print(visible(text), markup=False))
-    launcher.connect()
+    try:
+        launcher.connect()
+    except KeyboardInterrupt:
+        launcher.close()
+        _leave_interrupted(130)
     waiting = f"watching {display_path(directory.directory)} for changes to {flow_name!r} (Ctrl-C to stop)"
 
     def run_once(flow: Any) -> None:
@@ -366,6 +383,8 @@ def _watch_run(flow_name: str, root: Path, values: dict[str, Any], typed: set[st
                     pass
             except KeyboardInterrupt:
                 watch.stop(timeout=0)
+                if launcher.cluster is not None:  # a task that goes on after the cancel must not hold the exit
+                    launcher.cluster.close_timeout = 0.5
                 launcher.cancel_all("interrupted (Ctrl-C)")
                 try:
                     watch.stop(timeout=30)  # the cancelled run ends and is recorded as Cancelled

@@ -30,7 +30,7 @@ from flows_tui.states import (CANCELLED, CRASHED, FAILED, FAILURE_STATES, FINAL_
                               state_from_return)
 from flows_tui.states import now as _now
 from flows_tui.states import utc as _utc
-from flows_tui.tracebacks import format_exception, share_sources
+from flows_tui.tracebacks import format_exception
 from flows_tui.user_code.pickling import user_sources
 
 from .dask_watch import DaskWatch, _forget_topic, _ReportHandler, _subscribe, _worker_deaths
@@ -155,6 +155,8 @@ class FlowRunEngine(TaskRuns, Results, TaskCalls, TaskReports, DaskWatch):
                                          address=self.address))
             self.flow_run.name = self.flow.format_run_name(self.parameters) or self.run_id
         register_outcome_serializer()  # envelopes come back through Dask's serializer for them
+        from flows_tui.engine.user_sources import share_sources  # imports Dask: not before a run
+
         share_sources(self.client, user_sources())  # workers without the user's files show their lines
         reports = _ReportHandler(self)
         _subscribe(self.client, self.topic, reports)

@@ -16,10 +16,15 @@ try:
 except ModuleNotFoundError:  # Python 3.10
     import tomli as tomllib  # type: ignore[no-redef]
 
-from flows_tui.errors import ConfigError, did_you_mean
-from flows_tui.states import ALL_STATES
+from flows_tui.errors import ConfigError
 
+from .cluster_config import ClusterConfig, ClusterProfile, TLSConfig, read_cluster, read_profiles
 from .schedules import cron_problem
+from .toml_reader import KeyLines, Reader, display_path, parse_interval
+
+__all__ = ["CONFIG_NAME", "LOG_LEVELS", "ClusterConfig", "Config", "FlowConfig", "NotifyConfig", "ProjectConfig",
+           "SlackConfig", "TLSConfig", "WebhookConfig", "display_path", "find_config", "load_config",
+           "parse_config", "parse_interval", "reload_config"]
 
 CONFIG_NAME = "flows.toml"
 LOG_LEVELS = {name: getattr(logging, name) for name in ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")}
@@ -33,24 +38,6 @@ class ProjectConfig:
     import_timeout: float = 10.0  # seconds one flow file's import may take before it is an error
     keep: _dt.timedelta | None = None  # history older than this is pruned (None: kept)
     keep_runs: int | None = None  # only the newest this many runs are kept (None: all)
-
-
-@dataclass(frozen=True)
-class TLSConfig:
-    ca_file: Path
-    cert: Path
-    key: Path
-
-
-@dataclass(frozen=True)
-class ClusterConfig:
-    address: str | None = None
-    n_workers: int | None = None
-    threads_per_worker: int | None = None
-    processes: bool = True
-    dashboard_address: str = ":0"
-    memory_limit: str | None = None
-    tls: TLSConfig | None = None
 
 
 @dataclass(frozen=True)
@@ -88,6 +75,7 @@ class FlowConfig:
     line: int | None = None
     # The line of each value in `parameters`, so a bad one is named where it is written.
     parameter_lines: dict[str, int] = field(default_factory=dict, compare=False)
+    cluster: str | None = None  # a [clusters.NAME] profile its runs use
 
     def parameter_location(self, parameter: str | None) -> tuple[str, int | None]:
         """(key path, line) of `parameter`'s value, else of the parameters table."""
@@ -105,177 +93,9 @@ class Config:
     cluster: ClusterConfig
     notify: NotifyConfig
     flows: dict[str, FlowConfig]
+    clusters: dict[str, ClusterProfile] = field(default_factory=dict)
     # What is read but not used, said once at start (a notifier off for an unset ${VAR}).
     warnings: tuple[str, ...] = ()
-
-
-# Locating keys in the text, so errors can name a line ------------------------------------------
-
-_HEADER = re.compile(r"^\s*\[\s*([^\[\]]+?)\s*\]\s*(#.*)?$")
-_KEY = re.compile(r"""^\s*((?:"[^"]*"|'[^']*'|[A-Za-z0-9_\-]+)(?:\s*\.\s*(?:"[^"]*"|'[^']*'|[A-Za-z0-9_\-]+))*)\s*=""")
-# A bare key starts where no key character precedes it: without that, a long word in an inline
-# table was tried from each of its characters (a 10,000-character value took over a second).
-_INLINE_KEY = re.compile(r"""((?<![A-Za-z0-9_\-])[A-Za-z0-9_\-]+|"[^"]*")\s*=""")
-_PART = re.compile(r"""\s*("[^"]*"|'[^']*'|[A-Za-z0-9_\-]+)\s*(?:\.|$)""")
-
-
-def _split_key(text: str) -> tuple[str, ...]:
-    return tuple(part.strip("\"'") for part in _PART.findall(text))
-
-
-class _Lines:
-    """Maps a dotted key path to the line that defines it (tomllib keeps no positions)."""
-
-    def __init__(self, text: str) -> None:
-        self.lines: dict[tuple[str, ...], int] = {}
-        table: tuple[str, ...] = ()
-        for number, line in enumerate(text.splitlines(), start=1):
-            header = _HEADER.match(line)
-            if header:
-                table = _split_key(header.group(1))
-                self.lines.setdefault(table, number)
-                continue
-            key = _KEY.match(line)
-            if key:
-                path = table + _split_key(key.group(1))
-                self.lines.setdefault(path, number)
-                # keys of an inline table on the same line: `parameters = { path = "x" }`
-                rest = line[key.end():]
-                if rest.lstrip().startswith("{"):
-                    for inner in _INLINE_KEY.findall(rest):
-                        self.lines.setdefault(path + (inner.strip('"'),), number)
-
-    def find(self, path: tuple[str, ...]) -> int | None:
-        while path:
-            if path in self.lines:
-                return self.lines[path]
-            path = path[:-1]
-        return None
-
-
-# `${VAR}` or `${VAR:-default}`; a leading `$$` escapes it. The default runs to the first `}`.
-_VARIABLE = re.compile(r"\$?\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
-
-
-# Reading sections ----------------------------------------------------------------------------
-
-class _Reader:
-    def __init__(self, path: Path, lines: _Lines, environ: Mapping[str, str], *, require_env: bool = True,
-                 problems: list[ConfigError] | None = None) -> None:
-        self.path = path
-        self.lines = lines
-        self.environ = environ
-        self.require_env = require_env
-        # Given a list (`flows-tui check`): problems are collected there and reading goes on without
-        # the bad value; otherwise the first one raises.
-        self.problems = problems
-
-    def error(self, keys: tuple[str, ...], message: str) -> ConfigError:
-        return ConfigError(message, path=display_path(self.path), key=".".join(keys) or None,
-                           line=self.lines.find(keys))
-
-    def report(self, error: ConfigError) -> None:
-        """Raise `error`, or when collecting, record it: the caller goes on as if the key were absent."""
-        if self.problems is None:
-            raise error
-        self.problems.append(error)
-
-    def section(self, build: Any, fallback: Any) -> Any:
-        """`build()`; when collecting, a problem it raises is recorded and `fallback()` stands in."""
-        if self.problems is None:
-            return build()
-        try:
-            return build()
-        except ConfigError as error:
-            self.problems.append(error)
-            return fallback()
-
-    def table(self, data: Any, keys: tuple[str, ...], allowed: set[str]) -> dict[str, Any]:
-        if not isinstance(data, dict):
-            raise self.error(keys, f"expected a table, got {data!r}")
-        for name in data:
-            if name not in allowed:
-                hint = did_you_mean(name, allowed, otherwise=f" (known keys: {', '.join(sorted(allowed))})")
-                self.report(self.error(keys + (name,), f"unknown key {name!r}{hint}"))
-        return data
-
-    def expand(self, value: str, keys: tuple[str, ...], unset: list[str] | None = None) -> str:
-        """`${VAR}` and `${VAR:-default}` from the environment; `$${...}` is written as it is.
-
-        A variable that is not set (and has no default) is an error, unless `unset` is given:
-        then its name is appended there and the caller decides.
-        """
-        def replace(match: re.Match) -> str:
-            if match.group(0).startswith("$$"):
-                return match.group(0)[1:]
-            name, default = match.group(1), match.group(2)
-            if name in self.environ and not (default is not None and self.environ[name] == ""):
-                return self.environ[name]
-            if default is not None:  # as in the shell, ${VAR:-default} also stands in for an empty VAR
-                return default
-            if unset is not None:
-                unset.append(name)
-                return match.group(0)
-            if not self.require_env:
-                return match.group(0)
-            self.report(self.error(keys, f"environment variable {name} is not set (used as ${{{name}}}; "
-                                         f"${{{name}:-default}} gives a default)"))
-            return match.group(0)
-
-        return _VARIABLE.sub(replace, value)
-
-    def get(self, data: dict, keys: tuple[str, ...], name: str, kind: type | tuple, default: Any = None,
-            *, expand: bool = True) -> Any:
-        if name not in data:
-            return default
-        value = data[name]
-        kinds = kind if isinstance(kind, tuple) else (kind,)
-        wrong_bool = isinstance(value, bool) and bool not in kinds
-        if wrong_bool or not isinstance(value, kinds):
-            expected = " or ".join(_KIND_NAMES.get(k, k.__name__) for k in kinds)
-            self.report(self.error(keys + (name,), f"expected {expected}, got {value!r}"))
-            return default
-        if isinstance(value, str) and expand:
-            value = self.expand(value, keys + (name,))
-        return value
-
-    def positive(self, data: dict, keys: tuple[str, ...], name: str) -> int | None:
-        value = self.get(data, keys, name, int)
-        if value is not None and value < 1:
-            raise self.error(keys + (name,), f"must be at least 1, got {value}")
-        return value
-
-    def states(self, data: dict, keys: tuple[str, ...]) -> tuple[str, ...]:
-        value = self.get(data, keys, "on", list, ["Failed", "Crashed"])
-        for state in value:
-            if state not in ALL_STATES:
-                hint = did_you_mean(str(state), ALL_STATES)
-                raise self.error(keys + ("on",), f"unknown state {state!r}{hint}; states: {', '.join(ALL_STATES)}")
-        return tuple(value)
-
-
-_KIND_NAMES = {int: "an integer", str: "a string", bool: "true or false", list: "a list", dict: "a table",
-               float: "a number"}
-
-_INTERVAL = re.compile(r"^\s*(?:(\d+(?:\.\d+)?)d)?\s*(?:(\d+(?:\.\d+)?)h)?\s*(?:(\d+(?:\.\d+)?)m)?\s*"
-                       r"(?:(\d+(?:\.\d+)?)s)?\s*$")
-
-
-def parse_interval(value: Any) -> _dt.timedelta:
-    """"90s", "5m", "1h30m", "1d" or a number of seconds."""
-    if isinstance(value, bool):
-        raise ValueError(value)
-    if isinstance(value, (int, float)):
-        seconds = float(value)
-    else:
-        match = _INTERVAL.match(str(value))
-        if not match or not any(match.groups()):
-            raise ValueError(value)
-        days, hours, minutes, secs = (float(g) if g else 0.0 for g in match.groups())
-        seconds = days * 86400 + hours * 3600 + minutes * 60 + secs
-    if seconds <= 0:
-        raise ValueError(value)
-    return _dt.timedelta(seconds=seconds)
 
 
 # The import deadline of the flows.toml read last: flow files are imported by code that has no
@@ -288,7 +108,7 @@ def import_timeout() -> float:
     return _import_timeout
 
 
-def _project(reader: _Reader, data: dict, root: Path) -> ProjectConfig:
+def _project(reader: Reader, data: dict, root: Path) -> ProjectConfig:
     keys = ("project",)
     reader.table(data, keys, {"flows_dir", "state_dir", "log_level", "import_timeout", "keep", "keep_runs"})
     flows_dir = reader.get(data, keys, "flows_dir", str)
@@ -321,41 +141,7 @@ def _project(reader: _Reader, data: dict, root: Path) -> ProjectConfig:
                          keep=keep, keep_runs=keep_runs)
 
 
-def _cluster(reader: _Reader, data: dict, root: Path) -> ClusterConfig:
-    keys = ("cluster",)
-    reader.table(data, keys, {"address", "n_workers", "threads_per_worker", "processes", "dashboard_address",
-                              "memory_limit", "tls"})
-    address = reader.get(data, keys, "address", str)
-    if address is not None:
-        if "://" not in address:
-            address = f"tcp://{address}"
-        scheme = address.split("://", 1)[0]
-        if scheme not in ("tcp", "tls", "inproc", "ucx", "ws", "wss") or not address.split("://", 1)[1]:
-            raise reader.error(keys + ("address",), f"expected an address like tcp://host:8786, got {address!r}")
-    tls = None
-    if "tls" in data:
-        tls_keys = keys + ("tls",)
-        table = reader.table(data["tls"], tls_keys, {"ca_file", "cert", "key"})
-        paths = {}
-        for name in ("ca_file", "cert", "key"):
-            value = reader.get(table, tls_keys, name, str)
-            if value is None:
-                raise reader.error(tls_keys, f"missing key {name!r} (TLS needs ca_file, cert and key)")
-            paths[name] = (root / value).resolve()
-        tls = TLSConfig(**paths)
-    memory_limit = reader.get(data, keys, "memory_limit", (str, int))
-    return ClusterConfig(
-        address=address,
-        n_workers=reader.positive(data, keys, "n_workers"),
-        threads_per_worker=reader.positive(data, keys, "threads_per_worker"),
-        processes=reader.get(data, keys, "processes", bool, True),
-        dashboard_address=reader.get(data, keys, "dashboard_address", str, ":0"),
-        memory_limit=None if memory_limit is None else str(memory_limit),
-        tls=tls,
-    )
-
-
-def _notify(reader: _Reader, data: dict, warnings: list[str]) -> NotifyConfig:
+def _notify(reader: Reader, data: dict, warnings: list[str]) -> NotifyConfig:
     """[notify.*]. A notifier whose URL or headers use an unset `${VAR}` is off, with a warning:
     the secret is often set only where the schedules are served, and the flows must run without it."""
     keys = ("notify",)
@@ -408,11 +194,11 @@ def _notify(reader: _Reader, data: dict, warnings: list[str]) -> NotifyConfig:
     return NotifyConfig(slack, webhook, off)
 
 
-def _flow(reader: _Reader, name: str, data: Any) -> FlowConfig:
+def _flow(reader: Reader, name: str, data: Any) -> FlowConfig:
     from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
     keys = ("flows", name)
-    reader.table(data, keys, {"cron", "interval", "timezone", "parameters", "overlap", "catchup"})
+    reader.table(data, keys, {"cron", "interval", "timezone", "parameters", "overlap", "catchup", "cluster"})
     cron = reader.get(data, keys, "cron", str)
     problem = cron_problem(cron) if cron is not None else None
     if problem is not None:
@@ -450,7 +236,7 @@ def _flow(reader: _Reader, name: str, data: Any) -> FlowConfig:
         policies[key] = value
     lines = {k: line for k in parameters if (line := reader.lines.find(keys + ("parameters", k))) is not None}
     return FlowConfig(name, cron, interval, timezone, parameters, line=reader.lines.find(keys),
-                      parameter_lines=lines, **policies)
+                      parameter_lines=lines, cluster=reader.get(data, keys, "cluster", str), **policies)
 
 
 def parse_config(text: str, *, path: Path, environ: Mapping[str, str] | None = None,
@@ -469,9 +255,9 @@ def parse_config(text: str, *, path: Path, environ: Mapping[str, str] | None = N
         match = re.search(r"\(at line (\d+), column \d+\)", str(error))
         reason = re.sub(r"\s*\(at line \d+, column \d+\)", "", str(error))
         raise ConfigError(f"invalid TOML: {reason}", path=display_path(path), line=int(match.group(1)) if match else None) from None
-    reader = _Reader(path, _Lines(text), environ, require_env=require_env, problems=problems)
+    reader = Reader(path, KeyLines(text), environ, require_env=require_env, problems=problems)
     warnings: list[str] = []
-    reader.table(data, (), {"project", "cluster", "notify", "flows"})
+    reader.table(data, (), {"project", "cluster", "clusters", "notify", "flows"})
     flows_table = reader.section(lambda: reader.table(data.get("flows", {}), ("flows",), set(data.get("flows", {}))),
                                  dict)
     flows = {}
@@ -479,25 +265,23 @@ def parse_config(text: str, *, path: Path, environ: Mapping[str, str] | None = N
         flow = reader.section(lambda: _flow(reader, name, value), lambda: None)
         if flow is not None:
             flows[name] = flow
+    clusters = reader.section(lambda: read_profiles(reader, data.get("clusters", {}), root), dict)
+    for name, flow in list(flows.items()):
+        if flow.cluster is not None and flow.cluster not in clusters:
+            reader.report(reader.error(("flows", name, "cluster"), f"flow {name!r}: no cluster profile named "
+                                       f"{flow.cluster!r} (profiles: {', '.join(clusters) or 'none; add [clusters.NAME]'})"))
+            flows[name] = dataclasses.replace(flow, cluster=None)
     return Config(
         path=path,
         root=root,
         project=reader.section(lambda: _project(reader, data.get("project", {}), root),
-                               lambda: _project(_Reader(path, _Lines(""), environ), {}, root)),
-        cluster=reader.section(lambda: _cluster(reader, data.get("cluster", {}), root), ClusterConfig),
+                               lambda: _project(Reader(path, KeyLines(""), environ), {}, root)),
+        cluster=reader.section(lambda: read_cluster(reader, data.get("cluster", {}), root), ClusterConfig),
         notify=reader.section(lambda: _notify(reader, data.get("notify", {}), warnings), NotifyConfig),
         flows=flows,
+        clusters=clusters,
         warnings=tuple(warnings),
     )
-
-
-def display_path(path: Path) -> str:
-    """The path as a user in the current directory would type it."""
-    try:
-        relative = os.path.relpath(path)
-    except ValueError:
-        return str(path)
-    return str(path) if relative.startswith("..") else relative
 
 
 def find_config(start: Path) -> Path | None:
@@ -517,7 +301,7 @@ def load_config(path: Path | None = None, *, cwd: Path | None = None,
     if path is None:
         path = find_config(cwd)
         if path is None:
-            reader = _Reader(cwd / CONFIG_NAME, _Lines(""), os.environ if environ is None else environ)
+            reader = Reader(cwd / CONFIG_NAME, KeyLines(""), os.environ if environ is None else environ)
             return Config(None, cwd, _project(reader, {}, cwd), ClusterConfig(), NotifyConfig(), {})
     elif not path.is_file():
         raise ConfigError("no such config file", path=display_path(path))
@@ -536,5 +320,5 @@ def reload_config(current: Config) -> tuple[Config, list[str]]:
     keeps `current`.
     """
     fresh = load_config(current.path, cwd=current.root)
-    restart = [name for name in ("project", "cluster", "notify") if getattr(fresh, name) != getattr(current, name)]
+    restart = [name for name in ("project", "cluster", "clusters", "notify") if getattr(fresh, name) != getattr(current, name)]
     return dataclasses.replace(current, flows=fresh.flows), restart

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from typing import Any, Callable
 
 from . import events as ev
@@ -18,17 +19,21 @@ from . import events as ev
 logger = logging.getLogger("flows_tui.tail")
 
 POLL_SECONDS = 0.05  # an idle tail is one indexed read of the journal's last rows this often
+RECOVER_SECONDS = 1.0  # how often a tail that may write looks for runs whose owner is gone
 
 
 class JournalTail:
     """A thread that reads the store's journal after the last row it read and hands on what it finds."""
 
     def __init__(self, store: Any, on_events: Callable[[list], None], *, interval: float = POLL_SECONDS,
-                 on_resync: Callable[[], None] | None = None) -> None:
+                 on_resync: Callable[[], None] | None = None, recover: bool = False) -> None:
         self.store = store
         self.on_events = on_events
         self.interval = interval
         self.on_resync = on_resync
+        # Mark Crashed the runs in flight whose owner is gone (killed -9), by the store's own rule,
+        # so a watcher sees them end without waiting for the next command to open the store.
+        self.recover = recover
         self.last = 0  # the journal row read last
         self._known: set[str] = set()  # runs the callback has been given from their start
         self._rebuilt_at: dict[str, int] = {}  # run → the journal row its rebuild already holds
@@ -50,8 +55,12 @@ class JournalTail:
             self._catch_up()
         except Exception:  # a store that cannot be read now: the next round tries again
             logger.debug("journal tail: first read failed", exc_info=True)
+        recovered = time.monotonic()
         while not self._stop.wait(self.interval):
             try:
+                if self.recover and time.monotonic() - recovered >= RECOVER_SECONDS:
+                    recovered = time.monotonic()
+                    self.store.recover()
                 self.poll()
             except Exception:
                 logger.debug("journal tail: read failed", exc_info=True)

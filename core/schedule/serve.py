@@ -20,7 +20,7 @@ from rich.text import Text
 from flows_tui.engine.cluster import ClusterChoice
 from flows_tui.engine.flow_run import FlowRunEngine
 from flows_tui.errors import ClusterError
-from flows_tui.launch.launcher import RunLauncher, where
+from flows_tui.launch.launcher import Interrupted, RunLauncher, where
 from flows_tui.launch.runner import recording
 from flows_tui.project.schedules import Schedule
 from flows_tui.record import events as ev
@@ -76,7 +76,14 @@ class Service:
         """Serve until `stop` is set; then wind down (grace period, then cancel)."""
         with recording(self.bus, self.config) as store:
             store.on_problem = self.say  # "the history of this run is incomplete: …", once per run
-            cluster = self.launcher.connect()
+            # A stop while the cluster starts or connects ends the wait at once.
+            threading.Thread(target=self._stop_connecting, args=(stop,), name="flows-tui-serve-stop",
+                             daemon=True).start()
+            try:
+                cluster = self.launcher.connect()
+            except Interrupted:
+                self.say("stopped before the cluster was ready")
+                return
             retention = Retention.for_project(store, self.config.project, self.say)
             try:
                 lock = ScheduleLock(self.config.project.state_dir, "flows-tui serve")
@@ -99,6 +106,11 @@ class Service:
                 self.launcher.close()
                 if retention is not None:
                     retention.stop()
+
+    def _stop_connecting(self, stop: threading.Event) -> None:
+        stop.wait()
+        if self.launcher.cluster is None:
+            self.launcher.close()
 
     def _start(self, schedule: Schedule, due: _dt.datetime) -> concurrent.futures.Future:
         with self._lock:

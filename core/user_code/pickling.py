@@ -13,7 +13,7 @@ A code object sent by value keeps its file name: cloudpickle 3.1.3 and later wri
 "<dynamic-code>" in its place, which would leave every traceback, warning and log record
 of the user's code on a worker without its file and line. The source of each module sent
 by value is kept here too, for the workers that have no copy of the file
-(`flows_tui.tracebacks.UserSources`).
+(`flows_tui.engine.user_sources`).
 """
 
 from __future__ import annotations

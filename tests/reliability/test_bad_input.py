@@ -20,7 +20,9 @@ key path and still answers keys (`?` opens help, escape closes it).
 
 from __future__ import annotations
 
+
 import concurrent.futures
+import dataclasses
 import re
 import subprocess
 import textwrap
@@ -196,7 +198,7 @@ TABLE = [
         ui=True),
     Row("parameter without =", ("run", "good", "-p", "n"), 2, ("expected NAME=VALUE, got 'n'",)),
     Row("unreachable scheduler", ("run", "good", "--address", "tcp://127.0.0.1:{closed_port}"), 2,
-        ("could not reach the Dask scheduler at tcp://127.0.0.1:{closed_port}", "(from --address)"), ui=True),
+        ("nothing listens at tcp://127.0.0.1:{closed_port} (connection refused for 10 s)", "(address from --address)"), ui=True),
     # Runs ----------------------------------------------------------------------------------------------
     Row("the flow raises", ("run", "fails"), 1,
         ("✗ Failed flow run 'fails'", "ValueError: boom from the user's flow"), f"good.py:{FAILS_LINE}"),
@@ -440,11 +442,12 @@ async def test_the_parameter_form_shows_bad_values_under_their_fields(tmp_path: 
 
 
 async def test_the_ui_says_the_scheduler_is_unreachable_and_r_says_it_again(tmp_path: Path, monkeypatch) -> None:
-    import flows_tui.engine.cluster
+    import flows_tui.project.cluster_config
     from flows_tui.tui.status_bar import StatusBar
 
-    monkeypatch.setattr(flows_tui.engine.cluster, "CONNECT_TIMEOUT_SECONDS", 1)  # the table's row waits the real 10 s
+    monkeypatch.setattr(flows_tui.project.cluster_config, "DEFAULT_CONNECT_TIMEOUT", 1)  # the table's row waits 10 s
     row = next(row for row in TABLE if row.id == "unreachable scheduler")
+    row = dataclasses.replace(row, says=(row.says[0].replace("10 s", "1 s"),))
     address = f"tcp://127.0.0.1:{CLOSED_PORT}"
     app = app_for(make_project(tmp_path, []), address=address, watch=False)
     async with app.run_test(size=(120, 40)) as pilot:

@@ -1,0 +1,108 @@
+"""The UI as a window onto the whole project: runs of other processes appear, change and end live."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+from flows_tui.record import events as ev
+from flows_tui.record.store import Store
+from flows_tui.tui.flow_list import FlowList
+from flows_tui.tui.run_history import RunHistory
+from flows_tui.tui.task_tree import TaskTree
+from test_tui import app_for, make_project, tree_labels, wait_for  # noqa: F401  (project layout shared)
+
+
+def run_elsewhere(project: Path, *args: str) -> subprocess.Popen:
+    """`flows-tui run ...` in a process of its own, in its own session (so it can be killed whole)."""
+    environment = {k: v for k, v in os.environ.items() if k != "DASK_SCHEDULER_ADDRESS"}
+    return subprocess.Popen([sys.executable, "-m", "flows_tui.cli", "run", *args], cwd=project, env=environment,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+
+
+def listed(app) -> dict[str, str]:
+    """Run id → state word, as the runs pane shows them, top to bottom."""
+    table = app.query_one(RunHistory)
+    return {table.coordinate_to_cell_key((row, 0)).row_key.value: str(table.get_row_at(row)[2])
+            for row in range(table.row_count)}
+
+
+def last_state(app, flow: str) -> str:
+    flows = app.query_one(FlowList)
+    return str(flows.get_cell(flow, "last")) if flows._has_row(flow) else ""
+
+
+async def test_a_run_of_another_process_appears_updates_opens_live_and_ends(tmp_path):
+    project = make_project(tmp_path)
+    app = app_for(project, connect_cluster=False)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await wait_for(pilot, lambda: last_state(app, "sleepy") == "" and app.query_one(FlowList).row_count == 3)
+        other = run_elsewhere(project, "sleepy")
+        try:
+            await wait_for(pilot, lambda: any("Running" in state for state in listed(app).values()), timeout=60,
+                           message="the other process's run listed Running")
+            await wait_for(pilot, lambda: "Running" in last_state(app, "sleepy"), message="the flow shown Running")
+            runs = app.query_one(RunHistory)
+            runs.focus()
+            runs.move_cursor(row=0)
+            await pilot.press("enter")
+            await wait_for(pilot, lambda: any("nap" in label for label in tree_labels(app)),
+                           message="its task tree, opened while it runs")
+            (project / "stop").write_text("")
+            assert other.wait(60) == 0
+            await wait_for(pilot, lambda: all("Completed" in state for state in listed(app).values()),
+                           message="the run listed Completed")
+            await wait_for(pilot, lambda: "Completed" in str(app.query_one(TaskTree).root.label),
+                           message="the opened tree ended Completed")
+            assert "Completed" in last_state(app, "sleepy")
+        finally:
+            if other.poll() is None:
+                os.killpg(other.pid, signal.SIGKILL)
+
+
+async def test_the_owner_killed_while_watched_is_shown_crashed(tmp_path):
+    project = make_project(tmp_path)
+    app = app_for(project, connect_cluster=False)
+    async with app.run_test(size=(120, 40)) as pilot:
+        other = run_elsewhere(project, "sleepy")
+        try:
+            await wait_for(pilot, lambda: any("Running" in state for state in listed(app).values()), timeout=60,
+                           message="the other process's run listed Running")
+            os.killpg(other.pid, signal.SIGKILL)
+            other.wait(10)
+            await wait_for(pilot, lambda: all("Crashed" in state for state in listed(app).values()), timeout=10,
+                           message="the run listed Crashed")
+            await wait_for(pilot, lambda: "Crashed" in last_state(app, "sleepy"), message="the flow's last state")
+        finally:
+            if other.poll() is None:
+                os.killpg(other.pid, signal.SIGKILL)
+
+
+async def test_new_runs_go_on_top_without_moving_the_cursor_and_g_goes_there(tmp_path):
+    project = make_project(tmp_path)
+    app = app_for(project, connect_cluster=False)
+    other = Store.open(project / ".flows-tui")
+    other._writer_name = "elsewhere:1"  # its commits reach the UI as another process's would
+    started = _dt.datetime.now(_dt.timezone.utc)
+
+    def start(run_id: str, seconds: int) -> None:
+        other.record([ev.FlowRunStarted(run_id, "numbers", {}, started + _dt.timedelta(seconds=seconds))])
+
+    async with app.run_test(size=(120, 40)) as pilot:
+        for number in range(3):
+            start(f"run{number}", number)
+        runs = app.query_one(RunHistory)
+        await wait_for(pilot, lambda: list(listed(app)) == ["run2", "run1", "run0"], message="three runs")
+        runs.focus()
+        runs.move_cursor(row=1)
+        start("run3", 3)
+        start("run4", 4)
+        await wait_for(pilot, lambda: list(listed(app))[:2] == ["run4", "run3"], message="new runs on top")
+        assert runs.selected_run() == "run1"
+        assert "2 new" in str(runs.border_subtitle)
+        await pilot.press("g")
+        assert runs.selected_run() == "run4" and not runs.border_subtitle
