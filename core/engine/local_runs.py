@@ -23,6 +23,7 @@ from flows_tui.cache import CacheSpec, cache_directory
 from flows_tui.cache_policies import TaskSource, policy_of, reads
 from flows_tui.context import task_run_var
 from flows_tui.futures import allow_failure, opaque, quote, unmapped
+from flows_tui.record.logs import RUN_LOGGER_NAMES, TASK_RUN_LOGGER_NAME
 from flows_tui.states import PENDING, SUCCESS_STATES, State
 
 from .outcome import Outcome, Ref
@@ -31,7 +32,6 @@ from .worker import TaskCall, run_task
 if TYPE_CHECKING:
     from flows_tui.tasks import Task
 
-LOCAL_LOGGER_NAME = "flows_tui.task_runs"
 _numbers: dict[str, "itertools.count[int]"] = {}
 _numbers_lock = threading.Lock()
 
@@ -58,10 +58,10 @@ class LocalReports:
 
         def emit(record: logging.LogRecord) -> None:
             # Outside any run: where Python's logging sends it (a run logger's own record already went there).
-            if record.name.startswith(LOCAL_LOGGER_NAME) or record.name.startswith("flows_tui.flow_runs"):
+            if record.name.startswith(RUN_LOGGER_NAMES):
                 return
             record.flows_tui_relayed = True
-            logging.getLogger(LOCAL_LOGGER_NAME).handle(record)
+            logging.getLogger(TASK_RUN_LOGGER_NAME).handle(record)
 
         return emit
 
