@@ -6,6 +6,7 @@ import copy
 import datetime as _dt
 import functools
 import inspect
+import logging
 import random
 import threading
 from collections import OrderedDict
@@ -15,6 +16,10 @@ from .context import current_flow_run, current_task_run, run_to_end
 from .definitions import check_hooks, check_reserved_arguments, check_run_name, seconds_or_none, unwrap_method
 
 _UNBOUND = object()
+# Said once, where the task is defined, as Prefect says it (`prefect.tasks` there). The null handler keeps
+# it off a terminal whose logging nobody configured (the UI imports flow files while it draws).
+_logger = logging.getLogger("flows_tui.tasks")
+_logger.addHandler(logging.NullHandler())
 _NOT_SET = object()  # cache_policy not given (None given means: none)
 
 RetryDelay = float | int | Sequence[float] | Callable[[int], Sequence[float]] | None
@@ -125,6 +130,11 @@ class Task:
         self._user_cache_policy = cache_policy
         self._user_persist_result = persist_result
         self._show_cache_options()
+        if persist_result is False and cache_policy is not None:
+            from .cache_policies import NoCache
+
+            if not isinstance(cache_policy, NoCache) and cache_policy is not NoCache:
+                _logger.warning("Ignoring `cache_policy` because `persist_result` is False")
         self.task_key = _task_key(fn)
         try:
             self.source_code: str | None = inspect.getsource(fn)
