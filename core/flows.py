@@ -8,8 +8,8 @@ import inspect
 from typing import Any, Callable
 
 from .context import current_flow_run, run_to_end
-from .definitions import (check_flow_name, check_hooks, check_reserved_arguments, check_run_name, seconds_or_none,
-                          unwrap_method)
+from .definitions import (check_flow_name, check_hooks, check_reserved_arguments, check_run_name, options_signature,
+                          seconds_or_none, unwrap_method)
 
 _UNBOUND = object()
 _HOOKS = ("on_completion", "on_failure", "on_crashed", "on_cancellation", "on_running")
@@ -150,6 +150,10 @@ class Flow:
                               _exception=error)
             state._run = True  # a run's state: returned by the parent, it counts as one
             return state if return_state else state.result()
+        template = self.flow_run_name
+        if not (template is None or isinstance(template, str) or callable(template)):  # set after definition
+            raise TypeError(f"Expected string or callable for 'flow_run_name'; got {type(template).__name__} "
+                            "instead.")
         if self.isasync:  # as in Prefect, an async flow's call is awaited; the run itself is in a thread
             import asyncio
 
@@ -269,3 +273,7 @@ def flow(__fn: Callable[..., Any] | None = None, **options: Any) -> Any:
     if __fn is not None:
         return Flow(__fn, **options)
     return lambda fn: Flow(fn, **options)
+
+
+flow.__signature__ = options_signature(Flow.__init__, "__fn")  # type: ignore[attr-defined]
+Flow.with_options.__signature__ = options_signature(Flow.__init__, "self")  # type: ignore[attr-defined]
