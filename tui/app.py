@@ -47,6 +47,7 @@ from flows_tui.project.schedules import Schedule
 from flows_tui.project.watch import FlowsWatcher
 from flows_tui.record import events as ev
 from flows_tui.record.model import FlowRun, RunModel
+from flows_tui.record.retention import Retention
 from flows_tui.record.store import RunSummary
 from flows_tui.record.tail import JournalTail
 from flows_tui.safe_text import plain, visible
@@ -234,6 +235,7 @@ class FlowsApp(App):
         # flows.toml as last read: a save that does not load is shown, and the last good config stays.
         self.config_error: FlowsTuiError | None = None
         self._config_watch: FlowsWatcher | None = None
+        self._retention: Retention | None = None  # [project] keep / keep_runs, once a day
 
     @property
     def cluster(self) -> Cluster | None:
@@ -457,6 +459,12 @@ class FlowsApp(App):
         if self.store.read_only is not None:
             self.show_store_problem(f"{self.store.read_only}. Runs started here go on unrecorded, and schedules "
                                     "do not fire.", "runs not recorded")
+        self._retention = Retention.for_project(self.store, self.config.project, self._history_pruned)
+
+    def _history_pruned(self, message: str) -> None:
+        """The retention thread removed old runs: say so, and show the runs that are left."""
+        self.call_from_thread(self.notify, message, title="run history")
+        self.call_from_thread(self.load_history)
 
     def show_store_problem(self, message: str, short: str) -> None:
         self.query_one(StatusBar).set_store_problem(short)
@@ -1191,6 +1199,8 @@ class FlowsApp(App):
             watch.stop(timeout=0)
         if self.scheduler is not None:
             self.scheduler.stop()
+        if self._retention is not None:
+            self._retention.stop(timeout=0)
         self.directory.stop()
         if self._config_watch is not None:
             self._config_watch.stop(timeout=0)

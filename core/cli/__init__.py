@@ -826,3 +826,6 @@ def init(directory: str) -> None:
         console.print(f"wrote {visible(path)}", markup=False)
     go = "" if folder.resolve() == Path.cwd().resolve() else f"cd {visible(folder)}, then "
     console.print(f"next: {go}`flows-tui run riders` (headless) or `flows-tui` (the UI)", markup=False)
+
+
+from . import prune as _prune  # noqa: E402,F401 - registers `flows-tui prune` on `main`

@@ -36,6 +36,8 @@ class ProjectConfig:
     state_dir: Path
     log_level: int = logging.INFO  # what runs capture from logging, print and warnings
     import_timeout: float = 10.0  # seconds one flow file's import may take before it is an error
+    keep: _dt.timedelta | None = None  # history older than this is pruned (None: kept)
+    keep_runs: int | None = None  # only the newest this many runs are kept (None: all)
 
 
 @dataclass(frozen=True)
@@ -108,7 +110,7 @@ def import_timeout() -> float:
 
 def _project(reader: Reader, data: dict, root: Path) -> ProjectConfig:
     keys = ("project",)
-    reader.table(data, keys, {"flows_dir", "state_dir", "log_level", "import_timeout"})
+    reader.table(data, keys, {"flows_dir", "state_dir", "log_level", "import_timeout", "keep", "keep_runs"})
     flows_dir = reader.get(data, keys, "flows_dir", str)
     if flows_dir is None:
         flows_dir = "flows" if (root / "flows").is_dir() else "."
@@ -123,10 +125,20 @@ def _project(reader: Reader, data: dict, root: Path) -> ProjectConfig:
         reader.report(reader.error(keys + ("import_timeout",),
                                    f"import_timeout must be a number of seconds above 0, got {import_timeout!r}"))
         import_timeout = 10.0
+    keep = None
+    raw_keep = reader.get(data, keys, "keep", str)
+    if raw_keep is not None:
+        try:
+            keep = parse_interval(raw_keep)
+        except ValueError:
+            reader.report(reader.error(keys + ("keep",), f"keep must be a duration such as \"30d\", \"12h\" or "
+                                                         f"\"1d12h\", got {raw_keep!r}"))
+    keep_runs = reader.positive(data, keys, "keep_runs")
     global _import_timeout
     _import_timeout = float(import_timeout)  # every flow file imported from now on
     return ProjectConfig(flows_dir=(root / flows_dir).resolve(), state_dir=(root / state_dir).resolve(),
-                         log_level=LOG_LEVELS[level.upper()], import_timeout=float(import_timeout))
+                         log_level=LOG_LEVELS[level.upper()], import_timeout=float(import_timeout),
+                         keep=keep, keep_runs=keep_runs)
 
 
 def _notify(reader: Reader, data: dict, warnings: list[str]) -> NotifyConfig:

@@ -25,6 +25,7 @@ from flows_tui.launch.runner import recording
 from flows_tui.project.schedules import Schedule
 from flows_tui.record import events as ev
 from flows_tui.record.progress import SYMBOLS, format_duration, state_text
+from flows_tui.record.retention import Retention
 from flows_tui.safe_text import plain, visible
 from flows_tui.states import SUCCESS_STATES
 
@@ -83,6 +84,7 @@ class Service:
             except Interrupted:
                 self.say("stopped before the cluster was ready")
                 return
+            retention = Retention.for_project(store, self.config.project, self.say)
             try:
                 lock = ScheduleLock(self.config.project.state_dir, "flows-tui serve")
                 self.scheduler = Scheduler(store, self._start, log=self.say, lock=lock,
@@ -103,6 +105,8 @@ class Service:
                     self.scheduler.stop()  # again after an error: the schedules' lock goes to a standby
                 self._pool.shutdown(wait=False)
                 self.launcher.close()
+                if retention is not None:
+                    retention.stop()
 
     def _stop_connecting(self, stop: threading.Event) -> None:
         stop.wait()
