@@ -179,9 +179,11 @@ class Task:
 
             args = (unmapped(args[0]), *args[1:])
         if current_flow_run() is None and current_task_run() is not None:  # inside a task run
+            from .futures import TaskFutureList
+
             runs = local_task_runs()
-            local = [runs.submit(self, element_args, element_kwargs, wait_for=wait_for)
-                     for element_args, element_kwargs in runs.map_calls(self, args, kwargs)]
+            local = TaskFutureList(runs.submit(self, element_args, element_kwargs, wait_for=wait_for)
+                                   for element_args, element_kwargs in runs.map_calls(self, args, kwargs))
             if return_state:
                 return [future.wait() or future.state for future in local]
             return local
