@@ -247,6 +247,19 @@ class Flow:
         launchers.serve_flow(self, cron=cron, interval=interval, parameters=parameters or {}, timezone=timezone,
                    overlap=overlap, catchup=catchup, grace=grace)
 
+    def serialize_parameters(self, parameters: dict[str, Any]) -> dict[str, Any]:
+        """The parameters as JSON-compatible values, as Prefect's `Flow.serialize_parameters`: a value
+        with no JSON form (an arbitrary object, a cycle) becomes its type's name, `"<Cyclic>"`."""
+        from pydantic_core import to_jsonable_python
+
+        serialized = {}
+        for name, value in parameters.items():
+            try:
+                serialized[name] = to_jsonable_python(value)
+            except (TypeError, ValueError, RecursionError):
+                serialized[name] = f"<{type(value).__name__}>"
+        return serialized
+
     def format_run_name(self, parameters: dict[str, Any]) -> str | None:
         template = self.flow_run_name
         if template is None:
