@@ -195,7 +195,7 @@ def look_up(spec: CacheSpec, policy: Any, context: CacheKeyContext) -> Lookup:
         return Lookup()
     header = {"format": _FORMAT, "key": key, "flow": spec.flow, "task": context.task.name,
               "task_run": context.task_run.name, "run_id": context.run_id}
-    found = Lookup(Path(spec.directory) / entry_name(key), header, spec.expiration)
+    found = Lookup(entry_path(spec, policy, key), header, spec.expiration)
     if spec.refresh:
         return found
     try:
@@ -238,6 +238,19 @@ def _reason(error: BaseException) -> str:
 # One file per key: a JSON header line (flow, task, expiry) then the value as cloudpickle, so
 # `cache clear FLOW` and expiry read a line, not the value. Written to a temporary file and
 # renamed into place: a reader sees a whole entry or none.
+
+def entry_path(spec: CacheSpec, policy: Any, key: str) -> Path:
+    """Where the result of `key` is kept: the project's cache, or the policy's own `key_storage`.
+
+    In a `key_storage` folder the file is named by the key itself, as Prefect names it, when
+    the key is a plain file name (a policy's keys are hex digests); otherwise by its hash.
+    """
+    storage = getattr(policy, "key_storage", None)
+    if isinstance(storage, (str, os.PathLike)):
+        plain = key and len(key) <= 200 and key not in (".", "..") and not set(key) & set("/\\\0")
+        return Path(storage).expanduser() / (key if plain else entry_name(key))
+    return Path(spec.directory) / entry_name(key)
+
 
 def entry_name(key: str) -> str:
     # Hashed again: a cache_key_fn may return any text, not only what is safe in a file name.

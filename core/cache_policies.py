@@ -17,13 +17,48 @@ importing this module does not pay for Dask's tokenizer at load time.
 
 from __future__ import annotations
 
+from copy import deepcopy
 from dataclasses import dataclass, field
+from pathlib import Path
+from types import FunctionType
 from typing import Any, Callable
 
 
 @dataclass
 class CachePolicy:
-    """Base class of all policies; a custom one overrides `compute_key` with Prefect's signature."""
+    """Base class of all policies; a custom one overrides `compute_key` with Prefect's signature.
+
+    `key_storage` (a folder) is where this policy's results are written, one file named by
+    the key, as Prefect writes them; None: the project's cache under `state_dir`. A
+    `lock_manager` and `isolation_level` are kept as given (Prefect's transactions); runs here
+    hold no lock while a result is computed.
+    """
+
+    key_storage: str | Path | None = None
+    isolation_level: str | None = None
+    lock_manager: Any = None
+
+    def configure(self, key_storage: str | Path | None = None, lock_manager: Any = None,
+                  isolation_level: str | None = None) -> "CachePolicy":
+        """A copy of this policy with the options given (None keeps this policy's)."""
+        new = deepcopy(self)
+        if key_storage is not None:
+            new.key_storage = key_storage
+        if lock_manager is not None:
+            new.lock_manager = lock_manager
+        if isolation_level is not None:
+            new.isolation_level = isolation_level
+        return new
+
+    def _settings_with(self, other: "CachePolicy") -> dict[str, Any]:
+        """The storage, locks and isolation of `self + other`; two different ones cannot be combined."""
+        for name, what in (("key_storage", "storage locations"), ("isolation_level", "isolation levels"),
+                           ("lock_manager", "lock implementations")):
+            mine, theirs = getattr(self, name), getattr(other, name)
+            if mine is not None and theirs is not None and mine != theirs:
+                raise ValueError(f"Cannot add CachePolicies with different {what}.")
+        return {name: getattr(self, name) or getattr(other, name)
+                for name in ("key_storage", "isolation_level", "lock_manager")}
 
     def compute_key(self, task_ctx: Any, inputs: dict[str, Any], flow_parameters: dict[str, Any],
                     **kwargs: Any) -> str | None:
@@ -38,7 +73,7 @@ class CachePolicy:
             return NotImplemented
         if isinstance(other, NoCache):
             return self
-        return CompoundCachePolicy(policies=[self, other])
+        return CompoundCachePolicy(policies=[self, other], **self._settings_with(other))
 
     def __sub__(self, other: str) -> "CachePolicy":
         """Leaving out a parameter only changes policies that hash inputs (as in Prefect)."""
@@ -78,14 +113,15 @@ class CompoundCachePolicy(CachePolicy):
             return NotImplemented
         if isinstance(other, NoCache):
             return self
-        return CompoundCachePolicy(policies=[*self.policies, other])
+        return CompoundCachePolicy(policies=[*self.policies, other], **self._settings_with(other))
 
     def __sub__(self, other: str) -> "CachePolicy":
         if not isinstance(other, str):
             raise TypeError("only parameter names (str) can be subtracted from a cache policy")
         if not any(isinstance(part, Inputs) for part in self.policies):
             return self
-        return CompoundCachePolicy(policies=[*self.policies, Inputs(exclude=[other])])
+        return CompoundCachePolicy(policies=[*self.policies, Inputs(exclude=[other])], key_storage=self.key_storage,
+                                   isolation_level=self.isolation_level, lock_manager=self.lock_manager)
 
 
 @dataclass
@@ -131,11 +167,20 @@ class TaskSource(CachePolicy):
         if task_ctx is None:
             return None
         source = getattr(task_ctx, "task_source", None)
-        if source is None:
+        if source is not None:
+            return source
+        task = task_ctx.task
+        fn = getattr(task, "fn", task)
+        stored = getattr(task, "source_code", None)
+        if isinstance(fn, FunctionType) or (callable(fn) and not isinstance(stored, str)):
             from flows_tui.user_code.task_source import task_source
 
-            source = task_source(task_ctx.task)
-        return source
+            return task_source(task)
+        if isinstance(stored, str):  # a task whose code is not here, only its text (as Prefect keeps it)
+            from .cache import hash_key_parts
+
+            return hash_key_parts([stored])
+        return None
 
 
 @dataclass
@@ -181,7 +226,8 @@ class Inputs(CachePolicy):
     def __sub__(self, other: str) -> CachePolicy:
         if not isinstance(other, str):
             raise TypeError("only parameter names (str) can be subtracted from a cache policy")
-        return Inputs(exclude=[*self.exclude, other])
+        return Inputs(exclude=[*self.exclude, other], key_storage=self.key_storage,
+                      isolation_level=self.isolation_level, lock_manager=self.lock_manager)
 
 
 INPUTS = Inputs()

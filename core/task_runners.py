@@ -1,8 +1,9 @@
 """Prefect's task runner names, accepted so a flow's `task_runner=` option ports unchanged.
 
-flows-tui always runs tasks on Dask: the cluster comes from `--address`,
-DASK_SCHEDULER_ADDRESS, flows.toml or the embedded LocalCluster, never from the runner
-object, which is kept on the flow and otherwise ignored.
+flows-tui always runs tasks on Dask. A flow's `DaskTaskRunner(address=...)` or
+`DaskTaskRunner(cluster_class=..., cluster_kwargs=..., adapt_kwargs=...)` says where, as in
+prefect-dask (the class may be given as "module.Class"), unless `--address` or `--cluster`
+is given; other runners are accepted and the cluster comes from the usual places.
 """
 
 from __future__ import annotations

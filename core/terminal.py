@@ -20,6 +20,17 @@ def silence_terminal() -> None:
         os.close(null)
 
 
+def silence_stderr() -> None:
+    """Stderr to /dev/null from here on: what other threads still write as the process ends is not the user's."""
+    with contextlib.suppress(OSError):
+        import sys
+
+        sys.stderr.flush()
+        null = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(null, 2)
+        os.close(null)
+
+
 def exit_now(status: int) -> None:
     """End the process with `status` now, once what it owes is recorded and written.
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 import socket
@@ -20,6 +21,57 @@ from flows_tui.engine.flow_run import run_flow
 from flows_tui.project.flow_files import load_flow_file
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
+# What tests/reliability measured, collected from each test's report (under pytest-xdist the
+# tests run in worker processes; their reports, user_properties included, reach this one).
+_FIGURES: dict[str, dict[str, object]] = {}
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    if report.when == "teardown":
+        for key, value in report.user_properties:
+            if key == "reliability figure":
+                name, figure = value
+                _FIGURES.setdefault(report.nodeid.rpartition("::")[2], {})[name] = figure
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config: pytest.Config) -> None:
+    if not _FIGURES:
+        return
+    full = os.environ.get("FLOWS_TUI_RELIABILITY", "").lower() == "full"
+    terminalreporter.section("reliability figures (" + ("full size" if full else "reduced size; "
+                             "FLOWS_TUI_RELIABILITY=full for the README's sizes") + ")")
+    for test, values in _FIGURES.items():
+        terminalreporter.write_line(test)
+        for name, value in values.items():
+            terminalreporter.write_line(f"    {name}: {value}")
+    path = config.getoption("--reliability-figures")
+    if path:
+        Path(path).write_text(json.dumps(_FIGURES, indent=2, default=str) + "\n")
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
+    """A failure's report keeps text a test's hostile input put there (a lone surrogate from a
+    latin-1 file name) in a form pytest-xdist can send: surrogates escaped."""
+    report = yield
+    if report.longrepr is not None and not _encodable(str(report.longrepr)):
+        report.longrepr = _escaped(str(report.longrepr))
+    report.sections = [(title, _escaped(body)) for title, body in report.sections]
+    return report
+
+
+def _encodable(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+        return True
+    except UnicodeEncodeError:
+        return False
+
+
+def _escaped(text: str) -> str:
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -169,19 +221,31 @@ def load_flows(tmp_path: Path, source: str, name: str = "user_flows.py"):
 # A real `dask scheduler` and `dask worker`, started as a user would -------------------------------
 
 def start_process(args: list[str], cwd: Path, log: Path) -> subprocess.Popen:
+    """`args` in a process group of its own (a `dask worker`'s nanny and worker stop together)."""
     handle = log.open("w")
-    return subprocess.Popen(args, cwd=cwd, stdout=handle, stderr=subprocess.STDOUT,
+    return subprocess.Popen(args, cwd=cwd, stdout=handle, stderr=subprocess.STDOUT, start_new_session=True,
                             env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"})
 
 
-def stop_processes(*processes: subprocess.Popen) -> None:
+def stop_processes(*processes: subprocess.Popen, grace: float = 3.0) -> None:
+    """SIGTERM to each process group, SIGKILL to what is left after `grace` seconds: a test's
+    scheduler and workers are gone when it ends, without waiting for Dask's graceful close."""
+    import signal
+
+    def signal_group(process: subprocess.Popen, number: int) -> None:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(process.pid, number)
+
     for process in processes:
-        process.terminate()
+        signal_group(process, signal.SIGTERM)
+    deadline = time.monotonic() + grace
     for process in processes:
         try:
-            process.wait(10)
+            process.wait(max(0.0, deadline - time.monotonic()))
         except subprocess.TimeoutExpired:
-            process.kill()
+            pass
+        signal_group(process, signal.SIGKILL)
+        process.wait(10)
 
 
 def wait_for_worker(address: str, security=None) -> None:

@@ -29,3 +29,28 @@ def test_the_console_script_answers_help():
     result = subprocess.run([sys.executable, "-m", "flows_tui.cli", "--help"], capture_output=True, text=True,
                             cwd=ROOT)
     assert result.returncode == 0 and "run" in result.stdout
+
+
+def test_every_package_of_the_source_tree_is_in_what_a_wheel_installs():
+    """A package missing from pyproject's list works in a development install and is absent
+    from a wheel: `pip install flows-tui` would fail at import."""
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # Python 3.10
+        import tomli as tomllib
+
+    listed = set(tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    found = set()
+    for top, name in (("core", "flows_tui"), ("tui", "flows_tui.tui")):
+        for init in (ROOT / top).rglob("__init__.py"):
+            parts = init.parent.relative_to(ROOT / top).parts
+            found.add(".".join((name, *parts)))
+    assert found - listed == set(), "packages missing from [tool.setuptools] packages in pyproject.toml"
+
+
+def test_the_cli_starts_without_importing_dask():
+    """`flows-tui --help`, list, check, runs and logs answer without paying for Dask's import."""
+    result = _python("import flows_tui, flows_tui.cli, sys; "
+                     "print(sorted({'distributed', 'dask', 'numpy'} & set(sys.modules)))")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"

@@ -36,9 +36,9 @@ from flows_tui import breakpoints
 from flows_tui.cache import cache_directory, cache_size
 from flows_tui.engine.cluster import Cluster, choose_cluster
 from flows_tui.errors import FlowFileError, FlowsTuiError
-from flows_tui.launch.launcher import RunLauncher
+from flows_tui.launch.launcher import Interrupted, RunLauncher
 from flows_tui.launch.runner import recording
-from flows_tui.terminal import silence_terminal
+from flows_tui.terminal import exit_now, silence_stderr, silence_terminal
 from flows_tui.launch.watch_run import WatchRun
 from flows_tui.project.catalog import flow_config_for
 from flows_tui.project.config import Config, reload_config
@@ -48,6 +48,7 @@ from flows_tui.project.watch import FlowsWatcher
 from flows_tui.record import events as ev
 from flows_tui.record.failure_lines import run_end_message
 from flows_tui.record.model import FlowRun, RunModel
+from flows_tui.record.retention import Retention
 from flows_tui.record.store import RunSummary
 from flows_tui.record.tail import JournalTail
 from flows_tui.safe_text import plain, visible
@@ -200,7 +201,7 @@ class FlowsApp(App):
     ]
 
     def __init__(self, config: Any, *, path: str | None = None, address: str | None = None,
-                 bus: ev.EventBus | None = None, store: Any = None, watch: bool = True,
+                 cluster: str | None = None, bus: ev.EventBus | None = None, store: Any = None, watch: bool = True,
                  connect_cluster: bool = True) -> None:
         super().__init__()
         self.signalled: int | None = None  # SIGTERM or SIGHUP ended the UI (run_app exits 128 + it)
@@ -209,7 +210,7 @@ class FlowsApp(App):
         self.bus = bus or ev.EventBus()
         # The cluster, the session whose results `R` and `w` reuse, and the runs in progress. A
         # saved flows.toml's [cluster] applies on restart, so the launcher keeps the config it began with.
-        self.launcher = RunLauncher(choose_cluster(address, config), config, self.bus, keep_results=True,
+        self.launcher = RunLauncher(choose_cluster(address, config, profile=cluster), config, self.bus, keep_results=True,
                                     behind_ui=True)
         self.cluster_error: FlowsTuiError | None = None  # the embedded cluster or the scheduler could not be had
         self._waiting_runs: list[tuple[Any, dict[str, Any], str | None]] = []  # r pressed while the cluster starts
@@ -235,6 +236,7 @@ class FlowsApp(App):
         # flows.toml as last read: a save that does not load is shown, and the last good config stays.
         self.config_error: FlowsTuiError | None = None
         self._config_watch: FlowsWatcher | None = None
+        self._retention: Retention | None = None  # [project] keep / keep_runs, once a day
 
     @property
     def cluster(self) -> Cluster | None:
@@ -371,6 +373,8 @@ class FlowsApp(App):
     def start_cluster(self) -> None:
         try:
             cluster = self.launcher.connect()
+        except Interrupted:  # the UI is closing
+            return
         except FlowsTuiError as error:
             self.cluster_error = error
             self.call_from_thread(self.query_one(StatusBar).set_cluster, plain(f"cluster: {error}", "red"))
@@ -396,6 +400,9 @@ class FlowsApp(App):
         """On a thread: the cluster's size in the status bar."""
         info = cluster.info()
         text = plain(f"cluster: {info.describe()}")
+        if cluster.choice.source != "default":  # where it came from: --cluster, a profile, the environment
+            text.append(plain(f" · from {cluster.choice.source}"
+                              + (f" (profile {cluster.choice.profile})" if cluster.choice.profile else "")))
         if info.dashboard:
             text.append(f" · {visible(info.dashboard, one_line=True)}", style="dim")
         self.call_from_thread(self.query_one(StatusBar).set_cluster, text)
@@ -453,6 +460,12 @@ class FlowsApp(App):
         if self.store.read_only is not None:
             self.show_store_problem(f"{self.store.read_only}. Runs started here go on unrecorded, and schedules "
                                     "do not fire.", "runs not recorded")
+        self._retention = Retention.for_project(self.store, self.config.project, self._history_pruned)
+
+    def _history_pruned(self, message: str) -> None:
+        """The retention thread removed old runs: say so, and show the runs that are left."""
+        self.call_from_thread(self.notify, message, title="run history")
+        self.call_from_thread(self.load_history)
 
     def show_store_problem(self, message: str, short: str) -> None:
         self.query_one(StatusBar).set_store_problem(short)
@@ -713,7 +726,7 @@ class FlowsApp(App):
     @work(thread=True, exclusive=True, group="inputs", exit_on_error=False)
     def _show_task_run(self, run: FlowRun, task_run: Any) -> None:
         """A task run's inputs and result, described on the cluster; its error and traceback below."""
-        from flows_tui.launch.debug import held_inputs, held_inputs_lines
+        from flows_tui.launch.inputs import held_inputs, held_inputs_lines
 
         try:
             report = held_inputs(self.session, run.run_id, task_run.id)
@@ -1215,24 +1228,25 @@ class FlowsApp(App):
             watch.stop(timeout=0)
         if self.scheduler is not None:
             self.scheduler.stop()
+        if self._retention is not None:
+            self._retention.stop(timeout=0)
         self.directory.stop()
         if self._config_watch is not None:
             self._config_watch.stop(timeout=0)
         for engine in list(self.engines.values()):
             engine.cancel("flows-tui was closed")
         self._scheduled_runs.shutdown(wait=False)
-        if self.cluster is not None:
-            # A thread worker still busy with a cancelled task would hold the close until the
-            # task returns: give it a moment, then leave it to the end of the process.
-            closing = threading.Thread(target=_close_quietly, args=(self.cluster,), name="flows-tui-close",
-                                       daemon=True)
-            closing.start()
-            closing.join(CLOSE_SECONDS)
+        # A thread worker still busy with a cancelled task would hold the close until the task
+        # returns: give it a moment, then leave it to the end of the process. A cluster still
+        # starting (q pressed meanwhile) is closed when it is up, or ends with the process.
+        closing = threading.Thread(target=_close_quietly, args=(self.launcher,), name="flows-tui-close", daemon=True)
+        closing.start()
+        closing.join(CLOSE_SECONDS)
 
 
-def _close_quietly(cluster: Cluster) -> None:
+def _close_quietly(launcher: RunLauncher) -> None:
     try:
-        cluster.close()
+        launcher.close()
     except BaseException:  # the process may be ending under it; nothing is left to tell
         pass
 
@@ -1247,7 +1261,7 @@ def _task_of(run: FlowRun, task_run_id: str | None) -> str | None:
     return task_run.task if task_run else None
 
 
-def run_app(config: Any, *, path: str | None = None, address: str | None = None) -> int:
+def run_app(config: Any, *, path: str | None = None, address: str | None = None, cluster: str | None = None) -> int:
     # Worker processes need multiprocessing's resource tracker, which is started with our
     # stderr's file descriptor: start it now, before Textual replaces sys.stderr.
     from multiprocessing import resource_tracker
@@ -1256,7 +1270,11 @@ def run_app(config: Any, *, path: str | None = None, address: str | None = None)
     bus = ev.EventBus()
     # Every run the UI starts is stored, as with `flows-tui run`; if the store cannot be written, unrecorded.
     with recording(bus, config, unrecorded_ok=True) as store:
-        app = FlowsApp(config, path=path, address=address, bus=bus, store=store)
+        app = FlowsApp(config, path=path, address=address, cluster=cluster, bus=bus, store=store)
         app.run()
-    return 128 + app.signalled if app.signalled is not None else 0
+    status = 128 + app.signalled if app.signalled is not None else 0
+    if app.launcher.abandoned:  # quit while the cluster was starting: it must not hold the exit
+        silence_stderr()
+        exit_now(status)
+    return status
 

@@ -16,7 +16,7 @@ from rich.console import Console
 from flows_tui.project.config import LOG_LEVELS
 from flows_tui.errors import FlowsTuiError, UsageError, closest, did_you_mean
 from flows_tui.safe_text import plain, visible
-from flows_tui.terminal import exit_now, silence_terminal
+from flows_tui.terminal import exit_now, silence_stderr, silence_terminal
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -80,11 +80,13 @@ def _say_warnings(warnings: Any) -> None:
 @click.group(cls=_Main, invoke_without_command=True, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--config", "config_path", type=click.Path(dir_okay=False), help="flows.toml to use.")
 @click.option("--address", help="Dask scheduler to attach to (tcp://host:8786).")
+@click.option("--cluster", "cluster_profile", metavar="NAME", help="The [clusters.NAME] profile of flows.toml to run on.")
 @click.option("--debug", is_flag=True,
               help="Tracebacks keep flows-tui's and Dask's own frames (as FLOWS_TUI_DEBUG=1 does).")
 @click.version_option(package_name="flows-tui")
 @click.pass_context
-def main(ctx: click.Context, config_path: str | None, address: str | None, debug: bool) -> None:
+def main(ctx: click.Context, config_path: str | None, address: str | None, cluster_profile: str | None,
+         debug: bool) -> None:
     """Develop Prefect-style flows locally on Dask: a terminal UI, and headless commands.
 
     Run without a command to open the UI on PATH (a flows directory or one flow file).
@@ -94,7 +96,7 @@ def main(ctx: click.Context, config_path: str | None, address: str | None, debug
 
         os.environ[DEBUG_ENV] = "1"
     ctx.ensure_object(dict)
-    ctx.obj.update(config_path=config_path, address=address)
+    ctx.obj.update(config_path=config_path, address=address, cluster_profile=cluster_profile)
     if ctx.invoked_subcommand is not None:
         return  # each command that reads or records runs opens the store, which recovers crashed runs
     path = ctx.meta.get("flows_tui.path")
@@ -103,7 +105,7 @@ def main(ctx: click.Context, config_path: str | None, address: str | None, debug
         from flows_tui.tui.app import run_app
     except ImportError as error:
         raise FlowsTuiError(f"the terminal UI could not start: {error}")
-    status = run_app(config, path=path, address=address)
+    status = run_app(config, path=path, address=address, cluster=cluster_profile)
     if status > 128:  # SIGTERM or SIGHUP: runs cancelled and recorded, the terminal given back
         exit_now(status)
     raise click.exceptions.Exit(status)
@@ -114,6 +116,7 @@ def main(ctx: click.Context, config_path: str | None, address: str | None, debug
 @click.option("-p", "--param", "params", multiple=True, metavar="NAME=VALUE",
               help="A flow parameter; repeat for several. Converted to the parameter's type hint.")
 @click.option("--address", help="Dask scheduler to attach to (tcp://host:8786).")
+@click.option("--cluster", "cluster_profile", metavar="NAME", help="The [clusters.NAME] profile of flows.toml to run on.")
 @click.option("--config", "config_path", type=click.Path(dir_okay=False), help="flows.toml to use.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document when the run ends.")
 @click.option("--rerun", "rerun_id", metavar="RUN_ID",
@@ -123,7 +126,7 @@ def main(ctx: click.Context, config_path: str | None, address: str | None, debug
               help="Run, then run again on every save of the flow's file or of a helper it imports, reusing "
                    "the results of unchanged tasks from cluster memory (Ctrl-C stops, exit 0).")
 @click.pass_context
-def run(ctx: click.Context, flow_spec: str, params: tuple[str, ...], address: str | None,
+def run(ctx: click.Context, flow_spec: str, params: tuple[str, ...], address: str | None, cluster_profile: str | None,
         config_path: str | None, as_json: bool, rerun_id: str | None, watch: bool) -> None:
     """Run FLOW (a flow's name or file.py:function) headless; exit 0 Completed, 1 failed, 2 bad input."""
     from flows_tui.record import events as ev
@@ -156,9 +159,11 @@ def run(ctx: click.Context, flow_spec: str, params: tuple[str, ...], address: st
                 and error.parameter not in typed:
             raise located_in_config(config, flow, error) from None  # flows.toml gave the bad value
         raise
-    choice = choose_cluster(address, config)
+    choice = choose_cluster(address, config, profile=cluster_profile or ctx.obj.get("cluster_profile"), flow=flow)
 
     console = Console(stderr=as_json, highlight=False, soft_wrap=True)
+    if choice.source != "default":
+        console.print(visible(f"cluster: {choice.describe()}"), markup=False)
     live = console.is_terminal and not os.environ.get("CI")
     if previous is not None:
         # A new process holds none of that run's results: only the persistent cache can give them back.
@@ -184,10 +189,9 @@ def run(ctx: click.Context, flow_spec: str, params: tuple[str, ...], address: st
     except FlowsTuiError:
         unsubscribe()
         raise
-    except KeyboardInterrupt:
+    except KeyboardInterrupt:  # before the run started (the cluster starting or connecting): nothing to record
         unsubscribe()
-        _stderr().print("interrupted")
-        raise click.exceptions.Exit(130)
+        _leave_interrupted(128 + (signals.early or signal.SIGINT))
     unsubscribe()
     flow_run = engine.flow_run
     try:
@@ -220,6 +224,7 @@ class _CancelOnSignals:
 
     def __init__(self) -> None:
         self.signum: int | None = None
+        self.early: int | None = None  # the signal that came before the run started
         self._engine: Any = None
         self._cluster: Any = None
         self._previous: dict[int, Any] = {}
@@ -247,6 +252,7 @@ class _CancelOnSignals:
 
     def _handle(self, signum: int, frame: Any) -> None:
         if self._engine is None:  # before the run started: nothing to record
+            self.early = signum
             raise KeyboardInterrupt
         if self.signum is not None:  # a closed terminal may signal twice; Ctrl-C twice stops waiting
             if signum == self.signum == signal.SIGINT:
@@ -263,6 +269,15 @@ class _CancelOnSignals:
         # On a thread of its own: the handler may have interrupted the main thread inside the engine's locks.
         threading.Thread(target=self._engine.cancel, args=(self.REASONS[self.signum],), name="flows-tui-cancel",
                          daemon=True).start()
+
+
+def _leave_interrupted(status: int) -> None:
+    """Ctrl-C (or SIGTERM) while the cluster starts or connects: say so and end now. A cluster still
+    starting is left to end with the process: its worker processes are stopped, and Dask's complaints
+    about being cut short (a nanny that failed to start, a close at exit) stay off the terminal."""
+    _stderr().print("interrupted")
+    silence_stderr()
+    exit_now(status)
 
 
 def _stdout_for_json() -> Any:
@@ -317,7 +332,11 @@ def _watch_run(flow_name: str, root: Path, values: dict[str, Any], typed: set[st
     bus = ev.EventBus()
     launcher = RunLauncher(choice, config, bus, keep_results=True,
                            say=lambda text: console.print(visible(text), markup=False))
-    launcher.connect()
+    try:
+        launcher.connect()
+    except KeyboardInterrupt:
+        launcher.close()
+        _leave_interrupted(130)
     waiting = f"watching {display_path(directory.directory)} for changes to {flow_name!r} (Ctrl-C to stop)"
 
     def run_once(flow: Any) -> None:
@@ -366,6 +385,8 @@ def _watch_run(flow_name: str, root: Path, values: dict[str, Any], typed: set[st
                     pass
             except KeyboardInterrupt:
                 watch.stop(timeout=0)
+                if launcher.cluster is not None:  # a task that goes on after the cancel must not hold the exit
+                    launcher.cluster.close_timeout = 0.5
                 launcher.cancel_all("interrupted (Ctrl-C)")
                 try:
                     watch.stop(timeout=30)  # the cancelled run ends and is recorded as Cancelled
@@ -550,9 +571,11 @@ def debug(ctx: click.Context, run_id: str, task_run_spec: str, inputs_only: bool
 @click.option("--grace", type=float, default=30.0, show_default=True, metavar="SECONDS",
               help="On SIGTERM/Ctrl-C, how long running runs may finish before they are cancelled.")
 @click.option("--address", help="Dask scheduler to attach to (tcp://host:8786).")
+@click.option("--cluster", "cluster_profile", metavar="NAME", help="The [clusters.NAME] profile of flows.toml to run on.")
 @click.option("--config", "config_path", type=click.Path(dir_okay=False), help="flows.toml to use.")
 @click.pass_context
-def serve(ctx: click.Context, grace: float, address: str | None, config_path: str | None) -> None:
+def serve(ctx: click.Context, grace: float, address: str | None, cluster_profile: str | None,
+          config_path: str | None) -> None:
     """Run the flows scheduled in flows.toml ([flows.NAME] cron or interval), headless, until stopped."""
     import threading
 
@@ -572,7 +595,8 @@ def serve(ctx: click.Context, grace: float, address: str | None, config_path: st
         served = scheduled_flows(config, directory.files)
     except ParameterError as error:  # a scheduled run's values all come from flows.toml: name the key
         raise located_in_config(config, directory.flows.get(error.flow or ""), error) from None
-    choice = choose_cluster(address or ctx.obj.get("address"), config)
+    choice = choose_cluster(address or ctx.obj.get("address"), config,
+                            profile=cluster_profile or ctx.obj.get("cluster_profile"))
     console = Console(highlight=False, soft_wrap=True)
     for error in directory.errors:
         console.print(visible(f"warning: {error}"), markup=False)
@@ -802,3 +826,6 @@ def init(directory: str) -> None:
         console.print(f"wrote {visible(path)}", markup=False)
     go = "" if folder.resolve() == Path.cwd().resolve() else f"cd {visible(folder)}, then "
     console.print(f"next: {go}`flows-tui run riders` (headless) or `flows-tui` (the UI)", markup=False)
+
+
+from . import prune as _prune  # noqa: E402,F401 - registers `flows-tui prune` on `main`

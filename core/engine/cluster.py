@@ -38,10 +38,30 @@ class ClusterChoice:
     memory_limit: str | None = None
     tls: Any = None  # config.TLSConfig
     connect_timeout: float = DEFAULT_CONNECT_TIMEOUT  # reaching the scheduler, or starting the cluster
+    profile: str | None = None  # the [clusters.NAME] profile, or "task_runner"
+    cluster_class: Any = None  # a Cluster class (or its "module.Class" path) to start instead of LocalCluster
+    cluster_kwargs: Any = None  # dict
+    adapt: Any = None  # dict of Cluster.adapt's arguments
+    scale: int | None = None
+    reuse: bool = False  # kept between runs (the UI, serve), closed after idle_timeout seconds without runs
+    idle_timeout: float | None = None
+
+    def describe(self) -> str:
+        """Where runs go and why, as a run's first line and the status bar say it."""
+        if self.cluster_class is not None:
+            name = self.cluster_class if isinstance(self.cluster_class, str) else self.cluster_class.__name__
+            what = name.rpartition(".")[2]
+        else:
+            what = self.address or "LocalCluster"
+        profile = f"profile {self.profile!r}, " if self.profile and self.profile != "task_runner" else ""
+        return f"{what} ({profile}from {self.source})"
 
 
-def choose_cluster(address: str | None = None, config: Any = None, environ: Any = None) -> ClusterChoice:
-    """SPEC's order: --address, else DASK_SCHEDULER_ADDRESS, else [cluster] address, else embedded."""
+def choose_cluster(address: str | None = None, config: Any = None, environ: Any = None, *,
+                   profile: str | None = None, flow: Any = None) -> ClusterChoice:
+    """Where a run goes, the first that is given of: --address, --cluster NAME (`profile`), the flow's
+    own `task_runner=DaskTaskRunner(...)`, its `[flows.X] cluster`, DASK_SCHEDULER_ADDRESS,
+    `[cluster] address`, else the embedded LocalCluster. ConfigError for an unknown profile."""
     environ = os.environ if environ is None else environ
     cluster = getattr(config, "cluster", None)
     sizes: dict[str, Any] = {}
@@ -51,12 +71,69 @@ def choose_cluster(address: str | None = None, config: Any = None, environ: Any 
                      memory_limit=cluster.memory_limit, tls=cluster.tls, connect_timeout=cluster.connect_timeout)
     if address:
         return ClusterChoice(address=normalize_address(address), source="--address", **sizes)
+    if profile:
+        return _from_profile(config, profile, "--cluster", sizes)
+    runner = _task_runner_choice(flow, sizes)
+    if runner is not None:
+        return runner
+    flow_profile = _flow_profile(config, flow)
+    if flow_profile:
+        return _from_profile(config, flow_profile, f"flows.toml [flows.{flow.name}] cluster", sizes)
     if environ.get("DASK_SCHEDULER_ADDRESS"):
         return ClusterChoice(address=normalize_address(environ["DASK_SCHEDULER_ADDRESS"]),
                              source="DASK_SCHEDULER_ADDRESS", **sizes)
     if cluster is not None and cluster.address:
         return ClusterChoice(address=cluster.address, source="flows.toml [cluster] address", **sizes)
     return ClusterChoice(**sizes)
+
+
+def _flow_profile(config: Any, flow: Any) -> str | None:
+    if flow is None or config is None:
+        return None
+    from flows_tui.project.catalog import flow_config_for
+
+    flow_config = flow_config_for(config, flow)
+    return getattr(flow_config, "cluster", None)
+
+
+def _from_profile(config: Any, name: str, source: str, sizes: dict[str, Any]) -> ClusterChoice:
+    from flows_tui.errors import ConfigError, did_you_mean
+    from flows_tui.project.cluster_config import check_profile
+
+    profiles = getattr(config, "clusters", {}) or {}
+    chosen = profiles.get(name)
+    if chosen is None:
+        known = ", ".join(profiles) or "none: add [clusters.NAME] to flows.toml"
+        raise ConfigError(f"no cluster profile named {name!r}{did_you_mean(name, profiles)} (profiles: {known})")
+    check_profile(chosen)
+    options = dict(sizes)
+    options.update(tls=chosen.tls, profile=name, source=source)
+    if chosen.connect_timeout is not None:
+        options["connect_timeout"] = chosen.connect_timeout
+    if chosen.address:
+        return ClusterChoice(address=chosen.address, **options)
+    options.update(reuse=chosen.reuse, idle_timeout=chosen.idle_timeout)
+    return ClusterChoice(cluster_class=chosen.cluster_class, cluster_kwargs=dict(chosen.kwargs),
+                         adapt=chosen.adapt, scale=chosen.scale, **options)
+
+
+def _task_runner_choice(flow: Any, sizes: dict[str, Any]) -> ClusterChoice | None:
+    """`@flow(task_runner=DaskTaskRunner(address=... | cluster_class=..., ...))`, as prefect-dask reads it."""
+    from flows_tui.task_runners import DaskTaskRunner
+
+    runner = getattr(flow, "task_runner", None)
+    if not isinstance(runner, DaskTaskRunner):
+        return None
+    options = runner.options
+    source = f"the task_runner of flow {getattr(flow, 'name', '?')!r}"
+    if options.get("address"):
+        return ClusterChoice(address=normalize_address(options["address"]), source=source, profile="task_runner",
+                             **{k: v for k, v in sizes.items() if k != "tls"})
+    if options.get("cluster_class"):
+        return ClusterChoice(cluster_class=options["cluster_class"], cluster_kwargs=dict(options.get("cluster_kwargs") or {}),
+                             adapt=options.get("adapt_kwargs"), source=source, profile="task_runner",
+                             connect_timeout=sizes.get("connect_timeout", DEFAULT_CONNECT_TIMEOUT))
+    return None
 
 
 def normalize_address(address: str) -> str:
@@ -76,7 +153,7 @@ class ClusterInfo:
 
     def describe(self) -> str:
         gib = self.memory / 2 ** 30
-        where = "LocalCluster" if self.kind == "LocalCluster" else self.address
+        where = self.address if self.kind == "scheduler" else self.kind
         return f"{where} · {self.workers} workers · {self.threads} threads · {gib:.1f} GiB"
 
 
@@ -117,7 +194,7 @@ class Cluster:
         except Exception:
             pass
         return ClusterInfo(
-            kind="LocalCluster" if self.local is not None else "scheduler",
+            kind=type(self.local).__name__ if self.local is not None else "scheduler",
             address=self.address,
             workers=len(workers),
             threads=sum(w.get("nthreads", 0) for w in workers.values()),
@@ -183,6 +260,41 @@ def _attach(choice: ClusterChoice, silence_logging_cmgr: Any) -> Cluster:
     return Cluster(client, None, choice, quiet)
 
 
+def _start_class(choice: ClusterChoice) -> Cluster:
+    """The profile's (or task runner's) Cluster class, started with its kwargs, scaled, and a client of it."""
+    from distributed import Client
+    from flows_tui.project.cluster_config import import_cluster_class
+
+    what = choice.describe()
+
+    def error(message: str) -> ClusterError:
+        return ClusterError(f"cluster {what}: {message}")
+
+    cls = import_cluster_class(choice.cluster_class, error)
+    kwargs = dict(choice.cluster_kwargs or {})
+    try:
+        started = cls(**kwargs)
+    except Exception as problem:
+        raise error(f"could not start {cls.__name__}: {type(problem).__name__}: {problem}") from None
+    try:
+        if choice.adapt is not None:
+            started.adapt(**choice.adapt)
+        elif choice.scale is not None:
+            started.scale(choice.scale)
+        client = Client(started, set_as_default=False, timeout=choice.connect_timeout)
+    except Exception as problem:
+        _close_started(started)
+        raise error(f"{type(problem).__name__}: {problem}") from None
+    return Cluster(client, started, choice)
+
+
+def _close_started(started: Any) -> None:
+    try:
+        started.close()
+    except Exception:
+        pass
+
+
 def connect(choice: ClusterChoice, *, behind_ui: bool = False) -> Cluster:
     """Start the embedded cluster or attach to `choice.address`; ClusterError if that fails.
 
@@ -199,6 +311,8 @@ def connect(choice: ClusterChoice, *, behind_ui: bool = False) -> Cluster:
 
     if choice.address:
         return _attach(choice, silence_logging_cmgr)
+    if choice.cluster_class is not None:
+        return _start_class(choice)
 
     options: dict[str, Any] = dict(processes=choice.processes, dashboard_address=choice.dashboard_address,
                                    silence_logs=logging.CRITICAL)
@@ -213,18 +327,26 @@ def connect(choice: ClusterChoice, *, behind_ui: bool = False) -> Cluster:
         except Exception as error:
             raise ClusterError(f"could not start the embedded LocalCluster: {type(error).__name__}: {error}") from None
     client = Client(local, set_as_default=False)
-    if behind_ui and choice.processes:
-        try:
-            # A worker plugin: the scheduler gives it to every worker that joins, so a worker
-            # process the nanny starts again after a crash is as nice as the first.
-            from .worker_priority import YieldToUI, niceness
-
-            client.register_plugin(YieldToUI(niceness() + UI_WORKER_NICENESS), name="flows-tui-yield-to-ui")
-        except Exception:  # a lower priority is a courtesy; the cluster works without it
-            logging.getLogger(__name__).debug("could not lower the workers' priority", exc_info=True)
+    if choice.processes:
+        _register_plugins(client, behind_ui)
     return Cluster(client, local, choice, behind_ui=behind_ui)
 
 
+def _register_plugins(client: Any, behind_ui: bool) -> None:
+    """Worker plugins of the embedded cluster's processes: the scheduler gives them to every worker
+    that joins, so a worker process the nanny starts again after a crash has them too."""
+    from .worker_signals import LeaveCtrlCToParent
+
+    plugins = [(LeaveCtrlCToParent(), "flows-tui-leave-ctrl-c")]
+    if behind_ui:
+        from .worker_priority import YieldToUI, niceness
+
+        plugins.append((YieldToUI(niceness() + UI_WORKER_NICENESS), "flows-tui-yield-to-ui"))
+    for plugin, name in plugins:
+        try:
+            client.register_plugin(plugin, name=name)
+        except Exception:  # each is a courtesy; the cluster works without it
+            logger.debug("could not register the worker plugin %s", name, exc_info=True)
 
 
 def reconnect(cluster: Cluster) -> Cluster:

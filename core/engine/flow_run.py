@@ -103,6 +103,7 @@ class FlowRunEngine(TaskRuns, Results, TaskCalls, TaskReports, DaskWatch):
         self._ended: list[str] = []  # task runs in the order they ended (as_completed follows it)
         self._batch: list | None = None  # events held back to publish as one batch
         self._watch_stop = threading.Event()
+        self._last_report = 0.0  # when the last batch of worker reports arrived (time.monotonic)
         self._sequence = 0
         self._abort: BaseException | None = None
         self._driver: threading.Thread | None = None

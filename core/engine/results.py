@@ -127,18 +127,24 @@ class Results:
         give are left to the per-element path, which knows what to make of a crash or a cancel."""
         tracks = [self._tracking[task_run_id] for task_run_id in task_run_ids if task_run_id not in self._fetched]
         futures = [track.future for track in tracks if track.future is not None]
-        while futures:
+        # One future waited for at a time, the first still pending: Dask's `wait` on all of them
+        # with a short timeout, again and again, set up and tore down a waiter per future each
+        # time, on the client's IO loop, which then fell seconds behind the workers' reports.
+        index = 0
+        while index < len(futures):
+            if futures[index].status != "pending":
+                index += 1
+                continue
             self._check_abort()
             remaining = None if deadline is None else deadline - time.monotonic()
             if remaining is not None and remaining <= 0:
                 break
             try:
-                self._wait_on_cluster(futures, 0.2 if remaining is None else min(0.2, remaining))
-                break
+                self._wait_on_cluster([futures[index]], 0.2 if remaining is None else min(0.2, remaining))
             except (TimeoutError, asyncio.TimeoutError):
                 continue
             except Exception:  # cancelled or lost: the per-element path says which
-                break
+                index += 1
         ready = [track for track in tracks if track.future is not None and track.future.status == "finished"]
         if len(ready) < 2:
             return

@@ -4,6 +4,7 @@ start, retry and end, and its log lines, folded into the run's model and publish
 from __future__ import annotations
 
 import logging
+import time
 
 from flows_tui.record import events as ev
 from flows_tui.states import CRASHED, RETRYING, RUNNING
@@ -20,6 +21,7 @@ class TaskReports:
     def _on_worker_messages(self, event: tuple[float, list[dict]]) -> None:
         """Topic handler (Dask's IO loop thread): keep it cheap."""
         _, messages = event
+        self._last_report = time.monotonic()
         with self._lock:
             self._batch = []
             try:

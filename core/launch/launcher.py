@@ -14,9 +14,12 @@ import threading
 from typing import TYPE_CHECKING, Any, Callable
 
 from flows_tui.cache import cache_directory
-from flows_tui.engine.cluster import Cluster, ClusterChoice, connect, reconnect
+from flows_tui.engine.cluster import Cluster, ClusterChoice, choose_cluster, connect, reconnect
 from flows_tui.engine.flow_run import FlowRunEngine, run_flow
 from flows_tui.engine.session import Session
+from flows_tui.errors import ClusterError
+
+from .flow_clusters import FlowClusters
 
 if TYPE_CHECKING:
     from flows_tui.flows import Flow
@@ -25,8 +28,22 @@ if TYPE_CHECKING:
 
 
 def where(cluster: Cluster) -> str:
-    """The cluster as a run records and shows it: "LocalCluster", or the scheduler's address."""
-    return "LocalCluster" if cluster.local is not None else cluster.address
+    """The cluster as a run records and shows it: "LocalCluster", the scheduler's address, or a profile's class."""
+    if cluster.local is None:
+        return cluster.address
+    kind = type(cluster.local).__name__
+    return f"{kind} (profile {cluster.choice.profile})" if cluster.choice.profile not in (None, "task_runner") else kind
+
+
+class Interrupted(ClusterError):
+    """The launcher was closed (quit, stop, Ctrl-C) while its cluster was starting or connecting."""
+
+
+def _close_quietly(cluster: Cluster) -> None:
+    try:
+        cluster.close()
+    except Exception:  # a cluster half gone may not close cleanly; it is dropped either way
+        pass
 
 
 class RunLauncher:
@@ -51,17 +68,63 @@ class RunLauncher:
         self.engines: dict[str, FlowRunEngine] = {}  # run id → engine, while the run is in flight
         self._lock = threading.Lock()
         self._reconnecting = threading.Lock()  # one reconnect at a time
+        self._closed = threading.Event()
+        self._starting = 0  # clusters starting on their threads
+        self.abandoned = False
+        # Flows that choose their own cluster ([flows.X] cluster, a DaskTaskRunner) run there, unless
+        # --address or --cluster said where every run goes.
+        self.flow_clusters = FlowClusters(self._start_interruptibly)
+        self.forced = choice.source in ("--address", "--cluster")  # closed while a cluster was still starting: it is closed when it is up
 
     # The cluster ---------------------------------------------------------------------------------
 
     def connect(self) -> Cluster:
-        """Start the embedded cluster or attach to the scheduler; ClusterError if that fails."""
-        cluster = connect(self.choice, behind_ui=self.behind_ui)
+        """Start the embedded cluster or attach to the scheduler; ClusterError if that fails.
+
+        The cluster starts on a thread of its own and this waits for it, so `close()` (the UI's
+        `q`, serve's stop) and Ctrl-C (a KeyboardInterrupt here) end the wait at once, whatever
+        Dask is doing; a cluster that comes up after that is closed then.
+        """
+        return self._connect(lambda: connect(self.choice, behind_ui=self.behind_ui))
+
+    def _connect(self, start: Callable[[], Cluster]) -> Cluster:
+        cluster = self._start_interruptibly(start)
         self._use(cluster)
         return cluster
 
+    def _start_interruptibly(self, start: Callable[[], Cluster]) -> Cluster:
+        if self._closed.is_set():
+            raise Interrupted("stopped before the cluster was ready")
+        done = threading.Event()
+        outcome: dict[str, Any] = {}
+        with self._lock:
+            self._starting += 1
+
+        def starting() -> None:
+            try:
+                outcome["cluster"] = start()
+            except BaseException as error:  # handed to the waiting thread
+                outcome["error"] = error
+            with self._lock:
+                self._starting -= 1
+                done.set()
+                unwanted = self._closed.is_set() and "cluster" in outcome
+            if unwanted:
+                _close_quietly(outcome["cluster"])
+
+        threading.Thread(target=starting, name="flows-tui-cluster-start", daemon=True).start()
+        while not done.wait(0.05):  # interruptible: Ctrl-C raises KeyboardInterrupt here
+            if self._closed.is_set():
+                raise Interrupted("stopped before the cluster was ready")
+        if "error" in outcome:
+            raise outcome["error"]
+        return outcome["cluster"]
+
     def _use(self, cluster: Cluster) -> None:
         with self._lock:
+            if self._closed.is_set():
+                _close_quietly(cluster)
+                raise Interrupted("stopped before the cluster was ready")
             self.cluster = cluster
             self.session = Session(cluster.client) if self.keep_results else None
 
@@ -84,16 +147,21 @@ class RunLauncher:
                 return cluster
             address = cluster.choice.address
             self.say(f"lost the Dask scheduler at {address}; reconnecting")
-            fresh = reconnect(cluster)
-            self._use(fresh)
+            fresh = self._connect(lambda: reconnect(cluster))
             self.say(f"reconnected to the Dask scheduler at {address}")
             return fresh
 
     def close(self) -> None:
+        """Close what we started; a cluster still starting is closed as soon as it is up."""
         with self._lock:
+            self._closed.set()
             cluster, self.cluster, self.session = self.cluster, None, None
-        if cluster is not None:
-            cluster.close()
+            self.abandoned = self._starting > 0
+        try:
+            self.flow_clusters.close()
+        finally:
+            if cluster is not None:
+                cluster.close()
 
     def __enter__(self) -> "RunLauncher":
         return self
@@ -111,8 +179,11 @@ class RunLauncher:
         With `reuse` (and `keep_results`), task calls whose results the session holds are not
         run again. ClusterError when no cluster can be had.
         """
-        cluster = self.live_cluster()
-        session = self.session
+        own = self.choice_for(flow)
+        if own is None:
+            cluster, session = self.live_cluster(), self.session
+        else:
+            cluster, session = self.flow_clusters.acquire(own), None
         started: list[FlowRunEngine] = []
 
         def track(engine: FlowRunEngine) -> None:
@@ -132,6 +203,17 @@ class RunLauncher:
             with self._lock:
                 for engine in started:
                     self.engines.pop(engine.run_id, None)
+            if own is not None:
+                self.flow_clusters.release(cluster)
+
+    def choice_for(self, flow: "Flow") -> ClusterChoice | None:
+        """The flow's own cluster when it chooses one other than the launcher's; None: the launcher's."""
+        if self.forced:
+            return None
+        own = choose_cluster(None, self.config, flow=flow)
+        if own == self.choice or not own.source.startswith(("the task_runner", "flows.toml [flows.")):
+            return None
+        return own
 
     def running(self) -> list[FlowRunEngine]:
         with self._lock:

@@ -263,10 +263,24 @@ def check_project(config_path: Path | None, *, cwd: Path) -> CheckReport:
     report.problems.extend(_duplicate_names(files))
     if config is not None:
         report.problems.extend(_unknown_flow_tables(config, files))
+        report.problems.extend(_bad_profiles(config))
         report.problems.extend(_bad_parameters(config, files))
     # Like a compiler: grouped by file, in line order, whatever check found them.
     report.problems.sort(key=lambda p: (p.path, p.line or 0))
     return report
+
+
+def _bad_profiles(config: Config) -> list[Problem]:
+    """Each [clusters.NAME] profile's class imported and its kwargs checked; none is started."""
+    from .cluster_config import check_profile
+
+    problems = []
+    for profile in config.clusters.values():
+        try:
+            check_profile(profile)
+        except ConfigError as error:
+            problems.append(_config_problem(error, config.path or Path(CONFIG_NAME)))
+    return problems
 
 
 def _config_problem(error: ConfigError, path: Path) -> Problem:

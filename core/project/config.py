@@ -18,7 +18,7 @@ except ModuleNotFoundError:  # Python 3.10
 
 from flows_tui.errors import ConfigError
 
-from .cluster_config import ClusterConfig, TLSConfig, read_cluster
+from .cluster_config import ClusterConfig, ClusterProfile, TLSConfig, read_cluster, read_profiles
 from .schedules import cron_problem
 from .toml_reader import KeyLines, Reader, display_path, parse_interval
 
@@ -36,6 +36,8 @@ class ProjectConfig:
     state_dir: Path
     log_level: int = logging.INFO  # what runs capture from logging, print and warnings
     import_timeout: float = 10.0  # seconds one flow file's import may take before it is an error
+    keep: _dt.timedelta | None = None  # history older than this is pruned (None: kept)
+    keep_runs: int | None = None  # only the newest this many runs are kept (None: all)
 
 
 @dataclass(frozen=True)
@@ -73,6 +75,7 @@ class FlowConfig:
     line: int | None = None
     # The line of each value in `parameters`, so a bad one is named where it is written.
     parameter_lines: dict[str, int] = field(default_factory=dict, compare=False)
+    cluster: str | None = None  # a [clusters.NAME] profile its runs use
 
     def parameter_location(self, parameter: str | None) -> tuple[str, int | None]:
         """(key path, line) of `parameter`'s value, else of the parameters table."""
@@ -90,6 +93,7 @@ class Config:
     cluster: ClusterConfig
     notify: NotifyConfig
     flows: dict[str, FlowConfig]
+    clusters: dict[str, ClusterProfile] = field(default_factory=dict)
     # What is read but not used, said once at start (a notifier off for an unset ${VAR}).
     warnings: tuple[str, ...] = ()
 
@@ -106,7 +110,7 @@ def import_timeout() -> float:
 
 def _project(reader: Reader, data: dict, root: Path) -> ProjectConfig:
     keys = ("project",)
-    reader.table(data, keys, {"flows_dir", "state_dir", "log_level", "import_timeout"})
+    reader.table(data, keys, {"flows_dir", "state_dir", "log_level", "import_timeout", "keep", "keep_runs"})
     flows_dir = reader.get(data, keys, "flows_dir", str)
     if flows_dir is None:
         flows_dir = "flows" if (root / "flows").is_dir() else "."
@@ -121,10 +125,20 @@ def _project(reader: Reader, data: dict, root: Path) -> ProjectConfig:
         reader.report(reader.error(keys + ("import_timeout",),
                                    f"import_timeout must be a number of seconds above 0, got {import_timeout!r}"))
         import_timeout = 10.0
+    keep = None
+    raw_keep = reader.get(data, keys, "keep", str)
+    if raw_keep is not None:
+        try:
+            keep = parse_interval(raw_keep)
+        except ValueError:
+            reader.report(reader.error(keys + ("keep",), f"keep must be a duration such as \"30d\", \"12h\" or "
+                                                         f"\"1d12h\", got {raw_keep!r}"))
+    keep_runs = reader.positive(data, keys, "keep_runs")
     global _import_timeout
     _import_timeout = float(import_timeout)  # every flow file imported from now on
     return ProjectConfig(flows_dir=(root / flows_dir).resolve(), state_dir=(root / state_dir).resolve(),
-                         log_level=LOG_LEVELS[level.upper()], import_timeout=float(import_timeout))
+                         log_level=LOG_LEVELS[level.upper()], import_timeout=float(import_timeout),
+                         keep=keep, keep_runs=keep_runs)
 
 
 def _notify(reader: Reader, data: dict, warnings: list[str]) -> NotifyConfig:
@@ -184,7 +198,7 @@ def _flow(reader: Reader, name: str, data: Any) -> FlowConfig:
     from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
     keys = ("flows", name)
-    reader.table(data, keys, {"cron", "interval", "timezone", "parameters", "overlap", "catchup"})
+    reader.table(data, keys, {"cron", "interval", "timezone", "parameters", "overlap", "catchup", "cluster"})
     cron = reader.get(data, keys, "cron", str)
     problem = cron_problem(cron) if cron is not None else None
     if problem is not None:
@@ -222,7 +236,7 @@ def _flow(reader: Reader, name: str, data: Any) -> FlowConfig:
         policies[key] = value
     lines = {k: line for k in parameters if (line := reader.lines.find(keys + ("parameters", k))) is not None}
     return FlowConfig(name, cron, interval, timezone, parameters, line=reader.lines.find(keys),
-                      parameter_lines=lines, **policies)
+                      parameter_lines=lines, cluster=reader.get(data, keys, "cluster", str), **policies)
 
 
 def parse_config(text: str, *, path: Path, environ: Mapping[str, str] | None = None,
@@ -243,7 +257,7 @@ def parse_config(text: str, *, path: Path, environ: Mapping[str, str] | None = N
         raise ConfigError(f"invalid TOML: {reason}", path=display_path(path), line=int(match.group(1)) if match else None) from None
     reader = Reader(path, KeyLines(text), environ, require_env=require_env, problems=problems)
     warnings: list[str] = []
-    reader.table(data, (), {"project", "cluster", "notify", "flows"})
+    reader.table(data, (), {"project", "cluster", "clusters", "notify", "flows"})
     flows_table = reader.section(lambda: reader.table(data.get("flows", {}), ("flows",), set(data.get("flows", {}))),
                                  dict)
     flows = {}
@@ -251,6 +265,12 @@ def parse_config(text: str, *, path: Path, environ: Mapping[str, str] | None = N
         flow = reader.section(lambda: _flow(reader, name, value), lambda: None)
         if flow is not None:
             flows[name] = flow
+    clusters = reader.section(lambda: read_profiles(reader, data.get("clusters", {}), root), dict)
+    for name, flow in list(flows.items()):
+        if flow.cluster is not None and flow.cluster not in clusters:
+            reader.report(reader.error(("flows", name, "cluster"), f"flow {name!r}: no cluster profile named "
+                                       f"{flow.cluster!r} (profiles: {', '.join(clusters) or 'none; add [clusters.NAME]'})"))
+            flows[name] = dataclasses.replace(flow, cluster=None)
     return Config(
         path=path,
         root=root,
@@ -259,6 +279,7 @@ def parse_config(text: str, *, path: Path, environ: Mapping[str, str] | None = N
         cluster=reader.section(lambda: read_cluster(reader, data.get("cluster", {}), root), ClusterConfig),
         notify=reader.section(lambda: _notify(reader, data.get("notify", {}), warnings), NotifyConfig),
         flows=flows,
+        clusters=clusters,
         warnings=tuple(warnings),
     )
 
@@ -299,5 +320,5 @@ def reload_config(current: Config) -> tuple[Config, list[str]]:
     keeps `current`.
     """
     fresh = load_config(current.path, cwd=current.root)
-    restart = [name for name in ("project", "cluster", "notify") if getattr(fresh, name) != getattr(current, name)]
+    restart = [name for name in ("project", "cluster", "clusters", "notify") if getattr(fresh, name) != getattr(current, name)]
     return dataclasses.replace(current, flows=fresh.flows), restart

@@ -19,12 +19,13 @@ from rich.text import Text
 
 from flows_tui.engine.cluster import ClusterChoice
 from flows_tui.engine.flow_run import FlowRunEngine
-from flows_tui.errors import ClusterError
-from flows_tui.launch.launcher import RunLauncher, where
+from flows_tui.errors import FlowsTuiError
+from flows_tui.launch.launcher import Interrupted, RunLauncher, where
 from flows_tui.launch.runner import recording
 from flows_tui.project.schedules import Schedule
 from flows_tui.record import events as ev
 from flows_tui.record.progress import SYMBOLS, format_duration, state_text
+from flows_tui.record.retention import Retention
 from flows_tui.safe_text import plain, visible
 from flows_tui.states import SUCCESS_STATES
 
@@ -75,13 +76,22 @@ class Service:
         """Serve until `stop` is set; then wind down (grace period, then cancel)."""
         with recording(self.bus, self.config) as store:
             store.on_problem = self.say  # "the history of this run is incomplete: …", once per run
-            cluster = self.launcher.connect()
+            # A stop while the cluster starts or connects ends the wait at once.
+            threading.Thread(target=self._stop_connecting, args=(stop,), name="flows-tui-serve-stop",
+                             daemon=True).start()
+            try:
+                cluster = self.launcher.connect()
+            except Interrupted:
+                self.say("stopped before the cluster was ready")
+                return
+            retention = Retention.for_project(store, self.config.project, self.say)
             try:
                 lock = ScheduleLock(self.config.project.state_dir, "flows-tui serve")
                 self.scheduler = Scheduler(store, self._start, log=self.say, lock=lock,
                                            **({"clock": self.clock} if self.clock else {}))
                 self.scheduler.set_schedules([entry.schedule for entry in self._served.values()])
-                self.say(f"serving {len(self._served)} schedule(s) on {where(cluster)}; Ctrl-C or SIGTERM stops")
+                chosen = "" if self.choice.source == "default" else f" ({self.choice.describe()})"
+                self.say(f"serving {len(self._served)} schedule(s) on {where(cluster)}{chosen}; Ctrl-C or SIGTERM stops")
                 for flow, due in sorted(self.scheduler.next_due().items()):
                     schedule = self._served[flow].schedule
                     self.say(f"  {flow}: {schedule.describe()}, next run {_local(due)}")
@@ -95,6 +105,13 @@ class Service:
                     self.scheduler.stop()  # again after an error: the schedules' lock goes to a standby
                 self._pool.shutdown(wait=False)
                 self.launcher.close()
+                if retention is not None:
+                    retention.stop()
+
+    def _stop_connecting(self, stop: threading.Event) -> None:
+        stop.wait()
+        if self.launcher.cluster is None:
+            self.launcher.close()
 
     def _start(self, schedule: Schedule, due: _dt.datetime) -> concurrent.futures.Future:
         with self._lock:
@@ -110,7 +127,7 @@ class Service:
 
         try:  # after a run that ended Crashed because the scheduler was lost, this connects again
             engine = self.launcher.launch(entry.flow, parameters, file=entry.file, on_engine=started)
-        except ClusterError as error:
+        except FlowsTuiError as error:  # no cluster, or the flow's [flows.X] cluster profile is wrong
             self.say(f"{name}: the run due {_local(due)} did not start: {error}")
             return "NotStarted"
         run = engine.flow_run

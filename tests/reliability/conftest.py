@@ -8,13 +8,12 @@ the path given by `--reliability-figures PATH` (the README's table comes from th
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 
 import pytest
 
-_FIGURES: dict[str, dict[str, object]] = {}
+FIGURE = "reliability figure"  # the user_properties key tests/conftest.py collects
 HERE = Path(__file__).resolve().parent
 
 # The default run (CI, the README's test command) uses reduced sizes to stay inside the
@@ -34,28 +33,19 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 
 class Figures:
-    """What one test measured: `figures.add("stored", "100000 of 100000 lines")`."""
+    """What one test measured: `figures.add("stored", "100000 of 100000 lines")`.
 
-    def __init__(self, test: str) -> None:
-        self.test = test
+    Figures travel with the test's report (its user_properties), so they reach the terminal
+    summary (tests/conftest.py) from pytest-xdist's worker processes too.
+    """
+
+    def __init__(self, node: pytest.Item) -> None:
+        self.node = node
 
     def add(self, name: str, value: object) -> None:
-        _FIGURES.setdefault(self.test, {})[name] = value
+        self.node.user_properties.append((FIGURE, [name, value if isinstance(value, (int, float)) else str(value)]))
 
 
 @pytest.fixture
 def figures(request: pytest.FixtureRequest) -> Figures:
-    return Figures(request.node.name)
-
-
-def pytest_terminal_summary(terminalreporter, exitstatus, config: pytest.Config) -> None:
-    if not _FIGURES:
-        return
-    terminalreporter.section("reliability figures (" + ("full size" if FULL else "reduced size; FLOWS_TUI_RELIABILITY=full for the README's sizes") + ")")
-    for test, values in _FIGURES.items():
-        terminalreporter.write_line(test)
-        for name, value in values.items():
-            terminalreporter.write_line(f"    {name}: {value}")
-    path = config.getoption("--reliability-figures")
-    if path:
-        Path(path).write_text(json.dumps(_FIGURES, indent=2, default=str) + "\n")
+    return Figures(request.node)

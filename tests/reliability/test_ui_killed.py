@@ -24,7 +24,7 @@ from flows_tui.record.store import Store
 from flows_tui.tui.log_view import LogView
 from flows_tui.tui.run_history import RunHistory
 
-from test_tui import app_for, tree_labels, wait_for
+from test_tui import app_for, flow_keys, tree_labels, wait_for
 
 from .conftest import sized
 
@@ -144,6 +144,9 @@ async def test_the_ui_killed_mid_run_loses_nothing_it_showed_and_the_run_is_cras
     async with app.run_test(size=(120, 40)) as pilot:
         history = app.query_one(RunHistory)
         await wait_for(pilot, lambda: history.row_count == 1, message="the run in the history")
+        # The flows pane fills in the background; once it has, its highlighted flow no longer
+        # replaces what the tasks pane shows (a run opened before then gave way to the plan).
+        await wait_for(pilot, lambda: "slow" in flow_keys(app), message="the flows listed")
         [summary] = app.store.runs()
         assert summary.run_id == shown["run_id"] and summary.state == "Crashed"
         assert "Crashed" in str(history.get_row_at(0))

@@ -18,6 +18,7 @@ from flows_tui.record import events as ev
 from flows_tui.states import FINAL_STATES
 
 from . import journal, writes
+from . import prune as prune_rows
 from .errors import StoreError, StoreNotWritable, os_reason, space_reason, unwritable
 from .owners import Owner, owner_alive
 from .reading import StoreReading
@@ -408,6 +409,32 @@ class Store(StoreReading):
             finally:
                 if c.in_transaction:
                     c.execute("ROLLBACK")
+
+    # Keeping history small ---------------------------------------------------------------------
+
+    def prune(self, older_than: _dt.timedelta | None = None, keep: int | None = None,
+              now: _dt.datetime | None = None) -> prune_rows.Pruned:
+        """Remove the ended runs started before `now - older_than` or not among the newest `keep`."""
+        try:
+            with self._connection() as c:
+                return prune_rows.prune(c, older_than, keep, now or utc_now())
+        except sqlite3.Error as error:
+            raise self._error("prune", error) from None
+
+    def vacuum(self) -> tuple[int, int]:
+        """Rewrite the file without its free pages; returns its size in bytes before and after."""
+        def size() -> int:
+            return sum(path.stat().st_size for path in (self.path, self.path.with_name(self.path.name + "-wal"))
+                       if path.exists())
+
+        before = size()
+        try:
+            with self._connection() as c:
+                c.execute("VACUUM")
+                c.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        except sqlite3.Error as error:
+            raise self._error("vacuum", error) from None
+        return before, size()
 
     # Schedules --------------------------------------------------------------------------------
 

@@ -1,0 +1,153 @@
+"""Ctrl-C (SIGINT to the terminal's process group) ends every command at any moment, and `q` the UI.
+
+While connecting: a real socket that accepts the connection and never answers holds the
+connect as long as `connect_timeout` (30 s here); the signal must end it at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+
+import pytest
+
+from conftest import PROCESS_CLUSTER_TOML, write_project
+from flows_tui.record.store import Store
+
+FLOWS = {"tiny.py": """
+    from flows_tui import flow, task
+
+    @task
+    def one():
+        return 1
+
+    @flow
+    def tiny():
+        return one()
+""", "endless.py": """
+    import time
+    from flows_tui import flow, task, get_run_logger
+
+    @task
+    def spin():
+        while True:
+            time.sleep(0.05)
+
+    @flow
+    def endless():
+        get_run_logger().info("started")
+        spin()
+"""}
+
+SLOW_CONNECT = """
+[project]
+flows_dir = "flows"
+[cluster]
+address = "{address}"
+connect_timeout = 30
+[flows.tiny]
+interval = "1h"
+"""
+
+
+@pytest.fixture
+def silent():
+    """A listening socket that never answers; `connected` is set once someone connects to it."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen()
+    connected = threading.Event()
+    held = []
+
+    def accept() -> None:
+        while True:
+            try:
+                conn, _ = sock.accept()
+            except OSError:
+                return
+            held.append(conn)
+            connected.set()
+
+    threading.Thread(target=accept, daemon=True).start()
+    try:
+        yield f"tcp://127.0.0.1:{sock.getsockname()[1]}", connected
+    finally:
+        sock.close()
+        for conn in held:
+            conn.close()
+
+
+def _start(args: list[str], project) -> subprocess.Popen:
+    """`flows-tui ARGS` in a process group of its own, as a shell runs a foreground job."""
+    env = {k: v for k, v in os.environ.items() if k != "DASK_SCHEDULER_ADDRESS"}
+    return subprocess.Popen([sys.executable, "-m", "flows_tui.cli", *args], cwd=project, start_new_session=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**env, "CI": "1", "NO_COLOR": "1"})
+
+
+def _ctrl_c(process: subprocess.Popen) -> tuple[int, str, str]:
+    os.killpg(process.pid, signal.SIGINT)
+    try:
+        out, err = process.communicate(timeout=10)  # a connect would hold it 30 s
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+    return process.returncode, out, err
+
+
+@pytest.mark.parametrize("args, code, said", [
+    (["run", "tiny"], 130, "interrupted"),
+    (["run", "tiny", "--watch"], 130, "interrupted"),
+    (["serve"], 0, "stopped before the cluster was ready"),
+], ids=["run", "run --watch", "serve"])
+def test_ctrl_c_while_connecting_ends_the_command_at_once(tmp_path, silent, args, code, said):
+    address, connected = silent
+    project = write_project(tmp_path, FLOWS, SLOW_CONNECT.format(address=address))
+    process = _start(args, project)
+    try:
+        assert connected.wait(60), "the command to connect"
+    except BaseException:
+        process.kill()
+        raise
+    returncode, out, err = _ctrl_c(process)
+    assert returncode == code, (out, err)
+    assert said in out + err
+    assert "Traceback" not in err and "Error" not in err
+
+
+def test_ctrl_c_to_the_process_group_mid_run_cancels_it_and_the_workers_stay_quiet(tmp_path):
+    # The embedded cluster's worker processes are in the group too: they used to die of the
+    # signal with a traceback each while the run was being cancelled.
+    project = write_project(tmp_path, FLOWS, PROCESS_CLUSTER_TOML.replace("n_workers = 2", "n_workers = 1"))
+    process = _start(["run", "endless"], project)
+    try:
+        for line in process.stdout:
+            if "started" in line:
+                break
+    except BaseException:
+        process.kill()
+        raise
+    returncode, out, err = _ctrl_c(process)
+    assert returncode == 130
+    assert "Traceback" not in err and "KeyboardInterrupt" not in err
+    store = Store.open(project / ".flows-tui", read_only_ok=True)
+    run = store.load_run(store.runs()[0].run_id)
+    assert (run.state, run.message) == ("Cancelled", "interrupted (Ctrl-C)")
+
+
+async def test_q_while_the_cluster_connects_quits_at_once(tmp_path, silent):
+    from test_tui import app_for
+
+    address, connected = silent
+    project = write_project(tmp_path, FLOWS, SLOW_CONNECT.format(address=address))
+    app = app_for(project, watch=False)
+    async with app.run_test(size=(100, 30)) as pilot:
+        assert await asyncio.to_thread(connected.wait, 60), "the UI to connect"
+        await pilot.press("q")
+        await pilot.pause()
+    assert app.launcher.abandoned and app.launcher.cluster is None
