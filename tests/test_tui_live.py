@@ -137,6 +137,7 @@ async def test_the_logs_pane_shows_the_run_the_tasks_pane_shows_named_by_name(tm
     async with app.run_test(size=(120, 40)) as pilot:
         await wait_for(pilot, lambda: app.query_one(FlowList).row_count == 3)
         select(app, "numbers")
+        await pilot.pause()  # its plan shown first, as when a user picks the flow
         app._follow_run(RUN, "numbers")
         app.bus.publish_many(run_events(failed=True))
         logs, tree = app.query_one(LogView), app.query_one(TaskTree)
