@@ -13,7 +13,8 @@ from collections import OrderedDict
 from typing import Any, Callable, Iterable, Sequence
 
 from .context import current_flow_run, current_task_run, run_to_end
-from .definitions import check_hooks, check_reserved_arguments, check_run_name, seconds_or_none, unwrap_method
+from .definitions import (check_hooks, check_reserved_arguments, check_run_name, options_signature, seconds_or_none,
+                          unwrap_method)
 
 _UNBOUND = object()
 # Said once, where the task is defined, as Prefect says it (`prefect.tasks` there). The null handler keeps
@@ -178,9 +179,11 @@ class Task:
 
             args = (unmapped(args[0]), *args[1:])
         if current_flow_run() is None and current_task_run() is not None:  # inside a task run
+            from .futures import TaskFutureList
+
             runs = local_task_runs()
-            local = [runs.submit(self, element_args, element_kwargs, wait_for=wait_for)
-                     for element_args, element_kwargs in runs.map_calls(self, args, kwargs)]
+            local = TaskFutureList(runs.submit(self, element_args, element_kwargs, wait_for=wait_for)
+                                   for element_args, element_kwargs in runs.map_calls(self, args, kwargs))
             if return_state:
                 return [future.wait() or future.state for future in local]
             return local
@@ -285,6 +288,9 @@ class Task:
         template = self.task_run_name
         if template is None:
             return fallback
+        if not (isinstance(template, str) or callable(template)):  # set on the task after it was defined
+            raise TypeError(f"Expected string or callable for 'task_run_name'; got {type(template).__name__} "
+                            "instead.")
         try:
             if callable(template):
                 return str(template())
@@ -414,3 +420,8 @@ def task(__fn: Callable[..., Any] | None = None, **options: Any) -> Any:
     if __fn is not None:
         return Task(__fn, **options)
     return lambda fn: Task(fn, **options)
+
+
+task.__signature__ = options_signature(Task.__init__, "__fn")  # type: ignore[attr-defined]
+# As Prefect's: a copy with other options is the same task, so its version is not among them.
+Task.with_options.__signature__ = options_signature(Task.__init__, "self", ["version"])  # type: ignore[attr-defined]

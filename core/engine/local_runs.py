@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable
 from flows_tui.cache import CacheSpec, cache_directory
 from flows_tui.cache_policies import TaskSource, policy_of, reads
 from flows_tui.context import task_run_var
-from flows_tui.futures import allow_failure, opaque, quote, unmapped
+from flows_tui.futures import TaskFuture, allow_failure, opaque, quote, unmapped
 from flows_tui.record.logs import RUN_LOGGER_NAMES, TASK_RUN_LOGGER_NAME
 from flows_tui.states import PENDING, SUCCESS_STATES, State
 
@@ -66,13 +66,16 @@ class LocalReports:
         return emit
 
 
-class LocalTaskFuture:
-    """What `.submit()` returns inside a task or outside a flow: the task run going on in a thread."""
+class LocalTaskFuture(TaskFuture):
+    """What `.submit()` returns inside a task: the task run going on in a thread.
+
+    A `PrefectFuture` (`PrefectDaskFuture`) to the code holding it, as Prefect's nested futures are;
+    no flow run's engine knows it.
+    """
 
     def __init__(self, task: "Task", name: str, task_run_id: str) -> None:
+        super().__init__(None, task_run_id, name)  # type: ignore[arg-type]
         self.task = task
-        self.name = name
-        self.task_run_id = task_run_id
         self._done = threading.Event()
         self._outcome: Outcome | None = None
 
@@ -82,6 +85,17 @@ class LocalTaskFuture:
 
     def wait(self, timeout: float | None = None) -> None:
         self._done.wait(timeout)
+
+    @property
+    def wrapped_future(self) -> None:
+        return None  # it runs in a thread, not on Dask
+
+    def add_done_callback(self, fn: Any) -> None:
+        def call_when_done() -> None:
+            self._done.wait()
+            fn(self)
+
+        threading.Thread(target=call_when_done, name=f"flows-tui-done-{self.name}", daemon=True).start()
 
     def done(self) -> bool:
         return self._done.is_set()
