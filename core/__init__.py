@@ -5,6 +5,7 @@ Prefect by changing only its import line.
 """
 
 from . import flows as _flows
+from . import tasks as _tasks
 from .context import tags
 from .flows import Flow, flow
 from .futures import (PrefectFuture, PrefectFutureList, TaskFuture, TaskFutureList, allow_failure, as_completed,
@@ -30,9 +31,16 @@ def _serve_flow(flow: Flow, **options) -> None:
     serve_flow(flow, **options)
 
 
+def _local_task_runs():
+    from .engine import local_runs
+
+    return local_runs
+
+
 # The public API sits below the layers that run and serve flows (see flows.Launchers).
 _flows.launchers.run_from_python = _run_from_python
 _flows.launchers.serve_flow = _serve_flow
+_tasks._local_task_runs = _local_task_runs
 
 __all__ = [
     "DaskTaskRunner", "Flow", "PrefectFuture", "PrefectFutureList", "State", "Task", "TaskFuture", "TaskFutureList",

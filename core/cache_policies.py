@@ -20,6 +20,7 @@ from __future__ import annotations
 from copy import deepcopy
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import FunctionType
 from typing import Any, Callable
 
 
@@ -166,11 +167,20 @@ class TaskSource(CachePolicy):
         if task_ctx is None:
             return None
         source = getattr(task_ctx, "task_source", None)
-        if source is None:
+        if source is not None:
+            return source
+        task = task_ctx.task
+        fn = getattr(task, "fn", task)
+        stored = getattr(task, "source_code", None)
+        if isinstance(fn, FunctionType) or (callable(fn) and not isinstance(stored, str)):
             from flows_tui.user_code.task_source import task_source
 
-            source = task_source(task_ctx.task)
-        return source
+            return task_source(task)
+        if isinstance(stored, str):  # a task whose code is not here, only its text (as Prefect keeps it)
+            from .cache import hash_key_parts
+
+            return hash_key_parts([stored])
+        return None
 
 
 @dataclass

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import dataclasses
 import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Callable, Iterator
@@ -29,11 +30,25 @@ class TaskRunContext:
     emit_log: Callable[[logging.LogRecord], None]
     log_level: int = logging.INFO  # records below it are not captured
     at_terminal: bool = False  # run by `flows-tui debug`: breakpoint() opens the debugger
+    cache_dir: str | None = None  # the run's cache, for the tasks this one calls
+    flow_name: str = ""
 
     @classmethod
     def get(cls) -> "TaskRunContext | None":
         """The task attempt running in this thread, or None (Prefect's `TaskRunContext.get()`)."""
         return task_run_var.get()
+
+    @classmethod
+    def model_construct(cls, **values: Any) -> "TaskRunContext":
+        """A context with only the fields given (the rest at their defaults or absent), as
+        Prefect's pydantic model builds one: to call a cache policy's `compute_key` by hand."""
+        context = cls.__new__(cls)
+        for field in dataclasses.fields(cls):
+            if field.default is not dataclasses.MISSING:
+                setattr(context, field.name, field.default)
+        for name, value in values.items():
+            setattr(context, name, value)
+        return context
 
 
 class FlowRunContext:

@@ -72,3 +72,14 @@ def check_flow_name(name: Any) -> None:
 def seconds_or_none(value: Any) -> float | None:
     """Prefect reads a timeout of 0 (or None) as no timeout."""
     return float(value) if value else None
+
+
+def options_signature(init: Callable[..., Any], first: str, leave_out: Iterable[str] = ()) -> inspect.Signature:
+    """The signature of a decorator (`first` = "__fn") or of `with_options` (`first` = "self"): the options
+    `init` takes, by keyword, so help(), editors and inspect show each option rather than `**options`."""
+    skipped = {"self", "fn", *leave_out}
+    options = [parameter.replace(kind=inspect.Parameter.KEYWORD_ONLY)
+               for name, parameter in inspect.signature(init).parameters.items() if name not in skipped]
+    head = (inspect.Parameter(first, inspect.Parameter.POSITIONAL_OR_KEYWORD) if first == "self" else
+            inspect.Parameter(first, inspect.Parameter.POSITIONAL_ONLY, default=None))
+    return inspect.Signature([head, *options])

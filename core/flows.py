@@ -5,11 +5,11 @@ from __future__ import annotations
 import copy
 import functools
 import inspect
-from typing import Any, Callable
+from typing import Any, Callable, Iterable
 
 from .context import current_flow_run, run_to_end
-from .definitions import (check_flow_name, check_hooks, check_reserved_arguments, check_run_name, seconds_or_none,
-                          unwrap_method)
+from .definitions import (check_flow_name, check_hooks, check_reserved_arguments, check_run_name, options_signature,
+                          seconds_or_none, unwrap_method)
 
 _UNBOUND = object()
 _HOOKS = ("on_completion", "on_failure", "on_crashed", "on_cancellation", "on_running")
@@ -125,7 +125,8 @@ class Flow:
             return dict(bound.arguments)
         return validate_parameters(fn, parameters, flow_name=self.name, from_text=from_text)
 
-    def __call__(self, *args: Any, return_state: bool = False, **kwargs: Any) -> Any:
+    def __call__(self, *args: Any, return_state: bool = False, wait_for: Iterable[Any] | None = None,
+                 **kwargs: Any) -> Any:
         bound_to = self.__dict__.get("_bound_to", _UNBOUND)
         if bound_to is not _UNBOUND:
             args = (bound_to, *args)
@@ -138,11 +139,16 @@ class Flow:
             # A subflow: its body runs in the parent's driver, its tasks join the parent's run.
             # Its state follows from what it returned, as a flow run's does.
             from .futures import resolve_futures_to_results
-            from .states import FAILED, State, state_from_return
+            from .states import FAILED, NOT_RUN, State, UpstreamFailed, state_from_return
 
             try:
+                _wait_for_upstream(wait_for)
                 values = self.validate({k: resolve_futures_to_results(v) for k, v in parameters.items()})
                 state = state_from_return(parent._futures_to_states(self.call_fn(values)))
+            except UpstreamFailed as error:  # as a task whose upstream failed: the subflow did not run
+                if not return_state:
+                    raise
+                state = State(NOT_RUN, str(error), _exception=error)
             except Exception as error:
                 if not return_state:
                     raise
@@ -150,6 +156,10 @@ class Flow:
                               _exception=error)
             state._run = True  # a run's state: returned by the parent, it counts as one
             return state if return_state else state.result()
+        template = self.flow_run_name
+        if not (template is None or isinstance(template, str) or callable(template)):  # set after definition
+            raise TypeError(f"Expected string or callable for 'flow_run_name'; got {type(template).__name__} "
+                            "instead.")
         if self.isasync:  # as in Prefect, an async flow's call is awaited; the run itself is in a thread
             import asyncio
 
@@ -269,3 +279,22 @@ def flow(__fn: Callable[..., Any] | None = None, **options: Any) -> Any:
     if __fn is not None:
         return Flow(__fn, **options)
     return lambda fn: Flow(fn, **options)
+
+
+def _wait_for_upstream(wait_for: Iterable[Any] | None) -> None:
+    """A subflow's `wait_for`: each future (or state) in it final; UpstreamFailed for the first that did
+    not complete, unless given as `allow_failure(...)`."""
+    from .futures import allow_failure, resolve_futures_to_states
+    from .states import State, UpstreamFailed
+
+    for item in wait_for or ():
+        allowed = type(item) is allow_failure
+        resolved = resolve_futures_to_states(item.value if allowed else item)
+        for state in resolved if isinstance(resolved, (list, tuple, set)) else [resolved]:
+            if isinstance(state, State) and not allowed and not state.is_completed():
+                raise UpstreamFailed(f"upstream in wait_for ended {state.name}"
+                                     + (f" ({state.message})" if state.message else ""))
+
+
+flow.__signature__ = options_signature(Flow.__init__, "__fn")  # type: ignore[attr-defined]
+Flow.with_options.__signature__ = options_signature(Flow.__init__, "self")  # type: ignore[attr-defined]

@@ -98,6 +98,11 @@ class TaskFuture(Generic[T]):
     def done(self) -> bool:
         return self.engine.is_final(self)
 
+    @property
+    def wrapped_future(self) -> Any:
+        """The Dask future of this task run (prefect-dask's name); its key starts with the task's name."""
+        return self.engine.dask_future(self)
+
     def add_done_callback(self, fn: Any) -> None:
         """Call `fn(future)` once the task run has ended (on a thread of the engine's, or now if it has)."""
         import threading

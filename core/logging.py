@@ -18,15 +18,17 @@ def get_logger(name: str | None = None) -> _logging.Logger:
 @contextlib.contextmanager
 def disable_run_logger() -> Iterator[None]:
     """Run loggers say nothing inside this block (e.g. calling a task's `.fn` in a unit test)."""
-    from flows_tui.record.logs import RUN_LOGGER_NAME
+    from flows_tui.record.logs import RUN_LOGGER_NAMES
 
-    logger = _logging.getLogger(RUN_LOGGER_NAME)
-    was = logger.disabled
-    logger.disabled = True
+    loggers = [_logging.getLogger(name) for name in RUN_LOGGER_NAMES]
+    were = [logger.disabled for logger in loggers]
+    for logger in loggers:
+        logger.disabled = True
     try:
         yield
     finally:
-        logger.disabled = was
+        for logger, was in zip(loggers, were):
+            logger.disabled = was
 
 
 __all__ = ["disable_run_logger", "get_logger", "get_run_logger"]

@@ -6,15 +6,21 @@ import copy
 import datetime as _dt
 import functools
 import inspect
+import logging
 import random
 import threading
 from collections import OrderedDict
 from typing import Any, Callable, Iterable, Sequence
 
-from .context import current_flow_run, run_to_end
-from .definitions import check_hooks, check_reserved_arguments, check_run_name, seconds_or_none, unwrap_method
+from .context import current_flow_run, current_task_run, run_to_end
+from .definitions import (check_hooks, check_reserved_arguments, check_run_name, options_signature, seconds_or_none,
+                          unwrap_method)
 
 _UNBOUND = object()
+# Said once, where the task is defined, as Prefect says it (`prefect.tasks` there). The null handler keeps
+# it off a terminal whose logging nobody configured (the UI imports flow files while it draws).
+_logger = logging.getLogger("flows_tui.tasks")
+_logger.addHandler(logging.NullHandler())
 _NOT_SET = object()  # cache_policy not given (None given means: none)
 
 RetryDelay = float | int | Sequence[float] | Callable[[int], Sequence[float]] | None
@@ -125,6 +131,11 @@ class Task:
         self._user_cache_policy = cache_policy
         self._user_persist_result = persist_result
         self._show_cache_options()
+        if persist_result is False and cache_policy is not None:
+            from .cache_policies import NoCache
+
+            if not isinstance(cache_policy, NoCache) and cache_policy is not NoCache:
+                _logger.warning("Ignoring `cache_policy` because `persist_result` is False")
         self.task_key = _task_key(fn)
         try:
             self.source_code: str | None = inspect.getsource(fn)
@@ -139,8 +150,8 @@ class Task:
                  **kwargs: Any) -> Any:
         args = self._with_bound(args)
         engine = current_flow_run()
-        if engine is None:  # outside a flow: a plain call, so tasks stay unit-testable
-            return self.fn(*args, **kwargs)
+        if engine is None:  # inside another task or outside any flow: a task run all the same, as in Prefect 3
+            return local_task_runs().call(self, args, kwargs, return_state=return_state, wait_for=wait_for)
         future = engine.submit(self, args, kwargs, wait_for=wait_for)
         if return_state:
             return engine.final_state(future, seen_by_body=True)
@@ -148,6 +159,12 @@ class Task:
 
     def submit(self, *args: Any, return_state: bool = False, wait_for: Iterable[Any] | None = None,
                **kwargs: Any) -> Any:
+        if current_flow_run() is None and current_task_run() is not None:  # a task run inside a task run
+            future = local_task_runs().submit(self, self._with_bound(args), kwargs, wait_for=wait_for)
+            if return_state:
+                future.wait()
+                return future.state
+            return future
         engine = _require_flow_run(self, "submit")
         future = engine.submit(self, self._with_bound(args), kwargs, wait_for=wait_for)
         if return_state:
@@ -156,12 +173,21 @@ class Task:
 
     def map(self, *args: Any, return_state: bool = False, wait_for: Iterable[Any] | None = None,
             **kwargs: Any) -> Any:
-        engine = _require_flow_run(self, "map")
         args = self._with_bound(args)
         if self.__dict__.get("_bound_to", _UNBOUND) is not _UNBOUND:
             from .futures import unmapped
 
             args = (unmapped(args[0]), *args[1:])
+        if current_flow_run() is None and current_task_run() is not None:  # inside a task run
+            from .futures import TaskFutureList
+
+            runs = local_task_runs()
+            local = TaskFutureList(runs.submit(self, element_args, element_kwargs, wait_for=wait_for)
+                                   for element_args, element_kwargs in runs.map_calls(self, args, kwargs))
+            if return_state:
+                return [future.wait() or future.state for future in local]
+            return local
+        engine = _require_flow_run(self, "map")
         futures = engine.map(self, args, kwargs, wait_for=wait_for)
         if return_state:
             return [engine.final_state(f, seen_by_body=True) for f in futures]
@@ -262,6 +288,9 @@ class Task:
         template = self.task_run_name
         if template is None:
             return fallback
+        if not (isinstance(template, str) or callable(template)):  # set on the task after it was defined
+            raise TypeError(f"Expected string or callable for 'task_run_name'; got {type(template).__name__} "
+                            "instead.")
         try:
             if callable(template):
                 return str(template())
@@ -356,6 +385,15 @@ def _restore_task(blob: bytes) -> Task:
     return restored
 
 
+def local_task_runs() -> Any:
+    """`flows_tui.engine.local_runs`: it lives in a layer above this module, which must not import it;
+    flows_tui/__init__.py plugs it in (imported at the first such call, so a flow file pays nothing)."""
+    return _local_task_runs()
+
+
+_local_task_runs: Callable[[], Any]
+
+
 def _require_flow_run(task: Task, method: str):
     engine = current_flow_run()
     if engine is None:
@@ -382,3 +420,8 @@ def task(__fn: Callable[..., Any] | None = None, **options: Any) -> Any:
     if __fn is not None:
         return Task(__fn, **options)
     return lambda fn: Task(fn, **options)
+
+
+task.__signature__ = options_signature(Task.__init__, "__fn")  # type: ignore[attr-defined]
+# As Prefect's: a copy with other options is the same task, so its version is not among them.
+Task.with_options.__signature__ = options_signature(Task.__init__, "self", ["version"])  # type: ignore[attr-defined]

@@ -194,3 +194,26 @@ def test_a_scheduler_without_workers_is_said_and_the_run_goes_on_once_one_joins(
         assert "Completed flow run 'remote'" in output.read_text()
     finally:
         stop_processes(*reversed(processes))
+
+
+def test_a_flows_dask_task_runner_address_is_where_it_runs(tmp_path, scheduler, worker_dir):
+    project = _project(tmp_path, '[project]\nflows_dir = "flows"\n')
+    (project / "flows" / "runner_flow.py").write_text(textwrap.dedent(f"""
+        import os
+        from flows_tui import DaskTaskRunner, flow, task
+
+        @task
+        def worker_cwd():
+            return os.getcwd()
+
+        @flow(task_runner=DaskTaskRunner(address="{scheduler}"), log_prints=True)
+        def placed():
+            print("ran in", worker_cwd())
+    """))
+    result = cli("run", "placed", "--json", cwd=project)
+    assert result.returncode == 0, result.stderr
+    assert f"cluster: {scheduler} (from the task_runner of flow 'placed')" in result.stderr
+    document = json.loads(result.stdout)
+    assert document["state"] == "Completed"
+    logs = cli("logs", document["run_id"], "--json", cwd=project)
+    assert f"ran in {worker_dir}" in [json.loads(line)["message"] for line in logs.stdout.splitlines()]

@@ -106,3 +106,64 @@ def test_profile_tables_are_checked_as_they_are_read(tmp_path):
     with pytest.raises(ConfigError) as raised:
         parse_config('[flows.a]\ncluster = "big"\n', path=tmp_path / "flows.toml")
     assert "flows.toml:2" in str(raised.value) and "no cluster profile named 'big'" in str(raised.value)
+
+
+SIDE = """
+[project]
+flows_dir = "flows"
+[clusters.kept]
+class = "distributed.LocalCluster"
+kwargs = { n_workers = 1, processes = false, dashboard_address = ":0" }
+reuse = true
+idle_timeout = 1
+[clusters.once]
+class = "distributed.LocalCluster"
+kwargs = { n_workers = 1, processes = false, dashboard_address = ":0" }
+[flows.kept_flow]
+cluster = "kept"
+[flows.once_flow]
+cluster = "once"
+"""
+
+SIDE_FLOWS = {"side.py": """
+    from flows_tui import flow, task
+
+    @task
+    def one():
+        return 1
+
+    @flow
+    def kept_flow():
+        return one()
+
+    @flow
+    def once_flow():
+        return one()
+"""}
+
+
+def test_a_reused_profile_stays_up_between_runs_and_closes_when_idle_another_closes_after_its_run(tmp_path):
+    from conftest import wait_until
+    from flows_tui.engine.cluster import ClusterChoice
+    from flows_tui.launch.launcher import RunLauncher
+    from flows_tui.project.config import load_config
+    from flows_tui.project.flow_files import load_flow_file
+    from flows_tui.record.events import EventBus
+
+    project = write_project(tmp_path, SIDE_FLOWS, SIDE)
+    config = load_config(project / "flows.toml", cwd=project)
+    flows = {f.fn.__name__: f for f in load_flow_file(project / "flows" / "side.py").flows.values()}
+    default = ClusterChoice(processes=False, n_workers=1)
+    with RunLauncher(default, config, EventBus(), keep_results=True) as launcher:
+        first = launcher.launch(flows["kept_flow"], {})
+        kept = launcher.flow_clusters.in_use()
+        assert first.final.is_completed() and first.address == "LocalCluster (profile kept)"
+        assert len(kept) == 1 and launcher.cluster is None  # the launcher's own cluster was not needed
+        assert launcher.launch(flows["kept_flow"], {}).final.is_completed()
+        assert launcher.flow_clusters.in_use() == kept  # the same cluster, kept between runs
+        wait_until(lambda: kept[0].local.status.name == "closed", timeout=20, message="the idle profile to close")
+        assert not launcher.flow_clusters.in_use()
+
+        once = launcher.launch(flows["once_flow"], {})
+        assert once.final.is_completed() and once.address == "LocalCluster (profile once)"
+        assert not launcher.flow_clusters.in_use()  # closed as its run ended

@@ -200,7 +200,7 @@ class FlowsApp(App):
     ]
 
     def __init__(self, config: Any, *, path: str | None = None, address: str | None = None,
-                 bus: ev.EventBus | None = None, store: Any = None, watch: bool = True,
+                 cluster: str | None = None, bus: ev.EventBus | None = None, store: Any = None, watch: bool = True,
                  connect_cluster: bool = True) -> None:
         super().__init__()
         self.signalled: int | None = None  # SIGTERM or SIGHUP ended the UI (run_app exits 128 + it)
@@ -209,7 +209,7 @@ class FlowsApp(App):
         self.bus = bus or ev.EventBus()
         # The cluster, the session whose results `R` and `w` reuse, and the runs in progress. A
         # saved flows.toml's [cluster] applies on restart, so the launcher keeps the config it began with.
-        self.launcher = RunLauncher(choose_cluster(address, config), config, self.bus, keep_results=True,
+        self.launcher = RunLauncher(choose_cluster(address, config, profile=cluster), config, self.bus, keep_results=True,
                                     behind_ui=True)
         self.cluster_error: FlowsTuiError | None = None  # the embedded cluster or the scheduler could not be had
         self._waiting_runs: list[tuple[Any, dict[str, Any], str | None]] = []  # r pressed while the cluster starts
@@ -399,6 +399,9 @@ class FlowsApp(App):
         """On a thread: the cluster's size in the status bar."""
         info = cluster.info()
         text = plain(f"cluster: {info.describe()}")
+        if cluster.choice.source != "default":  # where it came from: --cluster, a profile, the environment
+            text.append(plain(f" · from {cluster.choice.source}"
+                              + (f" (profile {cluster.choice.profile})" if cluster.choice.profile else "")))
         if info.dashboard:
             text.append(f" · {visible(info.dashboard, one_line=True)}", style="dim")
         self.call_from_thread(self.query_one(StatusBar).set_cluster, text)
@@ -1224,7 +1227,7 @@ def _task_of(run: FlowRun, task_run_id: str | None) -> str | None:
     return task_run.task if task_run else None
 
 
-def run_app(config: Any, *, path: str | None = None, address: str | None = None) -> int:
+def run_app(config: Any, *, path: str | None = None, address: str | None = None, cluster: str | None = None) -> int:
     # Worker processes need multiprocessing's resource tracker, which is started with our
     # stderr's file descriptor: start it now, before Textual replaces sys.stderr.
     from multiprocessing import resource_tracker
@@ -1233,7 +1236,7 @@ def run_app(config: Any, *, path: str | None = None, address: str | None = None)
     bus = ev.EventBus()
     # Every run the UI starts is stored, as with `flows-tui run`; if the store cannot be written, unrecorded.
     with recording(bus, config, unrecorded_ok=True) as store:
-        app = FlowsApp(config, path=path, address=address, bus=bus, store=store)
+        app = FlowsApp(config, path=path, address=address, cluster=cluster, bus=bus, store=store)
         app.run()
     status = 128 + app.signalled if app.signalled is not None else 0
     if app.launcher.abandoned:  # quit while the cluster was starting: it must not hold the exit

@@ -80,11 +80,13 @@ def _say_warnings(warnings: Any) -> None:
 @click.group(cls=_Main, invoke_without_command=True, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--config", "config_path", type=click.Path(dir_okay=False), help="flows.toml to use.")
 @click.option("--address", help="Dask scheduler to attach to (tcp://host:8786).")
+@click.option("--cluster", "cluster_profile", metavar="NAME", help="The [clusters.NAME] profile of flows.toml to run on.")
 @click.option("--debug", is_flag=True,
               help="Tracebacks keep flows-tui's and Dask's own frames (as FLOWS_TUI_DEBUG=1 does).")
 @click.version_option(package_name="flows-tui")
 @click.pass_context
-def main(ctx: click.Context, config_path: str | None, address: str | None, debug: bool) -> None:
+def main(ctx: click.Context, config_path: str | None, address: str | None, cluster_profile: str | None,
+         debug: bool) -> None:
     """Develop Prefect-style flows locally on Dask: a terminal UI, and headless commands.
 
     Run without a command to open the UI on PATH (a flows directory or one flow file).
@@ -94,7 +96,7 @@ def main(ctx: click.Context, config_path: str | None, address: str | None, debug
 
         os.environ[DEBUG_ENV] = "1"
     ctx.ensure_object(dict)
-    ctx.obj.update(config_path=config_path, address=address)
+    ctx.obj.update(config_path=config_path, address=address, cluster_profile=cluster_profile)
     if ctx.invoked_subcommand is not None:
         return  # each command that reads or records runs opens the store, which recovers crashed runs
     path = ctx.meta.get("flows_tui.path")
@@ -103,7 +105,7 @@ def main(ctx: click.Context, config_path: str | None, address: str | None, debug
         from flows_tui.tui.app import run_app
     except ImportError as error:
         raise FlowsTuiError(f"the terminal UI could not start: {error}")
-    status = run_app(config, path=path, address=address)
+    status = run_app(config, path=path, address=address, cluster=cluster_profile)
     if status > 128:  # SIGTERM or SIGHUP: runs cancelled and recorded, the terminal given back
         exit_now(status)
     raise click.exceptions.Exit(status)
@@ -157,7 +159,7 @@ def run(ctx: click.Context, flow_spec: str, params: tuple[str, ...], address: st
                 and error.parameter not in typed:
             raise located_in_config(config, flow, error) from None  # flows.toml gave the bad value
         raise
-    choice = choose_cluster(address, config, profile=cluster_profile, flow=flow)
+    choice = choose_cluster(address, config, profile=cluster_profile or ctx.obj.get("cluster_profile"), flow=flow)
 
     console = Console(stderr=as_json, highlight=False, soft_wrap=True)
     if choice.source != "default":
@@ -569,9 +571,11 @@ def debug(ctx: click.Context, run_id: str, task_run_spec: str, inputs_only: bool
 @click.option("--grace", type=float, default=30.0, show_default=True, metavar="SECONDS",
               help="On SIGTERM/Ctrl-C, how long running runs may finish before they are cancelled.")
 @click.option("--address", help="Dask scheduler to attach to (tcp://host:8786).")
+@click.option("--cluster", "cluster_profile", metavar="NAME", help="The [clusters.NAME] profile of flows.toml to run on.")
 @click.option("--config", "config_path", type=click.Path(dir_okay=False), help="flows.toml to use.")
 @click.pass_context
-def serve(ctx: click.Context, grace: float, address: str | None, config_path: str | None) -> None:
+def serve(ctx: click.Context, grace: float, address: str | None, cluster_profile: str | None,
+          config_path: str | None) -> None:
     """Run the flows scheduled in flows.toml ([flows.NAME] cron or interval), headless, until stopped."""
     import threading
 
@@ -591,7 +595,8 @@ def serve(ctx: click.Context, grace: float, address: str | None, config_path: st
         served = scheduled_flows(config, directory.files)
     except ParameterError as error:  # a scheduled run's values all come from flows.toml: name the key
         raise located_in_config(config, directory.flows.get(error.flow or ""), error) from None
-    choice = choose_cluster(address or ctx.obj.get("address"), config)
+    choice = choose_cluster(address or ctx.obj.get("address"), config,
+                            profile=cluster_profile or ctx.obj.get("cluster_profile"))
     console = Console(highlight=False, soft_wrap=True)
     for error in directory.errors:
         console.print(visible(f"warning: {error}"), markup=False)

@@ -43,6 +43,8 @@ class ClusterChoice:
     cluster_kwargs: Any = None  # dict
     adapt: Any = None  # dict of Cluster.adapt's arguments
     scale: int | None = None
+    reuse: bool = False  # kept between runs (the UI, serve), closed after idle_timeout seconds without runs
+    idle_timeout: float | None = None
 
     def describe(self) -> str:
         """Where runs go and why, as a run's first line and the status bar say it."""
@@ -110,6 +112,7 @@ def _from_profile(config: Any, name: str, source: str, sizes: dict[str, Any]) ->
         options["connect_timeout"] = chosen.connect_timeout
     if chosen.address:
         return ClusterChoice(address=chosen.address, **options)
+    options.update(reuse=chosen.reuse, idle_timeout=chosen.idle_timeout)
     return ClusterChoice(cluster_class=chosen.cluster_class, cluster_kwargs=dict(chosen.kwargs),
                          adapt=chosen.adapt, scale=chosen.scale, **options)
 

@@ -177,6 +177,10 @@ class TaskCalls:
         parameters = dict(bound.arguments if arguments is None else arguments)
         return task.format_run_name(parameters, fallback)
 
+    @property
+    def _cache_dir_text(self) -> str | None:
+        return None if self.cache_dir is None else str(self.cache_dir)
+
     def _cache_spec(self, task: "Task") -> CacheSpec | None:
         """How `task` caches in this run; None, without any hashing, for a task without cache options."""
         policy = policy_of(task)
@@ -240,7 +244,7 @@ class TaskCalls:
                     self._end_task_run(task_run_id, CACHED, f"reused from run {held.run_id}")
                     continue
                 call = TaskCall(self.run_id, task_run_id, name, map_index, self.topic, task, allowed, log_prints,
-                                self.log_level, cache)
+                                self.log_level, cache, self._cache_dir_text, self.flow.name)
                 # As the body made it (before any token below): `d` and the inputs screen look at it.
                 track.call = (task, args_template, kwargs_template, deps.futures, deps.allowed)
                 if self._same_process:  # shared, not copied, as in Prefect's thread pool

@@ -194,6 +194,9 @@ class TaskRuns:
                 state._exception = self.result_of(future.task_run_id, raise_on_failure=False)
         return state
 
+    def dask_future(self, future: TaskFuture) -> Any:
+        return self._tracking[future.task_run_id].future
+
     def state_name(self, future: TaskFuture) -> str:
         return self.flow_run.task_runs[future.task_run_id].state
 

@@ -49,6 +49,8 @@ class TaskCall:
     log_prints: bool = False
     log_level: int = logging.INFO
     cache: CacheSpec | None = None  # None: the task has no cache options
+    cache_dir: str | None = None  # the run's cache, for tasks this task run calls (engine.local_runs)
+    flow_name: str = ""
 
 
 class TaskRaisedBaseException(RuntimeError):
@@ -174,9 +176,10 @@ class TaskRunInfo:
         return f"TaskRun(name={self.name!r}, run_count={self.run_count})"
 
 
-def run_task(call: TaskCall, args: tuple, kwargs: dict, deps: list) -> Outcome:
+def run_task(call: TaskCall, args: tuple, kwargs: dict, deps: list, reports: Any = None) -> Outcome:
+    """One task run, to its final state; `reports` stands in for the worker's (a task run outside Dask)."""
     call, args, kwargs = resolve(call), resolve(args), resolve(kwargs)  # shared with a flow of this process
-    reports = Reports(call.topic, call.task_run_id)
+    reports = reports if reports is not None else Reports(call.topic, call.task_run_id)
 
     unsendable = None
     for index, upstream in enumerate(deps):
@@ -211,7 +214,8 @@ def run_task(call: TaskCall, args: tuple, kwargs: dict, deps: list) -> Outcome:
         attempt += 1
         batch_log = reports.logger(attempt)
         context = TaskRunContext(call.run_id, call.task_run_id, task.name, call.name, call.map_index,
-                                 attempt, call.log_prints, batch_log, call.log_level)
+                                 attempt, call.log_prints, batch_log, call.log_level,
+                                 cache_dir=call.cache_dir, flow_name=call.flow_name)
         reports.start(attempt)
         if attempt == 1 and lookup is not None and lookup.warning:
             _hook_logger(batch_log, "flows_tui.cache")(logging.WARNING, lookup.warning)

@@ -14,10 +14,12 @@ import threading
 from typing import TYPE_CHECKING, Any, Callable
 
 from flows_tui.cache import cache_directory
-from flows_tui.engine.cluster import Cluster, ClusterChoice, connect, reconnect
+from flows_tui.engine.cluster import Cluster, ClusterChoice, choose_cluster, connect, reconnect
 from flows_tui.engine.flow_run import FlowRunEngine, run_flow
 from flows_tui.engine.session import Session
 from flows_tui.errors import ClusterError
+
+from .flow_clusters import FlowClusters
 
 if TYPE_CHECKING:
     from flows_tui.flows import Flow
@@ -68,7 +70,11 @@ class RunLauncher:
         self._reconnecting = threading.Lock()  # one reconnect at a time
         self._closed = threading.Event()
         self._starting = 0  # clusters starting on their threads
-        self.abandoned = False  # closed while a cluster was still starting: it is closed when it is up
+        self.abandoned = False
+        # Flows that choose their own cluster ([flows.X] cluster, a DaskTaskRunner) run there, unless
+        # --address or --cluster said where every run goes.
+        self.flow_clusters = FlowClusters(self._start_interruptibly)
+        self.forced = choice.source in ("--address", "--cluster")  # closed while a cluster was still starting: it is closed when it is up
 
     # The cluster ---------------------------------------------------------------------------------
 
@@ -82,6 +88,11 @@ class RunLauncher:
         return self._connect(lambda: connect(self.choice, behind_ui=self.behind_ui))
 
     def _connect(self, start: Callable[[], Cluster]) -> Cluster:
+        cluster = self._start_interruptibly(start)
+        self._use(cluster)
+        return cluster
+
+    def _start_interruptibly(self, start: Callable[[], Cluster]) -> Cluster:
         if self._closed.is_set():
             raise Interrupted("stopped before the cluster was ready")
         done = threading.Event()
@@ -107,9 +118,7 @@ class RunLauncher:
                 raise Interrupted("stopped before the cluster was ready")
         if "error" in outcome:
             raise outcome["error"]
-        cluster = outcome["cluster"]
-        self._use(cluster)
-        return cluster
+        return outcome["cluster"]
 
     def _use(self, cluster: Cluster) -> None:
         with self._lock:
@@ -148,8 +157,11 @@ class RunLauncher:
             self._closed.set()
             cluster, self.cluster, self.session = self.cluster, None, None
             self.abandoned = self._starting > 0
-        if cluster is not None:
-            cluster.close()
+        try:
+            self.flow_clusters.close()
+        finally:
+            if cluster is not None:
+                cluster.close()
 
     def __enter__(self) -> "RunLauncher":
         return self
@@ -167,8 +179,11 @@ class RunLauncher:
         With `reuse` (and `keep_results`), task calls whose results the session holds are not
         run again. ClusterError when no cluster can be had.
         """
-        cluster = self.live_cluster()
-        session = self.session
+        own = self.choice_for(flow)
+        if own is None:
+            cluster, session = self.live_cluster(), self.session
+        else:
+            cluster, session = self.flow_clusters.acquire(own), None
         started: list[FlowRunEngine] = []
 
         def track(engine: FlowRunEngine) -> None:
@@ -188,6 +203,17 @@ class RunLauncher:
             with self._lock:
                 for engine in started:
                     self.engines.pop(engine.run_id, None)
+            if own is not None:
+                self.flow_clusters.release(cluster)
+
+    def choice_for(self, flow: "Flow") -> ClusterChoice | None:
+        """The flow's own cluster when it chooses one other than the launcher's; None: the launcher's."""
+        if self.forced:
+            return None
+        own = choose_cluster(None, self.config, flow=flow)
+        if own == self.choice or not own.source.startswith(("the task_runner", "flows.toml [flows.")):
+            return None
+        return own
 
     def running(self) -> list[FlowRunEngine]:
         with self._lock:

@@ -31,7 +31,12 @@ if TYPE_CHECKING:
     from flows_tui.context import TaskRunContext
     from flows_tui.engine.flow_run import FlowRunEngine
 
-RUN_LOGGER_NAME = "flows_tui.runs"
+# Prefect's run loggers are `prefect.flow_runs` and `prefect.task_runs`; these are flows-tui's. Their
+# records go to the run's log and, as any logger's, on to Python's logging in the process where
+# they were made (the driver for the flow body, the worker for a task): `caplog`, the user's handlers.
+FLOW_RUN_LOGGER_NAME = "flows_tui.flow_runs"
+TASK_RUN_LOGGER_NAME = "flows_tui.task_runs"
+RUN_LOGGER_NAMES = (FLOW_RUN_LOGGER_NAME, TASK_RUN_LOGGER_NAME)
 # A longer message is cut: every line is held in memory by the scheduler's event log, the
 # client and the TUI, and a multi-megabyte repr is never read as a log line.
 MAX_MESSAGE_CHARS = 100_000
@@ -57,6 +62,8 @@ class _RunHandler(logging.Handler):
     """Sends a record to the run current in this thread, if the run's level lets it through."""
 
     def emit(self, record: logging.LogRecord) -> None:
+        if getattr(record, "flows_tui_relayed", False):  # already in a run's log, passed on to Python's logging
+            return
         run = current_run()
         if run is None:
             self.outside_run(record)
@@ -72,6 +79,11 @@ class _RunHandler(logging.Handler):
 
 class _RootHandler(_RunHandler):
     """On the root logger: captures any logger's records inside runs, and is as if absent elsewhere."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if record.name.startswith(RUN_LOGGER_NAMES):  # the run loggers' own handler took it already
+            return
+        super().emit(record)
 
     def outside_run(self, record: logging.LogRecord) -> None:
         # The stdlib gives a record that finds no handler to `logging.lastResort` (stderr,
@@ -95,27 +107,39 @@ _root_handler = _RootHandler()
 _setup_lock = threading.Lock()
 
 
-def _run_logger() -> logging.Logger:
-    logger = logging.getLogger(RUN_LOGGER_NAME)
+def run_logger(name: str) -> logging.Logger:
+    """The run logger `name` (one of RUN_LOGGER_NAMES), its handler to the run's log in place."""
+    logger = logging.getLogger(name)
     if _run_handler not in logger.handlers:
         with _setup_lock:
             if _run_handler not in logger.handlers:
                 logger.addHandler(_run_handler)
-                logger.setLevel(logging.DEBUG)
-                logger.propagate = False  # the root handler would capture these records a second time
+                if logger.level == logging.NOTSET:  # the run's own level decides (a user's setting stays)
+                    logger.setLevel(logging.DEBUG)
+                # The null handler keeps Python's last resort (stderr, WARNING and up) from printing
+                # them in a process nobody configured logging in: over the UI, or a worker's terminal.
+                logger.addHandler(logging.NullHandler())
     return logger
 
 
-def get_run_logger() -> logging.LoggerAdapter:
-    """A logger whose records reach the UI and the store, tagged with the run they came from."""
-    task = task_run_var.get()
+def get_run_logger(context: Any = None, **extra: Any) -> logging.LoggerAdapter:
+    """A logger whose records reach the UI and the store, tagged with the run they came from.
+
+    As Prefect's: `context` is the run context to log for (the current one by default), and
+    keyword arguments are added to every record's `extra`.
+    """
+    from flows_tui.context import FlowRunContext, TaskRunContext
+
+    if context is not None and not isinstance(context, (TaskRunContext, FlowRunContext)):
+        raise TypeError(f"Received unexpected type {type(context).__name__!r} for context.")
+    task = context if isinstance(context, TaskRunContext) else None if context is not None else task_run_var.get()
     if task is not None:
-        return RunLoggerAdapter(_run_logger().getChild("task"), {
-            "run_id": task.run_id, "task_run_id": task.task_run_id, "task_run_name": task.name})
-    engine = flow_run_var.get()
+        return RunLoggerAdapter(run_logger(TASK_RUN_LOGGER_NAME), {
+            "run_id": task.run_id, "task_run_id": task.task_run_id, "task_run_name": task.name, **extra})
+    engine = context.engine if isinstance(context, FlowRunContext) else flow_run_var.get()
     if engine is not None:
-        return RunLoggerAdapter(_run_logger().getChild("flow"), {
-            "run_id": engine.run_id, "flow_name": engine.flow.name})
+        return RunLoggerAdapter(run_logger(FLOW_RUN_LOGGER_NAME), {
+            "run_id": engine.run_id, "flow_name": engine.flow.name, **extra})
     from flows_tui.exceptions import MissingContextError
 
     raise MissingContextError("There is no active flow or task run context: get_run_logger() was called outside "
@@ -236,7 +260,9 @@ def _capturing_print(*args: Any, **kwargs: Any) -> None:
                 text = buffer.getvalue()
                 if text.endswith("\n"):
                     text = text[:-1]
-                run.emit_log(logging.LogRecord("flows_tui.print", logging.INFO, "", 0, text, None, None))
+                # Through the run's logger, as Prefect logs prints: on to Python's logging as well.
+                name = TASK_RUN_LOGGER_NAME if task_run_var.get() is not None else FLOW_RUN_LOGGER_NAME
+                run_logger(name).info(text)
             return
     _original_print(*args, **kwargs)
 

@@ -19,7 +19,7 @@ from rich.text import Text
 
 from flows_tui.engine.cluster import ClusterChoice
 from flows_tui.engine.flow_run import FlowRunEngine
-from flows_tui.errors import ClusterError
+from flows_tui.errors import FlowsTuiError
 from flows_tui.launch.launcher import Interrupted, RunLauncher, where
 from flows_tui.launch.runner import recording
 from flows_tui.project.schedules import Schedule
@@ -90,7 +90,8 @@ class Service:
                 self.scheduler = Scheduler(store, self._start, log=self.say, lock=lock,
                                            **({"clock": self.clock} if self.clock else {}))
                 self.scheduler.set_schedules([entry.schedule for entry in self._served.values()])
-                self.say(f"serving {len(self._served)} schedule(s) on {where(cluster)}; Ctrl-C or SIGTERM stops")
+                chosen = "" if self.choice.source == "default" else f" ({self.choice.describe()})"
+                self.say(f"serving {len(self._served)} schedule(s) on {where(cluster)}{chosen}; Ctrl-C or SIGTERM stops")
                 for flow, due in sorted(self.scheduler.next_due().items()):
                     schedule = self._served[flow].schedule
                     self.say(f"  {flow}: {schedule.describe()}, next run {_local(due)}")
@@ -126,7 +127,7 @@ class Service:
 
         try:  # after a run that ended Crashed because the scheduler was lost, this connects again
             engine = self.launcher.launch(entry.flow, parameters, file=entry.file, on_engine=started)
-        except ClusterError as error:
+        except FlowsTuiError as error:  # no cluster, or the flow's [flows.X] cluster profile is wrong
             self.say(f"{name}: the run due {_local(due)} did not start: {error}")
             return "NotStarted"
         run = engine.flow_run

@@ -61,7 +61,7 @@ def task_source(task: Any) -> str:
     known = _task_sources.get(task)
     if known is None:
         walk = _SourceWalk()
-        walk.value(task.fn)
+        walk.value(getattr(task, "fn", task))  # a Task, or the function itself
         known = _task_sources[task] = walk.digest()
     return known
 
