@@ -295,6 +295,15 @@ class FlowRunEngine(TaskRuns, Results, TaskCalls, TaskReports, DaskWatch):
         # Prefect's wording, which scripts written for it may look for.
         return TaskRunTimedOut(f"Flow run exceeded timeout of {timeout:g} second(s)")
 
+    def let_go_of_results(self) -> None:
+        """The run is over and nothing will read its results from the cluster again (no session
+        holds them): without its futures Dask frees the workers' memory, so an adaptive cluster
+        can end its idle workers (jobs held for nothing cost money)."""
+        with self._lock:
+            for track in self._tracking.values():
+                track.future = None
+                track.call = None
+
     def cancel(self, message: str = "cancelled by the user") -> None:
         self._interrupt(CancelledRun(message))
 

@@ -10,6 +10,7 @@ comes from here too, so every way of starting a run reports it the same way.
 
 from __future__ import annotations
 
+import gc
 import threading
 from typing import TYPE_CHECKING, Any, Callable
 
@@ -204,6 +205,11 @@ class RunLauncher:
                 for engine in started:
                     self.engines.pop(engine.run_id, None)
             if own is not None:
+                for engine in started:
+                    engine.let_go_of_results()
+                # The body's futures may sit in reference cycles (its frames) until a collection:
+                # until then Dask keeps their data, and adapt the workers holding it.
+                gc.collect()
                 self.flow_clusters.release(cluster)
 
     def choice_for(self, flow: "Flow") -> ClusterChoice | None:
