@@ -99,6 +99,8 @@ class FlowRunEngine(TaskRuns, Results, TaskCalls, TaskReports, DaskWatch):
         self._batch: list | None = None  # events held back to publish as one batch
         self._watch_stop = threading.Event()
         self._last_report = 0.0  # when the last batch of worker reports arrived (time.monotonic)
+        self._last_look = 0.0  # when the watcher last looked at every open task run's future
+        self._worker_died = False  # a worker left since that look
         self._sequence = 0
         self._abort: BaseException | None = None
         self._driver: threading.Thread | None = None
