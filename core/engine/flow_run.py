@@ -104,6 +104,8 @@ class FlowRunEngine(TaskRuns, Results, TaskCalls, TaskReports, DaskWatch):
         self._batch: list | None = None  # events held back to publish as one batch
         self._watch_stop = threading.Event()
         self._last_report = 0.0  # when the last batch of worker reports arrived (time.monotonic)
+        self._last_look = 0.0  # when the watcher last looked at every open task run's future
+        self._worker_died = False  # a worker left since that look
         self._sequence = 0
         self._abort: BaseException | None = None
         self._driver: threading.Thread | None = None
@@ -303,6 +305,15 @@ class FlowRunEngine(TaskRuns, Results, TaskCalls, TaskReports, DaskWatch):
         timeout = self.flow.timeout_seconds
         # Prefect's wording, which scripts written for it may look for.
         return TaskRunTimedOut(f"Flow run exceeded timeout of {timeout:g} second(s)")
+
+    def let_go_of_results(self) -> None:
+        """The run is over and nothing will read its results from the cluster again (no session
+        holds them): without its futures Dask frees the workers' memory, so an adaptive cluster
+        can end its idle workers (jobs held for nothing cost money)."""
+        with self._lock:
+            for track in self._tracking.values():
+                track.future = None
+                track.call = None
 
     def cancel(self, message: str = "cancelled by the user") -> None:
         self._interrupt(CancelledRun(message))
