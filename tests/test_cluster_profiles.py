@@ -167,3 +167,27 @@ def test_a_reused_profile_stays_up_between_runs_and_closes_when_idle_another_clo
         once = launcher.launch(flows["once_flow"], {})
         assert once.final.is_completed() and once.address == "LocalCluster (profile once)"
         assert not launcher.flow_clusters.in_use()  # closed as its run ended
+
+
+def test_a_cluster_class_that_does_not_start_is_one_error_at_its_connect_timeout(tmp_path, monkeypatch):
+    from flows_tui.errors import ClusterError
+    from flows_tui.launch.launcher import RunLauncher
+    from flows_tui.record.events import EventBus
+
+    (tmp_path / "stuck_cluster.py").write_text(
+        "import threading\nRELEASE = threading.Event()\n\n"
+        "class StuckCluster:\n    def __init__(self, jobs=1):\n        RELEASE.wait(60)  # a queue that never runs the job\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    config = parse_config('[clusters.stuck]\nclass = "stuck_cluster.StuckCluster"\nkwargs = { jobs = 2 }\n'
+                          'connect_timeout = 1\n', path=tmp_path / "flows.toml")
+    launcher = RunLauncher(choose_cluster(None, config, {}, profile="stuck"), config, EventBus())
+    try:
+        with pytest.raises(ClusterError) as raised:
+            launcher.connect()
+        assert str(raised.value).startswith("cluster StuckCluster (profile 'stuck', from --cluster) did not start "
+                                            "within 1 s")
+    finally:
+        import stuck_cluster
+
+        stuck_cluster.RELEASE.set()
+        launcher.close()

@@ -32,6 +32,11 @@ logger = logging.getLogger("flows_tui.engine")
 REPORT_GRACE_SECONDS = 2.0
 # How often the watcher looks at the run's Dask futures for crashes and lost reports.
 WATCH_INTERVAL_SECONDS = 0.5
+# A run with more task runs open than this has its futures looked at less often while its
+# workers' reports flow and none died: each look costs a moment per open task run, and every
+# 0.5 s over a 100,000-task run that grew with the square of its size.
+WATCH_ALL_UP_TO = 5000
+WATCH_BIG_RUN_EVERY_SECONDS = 5.0
 
 
 class DaskWatch:
@@ -41,6 +46,7 @@ class DaskWatch:
         """A worker left the cluster (Dask's `remove-worker` event): record what it took with it."""
         if message.get("expected"):
             return
+        self._worker_died = True  # the watcher looks at every future at its next round
         worker = message.get("worker", "a worker")
         when = _now()
         rescheduled, lost = [], []
@@ -105,12 +111,16 @@ class DaskWatch:
             self._lose_scheduler()
             return
         now = time.monotonic()
+        quiet = now - self._last_report >= REPORT_GRACE_SECONDS
+        if (len(self._open_ids) > WATCH_ALL_UP_TO and not quiet and not self._worker_died
+                and now - self._last_look < WATCH_BIG_RUN_EVERY_SECONDS):
+            return
+        self._last_look, self._worker_died = now, False
         with self._lock:
             tracking = self._tracking
             candidates = [(task_run_id, tracking[task_run_id]) for task_run_id in self._open_ids
                           if tracking[task_run_id].future is not None
                           and tracking[task_run_id].future.status != "pending"]
-        quiet = now - self._last_report >= REPORT_GRACE_SECONDS
         unreported = []
         for task_run_id, track in candidates:
             future = track.future

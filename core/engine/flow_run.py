@@ -23,6 +23,7 @@ from flows_tui.context import flow_run_var, run_hook, using
 from flows_tui.errors import describe as _describe
 from flows_tui.futures import TaskFuture
 from flows_tui.record import events as ev
+from flows_tui.record.failure_lines import failure_lines
 from flows_tui.record.logs import format_record, install_log_capture, install_print_capture
 from flows_tui.record.model import RunModel
 from flows_tui.states import (CANCELLED, CRASHED, FAILED, FAILURE_STATES, FINAL_STATES, PENDING, RETRYING, RUNNING,
@@ -57,6 +58,10 @@ DRIVER_STOP_SECONDS = 5.0
 
 def new_run_id() -> str:
     return uuid.uuid4().hex[:12]
+
+
+# The events that may say why something failed (see `failure_lines`).
+_SAID_TYPES = frozenset({ev.AttemptEnded, ev.TaskStateChanged, ev.FlowStateChanged})
 
 
 class _Abort(BaseException):
@@ -99,6 +104,8 @@ class FlowRunEngine(TaskRuns, Results, TaskCalls, TaskReports, DaskWatch):
         self._batch: list | None = None  # events held back to publish as one batch
         self._watch_stop = threading.Event()
         self._last_report = 0.0  # when the last batch of worker reports arrived (time.monotonic)
+        self._last_look = 0.0  # when the watcher last looked at every open task run's future
+        self._worker_died = False  # a worker left since that look
         self._sequence = 0
         self._abort: BaseException | None = None
         self._driver: threading.Thread | None = None
@@ -113,9 +120,15 @@ class FlowRunEngine(TaskRuns, Results, TaskCalls, TaskReports, DaskWatch):
     # Events -----------------------------------------------------------------------------------
 
     def _emit(self, *events: Any) -> None:
-        """Fold into our model and publish; call with the lock held."""
+        """Fold into our model and publish, with the log lines that say why something failed;
+        call with the lock held."""
+        said: list = []
         for event in events:
             self.model.apply(event)
+            if type(event) in _SAID_TYPES:
+                said += failure_lines(self.model.runs[self.run_id], event)
+        if said:
+            events = (*events, ev.LogLines(self.run_id, tuple(said)))
         if self._batch is not None:
             self._batch.extend(events)
         else:
@@ -292,6 +305,15 @@ class FlowRunEngine(TaskRuns, Results, TaskCalls, TaskReports, DaskWatch):
         timeout = self.flow.timeout_seconds
         # Prefect's wording, which scripts written for it may look for.
         return TaskRunTimedOut(f"Flow run exceeded timeout of {timeout:g} second(s)")
+
+    def let_go_of_results(self) -> None:
+        """The run is over and nothing will read its results from the cluster again (no session
+        holds them): without its futures Dask frees the workers' memory, so an adaptive cluster
+        can end its idle workers (jobs held for nothing cost money)."""
+        with self._lock:
+            for track in self._tracking.values():
+                track.future = None
+                track.call = None
 
     def cancel(self, message: str = "cancelled by the user") -> None:
         self._interrupt(CancelledRun(message))

@@ -22,7 +22,7 @@ from .outcome import UNSENDABLE, Outcome
 logger = logging.getLogger("flows_tui.engine")
 
 
-@dataclass
+@dataclass(slots=True)
 class _Tracking:
     """What the engine keeps per task run besides the model: its Dask future and who used it.
 

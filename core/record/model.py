@@ -16,7 +16,7 @@ from flows_tui.states import (CACHED, CANCELLED, COMPLETED, CRASHED, FAILED, FIN
                               SCHEDULED, SUCCESS_STATES, TIMED_OUT)
 
 
-@dataclass
+@dataclass(slots=True)
 class Attempt:
     number: int
     state: str
@@ -31,7 +31,7 @@ class Attempt:
         return None if self.ended is None else (self.ended - self.started).total_seconds()
 
 
-@dataclass
+@dataclass(slots=True)
 class TaskRun:
     id: str
     task: str

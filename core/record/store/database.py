@@ -264,12 +264,13 @@ class Store(StoreReading):
         connection.execute("BEGIN IMMEDIATE")
         try:
             entries = []
+            complete = [event for event in events if event.run_id not in self._incomplete]
+            written = iter(writes.write_batch(connection, complete, self._owner))
             for event in events:
                 if event.run_id in self._incomplete:  # only its final state is kept
                     entries.append(journal.encode(self._incomplete_run_ended(connection, event)))
                 else:
-                    written = writes.WRITERS[type(event)](connection, event, self._owner)
-                    entries.append(journal.encode(event, written))
+                    entries.append(journal.encode(event, next(written)))
             if journaled:
                 journal.append(connection, entries, self._writer_name)
             connection.execute("COMMIT")
@@ -404,7 +405,7 @@ class Store(StoreReading):
             try:
                 changes = writes.run_crashed(c, run_id, reason, utc_now())
                 if journaled:  # no process's bus saw this: every tail reads it (the owner is gone)
-                    journal.append(c, [journal.encode(event) for event in changes], writer=None)
+                    journal.append(c, [journal.encode(event, written) for event, written in changes], writer=None)
                 c.execute("COMMIT")
             finally:
                 if c.in_transaction:

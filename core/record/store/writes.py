@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
+import logging
 import sqlite3
 from typing import Any, Callable
 
@@ -15,11 +16,11 @@ from .rows import iso, to_json
 
 
 def flow_run_started(c: sqlite3.Connection, e: ev.FlowRunStarted, owner: Owner, replace: bool = True) -> None:
-    host, pid, started = owner
     c.execute(f"INSERT OR {'REPLACE' if replace else 'IGNORE'} INTO runs (run_id, flow, file, address, "
-              "parameters, state, started, owner_host, owner_pid, owner_started) "
-              "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-              (e.run_id, e.flow, e.file, e.address, to_json(e.parameters), PENDING, iso(e.time), host, pid, started))
+              "parameters, state, started, owner_host, owner_pid, owner_started, owner_command) "
+              "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+              (e.run_id, e.flow, e.file, e.address, to_json(e.parameters), PENDING, iso(e.time), owner.host,
+               owner.pid, owner.started, owner.command))
 
 
 def flow_state_changed(c: sqlite3.Connection, e: ev.FlowStateChanged, owner: Owner) -> None:
@@ -71,9 +72,10 @@ def log_lines(c: sqlite3.Connection, e: ev.LogLines, owner: Owner) -> tuple[int,
     return last - len(e.lines) + 1, last
 
 
-def run_crashed(c: sqlite3.Connection, run_id: str, reason: str, when: _dt.datetime) -> list:
-    """Mark a run in flight Crashed with its open task runs and attempts; returns what changed as
-    events (none if the run had ended already: another process recovered it first)."""
+def run_crashed(c: sqlite3.Connection, run_id: str, reason: str, when: _dt.datetime) -> list[tuple[Any, Any]]:
+    """Mark a run in flight Crashed with its open task runs and attempts, and say so in its log;
+    returns what changed as (event, what its writer returned) pairs for the journal (none if the run
+    had ended already: another process recovered it first)."""
     row = c.execute("SELECT attempt FROM runs WHERE run_id = ? AND ended IS NULL", (run_id,)).fetchone()
     if row is None:
         return []
@@ -93,7 +95,66 @@ def run_crashed(c: sqlite3.Connection, run_id: str, reason: str, when: _dt.datet
               (CRASHED, reason, at, run_id))
     c.execute("INSERT INTO run_states (run_id, state, time, attempt, message) VALUES (?, ?, ?, ?, ?)",
               (run_id, CRASHED, at, row["attempt"], reason))
-    return changes + [ev.FlowStateChanged(run_id, CRASHED, when, row["attempt"], reason)]
+    changes.append(ev.FlowStateChanged(run_id, CRASHED, when, row["attempt"], reason))
+    said = ev.LogLines(run_id, (ev.LogLine(when, logging.ERROR, f"flow run ended Crashed: {reason}",
+                                           logger="flows_tui"),))
+    return [(event, None) for event in changes] + [(said, log_lines(c, said, None))]
+
+
+def write_batch(c: sqlite3.Connection, events: list, owner: Owner) -> list:
+    """Write a batch of events; returns what each writer returned, in the batch's order.
+
+    The task runs' events, most of a big run's, go as one statement per kind for the whole
+    batch (executemany) rather than one or two per event: a 10,000-task run's batches hold
+    thousands of them. Kinds go in an order that keeps every row's changes in sequence: a
+    task run is created before its states change, an attempt starts before it ends, and
+    within a kind the batch's order holds.
+    """
+    written: list = [None] * len(events)
+    by_kind: dict[type, list] = {}
+    for index, event in enumerate(events):
+        by_kind.setdefault(type(event), []).append(index)
+    for kind in _BATCH_ORDER:
+        indices = by_kind.pop(kind, None)
+        if indices:
+            _BATCHED[kind](c, [events[index] for index in indices])
+    for indices in by_kind.values():
+        for index in indices:
+            written[index] = WRITERS[type(events[index])](c, events[index], owner)
+    return written
+
+
+def _task_runs_created(c: sqlite3.Connection, events: list) -> None:
+    c.executemany("INSERT OR REPLACE INTO task_runs (task_run_id, run_id, task, name, map_index, upstream, "
+                  "flow_attempt, state, created) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                  [(e.task_run_id, e.run_id, e.task, e.name, e.map_index, json.dumps(list(e.upstream)),
+                    e.flow_attempt, PENDING, iso(e.time)) for e in events])
+
+
+def _attempts_started(c: sqlite3.Connection, events: list) -> None:
+    c.executemany("INSERT OR REPLACE INTO attempts (task_run_id, attempt, run_id, state, started, worker) "
+                  "VALUES (?, ?, ?, ?, ?, ?)",
+                  [(e.task_run_id, e.attempt, e.run_id, RUNNING, iso(e.time), e.worker) for e in events])
+
+
+def _attempts_ended(c: sqlite3.Connection, events: list) -> None:
+    # An attempt whose start was never recorded (a crash found later) gets a row of its own.
+    c.executemany("INSERT INTO attempts (task_run_id, attempt, run_id, state, started, ended, error, traceback) "
+                  "VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (task_run_id, attempt) DO UPDATE SET "
+                  "state = excluded.state, ended = excluded.ended, error = excluded.error, "
+                  "traceback = excluded.traceback",
+                  [(e.task_run_id, e.attempt, e.run_id, e.state, when, when, e.error, e.traceback)
+                   for e in events for when in (iso(e.time),)])
+
+
+def _task_states_changed(c: sqlite3.Connection, events: list) -> None:
+    rows = [(e, iso(e.time), iso(e.retry_at)) for e in events]
+    c.executemany("UPDATE task_runs SET state = ?, message = ?, retry_at = ?, ended = ? WHERE task_run_id = ?",
+                  [(e.state, e.message, retry_at, when if e.state in FINAL_STATES else None, e.task_run_id)
+                   for e, when, retry_at in rows])
+    c.executemany("INSERT INTO task_states (task_run_id, run_id, state, time, message, retry_at) "
+                  "VALUES (?, ?, ?, ?, ?, ?)",
+                  [(e.task_run_id, e.run_id, e.state, when, e.message, retry_at) for e, when, retry_at in rows])
 
 
 WRITERS: dict[type, Callable[[sqlite3.Connection, Any, Owner], Any]] = {
@@ -105,3 +166,13 @@ WRITERS: dict[type, Callable[[sqlite3.Connection, Any, Owner], Any]] = {
     ev.AttemptEnded: attempt_ended,
     ev.LogLines: log_lines,
 }
+
+# The task runs' kinds, batched, in this order; what else a batch holds (a flow run's start and
+# states, log lines) is written event by event after them, in the batch's order.
+_BATCHED: dict[type, Callable[[sqlite3.Connection, list], None]] = {
+    ev.TaskRunCreated: _task_runs_created,
+    ev.AttemptStarted: _attempts_started,
+    ev.AttemptEnded: _attempts_ended,
+    ev.TaskStateChanged: _task_states_changed,
+}
+_BATCH_ORDER = (ev.TaskRunCreated, ev.AttemptStarted, ev.AttemptEnded, ev.TaskStateChanged)
