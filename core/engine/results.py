@@ -43,11 +43,25 @@ class Results:
 
     def _wait_on_cluster(self, futures: list, timeout: float) -> None:
         """Dask's `wait` on this run's client: on its own it waits through the process's default
-        client, which may be another one, or none ("No clients found")."""
+        client, which may be another one, or none ("No clients found").
+
+        Not under `client.as_current()`: that also sets the process's Dask config to the distributed
+        scheduler meanwhile, and a task on a worker thread of this process computing a Dask collection
+        (`ddf.compute()`) then fails with "no Client active". Only its context variable is set here.
+        """
         from distributed import wait
 
-        with self.client.as_current():
+        try:
+            from distributed.client import _current_client
+        except ImportError:  # a distributed without it: as_current() it is
+            with self.client.as_current():
+                wait(futures, timeout=timeout)
+            return
+        token = _current_client.set(self.client)
+        try:
             wait(futures, timeout=timeout)
+        finally:
+            _current_client.reset(token)
 
     def _take_fetched(self, task_run_id: str) -> Outcome | None:
         entry = self._fetched.pop(task_run_id, None)
