@@ -46,6 +46,7 @@ from flows_tui.project.flows_directory import FlowsDirectory, FlowsReloaded
 from flows_tui.project.schedules import Schedule
 from flows_tui.project.watch import FlowsWatcher
 from flows_tui.record import events as ev
+from flows_tui.record.failure_lines import run_end_message
 from flows_tui.record.model import FlowRun, RunModel
 from flows_tui.record.retention import Retention
 from flows_tui.record.store import RunSummary
@@ -524,7 +525,7 @@ class FlowsApp(App):
             run = self.bridge.model.runs.get(run.run_id) or run
         with self.batch_update():
             self.query_one(TaskTree).show_run(run, self.clock())
-            self.query_one(LogView).show_run(run.run_id, lines)
+            self.query_one(LogView).show_run(run.run_id, lines, title=_title(run))
 
     def start_run(self, flow: Any, parameters: dict[str, Any], file: str | None) -> None:
         if self.cluster is None and self.cluster_error is None and self.connect_cluster:
@@ -565,7 +566,7 @@ class FlowsApp(App):
         """A run this session started: show it as it goes."""
         self.shown_run = run_id
         self._last_run_of[flow] = run_id
-        self.query_one(LogView).show_run(run_id)
+        self.query_one(LogView).show_run(run_id, title=f"{flow} · {run_id}")
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
         if event.state == WorkerState.ERROR:
@@ -688,17 +689,42 @@ class FlowsApp(App):
                 if run is not None:
                     self.shown_run = run_id
                     tree.show_run(run, self.clock())
-                    return
+            if run is not None:
+                self._show_logs_of(run)
+                return
         from flows_tui.project.plan import plan_flow
 
         self.shown_run = None
+        self.query_one(LogView).show_run(None)  # the logs pane shows the run the tasks pane shows: none
         tree.show_plan(row.flow.name, plan_flow(row.flow))
         tree.border_subtitle = plain(row.file, one_line=True)
 
+    def _show_logs_of(self, run: FlowRun) -> None:
+        """The logs pane on `run` (its lines from the store), unless it shows that run already."""
+        logs = self.query_one(LogView)
+        if logs.run_id == run.run_id:
+            return
+        if self.store is None:  # the lines this session kept
+            logs.show_run(run.run_id, [line for line in logs.lines if line.run_id == run.run_id], title=_title(run))
+        else:
+            self._load_logs(run)
+
+    @work(thread=True, exclusive=True, group="logs", exit_on_error=False)
+    def _load_logs(self, run: FlowRun) -> None:
+        lines = [Line(run.run_id, stored.task or "flow", _task_of(run, stored.line.task_run_id), stored.line)
+                 for stored in self.store.logs(run.run_id)]
+        self.call_from_thread(self._show_loaded_logs, run, lines)
+
+    def _show_loaded_logs(self, run: FlowRun, lines: list[Line]) -> None:
+        if self.shown_run == run.run_id:  # still the run on screen
+            self.query_one(LogView).show_run(run.run_id, lines, title=_title(run))
+
     @on(TaskTree.NodeHighlighted, "#tasks")
     def _task_highlighted(self, event: TaskTree.NodeHighlighted) -> None:
-        task_run_id, task = self.query_one(TaskTree).selected_task()
-        self.query_one(LogView).focus_task(task_run_id, task)
+        tree = self.query_one(TaskTree)
+        task_run_id, task = tree.selected_task()
+        task_run = tree.flow_run.task_runs.get(task_run_id) if tree.flow_run is not None and task_run_id else None
+        self.query_one(LogView).focus_task(task_run_id, task, name=task_run.name if task_run else task)
 
     @on(TaskTree.NodeSelected, "#tasks")
     def _task_selected(self, event: TaskTree.NodeSelected) -> None:
@@ -707,7 +733,10 @@ class FlowsApp(App):
         attempt = tree.selected_attempt()
         data = event.node.data
         run = tree.flow_run
-        if isinstance(data, tuple) and data[0] == "task_run" and run is not None and self.session is not None \
+        if event.node is tree.root and run is not None and run.ended is not None and run.state not in SUCCESS_STATES:
+            tree.root.expand()  # enter toggled it; here it opens why the run failed instead
+            self.push_screen(TextScreen(f"{run.flow}  {run.state}", run_end_message(run)))
+        elif isinstance(data, tuple) and data[0] == "task_run" and run is not None and self.session is not None \
                 and self.session.call_of(run.run_id, data[1]) is not None:
             self._show_task_run(run, run.task_runs[data[1]])
         elif attempt is not None and (attempt.traceback or attempt.error):
@@ -1241,6 +1270,11 @@ def _close_quietly(launcher: RunLauncher) -> None:
         launcher.close()
     except BaseException:  # the process may be ending under it; nothing is left to tell
         pass
+
+
+def _title(run: FlowRun) -> str:
+    """How the logs pane names a run: its flow and the run's name."""
+    return f"{run.flow} · {run.name or run.run_id}"
 
 
 def _task_of(run: FlowRun, task_run_id: str | None) -> str | None:

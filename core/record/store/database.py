@@ -405,7 +405,7 @@ class Store(StoreReading):
             try:
                 changes = writes.run_crashed(c, run_id, reason, utc_now())
                 if journaled:  # no process's bus saw this: every tail reads it (the owner is gone)
-                    journal.append(c, [journal.encode(event) for event in changes], writer=None)
+                    journal.append(c, [journal.encode(event, written) for event, written in changes], writer=None)
                 c.execute("COMMIT")
             finally:
                 if c.in_transaction:
