@@ -191,3 +191,23 @@ def test_a_cluster_class_that_does_not_start_is_one_error_at_its_connect_timeout
 
         stuck_cluster.RELEASE.set()
         launcher.close()
+
+
+async def test_the_ui_lists_a_flows_own_cluster_with_its_workers_and_runs_there(tmp_path):
+    from test_tui import app_for, flow_keys, select, wait_for
+    from flows_tui.tui.flow_list import FlowList
+    from flows_tui.tui.status_bar import StatusBar
+
+    project = write_project(tmp_path, SIDE_FLOWS, SIDE.replace("idle_timeout = 1", "idle_timeout = 600")
+                            + "[cluster]\nprocesses = false\nn_workers = 1\n")
+    app = app_for(project, watch=False)
+    async with app.run_test(size=(200, 40)) as pilot:
+        await wait_for(pilot, lambda: app.cluster is not None and "kept-flow" in flow_keys(app), message="the flows")
+        select(app, "kept-flow")
+        await pilot.press("r")
+        flows = app.query_one(FlowList)
+        await wait_for(pilot, lambda: flows.last_states.get("kept-flow") == "Completed", message="the run")
+        status = app.query_one(StatusBar)
+        await wait_for(pilot, lambda: str(status.flow_clusters or "").startswith("kept: LocalCluster · 1/1 workers · "),
+                       message="the status bar to list the profile's cluster")
+        assert "also kept: LocalCluster" in str(status.render())

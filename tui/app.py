@@ -215,6 +215,7 @@ class FlowsApp(App):
         self.cluster_error: FlowsTuiError | None = None  # the embedded cluster or the scheduler could not be had
         self._waiting_runs: list[tuple[Any, dict[str, Any], str | None]] = []  # r pressed while the cluster starts
         self._lost_shown = False  # the status bar says the scheduler was lost
+        self._flow_clusters_shown = False  # the status bar lists flows' own clusters
         self.store = store
         self.bridge = Bridge(self)
         self.bus.subscribe(self.bridge, name="tui")
@@ -406,6 +407,24 @@ class FlowsApp(App):
         if info.dashboard:
             text.append(f" · {visible(info.dashboard, one_line=True)}", style="dim")
         self.call_from_thread(self.query_one(StatusBar).set_cluster, text)
+
+    @work(thread=True, exclusive=True, group="flow-clusters", exit_on_error=False)
+    def _show_flow_clusters(self) -> None:
+        """On a thread: the clusters of flows that choose their own, as they scale, in the status bar."""
+        parts = []
+        for cluster in self.launcher.flow_clusters.in_use():
+            try:
+                info = cluster.info()
+            except Exception:  # closing meanwhile
+                continue
+            part = plain(info.in_use(cluster.choice.profile))
+            if info.dashboard:
+                part.append(f" · {visible(info.dashboard, one_line=True)}", style="dim")
+            parts.append(part)
+        text = Text("  ·  also ").join(parts) if parts else None
+        if text is not None or self._flow_clusters_shown:
+            self._flow_clusters_shown = text is not None
+            self.call_from_thread(self.query_one(StatusBar).set_flow_clusters, text)
 
     @work(thread=True, exclusive=True, group="cluster-info", exit_on_error=False)
     def _refresh_cluster(self, cluster: Cluster) -> None:
@@ -837,6 +856,8 @@ class FlowsApp(App):
         if self._quitting():
             return
         status = self.query_one(StatusBar)
+        if self._flow_clusters_shown or self.launcher.flow_clusters.in_use():
+            self._show_flow_clusters()
         cluster = self.cluster
         if cluster is not None and cluster.lost != self._lost_shown and not self.launcher.reconnecting:
             self._lost_shown = not self._lost_shown
