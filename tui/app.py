@@ -993,12 +993,28 @@ class FlowsApp(App):
                               severity="warning")
 
     def action_cancel(self) -> None:
-        engine = self.engines.get(self.shown_run or "") or next(iter(self.engines.values()), None)
+        engine = self.engines.get(self.shown_run or "")
+        with self.bridge.lock:
+            shown = self.bridge.model.runs.get(self.shown_run or "")
+        if engine is None and shown is not None and shown.ended is None and self.store is not None:
+            # Another process's run on screen: its owner is asked through the store.
+            self.notify(f"asking the process that runs {shown.flow} ({shown.run_id}) to cancel it")
+            self._cancel_elsewhere(shown.run_id)
+            return
+        engine = engine or next(iter(self.engines.values()), None)
         if engine is None:
             self.notify("no run in progress", severity="warning")
             return
         threading.Thread(target=engine.cancel, args=("cancelled from the UI",), daemon=True).start()
         self.notify(f"cancelling {engine.flow.name} ({engine.run_id})")
+
+    @work(thread=True, group="cancel", exit_on_error=False)
+    def _cancel_elsewhere(self, run_id: str) -> None:
+        from flows_tui.launch.requests import cancel_run
+
+        outcome = cancel_run(self.store, run_id)
+        self.call_from_thread(self.notify, outcome.message, severity="information" if outcome.cancelled else "error",
+                              timeout=6)
 
     def action_debug(self) -> None:
         tree = self.query_one(TaskTree)
