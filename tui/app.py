@@ -204,7 +204,7 @@ class FlowsApp(App):
                  cluster: str | None = None, bus: ev.EventBus | None = None, store: Any = None, watch: bool = True,
                  connect_cluster: bool = True) -> None:
         super().__init__()
-        self.signalled: int | None = None  # SIGTERM or SIGHUP ended the UI (run_app exits 128 + it)
+        self.signalled: int | None = None  # SIGTERM, SIGHUP or SIGINT ended the UI (run_app exits 128 + it)
         self.config = config
         self.flows_dir = Path(path).resolve() if path else config.project.flows_dir
         self.bus = bus or ev.EventBus()
@@ -215,6 +215,7 @@ class FlowsApp(App):
         self.cluster_error: FlowsTuiError | None = None  # the embedded cluster or the scheduler could not be had
         self._waiting_runs: list[tuple[Any, dict[str, Any], str | None]] = []  # r pressed while the cluster starts
         self._lost_shown = False  # the status bar says the scheduler was lost
+        self._flow_clusters_shown = False  # the status bar lists flows' own clusters
         self.store = store
         self.bridge = Bridge(self)
         self.bus.subscribe(self.bridge, name="tui")
@@ -275,11 +276,14 @@ class FlowsApp(App):
                        markup=markup)
 
     def _stop_on_signals(self) -> None:
-        """SIGTERM and SIGHUP (the terminal or SSH session closed) end the UI as `q` does: runs in
-        progress are cancelled, recorded with the reason, and the terminal is given back as it was
-        (alternate screen left, mouse reporting off). Before, the process died in the UI's screen."""
+        """SIGTERM, SIGHUP (the terminal or SSH session closed) and SIGINT (Ctrl-C typed is a key
+        here, but `kill -INT` or a signal to the process group is not) end the UI as `q` does: runs
+        in progress are cancelled, recorded with the reason, and the terminal is given back as it
+        was (alternate screen left, mouse reporting off). Before, the process died in the UI's
+        screen, or (SIGINT during a run) left the screen and then waited for the run for ever."""
         loop = asyncio.get_running_loop()
-        for signum, reason in ((signal.SIGTERM, "terminated (SIGTERM)"), (signal.SIGHUP, "terminal closed (SIGHUP)")):
+        for signum, reason in ((signal.SIGTERM, "terminated (SIGTERM)"), (signal.SIGHUP, "terminal closed (SIGHUP)"),
+                               (signal.SIGINT, "interrupted (Ctrl-C)")):
             with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):  # not the main thread (tests)
                 loop.add_signal_handler(signum, self._signalled, signum, reason)
 
@@ -287,6 +291,8 @@ class FlowsApp(App):
         if self.signalled is not None:
             return
         self.signalled = signum
+        if self.cluster is not None:  # the process exits at once after: a task that goes on may not hold it
+            self.cluster.close_timeout = 0.5
         if signum == signal.SIGHUP:
             silence_terminal()  # writing to a closed terminal fails: the last frames go nowhere
         for engine in list(self.engines.values()):
@@ -406,6 +412,24 @@ class FlowsApp(App):
         if info.dashboard:
             text.append(f" · {visible(info.dashboard, one_line=True)}", style="dim")
         self.call_from_thread(self.query_one(StatusBar).set_cluster, text)
+
+    @work(thread=True, exclusive=True, group="flow-clusters", exit_on_error=False)
+    def _show_flow_clusters(self) -> None:
+        """On a thread: the clusters of flows that choose their own, as they scale, in the status bar."""
+        parts = []
+        for cluster in self.launcher.flow_clusters.in_use():
+            try:
+                info = cluster.info()
+            except Exception:  # closing meanwhile
+                continue
+            part = plain(info.in_use(cluster.choice.profile))
+            if info.dashboard:
+                part.append(f" · {visible(info.dashboard, one_line=True)}", style="dim")
+            parts.append(part)
+        text = Text("  ·  also ").join(parts) if parts else None
+        if text is not None or self._flow_clusters_shown:
+            self._flow_clusters_shown = text is not None
+            self.call_from_thread(self.query_one(StatusBar).set_flow_clusters, text)
 
     @work(thread=True, exclusive=True, group="cluster-info", exit_on_error=False)
     def _refresh_cluster(self, cluster: Cluster) -> None:
@@ -837,6 +861,8 @@ class FlowsApp(App):
         if self._quitting():
             return
         status = self.query_one(StatusBar)
+        if self._flow_clusters_shown or self.launcher.flow_clusters.in_use():
+            self._show_flow_clusters()
         cluster = self.cluster
         if cluster is not None and cluster.lost != self._lost_shown and not self.launcher.reconnecting:
             self._lost_shown = not self._lost_shown
@@ -972,12 +998,28 @@ class FlowsApp(App):
                               severity="warning")
 
     def action_cancel(self) -> None:
-        engine = self.engines.get(self.shown_run or "") or next(iter(self.engines.values()), None)
+        engine = self.engines.get(self.shown_run or "")
+        with self.bridge.lock:
+            shown = self.bridge.model.runs.get(self.shown_run or "")
+        if engine is None and shown is not None and shown.ended is None and self.store is not None:
+            # Another process's run on screen: its owner is asked through the store.
+            self.notify(f"asking the process that runs {shown.flow} ({shown.run_id}) to cancel it")
+            self._cancel_elsewhere(shown.run_id)
+            return
+        engine = engine or next(iter(self.engines.values()), None)
         if engine is None:
             self.notify("no run in progress", severity="warning")
             return
         threading.Thread(target=engine.cancel, args=("cancelled from the UI",), daemon=True).start()
         self.notify(f"cancelling {engine.flow.name} ({engine.run_id})")
+
+    @work(thread=True, group="cancel", exit_on_error=False)
+    def _cancel_elsewhere(self, run_id: str) -> None:
+        from flows_tui.launch.requests import cancel_run
+
+        outcome = cancel_run(self.store, run_id)
+        self.call_from_thread(self.notify, outcome.message, severity="information" if outcome.cancelled else "error",
+                              timeout=6)
 
     def action_debug(self) -> None:
         tree = self.query_one(TaskTree)

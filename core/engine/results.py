@@ -43,25 +43,14 @@ class Results:
 
     def _wait_on_cluster(self, futures: list, timeout: float) -> None:
         """Dask's `wait` on this run's client: on its own it waits through the process's default
-        client, which may be another one, or none ("No clients found").
+        client, which may be another one, or none ("No clients found"). Not through
+        `client.as_current()`: that sets Dask's config, which is global, to the distributed
+        scheduler while the body waits, and a task computing a Dask collection on a thread
+        worker of this process then finds no client ("Requested dask.distributed scheduler
+        but no Client active")."""
+        from distributed.client import _wait
 
-        Not under `client.as_current()`: that also sets the process's Dask config to the distributed
-        scheduler meanwhile, and a task on a worker thread of this process computing a Dask collection
-        (`ddf.compute()`) then fails with "no Client active". Only its context variable is set here.
-        """
-        from distributed import wait
-
-        try:
-            from distributed.client import _current_client
-        except ImportError:  # a distributed without it: as_current() it is
-            with self.client.as_current():
-                wait(futures, timeout=timeout)
-            return
-        token = _current_client.set(self.client)
-        try:
-            wait(futures, timeout=timeout)
-        finally:
-            _current_client.reset(token)
+        self.client.sync(_wait, futures, timeout=timeout)
 
     def _take_fetched(self, task_run_id: str) -> Outcome | None:
         entry = self._fetched.pop(task_run_id, None)

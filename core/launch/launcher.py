@@ -29,6 +29,17 @@ if TYPE_CHECKING:
     from flows_tui.record.events import EventBus
 
 
+# Every run in flight in this process, whichever launcher started it: a request from another
+# process (cancel) finds its engine here.
+_in_flight: dict[str, FlowRunEngine] = {}
+_in_flight_lock = threading.Lock()
+
+
+def engine_in_flight(run_id: str) -> FlowRunEngine | None:
+    with _in_flight_lock:
+        return _in_flight.get(run_id)
+
+
 def where(cluster: Cluster) -> str:
     """The cluster as a run records and shows it: "LocalCluster", the scheduler's address, or a profile's class."""
     if cluster.local is None:
@@ -202,6 +213,8 @@ class RunLauncher:
             started.append(engine)
             with self._lock:
                 self.engines[engine.run_id] = engine
+            with _in_flight_lock:
+                _in_flight[engine.run_id] = engine
             if on_engine is not None:
                 on_engine(engine)
 
@@ -215,6 +228,9 @@ class RunLauncher:
             with self._lock:
                 for engine in started:
                     self.engines.pop(engine.run_id, None)
+            with _in_flight_lock:
+                for engine in started:
+                    _in_flight.pop(engine.run_id, None)
             if own is not None:
                 for engine in started:
                     engine.let_go_of_results()
