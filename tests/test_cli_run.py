@@ -61,8 +61,22 @@ def test_the_json_document_has_specs_shape(project):
     assert tasks["explode-0"]["state"] == "Failed" and tasks["explode-0"]["error"] == "RuntimeError: kaboom"
     assert tasks["explode-0"]["attempts"] == 1 and tasks["explode-0"]["map_index"] is None
     assert tasks["after-0"]["state"] == "NotRun" and tasks["after-0"]["upstream"] == [tasks["explode-0"]["id"]]
-    assert set(tasks["after-0"]) == {"id", "name", "map_index", "state", "attempts", "error", "upstream"}
+    assert set(tasks["after-0"]) == {"id", "name", "task", "map_index", "state", "attempts", "error", "upstream"}
+    assert tasks["after-0"]["task"] == "after"
     assert document["started"] < document["ended"]
+
+
+def test_why_a_run_failed_is_in_its_log_and_in_runs_json(project):
+    failed = json.loads(cli("run", "broken", "--json", cwd=project).stdout)
+    errors = cli("logs", failed["run_id"], "--level", "ERROR", cwd=project)
+    assert errors.returncode == 0, errors.stderr
+    lines = errors.stdout.splitlines()
+    assert any("explode-0" in line and "attempt 1 Failed: RuntimeError: kaboom" in line for line in lines)
+    assert any("flow run" in line and "ended Failed" in line for line in lines)
+    assert 'raise RuntimeError("kaboom")' in errors.stdout  # the first failure's traceback, at the run's end
+    listed = json.loads(cli("runs", "--json", cwd=project).stdout.splitlines()[0])
+    assert listed["error"] == "RuntimeError: kaboom"
+    assert listed["owner"]["command"] == "flows-tui run broken --json" and listed["owner"]["pid"] > 0
 
 
 def test_parameters_from_the_command_line_are_converted_to_their_types(project):

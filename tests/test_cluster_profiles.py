@@ -167,3 +167,88 @@ def test_a_reused_profile_stays_up_between_runs_and_closes_when_idle_another_clo
         once = launcher.launch(flows["once_flow"], {})
         assert once.final.is_completed() and once.address == "LocalCluster (profile once)"
         assert not launcher.flow_clusters.in_use()  # closed as its run ended
+
+
+def test_a_cluster_class_that_does_not_start_is_one_error_at_its_connect_timeout(tmp_path, monkeypatch):
+    from flows_tui.errors import ClusterError
+    from flows_tui.launch.launcher import RunLauncher
+    from flows_tui.record.events import EventBus
+
+    (tmp_path / "stuck_cluster.py").write_text(
+        "import threading\nRELEASE = threading.Event()\n\n"
+        "class StuckCluster:\n    def __init__(self, jobs=1):\n        RELEASE.wait(60)  # a queue that never runs the job\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    config = parse_config('[clusters.stuck]\nclass = "stuck_cluster.StuckCluster"\nkwargs = { jobs = 2 }\n'
+                          'connect_timeout = 1\n', path=tmp_path / "flows.toml")
+    launcher = RunLauncher(choose_cluster(None, config, {}, profile="stuck"), config, EventBus())
+    try:
+        with pytest.raises(ClusterError) as raised:
+            launcher.connect()
+        assert str(raised.value).startswith("cluster StuckCluster (profile 'stuck', from --cluster) did not start "
+                                            "within 1 s")
+    finally:
+        import stuck_cluster
+
+        stuck_cluster.RELEASE.set()
+        launcher.close()
+
+
+async def test_the_ui_lists_a_flows_own_cluster_with_its_workers_and_runs_there(tmp_path):
+    from test_tui import app_for, flow_keys, select, wait_for
+    from flows_tui.tui.flow_list import FlowList
+    from flows_tui.tui.status_bar import StatusBar
+
+    project = write_project(tmp_path, SIDE_FLOWS, SIDE.replace("idle_timeout = 1", "idle_timeout = 600")
+                            + "[cluster]\nprocesses = false\nn_workers = 1\n")
+    app = app_for(project, watch=False)
+    async with app.run_test(size=(200, 40)) as pilot:
+        await wait_for(pilot, lambda: app.cluster is not None and "kept-flow" in flow_keys(app), message="the flows")
+        select(app, "kept-flow")
+        await pilot.press("r")
+        flows = app.query_one(FlowList)
+        await wait_for(pilot, lambda: flows.last_states.get("kept-flow") == "Completed", message="the run")
+        status = app.query_one(StatusBar)
+        await wait_for(pilot, lambda: str(status.flow_clusters or "").startswith("kept: LocalCluster · 1/1 workers · "),
+                       message="the status bar to list the profile's cluster")
+        assert "also kept: LocalCluster" in str(status.render())
+
+
+def test_a_task_computes_on_a_profiles_cluster_inside_with_cluster_and_gives_it_back(tmp_path, monkeypatch, run):
+    import dask
+
+    from conftest import load_flows
+    from flows_tui.launch import task_clusters
+
+    (tmp_path / "flows.toml").write_text(
+        '[clusters.big]\nclass = "distributed.LocalCluster"\n'
+        'kwargs = { n_workers = 1, threads_per_worker = 1, processes = false, dashboard_address = ":0" }\n')
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("FLOWS_TUI_CONFIG", raising=False)
+    loaded = load_flows(tmp_path, """
+        import dask
+        import distributed
+        from flows_tui import cluster, flow, get_dask_client, task
+
+        @task
+        def big_sum(n):
+            with cluster("big") as client:
+                total = dask.delayed(sum)(list(range(n))).compute(scheduler=client)
+                ran_on = client.compute(dask.delayed(lambda: distributed.get_worker().scheduler.address)()).result()
+                return total, client.scheduler.address, ran_on
+
+        @task
+        def small():
+            with get_dask_client(cluster="big") as client:
+                return client.submit(lambda: 42).result()
+
+        @flow
+        def conditional(n: int = 10):
+            return big_sum(n), small()
+    """)
+    engine, recorded = run(loaded.flows["conditional"])
+    (total, used, ran_on), answer = engine.final.result()
+    assert total == 45 and answer == 42
+    assert ran_on == used  # a collection computed inside the `with` ran on the profile's cluster
+    assert any(line.startswith("computing on cluster 'big': LocalCluster (profile big)")
+               for line in recorded.log_messages())
+    assert not task_clusters._clusters.in_use()  # not reused: closed as each `with` ended

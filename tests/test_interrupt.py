@@ -16,7 +16,7 @@ import threading
 
 import pytest
 
-from conftest import PROCESS_CLUSTER_TOML, write_project
+from conftest import PROCESS_CLUSTER_TOML, wait_until, write_project
 from flows_tui.record.store import Store
 
 FLOWS = {"tiny.py": """
@@ -151,3 +151,68 @@ async def test_q_while_the_cluster_connects_quits_at_once(tmp_path, silent):
         await pilot.press("q")
         await pilot.pause()
     assert app.launcher.abandoned and app.launcher.cluster is None
+
+
+PROFILE_PROCESSES = """
+[project]
+flows_dir = "flows"
+[clusters.own]
+class = "distributed.LocalCluster"
+kwargs = { n_workers = 1, threads_per_worker = 1, processes = true, dashboard_address = ":0" }
+[flows.endless]
+cluster = "own"
+"""
+
+
+def test_sigterm_mid_run_closes_the_profiles_cluster_and_leaves_no_process_behind(tmp_path):
+    project = write_project(tmp_path, FLOWS, PROFILE_PROCESSES)
+    process = _start(["run", "endless"], project)
+    try:
+        for line in process.stdout:
+            if "started" in line:
+                break
+        os.killpg(process.pid, signal.SIGTERM)  # as a batch system or `kill` ends a job: the whole group
+        process.wait(15)
+        wait_until(lambda: not _group(process.pid), timeout=15, message="every process of the group to end")
+    finally:
+        if _group(process.pid):
+            os.killpg(process.pid, signal.SIGKILL)
+    assert process.returncode == 128 + signal.SIGTERM
+    store = Store.open(project / ".flows-tui", read_only_ok=True)
+    run = store.load_run(store.runs()[0].run_id)
+    assert (run.state, run.message) == ("Cancelled", "terminated (SIGTERM)")
+
+
+def _group(pgid: int) -> list[str]:
+    """The live processes of process group `pgid` (zombies, already ended, are not counted)."""
+    import psutil
+
+    alive = []
+    for proc in psutil.process_iter(["pid", "status"]):
+        try:
+            if os.getpgid(proc.pid) == pgid and proc.info["status"] != psutil.STATUS_ZOMBIE:
+                alive.append(str(proc.pid))
+        except (ProcessLookupError, psutil.Error):
+            pass
+    return alive
+
+
+def test_sigint_to_the_uis_process_group_mid_run_cancels_the_run_and_ends_the_ui(tmp_path):
+    # Ctrl-C typed in the UI is a key; a SIGINT to the group (kill -INT, a supervisor) is a signal.
+    from hostile.conftest import Session
+
+    project = write_project(tmp_path, FLOWS)
+    ui = Session(cwd=project, columns=120, rows=40)
+    try:
+        ui.expect(b"cluster: LocalCluster", deadline=60)
+        ui.send("r")
+        ui.expect(b"flow: started", deadline=30)
+        os.killpg(ui.process.pid, signal.SIGINT)
+        shown = ui.wait(deadline=15)  # it used to leave the screen, then wait for the endless run
+    finally:
+        ui.kill()
+    assert shown.returncode == 130
+    assert b"Traceback" not in shown.output
+    store = Store.open(project / ".flows-tui", read_only_ok=True)
+    run = store.load_run(store.runs()[0].run_id)
+    assert (run.state, run.message) == ("Cancelled", "interrupted (Ctrl-C)")

@@ -83,8 +83,13 @@ def test_every_log_line_is_stored_in_order_with_its_task_and_attempt(tmp_path, t
     stored_lines = store.logs(engine.run_id)
     assert [(s.line.task_run_id, s.line.attempt, s.line.message) for s in stored_lines] == seen
     retried = store.logs(engine.run_id, task="flaky-2")
-    assert [(s.line.attempt, s.line.message) for s in retried] == [(1, "flaky 2"), (2, "flaky 2")]
-    assert len(store.logs(engine.run_id, task="flaky")) == 5  # by task name: every mapped child
+    # The task's own lines, and why it failed, each time, and that it was retried.
+    # (A task's lines come in batches, so an attempt's end may be stored before its last lines.)
+    assert sorted((s.line.attempt, s.line.message) for s in retried) == [
+        (1, "attempt 1 Failed: ValueError: bad value 2"),
+        (1, "attempt 1 failed: ValueError: bad value 2; retrying in 0s"), (1, "flaky 2"),
+        (2, "attempt 2 Failed: ValueError: bad value 2"), (2, "flaky 2")]
+    assert len(store.logs(engine.run_id, task="flaky")) == 5 + 3  # by task name: every mapped child
 
 
 def test_subscribers_see_an_event_only_after_the_store_committed_it(tmp_path, thread_client):
@@ -129,7 +134,9 @@ def test_a_run_whose_process_is_gone_is_marked_crashed_on_the_next_open(tmp_path
     task_run = run.task_runs["tr1"]
     assert task_run.state == "Crashed"
     assert task_run.attempts[0].state == "Crashed" and task_run.attempts[0].ended is not None
-    assert [s.line.message for s in reopened.logs("deadbeef0001")] == ["last words"]
+    assert [s.line.message for s in reopened.logs("deadbeef0001")] == [
+        "last words", "flow run ended Crashed: flows-tui ended while this run was in flight (the process was "
+                      "killed or the machine restarted)"]
 
 
 def test_a_run_whose_process_is_alive_is_left_running(tmp_path):
@@ -298,7 +305,7 @@ def test_runs_lists_newest_first_and_filters_by_flow(project):
     runs = [json.loads(line) for line in cli("runs", "--json", cwd=project).stdout.splitlines()]
     assert [r["flow"] for r in runs] == ["quick", "quick"]
     assert runs[0]["started"] > runs[1]["started"]
-    assert set(runs[0]) == {"run_id", "flow", "state", "started", "ended"}
+    assert set(runs[0]) == {"run_id", "flow", "state", "started", "ended", "error", "owner"}
     assert cli("runs", "quick", "--json", cwd=project).stdout.count("\n") == 2
     unknown = cli("runs", "quik", cwd=project)
     assert unknown.returncode == 2 and "did you mean 'quick'" in unknown.stderr

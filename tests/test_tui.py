@@ -276,7 +276,8 @@ async def test_j_k_g_and_G_move_in_the_flows_and_the_runs_panes_alike(project):
 async def test_saving_a_flow_file_updates_the_list_and_a_broken_save_shows_its_error(project):
     app = app_for(project, connect_cluster=False)
     async with app.run_test(size=(120, 40)) as pilot:
-        await wait_for(pilot, lambda: len(flow_keys(app)) == 3)
+        await wait_for(pilot, lambda: len(flow_keys(app)) == 3 and app.directory.watching,
+                       message="the flows, and the watch on their folder in place")
         extra = project / "flows" / "extra.py"
         extra.write_text("from flows_tui import flow\n\n@flow\ndef brand_new():\n    return 1\n")
         await wait_for(pilot, lambda: "brand-new" in flow_keys(app), message="the new flow")

@@ -106,3 +106,52 @@ async def test_new_runs_go_on_top_without_moving_the_cursor_and_g_goes_there(tmp
         assert "2 new" in str(runs.border_subtitle)
         await pilot.press("g")
         assert runs.selected_run() == "run4" and not runs.border_subtitle
+
+
+async def test_enter_on_a_failed_runs_root_row_opens_why_it_failed(tmp_path):
+    from flows_tui.tui.screens import TextScreen
+    from test_tui_snapshots import RUN, run_events
+
+    app = app_for(make_project(tmp_path), connect_cluster=False)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await wait_for(pilot, lambda: app.query_one(FlowList).row_count == 3)
+        app._follow_run(RUN, "numbers")
+        app.bus.publish_many(run_events(failed=True))
+        tree = app.query_one(TaskTree)
+        await wait_for(pilot, lambda: "Failed" in str(tree.root.label), message="the failed run")
+        tree.focus()
+        tree.move_cursor(tree.root)
+        await pilot.press("enter")
+        await wait_for(pilot, lambda: isinstance(app.screen, TextScreen), message="the run's traceback")
+        assert "ended Failed" in app.screen.body and "ValueError: no square for 4" in app.screen.body
+        await pilot.press("escape")
+        assert tree.root.is_expanded
+
+
+async def test_the_logs_pane_shows_the_run_the_tasks_pane_shows_named_by_name(tmp_path):
+    from flows_tui.tui.log_view import LogView
+    from test_tui import select
+    from test_tui_snapshots import RUN, run_events
+
+    app = app_for(make_project(tmp_path), connect_cluster=False)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await wait_for(pilot, lambda: app.query_one(FlowList).row_count == 3)
+        select(app, "numbers")
+        await pilot.pause()  # its plan shown first, as when a user picks the flow
+        app._follow_run(RUN, "numbers")
+        app.bus.publish_many(run_events(failed=True))
+        logs, tree = app.query_one(LogView), app.query_one(TaskTree)
+        await wait_for(pilot, lambda: "Failed" in str(tree.root.label), message="the failed run")
+        assert logs.run_id == RUN and f"run numbers · {RUN}" in str(logs.query_one("#log-header").render())
+        tree.focus()
+        group = next(node for node in tree.root.children if node.data == ("group", "square"))
+        group.expand()
+        await pilot.pause()
+        tree.move_cursor(next(node for node in group.children if node.data == ("task_run", "sq4")))
+        await wait_for(pilot, lambda: "task square-4" in str(logs.query_one("#log-header").render()),
+                       message="the task run named in the logs header")
+        select(app, "sleepy")  # another flow: its plan in the tasks pane, and no run's lines in the logs
+        await wait_for(pilot, lambda: "planned" in tree_labels(app)[0])
+        assert logs.run_id is None and not logs.shown_lines()
+        select(app, "numbers")  # back: its run in both panes
+        await wait_for(pilot, lambda: logs.run_id == RUN and logs.shown_lines(), message="the run's lines again")

@@ -46,6 +46,7 @@ from flows_tui.project.flows_directory import FlowsDirectory, FlowsReloaded
 from flows_tui.project.schedules import Schedule
 from flows_tui.project.watch import FlowsWatcher
 from flows_tui.record import events as ev
+from flows_tui.record.failure_lines import run_end_message
 from flows_tui.record.model import FlowRun, RunModel
 from flows_tui.record.retention import Retention
 from flows_tui.record.store import RunSummary
@@ -203,7 +204,7 @@ class FlowsApp(App):
                  cluster: str | None = None, bus: ev.EventBus | None = None, store: Any = None, watch: bool = True,
                  connect_cluster: bool = True) -> None:
         super().__init__()
-        self.signalled: int | None = None  # SIGTERM or SIGHUP ended the UI (run_app exits 128 + it)
+        self.signalled: int | None = None  # SIGTERM, SIGHUP or SIGINT ended the UI (run_app exits 128 + it)
         self.config = config
         self.flows_dir = Path(path).resolve() if path else config.project.flows_dir
         self.bus = bus or ev.EventBus()
@@ -214,6 +215,7 @@ class FlowsApp(App):
         self.cluster_error: FlowsTuiError | None = None  # the embedded cluster or the scheduler could not be had
         self._waiting_runs: list[tuple[Any, dict[str, Any], str | None]] = []  # r pressed while the cluster starts
         self._lost_shown = False  # the status bar says the scheduler was lost
+        self._flow_clusters_shown = False  # the status bar lists flows' own clusters
         self.store = store
         self.bridge = Bridge(self)
         self.bus.subscribe(self.bridge, name="tui")
@@ -274,11 +276,14 @@ class FlowsApp(App):
                        markup=markup)
 
     def _stop_on_signals(self) -> None:
-        """SIGTERM and SIGHUP (the terminal or SSH session closed) end the UI as `q` does: runs in
-        progress are cancelled, recorded with the reason, and the terminal is given back as it was
-        (alternate screen left, mouse reporting off). Before, the process died in the UI's screen."""
+        """SIGTERM, SIGHUP (the terminal or SSH session closed) and SIGINT (Ctrl-C typed is a key
+        here, but `kill -INT` or a signal to the process group is not) end the UI as `q` does: runs
+        in progress are cancelled, recorded with the reason, and the terminal is given back as it
+        was (alternate screen left, mouse reporting off). Before, the process died in the UI's
+        screen, or (SIGINT during a run) left the screen and then waited for the run for ever."""
         loop = asyncio.get_running_loop()
-        for signum, reason in ((signal.SIGTERM, "terminated (SIGTERM)"), (signal.SIGHUP, "terminal closed (SIGHUP)")):
+        for signum, reason in ((signal.SIGTERM, "terminated (SIGTERM)"), (signal.SIGHUP, "terminal closed (SIGHUP)"),
+                               (signal.SIGINT, "interrupted (Ctrl-C)")):
             with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):  # not the main thread (tests)
                 loop.add_signal_handler(signum, self._signalled, signum, reason)
 
@@ -286,6 +291,8 @@ class FlowsApp(App):
         if self.signalled is not None:
             return
         self.signalled = signum
+        if self.cluster is not None:  # the process exits at once after: a task that goes on may not hold it
+            self.cluster.close_timeout = 0.5
         if signum == signal.SIGHUP:
             silence_terminal()  # writing to a closed terminal fails: the last frames go nowhere
         for engine in list(self.engines.values()):
@@ -406,6 +413,24 @@ class FlowsApp(App):
             text.append(f" · {visible(info.dashboard, one_line=True)}", style="dim")
         self.call_from_thread(self.query_one(StatusBar).set_cluster, text)
 
+    @work(thread=True, exclusive=True, group="flow-clusters", exit_on_error=False)
+    def _show_flow_clusters(self) -> None:
+        """On a thread: the clusters of flows that choose their own, as they scale, in the status bar."""
+        parts = []
+        for cluster in self.launcher.flow_clusters.in_use():
+            try:
+                info = cluster.info()
+            except Exception:  # closing meanwhile
+                continue
+            part = plain(info.in_use(cluster.choice.profile))
+            if info.dashboard:
+                part.append(f" · {visible(info.dashboard, one_line=True)}", style="dim")
+            parts.append(part)
+        text = Text("  ·  also ").join(parts) if parts else None
+        if text is not None or self._flow_clusters_shown:
+            self._flow_clusters_shown = text is not None
+            self.call_from_thread(self.query_one(StatusBar).set_flow_clusters, text)
+
     @work(thread=True, exclusive=True, group="cluster-info", exit_on_error=False)
     def _refresh_cluster(self, cluster: Cluster) -> None:
         try:
@@ -505,7 +530,7 @@ class FlowsApp(App):
             run = self.bridge.model.runs.get(run.run_id) or run
         with self.batch_update():
             self.query_one(TaskTree).show_run(run, self.clock())
-            self.query_one(LogView).show_run(run.run_id, lines)
+            self.query_one(LogView).show_run(run.run_id, lines, title=_title(run))
 
     def start_run(self, flow: Any, parameters: dict[str, Any], file: str | None) -> None:
         if self.cluster is None and self.cluster_error is None and self.connect_cluster:
@@ -546,7 +571,7 @@ class FlowsApp(App):
         """A run this session started: show it as it goes."""
         self.shown_run = run_id
         self._last_run_of[flow] = run_id
-        self.query_one(LogView).show_run(run_id)
+        self.query_one(LogView).show_run(run_id, title=f"{flow} · {run_id}")
 
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
         if event.state == WorkerState.ERROR:
@@ -669,17 +694,42 @@ class FlowsApp(App):
                 if run is not None:
                     self.shown_run = run_id
                     tree.show_run(run, self.clock())
-                    return
+            if run is not None:
+                self._show_logs_of(run)
+                return
         from flows_tui.project.plan import plan_flow
 
         self.shown_run = None
+        self.query_one(LogView).show_run(None)  # the logs pane shows the run the tasks pane shows: none
         tree.show_plan(row.flow.name, plan_flow(row.flow))
         tree.border_subtitle = plain(row.file, one_line=True)
 
+    def _show_logs_of(self, run: FlowRun) -> None:
+        """The logs pane on `run` (its lines from the store), unless it shows that run already."""
+        logs = self.query_one(LogView)
+        if logs.run_id == run.run_id:
+            return
+        if self.store is None:  # the lines this session kept
+            logs.show_run(run.run_id, [line for line in logs.lines if line.run_id == run.run_id], title=_title(run))
+        else:
+            self._load_logs(run)
+
+    @work(thread=True, exclusive=True, group="logs", exit_on_error=False)
+    def _load_logs(self, run: FlowRun) -> None:
+        lines = [Line(run.run_id, stored.task or "flow", _task_of(run, stored.line.task_run_id), stored.line)
+                 for stored in self.store.logs(run.run_id)]
+        self.call_from_thread(self._show_loaded_logs, run, lines)
+
+    def _show_loaded_logs(self, run: FlowRun, lines: list[Line]) -> None:
+        if self.shown_run == run.run_id:  # still the run on screen
+            self.query_one(LogView).show_run(run.run_id, lines, title=_title(run))
+
     @on(TaskTree.NodeHighlighted, "#tasks")
     def _task_highlighted(self, event: TaskTree.NodeHighlighted) -> None:
-        task_run_id, task = self.query_one(TaskTree).selected_task()
-        self.query_one(LogView).focus_task(task_run_id, task)
+        tree = self.query_one(TaskTree)
+        task_run_id, task = tree.selected_task()
+        task_run = tree.flow_run.task_runs.get(task_run_id) if tree.flow_run is not None and task_run_id else None
+        self.query_one(LogView).focus_task(task_run_id, task, name=task_run.name if task_run else task)
 
     @on(TaskTree.NodeSelected, "#tasks")
     def _task_selected(self, event: TaskTree.NodeSelected) -> None:
@@ -688,7 +738,10 @@ class FlowsApp(App):
         attempt = tree.selected_attempt()
         data = event.node.data
         run = tree.flow_run
-        if isinstance(data, tuple) and data[0] == "task_run" and run is not None and self.session is not None \
+        if event.node is tree.root and run is not None and run.ended is not None and run.state not in SUCCESS_STATES:
+            tree.root.expand()  # enter toggled it; here it opens why the run failed instead
+            self.push_screen(TextScreen(f"{run.flow}  {run.state}", run_end_message(run)))
+        elif isinstance(data, tuple) and data[0] == "task_run" and run is not None and self.session is not None \
                 and self.session.call_of(run.run_id, data[1]) is not None:
             self._show_task_run(run, run.task_runs[data[1]])
         elif attempt is not None and (attempt.traceback or attempt.error):
@@ -808,6 +861,8 @@ class FlowsApp(App):
         if self._quitting():
             return
         status = self.query_one(StatusBar)
+        if self._flow_clusters_shown or self.launcher.flow_clusters.in_use():
+            self._show_flow_clusters()
         cluster = self.cluster
         if cluster is not None and cluster.lost != self._lost_shown and not self.launcher.reconnecting:
             self._lost_shown = not self._lost_shown
@@ -943,12 +998,28 @@ class FlowsApp(App):
                               severity="warning")
 
     def action_cancel(self) -> None:
-        engine = self.engines.get(self.shown_run or "") or next(iter(self.engines.values()), None)
+        engine = self.engines.get(self.shown_run or "")
+        with self.bridge.lock:
+            shown = self.bridge.model.runs.get(self.shown_run or "")
+        if engine is None and shown is not None and shown.ended is None and self.store is not None:
+            # Another process's run on screen: its owner is asked through the store.
+            self.notify(f"asking the process that runs {shown.flow} ({shown.run_id}) to cancel it")
+            self._cancel_elsewhere(shown.run_id)
+            return
+        engine = engine or next(iter(self.engines.values()), None)
         if engine is None:
             self.notify("no run in progress", severity="warning")
             return
         threading.Thread(target=engine.cancel, args=("cancelled from the UI",), daemon=True).start()
         self.notify(f"cancelling {engine.flow.name} ({engine.run_id})")
+
+    @work(thread=True, group="cancel", exit_on_error=False)
+    def _cancel_elsewhere(self, run_id: str) -> None:
+        from flows_tui.launch.requests import cancel_run
+
+        outcome = cancel_run(self.store, run_id)
+        self.call_from_thread(self.notify, outcome.message, severity="information" if outcome.cancelled else "error",
+                              timeout=6)
 
     def action_debug(self) -> None:
         tree = self.query_one(TaskTree)
@@ -1220,6 +1291,11 @@ def _close_quietly(launcher: RunLauncher) -> None:
         launcher.close()
     except BaseException:  # the process may be ending under it; nothing is left to tell
         pass
+
+
+def _title(run: FlowRun) -> str:
+    """How the logs pane names a run: its flow and the run's name."""
+    return f"{run.flow} · {run.name or run.run_id}"
 
 
 def _task_of(run: FlowRun, task_run_id: str | None) -> str | None:

@@ -61,6 +61,8 @@ class LogView(Vertical):
         self.search = ""
         self.follow = True
         self.floor = 0  # the last stored line id of the shown run already here
+        self.title: str | None = None  # how the header names the run
+        self.task_label: str | None = None  # how it names the task followed
 
     def compose(self) -> ComposeResult:
         yield Static(id="log-header")
@@ -78,7 +80,7 @@ class LogView(Vertical):
 
     # Feeding ------------------------------------------------------------------------------------
 
-    def show_run(self, run_id: str | None, lines: Iterable[Line] = ()) -> None:
+    def show_run(self, run_id: str | None, lines: Iterable[Line] = (), *, title: str | None = None) -> None:
         """Switch to `run_id` (its lines so far, e.g. from the store), following the whole run.
 
         Lines of another process's run carry their ids in the store: those the bridge brought
@@ -88,7 +90,8 @@ class LogView(Vertical):
         later = [line for line in self.lines
                  if line.run_id == run_id and line.line.id is not None and line.line.id > self.floor]
         self.run_id = run_id
-        self.task_run_id = self.task_name = None
+        self.title = title or run_id
+        self.task_run_id = self.task_name = self.task_label = None
         self.lines.clear()
         self.lines.extend(lines)
         self.lines.extend(later)
@@ -108,11 +111,12 @@ class LogView(Vertical):
         if matching:
             self.output.write_lines(matching, scroll_end=self.follow)
 
-    def focus_task(self, task_run_id: str | None, task: str | None) -> None:
-        """Show only the lines of one task run (or of every run of a task); both None: the whole run."""
+    def focus_task(self, task_run_id: str | None, task: str | None, *, name: str | None = None) -> None:
+        """Show only the lines of one task run (or of every run of a task); both None: the whole run.
+        `name` is how the header names it (the task run's name, not its id)."""
         if (task_run_id, task) == (self.task_run_id, self.task_name):
             return
-        self.task_run_id, self.task_name = task_run_id, task
+        self.task_run_id, self.task_name, self.task_label = task_run_id, task, name
         self._refill()
 
     def set_search(self, text: str) -> None:
@@ -166,8 +170,9 @@ class LogView(Vertical):
         self._show_header()
 
     def _show_header(self) -> None:
-        parts = ["all tasks" if self.task_run_id is None and self.task_name is None else
-                 f"task {self.task_name or self._source_of(self.task_run_id)}"]
+        parts = ["no run" if self.run_id is None else f"run {self.title}"]
+        parts.append("all tasks" if self.task_run_id is None and self.task_name is None else
+                     f"task {self.task_label or self.task_name or self._source_of(self.task_run_id)}")
         parts.append(f"level ≥ {logging.getLevelName(self.level)}")
         if self.search:
             parts.append(f"search {self.search!r}")

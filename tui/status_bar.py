@@ -17,6 +17,7 @@ class StatusBar(Static):
     def __init__(self, **kwargs: Any) -> None:
         super().__init__("", **kwargs)
         self.cluster: Text = Text("cluster: starting…", style="yellow")
+        self.flow_clusters: Text | None = None  # the clusters of flows that choose their own, in use
         self.next_run: tuple[str, _dt.datetime] | None = None
         self.cache_size = 0  # bytes of cached results under state_dir; shown only when there are some
         self.store_problem: str | None = None  # e.g. "runs not recorded": the run store cannot be written
@@ -27,6 +28,10 @@ class StatusBar(Static):
 
     def set_cluster(self, text: Text | str) -> None:
         self.cluster = text if isinstance(text, Text) else plain(text)
+        self._draw()
+
+    def set_flow_clusters(self, text: Text | None) -> None:
+        self.flow_clusters = text
         self._draw()
 
     def set_next_run(self, flow: str | None, moment: _dt.datetime | None) -> None:
@@ -59,6 +64,9 @@ class StatusBar(Static):
             text.append(visible(self.notify_off, one_line=True), style="yellow")
             text.append("  ·  ")
         text.append_text(self.cluster)
+        if self.flow_clusters is not None:
+            text.append("  ·  also ")
+            text.append_text(self.flow_clusters)
         if self.cache_size:
             text.append(f"  ·  cache {format_size(self.cache_size)}")
         self.update(text)

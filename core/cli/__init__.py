@@ -13,8 +13,7 @@ from typing import Any
 import click
 from rich.console import Console
 
-from flows_tui.project.config import LOG_LEVELS
-from flows_tui.errors import FlowsTuiError, UsageError, closest, did_you_mean
+from flows_tui.errors import FlowsTuiError, UsageError, closest
 from flows_tui.safe_text import plain, visible
 from flows_tui.terminal import exit_now, silence_stderr, silence_terminal
 
@@ -65,6 +64,8 @@ def _load_config(config_path: str | None, *, require_env: bool = True, say_warni
     from flows_tui.project.config import load_config
 
     config = load_config(Path(config_path) if config_path else None, cwd=Path.cwd(), require_env=require_env)
+    if config.path is not None:  # where `cluster("NAME")` in a task, on a worker we start, finds the profiles
+        os.environ.setdefault("FLOWS_TUI_CONFIG", str(config.path.resolve()))
     if require_env and say_warnings:
         _say_warnings(config.warnings)
     return config
@@ -423,82 +424,6 @@ def _open_store(config: Any):
     return Store.open(config.project.state_dir, read_only_ok=True)
 
 
-@main.command(short_help="Recorded runs, newest first (of FLOW if given).")
-@click.argument("flow_name", metavar="[FLOW]", required=False)
-@click.option("--limit", "-n", default=50, show_default=True, help="How many runs to show (0: all).")
-@click.option("--config", "config_path", type=click.Path(dir_okay=False), help="flows.toml to use.")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON lines, newest first.")
-@click.pass_context
-def runs(ctx: click.Context, flow_name: str | None, limit: int, config_path: str | None, as_json: bool) -> None:
-    """List recorded runs, newest first (of FLOW only, if given)."""
-    from rich.table import Table
-
-    from flows_tui.record.progress import format_duration, state_text
-
-    config = _load_config(config_path or ctx.obj.get("config_path"), require_env=False)
-    store = _open_store(config)
-    found = store.runs(flow_name, limit=limit or None)
-    if flow_name is not None and not found and flow_name not in store.flows():
-        raise UsageError(f"no runs of a flow named {flow_name!r}{did_you_mean(flow_name, store.flows())}")
-    if as_json:
-        for summary in found:
-            click.echo(json.dumps(summary.document()))
-        return
-    table = Table(box=None, header_style="bold", padding=(0, 1))
-    for column in ("run", "flow", "state", "started", "duration"):
-        table.add_column(column)
-    for summary in found:
-        table.add_row(plain(summary.run_id, one_line=True), plain(summary.flow, one_line=True), state_text(summary.state),
-                      summary.started.astimezone().strftime("%Y-%m-%d %H:%M:%S"), format_duration(summary.duration))
-    Console(highlight=False).print(table)
-
-
-@main.command(short_help="A run's log lines (RUN_ID, or a unique prefix).")
-@click.argument("run_id", metavar="RUN_ID")
-@click.option("--task", "task_name", metavar="NAME", help="Only this task's lines (a task run's or a task's name).")
-@click.option("--level", type=click.Choice(list(LOG_LEVELS), case_sensitive=False),
-              default="DEBUG", show_default=True, help="Only lines at this level or above.")
-@click.option("--follow", "-f", is_flag=True, help="Keep printing new lines until the run ends.")
-@click.option("--config", "config_path", type=click.Path(dir_okay=False), help="flows.toml to use.")
-@click.option("--json", "as_json", is_flag=True, help="Print JSON lines.")
-@click.pass_context
-def logs(ctx: click.Context, run_id: str, task_name: str | None, level: str, follow: bool, config_path: str | None,
-         as_json: bool) -> None:
-    """Print the log lines of RUN_ID (a unique prefix is enough), from the store."""
-    import time
-
-    from flows_tui.record.progress import log_text, run_end_line
-
-    config = _load_config(config_path or ctx.obj.get("config_path"), require_env=False)
-    store = _open_store(config)
-    run_id = store.find_run(run_id)
-    if task_name is not None and task_name not in store.task_names(run_id):
-        hint = did_you_mean(task_name, store.task_names(run_id))
-        raise UsageError(f"run {run_id} has no task named {task_name!r}{hint}")
-    console = Console(highlight=False, soft_wrap=True)
-    threshold = LOG_LEVELS[level.upper()]
-    last = 0
-    try:
-        while True:
-            final = store.is_final(run_id)  # read before the lines: nothing can slip in between
-            for stored in store.logs(run_id, task=task_name, after=last, level=threshold):
-                last = stored.id
-                if as_json:
-                    click.echo(json.dumps(stored.document()))
-                else:
-                    console.print(log_text(stored.task or "flow", stored.line), highlight=False, soft_wrap=True)
-            if not follow:
-                return
-            if final:  # how it ended, as `run` ends its output
-                if not as_json:
-                    console.print(run_end_line(store.load_run(run_id)), highlight=False, soft_wrap=True)
-                return
-            time.sleep(0.25)
-            store.recover()  # the run's owner may have been killed meanwhile
-    except KeyboardInterrupt:
-        raise click.exceptions.Exit(130)
-
-
 @main.command(short_help="Run one task run again here, under the debugger.")
 @click.argument("run_id", metavar="RUN_ID")
 @click.argument("task_run_spec", metavar="TASK_RUN")
@@ -828,4 +753,5 @@ def init(directory: str) -> None:
     console.print(f"next: {go}`flows-tui run riders` (headless) or `flows-tui` (the UI)", markup=False)
 
 
+from . import history as _history  # noqa: E402,F401 - registers `runs`, `logs` and `cancel` on `main`
 from . import prune as _prune  # noqa: E402,F401 - registers `flows-tui prune` on `main`

@@ -150,11 +150,30 @@ class ClusterInfo:
     threads: int
     memory: int
     dashboard: str | None
+    target: int | None = None  # the workers the cluster asked for (scale, adapt), when it says
+
+    def in_use(self, profile: str | None) -> str:
+        """One flow's own cluster as the UI lists it: profile, class, workers now/target, threads, memory."""
+        gib = self.memory / 2 ** 30
+        where = self.address if self.kind == "scheduler" else self.kind
+        workers = f"{self.workers}/{self.target}" if self.target is not None else str(self.workers)
+        name = f"{profile}: " if profile and profile != "task_runner" else ""
+        return f"{name}{where} · {workers} workers · {self.threads} threads · {gib:.1f} GiB"
 
     def describe(self) -> str:
         gib = self.memory / 2 ** 30
         where = self.address if self.kind == "scheduler" else self.kind
         return f"{where} · {self.workers} workers · {self.threads} threads · {gib:.1f} GiB"
+
+
+def _asked_for(local: Any) -> int | None:
+    """How many workers a cluster we started asked for: a SpecCluster's (LocalCluster, dask-jobqueue's)
+    worker specs, which scale and adapt set; None for one that does not say."""
+    spec = getattr(local, "worker_spec", None)
+    try:
+        return len(spec) if spec is not None else None
+    except TypeError:
+        return None
 
 
 def scheduler_lost(client: Any) -> bool:
@@ -200,6 +219,7 @@ class Cluster:
             threads=sum(w.get("nthreads", 0) for w in workers.values()),
             memory=sum(w.get("memory_limit", 0) or 0 for w in workers.values()),
             dashboard=dashboard,
+            target=_asked_for(self.local),
         )
 
     def close(self) -> None:

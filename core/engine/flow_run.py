@@ -23,6 +23,7 @@ from flows_tui.context import flow_run_var, run_hook, using
 from flows_tui.errors import describe as _describe
 from flows_tui.futures import TaskFuture
 from flows_tui.record import events as ev
+from flows_tui.record.failure_lines import failure_lines
 from flows_tui.record.logs import format_record, install_log_capture, install_print_capture
 from flows_tui.record.model import RunModel
 from flows_tui.states import (CANCELLED, CRASHED, FAILED, FAILURE_STATES, FINAL_STATES, PENDING, RETRYING, RUNNING,
@@ -57,6 +58,10 @@ DRIVER_STOP_SECONDS = 5.0
 
 def new_run_id() -> str:
     return uuid.uuid4().hex[:12]
+
+
+# The events that may say why something failed (see `failure_lines`).
+_SAID_TYPES = frozenset({ev.AttemptEnded, ev.TaskStateChanged, ev.FlowStateChanged})
 
 
 class _Abort(BaseException):
@@ -116,9 +121,15 @@ class FlowRunEngine(TaskRuns, Results, TaskCalls, TaskReports, DaskWatch):
     # Events -----------------------------------------------------------------------------------
 
     def _emit(self, *events: Any) -> None:
-        """Fold into our model and publish; call with the lock held."""
+        """Fold into our model and publish, with the log lines that say why something failed;
+        call with the lock held."""
+        said: list = []
         for event in events:
             self.model.apply(event)
+            if type(event) in _SAID_TYPES:
+                said += failure_lines(self.model.runs[self.run_id], event)
+        if said:
+            events = (*events, ev.LogLines(self.run_id, tuple(said)))
         if self._batch is not None:
             self._batch.extend(events)
         else:

@@ -22,7 +22,7 @@ DEFAULT_IDLE_SECONDS = 600.0
 
 
 class FlowClusters:
-    def __init__(self, start: Callable[[Callable[[], Cluster]], Cluster]) -> None:
+    def __init__(self, start: Callable[[Callable[[], Cluster], ClusterChoice], Cluster]) -> None:
         self._start = start  # the launcher's: interruptible, and closes what comes up after close()
         self._lock = threading.Lock()
         self._starting: dict[str, threading.Lock] = {}
@@ -51,7 +51,7 @@ class FlowClusters:
                     return cluster
             if cluster is not None:  # an attached scheduler that went away: connect afresh
                 self._drop(key)
-            cluster = self._start(lambda: connect(choice))
+            cluster = self._start(lambda: connect(choice), choice)
             with self._lock:
                 if self._closed:
                     _close_quietly(cluster)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import gc
 import threading
+import time
 from typing import TYPE_CHECKING, Any, Callable
 
 from flows_tui.cache import cache_directory
@@ -26,6 +27,17 @@ if TYPE_CHECKING:
     from flows_tui.flows import Flow
     from flows_tui.project.config import Config
     from flows_tui.record.events import EventBus
+
+
+# Every run in flight in this process, whichever launcher started it: a request from another
+# process (cancel) finds its engine here.
+_in_flight: dict[str, FlowRunEngine] = {}
+_in_flight_lock = threading.Lock()
+
+
+def engine_in_flight(run_id: str) -> FlowRunEngine | None:
+    with _in_flight_lock:
+        return _in_flight.get(run_id)
 
 
 def where(cluster: Cluster) -> str:
@@ -89,14 +101,16 @@ class RunLauncher:
         return self._connect(lambda: connect(self.choice, behind_ui=self.behind_ui))
 
     def _connect(self, start: Callable[[], Cluster]) -> Cluster:
-        cluster = self._start_interruptibly(start)
+        cluster = self._start_interruptibly(start, self.choice)
         self._use(cluster)
         return cluster
 
-    def _start_interruptibly(self, start: Callable[[], Cluster]) -> Cluster:
+    def _start_interruptibly(self, start: Callable[[], Cluster], choice: ClusterChoice | None = None) -> Cluster:
+        """`start()` on a thread of its own, waited for until close() or Ctrl-C; for a Cluster class
+        (`choice.cluster_class`), until its connect_timeout too (ClusterError naming the profile)."""
         if self._closed.is_set():
             raise Interrupted("stopped before the cluster was ready")
-        done = threading.Event()
+        done, gave_up = threading.Event(), threading.Event()
         outcome: dict[str, Any] = {}
         with self._lock:
             self._starting += 1
@@ -109,14 +123,22 @@ class RunLauncher:
             with self._lock:
                 self._starting -= 1
                 done.set()
-                unwanted = self._closed.is_set() and "cluster" in outcome
+                unwanted = (self._closed.is_set() or gave_up.is_set()) and "cluster" in outcome
             if unwanted:
                 _close_quietly(outcome["cluster"])
 
+        limit = choice.connect_timeout if choice is not None and choice.cluster_class is not None else None
+        deadline = None if limit is None else time.monotonic() + limit
         threading.Thread(target=starting, name="flows-tui-cluster-start", daemon=True).start()
         while not done.wait(0.05):  # interruptible: Ctrl-C raises KeyboardInterrupt here
             if self._closed.is_set():
                 raise Interrupted("stopped before the cluster was ready")
+            if deadline is not None and time.monotonic() > deadline:
+                with self._lock:
+                    if not done.is_set():
+                        gave_up.set()
+                        raise ClusterError(f"cluster {choice.describe()} did not start within {limit:g} s "
+                                           "(connect_timeout; a cloud or batch cluster may need more)")
         if "error" in outcome:
             raise outcome["error"]
         return outcome["cluster"]
@@ -191,6 +213,8 @@ class RunLauncher:
             started.append(engine)
             with self._lock:
                 self.engines[engine.run_id] = engine
+            with _in_flight_lock:
+                _in_flight[engine.run_id] = engine
             if on_engine is not None:
                 on_engine(engine)
 
@@ -204,6 +228,9 @@ class RunLauncher:
             with self._lock:
                 for engine in started:
                     self.engines.pop(engine.run_id, None)
+            with _in_flight_lock:
+                for engine in started:
+                    _in_flight.pop(engine.run_id, None)
             if own is not None:
                 for engine in started:
                     engine.let_go_of_results()

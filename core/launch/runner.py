@@ -18,6 +18,7 @@ from flows_tui.tracebacks import is_user_file
 from flows_tui.user_code.pickling import send_by_value
 
 from .launcher import RunLauncher
+from .requests import CancelRequests
 
 if TYPE_CHECKING:
     from flows_tui.project.config import Config
@@ -44,12 +45,16 @@ def recording(bus: ev.EventBus, config: "Config", *, unrecorded_ok: bool = False
         if not unrecorded_ok:
             raise
         store = Store.unrecorded(config.project.state_dir, error)
+    requests = None
     if store.read_only is None:
         bus.set_journal(store.record)
+        requests = CancelRequests(store).start()  # other processes may cancel this one's runs
     notifier = attach(bus, config.notify)
     try:
         yield store
     finally:
+        if requests is not None:
+            requests.stop()
         if notifier is not None:
             notifier.close()
         bus.flush()

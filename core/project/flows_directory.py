@@ -266,6 +266,12 @@ class FlowsDirectory:
                                          debounce_ms=debounce_ms, step_ms=step_ms)
         self._watcher.start()
 
+    @property
+    def watching(self) -> bool:
+        """A save made now is seen (the watch is in place)."""
+        watcher = self._watcher
+        return watcher is not None and watcher.ready
+
     def stop(self) -> None:
         """Stop watching; returns once the watcher thread has ended (a reload under way finishes first)."""
         with self._state:

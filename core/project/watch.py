@@ -55,6 +55,11 @@ class FlowsWatcher:
         if self.error is not None:
             raise FlowsTuiError(f"cannot watch {self.folder}: {self.error}") from self.error
 
+    @property
+    def ready(self) -> bool:
+        """Watching: a save made from now on will be seen."""
+        return self._ready.is_set() and self.error is None
+
     def stop(self, timeout: float = 10.0) -> None:
         """Stop watching; watchfiles sees the stop event within one step."""
         self._stop.set()

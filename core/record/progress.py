@@ -198,6 +198,7 @@ def run_document(run: FlowRun) -> dict[str, Any]:
             {
                 "id": t.id,
                 "name": t.name,
+                "task": t.task,
                 "map_index": t.map_index,
                 "state": t.state,
                 "attempts": len(t.attempts),

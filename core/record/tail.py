@@ -39,8 +39,12 @@ class JournalTail:
         self._rebuilt_at: dict[str, int] = {}  # run → the journal row its rebuild already holds
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._after: int | None = None
 
-    def start(self) -> "JournalTail":
+    def start(self, after: int | None = None) -> "JournalTail":
+        """Follow from now, beginning with the runs in flight; or from journal row `after` (read before
+        what the caller read of the store, so nothing committed since is missed)."""
+        self._after = after
         self._thread = threading.Thread(target=self._run, name="flows-tui-journal-tail", daemon=True)
         self._thread.start()
         return self
@@ -52,7 +56,10 @@ class JournalTail:
 
     def _run(self) -> None:
         try:
-            self._catch_up()
+            if self._after is None:
+                self._catch_up()
+            else:
+                self.last = self._after
         except Exception:  # a store that cannot be read now: the next round tries again
             logger.debug("journal tail: first read failed", exc_info=True)
         recovered = time.monotonic()
@@ -92,8 +99,10 @@ class JournalTail:
     def _rebuild_unknown(self, entries: list) -> list:
         """Events of runs met mid-way are replaced by the runs rebuilt from the tables. The tables are
         read after the journal rows, so they may hold later rows too: those rows are left out when
-        read (`_rebuilt_at`), and nothing is applied twice."""
-        events = [event for row, event in entries if row > self._rebuilt_at.get(event.run_id, 0)]
+        read (`_rebuilt_at`), and nothing is applied twice. Log lines are not part of a rebuild: they
+        are always handed on."""
+        events = [event for row, event in entries
+                  if type(event) is ev.LogLines or row > self._rebuilt_at.get(event.run_id, 0)]
         unknown = {e.run_id for e in events if e.run_id not in self._known}
         unknown -= {e.run_id for e in events if type(e) is ev.FlowRunStarted}
         if not unknown:
@@ -102,7 +111,7 @@ class JournalTail:
         for run_id in unknown:
             self._rebuilt_at[run_id] = head
             self._known.add(run_id)  # even if it was not found (pruned meanwhile): asked once
-        return rebuilt + [e for e in events if e.run_id not in unknown]
+        return rebuilt + [e for e in events if e.run_id not in unknown or type(e) is ev.LogLines]
 
     def _hand_on(self, events: list) -> None:
         for event in events:

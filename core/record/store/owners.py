@@ -4,19 +4,36 @@ from __future__ import annotations
 
 import os
 import socket
+import sys
 from typing import NamedTuple
 
 
 class Owner(NamedTuple):
-    """The process recording a run: its host, pid, and when it started (a reused pid starts later)."""
+    """The process recording a run: its host, pid, when it started (a reused pid starts later), and
+    the command it runs, as a user would recognise it ("flows-tui serve", "python etl.py")."""
 
     host: str
     pid: int
     started: float | None
+    command: str | None = None
 
     @classmethod
     def this_process(cls) -> "Owner":
-        return cls(socket.gethostname(), os.getpid(), process_started(os.getpid()))
+        return cls(socket.gethostname(), os.getpid(), process_started(os.getpid()), command_line())
+
+
+def command_line(limit: int = 200) -> str:
+    """This process's command: `flows-tui ...` for ours however started, else the interpreter's argv."""
+    argv = list(sys.argv) or ["python"]
+    program = os.path.basename(argv[0])
+    if program in ("flows-tui", "__main__.py") or argv[0].endswith(os.path.join("flows_tui", "cli")):
+        words = ["flows-tui", *argv[1:]]
+    elif program.endswith(".py") or not program:
+        words = ["python", *argv]
+    else:
+        words = [program, *argv[1:]]
+    text = " ".join(words)
+    return text if len(text) <= limit else text[:limit - 1] + "…"
 
 
 def process_started(pid: int) -> float | None:

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from .rows import iso
 
 # Tables that hold a run's history, each with its rows' run id (and an index on it).
-_HISTORY = ("logs", "attempts", "task_states", "task_runs", "run_states", "runs")
+_HISTORY = ("logs", "attempts", "task_states", "task_runs", "run_states", "requests", "runs")
 # Run ids per DELETE statement: SQLite binds at most 32,766 variables.
 _CHUNK = 500
 

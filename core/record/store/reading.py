@@ -11,6 +11,7 @@ from typing import Any, Iterable, Iterator
 from flows_tui.errors import UsageError
 from flows_tui.record import events as ev
 from flows_tui.record.model import FlowRun, RunModel
+from flows_tui.states import SUCCESS_STATES
 
 from . import journal
 from .journal import JournalRead
@@ -28,7 +29,10 @@ class StoreReading:
 
     def runs(self, flow: str | None = None, limit: int | None = None) -> list[RunSummary]:
         """Runs newest first, optionally of one flow."""
-        query = "SELECT run_id, flow, state, started, ended FROM runs"
+        # The first failure: the first attempt that ended with an error, else the run's own message.
+        query = ("SELECT run_id, flow, state, started, ended, message, owner_host, owner_pid, owner_command, "
+                 "(SELECT error FROM attempts WHERE attempts.run_id = runs.run_id AND error IS NOT NULL "
+                 "ORDER BY ended LIMIT 1) AS first_error FROM runs")
         args: list[Any] = []
         if flow is not None:
             query += " WHERE flow = ?"
@@ -39,7 +43,10 @@ class StoreReading:
             args.append(limit)
         with self._connection() as c:
             rows = c.execute(query, args).fetchall()
-        return [RunSummary(r["run_id"], r["flow"], r["state"], parse_time(r["started"]), parse_time(r["ended"])) for r in rows]
+        return [RunSummary(r["run_id"], r["flow"], r["state"], parse_time(r["started"]), parse_time(r["ended"]),
+                           _first_failure(r), {"host": r["owner_host"], "pid": r["owner_pid"],
+                                               "command": r["owner_command"]})
+                for r in rows]
 
     def flows(self) -> list[str]:
         with self._connection() as c:
@@ -135,6 +142,12 @@ class StoreReading:
         with self._connection() as c:
             rows = c.execute("SELECT name, task FROM task_runs WHERE run_id = ?", (run_id,)).fetchall()
         return {r[0] for r in rows} | {r[1] for r in rows}
+
+
+def _first_failure(row: sqlite3.Row) -> str | None:
+    if row["ended"] is None or row["state"] in SUCCESS_STATES:
+        return None
+    return row["first_error"] or row["message"]
 
 
 def _replay_rows(c: sqlite3.Connection, run_id: str) -> list:

@@ -27,6 +27,8 @@ class RunSummary:
     state: str
     started: _dt.datetime
     ended: _dt.datetime | None
+    error: str | None = None  # why it did not complete: the first failure's message
+    owner: dict[str, Any] | None = None  # the process that ran it: host, pid, command
 
     @property
     def duration(self) -> float | None:
@@ -34,7 +36,7 @@ class RunSummary:
 
     def document(self) -> dict[str, Any]:
         return {"run_id": self.run_id, "flow": self.flow, "state": self.state, "started": iso(self.started),
-                "ended": iso(self.ended)}
+                "ended": iso(self.ended), "error": self.error, "owner": self.owner}
 
 
 @dataclass(frozen=True)

@@ -60,6 +60,16 @@ MIGRATIONS: list[list[str]] = [
         """CREATE TABLE journal (
             id INTEGER PRIMARY KEY AUTOINCREMENT, time REAL NOT NULL, writer TEXT, events TEXT NOT NULL)""",
     ],
+    [
+        # The command of the process that owns a run ("flows-tui serve"), for `runs --json`'s owner.
+        "ALTER TABLE runs ADD COLUMN owner_command TEXT",
+        # Requests to the process that owns a run (cancel it), which that process polls; `answer`
+        # says what became of one ("cancelled", "ended already", "its process is gone").
+        """CREATE TABLE requests (
+            id INTEGER PRIMARY KEY AUTOINCREMENT, run_id TEXT NOT NULL, kind TEXT NOT NULL,
+            asked_by TEXT NOT NULL, asked REAL NOT NULL, answered REAL, answer TEXT)""",
+        "CREATE INDEX requests_open ON requests (run_id) WHERE answered IS NULL",
+    ],
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 

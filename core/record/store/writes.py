@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
+import logging
 import sqlite3
 from typing import Any, Callable
 
@@ -15,11 +16,11 @@ from .rows import iso, to_json
 
 
 def flow_run_started(c: sqlite3.Connection, e: ev.FlowRunStarted, owner: Owner, replace: bool = True) -> None:
-    host, pid, started = owner
     c.execute(f"INSERT OR {'REPLACE' if replace else 'IGNORE'} INTO runs (run_id, flow, file, address, "
-              "parameters, state, started, owner_host, owner_pid, owner_started) "
-              "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-              (e.run_id, e.flow, e.file, e.address, to_json(e.parameters), PENDING, iso(e.time), host, pid, started))
+              "parameters, state, started, owner_host, owner_pid, owner_started, owner_command) "
+              "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+              (e.run_id, e.flow, e.file, e.address, to_json(e.parameters), PENDING, iso(e.time), owner.host,
+               owner.pid, owner.started, owner.command))
 
 
 def flow_state_changed(c: sqlite3.Connection, e: ev.FlowStateChanged, owner: Owner) -> None:
@@ -71,9 +72,10 @@ def log_lines(c: sqlite3.Connection, e: ev.LogLines, owner: Owner) -> tuple[int,
     return last - len(e.lines) + 1, last
 
 
-def run_crashed(c: sqlite3.Connection, run_id: str, reason: str, when: _dt.datetime) -> list:
-    """Mark a run in flight Crashed with its open task runs and attempts; returns what changed as
-    events (none if the run had ended already: another process recovered it first)."""
+def run_crashed(c: sqlite3.Connection, run_id: str, reason: str, when: _dt.datetime) -> list[tuple[Any, Any]]:
+    """Mark a run in flight Crashed with its open task runs and attempts, and say so in its log;
+    returns what changed as (event, what its writer returned) pairs for the journal (none if the run
+    had ended already: another process recovered it first)."""
     row = c.execute("SELECT attempt FROM runs WHERE run_id = ? AND ended IS NULL", (run_id,)).fetchone()
     if row is None:
         return []
@@ -93,7 +95,10 @@ def run_crashed(c: sqlite3.Connection, run_id: str, reason: str, when: _dt.datet
               (CRASHED, reason, at, run_id))
     c.execute("INSERT INTO run_states (run_id, state, time, attempt, message) VALUES (?, ?, ?, ?, ?)",
               (run_id, CRASHED, at, row["attempt"], reason))
-    return changes + [ev.FlowStateChanged(run_id, CRASHED, when, row["attempt"], reason)]
+    changes.append(ev.FlowStateChanged(run_id, CRASHED, when, row["attempt"], reason))
+    said = ev.LogLines(run_id, (ev.LogLine(when, logging.ERROR, f"flow run ended Crashed: {reason}",
+                                           logger="flows_tui"),))
+    return [(event, None) for event in changes] + [(said, log_lines(c, said, None))]
 
 
 def write_batch(c: sqlite3.Connection, events: list, owner: Owner) -> list:
