@@ -106,6 +106,7 @@ class FlowRunEngine(TaskRuns, Results, TaskCalls, TaskReports, DaskWatch):
         self._last_report = 0.0  # when the last batch of worker reports arrived (time.monotonic)
         self._last_look = 0.0  # when the watcher last looked at every open task run's future
         self._worker_died = False  # a worker left since that look
+        self._workers_lost = 0  # workers that left during the run (their reports may be lost)
         self._sequence = 0
         self._abort: BaseException | None = None
         self._driver: threading.Thread | None = None
