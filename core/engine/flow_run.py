@@ -94,6 +94,9 @@ class FlowRunEngine(TaskRuns, Results, TaskCalls, TaskReports, DaskWatch):
         self._received: dict[int, tuple[Any, str]] = {}  # values the body got from task runs: id → (value, id)
         self.model = RunModel()
         self.flow_attempt = 1
+        # Subflow calls by (flow name, n-th call in this attempt), and the states of those that completed.
+        self._subflow_calls: dict[tuple[int, str], int] = {}
+        self.subflow_results: dict[tuple[str, int], State] = {}
         self._lock = threading.RLock()
         self._changed = threading.Condition(self._lock)
         self._tracking: dict[str, _Tracking] = {}
@@ -392,6 +395,13 @@ class FlowRunEngine(TaskRuns, Results, TaskCalls, TaskReports, DaskWatch):
         if kind is dict:
             return {k: self._futures_to_states(v) for k, v in value.items()}
         return value
+
+    def count_subflow_call(self, name: str) -> tuple[str, int]:
+        """Which call of subflow `name` this is in the current attempt of the run: (name, n)."""
+        with self._lock:
+            number = self._subflow_calls.get((self.flow_attempt, name), 0)
+            self._subflow_calls[(self.flow_attempt, name)] = number + 1
+        return name, number
 
     def _sleep(self, seconds: float) -> None:
         with self._lock:
