@@ -280,12 +280,12 @@ def _run_subflow(flow: Flow, parent: Any, parameters: dict[str, Any], wait_for: 
     """A subflow: its body runs in the parent's driver, its tasks join the parent's run.
 
     Its state follows from what it returned, as a flow run's does; it retries by its own
-    `retries`, as Prefect's subflow runs do. With `persist_result=True`, a subflow that completed
+    `retries` and runs its own hooks, as Prefect's subflow runs do. With `persist_result=True`, a subflow that completed
     in an attempt of the parent that then failed is not run again by the parent's retry: its
     n-th call of that subflow gets the result it had.
     """
     from .futures import resolve_futures_to_results
-    from .states import FAILED, NOT_RUN, State, UpstreamFailed, state_from_return
+    from .states import FAILED, NOT_RUN, RUNNING, State, UpstreamFailed, state_from_return
 
     call = parent.count_subflow_call(flow.name)
     kept = parent.subflow_results.get(call) if flow.persist_result else None
@@ -295,6 +295,7 @@ def _run_subflow(flow: Flow, parent: Any, parameters: dict[str, Any], wait_for: 
     while True:
         attempt += 1
         raised = None
+        parent._run_flow_hooks(State(RUNNING), flow)
         try:
             _wait_for_upstream(wait_for)
             values = flow.validate({k: resolve_futures_to_results(v) for k, v in parameters.items()})
@@ -308,6 +309,8 @@ def _run_subflow(flow: Flow, parent: Any, parameters: dict[str, Any], wait_for: 
             parent._sleep(float(flow.retry_delay_seconds or 0))
             continue
         break
+    if state.name != NOT_RUN:
+        parent._run_flow_hooks(state, flow)
     if raised is not None and not return_state:
         raise raised
     state._run = True  # a run's state: returned by the parent, it counts as one
