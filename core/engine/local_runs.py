@@ -239,7 +239,9 @@ def prepare(task: "Task", args: tuple, kwargs: dict, wait_for: Iterable[Any] | N
     log_prints = task.log_prints if task.log_prints is not None else bool(parent and parent.log_prints)
     call = TaskCall(parent.run_id if parent else os.urandom(8).hex(), os.urandom(8).hex(), name, map_index, "", task,
                     frozenset(set(range(len(deps))) - strict), log_prints,
-                    parent.log_level if parent else logging.INFO, _cache_spec(task, parent))
+                    parent.log_level if parent else logging.INFO, _cache_spec(task, parent),
+                    # Outside any run the task runs in the caller's process: breakpoint() stops there.
+                    at_terminal=parent.at_terminal if parent else True)
     return call, args_template, kwargs_template, deps
 
 

@@ -10,6 +10,7 @@ belongs to a flow run, so none is recorded in the store. Their futures work with
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from typing import TYPE_CHECKING, Any, Iterable
 
@@ -107,6 +108,7 @@ def submit(runner: "TaskRunner", task: "Task", parameters: dict[str, Any],
         raise RuntimeError("this DaskTaskRunner is not started: submit inside `with runner:`")
     waited = [future.wrapped_future for future in wait_for or () if isinstance(future, RunnerFuture)]
     call, args, kwargs, _ = local_runs.prepare(task, (), dict(parameters), None)
+    call = dataclasses.replace(call, at_terminal=False)  # on a worker: breakpoint() must not wait there
     key = f"{task.name}-{os.urandom(8).hex()}"
     dask_future = cluster.client.submit(_run_on_worker, call, args, kwargs, waited, key=key, pure=False)
     return RunnerFuture(runner._changes, dask_future, call.name, call.task_run_id)  # type: ignore[attr-defined]
