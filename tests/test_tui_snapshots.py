@@ -155,6 +155,11 @@ async def loaded(pilot) -> None:
     while flows.columns["flow"].content_width < len("numbers"):
         assert time.monotonic() < deadline, "the flows pane did not size its columns"
         await pilot.pause(0.05)
+    # ... and until the screen shows it so: on a busy machine the frame drawn with the new
+    # widths can come a refresh later (the picture then cut "sleepy" to "slee").
+    while not all(name in app.export_screenshot() for name in ("numbers", "sleepy", "broken.py")):
+        assert time.monotonic() < deadline, "the flows pane did not show every flow's name"
+        await pilot.pause(0.05)
     await pilot.pause()
 
 
