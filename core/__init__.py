@@ -5,6 +5,7 @@ Prefect by changing only its import line.
 """
 
 from . import flows as _flows
+from . import runtime as _runtime
 from . import tasks as _tasks
 from .context import tags
 from .flows import Flow, flow
@@ -31,6 +32,13 @@ def _serve_flow(flow: Flow, **options) -> None:
     serve_flow(flow, **options)
 
 
+def cluster(name: str):
+    """`with cluster("big") as client:` a flows.toml profile's cluster for a Dask computation in a task."""
+    from .launch.task_clusters import cluster as named
+
+    return named(name)
+
+
 def _local_task_runs():
     from .engine import local_runs
 
@@ -41,9 +49,10 @@ def _local_task_runs():
 _flows.launchers.run_from_python = _run_from_python
 _flows.launchers.serve_flow = _serve_flow
 _tasks._local_task_runs = _local_task_runs
+_runtime.named_cluster = cluster
 
 __all__ = [
     "DaskTaskRunner", "Flow", "PrefectFuture", "PrefectFutureList", "State", "Task", "TaskFuture", "TaskFutureList",
-    "allow_failure", "as_completed", "exponential_backoff", "flow", "get_dask_client", "get_run_logger", "tags",
+    "allow_failure", "as_completed", "cluster", "exponential_backoff", "flow", "get_dask_client", "get_run_logger", "tags",
     "task", "unmapped", "wait",
 ]

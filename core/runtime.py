@@ -8,14 +8,23 @@ from typing import Any, Iterator
 from .context import current_flow_run, current_task_run
 
 
+# `cluster(name)` of the launch layer, set by the package (this module sits below it).
+named_cluster: Any = None
+
+
 @contextlib.contextmanager
-def get_dask_client(timeout: float | None = None, **client_kwargs: Any) -> Iterator[Any]:
+def get_dask_client(timeout: float | None = None, *, cluster: str | None = None, **client_kwargs: Any) -> Iterator[Any]:
     """A client to the cluster running this flow, so a task can compute Dask collections on all workers.
 
     Inside a task it gives up the task's worker thread while the client computes (Dask's
     `worker_client`), so the workers it waits on can use that slot. In the flow body it is
-    the run's own client.
+    the run's own client. With `cluster="NAME"`: a client of that flows.toml profile's
+    cluster instead, started for the `with` (as `flows_tui.cluster(NAME)`).
     """
+    if cluster is not None:
+        with named_cluster(cluster) as client:
+            yield client
+        return
     if current_task_run() is not None:
         from distributed import get_client, worker_client
         from distributed.threadpoolexecutor import thread_state

@@ -211,3 +211,44 @@ async def test_the_ui_lists_a_flows_own_cluster_with_its_workers_and_runs_there(
         await wait_for(pilot, lambda: str(status.flow_clusters or "").startswith("kept: LocalCluster · 1/1 workers · "),
                        message="the status bar to list the profile's cluster")
         assert "also kept: LocalCluster" in str(status.render())
+
+
+def test_a_task_computes_on_a_profiles_cluster_inside_with_cluster_and_gives_it_back(tmp_path, monkeypatch, run):
+    import dask
+
+    from conftest import load_flows
+    from flows_tui.launch import task_clusters
+
+    (tmp_path / "flows.toml").write_text(
+        '[clusters.big]\nclass = "distributed.LocalCluster"\n'
+        'kwargs = { n_workers = 1, threads_per_worker = 1, processes = false, dashboard_address = ":0" }\n')
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("FLOWS_TUI_CONFIG", raising=False)
+    loaded = load_flows(tmp_path, """
+        import dask
+        import distributed
+        from flows_tui import cluster, flow, get_dask_client, task
+
+        @task
+        def big_sum(n):
+            with cluster("big") as client:
+                total = dask.delayed(sum)(list(range(n))).compute(scheduler=client)
+                ran_on = client.compute(dask.delayed(lambda: distributed.get_worker().scheduler.address)()).result()
+                return total, client.scheduler.address, ran_on
+
+        @task
+        def small():
+            with get_dask_client(cluster="big") as client:
+                return client.submit(lambda: 42).result()
+
+        @flow
+        def conditional(n: int = 10):
+            return big_sum(n), small()
+    """)
+    engine, recorded = run(loaded.flows["conditional"])
+    (total, used, ran_on), answer = engine.final.result()
+    assert total == 45 and answer == 42
+    assert ran_on == used  # a collection computed inside the `with` ran on the profile's cluster
+    assert any(line.startswith("computing on cluster 'big': LocalCluster (profile big)")
+               for line in recorded.log_messages())
+    assert not task_clusters._clusters.in_use()  # not reused: closed as each `with` ended

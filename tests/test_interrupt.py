@@ -195,3 +195,24 @@ def _group(pgid: int) -> list[str]:
         except (ProcessLookupError, psutil.Error):
             pass
     return alive
+
+
+def test_sigint_to_the_uis_process_group_mid_run_cancels_the_run_and_ends_the_ui(tmp_path):
+    # Ctrl-C typed in the UI is a key; a SIGINT to the group (kill -INT, a supervisor) is a signal.
+    from hostile.conftest import Session
+
+    project = write_project(tmp_path, FLOWS)
+    ui = Session(cwd=project, columns=120, rows=40)
+    try:
+        ui.expect(b"cluster: LocalCluster", deadline=60)
+        ui.send("r")
+        ui.expect(b"flow: started", deadline=30)
+        os.killpg(ui.process.pid, signal.SIGINT)
+        shown = ui.wait(deadline=15)  # it used to leave the screen, then wait for the endless run
+    finally:
+        ui.kill()
+    assert shown.returncode == 130
+    assert b"Traceback" not in shown.output
+    store = Store.open(project / ".flows-tui", read_only_ok=True)
+    run = store.load_run(store.runs()[0].run_id)
+    assert (run.state, run.message) == ("Cancelled", "interrupted (Ctrl-C)")

@@ -204,7 +204,7 @@ class FlowsApp(App):
                  cluster: str | None = None, bus: ev.EventBus | None = None, store: Any = None, watch: bool = True,
                  connect_cluster: bool = True) -> None:
         super().__init__()
-        self.signalled: int | None = None  # SIGTERM or SIGHUP ended the UI (run_app exits 128 + it)
+        self.signalled: int | None = None  # SIGTERM, SIGHUP or SIGINT ended the UI (run_app exits 128 + it)
         self.config = config
         self.flows_dir = Path(path).resolve() if path else config.project.flows_dir
         self.bus = bus or ev.EventBus()
@@ -276,11 +276,14 @@ class FlowsApp(App):
                        markup=markup)
 
     def _stop_on_signals(self) -> None:
-        """SIGTERM and SIGHUP (the terminal or SSH session closed) end the UI as `q` does: runs in
-        progress are cancelled, recorded with the reason, and the terminal is given back as it was
-        (alternate screen left, mouse reporting off). Before, the process died in the UI's screen."""
+        """SIGTERM, SIGHUP (the terminal or SSH session closed) and SIGINT (Ctrl-C typed is a key
+        here, but `kill -INT` or a signal to the process group is not) end the UI as `q` does: runs
+        in progress are cancelled, recorded with the reason, and the terminal is given back as it
+        was (alternate screen left, mouse reporting off). Before, the process died in the UI's
+        screen, or (SIGINT during a run) left the screen and then waited for the run for ever."""
         loop = asyncio.get_running_loop()
-        for signum, reason in ((signal.SIGTERM, "terminated (SIGTERM)"), (signal.SIGHUP, "terminal closed (SIGHUP)")):
+        for signum, reason in ((signal.SIGTERM, "terminated (SIGTERM)"), (signal.SIGHUP, "terminal closed (SIGHUP)"),
+                               (signal.SIGINT, "interrupted (Ctrl-C)")):
             with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):  # not the main thread (tests)
                 loop.add_signal_handler(signum, self._signalled, signum, reason)
 
@@ -288,6 +291,8 @@ class FlowsApp(App):
         if self.signalled is not None:
             return
         self.signalled = signum
+        if self.cluster is not None:  # the process exits at once after: a task that goes on may not hold it
+            self.cluster.close_timeout = 0.5
         if signum == signal.SIGHUP:
             silence_terminal()  # writing to a closed terminal fails: the last frames go nowhere
         for engine in list(self.engines.values()):

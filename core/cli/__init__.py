@@ -64,6 +64,8 @@ def _load_config(config_path: str | None, *, require_env: bool = True, say_warni
     from flows_tui.project.config import load_config
 
     config = load_config(Path(config_path) if config_path else None, cwd=Path.cwd(), require_env=require_env)
+    if config.path is not None:  # where `cluster("NAME")` in a task, on a worker we start, finds the profiles
+        os.environ.setdefault("FLOWS_TUI_CONFIG", str(config.path.resolve()))
     if require_env and say_warnings:
         _say_warnings(config.warnings)
     return config

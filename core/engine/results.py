@@ -43,11 +43,14 @@ class Results:
 
     def _wait_on_cluster(self, futures: list, timeout: float) -> None:
         """Dask's `wait` on this run's client: on its own it waits through the process's default
-        client, which may be another one, or none ("No clients found")."""
-        from distributed import wait
+        client, which may be another one, or none ("No clients found"). Not through
+        `client.as_current()`: that sets Dask's config, which is global, to the distributed
+        scheduler while the body waits, and a task computing a Dask collection on a thread
+        worker of this process then finds no client ("Requested dask.distributed scheduler
+        but no Client active")."""
+        from distributed.client import _wait
 
-        with self.client.as_current():
-            wait(futures, timeout=timeout)
+        self.client.sync(_wait, futures, timeout=timeout)
 
     def _take_fetched(self, task_run_id: str) -> Outcome | None:
         entry = self._fetched.pop(task_run_id, None)
