@@ -6,6 +6,7 @@ Prefect by changing only its import line.
 
 from . import flows as _flows
 from . import runtime as _runtime
+from . import task_runners as _task_runners
 from . import tasks as _tasks
 from .context import tags
 from .flows import Flow, flow
@@ -45,10 +46,17 @@ def _local_task_runs():
     return local_runs
 
 
+def _runner_runs():
+    from .engine import runner_runs
+
+    return runner_runs
+
+
 # The public API sits below the layers that run and serve flows (see flows.Launchers).
 _flows.launchers.run_from_python = _run_from_python
 _flows.launchers.serve_flow = _serve_flow
 _tasks._local_task_runs = _local_task_runs
+_task_runners._runner_runs = _runner_runs
 _runtime.named_cluster = cluster
 
 __all__ = [

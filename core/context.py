@@ -16,6 +16,17 @@ if TYPE_CHECKING:
     from flows_tui.engine.flow_run import FlowRunEngine
 
 
+@dataclass(frozen=True)
+class TaskRunView:
+    """A task run as its context shows it (Prefect's `TaskRun`, the fields a task reads)."""
+
+    id: str
+    name: str
+    flow_run_id: str
+    map_index: int | None
+    run_count: int
+
+
 @dataclass
 class TaskRunContext:
     """What a task attempt knows about itself on the worker."""
@@ -37,6 +48,12 @@ class TaskRunContext:
     def get(cls) -> "TaskRunContext | None":
         """The task attempt running in this thread, or None (Prefect's `TaskRunContext.get()`)."""
         return task_run_var.get()
+
+    @property
+    def task_run(self) -> "TaskRunView":
+        """The task run, as Prefect's `TaskRunContext.task_run`: `id`, `name`, `flow_run_id`, `map_index`,
+        `run_count` (the attempt)."""
+        return TaskRunView(self.task_run_id, self.name, self.run_id, self.map_index, self.attempt)
 
     @classmethod
     def model_construct(cls, **values: Any) -> "TaskRunContext":

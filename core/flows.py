@@ -136,26 +136,7 @@ class Flow:
             parameters.pop(next(iter(self.signature.parameters)))
         parent = current_flow_run()
         if parent is not None:
-            # A subflow: its body runs in the parent's driver, its tasks join the parent's run.
-            # Its state follows from what it returned, as a flow run's does.
-            from .futures import resolve_futures_to_results
-            from .states import FAILED, NOT_RUN, State, UpstreamFailed, state_from_return
-
-            try:
-                _wait_for_upstream(wait_for)
-                values = self.validate({k: resolve_futures_to_results(v) for k, v in parameters.items()})
-                state = state_from_return(parent._futures_to_states(self.call_fn(values)))
-            except UpstreamFailed as error:  # as a task whose upstream failed: the subflow did not run
-                if not return_state:
-                    raise
-                state = State(NOT_RUN, str(error), _exception=error)
-            except Exception as error:
-                if not return_state:
-                    raise
-                state = State(FAILED, f"subflow {self.name!r} raised {type(error).__name__}: {error}",
-                              _exception=error)
-            state._run = True  # a run's state: returned by the parent, it counts as one
-            return state if return_state else state.result()
+            return _run_subflow(self, parent, parameters, wait_for, return_state)
         template = self.flow_run_name
         if not (template is None or isinstance(template, str) or callable(template)):  # set after definition
             raise TypeError(f"Expected string or callable for 'flow_run_name'; got {type(template).__name__} "
@@ -247,6 +228,19 @@ class Flow:
         launchers.serve_flow(self, cron=cron, interval=interval, parameters=parameters or {}, timezone=timezone,
                    overlap=overlap, catchup=catchup, grace=grace)
 
+    def serialize_parameters(self, parameters: dict[str, Any]) -> dict[str, Any]:
+        """The parameters as JSON-compatible values, as Prefect's `Flow.serialize_parameters`: a value
+        with no JSON form (an arbitrary object, a cycle) becomes its type's name, `"<Cyclic>"`."""
+        from pydantic_core import to_jsonable_python
+
+        serialized = {}
+        for name, value in parameters.items():
+            try:
+                serialized[name] = to_jsonable_python(value)
+            except (TypeError, ValueError, RecursionError):
+                serialized[name] = f"<{type(value).__name__}>"
+        return serialized
+
     def format_run_name(self, parameters: dict[str, Any]) -> str | None:
         template = self.flow_run_name
         if template is None:
@@ -279,6 +273,50 @@ def flow(__fn: Callable[..., Any] | None = None, **options: Any) -> Any:
     if __fn is not None:
         return Flow(__fn, **options)
     return lambda fn: Flow(fn, **options)
+
+
+def _run_subflow(flow: Flow, parent: Any, parameters: dict[str, Any], wait_for: Iterable[Any] | None,
+                 return_state: bool) -> Any:
+    """A subflow: its body runs in the parent's driver, its tasks join the parent's run.
+
+    Its state follows from what it returned, as a flow run's does; it retries by its own
+    `retries` and runs its own hooks, as Prefect's subflow runs do. With `persist_result=True`, a subflow that completed
+    in an attempt of the parent that then failed is not run again by the parent's retry: its
+    n-th call of that subflow gets the result it had.
+    """
+    from .futures import resolve_futures_to_results
+    from .states import FAILED, NOT_RUN, RUNNING, State, UpstreamFailed, state_from_return
+
+    call = parent.count_subflow_call(flow.name)
+    kept = parent.subflow_results.get(call) if flow.persist_result else None
+    if kept is not None:
+        return kept if return_state else kept.result()
+    attempt = 0
+    while True:
+        attempt += 1
+        raised = None
+        parent._run_flow_hooks(State(RUNNING), flow)
+        try:
+            _wait_for_upstream(wait_for)
+            values = flow.validate({k: resolve_futures_to_results(v) for k, v in parameters.items()})
+            state = state_from_return(parent._futures_to_states(flow.call_fn(values)))
+        except UpstreamFailed as error:  # as a task whose upstream failed: the subflow did not run
+            state, raised = State(NOT_RUN, str(error), _exception=error), error
+        except Exception as error:
+            state, raised = State(FAILED, f"subflow {flow.name!r} raised {type(error).__name__}: {error}",
+                                  _exception=error), error
+        if state.is_failed() and state.name != NOT_RUN and attempt <= (flow.retries or 0):
+            parent._sleep(float(flow.retry_delay_seconds or 0))
+            continue
+        break
+    if state.name != NOT_RUN:
+        parent._run_flow_hooks(state, flow)
+    if raised is not None and not return_state:
+        raise raised
+    state._run = True  # a run's state: returned by the parent, it counts as one
+    if state.is_completed():
+        parent.subflow_results[call] = state
+    return state if return_state else state.result()
 
 
 def _wait_for_upstream(wait_for: Iterable[Any] | None) -> None:

@@ -9,7 +9,7 @@ is given; other runners are accepted and the cluster comes from the usual places
 from __future__ import annotations
 
 import copy
-from typing import Any
+from typing import Any, Callable, Iterable
 
 
 class TaskRunner:
@@ -30,6 +30,24 @@ class TaskRunner:
         options = ", ".join(f"{k}={v!r}" for k, v in self.options.items())
         return f"{type(self).__name__}({options})"
 
+    # Used directly, as Prefect's runners are (`flows_tui.engine.runner_runs`) --------------------
+
+    def __enter__(self) -> "TaskRunner":
+        _runner_runs().start(self)
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        _runner_runs().stop(self)
+
+    def submit(self, task: Any, parameters: dict[str, Any], wait_for: Iterable[Any] | None = None,
+               dependencies: Any = None) -> Any:
+        """Run `task` with `parameters` (by name) as a task run of no flow; its future."""
+        return _runner_runs().submit(self, task, parameters, wait_for)
+
+
+# flows_tui.engine.runner_runs lives in a layer above this module: flows_tui/__init__.py plugs it in.
+_runner_runs: Callable[[], Any]
+
 
 class ThreadPoolTaskRunner(TaskRunner):
     def __init__(self, max_workers: int | None = None) -> None:
@@ -43,6 +61,13 @@ class DaskTaskRunner(TaskRunner):
         super().__init__(cluster=cluster, address=address, cluster_class=cluster_class,
                          cluster_kwargs=cluster_kwargs, adapt_kwargs=adapt_kwargs, client_kwargs=client_kwargs,
                          performance_report_path=performance_report_path)
+        # Read back as prefect-dask's runner shows them.
+        self.address = address
+        self.cluster_class = cluster_class
+        self.cluster_kwargs = dict(cluster_kwargs or {})
+        self.adapt_kwargs = adapt_kwargs
+        self.client_kwargs = dict(client_kwargs or {})
+        self.performance_report_path = performance_report_path
 
 
 __all__ = ["DaskTaskRunner", "TaskRunner", "ThreadPoolTaskRunner"]

@@ -324,4 +324,6 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in ported:
         reason = xfails.XFAIL.get(f"{item.path.name}::{item.nodeid.split('::', 1)[1]}")
         if reason is not None:
-            item.add_marker(pytest.mark.xfail(strict=True, reason=reason))
+            # A test whose outcome depends on the machine (a race within milliseconds, the number of
+            # cores) is not run: it would pass or fail by chance, and either way says nothing.
+            item.add_marker(pytest.mark.xfail(strict=True, reason=reason, run=not reason.startswith("not run")))

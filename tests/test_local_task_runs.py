@@ -88,3 +88,24 @@ def test_run_log_lines_reach_python_logging_under_the_run_loggers(caplog):
     assert names["from the flow"] == "flows_tui.flow_runs"
     assert names["from the task"] == "flows_tui.task_runs"
     assert names["printed in the task"] == "flows_tui.task_runs"
+
+
+STOPPED: list[bool] = []
+
+
+def record_stop(*args, **kwargs) -> None:
+    STOPPED.append(True)
+
+
+def test_breakpoint_in_a_task_called_outside_any_flow_stops_there(monkeypatch):
+    # The caller's terminal is right there: breakpoint() calls the debugger PYTHONBREAKPOINT names.
+    monkeypatch.setenv("PYTHONBREAKPOINT", f"{__name__}.record_stop")
+    STOPPED.clear()
+
+    @task
+    def debug_me():
+        breakpoint()
+        return 1
+
+    assert debug_me() == 1
+    assert STOPPED == [True]

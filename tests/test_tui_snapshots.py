@@ -1,14 +1,22 @@
-"""SVG snapshots of the UI at 80x24 and 120x40: what a user sees, pixel for pixel.
+"""SVG snapshots of the UI at 80x24 and 120x40: what a user sees, cell for cell.
 
 Runs are fed to the app as the events a real run produces (fixed ids and times, the
 app's clock pinned), so the pictures do not depend on timing. Update with
 `pytest tests/test_tui_snapshots.py --snapshot-update` and look at the SVGs.
+
+A screenshot is compared with its SVG by what it shows: each cell's character, the colour
+and weight of a visible character, and the cell's background. Not as SVG text: Textual
+splits a line into text runs differently from one frame to the next (a run of spaces
+drawn or left to the background), which changes the file and not the picture.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import html
+import re
 import time
+from pathlib import Path
 
 import pytest
 
@@ -28,6 +36,62 @@ TRACEBACK = """Traceback (most recent call last):
 ValueError: no square for 4"""
 
 SIZES = [(80, 24), (120, 40)]
+SNAPSHOTS = Path(__file__).parent / "__snapshots__" / "test_tui_snapshots"
+CELL_WIDTH = 12.2  # Textual's SVG export: x advances this much per terminal column
+LINE_HEIGHT = 24.4
+
+
+def cells(svg: str) -> dict[tuple[int, int], tuple[str, str, str]]:
+    """(row, column) → (character, foreground style if the character is visible, background)."""
+    styles = {m.group(1): m.group(2).strip() for m in re.finditer(r"\.(terminal-[\w-]*?r\d+) \{ ([^}]*) \}", svg)}
+    shown: dict[tuple[int, int], tuple[str, str, str]] = {}
+    for m in re.finditer(r'<rect fill="(#[0-9a-fA-F]+)" x="([\d.]+)" y="([\d.]+)" width="([\d.]+)"', svg):
+        row, column = round(float(m.group(3)) / LINE_HEIGHT), round(float(m.group(2)) / CELL_WIDTH)
+        for offset in range(round(float(m.group(4)) / CELL_WIDTH)):
+            shown[(row, column + offset)] = (" ", "", m.group(1).lower())
+    for m in re.finditer(r'<text class="([^"]*)" x="([\d.]+)" y="([\d.]+)"[^>]*>(.*?)</text>', svg):
+        row, column = round(float(m.group(3)) / LINE_HEIGHT), round(float(m.group(2)) / CELL_WIDTH)
+        for offset, char in enumerate(html.unescape(m.group(4)).replace("\xa0", " ")):
+            background = shown.get((row, column + offset), (" ", "", ""))[2]
+            shown[(row, column + offset)] = (char, styles.get(m.group(1), "") if char != " " else "", background)
+    return shown
+
+
+def differences(expected: str, actual: str, width: int) -> list[str]:
+    """The rows whose cells differ, as text: `expected` then `actual` for each."""
+    want, got = cells(expected), cells(actual)
+    rows = sorted({row for row, _ in set(want) | set(got)
+                   if want.get((row, _), (" ", "", "")) != got.get((row, _), (" ", "", ""))})
+    lines = []
+    for row in rows:
+        lines.append("expected " + "".join(want.get((row, c), (" ",))[0] for c in range(width)).rstrip())
+        lines.append("actual   " + "".join(got.get((row, c), (" ",))[0] for c in range(width)).rstrip())
+    return lines
+
+
+@pytest.fixture
+def snap_compare(request):
+    """Screenshot the app after `run_before` (as pytest-textual-snapshot takes it) and compare it
+    with the stored SVG cell for cell; `--snapshot-update` stores it instead."""
+    from textual._doc import take_svg_screenshot
+
+    def compare(app, terminal_size=(80, 24), run_before=None) -> bool:
+        actual = take_svg_screenshot(app=app, terminal_size=terminal_size, run_before=run_before)
+        path = SNAPSHOTS / f"{request.node.name}.svg"
+        if request.config.getoption("--snapshot-update", default=False) or not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(actual)
+            return True
+        changed = differences(path.read_text(), actual, terminal_size[0])
+        if changed:
+            failed = request.config.rootpath / "snapshot_failures" / path.name
+            failed.parent.mkdir(exist_ok=True)
+            failed.write_text(actual)
+            raise AssertionError(f"the screen differs from {path.name} (actual: snapshot_failures/{path.name}):\n"
+                                 + "\n".join(changed))
+        return True
+
+    return compare
 
 
 @pytest.fixture(autouse=True)

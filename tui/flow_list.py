@@ -72,9 +72,8 @@ class FlowList(DataTable):
             wanted = self._vanished[0]
         self._vanished = None
         self.rows_by_key = {row.key: row for row in rows}
-        self.clear()
-        for number, text in enumerate(placeholder):  # no flow to select: dim lines saying why
-            self.add_row(plain(text, "dim", one_line=True), "", "", key=f"placeholder:{number}")
+        lines = [(f"placeholder:{number}", (plain(text, "dim", one_line=True), "", ""))
+                 for number, text in enumerate(placeholder)]  # no flow to select: dim lines saying why
         now = _dt.datetime.now(_dt.timezone.utc)
         needle = self.filter.lower()
         for row in rows:
@@ -83,12 +82,23 @@ class FlowList(DataTable):
             if row.error is not None:
                 where = f"{row.file}:{row.error.line}" if row.error.line else row.file
                 reason = str(row.error.reason)
-                self.add_row(plain(f"✗ {where}", "red", one_line=True), Text("error", style="red"),
-                             plain(reason.splitlines()[0] if reason.strip() else reason, "red", one_line=True),
-                             key=row.key)
+                lines.append((row.key, (plain(f"✗ {where}", "red", one_line=True), Text("error", style="red"),
+                                        plain(reason.splitlines()[0] if reason.strip() else reason, "red",
+                                              one_line=True))))
             else:
-                self.add_row(self._flow_cell(row.key), countdown(self.next_runs.get(row.key), now), self._last(row.key),
-                             key=row.key)
+                lines.append((row.key, (self._flow_cell(row.key), countdown(self.next_runs.get(row.key), now),
+                                        self._last(row.key))))
+        if [key for key, _ in lines] == [key.value for key in self.rows]:
+            # The same rows: change the cells in place, so the columns keep their widths and
+            # nothing flickers (a rebuilt table sizes its columns only on a later refresh).
+            for key, values in lines:
+                for column, value in zip(("flow", "next", "last"), values):
+                    if self.get_cell(key, column) != value:
+                        self.update_cell(key, column, value, update_width=True)
+        else:
+            self.clear()
+            for key, values in lines:
+                self.add_row(*values, key=key)
         if wanted is not None and wanted in self.rows_by_key:
             try:
                 self.move_cursor(row=self.get_row_index(wanted))

@@ -27,9 +27,12 @@ logger = logging.getLogger("flows_tui.engine")
 # run arriving meanwhile, before the engine asks the cluster for the outcome itself. Reports
 # leave a worker up to 50 ms after its result, and under load they queue behind each other on
 # the way (a median 17 s after the task ended in a 40,000-task run on a busy 2-core machine):
-# while they still flow, a missing one is on its way, not lost. This is the safety net for a
-# report that died with its worker.
+# while they still flow, a missing one is on its way, not lost. A report is lost only with its
+# worker, so after a worker died the wait is short; otherwise it is long enough to outlast a
+# process stalled for seconds (a loaded machine, a profiler). A report that comes after all
+# still adds its attempt to the record.
 REPORT_GRACE_SECONDS = 2.0
+REPORT_QUIET_SECONDS = 10.0
 # How often the watcher looks at the run's Dask futures for crashes and lost reports.
 WATCH_INTERVAL_SECONDS = 0.5
 # A run with more task runs open than this has its futures looked at less often while its
@@ -47,6 +50,7 @@ class DaskWatch:
         if message.get("expected"):
             return
         self._worker_died = True  # the watcher looks at every future at its next round
+        self._workers_lost += 1
         worker = message.get("worker", "a worker")
         when = _now()
         rescheduled, lost = [], []
@@ -111,7 +115,8 @@ class DaskWatch:
             self._lose_scheduler()
             return
         now = time.monotonic()
-        quiet = now - self._last_report >= REPORT_GRACE_SECONDS
+        silence = REPORT_GRACE_SECONDS if self._workers_lost else REPORT_QUIET_SECONDS
+        quiet = now - self._last_report >= silence
         if (len(self._open_ids) > WATCH_ALL_UP_TO and not quiet and not self._worker_died
                 and now - self._last_look < WATCH_BIG_RUN_EVERY_SECONDS):
             return
@@ -169,7 +174,8 @@ class DaskWatch:
                        _names([track.key for _, track in unreported]),
                        "its outcome" if len(unreported) == 1 else f"their {len(unreported)} outcomes")
         with self._lock:
-            for (task_run_id, _), (state, message) in zip(unreported, summaries):
+            for (task_run_id, track), (state, message) in zip(unreported, summaries):
+                track.outcome_from_cluster = True
                 self._end_task_run(task_run_id, state, message)
 
 

@@ -94,6 +94,9 @@ class FlowRunEngine(TaskRuns, Results, TaskCalls, TaskReports, DaskWatch):
         self._received: dict[int, tuple[Any, str]] = {}  # values the body got from task runs: id → (value, id)
         self.model = RunModel()
         self.flow_attempt = 1
+        # Subflow calls by (flow name, n-th call in this attempt), and the states of those that completed.
+        self._subflow_calls: dict[tuple[int, str], int] = {}
+        self.subflow_results: dict[tuple[str, int], State] = {}
         self._lock = threading.RLock()
         self._changed = threading.Condition(self._lock)
         self._tracking: dict[str, _Tracking] = {}
@@ -106,6 +109,7 @@ class FlowRunEngine(TaskRuns, Results, TaskCalls, TaskReports, DaskWatch):
         self._last_report = 0.0  # when the last batch of worker reports arrived (time.monotonic)
         self._last_look = 0.0  # when the watcher last looked at every open task run's future
         self._worker_died = False  # a worker left since that look
+        self._workers_lost = 0  # workers that left during the run (their reports may be lost)
         self._sequence = 0
         self._abort: BaseException | None = None
         self._driver: threading.Thread | None = None
@@ -219,26 +223,28 @@ class FlowRunEngine(TaskRuns, Results, TaskCalls, TaskReports, DaskWatch):
         self._run_flow_hooks(state)
         return state
 
-    def _run_flow_hooks(self, state: State) -> None:
+    def _run_flow_hooks(self, state: State, flow: "Flow | None" = None) -> None:
         """Prefect's flow hooks: `hook(flow, flow_run, state)`; a failing hook is logged, never raised.
 
         As in Prefect 3, Crashed and Cancelled have hooks of their own: a crash does not call on_failure.
+        A subflow's (`flow`) get this run's flow_run: a subflow is no run of its own here.
         """
+        flow = self.flow if flow is None else flow
         if state.name in SUCCESS_STATES:
-            hooks = self.flow.on_completion_hooks
+            hooks = flow.on_completion_hooks
         elif state.name in (FAILED, TIMED_OUT):
-            hooks = self.flow.on_failure_hooks
+            hooks = flow.on_failure_hooks
         elif state.name == CRASHED:
-            hooks = self.flow.on_crashed_hooks
+            hooks = flow.on_crashed_hooks
         elif state.name == CANCELLED:
-            hooks = self.flow.on_cancellation_hooks
+            hooks = flow.on_cancellation_hooks
         elif state.name == RUNNING:
-            hooks = getattr(self.flow, "on_running_hooks", [])
+            hooks = getattr(flow, "on_running_hooks", [])
         else:
             hooks = []
         for hook in hooks:
             try:
-                run_hook(hook, self.flow, self.flow_run, state)
+                run_hook(hook, flow, self.flow_run, state)
             except Exception as error:
                 self.log(logging.ERROR, f"flow hook {getattr(hook, '__name__', hook)!r} failed: {_describe(error)}")
 
@@ -391,6 +397,13 @@ class FlowRunEngine(TaskRuns, Results, TaskCalls, TaskReports, DaskWatch):
         if kind is dict:
             return {k: self._futures_to_states(v) for k, v in value.items()}
         return value
+
+    def count_subflow_call(self, name: str) -> tuple[str, int]:
+        """Which call of subflow `name` this is in the current attempt of the run: (name, n)."""
+        with self._lock:
+            number = self._subflow_calls.get((self.flow_attempt, name), 0)
+            self._subflow_calls[(self.flow_attempt, name)] = number + 1
+        return name, number
 
     def _sleep(self, seconds: float) -> None:
         with self._lock:

@@ -66,6 +66,27 @@ class LocalReports:
         return emit
 
 
+class Changes:
+    """What `wait` and `as_completed` wait on for futures no flow run's engine knows: any of them ending."""
+
+    def __init__(self) -> None:
+        self._condition = threading.Condition()
+        self._count = 0
+
+    def changed(self) -> None:
+        with self._condition:
+            self._count += 1
+            self._condition.notify_all()
+
+    def wait_for_change(self, timeout: float | None) -> None:
+        with self._condition:
+            start = self._count
+            self._condition.wait_for(lambda: self._count != start, timeout)
+
+
+LOCAL_CHANGES = Changes()
+
+
 class LocalTaskFuture(TaskFuture):
     """What `.submit()` returns inside a task: the task run going on in a thread.
 
@@ -74,7 +95,7 @@ class LocalTaskFuture(TaskFuture):
     """
 
     def __init__(self, task: "Task", name: str, task_run_id: str) -> None:
-        super().__init__(None, task_run_id, name)  # type: ignore[arg-type]
+        super().__init__(LOCAL_CHANGES, task_run_id, name)  # type: ignore[arg-type]
         self.task = task
         self._done = threading.Event()
         self._outcome: Outcome | None = None
@@ -82,6 +103,7 @@ class LocalTaskFuture(TaskFuture):
     def _finish(self, outcome: Outcome) -> None:
         self._outcome = outcome
         self._done.set()
+        LOCAL_CHANGES.changed()
 
     def wait(self, timeout: float | None = None) -> None:
         self._done.wait(timeout)
@@ -138,12 +160,12 @@ def value_of(outcome: Outcome, raise_on_failure: bool = True) -> Any:
 
 def call(task: "Task", args: tuple, kwargs: dict, *, return_state: bool = False,
          wait_for: Iterable[Any] | None = None) -> Any:
-    outcome = _run(*_prepare(task, args, kwargs, wait_for))
+    outcome = _run(*prepare(task, args, kwargs, wait_for))
     return state_of(outcome) if return_state else value_of(outcome)
 
 
 def submit(task: "Task", args: tuple, kwargs: dict, *, wait_for: Iterable[Any] | None = None) -> LocalTaskFuture:
-    prepared = _prepare(task, args, kwargs, wait_for)
+    prepared = prepare(task, args, kwargs, wait_for)
     future = LocalTaskFuture(task, prepared[0].name, prepared[0].task_run_id)
     parent = task_run_var.get()
 
@@ -198,7 +220,7 @@ def _iterable(value: Any) -> bool:
 
 # One task run --------------------------------------------------------------------------------------
 
-def _prepare(task: "Task", args: tuple, kwargs: dict, wait_for: Iterable[Any] | None,
+def prepare(task: "Task", args: tuple, kwargs: dict, wait_for: Iterable[Any] | None,
              map_index: int | None = None) -> tuple:
     parent = task_run_var.get()
     bound = task.signature.bind(*args, **kwargs)
@@ -217,7 +239,9 @@ def _prepare(task: "Task", args: tuple, kwargs: dict, wait_for: Iterable[Any] | 
     log_prints = task.log_prints if task.log_prints is not None else bool(parent and parent.log_prints)
     call = TaskCall(parent.run_id if parent else os.urandom(8).hex(), os.urandom(8).hex(), name, map_index, "", task,
                     frozenset(set(range(len(deps))) - strict), log_prints,
-                    parent.log_level if parent else logging.INFO, _cache_spec(task, parent))
+                    parent.log_level if parent else logging.INFO, _cache_spec(task, parent),
+                    # Outside any run the task runs in the caller's process: breakpoint() stops there.
+                    at_terminal=parent.at_terminal if parent else True)
     return call, args_template, kwargs_template, deps
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import time
+from typing import Any
 
 from flows_tui.record import events as ev
 from flows_tui.states import CRASHED, RETRYING, RUNNING
@@ -54,6 +55,9 @@ class TaskReports:
         execution = (report.execution, report.attempt)
         if isinstance(report, AttemptEndMsg) and report.started is not None:
             self._apply_report(report.start())  # the attempt started and ended within one batch
+        if track.outcome_from_cluster:
+            self._apply_late_report(report, track, when)
+            return
         if isinstance(report, AttemptStartMsg):
             if track.open_attempt is not None:
                 # A new execution while an attempt was open: Dask re-ran the task because the
@@ -87,3 +91,19 @@ class TaskReports:
             track.open_attempt = None
         if task_run_id in self._open_ids:
             self._end_task_run(task_run_id, report.state, report.error, when)
+
+    def _apply_late_report(self, report: Report, track: Any, when: Any) -> None:
+        """A report that arrived after the engine ended its task run with the outcome from the cluster
+        (the run's reports had stopped for a while): its attempt is recorded, the task run's state
+        stays as it is, and nothing of it opens again."""
+        task_run_id = report.task_run_id
+        task_run = self.flow_run.task_runs[task_run_id]
+        execution = (report.execution, report.attempt)
+        if isinstance(report, AttemptStartMsg):
+            number = track.executions[execution] = len(task_run.attempts) + 1
+            self._emit(ev.AttemptStarted(self.run_id, task_run_id, number, when, report.worker))
+            return
+        number = track.executions.get(execution)
+        if number is not None:
+            state = report.state
+            self._emit(ev.AttemptEnded(self.run_id, task_run_id, number, state, when, report.error, report.traceback))

@@ -41,6 +41,7 @@ class _Tracking:
     call: tuple | None = None  # (task, args template, kwargs template, upstream futures, allowed) as submitted
     siblings: list[str] | None = None  # the task run ids of its map, shared by them all (None: not mapped)
     position: int = 0  # its place in `siblings`
+    outcome_from_cluster: bool = False  # ended with its outcome's state: its worker's report did not come
 
 
 class TaskRuns:

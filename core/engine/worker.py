@@ -51,6 +51,7 @@ class TaskCall:
     cache: CacheSpec | None = None  # None: the task has no cache options
     cache_dir: str | None = None  # the run's cache, for tasks this task run calls (engine.local_runs)
     flow_name: str = ""
+    at_terminal: bool = False  # run where the user's terminal is (a task called outside any flow)
 
 
 class TaskRaisedBaseException(RuntimeError):
@@ -215,7 +216,7 @@ def run_task(call: TaskCall, args: tuple, kwargs: dict, deps: list, reports: Any
         batch_log = reports.logger(attempt)
         context = TaskRunContext(call.run_id, call.task_run_id, task.name, call.name, call.map_index,
                                  attempt, call.log_prints, batch_log, call.log_level,
-                                 cache_dir=call.cache_dir, flow_name=call.flow_name)
+                                 at_terminal=call.at_terminal, cache_dir=call.cache_dir, flow_name=call.flow_name)
         reports.start(attempt)
         if attempt == 1 and lookup is not None and lookup.warning:
             _hook_logger(batch_log, "flows_tui.cache")(logging.WARNING, lookup.warning)
