@@ -212,7 +212,7 @@ def test_a_flows_dask_task_runner_address_is_where_it_runs(tmp_path, scheduler, 
     """))
     result = cli("run", "placed", "--json", cwd=project)
     assert result.returncode == 0, result.stderr
-    assert f"cluster: {scheduler} (from the task_runner of flow 'placed')" in result.stderr
+    assert result.stderr.splitlines()[0].endswith(f" on {scheduler}, from the task_runner of flow 'placed'")
     document = json.loads(result.stdout)
     assert document["state"] == "Completed"
     logs = cli("logs", document["run_id"], "--json", cwd=project)

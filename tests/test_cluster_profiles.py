@@ -52,7 +52,7 @@ def test_a_flow_runs_on_its_profiles_cluster_class_scaled_as_said(tmp_path):
     project = write_project(tmp_path, FLOWS, PROFILES.replace("[clusters.typo]", "[clusters.typo_]"))
     result = cli("run", "tiny", "--cluster", "small", "--json", cwd=project, timeout=120)
     assert result.returncode == 0, result.stderr
-    assert "cluster: LocalCluster (profile 'small', from --cluster)" in result.stderr
+    assert "on LocalCluster (profile small), from --cluster" in result.stderr.splitlines()[0]
     assert json.loads(result.stdout)["state"] == "Completed"
 
 
@@ -93,7 +93,7 @@ def test_a_flows_own_dask_task_runner_is_honoured(tmp_path):
     project = write_project(tmp_path, FLOWS, '[project]\nflows_dir = "flows"\n')
     result = cli("run", "own", "--json", cwd=project, timeout=120)
     assert result.returncode == 0, result.stderr
-    assert "cluster: LocalCluster (from the task_runner of flow 'own')" in result.stderr
+    assert result.stderr.splitlines()[0].endswith(" on LocalCluster, from the task_runner of flow 'own'")
 
 
 def test_profile_tables_are_checked_as_they_are_read(tmp_path):
@@ -103,6 +103,11 @@ def test_profile_tables_are_checked_as_they_are_read(tmp_path):
     with pytest.raises(ConfigError) as raised:
         parse_config('[clusters.big]\nclass = "x.Y"\nadapt = { minimum = 3, maximum = 1 }\n', path=tmp_path / "flows.toml")
     assert "flows.toml:3" in str(raised.value) and "minimum <= maximum" in str(raised.value)
+    with pytest.raises(ConfigError) as raised:
+        parse_config('[clusters.big]\nclass = "x.Y"\nkwargs = { account = "${NO_SUCH_ACCOUNT_VAR}" }\n',
+                     path=tmp_path / "flows.toml", environ={})
+    assert "flows.toml:3" in str(raised.value) and "clusters.big.kwargs.account" in str(raised.value)
+    assert "NO_SUCH_ACCOUNT_VAR is not set" in str(raised.value)
     with pytest.raises(ConfigError) as raised:
         parse_config('[flows.a]\ncluster = "big"\n', path=tmp_path / "flows.toml")
     assert "flows.toml:2" in str(raised.value) and "no cluster profile named 'big'" in str(raised.value)

@@ -120,7 +120,7 @@ def test_run_says_it_in_one_line_and_exits_2(tmp_path, http_address):
     assert result.stderr.strip().splitlines() == [
         f"error: an HTTP server answers at {http_address}, not a Dask scheduler: is that the dashboard's port? "
         "(the scheduler's is usually 8786, the dashboard's 8787) (address from --address)"]
-    assert result.stdout == f"cluster: {http_address} (from --address)\n"  # where the run was to go, then why not
+    assert result.stdout == ""
 
 
 def test_connect_timeout_is_read_from_flows_toml(tmp_path):

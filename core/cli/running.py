@@ -71,8 +71,6 @@ def run(ctx: click.Context, flow_spec: str, params: tuple[str, ...], address: st
     choice = choose_cluster(address, config, profile=cluster_profile or ctx.obj.get("cluster_profile"), flow=flow)
 
     console = Console(stderr=as_json, highlight=False, soft_wrap=True)
-    if choice.source != "default":
-        console.print(visible(f"cluster: {choice.describe()}"), markup=False)
     live = console.is_terminal and not os.environ.get("CI")
     if previous is not None:
         # A new process holds none of that run's results: only the persistent cache can give them back.
@@ -85,6 +83,8 @@ def run(ctx: click.Context, flow_spec: str, params: tuple[str, ...], address: st
                    choice, config, console, as_json=as_json, live=live, out=out)
     bus = ev.EventBus()
     progress = Progress(console, live=live)
+    if choice.source != "default":  # the first line says where the run goes and why
+        progress.origin = f"from {choice.source}"
     unsubscribe = bus.subscribe(progress.handle, name="progress")
     signals = _CancelOnSignals()
     try:

@@ -23,6 +23,9 @@ CLOSE_TIMEOUT_SECONDS = 5
 # process) get the CPU first, and the workers still have every cycle the UI leaves. Measured on
 # 2 cores during a 10,000-task run: key → effect p95 65-91 ms, was 122-182 ms.
 UI_WORKER_NICENESS = 10
+# A Cluster class (a profile's, a task runner's) is given at least this long to start unless the
+# profile sets its own connect_timeout: a LocalCluster of processes took over 10 s on a busy 2-core machine.
+START_TIMEOUT = 60.0
 
 
 @dataclass(frozen=True)
@@ -43,6 +46,7 @@ class ClusterChoice:
     cluster_kwargs: Any = None  # dict
     adapt: Any = None  # dict of Cluster.adapt's arguments
     scale: int | None = None
+    start_timeout: float | None = None  # how long a Cluster class may take to start (None: no limit)
     reuse: bool = False  # kept between runs (the UI, serve), closed after idle_timeout seconds without runs
     idle_timeout: float | None = None
 
@@ -110,6 +114,9 @@ def _from_profile(config: Any, name: str, source: str, sizes: dict[str, Any]) ->
     options.update(tls=chosen.tls, profile=name, source=source)
     if chosen.connect_timeout is not None:
         options["connect_timeout"] = chosen.connect_timeout
+    # Starting a cluster (processes, jobs, pods) takes longer than reaching a scheduler: the
+    # profile's own connect_timeout, else at least a minute.
+    options["start_timeout"] = chosen.connect_timeout or max(options.get("connect_timeout", 0), START_TIMEOUT)
     if chosen.address:
         return ClusterChoice(address=chosen.address, **options)
     options.update(reuse=chosen.reuse, idle_timeout=chosen.idle_timeout)
@@ -130,9 +137,10 @@ def _task_runner_choice(flow: Any, sizes: dict[str, Any]) -> ClusterChoice | Non
         return ClusterChoice(address=normalize_address(options["address"]), source=source, profile="task_runner",
                              **{k: v for k, v in sizes.items() if k != "tls"})
     if options.get("cluster_class"):
+        connect_timeout = sizes.get("connect_timeout", DEFAULT_CONNECT_TIMEOUT)
         return ClusterChoice(cluster_class=options["cluster_class"], cluster_kwargs=dict(options.get("cluster_kwargs") or {}),
                              adapt=options.get("adapt_kwargs"), source=source, profile="task_runner",
-                             connect_timeout=sizes.get("connect_timeout", DEFAULT_CONNECT_TIMEOUT))
+                             connect_timeout=connect_timeout, start_timeout=max(connect_timeout, START_TIMEOUT))
     return None
 
 

@@ -107,7 +107,7 @@ class RunLauncher:
 
     def _start_interruptibly(self, start: Callable[[], Cluster], choice: ClusterChoice | None = None) -> Cluster:
         """`start()` on a thread of its own, waited for until close() or Ctrl-C; for a Cluster class
-        (`choice.cluster_class`), until its connect_timeout too (ClusterError naming the profile)."""
+        (`choice.cluster_class`), until its start_timeout too (ClusterError naming the profile)."""
         if self._closed.is_set():
             raise Interrupted("stopped before the cluster was ready")
         done, gave_up = threading.Event(), threading.Event()
@@ -127,7 +127,7 @@ class RunLauncher:
             if unwanted:
                 _close_quietly(outcome["cluster"])
 
-        limit = choice.connect_timeout if choice is not None and choice.cluster_class is not None else None
+        limit = choice.start_timeout if choice is not None and choice.cluster_class is not None else None
         deadline = None if limit is None else time.monotonic() + limit
         threading.Thread(target=starting, name="flows-tui-cluster-start", daemon=True).start()
         while not done.wait(0.05):  # interruptible: Ctrl-C raises KeyboardInterrupt here

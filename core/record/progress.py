@@ -58,6 +58,7 @@ class Progress:
         self.console = console
         self.model = RunModel()
         self.said_failed: set[str] = set()  # task runs whose failure was printed as it happened
+        self.origin: str | None = None  # why the run goes where it goes ("from --cluster"), on its first line
         self._lock = threading.Lock()
         self._live = Live(console=console, auto_refresh=True, refresh_per_second=8, transient=True,
                           get_renderable=self._render) if live else None
@@ -95,6 +96,8 @@ class Progress:
             self.console.print(text, highlight=False, soft_wrap=True)
         elif isinstance(event, ev.FlowRunStarted):
             where = f" on {event.address}" if event.address else ""
+            if where and self.origin:
+                where += f", {self.origin}"
             self.console.print(plain(f"▶ flow run {event.flow!r} ({event.run_id}){where}", "bold"), highlight=False,
                                soft_wrap=True)
 

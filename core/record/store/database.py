@@ -130,7 +130,11 @@ class Store(StoreReading):
                                              isolation_level=None, check_same_thread=False)
                 connection.execute("SELECT count(*) FROM sqlite_master").fetchone()
             else:
-                connection = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT_SECONDS, isolation_level=None,
+                # `mode=rw`: never create the file (`open` does, once). A store deleted under a running
+                # flows-tui must not come back empty because a reader (a tail, the request poller)
+                # connected: the writer would then find its file replaced and stop recording.
+                connection = sqlite3.connect(f"file:{quote(str(self.path))}?mode=rw", uri=True,
+                                             timeout=BUSY_TIMEOUT_SECONDS, isolation_level=None,
                                              check_same_thread=False)
                 with contextlib.suppress(OSError):
                     info = os.stat(self.path)

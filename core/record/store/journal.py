@@ -117,9 +117,13 @@ def decode(name: str, fields: dict | list) -> Any:
 
 
 def _log_lines(c: sqlite3.Connection, run_id: str, first: int, last: int) -> ev.LogLines:
-    rows = c.execute("SELECT * FROM logs WHERE id BETWEEN ? AND ? ORDER BY id", (first, last)).fetchall()
-    return ev.LogLines(run_id, tuple(ev.LogLine(parse_time(r["time"]), r["level"], r["message"], r["task_run_id"],
-                                                r["attempt"], r["logger"], r["id"]) for r in rows))
+    # Plain tuples and the C parser: a tail reads every line a run logs (10,000 a second, say).
+    cursor = c.cursor()
+    cursor.row_factory = None
+    rows = cursor.execute("SELECT time, level, message, task_run_id, attempt, logger, id FROM logs "
+                          "WHERE id BETWEEN ? AND ? ORDER BY id", (first, last)).fetchall()
+    parse = _dt.datetime.fromisoformat
+    return ev.LogLines(run_id, tuple(ev.LogLine(parse(r[0]), r[1], r[2], r[3], r[4], r[5], r[6]) for r in rows))
 
 
 def trim(c: sqlite3.Connection) -> None:
