@@ -16,7 +16,9 @@ from flows_tui.states import FAILURE_STATES, FINAL_STATES, RETRYING, SUCCESS_STA
 from . import events as ev
 from .model import FlowRun
 
-LOGGER = "flows_tui"
+# The logger these lines carry: `flows-tui run`'s console leaves them out, as it tells the same
+# story in its own lines (✗ Failed NAME: error, ↻ Retrying …) and the summary's traceback.
+LOGGER = "flows_tui.failures"
 
 
 def failure_lines(run: FlowRun, event: Any) -> list[ev.LogLine]:

@@ -16,6 +16,7 @@ from rich.table import Table
 from rich.text import Text
 
 from . import events as ev
+from .failure_lines import LOGGER as FAILURE_LOGGER
 from flows_tui.safe_text import plain, visible
 from .model import FlowRun, RunModel
 from flows_tui.states import (CACHED, CANCELLED, COMPLETED, CRASHED, FAILED, NOT_RUN, PENDING, RETRYING, RUNNING,
@@ -82,6 +83,8 @@ class Progress:
     def _print(self, event: Any) -> None:
         if isinstance(event, ev.LogLines):
             for line in event.lines:
+                if line.logger == FAILURE_LOGGER:
+                    continue  # said below as the state changes, and in the summary with its traceback
                 self.console.print(self._log_text(event.run_id, line), highlight=False, soft_wrap=True)
         elif isinstance(event, ev.TaskStateChanged) and event.state in (RETRYING, FAILED, TIMED_OUT, CRASHED):
             if event.state != RETRYING:
