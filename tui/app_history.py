@@ -1,0 +1,88 @@
+"""The runs of the project: its journal followed live, history loaded, a stored run opened.
+
+A part of FlowsApp (tui/app.py), which mixes it in: `self` is the app."""
+
+from __future__ import annotations
+
+from textual import work
+
+from flows_tui.cache import cache_directory, cache_size
+from flows_tui.record.model import FlowRun
+from flows_tui.record.retention import Retention
+from flows_tui.record.tail import JournalTail
+
+from .flow_list import FlowList
+from .log_view import Line, LogView
+from .run_history import SHOWN_RUNS, RunHistory
+from .status_bar import StatusBar
+from .task_tree import TaskTree
+from .bridge import _title, _task_of
+
+
+class HistoryPane:
+    """The runs of the project: its journal followed live, history loaded, a stored run opened."""
+
+    def _follow_project(self) -> None:
+        """Runs of other processes of the project (serve, `flows-tui run`, a script, another UI) reach
+        the bridge from the store's journal, folded like this UI's own."""
+        if self.store is None:
+            return
+        self._tail = JournalTail(self.store, self.bridge, recover=self.store.read_only is None)
+        self._tail.start()
+
+    def _watch_store(self) -> None:
+        """A run store that cannot be written (read-only state_dir, full disk) is said, and the UI goes on."""
+        if self.store is None:
+            return
+        self.store.on_problem = lambda message: self.call_from_thread(self.show_store_problem, message,
+                                                                      "history incomplete")
+        if self.store.read_only is not None:
+            self.show_store_problem(f"{self.store.read_only}. Runs started here go on unrecorded, and schedules "
+                                    "do not fire.", "runs not recorded")
+        self._retention = Retention.for_project(self.store, self.config.project, self._history_pruned)
+
+    def _history_pruned(self, message: str) -> None:
+        """The retention thread removed old runs: say so, and show the runs that are left."""
+        self.call_from_thread(self.notify, message, title="run history")
+        self.call_from_thread(self.load_history)
+
+    def show_store_problem(self, message: str, short: str) -> None:
+        self.query_one(StatusBar).set_store_problem(short)
+        self.notify(message, title="run history", severity="error", timeout=30)
+
+    @work(thread=True, exclusive=True, group="history", exit_on_error=False)
+    def load_history(self) -> None:
+        if self.store is None:
+            return
+        summaries = self.store.runs(limit=SHOWN_RUNS)
+        self.call_from_thread(self.query_one(RunHistory).show, summaries)
+        last: dict[str, str] = {}
+        for summary in reversed(summaries):
+            last[summary.flow] = summary.state
+        self.call_from_thread(self._show_last_states, last)
+
+    @work(thread=True, exclusive=True, group="cache", exit_on_error=False)
+    def measure_cache(self) -> None:
+        size = cache_size(cache_directory(self.config.project.state_dir))
+        self.call_from_thread(self.query_one(StatusBar).set_cache_size, size)
+
+    def _show_last_states(self, last: dict[str, str]) -> None:
+        flows = self.query_one(FlowList)
+        for flow, state in last.items():
+            if flow not in flows.last_states:
+                flows.set_last_state(flow, state)
+
+    @work(thread=True, exclusive=True, group="open", exit_on_error=False)
+    def open_stored_run(self, run_id: str) -> None:
+        run = self.store.load_run(run_id)
+        lines = [Line(run_id, stored.task or "flow", _task_of(run, stored.line.task_run_id), stored.line)
+                 for stored in self.store.logs(run_id)]
+        self.call_from_thread(self._show_stored_run, run, lines)
+
+    def _show_stored_run(self, run: FlowRun, lines: list[Line]) -> None:
+        self.shown_run = run.run_id
+        with self.bridge.lock:  # a run in flight is folded live: its tree as it is now
+            run = self.bridge.model.runs.get(run.run_id) or run
+        with self.batch_update():
+            self.query_one(TaskTree).show_run(run, self.clock())
+            self.query_one(LogView).show_run(run.run_id, lines, title=_title(run))

@@ -1,0 +1,110 @@
+"""flows.toml re-read when saved, and the schedules the UI fires while open.
+
+A part of FlowsApp (tui/app.py), which mixes it in: `self` is the app."""
+
+from __future__ import annotations
+
+import datetime as _dt
+from typing import Any
+
+from flows_tui.errors import FlowsTuiError
+from flows_tui.project.catalog import flow_config_for
+from flows_tui.project.config import reload_config
+from flows_tui.project.schedules import Schedule
+from flows_tui.safe_text import plain
+from flows_tui.schedule.scheduler import ScheduleLock, Scheduler
+
+from .flow_list import FlowList
+from .status_bar import StatusBar
+from .task_tree import TaskTree
+from .bridge import ConfigSaved
+
+
+class ConfigAndSchedules:
+    """flows.toml re-read when saved, and the schedules the UI fires while open."""
+
+    def _quitting(self) -> bool:
+        """The panes are gone (the app is closing) while a last timer tick or queued event still arrives."""
+        return len(self.query("FlowList, TaskTree, StatusBar")) < 3
+
+    def on_config_saved(self, message: ConfigSaved) -> None:
+        """A saved flows.toml brings new schedules and parameters at once.
+
+        One that does not load is shown (a ✗ row with its key path and line, and a notification);
+        the last good config stays in use. [project], [cluster] and [notify] apply on restart.
+        """
+        if self._quitting():
+            return
+        try:
+            self.config, restart = reload_config(self.config)
+        except FlowsTuiError as error:
+            self.config_error = error
+            self.notify(f"{error} (the last good flows.toml stays in use)", title="flows.toml not reloaded",
+                        severity="error", timeout=10)
+        else:
+            had_error, self.config_error = self.config_error is not None, None
+            note = f"; restart flows-tui to apply [{'], ['.join(restart)}]" if restart else ""
+            self.notify(f"flows.toml reloaded{' (fixed)' if had_error else ''}{note}", timeout=4)
+            self._update_schedules()
+        self._show_flows()
+
+    def _update_schedules(self) -> None:
+        """Schedules from flows.toml for the flows found, built once per change: the flows pane shows
+        them, the scheduler fires them."""
+        self._schedules = {}
+        for flow in self.directory.flows.values():
+            schedule = Schedule.from_config(flow.name, flow_config_for(self.config, flow))
+            if schedule is not None:
+                self._schedules[flow.name] = schedule
+        schedules = list(self._schedules.values())
+        if not schedules or self.store is None or self.store.read_only is not None:
+            if self.scheduler is not None:
+                self.scheduler.set_schedules([])
+            return
+        if self.scheduler is None:
+            lock = ScheduleLock(self.config.project.state_dir, "the flows-tui UI")
+            self.scheduler = Scheduler(self.store, self._scheduled_run, log=self._schedule_log, lock=lock)
+            self.scheduler.set_schedules(schedules)
+            self.scheduler.start()
+        else:
+            self.scheduler.set_schedules(schedules)
+
+    def _scheduled_run(self, schedule: Schedule, due: _dt.datetime) -> Any:
+        """On the scheduler's thread: start the run as `r` would; the future tells it when it ended."""
+        flow = self.directory.flows.get(schedule.flow)
+        if flow is None or self.cluster is None:
+            raise FlowsTuiError("the flow or the cluster is not available")
+        parameters = flow.validate(dict(schedule.parameters))
+        return self._scheduled_runs.submit(self._run_engine, flow, parameters, flow.file)
+
+    def _schedule_log(self, message: str) -> None:
+        self.call_from_thread(self.notify, message, title="schedule", timeout=6)
+
+    def every_second(self) -> None:
+        """Countdowns: next scheduled runs, retry delays, running durations."""
+        if self._quitting():
+            return
+        status = self.query_one(StatusBar)
+        if self._flow_clusters_shown or self.launcher.flow_clusters.in_use():
+            self._show_flow_clusters()
+        cluster = self.cluster
+        if cluster is not None and cluster.lost != self._lost_shown and not self.launcher.reconnecting:
+            self._lost_shown = not self._lost_shown
+            if self._lost_shown:
+                status.set_cluster(plain(f"cluster: lost the Dask scheduler at {cluster.choice.address}; "
+                                         "the next run reconnects", "red"))
+            else:  # Dask's client found the scheduler again on its own
+                self._refresh_cluster(cluster)
+        if self.scheduler is not None:
+            next_runs = self.scheduler.next_due()
+            self.query_one(FlowList).set_next_runs(next_runs)
+            upcoming = [(moment, flow) for flow, moment in next_runs.items() if moment is not None]
+            if upcoming:
+                moment, flow = min(upcoming)
+                status.set_next_run(flow, moment)
+            else:
+                status.set_next_run(None, None)
+        with self.bridge.lock:
+            run = self.bridge.model.runs.get(self.shown_run or "")
+            if run is not None and run.ended is None:  # durations and countdowns of a run in progress
+                self.query_one(TaskTree).show_run(run, self.clock())

@@ -1,0 +1,116 @@
+"""The bridge from the engine's events to the app, the messages it posts, and what the
+app's parts share (its timings, names of runs)."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+import time
+
+from textual.message import Message
+
+from flows_tui.launch.launcher import RunLauncher
+from flows_tui.project.flows_directory import FlowsReloaded
+from flows_tui.record import events as ev
+from flows_tui.record.model import FlowRun, RunModel
+from flows_tui.states import FINAL_STATES
+
+from .log_view import Line
+
+
+# The bridge posts at most one batch per this many seconds: ~20 UI updates a second however
+# fast a run reports; what arrives meanwhile joins the next batch.
+UPDATE_INTERVAL = 0.05
+
+
+FULL_COLLECTION_THRESHOLD = 100  # gc's third threshold while the UI runs (Python's default: 10)
+
+
+NARROW_WIDTH = 110
+
+
+CLOSE_SECONDS = 3.0
+
+
+KEY_NAMES = {"slash": "/", "question_mark": "?"}  # how a key is written in the footer and in `?`
+
+
+class RunEvents(Message):
+    """Something happened in one or more runs since the last batch (the bridge holds what)."""
+
+
+class ConfigSaved(Message):
+    """flows.toml was saved."""
+
+
+class FlowsChanged(Message):
+    def __init__(self, event: FlowsReloaded) -> None:
+        super().__init__()
+        self.event = event
+
+
+class Bridge:
+    """Bus subscriber: folds events into a RunModel on the bus's thread, hands the UI batches."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+        self.lock = threading.Lock()
+        self.model = RunModel()
+        self._lines: list[Line] = []
+        self._changed: set[str] = set()
+        self._ended: list[tuple[str, str, str]] = []  # (run id, flow, state) of runs that ended
+        self._posted = False
+        self._last_post = 0.0
+
+    def __call__(self, batch: list) -> None:
+        with self.lock:
+            for event in batch:
+                self.model.apply(event)
+                run_id = getattr(event, "run_id", None)
+                if run_id is None:
+                    continue
+                self._changed.add(run_id)
+                if isinstance(event, ev.LogLines):
+                    self._lines.extend(self._line(run_id, line) for line in event.lines)
+                elif isinstance(event, ev.FlowStateChanged) and event.state in FINAL_STATES:
+                    run = self.model.runs.get(run_id)
+                    if run is not None:
+                        self._ended.append((run_id, run.flow, event.state))
+            if self._posted:
+                return
+            self._posted = True
+        wait = UPDATE_INTERVAL - (time.monotonic() - self._last_post)
+        if wait > 0:
+            time.sleep(wait)  # events keep queueing on the bus; the next drain takes them all
+        self._last_post = time.monotonic()
+        self.app.post_message(RunEvents())
+
+    def _line(self, run_id: str, line: ev.LogLine) -> Line:
+        run = self.model.runs.get(run_id)
+        task_run = run.task_runs.get(line.task_run_id) if run is not None and line.task_run_id else None
+        return Line(run_id, task_run.name if task_run else "flow", task_run.task if task_run else None, line)
+
+    def take(self) -> tuple[set[str], list[Line], list[tuple[str, str, str]]]:
+        with self.lock:
+            self._posted = False
+            changed, self._changed = self._changed, set()
+            lines, self._lines = self._lines, []
+            ended, self._ended = self._ended, []
+            return changed, lines, ended
+
+
+def _close_quietly(launcher: RunLauncher) -> None:
+    try:
+        launcher.close()
+    except BaseException:  # the process may be ending under it; nothing is left to tell
+        pass
+
+
+def _title(run: FlowRun) -> str:
+    """How the logs pane names a run: its flow and the run's name."""
+    return f"{run.flow} · {run.name or run.run_id}"
+
+
+def _task_of(run: FlowRun, task_run_id: str | None) -> str | None:
+    task_run = run.task_runs.get(task_run_id) if task_run_id else None
+    return task_run.task if task_run else None
