@@ -57,20 +57,29 @@ class RunHistory(DataTable):
             if summary.run_id in rows:
                 index = next(i for i, listed in enumerate(self.summaries) if listed.run_id == summary.run_id)
                 self.summaries[index] = summary
-                self.update_cell(summary.run_id, "state", state_text(summary.state))
-                self.update_cell(summary.run_id, "took", format_duration(summary.duration))
+                self.update_cell(summary.run_id, "state", state_text(summary.state), update_width=True)
+                self.update_cell(summary.run_id, "took", format_duration(summary.duration), update_width=True)
         if new:
             ordered = sorted(new, key=lambda summary: summary.started, reverse=True)
             self.show(ordered + self.summaries)
 
     def _fill(self, selected: str | None) -> None:
         self._filling = True  # clearing puts the cursor on the first row for a moment
-        self.clear()
-        for summary in self.summaries:
-            state = state_text(summary.state)
-            self.add_row(plain(summary.run_id[:8], one_line=True), plain(summary.flow, one_line=True), state,
-                         summary.started.astimezone().strftime("%m-%d %H:%M:%S"), format_duration(summary.duration),
-                         key=summary.run_id)
+        rows = [(summary.run_id, (plain(summary.run_id[:8], one_line=True), plain(summary.flow, one_line=True),
+                                  state_text(summary.state), summary.started.astimezone().strftime("%m-%d %H:%M:%S"),
+                                  format_duration(summary.duration)))
+                for summary in self.summaries]
+        if [key for key, _ in rows] == [key.value for key in self.rows]:
+            # The same runs: their cells change in place, so the columns keep their widths (a
+            # rebuilt table sizes them only on a later refresh) and nothing flickers.
+            for key, values in rows:
+                for column, value in zip(self.columns, values):
+                    if self.get_cell(key, column) != value:
+                        self.update_cell(key, column, value, update_width=True)
+        else:
+            self.clear()
+            for key, values in rows:
+                self.add_row(*values, key=key)
         if selected is not None:
             try:
                 self.move_cursor(row=self.get_row_index(selected), scroll=False)
