@@ -200,6 +200,20 @@ processes = true
 """
 
 
+# The smallest flow that runs a task: for tests about where and how a run starts, not what it does.
+TINY_FLOW = """
+    from flows_tui import flow, task
+
+    @task
+    def one():
+        return 1
+
+    @flow
+    def tiny():
+        return one()
+"""
+
+
 def write_project(root: Path, files: dict[str, str], toml: str = THREAD_CLUSTER_TOML) -> Path:
     """A project as a user lays it out: flows.toml and flows/NAME.py (sources dedented)."""
     (root / "flows").mkdir(exist_ok=True)

@@ -8,22 +8,12 @@ import threading
 
 import pytest
 
-from conftest import cli, free_port, write_project
+from conftest import TINY_FLOW, cli, free_port, write_project
 from flows_tui.engine.cluster import ClusterChoice, connect
 from flows_tui.errors import ClusterError, ConfigError
 from flows_tui.project.config import parse_config
 
-FLOW = {"tiny.py": """
-    from flows_tui import flow, task
-
-    @task
-    def one():
-        return 1
-
-    @flow
-    def tiny():
-        return one()
-"""}
+FLOW = {"tiny.py": TINY_FLOW}
 
 
 @pytest.fixture

@@ -16,20 +16,10 @@ import threading
 
 import pytest
 
-from conftest import PROCESS_CLUSTER_TOML, wait_until, write_project
+from conftest import PROCESS_CLUSTER_TOML, TINY_FLOW, wait_until, write_project
 from flows_tui.record.store import Store
 
-FLOWS = {"tiny.py": """
-    from flows_tui import flow, task
-
-    @task
-    def one():
-        return 1
-
-    @flow
-    def tiny():
-        return one()
-""", "endless.py": """
+FLOWS = {"tiny.py": TINY_FLOW, "endless.py": """
     import time
     from flows_tui import flow, task, get_run_logger
 

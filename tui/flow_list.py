@@ -19,6 +19,7 @@ from textual.widgets import DataTable
 from flows_tui.record.progress import format_duration, state_text
 from flows_tui.safe_text import plain
 from flows_tui.tui.keys import vi_keys
+from flows_tui.tui.tables import fill
 
 
 @dataclass(frozen=True)
@@ -88,17 +89,7 @@ class FlowList(DataTable):
             else:
                 lines.append((row.key, (self._flow_cell(row.key), countdown(self.next_runs.get(row.key), now),
                                         self._last(row.key))))
-        if [key for key, _ in lines] == [key.value for key in self.rows]:
-            # The same rows: change the cells in place, so the columns keep their widths and
-            # nothing flickers (a rebuilt table sizes its columns only on a later refresh).
-            for key, values in lines:
-                for column, value in zip(("flow", "next", "last"), values):
-                    if self.get_cell(key, column) != value:
-                        self.update_cell(key, column, value, update_width=True)
-        else:
-            self.clear()
-            for key, values in lines:
-                self.add_row(*values, key=key)
+        fill(self, lines)
         if wanted is not None and wanted in self.rows_by_key:
             try:
                 self.move_cursor(row=self.get_row_index(wanted))

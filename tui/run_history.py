@@ -15,6 +15,7 @@ from textual.widgets import DataTable
 from flows_tui.record.progress import format_duration, state_text
 from flows_tui.safe_text import plain
 from flows_tui.tui.keys import vi_keys
+from flows_tui.tui.tables import fill
 
 SHOWN_RUNS = 200
 
@@ -69,17 +70,7 @@ class RunHistory(DataTable):
                                   state_text(summary.state), summary.started.astimezone().strftime("%m-%d %H:%M:%S"),
                                   format_duration(summary.duration)))
                 for summary in self.summaries]
-        if [key for key, _ in rows] == [key.value for key in self.rows]:
-            # The same runs: their cells change in place, so the columns keep their widths (a
-            # rebuilt table sizes them only on a later refresh) and nothing flickers.
-            for key, values in rows:
-                for column, value in zip(self.columns, values):
-                    if self.get_cell(key, column) != value:
-                        self.update_cell(key, column, value, update_width=True)
-        else:
-            self.clear()
-            for key, values in rows:
-                self.add_row(*values, key=key)
+        fill(self, rows)
         if selected is not None:
             try:
                 self.move_cursor(row=self.get_row_index(selected), scroll=False)
