@@ -14,12 +14,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from rich.text import Text
-from textual.widgets import DataTable
 
 from flows_tui.record.progress import format_duration, state_text
 from flows_tui.safe_text import plain
 from flows_tui.tui.keys import vi_keys
-from flows_tui.tui.tables import fill
+from flows_tui.tui.tables import MeasuredTable, fill
 
 
 @dataclass(frozen=True)
@@ -40,7 +39,7 @@ def countdown(moment: _dt.datetime | None, now: _dt.datetime) -> str:
     return "due" if seconds <= 0 else f"in {format_duration(seconds).replace('.0s', 's')}"
 
 
-class FlowList(DataTable):
+class FlowList(MeasuredTable):
     """A row per flow; a ✗ row per broken file."""
 
     BINDINGS = vi_keys()

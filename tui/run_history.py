@@ -10,17 +10,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from textual.widgets import DataTable
 
 from flows_tui.record.progress import format_duration, state_text
 from flows_tui.safe_text import plain
 from flows_tui.tui.keys import vi_keys
-from flows_tui.tui.tables import fill
+from flows_tui.tui.tables import MeasuredTable, fill
 
 SHOWN_RUNS = 200
 
 
-class RunHistory(DataTable):
+class RunHistory(MeasuredTable):
     BINDINGS = vi_keys()
 
     def __init__(self, **kwargs: Any) -> None:

@@ -20,3 +20,19 @@ def fill(table: DataTable, rows: list[tuple[str, tuple[Any, ...]]]) -> None:
     table.clear()
     for key, values in rows:
         table.add_row(*values, key=key)
+
+
+class MeasuredTable(DataTable):
+    """A DataTable that draws its rows again once it has measured its columns.
+
+    DataTable measures new rows and changed cells when it is idle, but keeps the lines it drew
+    before in a cache: on a busy process those lines (cut at the header's width: "slee" for
+    "sleepy", "1a2" for a run id) could stay on screen until something else changed. After
+    each measure the cache is dropped and the table drawn again."""
+
+    async def _on_idle(self, event: Any) -> None:
+        measuring = self._require_update_dimensions or bool(self._updated_cells)
+        await super()._on_idle(event)
+        if measuring:
+            self._clear_caches()
+            self.refresh()
