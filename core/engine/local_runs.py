@@ -48,7 +48,8 @@ class LocalReports:
     def retry(self, attempt: int, state: str, error: str | None, traceback: str | None, delay: float) -> None:
         pass
 
-    def end(self, attempt: int, state: str, error: str | None = None, traceback: str | None = None) -> None:
+    def end(self, attempt: int, state: str, error: str | None = None, traceback: str | None = None,
+            when: float | None = None) -> None:
         pass
 
     def logger(self, attempt: int) -> Callable[[logging.LogRecord], None]:
