@@ -170,3 +170,23 @@ def test_delay_runs_the_task_in_the_background_and_returns_its_future():
     release.set()
     assert future.result(timeout=10) == 3
     assert add.apply_async((2, 3)).result(timeout=10) == 5
+
+
+def test_bad_parameters_from_python_are_a_failed_run_recorded_with_its_hooks_and_no_cluster(monkeypatch, tmp_path):
+    from flows_tui.errors import ParameterError
+    from flows_tui.record.store import Store
+
+    monkeypatch.setenv("DASK_SCHEDULER_ADDRESS", "tcp://127.0.0.1:9")  # nothing listens: none is needed
+    seen = []
+
+    @flow(on_failure=[lambda flow, flow_run, state: seen.append((flow_run.id, state.name, state.message))])
+    def needs_int(x: int):
+        seen.append("the body ran")
+
+    with pytest.raises(ParameterError, match="parameter 'x'"):
+        needs_int(x="many")
+    state = needs_int(x="many", return_state=True)
+    assert state.is_failed() and "parameter 'x'" in state.message
+    runs = Store.open(tmp_path / ".flows-tui").runs()
+    assert [(run.flow, run.state) for run in runs] == [("needs-int", "Failed")] * 2
+    assert sorted(seen) == sorted((run.run_id, "Failed", state.message) for run in runs)
