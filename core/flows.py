@@ -219,6 +219,13 @@ class Flow:
             setattr(clone, attribute, list(value or ()) if key in hooks else value)
         return clone
 
+    def to_deployment(self, name: str, **options: Any) -> Any:
+        """Prefect's `flow.to_deployment(name, cron=... | interval=..., parameters=...)`: this flow with a
+        schedule, for `flows_tui.serve(*deployments)` (see `flows_tui.deployments`)."""
+        from .deployments import to_deployment
+
+        return to_deployment(self, name, **options)
+
     def serve(self, name: str | None = None, *, cron: str | None = None, interval: Any = None,
               parameters: dict[str, Any] | None = None, timezone: str | None = None, overlap: str = "skip",
               catchup: str = "skip", grace: float = 30.0, **ignored: Any) -> None:
