@@ -10,6 +10,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from conftest import cli, wait_until
 from flows_tui.engine.cluster import choose_cluster
 from flows_tui.launch import shared_cluster
@@ -35,6 +37,15 @@ def _project(tmp_path: Path) -> Path:
     toml.write_text(text)
     (project / "serve.toml").write_text(text.split("[cluster]")[0] + PROCESSES + SCHEDULE)
     return project
+
+
+@pytest.fixture(autouse=True)
+def resource_tracker_started():
+    """As run_app does: a cluster started under the UI needs multiprocessing's resource tracker,
+    started on our real stderr before Textual's test driver replaces sys.stderr."""
+    from multiprocessing import resource_tracker
+
+    resource_tracker.ensure_running()
 
 
 def _environment() -> dict:
@@ -189,9 +200,6 @@ async def test_the_ui_runs_on_serves_cluster_t_and_s_act_through_serve_and_it_st
 
 
 async def test_the_ui_opened_to_watch_starts_no_worker_processes_until_r_which_waits_for_them(tmp_path):
-    from multiprocessing import resource_tracker
-
-    resource_tracker.ensure_running()  # as run_app does, before Textual's driver replaces sys.stderr
     project = _project(tmp_path)
     (project / "flows.toml").write_text((project / "serve.toml").read_text().replace(SCHEDULE, ""))
     app = app_for(project)

@@ -74,6 +74,8 @@ class RunsInProgress:
 
     def on_run_events(self, message: RunEvents) -> None:
         changed, lines, ended = self.bridge.take()
+        if self._quitting():  # the last batch of a run that ended as the app closed
+            return
         tree, logs = self.query_one(TaskTree), self.query_one(LogView)
         with self.batch_update():
             if self.shown_run in changed:
