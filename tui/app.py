@@ -415,7 +415,8 @@ def run_app(config: Any, *, path: str | None = None, address: str | None = None,
     resource_tracker.ensure_running()
     bus = ev.EventBus()
     # Every run the UI starts is stored, as with `flows-tui run`; if the store cannot be written, unrecorded.
-    with recording(bus, config, unrecorded_ok=True) as store:
+    # The UI opened only to look creates nothing: the store is created by the first run it records.
+    with recording(bus, config, unrecorded_ok=True, deferred=True) as store:
         app = FlowsApp(config, path=path, address=address, cluster=cluster, bus=bus, store=store)
         app.run()
     status = 128 + app.signalled if app.signalled is not None else 0
