@@ -177,17 +177,23 @@ class TaskRunInfo:
         return f"TaskRun(name={self.name!r}, run_count={self.run_count})"
 
 
-def run_task(call: TaskCall, args: tuple, kwargs: dict, deps: list, reports: Any = None) -> Outcome:
-    """One task run, to its final state; `reports` stands in for the worker's (a task run outside Dask)."""
+def run_task(call: TaskCall, args: tuple, kwargs: dict, deps: list, reports: Any = None, *,
+             in_caller: bool = False) -> Outcome:
+    """One task run, to its final state; `reports` stands in for the worker's (a task run outside Dask).
+
+    `in_caller`: a task called directly outside a flow's engine, in the caller's thread. As from
+    any function call, its exception comes back as it was raised (not made picklable), and a
+    KeyboardInterrupt or SystemExit goes straight up, with no retry: Ctrl-C stops it at once.
+    """
     in_process = is_reference(call)  # the flow is driven from this process: its objects are shared
     call, args, kwargs = resolve(call), resolve(args), resolve(kwargs)
     outcome = _run_task(call, args, kwargs, deps, reports if reports is not None else
-                        Reports(call.topic, call.task_run_id))
+                        Reports(call.topic, call.task_run_id), in_caller)
     outcome.in_process = in_process
     return outcome
 
 
-def _run_task(call: TaskCall, args: tuple, kwargs: dict, deps: list, reports: Any) -> Outcome:
+def _run_task(call: TaskCall, args: tuple, kwargs: dict, deps: list, reports: Any, in_caller: bool) -> Outcome:
 
     unsendable = None
     for index, upstream in enumerate(deps):
@@ -244,6 +250,8 @@ def _run_task(call: TaskCall, args: tuple, kwargs: dict, deps: list, reports: An
             error = TaskRunTimedOut(f"timed out after {task.timeout_seconds:g}s")
             state = State(TIMED_OUT, str(error), _exception=error)
         except BaseException as failure:
+            if in_caller and not isinstance(failure, Exception):
+                raise
             # A task's SystemExit, KeyboardInterrupt, asyncio.CancelledError or own BaseException
             # ends its attempt like any error. Let out, it killed the worker process (three times,
             # then KilledWorker), or Dask took it for the worker's death, or the run hung.
@@ -255,7 +263,7 @@ def _run_task(call: TaskCall, args: tuple, kwargs: dict, deps: list, reports: An
         log = _hook_logger(batch_log)
         if error is None:
             if lookup is not None and lookup.path is not None:
-                problem = store(lookup, state._value)
+                problem = store(lookup, state._value, _serializer(task))
                 if problem:
                     _hook_logger(batch_log, "flows_tui.cache")(logging.WARNING, problem)
             reports.end(attempt, COMPLETED, when=_ended(state))
@@ -270,7 +278,7 @@ def _run_task(call: TaskCall, args: tuple, kwargs: dict, deps: list, reports: An
             continue
         reports.end(attempt, state.name, state.message, tb, when=_ended(state))
         _run_hooks(task.on_failure_hooks, task, task_run, state, log)
-        return Outcome(state.name, exception=_portable_exception(error), message=state.message, name=call.name,
+        return Outcome(state.name, exception=error if in_caller else _portable_exception(error), message=state.message, name=call.name,
                        task_run_id=call.task_run_id)
 
 
@@ -309,6 +317,15 @@ def _cached(call: TaskCall, reports: Reports, lookup: Lookup) -> Outcome:
     log = _hook_logger(reports.logger(0))
     _run_hooks(call.task.on_completion_hooks, call.task, TaskRunInfo(call, 0), state, log)
     return Outcome(CACHED, value=lookup.value, name=call.name, task_run_id=call.task_run_id)
+
+
+def _serializer(task: Any) -> Any:
+    """The task's `result_serializer`, resolved (None: the cache's own cloudpickle)."""
+    if getattr(task, "result_serializer", None) is None:
+        return None
+    from flows_tui.serializers import resolve
+
+    return resolve(task.result_serializer)
 
 
 def _ended(state: State) -> float:
