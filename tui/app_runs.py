@@ -74,7 +74,7 @@ class RunsInProgress:
 
     def on_run_events(self, message: RunEvents) -> None:
         changed, lines, ended = self.bridge.take()
-        if self._quitting():  # the last batch of a run that ended as the app closed
+        if self._quitting():  # a batch (another process's run, from the journal) arriving as the app closes
             return
         tree, logs = self.query_one(TaskTree), self.query_one(LogView)
         with self.batch_update():

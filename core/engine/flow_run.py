@@ -38,6 +38,7 @@ from .cluster import scheduler_lost
 from .dask_watch import DaskWatch, _forget_topic, _ReportHandler, _subscribe, _worker_deaths
 from .in_process import release, workers_in_this_process
 from .outcome import register_outcome_serializer
+from .performance_report import PerformanceReport
 from .results import Results
 from .task_calls import TaskCalls
 from .task_reports import TaskReports
@@ -187,6 +188,7 @@ class FlowRunEngine(TaskRuns, Results, TaskCalls, TaskReports, DaskWatch):
         watcher.start()
         self._say_if_no_workers()
         self._same_process = workers_in_this_process(self.client)
+        report = PerformanceReport.start(self)  # DaskTaskRunner(performance_report_path=...)
         try:
             while True:
                 state = self._run_attempt()
@@ -200,6 +202,7 @@ class FlowRunEngine(TaskRuns, Results, TaskCalls, TaskReports, DaskWatch):
                     continue
                 break
         finally:
+            report.write()
             self._watch_stop.set()
             self._drop_fetched()
             _worker_deaths.forget(self.client, self)
