@@ -408,11 +408,9 @@ class FlowsApp(ClusterPane, HistoryPane, RunsInProgress, PaneContents, ConfigAnd
 
 
 def run_app(config: Any, *, path: str | None = None, address: str | None = None, cluster: str | None = None) -> int:
-    # Worker processes need multiprocessing's resource tracker, which is started with our
-    # stderr's file descriptor: start it now, before Textual replaces sys.stderr.
-    from multiprocessing import resource_tracker
+    from flows_tui.engine.cluster import start_semaphore_tracker
 
-    resource_tracker.ensure_running()
+    start_semaphore_tracker()  # before Textual replaces sys.stderr
     bus = ev.EventBus()
     # Every run the UI starts is stored, as with `flows-tui run`; if the store cannot be written, unrecorded.
     # The UI opened only to look creates nothing: the store is created by the first run it records.

@@ -212,7 +212,8 @@ def schedule_of(flow: Any, *, cron: str | None, interval: Any, parameters: dict[
             ZoneInfo(timezone)
         except (ZoneInfoNotFoundError, ValueError):
             raise UsageError(f"{what}: unknown timezone {timezone!r} (an IANA name like \"Europe/Berlin\")") from None
-    schedule = Schedule(flow.name, cron, every, timezone, dict(parameters), overlap, catchup)
+    schedule = Schedule(flow.name, dict(parameters), cron=cron, interval=every, timezone=timezone, overlap=overlap,
+                            catchup=catchup)
     flow.validate(dict(parameters))
     return schedule
 
