@@ -33,6 +33,14 @@ def _serve_flow(flow: Flow, **options) -> None:
     serve_flow(flow, **options)
 
 
+def serve(*deployments, limit: int | None = None, grace: float = 30.0, **ignored) -> None:
+    """Prefect's `serve(*deployments)`: each `flow.to_deployment(...)` on its schedule, headless, in one
+    session, until SIGTERM or Ctrl-C (`grace`: seconds running runs get to finish then)."""
+    from .schedule.serve import serve_deployments
+
+    serve_deployments(deployments, grace)
+
+
 def cluster(name: str):
     """`with cluster("big") as client:` a flows.toml profile's cluster for a Dask computation in a task."""
     from .launch.task_clusters import cluster as named
@@ -61,6 +69,6 @@ _runtime.named_cluster = cluster
 
 __all__ = [
     "DaskTaskRunner", "Flow", "PrefectFuture", "PrefectFutureList", "State", "Task", "TaskFuture", "TaskFutureList",
-    "allow_failure", "as_completed", "cluster", "exponential_backoff", "flow", "get_dask_client", "get_run_logger", "tags",
-    "task", "unmapped", "wait",
+    "allow_failure", "as_completed", "cluster", "exponential_backoff", "flow", "get_dask_client", "get_run_logger",
+    "serve", "tags", "task", "unmapped", "wait",
 ]

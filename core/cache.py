@@ -199,7 +199,7 @@ def look_up(spec: CacheSpec, policy: Any, context: CacheKeyContext) -> Lookup:
     if spec.refresh:
         return found
     try:
-        entry = read_entry(found.path, time.time())
+        entry = read_entry(found.path, time.time(), getattr(context.task, "result_serializer", None))
     except FileNotFoundError:
         return found
     except Exception as error:  # unreadable, or a value that no longer unpickles: compute it again
@@ -211,17 +211,22 @@ def look_up(spec: CacheSpec, policy: Any, context: CacheKeyContext) -> Lookup:
     return found
 
 
-def store(lookup: Lookup, value: Any) -> str | None:
-    """Write a result for later runs; returns a one-line warning instead of raising."""
+def store(lookup: Lookup, value: Any, serializer: Any = None) -> str | None:
+    """Write a result for later runs (with the task's `result_serializer`, resolved); returns a
+    one-line warning instead of raising."""
     assert lookup.path is not None
     now = time.time()
     header = {**lookup.header, "created": now,
               "expires": None if lookup.expiration is None else now + lookup.expiration}
     try:
-        write_entry(lookup.path, header, value)
+        write_entry(lookup.path, header, value, serializer)
     except OSError as error:
         return f"result not cached: cannot write {lookup.path.parent} on this worker: {error.strerror or error}"
-    except Exception as error:  # a value cloudpickle cannot serialise
+    except Exception as error:  # a value the serializer cannot write
+        if serializer is not None:  # Prefect's words for it
+            kind = getattr(serializer, "type", "custom")
+            return (f"Encountered an error while serializing result: {_reason(error)}; the result is not cached "
+                    f"(result_serializer={kind!r}); the task run goes on")
         return f"result not cached: {_reason(error)}"
     return None
 
@@ -266,8 +271,11 @@ def _read_header(handle: Any) -> dict[str, Any] | None:
     return header if isinstance(header, dict) and header.get("format") == _FORMAT else None
 
 
-def read_entry(path: Path, now: float) -> tuple[dict[str, Any], Any] | None:
-    """The header and value stored at `path`; None when it is expired (and then removed) or foreign."""
+def read_entry(path: Path, now: float, serializer: Any = None) -> tuple[dict[str, Any], Any] | None:
+    """The header and value stored at `path`; None when it is expired (and then removed) or foreign.
+
+    An entry written with another format than cloudpickle names it in its header; a custom one
+    is read with `serializer`, the task's `result_serializer`."""
     with open(path, "rb") as handle:
         header = _read_header(handle)
         if header is None:
@@ -276,16 +284,28 @@ def read_entry(path: Path, now: float) -> tuple[dict[str, Any], Any] | None:
             handle.close()
             _remove(path)
             return None
-        return header, cloudpickle.load(handle)
+        if header.get("serializer") is None:
+            return header, cloudpickle.load(handle)
+        from flows_tui.serializers import by_type
+
+        return header, by_type(header["serializer"], serializer).loads(handle.read())
 
 
-def write_entry(path: Path, header: dict[str, Any], value: Any) -> None:
+def write_entry(path: Path, header: dict[str, Any], value: Any, serializer: Any = None) -> None:
+    """Write an entry; `serializer` (a task's `result_serializer`, resolved) writes its value, else cloudpickle."""
+    kind = getattr(serializer, "type", "custom") if serializer is not None else "pickle"
+    if kind != "pickle":
+        blob = serializer.dumps(value)  # before the file exists: a value it cannot write leaves nothing
+        header = {**header, "serializer": kind}
     path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
     try:
         with open(temporary, "wb") as handle:
             handle.write(json.dumps(header).encode() + b"\n")
-            cloudpickle.dump(value, handle, protocol=5)
+            if kind == "pickle":
+                cloudpickle.dump(value, handle, protocol=5)
+            else:
+                handle.write(blob)
         os.replace(temporary, path)
     except BaseException:
         _remove(temporary)

@@ -245,11 +245,13 @@ def policy_of(task: Any) -> CachePolicy | None:
     """The policy a task's options ask for, or None when its results are not cached.
 
     Prefect's rules: `cache_key_fn` wins over `cache_policy`; `persist_result=False` turns
-    caching off; `persist_result=True` alone means DEFAULT. A task with none of these options
+    caching off; `persist_result=True` (or a `result_serializer`) alone means DEFAULT. A task with none of these options
     is not cached at all (Prefect does not persist its results by default either), so it pays
     nothing for hashing. (`task.cache_policy` shows DEFAULT then, as Prefect's does.)
     """
     persist = task.__dict__.get("_user_persist_result", task.persist_result)
+    if persist is None and getattr(task, "result_serializer", None) is not None:
+        persist = True  # as in Prefect: choosing how results are written asks for them to be written
     if persist is False:
         return None
     if task.cache_key_fn is not None:

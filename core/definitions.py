@@ -34,6 +34,22 @@ def check_reserved_arguments(fn: Callable[..., Any]) -> None:
             raise ReservedArgumentError(f"{name!r} is a reserved argument name and cannot be used.")
 
 
+# Parameter names pydantic v1's ValidatedFunction refuses, so Prefect 3 refuses them in a flow
+# that validates its parameters; refused here too, so the flow keeps running under Prefect.
+VALIDATOR_NAMES = ("v__args", "v__kwargs", "v__positional_only", "v__duplicate_kwargs")
+
+
+def check_validator_names(fn: Callable[..., Any]) -> None:
+    try:
+        parameters = inspect.signature(fn).parameters
+    except (TypeError, ValueError):
+        return
+    taken = [name for name in parameters if name in VALIDATOR_NAMES]
+    if taken:
+        raise ValueError("Flow function is not compatible with `validate_parameters`. Disable validation or change "
+                         f"the argument names ({', '.join(taken)}: Prefect's validator reserves these).")
+
+
 def check_hooks(decorator: str, **hooks: Iterable[Any] | None) -> dict[str, list[Callable[..., Any]]]:
     """Each hook option as a list of callables; TypeError with Prefect's message otherwise."""
     checked: dict[str, list[Callable[..., Any]]] = {}
@@ -60,13 +76,21 @@ def check_run_name(option: str, value: Any) -> None:
         raise TypeError(f"Expected string or callable for '{option}'; got {type(value).__name__} instead.")
 
 
+# Prefect 3 refuses these in a flow's name (its server puts names in URLs). So does flows-tui, so
+# that a flow written here runs under Prefect by changing only the import line.
+BANNED_NAME_CHARACTERS = ["/", "%", "&", ">", "<"]
+
+
 def check_flow_name(name: Any) -> None:
-    """A flow's name must be text. Unlike Prefect, any characters are accepted: Prefect refuses
-    `/ % & > <` because its server puts names in URLs, and flows-tui has no server (a name such as
-    `load/clean` is shown and stored as it is, and never taken for markup)."""
+    """A flow's name must be text without `/ % & > <`, as in Prefect 3 (InvalidNameError)."""
     if name is not None and not isinstance(name, str):
         hint = "Perhaps you meant to call it? e.g. '@flow(name=get_flow_run_name())'" if callable(name) else ""
         raise TypeError(f"Expected string for flow parameter 'name'; got {type(name).__name__} instead. {hint}")
+    if name is not None and any(character in name for character in BANNED_NAME_CHARACTERS):
+        from .exceptions import InvalidNameError
+
+        raise InvalidNameError(f"Name {name!r} contains an invalid character. "
+                               f"Must not contain any of: {BANNED_NAME_CHARACTERS}.")
 
 
 def seconds_or_none(value: Any) -> float | None:
@@ -75,8 +99,9 @@ def seconds_or_none(value: Any) -> float | None:
 
 
 def options_signature(init: Callable[..., Any], first: str, leave_out: Iterable[str] = ()) -> inspect.Signature:
-    """The signature of a decorator (`first` = "__fn") or of `with_options` (`first` = "self"): the options
-    `init` takes, by keyword, so help(), editors and inspect show each option rather than `**options`."""
+    """The signature of a decorator (`first`: its function's positional-only parameter) or of
+    `with_options` (`first` = "self"): the options `init` takes, by keyword, so help(), editors and
+    inspect show each option rather than `**options`."""
     skipped = {"self", "fn", *leave_out}
     options = [parameter.replace(kind=inspect.Parameter.KEYWORD_ONLY)
                for name, parameter in inspect.signature(init).parameters.items() if name not in skipped]

@@ -14,7 +14,7 @@ class ReservedArgumentError(PrefectException, TypeError):
 
 
 class InvalidNameError(PrefectException, ValueError):
-    """Prefect's error for a flow name with `/ % & > <`; flows-tui accepts any name (no server URLs)."""
+    """A flow name with `/ % & > <` (Prefect's rule: such a flow would not run under Prefect)."""
 
 
 class ParameterTypeError(PrefectException):

@@ -8,8 +8,8 @@ import inspect
 from typing import Any, Callable, Iterable
 
 from .context import current_flow_run, run_to_end
-from .definitions import (check_flow_name, check_hooks, check_reserved_arguments, check_run_name, options_signature,
-                          seconds_or_none, unwrap_method)
+from .definitions import (check_flow_name, check_hooks, check_reserved_arguments, check_run_name,
+                          check_validator_names, options_signature, seconds_or_none, unwrap_method)
 
 _UNBOUND = object()
 _HOOKS = ("on_completion", "on_failure", "on_crashed", "on_cancellation", "on_running")
@@ -73,6 +73,8 @@ class Flow:
         check_flow_name(self.name)
         check_run_name("flow_run_name", flow_run_name)
         check_reserved_arguments(fn)
+        if validate_parameters:
+            check_validator_names(fn)
         self.description = description or inspect.getdoc(fn)
         self.version = version or _source_file_hash(fn)
         self.retries = int(retries or 0)
@@ -217,6 +219,13 @@ class Flow:
             setattr(clone, attribute, list(value or ()) if key in hooks else value)
         return clone
 
+    def to_deployment(self, name: str, **options: Any) -> Any:
+        """Prefect's `flow.to_deployment(name, cron=... | interval=..., parameters=...)`: this flow with a
+        schedule, for `flows_tui.serve(*deployments)` (see `flows_tui.deployments`)."""
+        from .deployments import to_deployment
+
+        return to_deployment(self, name, **options)
+
     def serve(self, name: str | None = None, *, cron: str | None = None, interval: Any = None,
               parameters: dict[str, Any] | None = None, timezone: str | None = None, overlap: str = "skip",
               catchup: str = "skip", grace: float = 30.0, **ignored: Any) -> None:
@@ -334,5 +343,6 @@ def _wait_for_upstream(wait_for: Iterable[Any] | None) -> None:
                                      + (f" ({state.message})" if state.message else ""))
 
 
-flow.__signature__ = options_signature(Flow.__init__, "__fn")  # type: ignore[attr-defined]
+# The function's parameter is named as Prefect's decorator (a FlowDecorator's mangled `__fn`) names it.
+flow.__signature__ = options_signature(Flow.__init__, "_FlowDecorator__fn")  # type: ignore[attr-defined]
 Flow.with_options.__signature__ = options_signature(Flow.__init__, "self")  # type: ignore[attr-defined]

@@ -179,13 +179,19 @@ class State(Generic[T]):
         return self._value if self._value is not None else error  # type: ignore[return-value]
 
     def __eq__(self, other: object) -> bool:
-        # By value, as Prefect's states (pydantic models) compare; the value itself is not fetched.
+        # By value, as Prefect's states (pydantic models) compare: a task run's value is fetched only
+        # when everything else is equal.
         if not isinstance(other, State):
             return NotImplemented
-        return (self.name, self.message, self.timestamp, self._value, self._exception) == (
-            other.name, other.message, other.timestamp, other._value, other._exception)
+        return (self.name, self.message, self.timestamp, self._exception) == (
+            other.name, other.message, other.timestamp, other._exception) and self._data() == other._data()
 
     __hash__ = object.__hash__
+
+    def _data(self) -> Any:
+        if self._resolver is not None and self.is_completed():
+            return self.result()
+        return self._value
 
     def __repr__(self) -> str:
         return f"{self.name}(message={self.message!r}, type={self.type.value})" if self.message else \

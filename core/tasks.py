@@ -106,6 +106,10 @@ class Task:
         self.on_completion_hooks = hooks["on_completion"]
         self.on_failure_hooks = hooks["on_failure"]
         self.on_running_hooks = hooks["on_running"]
+        if result_serializer is not None:
+            from .serializers import resolve
+
+            resolve(result_serializer)  # an unknown name is an error here, not at the first run
         self.result_serializer = result_serializer
         self.result_storage_key = result_storage_key
         self.cache_result_in_memory = cache_result_in_memory
@@ -171,6 +175,26 @@ class Task:
             return engine.final_state(future, seen_by_body=True)
         return future
 
+    def delay(self, *args: Any, **kwargs: Any) -> Any:
+        """A background task run (Prefect's `.delay()`); see `apply_async`."""
+        return self.apply_async(args, kwargs)
+
+    def apply_async(self, args: tuple | None = None, kwargs: dict[str, Any] | None = None,
+                    wait_for: Iterable[Any] | None = None, **ignored: Any) -> Any:
+        """A background task run, as Prefect's `.apply_async()`: it starts now, in a thread of this
+        process (Prefect hands it to task workers, which do not exist here), and its future is
+        returned. Retries, timeouts, hooks and caching apply; it is no task run of a flow's record.
+        Arguments that do not fit the signature are a ParameterBindError at once."""
+        from .exceptions import ParameterBindError
+
+        args, kwargs = self._with_bound(tuple(args or ())), dict(kwargs or {})
+        try:
+            self.signature.bind(*args, **kwargs)
+        except TypeError as error:
+            raise ParameterBindError(f"Error binding parameters for function '{self.fn.__name__}': {error}.") \
+                from None
+        return local_task_runs().submit(self, args, kwargs, wait_for=wait_for)
+
     def map(self, *args: Any, return_state: bool = False, wait_for: Iterable[Any] | None = None,
             **kwargs: Any) -> Any:
         args = self._with_bound(args)
@@ -204,6 +228,10 @@ class Task:
             check_run_name("task_run_name", options["task_run_name"])
         if "timeout_seconds" in options:
             options["timeout_seconds"] = seconds_or_none(options["timeout_seconds"])
+        if options.get("result_serializer") is not None:
+            from .serializers import resolve
+
+            resolve(options["result_serializer"])
         for key, value in options.items():
             attribute = hooks.get(key, key)
             if not hasattr(clone, attribute) or key in ("fn", "signature"):

@@ -402,6 +402,35 @@ def pipeline(x: int = 1):
     assert cache_entries(cache_dir) == []
 
 
+def test_result_serializer_json_writes_json_entries_that_hit_and_refuses_what_json_cannot_hold(
+        run_cached, flow_file, ran, cache_dir):
+    module = flow_file(("@task(cache_policy=INPUTS + TASK_SOURCE)",
+                        "@task(cache_policy=INPUTS + TASK_SOURCE, result_serializer='json')"),
+                       ("@flow\ndef pipeline(x: int = 1):\n    return compute(x)", '''
+@task(result_serializer="json")
+def tags(x):
+    note("tags")
+    return {"a", "b"}
+
+
+@flow
+def pipeline(x: int = 1):
+    return compute(x), sorted(tags(x))
+'''))
+    first, recorder = run_cached(module.pipeline, x=2)
+    second, _ = run_cached(module.pipeline, x=2)
+    assert first.return_value == second.return_value == (21, ["a", "b"])
+    assert executions(ran, "compute") == 1 and executions(ran, "tags") == 2  # a set is no JSON: never cached
+    [entry] = cache_entries(cache_dir)
+    header, body = entry.path.read_bytes().split(b"\n", 1)
+    assert json.loads(header)["serializer"] == "json" and json.loads(body) == 21
+    assert [m for m in recorder.log_messages() if "serializ" in m] == [
+        "Encountered an error while serializing result: TypeError: JSON cannot hold the result: Object of type set "
+        "is not JSON serializable; the result is not cached (result_serializer='json'); the task run goes on"]
+    with pytest.raises(ValueError, match="result_serializer must be one of 'pickle', 'json'"):
+        task(result_serializer="yaml")(lambda: 1)
+
+
 def test_an_unwritable_cache_directory_warns_and_never_fails_the_task(thread_client, tmp_path, ran):
     blocker = tmp_path / "not-a-directory"
     blocker.write_text("a file where the cache directory should be")

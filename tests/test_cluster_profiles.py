@@ -10,6 +10,7 @@ from conftest import cli, write_project
 from flows_tui.engine.cluster import choose_cluster
 from flows_tui.errors import ConfigError
 from flows_tui.project.config import parse_config
+from flows_tui.record.store import Store
 
 FLOWS = {"tiny.py": """
     from flows_tui import DaskTaskRunner, flow, task
@@ -54,6 +55,8 @@ def test_a_flow_runs_on_its_profiles_cluster_class_scaled_as_said(tmp_path):
     assert result.returncode == 0, result.stderr
     assert "on LocalCluster (profile small), from --cluster" in result.stderr.splitlines()[0]
     assert json.loads(result.stdout)["state"] == "Completed"
+    [run] = Store.open(project / ".flows-tui", read_only_ok=True).runs()
+    assert run.cluster == "small"  # what `runs` lists
 
 
 def test_profile_errors_name_the_key_and_line_and_check_reports_them_without_starting(tmp_path):

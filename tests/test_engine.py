@@ -560,3 +560,23 @@ def test_a_finished_run_lets_go_of_its_results_on_the_cluster(run, thread_client
             break
         assert time.monotonic() < deadline, f"{len(alive)} finished runs still held, with their futures"
         time.sleep(0.1)
+
+
+def test_performance_report_path_writes_dasks_report_or_says_it_needs_bokeh(run, tmp_path):
+    from flows_tui import DaskTaskRunner
+
+    path = tmp_path / "report.html"
+
+    @flow(task_runner=DaskTaskRunner(performance_report_path=str(path)))
+    def reported():
+        return inc(1)
+
+    engine, recorder = run(reported)
+    assert engine.final.name == "Completed" and engine.return_value == 2
+    try:
+        import bokeh  # noqa: F401
+    except ImportError:
+        assert any("needs bokeh (pip install bokeh); no report is written" in m for m in recorder.log_messages())
+        assert not path.exists()
+    else:
+        assert "Dask Performance Report" in path.read_text()

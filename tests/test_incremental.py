@@ -576,7 +576,7 @@ async def test_w_watch_runs_the_selected_flow_on_every_save_until_pressed_again(
         await pilot.press("w")
         await wait_for(pilot, lambda: shown_state(app) == "Completed", message="the first run")
         first = app.shown_run
-        assert "chain watching" in str(flows.get_cell("chain", "flow"))
+        assert "chain watching" in str(flows.cell("chain", "flow"))
         write(project / "flows" / "chain.py", CHAIN, ran, ("return f\"total {x}\"", "return f\"sum {x}\""))
         await wait_for(pilot, lambda: app.shown_run != first and shown_state(app) == "Completed",
                        message="the run after the save")
@@ -584,7 +584,7 @@ async def test_w_watch_runs_the_selected_flow_on_every_save_until_pressed_again(
                                      "aggregate-0": "Cached", "report-0": "Completed"}
         assert counts(ran, "extract", "report") == {"extract": 1, "report": 2}
         await pilot.press("w")
-        assert str(flows.get_cell("chain", "flow")) == "chain"
+        assert str(flows.cell("chain", "flow")) == "chain"
         watched = app.directory.flows["chain"]
         write(project / "flows" / "chain.py", CHAIN, ran, ("return f\"total {x}\"", "return f\"all {x}\""))
         await wait_for(pilot, lambda: app.directory.flows["chain"] is not watched, message="the reload")

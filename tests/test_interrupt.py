@@ -130,6 +130,23 @@ def test_ctrl_c_to_the_process_group_mid_run_cancels_it_and_the_workers_stay_qui
     assert (run.state, run.message) == ("Cancelled", "interrupted (Ctrl-C)")
 
 
+def test_ctrl_c_while_the_worker_processes_are_still_starting_says_one_line(tmp_path):
+    # The signal goes out the moment a worker process's Python takes Ctrl-C as KeyboardInterrupt: it
+    # is then still importing Dask, before anything of ours runs in it. Each such worker used to
+    # die of it with a traceback.
+    project = write_project(tmp_path, FLOWS, PROCESS_CLUSTER_TOML)
+    process = _start(["run", "tiny"], project)
+    try:
+        wait_until(lambda: _a_worker_catching_sigint(process.pid), timeout=60, interval=0.005,
+                   message="a worker process that handles SIGINT")
+    except BaseException:
+        os.killpg(process.pid, signal.SIGKILL)
+        raise
+    returncode, out, err = _ctrl_c(process)
+    wait_until(lambda: not _group(process.pid), timeout=15, message="every process of the group to end")
+    assert (returncode, err.strip()) == (130, "interrupted"), err
+
+
 async def test_q_while_the_cluster_connects_quits_at_once(tmp_path, silent):
     from test_tui import app_for
 
@@ -171,6 +188,27 @@ def test_sigterm_mid_run_closes_the_profiles_cluster_and_leaves_no_process_behin
     store = Store.open(project / ".flows-tui", read_only_ok=True)
     run = store.load_run(store.runs()[0].run_id)
     assert (run.state, run.message) == ("Cancelled", "terminated (SIGTERM)")
+
+
+def _a_worker_catching_sigint(pid: int) -> bool:
+    """Whether a worker process of `pid` has Python's SIGINT handler installed (Linux: /proc)."""
+    import psutil
+
+    try:
+        children = psutil.Process(pid).children(recursive=True)
+    except psutil.Error:
+        return False
+    for child in children:
+        try:
+            if "--multiprocessing-fork" not in child.cmdline():
+                continue
+            with open(f"/proc/{child.pid}/status") as status:
+                caught = next(line for line in status if line.startswith("SigCgt:")).split()[1]
+        except (psutil.Error, OSError, StopIteration):
+            continue
+        if int(caught, 16) & (1 << (signal.SIGINT - 1)):
+            return True
+    return False
 
 
 def _group(pgid: int) -> list[str]:

@@ -4,6 +4,7 @@ and run logs reaching Python's logging: Prefect 3's behaviour, beyond what its o
 from __future__ import annotations
 
 import logging
+import threading
 from pathlib import Path
 
 import pytest
@@ -109,3 +110,83 @@ def test_breakpoint_in_a_task_called_outside_any_flow_stops_there(monkeypatch):
 
     assert debug_me() == 1
     assert STOPPED == [True]
+
+
+class Unpicklable(Exception):
+    """An error holding a lock: it could not cross a process, and from a direct call it need not."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.lock = threading.Lock()
+
+
+def test_a_task_called_outside_any_flow_runs_at_once_in_the_callers_thread_needing_no_cluster(
+        monkeypatch, tmp_path: Path):
+    # No cluster anywhere: an address where nothing listens, and no flows.toml.
+    monkeypatch.setenv("DASK_SCHEDULER_ADDRESS", "tcp://127.0.0.1:9")
+    raised = []
+
+    @task(retries=1)
+    def where(fail: bool = False):
+        if fail:
+            raised.append(Unpicklable("as raised"))
+            raise raised[-1]
+        return threading.get_ident()
+
+    assert where() == threading.get_ident()
+    with pytest.raises(Unpicklable) as info:  # the task's own exception, as from any call
+        where(fail=True)
+    assert info.value is raised[-1] and len(raised) == 2  # its retry ran too
+    assert where.fn() == threading.get_ident()
+    # Nothing recorded: no store, no state directory; only a task with cache options writes its result.
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_ctrl_c_in_a_task_called_outside_any_flow_stops_it_at_once_without_retrying():
+    attempts = []
+
+    @task(retries=3)
+    def interrupted():
+        attempts.append(1)
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        interrupted()
+    assert attempts == [1]
+
+
+def test_delay_runs_the_task_in_the_background_and_returns_its_future():
+    started = threading.Event()
+    release = threading.Event()
+
+    @task
+    def add(x, y):
+        started.set()
+        assert release.wait(10)
+        return x + y
+
+    future = add.delay(1, y=2)
+    assert started.wait(10) and not future.done()  # delay() returned while the task runs
+    release.set()
+    assert future.result(timeout=10) == 3
+    assert add.apply_async((2, 3)).result(timeout=10) == 5
+
+
+def test_bad_parameters_from_python_are_a_failed_run_recorded_with_its_hooks_and_no_cluster(monkeypatch, tmp_path):
+    from flows_tui.errors import ParameterError
+    from flows_tui.record.store import Store
+
+    monkeypatch.setenv("DASK_SCHEDULER_ADDRESS", "tcp://127.0.0.1:9")  # nothing listens: none is needed
+    seen = []
+
+    @flow(on_failure=[lambda flow, flow_run, state: seen.append((flow_run.id, state.name, state.message))])
+    def needs_int(x: int):
+        seen.append("the body ran")
+
+    with pytest.raises(ParameterError, match="parameter 'x'"):
+        needs_int(x="many")
+    state = needs_int(x="many", return_state=True)
+    assert state.is_failed() and "parameter 'x'" in state.message
+    runs = Store.open(tmp_path / ".flows-tui").runs()
+    assert [(run.flow, run.state) for run in runs] == [("needs-int", "Failed")] * 2
+    assert sorted(seen) == sorted((run.run_id, "Failed", state.message) for run in runs)

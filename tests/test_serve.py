@@ -120,7 +120,7 @@ def test_a_scheduled_flow_with_a_bad_parameter_is_refused_before_serving(tmp_pat
 
 
 SCRIPT = """
-    from flows_tui import flow, task
+    from flows_tui import flow, serve, task
 
     @task
     def ping(word: str) -> str:
@@ -151,10 +151,35 @@ def test_flow_serve_in_a_script_runs_on_its_schedule_and_records_the_runs(tmp_pa
     assert {r.flow for r in _runs(tmp_path)} == {"pinger"}
 
 
+def test_serve_of_deployments_in_a_script_runs_each_flow_on_its_schedule(tmp_path):
+    (tmp_path / "flows.toml").write_text(textwrap.dedent(CLUSTER))
+    (tmp_path / "pinger.py").write_text(textwrap.dedent(SCRIPT).replace(
+        'pinger.serve(interval=1, parameters={"word": "served"})',
+        'serve(pinger.to_deployment("ping", interval=1, parameters={"word": "served"}),\n'
+        '              pinger.with_options(name="ponger").to_deployment("pong", interval=1))'))
+    env = {k: v for k, v in os.environ.items() if k != "DASK_SCHEDULER_ADDRESS"}
+    script = subprocess.Popen([sys.executable, "pinger.py"], cwd=tmp_path, env={**env, "PYTHONUNBUFFERED": "1"},
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        wait_until(lambda: {r.flow for r in _runs(tmp_path) if r.state == "Completed"} == {"pinger", "ponger"},
+                   timeout=60, message="a run of each deployment")
+    finally:
+        script.send_signal(signal.SIGINT)
+        output, _ = script.communicate(timeout=60)
+    assert script.returncode == 0, output
+    served = {r.flow: r.run_id for r in _runs(tmp_path)}
+    store = Store.open(tmp_path / ".flows-tui")
+    assert store.load_run(served["pinger"]).parameters == {"word": "served"}
+    assert store.load_run(served["ponger"]).parameters == {"word": "hi"}
+
+
 @pytest.mark.parametrize("call, message", [
     ("pinger.serve(cron='61 * * * *')", "invalid cron expression '61 * * * *'"),
     ("pinger.serve(interval='soon')", "invalid interval 'soon'"),
     ("pinger.serve(cron='0 * * * *', timezone='Mars/Olympus')", "unknown timezone 'Mars/Olympus'"),
+    ("serve(pinger.to_deployment('a', interval=1), pinger.to_deployment('b', cron='0 * * * *'))",
+     "pinger.to_deployment('b'): flow 'pinger' is served already"),
+    ("serve(pinger.to_deployment('a', interval=1, parameters={'words': 'x'}))", "parameter 'words'"),
 ])
 def test_flow_serve_with_a_bad_schedule_is_one_message_and_exit_2(tmp_path, call, message):
     (tmp_path / "pinger.py").write_text(textwrap.dedent(SCRIPT).replace(

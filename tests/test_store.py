@@ -156,6 +156,30 @@ def test_the_schema_version_is_recorded_and_an_old_store_is_migrated_on_open(tmp
     assert store.runs() == []
 
 
+def test_a_store_of_the_previous_version_is_migrated_in_place_and_its_runs_name_their_cluster(tmp_path):
+    from flows_tui.record.store import MIGRATIONS
+
+    with sqlite3.connect(tmp_path / STORE_NAME) as old:  # the file the flows-tui before this one left
+        for statements in MIGRATIONS[:SCHEMA_VERSION - 1]:
+            for statement in statements:
+                old.execute(statement)
+        old.execute(f"PRAGMA user_version = {SCHEMA_VERSION - 1}")
+        for run_id, address in [("r1", "LocalCluster"), ("r2", "SLURMCluster (profile big)"),
+                                ("r3", "tcp://10.0.0.5:8786"), ("r4", None)]:
+            old.execute("INSERT INTO runs (run_id, flow, address, parameters, state, started) VALUES "
+                        "(?, 'etl', ?, '{}', 'Completed', ?)", (run_id, address, f"2026-01-01T00:00:0{run_id[1]}+00:00"))
+    old.close()
+    store = Store.open(tmp_path)
+    assert {s.run_id: s.cluster for s in store.runs()} == {"r1": "LocalCluster", "r2": "big",
+                                                           "r3": "tcp://10.0.0.5:8786", "r4": None}
+    assert store.load_run("r2").address == "SLURMCluster (profile big)" and store.load_run("r2").cluster == "big"
+    store.record([ev.FlowRunStarted("r5", "etl", {}, _at(9), address="tcp://10.0.0.5:8786 (profile remote)",
+                                    cluster="remote")])
+    assert store.runs(limit=1)[0].document()["cluster"] == "remote"
+    with sqlite3.connect(tmp_path / STORE_NAME) as connection:
+        assert connection.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+
+
 def test_a_store_from_a_newer_flows_tui_is_refused_with_a_clear_message(tmp_path):
     with sqlite3.connect(tmp_path / STORE_NAME) as connection:
         connection.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
@@ -305,12 +329,16 @@ def test_runs_lists_newest_first_and_filters_by_flow(project):
     runs = [json.loads(line) for line in cli("runs", "--json", cwd=project).stdout.splitlines()]
     assert [r["flow"] for r in runs] == ["quick", "quick"]
     assert runs[0]["started"] > runs[1]["started"]
-    assert set(runs[0]) == {"run_id", "flow", "state", "started", "ended", "error", "owner"}
+    assert set(runs[0]) == {"run_id", "flow", "state", "started", "ended", "error", "owner", "cluster"}
+    assert runs[0]["cluster"] == "LocalCluster"  # which cluster ran it
     assert cli("runs", "quick", "--json", cwd=project).stdout.count("\n") == 2
     unknown = cli("runs", "quik", cwd=project)
     assert unknown.returncode == 2 and "did you mean 'quick'" in unknown.stderr
     table = cli("runs", cwd=project)
     assert "✓ Completed" in table.stdout and runs[0]["run_id"] in table.stdout
+    header, first = table.stdout.splitlines()[:2]
+    assert header.split() == ["run", "flow", "state", "started", "duration", "cluster"]
+    assert first.endswith("LocalCluster") and max(map(len, table.stdout.splitlines())) <= 80
 
 
 def test_logs_of_an_unknown_run_or_task_name_it_and_exit_2(project):

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import re
+
+import pytest
+
 from flows_tui.tui.status_bar import StatusBar
 from test_tui import app_for, flow_keys, make_project, toasts, wait_for
 
@@ -270,3 +274,53 @@ async def test_r_while_the_cluster_starts_runs_once_it_is_ready(tmp_path):
         FlowsApp.start_cluster(app)
         flows = app.query_one(FlowList)
         await wait_for(pilot, lambda: flows.last_states.get("numbers") == "Completed", message="the queued run")
+
+
+def _screen_lines(app, width: int) -> list[str]:
+    """The screen as text, line by line."""
+    from test_tui_snapshots import cells
+
+    shown = cells(app.export_screenshot())
+    rows = max(row for row, _ in shown) + 1
+    return ["".join(shown.get((row, column), (" ",))[0] for column in range(width)) for row in range(rows)]
+
+
+@pytest.mark.parametrize("size", [(80, 24), (100, 30)], ids=lambda size: f"{size[0]}x{size[1]}")
+async def test_the_flows_and_runs_panes_show_names_and_states_whole_and_their_columns_stay_put(tmp_path, size):
+    import datetime as dt
+
+    from flows_tui.record.store.rows import RunSummary
+    from flows_tui.tui.flow_list import FlowList
+    from flows_tui.tui.run_history import RunHistory
+
+    app = app_for(make_project(tmp_path), connect_cluster=False)
+    async with app.run_test(size=size) as pilot:
+        await wait_for(pilot, lambda: len(flow_keys(app)) == 3, message="the flows")
+        flows, runs = app.query_one(FlowList), app.query_one(RunHistory)
+        start = dt.datetime(2026, 11, 23, 9, 0, tzinfo=dt.timezone.utc)
+        runs.show([RunSummary("1a2b3c4d5e6f", "sleepy", "Cancelled", start, start + dt.timedelta(seconds=65)),
+                   RunSummary("0a2b3c4d5e6f", "numbers", "Completed", start, start + dt.timedelta(seconds=2))])
+        flows.set_last_state("numbers", "Completed")
+        flows.set_next_runs({"numbers": dt.datetime.now(dt.timezone.utc) + dt.timedelta(minutes=59, seconds=30)})
+        app.query_one(StatusBar).set_cluster("cluster: LocalCluster · 2 workers · 2 threads · 8.0 GiB",
+                                             "http://127.0.0.1:40123/status")
+        await pilot.pause()
+
+        def shows(*patterns: str) -> bool:  # each on a line of the screen, spaces between words of any length
+            lines = _screen_lines(app, size[0])
+            return all(any(re.search(pattern.replace(" ", " +"), line) for line in lines) for pattern in patterns)
+
+        await wait_for(pilot, lambda: shows("│ numbers ✓ Completed", "│ sleepy ⊘ Cancelled", "│ broken.py:1 ✗ ModuleNo",
+                                            "http://127.0.0.1:40123/status"),
+                       message="every name, state and the dashboard link whole")
+        if size[0] >= 100:  # room for the countdown and the run's duration
+            await wait_for(pilot, lambda: shows("│ flow last next", "│ flow state took", "⊘ Cancelled 1m05s",
+                                                "✓ Completed 5[89]m"), message="the countdown and durations")
+
+        widths = {table.id: [column.width for column in table.columns.values()] for table in (flows, runs)}
+        flows.set_watching({"numbers"})
+        runs.upsert([RunSummary("2a2b3c4d5e6f", "numbers", "Running", start + dt.timedelta(minutes=1), None)])
+        runs.upsert([RunSummary("2a2b3c4d5e6f", "numbers", "TimedOut", start + dt.timedelta(minutes=1),
+                                start + dt.timedelta(minutes=2))])
+        await wait_for(pilot, lambda: shows("⌛ TimedOut", "watching"), message="the new run and the watch")
+        assert {table.id: [column.width for column in table.columns.values()] for table in (flows, runs)} == widths

@@ -27,13 +27,13 @@ def run_elsewhere(project: Path, *args: str) -> subprocess.Popen:
 def listed(app) -> dict[str, str]:
     """Run id → state word, as the runs pane shows them, top to bottom."""
     table = app.query_one(RunHistory)
-    return {table.coordinate_to_cell_key((row, 0)).row_key.value: str(table.get_row_at(row)[2])
-            for row in range(table.row_count)}
+    keys = [table.coordinate_to_cell_key((row, 0)).row_key.value for row in range(table.row_count)]
+    return {key: str(table.cell(key, "state")) for key in keys}
 
 
 def last_state(app, flow: str) -> str:
     flows = app.query_one(FlowList)
-    return str(flows.get_cell(flow, "last")) if flows._has_row(flow) else ""
+    return str(flows.cell(flow, "last")) if flows._has_row(flow) else ""
 
 
 async def test_a_run_of_another_process_appears_updates_opens_live_and_ends(tmp_path):

@@ -269,7 +269,6 @@ class FlowsApp(ClusterPane, HistoryPane, RunsInProgress, PaneContents, ConfigAnd
         self._fit(event.size.width)
 
     def _fit(self, width: int) -> None:
-        self.set_class(width < NARROW_WIDTH, "narrow")
         # In 80 columns every footer key fits only without the palette's hint (ctrl+p is listed by `?`).
         self.query_one(Footer).show_command_palette = width >= NARROW_WIDTH
 

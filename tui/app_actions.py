@@ -312,6 +312,7 @@ class Actions:
             for widget in (*panes, left, self.query_one("#right")):
                 widget.display = True
             left.styles.width = None
+            left.styles.max_width = None
             return
         target = next((pane for pane in panes if self._contains_focus(pane)), None)
         if target is None:
@@ -324,6 +325,7 @@ class Actions:
         self.query_one("#right").display = not in_left
         if in_left:
             left.styles.width = "1fr"
+            left.styles.max_width = "100%"
 
     def _contains_focus(self, pane: Any) -> bool:
         node = self.focused

@@ -52,9 +52,7 @@ class ClusterPane:
         if cluster.choice.source != "default":  # where it came from: --cluster, a profile, the environment
             text.append(plain(f" · from {cluster.choice.source}"
                               + (f" (profile {cluster.choice.profile})" if cluster.choice.profile else "")))
-        if info.dashboard:
-            text.append(f" · {visible(info.dashboard, one_line=True)}", style="dim")
-        self.call_from_thread(self.query_one(StatusBar).set_cluster, text)
+        self.call_from_thread(self.query_one(StatusBar).set_cluster, text, info.dashboard)
 
     @work(thread=True, exclusive=True, group="flow-clusters", exit_on_error=False)
     def _show_flow_clusters(self) -> None:

@@ -18,7 +18,9 @@ from rich.text import Text
 from flows_tui.record.progress import format_duration, state_text
 from flows_tui.safe_text import plain
 from flows_tui.tui.keys import vi_keys
-from flows_tui.tui.tables import MeasuredTable, fill
+from flows_tui.tui.tables import Column, FittedTable, clipped
+
+WATCHING = " watching"
 
 
 @dataclass(frozen=True)
@@ -33,16 +35,20 @@ class FlowRow:
 
 
 def countdown(moment: _dt.datetime | None, now: _dt.datetime) -> str:
+    """The time to `moment` in at most six cells: 45s, 59m17s, 2h05m; "due" once it has come."""
     if moment is None:
         return ""
     seconds = (moment - now).total_seconds()
-    return "due" if seconds <= 0 else f"in {format_duration(seconds).replace('.0s', 's')}"
+    return "due" if seconds <= 0 else (f"{int(seconds)}s" if seconds < 60 else format_duration(seconds))
 
 
-class FlowList(MeasuredTable):
+class FlowList(FittedTable):
     """A row per flow; a ✗ row per broken file."""
 
     BINDINGS = vi_keys()
+    # The state whole ("✓ Completed"), the countdown when there is room (the status bar shows the
+    # next one anyway), the rest for the name.
+    COLUMNS = (Column("flow", "flow", least=8), Column("last", "last", 11), Column("next", "next", 6, drop=1))
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(cursor_type="row", zebra_stripes=False, **kwargs)
@@ -52,13 +58,7 @@ class FlowList(MeasuredTable):
         self.watching: set[str] = set()
         self.filter = ""
         self._vanished: tuple[str, int] | None = None  # (flow under the cursor that vanished, row the cursor went to)
-
-    def on_mount(self) -> None:
-        # The countdown before the last state: in a narrow pane the state's symbol still shows when
-        # its word is cut, while a countdown cut off would say nothing.
-        self.add_column("flow", key="flow")
-        self.add_column("next", key="next")
-        self.add_column("last", key="last")
+        self.hidden_columns = frozenset({"next"})  # until a flow has a schedule
 
     def show(self, rows: list[FlowRow], placeholder: tuple[str, ...] = ()) -> None:
         """Replace the rows, keeping the cursor on the same flow when it still exists.
@@ -72,8 +72,7 @@ class FlowList(MeasuredTable):
             wanted = self._vanished[0]
         self._vanished = None
         self.rows_by_key = {row.key: row for row in rows}
-        lines = [(f"placeholder:{number}", (plain(text, "dim", one_line=True), "", ""))
-                 for number, text in enumerate(placeholder)]  # no flow to select: dim lines saying why
+        lines: list[tuple[str, dict[str, Any]]] = []
         now = _dt.datetime.now(_dt.timezone.utc)
         needle = self.filter.lower()
         for row in rows:
@@ -81,14 +80,14 @@ class FlowList(MeasuredTable):
                 continue
             if row.error is not None:
                 where = f"{row.file}:{row.error.line}" if row.error.line else row.file
-                reason = str(row.error.reason)
-                lines.append((row.key, (plain(f"✗ {where}", "red", one_line=True), Text("error", style="red"),
-                                        plain(reason.splitlines()[0] if reason.strip() else reason, "red",
-                                              one_line=True))))
+                kind = getattr(row.error, "error_type", None) or "error"
+                lines.append((row.key, {"flow": plain(where, "red", one_line=True),
+                                        "last": plain(f"✗ {kind}", "red", one_line=True)}))
             else:
-                lines.append((row.key, (self._flow_cell(row.key), countdown(self.next_runs.get(row.key), now),
-                                        self._last(row.key))))
-        fill(self, lines)
+                lines.append((row.key, {"flow": self._flow_cell(row.key),
+                                        "next": self._next(row.key, now), "last": self._last(row.key)}))
+        # No flow to select: dim lines saying why.
+        self.fill(lines, note=tuple(plain(text, "dim", one_line=True) for text in placeholder))
         if wanted is not None and wanted in self.rows_by_key:
             try:
                 self.move_cursor(row=self.get_row_index(wanted))
@@ -105,37 +104,45 @@ class FlowList(MeasuredTable):
 
     def set_last_state(self, flow: str, state: str) -> None:
         self.last_states[flow] = state
-        if flow in self.rows_by_key and self._has_row(flow):
-            self.update_cell(flow, "last", self._last(flow), update_width=True)
+        if flow in self.rows_by_key:
+            self.set_cell(flow, "last", self._last(flow))
 
     def set_watching(self, flows: set[str]) -> None:
         """The flows under watch-run: a word, not only a colour, so NO_COLOR loses nothing."""
         changed, self.watching = self.watching ^ flows, set(flows)
         for flow in changed:
-            if self._has_row(flow):
-                self.update_cell(flow, "flow", self._flow_cell(flow))
+            self.set_cell(flow, "flow", self._flow_cell(flow))
 
     def _flow_cell(self, flow: str) -> Text:
         text = plain(flow, "bold", one_line=True)
         if flow in self.watching:
-            text.append(" watching", style="cyan")
+            text.append(WATCHING, style="cyan")
         return text
+
+    def clip(self, column: str, value: Any, width: int) -> Text:
+        """A long name under watch-run is cut before " watching", which stays."""
+        if column == "flow" and isinstance(value, Text) and value.plain.endswith(WATCHING) \
+                and value.cell_len > width >= len(WATCHING) + 4:
+            name = clipped(value[:-len(WATCHING)], width - len(WATCHING))
+            return name + value[-len(WATCHING):]
+        return super().clip(column, value, width)
 
     def set_next_runs(self, next_runs: dict[str, _dt.datetime | None]) -> None:
         """Countdowns to each flow's next scheduled run (None: paused); called every second."""
         self.next_runs = dict(next_runs)
+        self.hide_columns(frozenset() if self.next_runs else frozenset({"next"}))
         now = _dt.datetime.now(_dt.timezone.utc)
-        for flow, moment in self.next_runs.items():
-            if self._has_row(flow):
-                text = "paused" if moment is None else countdown(moment, now)
-                self.update_cell(flow, "next", text, update_width=True)
+        for flow in self.next_runs:
+            self.set_cell(flow, "next", self._next(flow, now))
+
+    def _next(self, flow: str, now: _dt.datetime) -> str:
+        if flow not in self.next_runs:
+            return ""
+        moment = self.next_runs[flow]
+        return "paused" if moment is None else countdown(moment, now)
 
     def _has_row(self, key: str) -> bool:
-        try:
-            self.get_row_index(key)
-        except Exception:
-            return False
-        return True
+        return self.has_row(key)
 
     def _last(self, flow: str) -> Text:
         state = self.last_states.get(flow)

@@ -8,32 +8,35 @@ arrived above it, and `g` goes there.
 
 from __future__ import annotations
 
+import datetime as _dt
 from typing import Any
-
 
 from flows_tui.record.progress import format_duration, state_text
 from flows_tui.safe_text import plain
 from flows_tui.tui.keys import vi_keys
-from flows_tui.tui.tables import MeasuredTable, fill
+from flows_tui.tui.tables import Column, FittedTable
 
 SHOWN_RUNS = 200
 
 
-class RunHistory(MeasuredTable):
+def started(moment: _dt.datetime, today: _dt.date) -> str:
+    """09:00:01 today, 11-23 09:00 before."""
+    local = moment.astimezone()
+    return local.strftime("%H:%M:%S") if local.date() == today else local.strftime("%m-%d %H:%M")
+
+
+class RunHistory(FittedTable):
     BINDINGS = vi_keys()
+    # Which run, how it ended, how long it took, whole; when and its id where there is room
+    # (80 columns: flow and state; 100: and took; the zoomed pane, `z`: all).
+    COLUMNS = (Column("flow", "flow", least=8), Column("state", "state", 11), Column("took", "took", 6, drop=1),
+               Column("started", "started", 11, drop=2), Column("run", "run", 8, drop=3))
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(cursor_type="row", **kwargs)
         self.summaries: list[Any] = []  # what is listed, newest first (store.RunSummary or alike)
         self.new_above = 0  # runs that arrived above the cursor since it was last at the top
         self._filling = False
-
-    def on_mount(self) -> None:
-        self.add_column("run", key="run")
-        self.add_column("flow", key="flow")
-        self.add_column("state", key="state")
-        self.add_column("started", key="started")
-        self.add_column("took", key="took")
 
     def show(self, summaries: list[Any]) -> None:
         """Rows for `summaries` (store.RunSummary), keeping the cursor on the same run."""
@@ -57,19 +60,20 @@ class RunHistory(MeasuredTable):
             if summary.run_id in rows:
                 index = next(i for i, listed in enumerate(self.summaries) if listed.run_id == summary.run_id)
                 self.summaries[index] = summary
-                self.update_cell(summary.run_id, "state", state_text(summary.state), update_width=True)
-                self.update_cell(summary.run_id, "took", format_duration(summary.duration), update_width=True)
+                self.set_cell(summary.run_id, "state", state_text(summary.state))
+                self.set_cell(summary.run_id, "took", format_duration(summary.duration))
         if new:
             ordered = sorted(new, key=lambda summary: summary.started, reverse=True)
             self.show(ordered + self.summaries)
 
     def _fill(self, selected: str | None) -> None:
         self._filling = True  # clearing puts the cursor on the first row for a moment
-        rows = [(summary.run_id, (plain(summary.run_id[:8], one_line=True), plain(summary.flow, one_line=True),
-                                  state_text(summary.state), summary.started.astimezone().strftime("%m-%d %H:%M:%S"),
-                                  format_duration(summary.duration)))
+        today = _dt.datetime.now().astimezone().date()
+        rows = [(summary.run_id, {"run": plain(summary.run_id[:8], one_line=True),
+                                  "flow": plain(summary.flow, one_line=True), "state": state_text(summary.state),
+                                  "started": started(summary.started, today), "took": format_duration(summary.duration)})
                 for summary in self.summaries]
-        fill(self, rows)
+        self.fill(rows)
         if selected is not None:
             try:
                 self.move_cursor(row=self.get_row_index(selected), scroll=False)

@@ -109,6 +109,7 @@ class TaskTree(Tree):
     def show_plan(self, flow_name: str, plan: Any) -> None:
         """The flow's planned tasks, from its source (nothing ran): what a run will fill in."""
         self._reset(Text.assemble((visible(flow_name, one_line=True), "bold"), ("  planned, not run yet", "dim")))
+        self.border_title = "tasks"
         if plan is None:
             return
         for planned in plan.tasks:
@@ -143,6 +144,8 @@ class TaskTree(Tree):
         if self.flow_run is None or self.flow_run.run_id != run.run_id:
             self._reset("")
             self.flow_run = run
+            # Which cluster runs it, in the pane's title: the run's root row has the flow's own words.
+            self.border_title = plain(f"tasks · on {run.address}", one_line=True) if run.address else "tasks"
         self.root.set_label(self._root_label(run, now))
         for group in run.groups():
             node = self._groups.get(group.task)

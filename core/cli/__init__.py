@@ -60,6 +60,9 @@ class _Main(click.Group):
             return super().invoke(ctx)
         except FlowsTuiError as error:
             raise CommandError(str(error)) from None
+        except KeyboardInterrupt:  # before the command took Ctrl-C in hand (reading flows.toml, importing flows)
+            _stderr().print("interrupted")
+            raise click.exceptions.Exit(130) from None
 
 
 def _load_config(config_path: str | None, *, require_env: bool = True, say_warnings: bool = True):

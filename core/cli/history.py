@@ -45,12 +45,15 @@ def _runs_table(found: list) -> None:
 
     from flows_tui.record.progress import format_duration, state_text
 
-    table = Table(box=None, header_style="bold", padding=(0, 1))
+    # One space between columns, so that the cluster fits in 80 columns beside a flow name of 12 or so.
+    table = Table(box=None, header_style="bold", padding=(0, 1), collapse_padding=True, pad_edge=False)
     for column in ("run", "flow", "state", "started", "duration"):
-        table.add_column(column)
+        table.add_column(column, no_wrap=column != "flow")
+    table.add_column("cluster", overflow="fold", max_width=24)  # a long address folds, in its own column
     for summary in found:
         table.add_row(plain(summary.run_id, one_line=True), plain(summary.flow, one_line=True), state_text(summary.state),
-                      summary.started.astimezone().strftime("%Y-%m-%d %H:%M:%S"), format_duration(summary.duration))
+                      summary.started.astimezone().strftime("%Y-%m-%d %H:%M:%S"), format_duration(summary.duration),
+                      plain(summary.cluster or "", one_line=True))
     Console(highlight=False).print(table)
 
 
@@ -153,7 +156,7 @@ def _watch_runs(store: Any, flow_name: str | None, as_json: bool, listed: set[st
     def say(run: Any, event: Any) -> None:
         if as_json:
             click.echo(json.dumps(RunSummary(run.run_id, run.flow, run.state, run.started, run.ended,
-                                             run.error).document()))
+                                             run.error, cluster=run.cluster).document()))
             return
         what = state_text(run.state) if type(event) is ev.FlowStateChanged else plain("started", "bold")
         line = plain(f"{run.started.astimezone():%Y-%m-%d %H:%M:%S} {run.run_id} {run.flow} ", one_line=True)

@@ -327,8 +327,10 @@ def debug(ctx: click.Context, run_id: str, task_run_spec: str, inputs_only: bool
     import threading
 
     from flows_tui.cache import cache_directory
-    from flows_tui.engine.cluster import choose_cluster, connect
+    from flows_tui.engine.cluster import choose_cluster
     from flows_tui.launch.debug import DebugError, Target, find_task_run, flow_of, input_lines, reach, run_under_debugger
+    from flows_tui.launch.launcher import RunLauncher, where
+    from flows_tui.record import events as ev
     from flows_tui.safe_text import visible
 
     config = _load_config(config_path or ctx.obj.get("config_path"), require_env=False)
@@ -343,13 +345,12 @@ def debug(ctx: click.Context, run_id: str, task_run_spec: str, inputs_only: bool
     def say(text: str) -> None:
         err.print(visible(text), markup=False)
 
-    cluster = None
+    launcher = RunLauncher(choice, config, ev.EventBus())  # nothing is recorded: the bus goes nowhere
     try:
-        cluster = connect(choice)
-        where = cluster.address if cluster.local is None else "LocalCluster"
-        say(f"debugging {task_run.name} of run {recorded.run_id} ({recorded.flow}) on {where}: running the flow "
-            f"again with that run's parameters up to {task_run.name}; upstream results come from the cache or are "
-            "computed again; nothing is recorded")
+        cluster = launcher.connect()
+        say(f"debugging {task_run.name} of run {recorded.run_id} ({recorded.flow}) on {where(cluster)}: running the "
+            f"flow again with that run's parameters up to {task_run.name}; upstream results come from the cache or "
+            "are computed again; nothing is recorded")
         try:
             reached = reach(flow, parameters, recorded.run_id, Target.of(recorded, task_run), client=cluster.client,
                             cache_dir=cache_directory(config.project.state_dir), log_level=config.project.log_level,
@@ -368,8 +369,7 @@ def debug(ctx: click.Context, run_id: str, task_run_spec: str, inputs_only: bool
     finally:
         # A task still running on a thread worker (Ctrl-C during its upstream) would hold the close until
         # it returns: it gets a moment, then ends with the process.
-        if cluster is not None:
-            closing = threading.Thread(target=cluster.close, name="flows-tui-close", daemon=True)
-            closing.start()
-            closing.join(5)
+        closing = threading.Thread(target=launcher.close, name="flows-tui-close", daemon=True)
+        closing.start()
+        closing.join(5)
     raise click.exceptions.Exit(EXIT_OK if completed else EXIT_FAILED)

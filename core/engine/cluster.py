@@ -6,8 +6,11 @@ import asyncio
 import contextlib
 import logging
 import os
+import signal
+import sys
+import threading
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Iterator
 
 from flows_tui.errors import ClusterError
 from flows_tui.project.cluster_config import DEFAULT_CONNECT_TIMEOUT
@@ -301,7 +304,8 @@ def _start_class(choice: ClusterChoice) -> Cluster:
     cls = import_cluster_class(choice.cluster_class, error)
     kwargs = dict(choice.cluster_kwargs or {})
     try:
-        started = cls(**kwargs)
+        with ctrl_c_left_to_us():
+            started = cls(**kwargs)
     except Exception as problem:
         raise error(f"could not start {cls.__name__}: {type(problem).__name__}: {problem}") from None
     try:
@@ -351,13 +355,47 @@ def connect(choice: ClusterChoice, *, behind_ui: bool = False) -> Cluster:
     # Tasks are small and many; queuing them on the scheduler halves map throughput here.
     with dask.config.set({"distributed.scheduler.worker-saturation": float("inf")}):
         try:
-            local = LocalCluster(**options)
+            with ctrl_c_left_to_us():
+                local = LocalCluster(**options)
         except Exception as error:
             raise ClusterError(f"could not start the embedded LocalCluster: {type(error).__name__}: {error}") from None
     client = Client(local, set_as_default=False)
     if choice.processes:
         _register_plugins(client, behind_ui)
     return Cluster(client, local, choice, behind_ui=behind_ui)
+
+
+_QUIET_TRACKER = "ignore:resource_tracker:UserWarning"
+
+
+@contextlib.contextmanager
+def ctrl_c_left_to_us() -> Iterator[None]:
+    """While a cluster starts on this thread, the processes it starts (worker processes, batch jobs run
+    locally) never see Ctrl-C: it is ours to handle (cancel, close the cluster, say "interrupted").
+
+    Ctrl-C goes to the terminal's whole process group. A worker process hit while still importing
+    Dask, before the plugin below could tell it to ignore the signal, died of it and printed its
+    KeyboardInterrupt traceback over our one line. A blocked signal stays blocked across fork and
+    exec, so SIGINT is blocked on this thread and the threads Dask starts from it (its IO loop, which
+    starts and restarts the workers); the main thread still takes Ctrl-C. Only off the main thread:
+    there, blocking it would hold Ctrl-C back until the cluster was up.
+    """
+    if threading.current_thread() is threading.main_thread() or not hasattr(signal, "pthread_sigmask"):
+        yield
+        return
+    from multiprocessing import resource_tracker
+
+    # The tracker of the workers' semaphores outlives a process that ends at once on Ctrl-C, frees
+    # what it left, and said so in a warning on the terminal: nothing the user could act on.
+    if _QUIET_TRACKER not in sys.warnoptions:
+        sys.warnoptions.append(_QUIET_TRACKER)  # the -W options of the processes multiprocessing starts
+    # Started first: the thread that starts it has SIGINT unblocked afterwards, whatever it was before.
+    resource_tracker.ensure_running()
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
 
 
 def _register_plugins(client: Any, behind_ui: bool) -> None:

@@ -37,6 +37,7 @@ from flows_tui.user_code.pickling import user_sources
 from .dask_watch import DaskWatch, _forget_topic, _ReportHandler, _subscribe, _worker_deaths
 from .in_process import release, workers_in_this_process
 from .outcome import register_outcome_serializer
+from .performance_report import PerformanceReport
 from .results import Results
 from .task_calls import TaskCalls
 from .task_reports import TaskReports
@@ -73,7 +74,7 @@ class FlowRunEngine(TaskRuns, Results, TaskCalls, TaskReports, DaskWatch):
 
     def __init__(self, flow: "Flow", parameters: dict[str, Any], *, client: "distributed.Client",
                  bus: ev.EventBus | None = None, run_id: str | None = None, file: str | None = None,
-                 address: str | None = None, log_level: int = logging.INFO,
+                 address: str | None = None, cluster: str | None = None, log_level: int = logging.INFO,
                  cache_dir: Path | None = None, session: "Session | None" = None, reuse: bool = False) -> None:
         self.flow = flow
         self.parameters = dict(parameters)
@@ -82,7 +83,8 @@ class FlowRunEngine(TaskRuns, Results, TaskCalls, TaskReports, DaskWatch):
         self.run_id = run_id or new_run_id()
         self.topic = f"flows-tui-{self.run_id}"
         self.file = file
-        self.address = address
+        self.address = address  # where it runs, described, and the cluster's name (see ev.FlowRunStarted)
+        self.cluster = cluster
         self.log_prints = bool(flow.log_prints)
         self.log_level = log_level  # records below it, in the body and in tasks, are not captured
         self.cache_dir = cache_dir  # where cached task results live (state_dir/cache); None: no caching
@@ -169,7 +171,7 @@ class FlowRunEngine(TaskRuns, Results, TaskCalls, TaskReports, DaskWatch):
         """Run the flow with its retries and timeout; return its final state (never raises for the body)."""
         with self._lock:
             self._emit(ev.FlowRunStarted(self.run_id, self.flow.name, self.parameters, _now(), file=self.file,
-                                         address=self.address))
+                                         address=self.address, cluster=self.cluster))
             self.flow_run.name = self.flow.format_run_name(self.parameters) or self.run_id
         register_outcome_serializer()  # envelopes come back through Dask's serializer for them
         from flows_tui.engine.user_sources import share_sources  # imports Dask: not before a run
@@ -185,6 +187,7 @@ class FlowRunEngine(TaskRuns, Results, TaskCalls, TaskReports, DaskWatch):
         watcher.start()
         self._say_if_no_workers()
         self._same_process = workers_in_this_process(self.client)
+        report = PerformanceReport.start(self)  # DaskTaskRunner(performance_report_path=...)
         try:
             while True:
                 state = self._run_attempt()
@@ -198,6 +201,7 @@ class FlowRunEngine(TaskRuns, Results, TaskCalls, TaskReports, DaskWatch):
                     continue
                 break
         finally:
+            report.write()
             self._watch_stop.set()
             self._drop_fetched()
             _worker_deaths.forget(self.client, self)
@@ -412,7 +416,7 @@ class FlowRunEngine(TaskRuns, Results, TaskCalls, TaskReports, DaskWatch):
 
 def run_flow(flow: "Flow", parameters: dict[str, Any], *, client: "distributed.Client", bus: ev.EventBus | None = None,
              run_id: str | None = None, file: str | None = None, address: str | None = None,
-             on_engine: Callable[[FlowRunEngine], None] | None = None,
+             cluster: str | None = None, on_engine: Callable[[FlowRunEngine], None] | None = None,
              log_level: int = logging.INFO, cache_dir: Path | None = None, session: "Session | None" = None,
              reuse: bool = False) -> FlowRunEngine:
     """Run `flow` to its end and return the engine (its `.model`, `.return_value`, `.final` state).
@@ -421,7 +425,7 @@ def run_flow(flow: "Flow", parameters: dict[str, Any], *, client: "distributed.C
     too, task calls whose lineage the session holds are not run again (see `flows_tui.session`).
     """
     engine = FlowRunEngine(flow, parameters, client=client, bus=bus, run_id=run_id, file=file, address=address,
-                           log_level=log_level, cache_dir=cache_dir, session=session, reuse=reuse)
+                           cluster=cluster, log_level=log_level, cache_dir=cache_dir, session=session, reuse=reuse)
     if on_engine is not None:
         on_engine(engine)
     engine.final = engine.run()

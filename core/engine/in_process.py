@@ -41,6 +41,10 @@ def resolve(value: Any) -> Any:
         return _objects[value.run_id][value.token]
 
 
+def is_reference(value: Any) -> bool:
+    return type(value) is _ByReference
+
+
 def by_reference(run_id: str, value: Any) -> Any:
     """`value`, to travel by reference to workers of this process until `release(run_id)`."""
     token = next(_tokens)
@@ -53,6 +57,25 @@ def release(run_id: str) -> None:
     """The run ended: let go of what it handed to workers."""
     with _lock:
         _objects.pop(run_id, None)
+
+
+# Values crossing a comm between Dask's client and workers that all live in this process
+# (a task run's result on its way to the flow or to another worker): token → the value, from the
+# sender's serializer until the receiver's deserializer takes it.
+_in_transit: dict[int, Any] = {}
+
+
+def send_along(value: Any) -> int:
+    """A token standing in for `value` on a comm inside this process; `receive(token)` takes it back."""
+    token = next(_tokens)
+    with _lock:
+        _in_transit[token] = value
+    return token
+
+
+def receive(token: int) -> Any:
+    with _lock:
+        return _in_transit.pop(token)
 
 
 def workers_in_this_process(client: Any) -> bool:

@@ -48,7 +48,8 @@ class LocalReports:
     def retry(self, attempt: int, state: str, error: str | None, traceback: str | None, delay: float) -> None:
         pass
 
-    def end(self, attempt: int, state: str, error: str | None = None, traceback: str | None = None) -> None:
+    def end(self, attempt: int, state: str, error: str | None = None, traceback: str | None = None,
+            when: float | None = None) -> None:
         pass
 
     def logger(self, attempt: int) -> Callable[[logging.LogRecord], None]:
@@ -160,7 +161,7 @@ def value_of(outcome: Outcome, raise_on_failure: bool = True) -> Any:
 
 def call(task: "Task", args: tuple, kwargs: dict, *, return_state: bool = False,
          wait_for: Iterable[Any] | None = None) -> Any:
-    outcome = _run(*prepare(task, args, kwargs, wait_for))
+    outcome = _run(*prepare(task, args, kwargs, wait_for), in_caller=True)
     return state_of(outcome) if return_state else value_of(outcome)
 
 
@@ -245,10 +246,11 @@ def prepare(task: "Task", args: tuple, kwargs: dict, wait_for: Iterable[Any] | N
     return call, args_template, kwargs_template, deps
 
 
-def _run(call: TaskCall, args: Any, kwargs: Any, deps: list[LocalTaskFuture], parent: Any = None) -> Outcome:
+def _run(call: TaskCall, args: Any, kwargs: Any, deps: list[LocalTaskFuture], parent: Any = None,
+         in_caller: bool = False) -> Outcome:
     parent = parent if parent is not None else task_run_var.get()
     outcomes = [future.outcome() for future in deps]
-    return run_task(call, args, kwargs, outcomes, reports=LocalReports(parent))
+    return run_task(call, args, kwargs, outcomes, reports=LocalReports(parent), in_caller=in_caller)
 
 
 def _template(value: Any, deps: list, strict: set[int], allowed: bool) -> Any:

@@ -19,7 +19,7 @@ from flows_tui.states import COMPLETED, SUCCESS_STATES, UpstreamFailed
 class Outcome:
     """The envelope a task run returns through Dask: its final state and its value or error."""
 
-    __slots__ = ("state", "value", "exception", "message", "name", "task_run_id")
+    __slots__ = ("state", "value", "exception", "message", "name", "task_run_id", "in_process")
 
     def __init__(self, state: str, *, value: Any = None, exception: BaseException | None = None,
                  message: str | None = None, name: str = "", task_run_id: str = "") -> None:
@@ -29,6 +29,9 @@ class Outcome:
         self.message = message
         self.name = name
         self.task_run_id = task_run_id
+        # True when the task ran in the process driving its flow (a LocalCluster of threads): its value
+        # then goes to the flow and to other tasks as the object itself, as in Prefect's thread pool.
+        self.in_process = False
 
     @property
     def ok(self) -> bool:
@@ -103,6 +106,11 @@ def _serialize_outcome(outcome: Outcome, context: dict | None = None) -> tuple[d
     from distributed.protocol.serialize import pickle_dumps
 
     fields = outcome.__getstate__()
+    if outcome.in_process and outcome.value is not None and context is not None:
+        # Every receiver lives in this process (a LocalCluster of threads): the value itself, uncopied.
+        from .in_process import send_along
+
+        fields = (fields[0], _InTransit(send_along(outcome.value)), *fields[2:])
     quiet = _QuietWhileSerializing.active
     was_on = getattr(quiet, "on", False)
     quiet.on = True
@@ -120,8 +128,20 @@ def _deserialize_outcome(header: dict, frames: list) -> Outcome:
     from distributed.protocol.serialize import pickle_loads
 
     outcome = Outcome.__new__(Outcome)
+    outcome.in_process = False
     outcome.__setstate__(pickle_loads(header, frames))
+    if type(outcome.value) is _InTransit:
+        from .in_process import receive
+
+        outcome.value = receive(outcome.value.token)
     return outcome
+
+
+@dataclass(frozen=True)
+class _InTransit:
+    """Stands for an envelope's value on a comm inside one process (`in_process.send_along`)."""
+
+    token: int
 
 
 _serializer_registered = False

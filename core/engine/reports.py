@@ -220,9 +220,12 @@ class Reports:
         self.shipper.send(self.topic, AttemptRetryMsg(self.task_run_id, self.execution, attempt, time.time(), state,
                                                       error, traceback, delay).to_wire())
 
-    def end(self, attempt: int, state: str, error: str | None = None, traceback: str | None = None) -> None:
-        """The attempt's (or, with attempt 0, the task run's) end; it carries the start still waiting in its batch."""
-        wire = AttemptEndMsg(self.task_run_id, self.execution, attempt, time.time(), state, error, traceback).to_wire()
+    def end(self, attempt: int, state: str, error: str | None = None, traceback: str | None = None,
+            when: float | None = None) -> None:
+        """The attempt's (or, with attempt 0, the task run's) end, at `when` (epoch seconds; default
+        now); it carries the start still waiting in its batch."""
+        wire = AttemptEndMsg(self.task_run_id, self.execution, attempt, time.time() if when is None else when, state,
+                             error, traceback).to_wire()
         start, self._start = self._start, None
         if start is not None:
             self.shipper.end(self.topic, start, self._start_batch, wire)

@@ -184,7 +184,9 @@ class TaskRuns:
             task_run = self.flow_run.task_runs[future.task_run_id]
             name, message = task_run.state, task_run.error or task_run.message
             final = task_run.is_final
-        state = State(name, message)
+            # A final state carries the moment the worker recorded it, which is its hooks' state's.
+            when = task_run.ended if final else None
+        state = State(name, message, when)
         state._task_run_id = future.task_run_id  # type: ignore[attr-defined]
         if final:
             self._tracking[future.task_run_id].seen_by_body = True

@@ -24,10 +24,10 @@ from flows_tui.context import TaskRunContext, run_hook, task_run_var
 from flows_tui.errors import describe as _describe
 from flows_tui.record.logs import install_log_capture, install_print_capture
 from flows_tui.states import (CACHED, COMPLETED, FAILED, NOT_RUN, RUNNING, TIMED_OUT, State, TaskRunTimedOut,
-                              UpstreamFailed, returned_state)
+                              UpstreamFailed, returned_state, utc)
 from flows_tui.tracebacks import format_exception
 
-from .in_process import resolve
+from .in_process import is_reference, resolve
 from .outcome import UNSENDABLE, Outcome, Ref
 from .reports import Reports
 
@@ -177,10 +177,23 @@ class TaskRunInfo:
         return f"TaskRun(name={self.name!r}, run_count={self.run_count})"
 
 
-def run_task(call: TaskCall, args: tuple, kwargs: dict, deps: list, reports: Any = None) -> Outcome:
-    """One task run, to its final state; `reports` stands in for the worker's (a task run outside Dask)."""
-    call, args, kwargs = resolve(call), resolve(args), resolve(kwargs)  # shared with a flow of this process
-    reports = reports if reports is not None else Reports(call.topic, call.task_run_id)
+def run_task(call: TaskCall, args: tuple, kwargs: dict, deps: list, reports: Any = None, *,
+             in_caller: bool = False) -> Outcome:
+    """One task run, to its final state; `reports` stands in for the worker's (a task run outside Dask).
+
+    `in_caller`: a task called directly outside a flow's engine, in the caller's thread. As from
+    any function call, its exception comes back as it was raised (not made picklable), and a
+    KeyboardInterrupt or SystemExit goes straight up, with no retry: Ctrl-C stops it at once.
+    """
+    in_process = is_reference(call)  # the flow is driven from this process: its objects are shared
+    call, args, kwargs = resolve(call), resolve(args), resolve(kwargs)
+    outcome = _run_task(call, args, kwargs, deps, reports if reports is not None else
+                        Reports(call.topic, call.task_run_id), in_caller)
+    outcome.in_process = in_process
+    return outcome
+
+
+def _run_task(call: TaskCall, args: tuple, kwargs: dict, deps: list, reports: Any, in_caller: bool) -> Outcome:
 
     unsendable = None
     for index, upstream in enumerate(deps):
@@ -237,6 +250,8 @@ def run_task(call: TaskCall, args: tuple, kwargs: dict, deps: list, reports: Any
             error = TaskRunTimedOut(f"timed out after {task.timeout_seconds:g}s")
             state = State(TIMED_OUT, str(error), _exception=error)
         except BaseException as failure:
+            if in_caller and not isinstance(failure, Exception):
+                raise
             # A task's SystemExit, KeyboardInterrupt, asyncio.CancelledError or own BaseException
             # ends its attempt like any error. Let out, it killed the worker process (three times,
             # then KilledWorker), or Dask took it for the worker's death, or the run hung.
@@ -248,10 +263,10 @@ def run_task(call: TaskCall, args: tuple, kwargs: dict, deps: list, reports: Any
         log = _hook_logger(batch_log)
         if error is None:
             if lookup is not None and lookup.path is not None:
-                problem = store(lookup, state._value)
+                problem = store(lookup, state._value, _serializer(task))
                 if problem:
                     _hook_logger(batch_log, "flows_tui.cache")(logging.WARNING, problem)
-            reports.end(attempt, COMPLETED)
+            reports.end(attempt, COMPLETED, when=_ended(state))
             _run_hooks(task.on_completion_hooks, task, task_run, state, log)
             return Outcome(COMPLETED, value=state._value, name=call.name, task_run_id=call.task_run_id)
 
@@ -261,9 +276,9 @@ def run_task(call: TaskCall, args: tuple, kwargs: dict, deps: list, reports: Any
             reports.retry(attempt, state.name, state.message, tb, delay)
             _wait_before_retry(delay)
             continue
-        reports.end(attempt, state.name, state.message, tb)
+        reports.end(attempt, state.name, state.message, tb, when=_ended(state))
         _run_hooks(task.on_failure_hooks, task, task_run, state, log)
-        return Outcome(state.name, exception=_portable_exception(error), message=state.message, name=call.name,
+        return Outcome(state.name, exception=error if in_caller else _portable_exception(error), message=state.message, name=call.name,
                        task_run_id=call.task_run_id)
 
 
@@ -287,8 +302,8 @@ def _missing_input(call: TaskCall, reports: Reports, upstream: Outcome) -> Outco
     """
     error = upstream.exception.sent("to another worker")
     message = str(error)
-    reports.end(0, FAILED, message)
     state = State(FAILED, message, _exception=error)
+    reports.end(0, FAILED, message, when=_ended(state))
     log = _hook_logger(reports.logger(0))
     _run_hooks(call.task.on_failure_hooks, call.task, TaskRunInfo(call, 0), state, log)
     return Outcome(FAILED, exception=error, message=message, name=call.name, task_run_id=call.task_run_id)
@@ -296,12 +311,29 @@ def _missing_input(call: TaskCall, reports: Reports, upstream: Outcome) -> Outco
 
 def _cached(call: TaskCall, reports: Reports, lookup: Lookup) -> Outcome:
     """A cache hit: the task's function does not run; the task run ends Cached with the stored value."""
-    reports.end(0, CACHED, lookup.describe_hit())
     # As in Prefect 3, Cached is a Completed state: on_completion hooks run.
-    state = State(CACHED, _value=lookup.value)
+    state = State(CACHED, lookup.describe_hit(), _value=lookup.value)
+    reports.end(0, CACHED, state.message, when=_ended(state))
     log = _hook_logger(reports.logger(0))
     _run_hooks(call.task.on_completion_hooks, call.task, TaskRunInfo(call, 0), state, log)
     return Outcome(CACHED, value=lookup.value, name=call.name, task_run_id=call.task_run_id)
+
+
+def _serializer(task: Any) -> Any:
+    """The task's `result_serializer`, resolved (None: the cache's own cloudpickle)."""
+    if getattr(task, "result_serializer", None) is None:
+        return None
+    from flows_tui.serializers import resolve
+
+    return resolve(task.result_serializer)
+
+
+def _ended(state: State) -> float:
+    """The moment a task run's final state is recorded with: the state's own, so the state its hooks
+    receive equals the one the flow sees (`return_state=True`), as Prefect's are one object."""
+    ended = time.time()
+    state.timestamp = utc(ended)
+    return ended
 
 
 def _should_retry(task: Any, task_run: TaskRunInfo, state: State, log: Any) -> bool:

@@ -41,11 +41,21 @@ def engine_in_flight(run_id: str) -> FlowRunEngine | None:
 
 
 def where(cluster: Cluster) -> str:
-    """The cluster as a run records and shows it: "LocalCluster", the scheduler's address, or a profile's class."""
-    if cluster.local is None:
-        return cluster.address
-    kind = type(cluster.local).__name__
-    return f"{kind} (profile {cluster.choice.profile})" if cluster.choice.profile not in (None, "task_runner") else kind
+    """The cluster as a run's first line and the tasks pane say it: "LocalCluster", the scheduler's
+    address, or the class, with the profile that named it ("SLURMCluster (profile big)")."""
+    what = cluster.address if cluster.local is None else type(cluster.local).__name__
+    profile = _profile(cluster)
+    return f"{what} (profile {profile})" if profile else what
+
+
+def cluster_name(cluster: Cluster) -> str:
+    """The cluster in one word, as `flows-tui runs` lists it: the profile's name, else the class or address."""
+    return _profile(cluster) or (cluster.address if cluster.local is None else type(cluster.local).__name__)
+
+
+def _profile(cluster: Cluster) -> str | None:
+    profile = cluster.choice.profile
+    return profile if profile not in (None, "task_runner") else None
 
 
 class Interrupted(ClusterError):
@@ -221,7 +231,8 @@ class RunLauncher:
         project = self.config.project
         try:
             return run_flow(flow, parameters, client=cluster.client, bus=self.bus, run_id=run_id, file=file,
-                            address=where(cluster), on_engine=track, log_level=project.log_level,
+                            address=where(cluster), cluster=cluster_name(cluster), on_engine=track,
+                            log_level=project.log_level,
                             cache_dir=cache_directory(project.state_dir), session=session,
                             reuse=reuse and session is not None)
         finally:

@@ -90,8 +90,13 @@ def run_from_python(flow: "Flow", parameters: dict[str, Any], *, return_state: b
     """`my_flow(...)` from plain Python: run on the cluster the command line would use."""
     from flows_tui.project.config import load_config
 
+    from flows_tui.errors import ParameterError
+
     config = load_config(None, cwd=Path.cwd())
-    values = flow.validate(parameters)
+    try:
+        values = flow.validate(parameters)
+    except ParameterError as error:
+        return _refused(flow, parameters, error, config, return_state=return_state)
     bus = ev.EventBus()
     with recording(bus, config):
         engine = execute(flow, values, choose_cluster(None, config), config, bus=bus, file=flow.file)
@@ -99,3 +104,38 @@ def run_from_python(flow: "Flow", parameters: dict[str, Any], *, return_state: b
     if return_state:
         return state
     return state.result()
+
+
+def _refused(flow: "Flow", parameters: dict[str, Any], error: Exception, config: "Config", *,
+             return_state: bool) -> Any:
+    """Bad parameters given from Python, as in Prefect: a flow run that ends Failed before its body
+    runs (recorded, notified), its on_failure hooks called; the call raises the error, or returns
+    the Failed state with `return_state=True`. No cluster is needed for it."""
+    import logging
+
+    from flows_tui.context import run_hook
+    from flows_tui.engine.flow_run import new_run_id
+    from flows_tui.errors import describe
+    from flows_tui.record.model import RunModel
+    from flows_tui.states import FAILED, State, now
+
+    run_id = new_run_id()
+    events = [ev.FlowRunStarted(run_id, flow.name, dict(parameters), now(), file=flow.file),
+              ev.FlowStateChanged(run_id, FAILED, now(), message=str(error))]
+    bus = ev.EventBus()
+    with recording(bus, config):
+        bus.publish_many(events)
+    model = RunModel()
+    model.apply_all(events)
+    flow_run = model.runs[run_id]
+    flow_run.name = run_id  # its flow_run_name may read the very parameters that were refused
+    state = State(FAILED, str(error), _exception=error)
+    for hook in flow.on_failure_hooks:
+        try:
+            run_hook(hook, flow, flow_run, state)
+        except Exception as hook_error:  # as in a run: a failing hook is logged, never raised
+            logging.getLogger("flows_tui.flow_runs").error("flow hook %r failed: %s",
+                                                          getattr(hook, "__name__", hook), describe(hook_error))
+    if return_state:
+        return state
+    raise error

@@ -25,7 +25,8 @@ class FlowRunStarted:
     parameters: dict[str, Any]
     time: Timestamp
     file: str | None = None
-    address: str | None = None
+    address: str | None = None  # where it ran, as its first line says: "LocalCluster (profile big)", an address
+    cluster: str | None = None  # which cluster, in one word a user knows: the profile, else the class or address
 
 
 @dataclass(frozen=True, slots=True)

@@ -161,7 +161,8 @@ class FlowRun:
     parameters: dict[str, Any]
     started: _dt.datetime
     file: str | None = None
-    address: str | None = None
+    address: str | None = None  # where it ran, described (see FlowRunStarted)
+    cluster: str | None = None  # which cluster ran it: its profile, class or address
     state: str = PENDING
     attempt: int = 1
     ended: _dt.datetime | None = None
@@ -243,7 +244,7 @@ class RunModel:
 
     def _flow_run_started(self, e: ev.FlowRunStarted) -> None:
         self.runs[e.run_id] = FlowRun(e.run_id, e.flow, dict(e.parameters), e.time, file=e.file,
-                                      address=e.address, history=[(PENDING, e.time)])
+                                      address=e.address, cluster=e.cluster, history=[(PENDING, e.time)])
 
     def _flow_state_changed(self, e: ev.FlowStateChanged) -> None:
         run = self.runs.get(e.run_id)

@@ -192,45 +192,81 @@ def scheduled_flows(config: Any, files: list) -> list[Served]:
     return served
 
 
+def schedule_of(flow: Any, *, cron: str | None, interval: Any, parameters: dict[str, Any], timezone: str | None,
+                overlap: str = "skip", catchup: str = "skip", what: str = "") -> Schedule:
+    """The schedule `flow.serve(...)` or `flow.to_deployment(...)` asks for; UsageError naming what is wrong."""
+    from flows_tui.errors import UsageError
+    from flows_tui.project.config import parse_interval
+
+    what = what or f"{flow.name}.serve()"
+    if (cron is None) == (interval is None):
+        raise UsageError(f"{what} needs either cron=... or interval=...")
+    if cron is not None:
+        from croniter import croniter
+
+        if not croniter.is_valid(cron):
+            raise UsageError(f"{what}: invalid cron expression {cron!r} (expected five fields, e.g. \"0 * * * *\")")
+    every = None
+    if interval is not None:
+        try:
+            every = interval if isinstance(interval, _dt.timedelta) else parse_interval(interval)
+        except ValueError:
+            raise UsageError(f"{what}: invalid interval {interval!r} (seconds, a timedelta, or text like \"90s\", "
+                             "\"5m\", \"1h\")") from None
+    if timezone is not None:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(timezone)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise UsageError(f"{what}: unknown timezone {timezone!r} (an IANA name like \"Europe/Berlin\")") from None
+    schedule = Schedule(flow.name, cron, every, timezone, dict(parameters), overlap, catchup)
+    flow.validate(dict(parameters))
+    return schedule
+
+
 def serve_flow(flow: Any, *, cron: str | None, interval: Any, parameters: dict[str, Any], timezone: str | None,
                overlap: str, catchup: str, grace: float) -> None:
     """`flow.serve(...)` in a script: the same session as `flows-tui serve`, for one flow."""
+    serve_scheduled(lambda: [Served(flow, schedule_of(flow, cron=cron, interval=interval, parameters=parameters,
+                                                      timezone=timezone, overlap=overlap, catchup=catchup),
+                                    flow.file)], grace)
+
+
+def serve_deployments(deployments: tuple, grace: float) -> None:
+    """`serve(a.to_deployment(...), b.to_deployment(...))` in a script: one session for them all."""
+    from flows_tui.errors import UsageError
+
+    def served() -> list[Served]:
+        entries: dict[str, Served] = {}
+        for deployment in deployments:
+            flow = deployment.flow
+            what = f"{flow.name}.to_deployment({deployment.name!r})"
+            if flow.name in entries:
+                raise UsageError(f"{what}: flow {flow.name!r} is served already; one schedule per flow (give another "
+                                 f"deployment another flow name, e.g. {flow.name}.with_options(name=...))")
+            entries[flow.name] = Served(flow, schedule_of(flow, cron=deployment.cron, interval=deployment.interval,
+                                                          parameters=deployment.parameters,
+                                                          timezone=deployment.timezone, what=what), flow.file)
+        if not entries:
+            raise UsageError("serve() needs at least one deployment: serve(my_flow.to_deployment(\"name\", cron=...))")
+        return list(entries.values())
+
+    serve_scheduled(served, grace)
+
+
+def serve_scheduled(served: Callable[[], list[Served]], grace: float) -> None:
+    """Serve what `served()` gives until SIGTERM or Ctrl-C; a usage error is one line and exit 2."""
     from pathlib import Path
 
     from flows_tui.engine.cluster import choose_cluster
-    from flows_tui.project.config import load_config, parse_interval
-    from flows_tui.errors import FlowsTuiError, UsageError
+    from flows_tui.project.config import load_config
 
     console = Console(highlight=False, soft_wrap=True)
     try:
-        if (cron is None) == (interval is None):
-            raise UsageError(f"{flow.name}.serve() needs either cron=... or interval=...")
-        if cron is not None:
-            from croniter import croniter
-
-            if not croniter.is_valid(cron):
-                raise UsageError(f"{flow.name}.serve(): invalid cron expression {cron!r} (expected five fields, "
-                                 "e.g. \"0 * * * *\")")
-        every = None
-        if interval is not None:
-            try:
-                every = interval if isinstance(interval, _dt.timedelta) else parse_interval(interval)
-            except ValueError:
-                raise UsageError(f"{flow.name}.serve(): invalid interval {interval!r} (seconds, a timedelta, "
-                                 "or text like \"90s\", \"5m\", \"1h\")") from None
-        if timezone is not None:
-            from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
-
-            try:
-                ZoneInfo(timezone)
-            except (ZoneInfoNotFoundError, ValueError):
-                raise UsageError(f"{flow.name}.serve(): unknown timezone {timezone!r} (an IANA name like "
-                                 "\"Europe/Berlin\")") from None
-        schedule = Schedule(flow.name, cron, every, timezone, dict(parameters), overlap, catchup)
-        flow.validate(dict(parameters))
+        entries = served()
         config = load_config(None, cwd=Path.cwd())
-        service = Service([Served(flow, schedule, flow.file)],
-                          config, choose_cluster(None, config), console=console)
+        service = Service(entries, config, choose_cluster(None, config), console=console)
     except FlowsTuiError as error:
         console.print(visible(f"error: {error}"), markup=False, style="red")
         raise SystemExit(2) from None

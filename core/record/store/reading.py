@@ -30,7 +30,7 @@ class StoreReading:
     def runs(self, flow: str | None = None, limit: int | None = None) -> list[RunSummary]:
         """Runs newest first, optionally of one flow."""
         # The first failure: the first attempt that ended with an error, else the run's own message.
-        query = ("SELECT run_id, flow, state, started, ended, message, owner_host, owner_pid, owner_command, "
+        query = ("SELECT run_id, flow, state, started, ended, message, owner_host, owner_pid, owner_command, cluster, "
                  "(SELECT error FROM attempts WHERE attempts.run_id = runs.run_id AND error IS NOT NULL "
                  "ORDER BY ended LIMIT 1) AS first_error FROM runs")
         args: list[Any] = []
@@ -45,7 +45,7 @@ class StoreReading:
             rows = c.execute(query, args).fetchall()
         return [RunSummary(r["run_id"], r["flow"], r["state"], parse_time(r["started"]), parse_time(r["ended"]),
                            _first_failure(r), {"host": r["owner_host"], "pid": r["owner_pid"],
-                                               "command": r["owner_command"]})
+                                               "command": r["owner_command"]}, r["cluster"])
                 for r in rows]
 
     def flows(self) -> list[str]:
@@ -161,7 +161,7 @@ def _replay_rows(c: sqlite3.Connection, run_id: str) -> list:
     attempts = c.execute("SELECT * FROM attempts WHERE run_id = ? ORDER BY task_run_id, attempt",
                          (run_id,)).fetchall()
     events: list = [ev.FlowRunStarted(run_id, run["flow"], json.loads(run["parameters"]), parse_time(run["started"]),
-                                      file=run["file"], address=run["address"])]
+                                      file=run["file"], address=run["address"], cluster=run["cluster"])]
     for index, row in enumerate(run_states):
         last = index == len(run_states) - 1
         events.append(ev.FlowStateChanged(run_id, row["state"], parse_time(row["time"]), row["attempt"],

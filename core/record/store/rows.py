@@ -29,6 +29,7 @@ class RunSummary:
     ended: _dt.datetime | None
     error: str | None = None  # why it did not complete: the first failure's message
     owner: dict[str, Any] | None = None  # the process that ran it: host, pid, command
+    cluster: str | None = None  # the cluster that ran it: its profile, else its class or address
 
     @property
     def duration(self) -> float | None:
@@ -36,7 +37,7 @@ class RunSummary:
 
     def document(self) -> dict[str, Any]:
         return {"run_id": self.run_id, "flow": self.flow, "state": self.state, "started": iso(self.started),
-                "ended": iso(self.ended), "error": self.error, "owner": self.owner}
+                "ended": iso(self.ended), "error": self.error, "owner": self.owner, "cluster": self.cluster}
 
 
 @dataclass(frozen=True)

@@ -70,6 +70,14 @@ MIGRATIONS: list[list[str]] = [
             asked_by TEXT NOT NULL, asked REAL NOT NULL, answered REAL, answer TEXT)""",
         "CREATE INDEX requests_open ON requests (run_id) WHERE answered IS NULL",
     ],
+    [
+        # Which cluster ran the run, in one word (`runs` lists it): its profile, else its class or
+        # address. Older runs take it from `address`, where "SLURMCluster (profile big)" names the profile.
+        "ALTER TABLE runs ADD COLUMN cluster TEXT",
+        """UPDATE runs SET cluster = CASE WHEN instr(address, ' (profile ') > 0
+            THEN substr(address, instr(address, ' (profile ') + 10, length(address) - instr(address, ' (profile ') - 10)
+            ELSE address END""",
+    ],
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 

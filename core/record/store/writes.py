@@ -17,10 +17,10 @@ from .rows import iso, to_json
 
 def flow_run_started(c: sqlite3.Connection, e: ev.FlowRunStarted, owner: Owner, replace: bool = True) -> None:
     c.execute(f"INSERT OR {'REPLACE' if replace else 'IGNORE'} INTO runs (run_id, flow, file, address, "
-              "parameters, state, started, owner_host, owner_pid, owner_started, owner_command) "
-              "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-              (e.run_id, e.flow, e.file, e.address, to_json(e.parameters), PENDING, iso(e.time), owner.host,
-               owner.pid, owner.started, owner.command))
+              "cluster, parameters, state, started, owner_host, owner_pid, owner_started, owner_command) "
+              "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+              (e.run_id, e.flow, e.file, e.address, e.cluster, to_json(e.parameters), PENDING, iso(e.time),
+               owner.host, owner.pid, owner.started, owner.command))
 
 
 def flow_state_changed(c: sqlite3.Connection, e: ev.FlowStateChanged, owner: Owner) -> None:
