@@ -41,6 +41,12 @@ def serve(*deployments, limit: int | None = None, grace: float = 30.0, **ignored
     serve_deployments(deployments, grace)
 
 
+def _load_from_source(source, entrypoint: str):
+    from .project.flow_sources import load_from_source
+
+    return load_from_source(source, entrypoint)
+
+
 def cluster(name: str):
     """`with cluster("big") as client:` a flows.toml profile's cluster for a Dask computation in a task."""
     from .launch.task_clusters import cluster as named
@@ -63,6 +69,7 @@ def _runner_runs():
 # The public API sits below the layers that run and serve flows (see flows.Launchers).
 _flows.launchers.run_from_python = _run_from_python
 _flows.launchers.serve_flow = _serve_flow
+_flows.launchers.load_from_source = _load_from_source
 _tasks._local_task_runs = _local_task_runs
 _task_runners._runner_runs = _runner_runs
 _runtime.named_cluster = cluster

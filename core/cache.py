@@ -126,7 +126,10 @@ def hash_inputs(values: dict[str, Any], *, what: str = "input") -> str:
         try:
             tokens.append((name, stable_token(value)))
         except UnhashableInput as error:
-            raise UnhashableInput(f"{what} {name!r}: {error}") from None
+            # What to do about it, as Prefect's message says (locks, files, connections have no hash).
+            advice = f" (leave it out: cache_policy=INPUTS - {name!r}, or a cache_key_fn; or cache_policy=NO_CACHE)" \
+                if what == "input" else ""
+            raise UnhashableInput(f"{what} {name!r}: {error}{advice}") from None
     return hash_key_parts(sorted(tokens))
 
 

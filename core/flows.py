@@ -16,15 +16,17 @@ _HOOKS = ("on_completion", "on_failure", "on_crashed", "on_cancellation", "on_ru
 
 
 class Launchers:
-    """How a flow called from Python outside any run is run (`flows_tui.launch.runner`) and how
-    `Flow.serve` serves (`flows_tui.schedule.serve`).
+    """How a flow called from Python outside any run is run (`flows_tui.launch.runner`), how
+    `Flow.serve` serves (`flows_tui.schedule.serve`) and how `Flow.from_source` loads
+    (`flows_tui.project.flow_sources`).
 
-    Both live in layers above this module, which must not import them: flows_tui/__init__.py
+    They live in layers above this module, which must not import them: flows_tui/__init__.py
     plugs them in, and it runs before any Flow can exist.
     """
 
     run_from_python: Callable[..., Any]
     serve_flow: Callable[..., None]
+    load_from_source: Callable[..., Any]
 
 
 launchers = Launchers()
@@ -219,6 +221,19 @@ class Flow:
             setattr(clone, attribute, list(value or ()) if key in hooks else value)
         return clone
 
+    @classmethod
+    def from_source(cls, source: Any, entrypoint: str) -> "Flow":
+        """Prefect's `Flow.from_source`: the flow `entrypoint` ("file.py:function" or "module.function")
+        names in `source`, a folder, a git URL or a storage object (see `flows_tui.project.flow_sources`)."""
+        return launchers.load_from_source(source, entrypoint)
+
+    def deploy(self, *args: Any, **kwargs: Any) -> None:
+        """Prefect's `flow.deploy()` publishes to its server and work pools, which do not exist here."""
+        raise NotImplementedError(f"{self.name}.deploy() publishes to Prefect's server, which flows-tui has none of: "
+                                  "run the flow on a schedule with flow.serve(cron=... | interval=...), "
+                                  "serve(flow.to_deployment(...), ...), or [flows.NAME] in flows.toml with "
+                                  "flows-tui serve")
+
     def to_deployment(self, name: str, **options: Any) -> Any:
         """Prefect's `flow.to_deployment(name, cron=... | interval=..., parameters=...)`: this flow with a
         schedule, for `flows_tui.serve(*deployments)` (see `flows_tui.deployments`)."""
@@ -345,4 +360,5 @@ def _wait_for_upstream(wait_for: Iterable[Any] | None) -> None:
 
 # The function's parameter is named as Prefect's decorator (a FlowDecorator's mangled `__fn`) names it.
 flow.__signature__ = options_signature(Flow.__init__, "_FlowDecorator__fn")  # type: ignore[attr-defined]
+flow.from_source = Flow.from_source  # type: ignore[attr-defined] - as Prefect's decorator has it
 Flow.with_options.__signature__ = options_signature(Flow.__init__, "self")  # type: ignore[attr-defined]

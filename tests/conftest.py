@@ -275,20 +275,23 @@ def wait_for_worker(address: str, security=None) -> None:
     wait_until(ready, timeout=60, interval=0.3, message=f"a worker at {address}")
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def worker_dir(tmp_path_factory) -> Path:
     """The worker runs far from the project and the flow files: code must travel by value."""
     return tmp_path_factory.mktemp("elsewhere")
 
 
-@pytest.fixture
-def scheduler(tmp_path, worker_dir):
+@pytest.fixture(scope="module")
+def scheduler(tmp_path_factory, worker_dir):
+    """A real `dask scheduler` and one `dask worker`, shared by a module's tests (each runs its
+    own project in its own folder; starting the pair takes seconds on a loaded machine)."""
+    logs = tmp_path_factory.mktemp("scheduler")
     port = free_port()
     address = f"tcp://127.0.0.1:{port}"
     sched = start_process([sys.executable, "-m", "distributed.cli.dask_scheduler", "--host", "127.0.0.1", "--port",
-                    str(port), "--no-dashboard"], worker_dir, tmp_path / "scheduler.log")
+                    str(port), "--no-dashboard"], worker_dir, logs / "scheduler.log")
     work = start_process([sys.executable, "-m", "distributed.cli.dask_worker", address, "--nthreads", "2",
-                   "--no-dashboard", "--host", "127.0.0.1"], worker_dir, tmp_path / "worker.log")
+                   "--no-dashboard", "--host", "127.0.0.1"], worker_dir, logs / "worker.log")
     try:
         wait_for_worker(address)
         yield address

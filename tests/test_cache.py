@@ -398,7 +398,8 @@ def pipeline(x: int = 1):
     assert engine.final.name == again.final.name == "Completed"
     assert executions(ran, "admit") == 2
     warnings = [m for m in recorder.log_messages() if "not cached" in m]
-    assert warnings == ["not cached: input 'ticket': Ticket pickles differently each time"]
+    assert warnings == ["not cached: input 'ticket': Ticket pickles differently each time (leave it out: "
+                        "cache_policy=INPUTS - 'ticket', or a cache_key_fn; or cache_policy=NO_CACHE)"]
     assert cache_entries(cache_dir) == []
 
 

@@ -59,7 +59,7 @@ def test_map_reduce_returns_the_sum_and_every_task_completes(run):
     assert all(len(t.upstream) == 2 for t in mapped)
 
 
-def test_a_task_called_outside_a_flow_is_a_plain_function_call():
+def test_a_task_called_outside_a_flow_runs_at_once_and_returns_its_value():
     assert inc(41) == 42
 
 

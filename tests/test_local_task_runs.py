@@ -190,3 +190,30 @@ def test_bad_parameters_from_python_are_a_failed_run_recorded_with_its_hooks_and
     runs = Store.open(tmp_path / ".flows-tui").runs()
     assert [(run.flow, run.state) for run in runs] == [("needs-int", "Failed")] * 2
     assert sorted(seen) == sorted((run.run_id, "Failed", state.message) for run in runs)
+
+
+def test_from_source_loads_a_flow_from_a_folder_a_module_path_or_a_git_repository(tmp_path):
+    import subprocess
+    import sys
+
+    from flows_tui import Flow
+
+    repo = tmp_path / "repo.git"  # a name ending in .git: cloned, as a URL would be
+    (repo / "pkg").mkdir(parents=True)
+    (repo / "pkg" / "__init__.py").write_text("")
+    (repo / "pkg" / "jobs.py").write_text(
+        "from flows_tui import flow\n\n@flow\ndef nightly(x: int = 1):\n    return x * 2\n")
+    loaded = Flow.from_source(str(repo / "pkg"), "jobs.py:nightly")
+    assert loaded.name == "nightly" and loaded(x=3) == 6
+    assert loaded.to_deployment("n", interval=60).storage == str(repo / "pkg")
+    path_before = list(sys.path)
+    assert Flow.from_source(repo.parent / "repo.git", "pkg.jobs.nightly").name == "nightly"
+    assert sys.path == path_before
+    git = ["git", "-C", str(repo), "-c", "user.name=t", "-c", "user.email=t@t"]
+    if subprocess.run(git[:1] + ["--version"], capture_output=True).returncode == 0:
+        for step in (["init", "-q"], ["add", "."], ["commit", "-q", "-m", "flows"]):
+            subprocess.run(git + step, check=True, capture_output=True)
+        cloned = Flow.from_source(str(repo), "pkg/jobs.py:nightly")
+        assert cloned.name == "nightly" and repo not in Path(cloned.file).parents
+    with pytest.raises(ValueError, match="'missing' is missing"):
+        Flow.from_source(str(repo / "pkg"), "jobs.py:missing")

@@ -129,9 +129,36 @@ async def test_an_empty_folder_says_how_to_add_a_first_flow(tmp_path):
     (tmp_path / "flows.toml").write_text('[project]\nflows_dir = "flows"\n[cluster]\nprocesses = false\n')
     app = _app_for(tmp_path, connect_cluster=False)
     async with app.run_test(size=(80, 24)) as pilot:
-        await wait_for(pilot, lambda: "no flows in flows" in app.export_screenshot().replace("&#160;", " "),
+        await wait_for(pilot, lambda: "no flows here yet" in app.export_screenshot().replace("&#160;", " "),
                        message="the empty pane saying what to do")
         assert "flows-tui init" in app.export_screenshot().replace("&#160;", " ")
+
+
+async def test_the_ui_opened_to_look_creates_nothing_and_shows_the_runs_of_a_process_that_creates_the_store(tmp_path):
+    import datetime as dt
+
+    from flows_tui.launch.runner import recording
+    from flows_tui.project.config import load_config
+    from flows_tui.record import events as ev
+    from flows_tui.record.store import Store
+    from flows_tui.tui.app import FlowsApp
+    from test_tui_live import listed
+
+    config = load_config(None, cwd=tmp_path)  # an empty folder: no flows.toml, no flows/
+    bus = ev.EventBus()
+    with recording(bus, config, unrecorded_ok=True, deferred=True) as store:
+        app = FlowsApp(config, path=str(tmp_path), bus=bus, store=store, connect_cluster=False)
+        async with app.run_test(size=(80, 24)) as pilot:
+            await wait_for(pilot, lambda: "flows-tui init" in app.export_screenshot().replace("&#160;", " "),
+                           message="the empty pane saying what to do")
+            await wait_until_idle(pilot)
+            assert list(tmp_path.iterdir()) == []
+
+            other = Store.open(config.project.state_dir)  # `flows-tui run` in another terminal
+            other._writer_name = "elsewhere:1"
+            other.record([ev.FlowRunStarted("run1", "riders", {}, dt.datetime.now(dt.timezone.utc))])
+            await wait_for(pilot, lambda: list(listed(app)) == ["run1"], message="the other process's run")
+            other.close()
 
 
 def test_f12_saves_the_screenshot_under_the_state_dir(tmp_path):
@@ -274,6 +301,13 @@ async def test_r_while_the_cluster_starts_runs_once_it_is_ready(tmp_path):
         FlowsApp.start_cluster(app)
         flows = app.query_one(FlowList)
         await wait_for(pilot, lambda: flows.last_states.get("numbers") == "Completed", message="the queued run")
+
+
+async def wait_until_idle(pilot) -> None:
+    """The app's start-up workers (flows, history, cache, the journal's tail) have had their turn."""
+    for _ in range(10):
+        await pilot.pause(0.05)
+    await pilot.app.workers.wait_for_complete()
 
 
 def _screen_lines(app, width: int) -> list[str]:

@@ -17,7 +17,6 @@ collects them from the class that defines them.
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import contextlib
 import gc
 import signal
@@ -49,7 +48,7 @@ from flows_tui.record.failure_lines import run_end_message
 from flows_tui.record.retention import Retention
 from flows_tui.record.tail import JournalTail
 from flows_tui.safe_text import plain, visible
-from flows_tui.schedule.scheduler import Scheduler
+from flows_tui.schedule.firing import ScheduledRuns
 from flows_tui.states import SUCCESS_STATES, now
 
 from .flow_list import FlowList
@@ -154,10 +153,9 @@ class FlowsApp(ClusterPane, HistoryPane, RunsInProgress, PaneContents, ConfigAnd
         self.connect_cluster = connect_cluster
         self.clock = now  # what "now" is for durations and countdowns (tests pin it)
         self.shown_run: str | None = None  # the run in the tree and logs
-        self.scheduler: Scheduler | None = None
+        self.scheduled: ScheduledRuns | None = None  # the schedules of flows.toml this UI fires
         self._schedules: dict[str, Schedule] = {}  # flow → its schedule from flows.toml, as last built
         self.loaded = threading.Event()  # the first scan of the flows directory is done
-        self._scheduled_runs = concurrent.futures.ThreadPoolExecutor(thread_name_prefix="flows-tui-scheduled")
         self._filter_target = "flows"
         self._flows_shown = False
         self._last_run_of: dict[str, str] = {}  # flow → latest run id seen in this session
@@ -392,8 +390,8 @@ class FlowsApp(ClusterPane, HistoryPane, RunsInProgress, PaneContents, ConfigAnd
         breakpoints.ui_holds_terminal = False
         for watch in self.watches.values():
             watch.stop(timeout=0)
-        if self.scheduler is not None:
-            self.scheduler.stop()
+        if self.scheduled is not None:
+            self.scheduled.stop()
         if self._retention is not None:
             self._retention.stop(timeout=0)
         self.directory.stop()
@@ -401,7 +399,6 @@ class FlowsApp(ClusterPane, HistoryPane, RunsInProgress, PaneContents, ConfigAnd
             self._config_watch.stop(timeout=0)
         for engine in list(self.engines.values()):
             engine.cancel("flows-tui was closed")
-        self._scheduled_runs.shutdown(wait=False)
         # A thread worker still busy with a cancelled task would hold the close until the task
         # returns: give it a moment, then leave it to the end of the process. A cluster still
         # starting (q pressed meanwhile) is closed when it is up, or ends with the process.
@@ -418,7 +415,8 @@ def run_app(config: Any, *, path: str | None = None, address: str | None = None,
     resource_tracker.ensure_running()
     bus = ev.EventBus()
     # Every run the UI starts is stored, as with `flows-tui run`; if the store cannot be written, unrecorded.
-    with recording(bus, config, unrecorded_ok=True) as store:
+    # The UI opened only to look creates nothing: the store is created by the first run it records.
+    with recording(bus, config, unrecorded_ok=True, deferred=True) as store:
         app = FlowsApp(config, path=path, address=address, cluster=cluster, bus=bus, store=store)
         app.run()
     status = 128 + app.signalled if app.signalled is not None else 0

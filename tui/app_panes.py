@@ -73,11 +73,12 @@ class PaneContents:
         except ValueError:
             folder = display_path(str(self.flows_dir))
         if not self.flows_dir.exists():
-            return (f"no folder {folder}", "create it with a flow file,", "or run: flows-tui init")
+            return (f"no folder {folder}: create it with a flow file in it,", "or run: flows-tui init")
         if not self.loaded.is_set():
             return ("loading flows…",)
-        return (f"no flows in {folder}", "add a .py file with a @flow", "(README: A first flow),",
-                "or run: flows-tui init")
+        where = "flows/NAME.py" if folder == "." else f"a .py file in {folder}/"
+        return ("no flows here yet.", f"Write {where} with a @flow function (the README's \"A first flow\"),",
+                "or run: flows-tui init (an example flow and a commented flows.toml).")
 
     def _show_plan_of_selected(self) -> None:
         if self._quitting():

@@ -72,6 +72,8 @@ class RunsInProgress:
 
     def on_run_events(self, message: RunEvents) -> None:
         changed, lines, ended = self.bridge.take()
+        if self._quitting():  # a batch (another process's run, from the journal) arriving as the app closes
+            return
         tree, logs = self.query_one(TaskTree), self.query_one(LogView)
         with self.batch_update():
             if self.shown_run in changed:

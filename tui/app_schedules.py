@@ -12,7 +12,7 @@ from flows_tui.project.catalog import flow_config_for
 from flows_tui.project.config import reload_config
 from flows_tui.project.schedules import Schedule
 from flows_tui.safe_text import plain
-from flows_tui.schedule.scheduler import ScheduleLock, Scheduler
+from flows_tui.schedule.firing import ScheduledRuns
 
 from .flow_list import FlowList
 from .status_bar import StatusBar
@@ -58,24 +58,33 @@ class ConfigAndSchedules:
                 self._schedules[flow.name] = schedule
         schedules = list(self._schedules.values())
         if not schedules or self.store is None or self.store.read_only is not None:
-            if self.scheduler is not None:
-                self.scheduler.set_schedules([])
+            if self.scheduled is not None:
+                self.scheduled.set_schedules([])
             return
-        if self.scheduler is None:
-            lock = ScheduleLock(self.config.project.state_dir, "the flows-tui UI")
-            self.scheduler = Scheduler(self.store, self._scheduled_run, log=self._schedule_log, lock=lock)
-            self.scheduler.set_schedules(schedules)
-            self.scheduler.start()
+        if self.scheduled is None:  # fired as serve fires them, the runs followed here as `r`'s are
+            self.scheduled = ScheduledRuns(self.launcher, self.store, "the flows-tui UI", self._scheduled_flow,
+                                           log=self._schedule_log, ready=lambda: self._live_cluster() is not None,
+                                           started=self._scheduled_run_started)
+            self.scheduled.set_schedules(schedules)
+            self.scheduled.start()
         else:
-            self.scheduler.set_schedules(schedules)
+            self.scheduled.set_schedules(schedules)
 
-    def _scheduled_run(self, schedule: Schedule, due: _dt.datetime) -> Any:
-        """On the scheduler's thread: start the run as `r` would; the future tells it when it ended."""
-        flow = self.directory.flows.get(schedule.flow)
+    @property
+    def scheduler(self) -> Any:
+        """What the schedules are doing (next due times, pause, trigger); None while nothing is scheduled."""
+        return self.scheduled.scheduler if self.scheduled is not None else None
+
+    def _scheduled_flow(self, name: str) -> tuple[Any, str | None]:
+        """On the scheduler's thread: the flow a due schedule runs, as loaded now."""
+        flow = self.directory.flows.get(name)
         if flow is None or self.cluster is None:
             raise FlowsTuiError("the flow or the cluster is not available")
-        parameters = flow.validate(dict(schedule.parameters))
-        return self._scheduled_runs.submit(self._run_engine, flow, parameters, flow.file)
+        return flow, flow.file
+
+    def _scheduled_run_started(self, engine: Any, due: _dt.datetime) -> None:
+        self._started_here.add(engine.run_id)
+        self.call_from_thread(self._follow_run, engine.run_id, engine.flow.name)
 
     def _schedule_log(self, message: str) -> None:
         self.call_from_thread(self.notify, message, title="schedule", timeout=6)

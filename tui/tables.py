@@ -53,6 +53,12 @@ def clipped(value: Any, width: int) -> Text:
     return text
 
 
+def _unwrapped(value: Any) -> Text:
+    text = clipped(value, 10_000)
+    text.no_wrap = False
+    return text
+
+
 def spaced(text: Text) -> Text:
     return Text(" " * GAP, end="") + text
 
@@ -160,9 +166,10 @@ class FittedTable(MeasuredTable):
             self.move_cursor(row=min(max(row, 0), self.row_count - 1), scroll=False)
 
     def _displayed(self) -> list[tuple[str, dict[str, Text]]]:
-        if self._note:
-            return [(f"note:{number}", {NOTE: spaced(clipped(line, self._widths[NOTE]))})
-                    for number, line in enumerate(self._note)]
+        if self._note:  # each line of the note wrapped to the pane
+            width = self._widths[NOTE]
+            lines = [part for line in self._note for part in _unwrapped(line).wrap(self.app.console, max(width, 1))]
+            return [(f"note:{number}", {NOTE: spaced(clipped(line, width))}) for number, line in enumerate(lines)]
         return [(key, {column: spaced(self.clip(column, values.get(column), width))
                        for column, width in self._widths.items()})
                 for key, values in self._cells.items()]

@@ -48,7 +48,8 @@ def list_flows(ctx: click.Context, config_path: str | None, as_json: bool, watch
     elif entries:
         Console(highlight=False).print(_flows_table(entries, directory))
     else:
-        Console(highlight=False).print(visible(f"no flow files in {directory}"), markup=False)
+        Console(highlight=False).print(visible(f"no flow files in {directory}: write flows/NAME.py with a @flow "
+                                               "function, or run flows-tui init"), markup=False)
     if watch:
         _watch(flows_directory, as_json)
 

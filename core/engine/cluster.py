@@ -390,7 +390,10 @@ def ctrl_c_left_to_us() -> Iterator[None]:
     if _QUIET_TRACKER not in sys.warnoptions:
         sys.warnoptions.append(_QUIET_TRACKER)  # the -W options of the processes multiprocessing starts
     # Started first: the thread that starts it has SIGINT unblocked afterwards, whatever it was before.
-    resource_tracker.ensure_running()
+    try:
+        resource_tracker.ensure_running()
+    except (OSError, ValueError):  # "bad value(s) in fds_to_keep": a sys.stderr replaced (the UI under tests)
+        pass  # then it starts with the first worker, as it did before
     previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
     try:
         yield

@@ -27,20 +27,24 @@ if TYPE_CHECKING:
 
 
 @contextlib.contextmanager
-def recording(bus: ev.EventBus, config: "Config", *, unrecorded_ok: bool = False) -> Iterator["Store"]:
+def recording(bus: ev.EventBus, config: "Config", *, unrecorded_ok: bool = False,
+              deferred: bool = False) -> Iterator["Store"]:
     """Record everything on `bus` in the state_dir's store and send the configured notifications.
 
     A store that cannot be written raises StoreNotWritable before anything runs; with
     `unrecorded_ok` (the UI) the store comes back read-only instead (`store.read_only` says
-    why) and runs go on unrecorded. On the way out: notifications still in flight are given
-    their time, everything published is committed, and runs this process left unfinished are
-    marked Crashed.
+    why) and runs go on unrecorded. `deferred` (the UI): a state_dir without a store is left as
+    it is until something is recorded (see DeferredStore). On the way out: notifications still
+    in flight are given their time, everything published is committed, and runs this process
+    left unfinished are marked Crashed.
     """
     from flows_tui.record.notify import attach
     from flows_tui.record.store import Store, StoreNotWritable
+    from flows_tui.record.store.deferred import DeferredStore
 
     try:
-        store = Store.open(config.project.state_dir)
+        state_dir = config.project.state_dir
+        store = DeferredStore.for_state_dir(state_dir) if deferred else Store.open(state_dir)
     except StoreNotWritable as error:
         if not unrecorded_ok:
             raise

@@ -22,7 +22,7 @@ from flows_tui.flows import Flow
 from .flows_directory import FlowsDirectory, FlowsReloaded
 from .flow_files import FlowFile, definition_line, duplicate_flows, normalize_name
 from .import_probe import load_directory
-from .schedules import Schedule, describe_schedule, due_when_served, schedule_timezone
+from .schedules import Schedule, describe_schedule, due_when_served
 
 
 @contextlib.contextmanager
@@ -166,7 +166,7 @@ def _next_run(flow: str, flow_config: Any, now: _dt.datetime,
     due = max(due_when_served(schedule, last_due, timing, now), now)
     if due.microsecond:  # whole seconds, as next_run gives them: sub-second precision is noise here
         due = due.replace(microsecond=0) + _dt.timedelta(seconds=1)
-    return due.astimezone(schedule_timezone(schedule))
+    return due.astimezone(schedule.zone)
 
 
 def reload_lines(event: FlowsReloaded, flows_directory: FlowsDirectory, *, with_time: bool = True) -> list[str]:
@@ -402,7 +402,7 @@ def _bad_parameters(config: Config, files: list[FlowFile]) -> list[Problem]:
                                         f"[flows.{key}] matches more than one flow: {which}"))
             continue
         flow = flows[0]
-        scheduled = bool(flow_config.cron or flow_config.interval)
+        scheduled = flow_config.scheduled
         values = dict(flow_config.parameters)
         if not values and not scheduled:
             continue

@@ -19,7 +19,7 @@ except ModuleNotFoundError:  # Python 3.10
 from flows_tui.errors import ConfigError
 
 from .cluster_config import ClusterConfig, ClusterProfile, TLSConfig, read_cluster, read_profiles
-from .schedules import cron_problem
+from .schedules import ScheduleSettings, cron_problem
 from .toml_reader import KeyLines, Reader, display_path, parse_interval
 
 __all__ = ["CONFIG_NAME", "LOG_LEVELS", "ClusterConfig", "Config", "FlowConfig", "NotifyConfig", "ProjectConfig",
@@ -64,14 +64,12 @@ class NotifyConfig:
 
 
 @dataclass(frozen=True)
-class FlowConfig:
+class FlowConfig(ScheduleSettings):
+    """A `[flows.NAME]` table: its schedule settings (cron or interval, timezone, overlap, catchup),
+    the parameters its runs get, and the cluster profile they use."""
+
     name: str
-    cron: str | None = None
-    interval: _dt.timedelta | None = None
-    timezone: str | None = None
     parameters: dict[str, Any] = field(default_factory=dict)
-    overlap: str = "skip"
-    catchup: str = "skip"
     line: int | None = None
     # The line of each value in `parameters`, so a bad one is named where it is written.
     parameter_lines: dict[str, int] = field(default_factory=dict, compare=False)
@@ -235,8 +233,9 @@ def _flow(reader: Reader, name: str, data: Any) -> FlowConfig:
             value = allowed[0]
         policies[key] = value
     lines = {k: line for k in parameters if (line := reader.lines.find(keys + ("parameters", k))) is not None}
-    return FlowConfig(name, cron, interval, timezone, parameters, line=reader.lines.find(keys),
-                      parameter_lines=lines, cluster=reader.get(data, keys, "cluster", str), **policies)
+    return FlowConfig(name, parameters, line=reader.lines.find(keys), parameter_lines=lines,
+                      cluster=reader.get(data, keys, "cluster", str), cron=cron, interval=interval, timezone=timezone,
+                      **policies)
 
 
 def parse_config(text: str, *, path: Path, environ: Mapping[str, str] | None = None,

@@ -19,19 +19,17 @@ from __future__ import annotations
 import datetime as _dt
 import math
 import re
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass, field, fields
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
 from croniter import croniter
 
+if TYPE_CHECKING:
+    from .config import FlowConfig
+
 UTC = _dt.timezone.utc
 DEFAULT_TIMEZONE = "UTC"
-
-
-def schedule_timezone(flow_config: Any) -> _dt.tzinfo:
-    name = getattr(flow_config, "timezone", None)
-    return ZoneInfo(name) if name else UTC
 
 
 def format_interval(interval: _dt.timedelta) -> str:
@@ -47,31 +45,62 @@ def format_interval(interval: _dt.timedelta) -> str:
     return "".join(parts)
 
 
-def describe_schedule(flow_config: Any) -> str | None:
+@dataclass(frozen=True, kw_only=True)
+class ScheduleSettings:
+    """When a flow runs by itself, and what to do on overlap and after downtime: what a
+    `[flows.NAME]` table of flows.toml says (a FlowConfig is these settings and more) and what
+    `flow.serve(...)` is given. A Schedule is these settings for one flow, with its run's parameters.
+    """
+
+    cron: str | None = None
+    interval: _dt.timedelta | None = None
+    timezone: str | None = None
+    overlap: str = "skip"  # skip | queue | allow
+    catchup: str = "skip"  # skip | once | all
+
+    @property
+    def scheduled(self) -> bool:
+        return bool(self.cron or self.interval)
+
+    @property
+    def zone(self) -> _dt.tzinfo:
+        """The zone its cron expression is read in (UTC unless `timezone` names one)."""
+        return ZoneInfo(self.timezone) if self.timezone else UTC
+
+    def describe(self) -> str:
+        """"cron 0 * * * * (Europe/Berlin)", "every 5m", or "" without a schedule."""
+        if self.cron:
+            return f"cron {self.cron} ({self.timezone or DEFAULT_TIMEZONE})"
+        if self.interval:
+            return f"every {format_interval(self.interval)}"
+        return ""
+
+    def timing(self) -> tuple:
+        """What decides when it fires (not what the run is given, nor the overlap and catch-up policies)."""
+        return (self.cron, self.interval, self.timezone)
+
+
+_SETTINGS = tuple(f.name for f in fields(ScheduleSettings))
+
+
+def describe_schedule(flow_config: ScheduleSettings | None) -> str | None:
     """"cron 0 * * * * (Europe/Berlin)", "every 5m", or None for a flow without a schedule."""
-    if flow_config is None:
-        return None
-    if getattr(flow_config, "cron", None):
-        return f"cron {flow_config.cron} ({flow_config.timezone or DEFAULT_TIMEZONE})"
-    if getattr(flow_config, "interval", None):
-        return f"every {format_interval(flow_config.interval)}"
-    return None
+    return (flow_config.describe() or None) if flow_config is not None else None
 
 
-def next_run(flow_config: Any, now: _dt.datetime) -> _dt.datetime | None:
+def next_run(flow_config: ScheduleSettings | None, now: _dt.datetime) -> _dt.datetime | None:
     """When the schedule fires next after `now` (timezone-aware), in the schedule's zone; None if unscheduled."""
     if now.tzinfo is None or now.utcoffset() is None:
         raise ValueError(f"next_run needs a timezone-aware time, got {now!r}")
     if flow_config is None:
         return None
-    zone = schedule_timezone(flow_config)
-    if getattr(flow_config, "cron", None):
-        return _next_cron(flow_config.cron, zone, now)
-    if getattr(flow_config, "interval", None):
+    if flow_config.cron:
+        return _next_cron(flow_config.cron, flow_config.zone, now)
+    if flow_config.interval:
         # To the nearest whole second: sub-second precision is noise in a listing and in JSON.
         moment = now.astimezone(UTC) + flow_config.interval
         seconds = math.floor(moment.timestamp() + 0.5)
-        return _dt.datetime.fromtimestamp(seconds, UTC).astimezone(zone)
+        return _dt.datetime.fromtimestamp(seconds, UTC).astimezone(flow_config.zone)
     return None
 
 
@@ -137,37 +166,25 @@ def _hour_is_wildcard(expression: str) -> bool:
 
 
 @dataclass(frozen=True)
-class Schedule:
-    """When a flow runs by itself, with which parameters, and what to do on overlap and after downtime."""
+class Schedule(ScheduleSettings):
+    """A flow's schedule, as the Scheduler fires it: the settings, and the parameters its runs get."""
 
     flow: str
-    cron: str | None = None
-    interval: _dt.timedelta | None = None
-    timezone: str | None = None
     parameters: dict[str, Any] = field(default_factory=dict)
-    overlap: str = "skip"  # skip | queue | allow
-    catchup: str = "skip"  # skip | once | all
 
     @classmethod
-    def from_config(cls, flow: str, flow_config: Any) -> "Schedule | None":
-        if flow_config is None or not (flow_config.cron or flow_config.interval):
+    def from_config(cls, flow: str, flow_config: "FlowConfig | None") -> "Schedule | None":
+        """The schedule `[flows.KEY]` gives the flow named `flow`; None without cron or interval."""
+        if flow_config is None or not flow_config.scheduled:
             return None
-        return cls(flow, flow_config.cron, flow_config.interval, flow_config.timezone,
-                   dict(flow_config.parameters), flow_config.overlap, flow_config.catchup)
-
-    def describe(self) -> str:
-        return describe_schedule(self) or ""
+        return cls(flow, dict(flow_config.parameters), **{name: getattr(flow_config, name) for name in _SETTINGS})
 
     def next_after(self, moment: _dt.datetime) -> _dt.datetime:
         """The first due time strictly after `moment`."""
         if self.cron:
-            return _next_cron(self.cron, schedule_timezone(self), moment)
+            return _next_cron(self.cron, self.zone, moment)
         assert self.interval is not None
         return moment + self.interval
-
-    def timing(self) -> tuple:
-        """What decides when it fires (not what the run is given, nor the overlap and catch-up policies)."""
-        return (self.cron, self.interval, self.timezone)
 
 
 def first_due(schedule: Schedule, last_due: _dt.datetime | None, now: _dt.datetime) -> _dt.datetime:

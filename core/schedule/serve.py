@@ -29,7 +29,7 @@ from flows_tui.record.retention import Retention
 from flows_tui.safe_text import plain, visible
 from flows_tui.states import SUCCESS_STATES
 
-from .scheduler import ScheduleLock, Scheduler
+from .firing import ScheduledRuns
 
 DEFAULT_GRACE_SECONDS = 30.0
 
@@ -54,10 +54,9 @@ class Service:
         self.clock = clock
         self._served = {entry.schedule.flow: entry for entry in served}
         self._lock = threading.Lock()
-        self._pool = concurrent.futures.ThreadPoolExecutor(thread_name_prefix="flows-tui-serve-run")
         self.bus = ev.EventBus()
         self.launcher = RunLauncher(choice, config, self.bus, say=self.say)
-        self.scheduler: Scheduler | None = None
+        self.scheduled: ScheduledRuns | None = None
 
     def say(self, text: Any) -> None:
         stamp = _dt.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M:%S")
@@ -69,8 +68,8 @@ class Service:
         """New flows or schedules after a reload; runs in progress keep their code."""
         with self._lock:
             self._served = {entry.schedule.flow: entry for entry in served}
-        if self.scheduler is not None:
-            self.scheduler.set_schedules([entry.schedule for entry in served])
+        if self.scheduled is not None:
+            self.scheduled.set_schedules([entry.schedule for entry in served])
 
     def run(self, stop: threading.Event, grace: float = DEFAULT_GRACE_SECONDS) -> None:
         """Serve until `stop` is set; then wind down (grace period, then cancel)."""
@@ -86,24 +85,23 @@ class Service:
                 return
             retention = Retention.for_project(store, self.config.project, self.say)
             try:
-                lock = ScheduleLock(self.config.project.state_dir, "flows-tui serve")
-                self.scheduler = Scheduler(store, self._start, log=self.say, lock=lock,
-                                           **({"clock": self.clock} if self.clock else {}))
-                self.scheduler.set_schedules([entry.schedule for entry in self._served.values()])
+                self.scheduled = ScheduledRuns(self.launcher, store, "flows-tui serve", self._flow_of, log=self.say,
+                                               clock=self.clock, started=self._started, ended=self._ended,
+                                               not_started=self._not_started)
+                self.scheduled.set_schedules([entry.schedule for entry in self._served.values()])
                 chosen = "" if self.choice.source == "default" else f" ({self.choice.describe()})"
                 self.say(f"serving {len(self._served)} schedule(s) on {where(cluster)}{chosen}; Ctrl-C or SIGTERM stops")
-                for flow, due in sorted(self.scheduler.next_due().items()):
+                for flow, due in sorted(self.scheduled.scheduler.next_due().items()):
                     schedule = self._served[flow].schedule
                     self.say(f"  {flow}: {schedule.describe()}, next run {_local(due)}")
-                self.scheduler.start()
+                self.scheduled.start()
                 stop.wait()
-                self.scheduler.stop()
+                self.scheduled.scheduler.stop()
                 self._wind_down(grace)
                 self.say("stopped")
             finally:
-                if self.scheduler is not None:
-                    self.scheduler.stop()  # again after an error: the schedules' lock goes to a standby
-                self._pool.shutdown(wait=False)
+                if self.scheduled is not None:
+                    self.scheduled.stop()  # again after an error: the schedules' lock goes to a standby
                 self.launcher.close()
                 if retention is not None:
                     retention.stop()
@@ -113,33 +111,27 @@ class Service:
         if self.launcher.cluster is None:
             self.launcher.close()
 
-    def _start(self, schedule: Schedule, due: _dt.datetime) -> concurrent.futures.Future:
+    def _flow_of(self, name: str) -> tuple[Any, str | None]:
         with self._lock:
-            entry = self._served[schedule.flow]
-        parameters = entry.flow.validate(dict(schedule.parameters))
-        return self._pool.submit(self._run_one, entry, parameters, due)
+            entry = self._served[name]
+        return entry.flow, entry.file
 
-    def _run_one(self, entry: Served, parameters: dict[str, Any], due: _dt.datetime) -> str:
-        name = entry.schedule.flow
+    def _started(self, engine: FlowRunEngine, due: _dt.datetime) -> None:
+        self.say(f"{SYMBOLS['Running']} {engine.flow.name} started (run {engine.run_id}, due {_local(due)})")
 
-        def started(engine: FlowRunEngine) -> None:
-            self.say(f"{SYMBOLS['Running']} {name} started (run {engine.run_id}, due {_local(due)})")
+    def _not_started(self, schedule: Schedule, due: _dt.datetime, error: FlowsTuiError) -> None:
+        self.say(f"{schedule.flow}: the run due {_local(due)} did not start: {error}")
 
-        try:  # after a run that ended Crashed because the scheduler was lost, this connects again
-            engine = self.launcher.launch(entry.flow, parameters, file=entry.file, on_engine=started)
-        except FlowsTuiError as error:  # no cluster, or the flow's [flows.X] cluster profile is wrong
-            self.say(f"{name}: the run due {_local(due)} did not start: {error}")
-            return "NotStarted"
+    def _ended(self, engine: FlowRunEngine, due: _dt.datetime) -> None:
         run = engine.flow_run
         text = Text.assemble(state_text(run.state),
-                             visible(f" {name} in {format_duration(run.duration)} (run {run.run_id})"))
+                             visible(f" {engine.flow.name} in {format_duration(run.duration)} (run {run.run_id})"))
         if run.state not in SUCCESS_STATES and run.message:
             text.append(f": {visible(run.message)}")
         self.say(text)
-        return run.state
 
     def _wind_down(self, grace: float) -> None:
-        running = self.scheduler.running() if self.scheduler else []
+        running = self.scheduled.scheduler.running() if self.scheduled else []
         if not running:
             return
         self.say(f"stopping: waiting up to {grace:g}s for {len(running)} run(s) to finish")
@@ -220,7 +212,8 @@ def schedule_of(flow: Any, *, cron: str | None, interval: Any, parameters: dict[
             ZoneInfo(timezone)
         except (ZoneInfoNotFoundError, ValueError):
             raise UsageError(f"{what}: unknown timezone {timezone!r} (an IANA name like \"Europe/Berlin\")") from None
-    schedule = Schedule(flow.name, cron, every, timezone, dict(parameters), overlap, catchup)
+    schedule = Schedule(flow.name, dict(parameters), cron=cron, interval=every, timezone=timezone, overlap=overlap,
+                            catchup=catchup)
     flow.validate(dict(parameters))
     return schedule
 

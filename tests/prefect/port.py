@@ -3,7 +3,8 @@
     python tests/prefect/port.py PREFECT_GIT_DIR
 
 reads the files below from a git checkout of PrefectHQ/prefect (at its HEAD) and writes
-tests/prefect/test_*.py. A test is left out when it needs Prefect's server or internals:
+tests/prefect/test_*.py. The import lines of the code a test writes to a file (a flow file in
+a string) change the same way. A test is left out when it needs Prefect's server or internals:
 a fixture of Prefect's harness (the API client, the database, the events pipeline), a
 name imported from a module of Prefect's internals (client, server, settings, results,
 transactions, ...), the `prefect` module itself (`prefect.context...`), a third-party
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import ast
 import importlib.util
+import re
 import subprocess
 import sys
 from collections import Counter
@@ -217,6 +219,18 @@ class Port:
             return f"needs Prefect's test harness (fixture {arg})"
         return None
 
+    def code_strings(self, text: str) -> str:
+        """`text` with `from prefect import NAMES` in the code a test writes to a file (a string
+        constant) changed as the test's own imports are, when every name is user-facing."""
+        module, names = USER_FACING["prefect"]
+        for node in ast.walk(self.tree):
+            if not (isinstance(node, ast.Constant) and isinstance(node.value, str)):
+                continue
+            for match in re.finditer(r"from prefect import ([A-Za-z_][\w]*(?:, [A-Za-z_][\w]*)*)", node.value):
+                if names is None or set(match.group(1).split(", ")) <= names:
+                    text = text.replace(match.group(0), f"from {module} import {match.group(1)}")
+        return text
+
     def run(self) -> str:
         self.map_imports()
         module_fixtures = {n.name: n for n in self.tree.body if is_fixture(n)}
@@ -260,7 +274,7 @@ class Port:
                         self.forbidden[name] = self.forbidden.get(name) or "uses Prefect's internals"
                 continue
             out.append(self.segment(node))
-        return "\n\n\n".join(out)
+        return self.code_strings("\n\n\n".join(out))
 
     def port_class(self, node: ast.ClassDef, module_fixtures: dict[str, ast.AST]) -> str | None:
         fixtures = dict(module_fixtures)

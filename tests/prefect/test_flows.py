@@ -2318,7 +2318,7 @@ class MockStorage:
 
     async def pull_code(self):
         code = """
-from prefect import Flow
+from flows_tui import Flow
 
 @Flow
 def test_flow():
@@ -2357,7 +2357,7 @@ class MockModuleStorage:
             pkg_dir.mkdir(exist_ok=True)
             (pkg_dir / "__init__.py").write_text("")
             (pkg_dir / "flows.py").write_text(
-                "from prefect import flow\n\n@flow\ndef test_flow():\n    return 1\n"
+                "from flows_tui import flow\n\n@flow\ndef test_flow():\n    return 1\n"
             )
 
     def to_pull_step(self):
