@@ -139,10 +139,10 @@ class ForkServer:
                     self._process, self._reader = None, None
 
     def _fail(self, process: subprocess.Popen, why: str) -> None:
-        log.warning("flow files are imported without a separate process: %s", why)
+        """This batch's files are imported as before; the next batch starts a fresh server."""
+        log.warning("flow files are imported without a separate process this time: the import server %s", why)
         _stop(process)
         self._process, self._reader = None, None
-        self._broken = True
 
     def close(self) -> None:
         with self._lock:

@@ -143,6 +143,7 @@ async def test_the_ui_lists_around_them_and_survives_one_saved_while_it_is_open(
         errors = {Path(error.path).name: error.reason for error in app.directory.errors}
         assert sorted(errors) == ["exits.py", "forks.py", "interrupts.py", "loops.py"], errors
         assert_only_children_ran_them(project, os.getpid())
+        await wait_for(pilot, lambda: app.directory.watching, message="the UI watching the flows directory")
         # Saved while the UI is open: a file that ends its process at import, then a good one.
         (project / "flows" / "later.py").write_text("import os\nos._exit(3)\n")
         await wait_for(pilot, lambda: any(key.endswith("later.py") for key in flow_keys(app)), timeout=30,
