@@ -218,6 +218,41 @@ async def test_a_batch_of_log_lines_from_several_workers_is_shown_in_time_order(
             [i for i, text in enumerate(shown) if "the report" in text]
 
 
+async def test_long_log_lines_and_errors_wrap_to_the_pane_refold_when_zoomed_and_w_turns_it_off(tmp_path):
+    import datetime as dt
+
+    from flows_tui.record import events as ev
+    from flows_tui.tui.log_view import Line, LogView
+
+    app = app_for(make_project(tmp_path), connect_cluster=False)
+    async with app.run_test(size=(80, 24)) as pilot:
+        logs = app.query_one(LogView)
+        logs.show_run("r1")
+        error = "ValueError: only 1780 payments rows, expected at least 2000 (source orders, hour 18); end"
+        logs.add([Line("r1", "check-0", "check", ev.LogLine(dt.datetime(2026, 12, 6, 10, 0, tzinfo=dt.timezone.utc),
+                                                            40, f"{error}\nTraceback (most recent call last):"))])
+        await pilot.pause()
+
+        def folded() -> list[str]:
+            shown = logs.shown_lines()
+            return shown[:next(i for i, text in enumerate(shown) if "Traceback" in text)]
+
+        width = logs.output.scrollable_content_region.width
+        assert len(folded()) > 1 and all(len(text) <= width for text in logs.shown_lines())
+        assert " ".join(text.strip() for text in folded()).endswith(error)  # every word, in order
+        assert logs.shown_lines()[len(folded())] == "    Traceback (most recent call last):"
+
+        logs.output.focus()
+        await pilot.press("z")  # the pane alone: wider, fewer folds
+        await wait_for(pilot, lambda: logs.output.scrollable_content_region.width > width, message="the zoom")
+        await wait_for(pilot, lambda: all(len(text) <= logs.output.scrollable_content_region.width
+                                          for text in logs.shown_lines()) and len(folded()) == 2,
+                       message="the lines folded again at the new width")
+        await pilot.press("w")
+        assert len(folded()) == 1 and folded()[0].endswith(error) and "no wrap" in str(
+            app.query_one("#log-header").render())
+
+
 def test_an_attempt_names_its_worker_by_address_when_the_name_is_only_a_number():
     from flows_tui.engine.reports import worker_label
 

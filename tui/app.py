@@ -139,8 +139,10 @@ class FlowsApp(ClusterPane, HistoryPane, RunsInProgress, PaneContents, ConfigAnd
         self.bus = bus or ev.EventBus()
         # The cluster, the session whose results `R` and `w` reuse, and the runs in progress. A
         # saved flows.toml's [cluster] applies on restart, so the launcher keeps the config it began with.
+        # A running serve's cluster stands in for the default embedded one (launch.shared_cluster).
         self.launcher = RunLauncher(choose_cluster(address, config, profile=cluster), config, self.bus, keep_results=True,
-                                    behind_ui=True)
+                                    behind_ui=True, shared=True)
+        self._cluster_starting = False  # start_cluster is on its way
         self.cluster_error: FlowsTuiError | None = None  # the embedded cluster or the scheduler could not be had
         self._waiting_runs: list[tuple[Any, dict[str, Any], str | None]] = []  # r pressed while the cluster starts
         self._lost_shown = False  # the status bar says the scheduler was lost
@@ -246,7 +248,7 @@ class FlowsApp(ClusterPane, HistoryPane, RunsInProgress, PaneContents, ConfigAnd
         self.query_one(FlowList).focus()
         self.load_flows()
         if self.connect_cluster:
-            self.start_cluster()
+            self._open_cluster()
         self.load_history()
         self._follow_project()
         self._watch_store()
@@ -408,11 +410,9 @@ class FlowsApp(ClusterPane, HistoryPane, RunsInProgress, PaneContents, ConfigAnd
 
 
 def run_app(config: Any, *, path: str | None = None, address: str | None = None, cluster: str | None = None) -> int:
-    # Worker processes need multiprocessing's resource tracker, which is started with our
-    # stderr's file descriptor: start it now, before Textual replaces sys.stderr.
-    from multiprocessing import resource_tracker
+    from flows_tui.engine.cluster import start_semaphore_tracker
 
-    resource_tracker.ensure_running()
+    start_semaphore_tracker()  # before Textual replaces sys.stderr
     bus = ev.EventBus()
     # Every run the UI starts is stored, as with `flows-tui run`; if the store cannot be written, unrecorded.
     # The UI opened only to look creates nothing: the store is created by the first run it records.

@@ -78,7 +78,7 @@ class ConfigAndSchedules:
     def _scheduled_flow(self, name: str) -> tuple[Any, str | None]:
         """On the scheduler's thread: the flow a due schedule runs, as loaded now."""
         flow = self.directory.flows.get(name)
-        if flow is None or self.cluster is None:
+        if flow is None or (self.cluster is None and not self.connect_cluster):  # else `ready` starts it
             raise FlowsTuiError("the flow or the cluster is not available")
         return flow, flow.file
 
@@ -99,7 +99,10 @@ class ConfigAndSchedules:
         cluster = self.cluster
         if cluster is not None and cluster.lost != self._lost_shown and not self.launcher.reconnecting:
             self._lost_shown = not self._lost_shown
-            if self._lost_shown:
+            if self._lost_shown and cluster.choice.serve_pid is not None:
+                status.set_cluster(plain(f"cluster: serve (pid {cluster.choice.serve_pid}) stopped, and its cluster "
+                                         "with it; the next run starts one here", "red"))
+            elif self._lost_shown:
                 status.set_cluster(plain(f"cluster: lost the Dask scheduler at {cluster.choice.address}; "
                                          "the next run reconnects", "red"))
             else:  # Dask's client found the scheduler again on its own

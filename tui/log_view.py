@@ -8,6 +8,7 @@ lines in memory for refiltering; the full history of any run is in the store.
 from __future__ import annotations
 
 import logging
+import textwrap
 from collections import deque
 from dataclasses import dataclass
 from typing import Any, Iterable
@@ -25,6 +26,22 @@ from flows_tui.tui.keys import vi_keys
 KEPT_LINES = 50_000
 SHOWN_LINES = 5_000
 LEVELS = (logging.DEBUG, logging.INFO, logging.WARNING, logging.ERROR)
+INDENT = "    "  # before a message's own later lines, and the rest of a wrapped line
+
+
+def wrapped(text: str, width: int) -> str:
+    """`text`'s lines folded at `width` columns (at spaces where it can), the rest indented."""
+    if width <= len(INDENT) + 1 or all(len(line) <= width for line in text.split("\n")):
+        return text
+    folded = []
+    for line in text.split("\n"):
+        if len(line) <= width:
+            folded.append(line)
+            continue
+        folded.extend(textwrap.wrap(line, width, initial_indent="", subsequent_indent=INDENT, break_long_words=True,
+                                    break_on_hyphens=False, replace_whitespace=False, drop_whitespace=True)
+                      or [line[:width]])
+    return "\n".join(folded)
 
 
 @dataclass(frozen=True)
@@ -36,7 +53,7 @@ class Line:
 
     def text(self) -> str:
         level = logging.getLevelName(self.line.level)
-        message = self.line.message.replace("\n", "\n    ")
+        message = self.line.message.replace("\n", "\n" + INDENT)
         return visible(f"{self.line.time.astimezone():%H:%M:%S} {level[:4]:<4} {self.source}: {message}")
 
 
@@ -47,6 +64,8 @@ class LogView(Vertical):
         Binding("f", "toggle_follow", "Follow"),
         Binding("v", "cycle_level", "Level"),
         Binding("a", "show_all", "All tasks"),
+        # As k9s's logs: lines fold at the pane's edge; off, each stays on one line (scroll sideways).
+        Binding("w", "toggle_wrap", "Wrap lines"),
         *vi_keys(down="scroll_down", up="scroll_up", top="scroll_home", bottom="scroll_end"),
     ]
     can_focus = False
@@ -60,6 +79,8 @@ class LogView(Vertical):
         self.level = logging.DEBUG
         self.search = ""
         self.follow = True
+        self.wrap = True
+        self._wrapped_at = 0  # the width the lines on screen were folded at
         self.floor = 0  # the last stored line id of the shown run already here
         self.title: str | None = None  # how the header names the run
         self.task_label: str | None = None  # how it names the task followed
@@ -107,7 +128,7 @@ class LogView(Vertical):
         lines = sorted((line for line in lines if line.line.id is None or line.run_id != self.run_id
                         or line.line.id > self.floor), key=lambda line: line.line.time)
         self.lines.extend(lines)
-        matching = [line.text() for line in lines if self._matches(line)]
+        matching = [self._shown(line) for line in lines if self._matches(line)]
         if matching:
             self.output.write_lines(matching, scroll_end=self.follow)
 
@@ -162,8 +183,23 @@ class LogView(Vertical):
             return False
         return not self.search or self.search.lower() in line.line.message.lower()
 
+    def _width(self) -> int:
+        return self.output.scrollable_content_region.width
+
+    def _shown(self, line: Line) -> str:
+        return wrapped(line.text(), self._wrapped_at) if self.wrap else line.text()
+
+    def on_resize(self, event: Any) -> None:
+        if self.wrap and self._width() != self._wrapped_at:
+            self._refill()
+
+    def action_toggle_wrap(self) -> None:
+        self.wrap = not self.wrap
+        self._refill()
+
     def _refill(self) -> None:
-        shown = [line.text() for line in self.lines if self._matches(line)][-SHOWN_LINES:]
+        self._wrapped_at = self._width()
+        shown = [self._shown(line) for line in self.lines if self._matches(line)][-SHOWN_LINES:]
         self.output.clear()
         if shown:
             self.output.write_lines(shown, scroll_end=self.follow)
@@ -177,6 +213,8 @@ class LogView(Vertical):
         if self.search:
             parts.append(f"search {self.search!r}")
         parts.append("following" if self.follow else "paused (f follows)")
+        if not self.wrap:
+            parts.append("no wrap")
         self.query_one("#log-header", Static).update(plain(" · ".join(parts), one_line=True))
 
     def _source_of(self, task_run_id: str | None) -> str:

@@ -52,9 +52,13 @@ class ClusterChoice:
     start_timeout: float | None = None  # how long a Cluster class may take to start (None: no limit)
     reuse: bool = False  # kept between runs (the UI, serve), closed after idle_timeout seconds without runs
     idle_timeout: float | None = None
+    serve_pid: int | None = None  # serve's cluster, shared (launch.shared_cluster): the pid of that serve
+    serve_started: float | None = None  # ... and when it started (a reused pid is not it)
 
     def describe(self) -> str:
         """Where runs go and why, as a run's first line and the status bar say it."""
+        if self.serve_pid is not None:
+            return f"serve's cluster (pid {self.serve_pid}) at {self.address}"
         if self.cluster_class is not None:
             name = self.cluster_class if isinstance(self.cluster_class, str) else self.cluster_class.__name__
             what = name.rpartition(".")[2]
@@ -235,7 +239,8 @@ class Cluster:
 
     def close(self) -> None:
         try:
-            self.client.close()
+            # A client whose scheduler is gone would wait its whole connect timeout to say goodbye.
+            self.client.close(timeout=1) if self.lost else self.client.close()
         finally:
             try:
                 if self.local is not None:
@@ -368,6 +373,23 @@ def connect(choice: ClusterChoice, *, behind_ui: bool = False) -> Cluster:
 _QUIET_TRACKER = "ignore:resource_tracker:UserWarning"
 
 
+def start_semaphore_tracker() -> None:
+    """Start multiprocessing's resource tracker, which worker processes need, now (the UI: before
+    Textual replaces sys.stderr, whose file the tracker is started with), and quiet.
+
+    It outlives a process that ends at once on Ctrl-C, frees the semaphores that process left,
+    and said so in a warning on the terminal: nothing the user could act on.
+    """
+    from multiprocessing import resource_tracker
+
+    if _QUIET_TRACKER not in sys.warnoptions:
+        sys.warnoptions.append(_QUIET_TRACKER)  # the -W options of the processes multiprocessing starts
+    try:
+        resource_tracker.ensure_running()
+    except (OSError, ValueError):  # "bad value(s) in fds_to_keep": sys.stderr replaced (Textual's capture)
+        pass  # then it starts with the first worker, as it did before
+
+
 @contextlib.contextmanager
 def ctrl_c_left_to_us() -> Iterator[None]:
     """While a cluster starts on this thread, the processes it starts (worker processes, batch jobs run
@@ -383,17 +405,8 @@ def ctrl_c_left_to_us() -> Iterator[None]:
     if threading.current_thread() is threading.main_thread() or not hasattr(signal, "pthread_sigmask"):
         yield
         return
-    from multiprocessing import resource_tracker
-
-    # The tracker of the workers' semaphores outlives a process that ends at once on Ctrl-C, frees
-    # what it left, and said so in a warning on the terminal: nothing the user could act on.
-    if _QUIET_TRACKER not in sys.warnoptions:
-        sys.warnoptions.append(_QUIET_TRACKER)  # the -W options of the processes multiprocessing starts
     # Started first: the thread that starts it has SIGINT unblocked afterwards, whatever it was before.
-    try:
-        resource_tracker.ensure_running()
-    except (OSError, ValueError):  # "bad value(s) in fds_to_keep": a sys.stderr replaced (the UI under tests)
-        pass  # then it starts with the first worker, as it did before
+    start_semaphore_tracker()
     previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
     try:
         yield

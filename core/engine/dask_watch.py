@@ -100,6 +100,8 @@ class DaskWatch:
         except Exception:
             address = self.address
         reason = f"lost the Dask scheduler at {address or self.address} while the run was in progress"
+        if (self.address or "").startswith("serve's cluster"):  # launch.shared_cluster: serve's went with it
+            reason = f"lost {self.address} while the run was in progress: that serve stopped"
         with self._lock:
             if self._abort is not None:
                 return

@@ -6,6 +6,13 @@ least one report and the scheduler relays them all, so on the wire a report is a
 dict with short keys; it is made (`to_wire()`) and read (`from_wire()`) only here, as
 distributed names its messages (`TaskFinishedMsg` with `to_dict()`).
 
+A report is not an event of the run (`record/events`), though they look alike: it is what
+one execution saw on its worker (its own attempt count, the worker's clock, no run id).
+`task_reports` is the one place reports become events: it numbers attempts across
+executions (start → AttemptStarted; retry → AttemptEnded and Retrying; end → AttemptEnded
+and the task run's end; log → LogLines) and records a report that comes after its task run
+was ended from the cluster without reopening it.
+
     k          which report: "start", "retry", "end", "log"
     tr, x      the task run, and the execution: one Dask execution of the task, unique on
                the cluster (Dask runs a task again when the worker running it died)
