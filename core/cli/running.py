@@ -44,7 +44,7 @@ def run(ctx: click.Context, flow_spec: str, params: tuple[str, ...], address: st
     from flows_tui.errors import ParameterError
     from flows_tui.parameters import parse_assignments
     from flows_tui.record.progress import Progress, print_summary, run_document
-    from flows_tui.project.flow_files import find_flow
+    from flows_tui.project.flow_search import find_flow
     from flows_tui.launch.runner import execute, recording
     from flows_tui.record.store import StoreNotWritable
 
