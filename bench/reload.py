@@ -1,6 +1,7 @@
 """Hot reload latency: from saving a flow file to its new flows being loaded. Target: median ≤ 100 ms.
 
     python bench/reload.py [--files 50] [--saves 50] [--atomic] [--helper] [--debounce 50] [--step 10]
+                           [--pause 0.25]
 
 Builds a flows directory of `--files` files (two tasks, a flow and a shared helper import
 each) in a temporary folder, loads and watches it as the UI does, then saves one file
@@ -73,6 +74,9 @@ def main() -> None:
     parser.add_argument("--helper", action="store_true", help="save the helper all flow files import")
     parser.add_argument("--debounce", type=int, default=watch.DEBOUNCE_MS, help="watchfiles debounce, ms")
     parser.add_argument("--step", type=int, default=watch.STEP_MS, help="watchfiles step, ms")
+    parser.add_argument("--pause", type=float, default=0.25,
+                        help="seconds between saves (a person's; 0: back to back, each file's import "
+                             "check then waits for the child forked after the last one)")
     options = parser.parse_args()
 
     with tempfile.TemporaryDirectory(prefix="flows-tui-bench-reload-") as folder:
@@ -113,6 +117,7 @@ def main() -> None:
                 else:
                     text, expected["value"] = FLOW.format(n=0, marker=marker), (2, "a", marker)
                 arrived.clear()
+                time.sleep(options.pause)
                 before = time.perf_counter()
                 save(saved, text, options.atomic)
                 if not arrived.wait(10):

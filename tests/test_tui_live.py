@@ -155,3 +155,32 @@ async def test_the_logs_pane_shows_the_run_the_tasks_pane_shows_named_by_name(tm
         assert logs.run_id is None and not logs.shown_lines()
         select(app, "numbers")  # back: its run in both panes
         await wait_for(pilot, lambda: logs.run_id == RUN and logs.shown_lines(), message="the run's lines again")
+
+
+async def test_a_long_watch_keeps_only_the_recent_ended_runs_in_memory_and_an_old_one_opens_from_the_store(tmp_path):
+    from flows_tui.tui.bridge import KEPT_ENDED_RUNS
+
+    project = make_project(tmp_path)
+    app = app_for(project, connect_cluster=False)
+    other = Store.open(project / ".flows-tui")
+    other._writer_name = "elsewhere:1"  # its commits reach the UI as another process's would
+    started = _dt.datetime.now(_dt.timezone.utc)
+    count = KEPT_ENDED_RUNS + 15
+    async with app.run_test(size=(120, 40)) as pilot:
+        for number in range(count):
+            moment = started + _dt.timedelta(seconds=number)
+            other.record([ev.FlowRunStarted(f"run{number:02d}", "numbers", {}, moment),
+                          ev.FlowStateChanged(f"run{number:02d}", "Completed", moment + _dt.timedelta(seconds=0.5))])
+        await wait_for(pilot, lambda: "Completed" in listed(app).get(f"run{count - 1:02d}", ""), timeout=20,
+                       message="the last run listed Completed")
+        with app.bridge.lock:
+            kept = set(app.bridge.model.runs)
+        assert len(kept) <= KEPT_ENDED_RUNS and f"run{count - 1:02d}" in kept and "run00" not in kept
+        assert len(listed(app)) == count  # the runs pane still lists every one
+        runs = app.query_one(RunHistory)
+        runs.focus()
+        runs.move_cursor(row=list(listed(app)).index("run00"))
+        await pilot.press("enter")
+        root = app.query_one(TaskTree).root
+        await wait_for(pilot, lambda: app.shown_run == "run00" and "run00" in str(root.label), message="the dropped run")
+        assert "Completed" in str(root.label)  # read from the store

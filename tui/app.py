@@ -40,7 +40,8 @@ from flows_tui.launch.runner import recording
 from flows_tui.terminal import exit_now, silence_stderr, silence_terminal
 from flows_tui.launch.watch_run import WatchRun
 from flows_tui.project.config import Config
-from flows_tui.project.flow_files import flow_files, flow_names_in_source
+from flows_tui.project.flow_files import flow_files
+from flows_tui.project.flow_search import flow_names_in_source
 from flows_tui.project.flows_directory import FlowsDirectory
 from flows_tui.project.schedules import Schedule
 from flows_tui.project.watch import FlowsWatcher
@@ -140,8 +141,10 @@ class FlowsApp(ClusterPane, HistoryPane, RunsInProgress, PaneContents, ConfigAnd
         self.bus = bus or ev.EventBus()
         # The cluster, the session whose results `R` and `w` reuse, and the runs in progress. A
         # saved flows.toml's [cluster] applies on restart, so the launcher keeps the config it began with.
+        # A running serve's cluster stands in for the default embedded one (launch.shared_cluster).
         self.launcher = RunLauncher(choose_cluster(address, config, profile=cluster), config, self.bus, keep_results=True,
-                                    behind_ui=True)
+                                    behind_ui=True, shared=True)
+        self._cluster_starting = False  # start_cluster is on its way
         self.cluster_error: FlowsTuiError | None = None  # the embedded cluster or the scheduler could not be had
         self._waiting_runs: list[tuple[Any, dict[str, Any], str | None]] = []  # r pressed while the cluster starts
         self._lost_shown = False  # the status bar says the scheduler was lost
@@ -249,7 +252,7 @@ class FlowsApp(ClusterPane, HistoryPane, RunsInProgress, PaneContents, ConfigAnd
         self.query_one(FlowList).focus()
         self.load_flows()
         if self.connect_cluster:
-            self.start_cluster()
+            self._open_cluster()
         self.load_history()
         self._follow_project()
         self._watch_store()

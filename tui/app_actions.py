@@ -307,8 +307,10 @@ class Actions:
                         severity="warning")
             return
         paused = self.scheduler.next_due()[flow.name] is not None
-        self.scheduler.pause(flow.name, paused)
-        self.notify(f"schedule of {flow.name} {'paused' if paused else 'resumed'}")
+        self.scheduler.pause(flow.name, paused)  # kept in the store: the process firing the schedules reads it
+        holder = self.scheduler.standing_by
+        elsewhere = f" ({holder} fires it, and takes this within a second)" if holder else ""
+        self.notify(f"schedule of {flow.name} {'paused' if paused else 'resumed'}{elsewhere}")
         self.every_second()
 
     def action_trigger(self) -> None:
@@ -318,7 +320,24 @@ class Actions:
         if self.scheduler is None or flow.name not in self.scheduler.next_due():
             self.action_run()
             return
+        holder = self.scheduler.standing_by
+        if holder is not None and self.store is not None:  # serve fires the schedules: it runs it
+            self.notify(f"asking {holder} to run {flow.name} now")
+            self._run_now_elsewhere(flow.name, holder)
+            return
         self.scheduler.trigger(flow.name)
+
+    @work(thread=True, group="run-now", exit_on_error=False)
+    def _run_now_elsewhere(self, flow: str, holder: str) -> None:
+        from flows_tui.launch.requests import run_now_through
+
+        outcome = run_now_through(self.store, flow, holder, self.scheduler.lock.holder_alive)
+        if outcome.gone:  # the schedules pass to this UI within a second; the run starts here now
+            self.call_from_thread(self.notify, f"{outcome.message}; running it here", severity="warning", timeout=6)
+            self.scheduler.trigger(flow)
+            return
+        self.call_from_thread(self.notify, outcome.message, severity="information" if outcome.started else "error",
+                              timeout=6)
 
     def action_zoom(self) -> None:
         """The focused pane alone on screen, or back to all panes."""

@@ -28,6 +28,8 @@ class RunsInProgress:
             # Still starting: the run waits for it (r pressed at launch runs as soon as it can).
             self._waiting_runs.append((flow, parameters, file))
             self.notify(f"{flow.name} runs as soon as the cluster is ready", timeout=4)
+            self.query_one(TaskTree).show_waiting(flow.name)
+            self._ensure_cluster()  # the UI opened to watch starts its cluster with the first run
             return
         if self.cluster is None:
             self._no_cluster()

@@ -78,7 +78,7 @@ class ConfigAndSchedules:
     def _scheduled_flow(self, name: str) -> tuple[Any, str | None]:
         """On the scheduler's thread: the flow a due schedule runs, as loaded now."""
         flow = self.directory.flows.get(name)
-        if flow is None or self.cluster is None:
+        if flow is None or (self.cluster is None and not self.connect_cluster):  # else `ready` starts it
             raise FlowsTuiError("the flow or the cluster is not available")
         return flow, flow.file
 
@@ -94,12 +94,18 @@ class ConfigAndSchedules:
         if self._quitting():
             return
         status = self.query_one(StatusBar)
+        if self.cluster is None and self.connect_cluster and not self._cluster_starting and self.cluster_error is None \
+                and not self.launcher.starts_processes():  # a serve started since: its cluster, shown now
+            self._ensure_cluster()
         if self._flow_clusters_shown or self.launcher.flow_clusters.in_use():
             self._show_flow_clusters()
         cluster = self.cluster
         if cluster is not None and cluster.lost != self._lost_shown and not self.launcher.reconnecting:
             self._lost_shown = not self._lost_shown
-            if self._lost_shown:
+            if self._lost_shown and cluster.choice.serve_pid is not None:
+                status.set_cluster(plain(f"cluster: serve (pid {cluster.choice.serve_pid}) stopped, and its cluster "
+                                         "with it; the next run starts one here", "red"))
+            elif self._lost_shown:
                 status.set_cluster(plain(f"cluster: lost the Dask scheduler at {cluster.choice.address}; "
                                          "the next run reconnects", "red"))
             else:  # Dask's client found the scheduler again on its own

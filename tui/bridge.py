@@ -32,6 +32,12 @@ NARROW_WIDTH = 110
 CLOSE_SECONDS = 3.0
 
 
+# Ended runs the bridge keeps folded beyond those it must (in progress, on screen, each flow's last of
+# this session). Older ones are dropped: a long watch of serve's runs must not grow without end, and
+# one opened again is read from the store. Without a store nothing is dropped (nowhere to read it back).
+KEPT_ENDED_RUNS = 20
+
+
 KEY_NAMES = {"slash": "/", "question_mark": "?"}  # how a key is written in the footer and in `?`
 
 
@@ -96,7 +102,27 @@ class Bridge:
             changed, self._changed = self._changed, set()
             lines, self._lines = self._lines, []
             ended, self._ended = self._ended, []
+            if ended:
+                self._forget_ended()
             return changed, lines, ended
+
+    def _forget_ended(self) -> None:
+        """On the UI's thread, under the lock: the oldest ended runs past KEPT_ENDED_RUNS, unless needed."""
+        app = self.app
+        if getattr(app, "store", None) is None:
+            return
+        runs = self.model.runs
+        ended = [run for run in runs.values() if run.ended is not None]
+        excess = len(ended) - KEPT_ENDED_RUNS
+        if excess <= 0:
+            return
+        needed = {getattr(app, "shown_run", None), *getattr(app, "_last_run_of", {}).values()}
+        for run in sorted(ended, key=lambda run: run.ended):
+            if excess <= 0:
+                break
+            if run.run_id not in needed:
+                del runs[run.run_id]
+                excess -= 1
 
 
 def _close_quietly(launcher: RunLauncher) -> None:

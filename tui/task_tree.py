@@ -118,6 +118,14 @@ class TaskTree(Tree):
             for note in plan.notes:
                 self.root.add_leaf(plain(f"? {note}", "dim", one_line=True))
 
+    def show_waiting(self, flow_name: str) -> None:
+        """`r` while the cluster starts: the run waits for it (the flow's plan, if shown, stays below)."""
+        label = Text.assemble((visible(flow_name, one_line=True), "bold"), ("  waiting for the cluster…", "yellow"))
+        if self.flow_run is None:
+            self.root.set_label(label)
+        else:
+            self._reset(label)
+
     def _add_planned(self, parent: TreeNode, planned: Any) -> None:
         label = Text.assemble((f"{SYMBOLS[PENDING]} ", "dim"), (visible(planned.task, one_line=True), "bold"))
         if planned.call == "map":

@@ -44,7 +44,7 @@ def run(ctx: click.Context, flow_spec: str, params: tuple[str, ...], address: st
     from flows_tui.errors import ParameterError
     from flows_tui.parameters import parse_assignments
     from flows_tui.record.progress import Progress, print_summary, run_document
-    from flows_tui.project.flow_files import find_flow
+    from flows_tui.project.flow_search import find_flow
     from flows_tui.launch.runner import execute, recording
     from flows_tui.record.store import StoreNotWritable
 
@@ -91,7 +91,8 @@ def run(ctx: click.Context, flow_spec: str, params: tuple[str, ...], address: st
         with recording(bus, config) as store, progress, signals:
             store.on_problem = _store_problem
             engine = execute(flow, parameters, choice, config, bus=bus, file=str(loaded.path),
-                             on_engine=signals.started, on_connected=signals.connected)
+                             on_engine=signals.started, on_connected=signals.connected, shared=True,
+                             say=lambda text: console.print(visible(text), markup=False))
     except StoreNotWritable as error:  # raised by `recording` before the run starts
         unsubscribe()
         raise FlowsTuiError(f"{error}; nothing was run")
@@ -239,7 +240,7 @@ def _watch_run(flow_name: str, root: Path, values: dict[str, Any], typed: set[st
     with stdout_to_stderr():  # a flow file that prints while imported must not mix with --json lines
         directory.load()
     bus = ev.EventBus()
-    launcher = RunLauncher(choice, config, bus, keep_results=True,
+    launcher = RunLauncher(choice, config, bus, keep_results=True, shared=True,
                            say=lambda text: console.print(visible(text), markup=False))
     try:
         launcher.connect()

@@ -52,9 +52,13 @@ class ClusterChoice:
     start_timeout: float | None = None  # how long a Cluster class may take to start (None: no limit)
     reuse: bool = False  # kept between runs (the UI, serve), closed after idle_timeout seconds without runs
     idle_timeout: float | None = None
+    serve_pid: int | None = None  # serve's cluster, shared (launch.shared_cluster): the pid of that serve
+    serve_started: float | None = None  # ... and when it started (a reused pid is not it)
 
     def describe(self) -> str:
         """Where runs go and why, as a run's first line and the status bar say it."""
+        if self.serve_pid is not None:
+            return f"serve's cluster (pid {self.serve_pid}) at {self.address}"
         if self.cluster_class is not None:
             name = self.cluster_class if isinstance(self.cluster_class, str) else self.cluster_class.__name__
             what = name.rpartition(".")[2]
@@ -235,7 +239,8 @@ class Cluster:
 
     def close(self) -> None:
         try:
-            self.client.close()
+            # A client whose scheduler is gone would wait its whole connect timeout to say goodbye.
+            self.client.close(timeout=1) if self.lost else self.client.close()
         finally:
             try:
                 if self.local is not None:

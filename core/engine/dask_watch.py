@@ -14,7 +14,9 @@ from flows_tui.record import events as ev
 from flows_tui.states import CANCELLED, CRASHED, PENDING, CrashedRun
 from flows_tui.states import now as _now
 
+from . import attempt_ledger
 from .cluster import scheduler_lost
+from .wire import from_wire
 from .outcome import outcome_summary
 
 if TYPE_CHECKING:
@@ -54,7 +56,14 @@ class DaskWatch:
         worker = message.get("worker", "a worker")
         when = _now()
         rescheduled, lost = [], []
+        # Attempts it started whose start never left it (it died at once): on record, open, now.
+        starts = attempt_ledger.open_starts(worker, self.topic) if isinstance(worker, str) else []
         with self._lock:
+            for start in starts:
+                try:
+                    self._apply_report(from_wire(start))
+                except Exception:
+                    logger.exception("recording an attempt a dead worker started failed")
             for key in message.get("processing-tasks") or ():
                 task_run_id = self._by_key.get(key)
                 if task_run_id is None or task_run_id not in self._open_ids:
@@ -91,6 +100,8 @@ class DaskWatch:
         except Exception:
             address = self.address
         reason = f"lost the Dask scheduler at {address or self.address} while the run was in progress"
+        if (self.address or "").startswith("serve's cluster"):  # launch.shared_cluster: serve's went with it
+            reason = f"lost {self.address} while the run was in progress: that serve stopped"
         with self._lock:
             if self._abort is not None:
                 return

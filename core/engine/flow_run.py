@@ -34,6 +34,7 @@ from flows_tui.states import utc as _utc
 from flows_tui.tracebacks import format_exception
 from flows_tui.user_code.pickling import user_sources
 
+from .cluster import scheduler_lost
 from .dask_watch import DaskWatch, _forget_topic, _ReportHandler, _subscribe, _worker_deaths
 from .in_process import release, workers_in_this_process
 from .outcome import register_outcome_serializer
@@ -211,7 +212,10 @@ class FlowRunEngine(TaskRuns, Results, TaskCalls, TaskReports, DaskWatch):
                 # run of `serve` (2.4 MB of log messages after 20 runs) unless it goes with its run.
                 # Dropping it there ends the subscription too; `unsubscribe_topic` arriving later
                 # would only make the scheduler create it again, empty.
-                self.client.run_on_scheduler(_forget_topic, topic=self.topic)
+                # A lost scheduler (serve stopped, a scheduler killed) keeps nothing: asking it would
+                # hold the run's end for the client's whole reconnect timeout.
+                if not scheduler_lost(self.client):
+                    self.client.run_on_scheduler(_forget_topic, topic=self.topic)
             except Exception:  # the client may be closing
                 pass
             # Dask's unsubscribe_topic leaves the handler in the client: it would hold this engine,

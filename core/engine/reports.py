@@ -16,6 +16,7 @@ from typing import Any, Callable
 
 from flows_tui.record.logs import format_record
 
+from . import attempt_ledger
 from .wire import AttemptEndMsg, AttemptRetryMsg, AttemptStartMsg, LogBatchMsg, carry_start
 
 # Reports leave the worker in batches at least this often: one message per batch keeps the
@@ -181,14 +182,15 @@ def _execution_id() -> str:
     return f"{_process_tag}{next(_executions):x}"
 
 
-def _worker_name() -> str | None:
+def _worker() -> tuple[str | None, str | None]:
+    """The worker's label for attempts, and its address (None, None outside a worker)."""
     from distributed import get_worker
 
     try:
         worker = get_worker()
     except ValueError:
-        return None
-    return worker_label(worker.name, worker.address)
+        return None, None
+    return worker_label(worker.name, worker.address), worker.address
 
 
 def worker_label(name: Any, address: str) -> str:
@@ -210,13 +212,19 @@ class Reports:
         self.execution = _execution_id()
         self._start: dict[str, Any] | None = None  # the open attempt's start, as queued
         self._start_batch = -1
+        self._in_ledger = False
 
     def start(self, attempt: int) -> None:
-        wire = AttemptStartMsg(self.task_run_id, self.execution, attempt, time.time(), _worker_name()).to_wire()
+        label, address = _worker()
+        wire = AttemptStartMsg(self.task_run_id, self.execution, attempt, time.time(), label).to_wire()
+        # Also where the engine can read it if this process dies before the report leaves it.
+        self._in_ledger = attempt_ledger.started(address, self.topic, dict(wire))
         self._start, self._start_batch = wire, self.shipper.send(self.topic, wire)
 
     def retry(self, attempt: int, state: str, error: str | None, traceback: str | None, delay: float) -> None:
         self._start = None
+        if self._in_ledger:
+            attempt_ledger.ended()
         self.shipper.send(self.topic, AttemptRetryMsg(self.task_run_id, self.execution, attempt, time.time(), state,
                                                       error, traceback, delay).to_wire())
 
@@ -227,6 +235,9 @@ class Reports:
         wire = AttemptEndMsg(self.task_run_id, self.execution, attempt, time.time() if when is None else when, state,
                              error, traceback).to_wire()
         start, self._start = self._start, None
+        if self._in_ledger:
+            attempt_ledger.ended()
+            self._in_ledger = False
         if start is not None:
             self.shipper.end(self.topic, start, self._start_batch, wire)
         else:

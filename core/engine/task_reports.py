@@ -59,6 +59,8 @@ class TaskReports:
             self._apply_late_report(report, track, when)
             return
         if isinstance(report, AttemptStartMsg):
+            if execution in track.executions:
+                return  # read from a dead worker's ledger already, or sent twice
             if track.open_attempt is not None:
                 # A new execution while an attempt was open: Dask re-ran the task because the
                 # worker running it died. The record says so.

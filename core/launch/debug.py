@@ -404,7 +404,8 @@ def flow_of(run: "FlowRun", flows_dir: Any) -> Any:
     """The flow a recorded run ran, as its file defines it now (by name in the flows directory, else its file)."""
     from pathlib import Path
 
-    from flows_tui.project.flow_files import defined_flows, find_flow, load_flow_file
+    from flows_tui.project.flow_files import defined_flows, load_flow_file
+    from flows_tui.project.flow_search import find_flow
 
     try:
         return find_flow(run.flow, flows_dir)[0]

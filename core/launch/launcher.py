@@ -22,6 +22,7 @@ from flows_tui.engine.session import Session
 from flows_tui.errors import ClusterError
 
 from .flow_clusters import FlowClusters
+from .shared_cluster import may_share, shared_choice, still_served
 
 if TYPE_CHECKING:
     from flows_tui.flows import Flow
@@ -42,7 +43,10 @@ def engine_in_flight(run_id: str) -> FlowRunEngine | None:
 
 def where(cluster: Cluster) -> str:
     """The cluster as a run's first line and the tasks pane say it: "LocalCluster", the scheduler's
-    address, or the class, with the profile that named it ("SLURMCluster (profile big)")."""
+    address, or the class, with the profile that named it ("SLURMCluster (profile big)"); a running
+    serve's, shared (shared_cluster): "serve's cluster (pid N) at tcp://…"."""
+    if cluster.choice.serve_pid is not None:
+        return f"serve's cluster (pid {cluster.choice.serve_pid}) at {cluster.address}"
     what = cluster.address if cluster.local is None else type(cluster.local).__name__
     profile = _profile(cluster)
     return f"{what} (profile {profile})" if profile else what
@@ -50,6 +54,8 @@ def where(cluster: Cluster) -> str:
 
 def cluster_name(cluster: Cluster) -> str:
     """The cluster in one word, as `flows-tui runs` lists it: the profile's name, else the class or address."""
+    if cluster.choice.serve_pid is not None:
+        return f"serve's cluster (pid {cluster.choice.serve_pid})"
     return _profile(cluster) or (cluster.address if cluster.local is None else type(cluster.local).__name__)
 
 
@@ -79,8 +85,10 @@ class RunLauncher:
     """
 
     def __init__(self, choice: ClusterChoice, config: "Config", bus: "EventBus", *, keep_results: bool = False,
-                 behind_ui: bool = False, say: Callable[[str], None] | None = None) -> None:
+                 behind_ui: bool = False, shared: bool = False, say: Callable[[str], None] | None = None) -> None:
         self.choice = choice
+        # The UI and `run`: a running serve's embedded cluster stands in for the default one (shared_cluster).
+        self.shared = shared and may_share(choice, config)
         self.config = config
         self.bus = bus
         self.keep_results = keep_results
@@ -108,7 +116,23 @@ class RunLauncher:
         `q`, serve's stop) and Ctrl-C (a KeyboardInterrupt here) end the wait at once, whatever
         Dask is doing; a cluster that comes up after that is closed then.
         """
+        served = shared_choice(self.choice, self.config) if self.shared else None
+        if served is not None:
+            try:
+                return self._connect(lambda: connect(served))
+            except Interrupted:
+                raise
+            except ClusterError as error:  # serve is stopping, or hung: a cluster of our own instead
+                self.say(f"{served.describe()} did not answer ({error}); starting one here")
         return self._connect(lambda: connect(self.choice, behind_ui=self.behind_ui))
+
+    def starts_processes(self) -> bool:
+        """Whether connecting now would start worker processes here (the embedded LocalCluster of
+        processes, no serve's cluster to share): the UI waits for a first run before it does."""
+        choice = self.choice
+        if choice.address is not None or choice.cluster_class is not None or not choice.processes:
+            return False
+        return not (self.shared and shared_choice(choice, self.config) is not None)
 
     def _connect(self, start: Callable[[], Cluster]) -> Cluster:
         cluster = self._start_interruptibly(start, self.choice)
@@ -175,6 +199,14 @@ class RunLauncher:
         with self._reconnecting:
             cluster = self.cluster
             if cluster is None:
+                return self.connect()
+            if cluster.choice.serve_pid is not None and (cluster.lost or not still_served(cluster.choice)):
+                # serve stopped (or went away): its cluster with it. Another serve's, or one of our own.
+                self.say(f"serve (pid {cluster.choice.serve_pid}) stopped, and its cluster with it; "
+                         "starting one here")
+                with self._lock:
+                    self.cluster, self.session = None, None
+                _close_quietly(cluster)
                 return self.connect()
             if not cluster.lost:
                 return cluster

@@ -14,7 +14,7 @@ import socket
 import threading
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Callable
 
 from flows_tui.states import CANCELLED, CRASHED
 
@@ -69,6 +69,34 @@ def cancel_run(store: "Store", run_id: str, *, wait: float = ANSWER_SECONDS) -> 
         return CancelOutcome(False, f"run {run_id}: {who} is cancelling it ({answer}); it has not ended yet")
     return CancelOutcome(False, f"run {run_id}: no answer from {who} within {wait:g}s (the request stays; it acts "
                                 "on it when it can)")
+
+
+@dataclass(frozen=True)
+class RunNowOutcome:
+    started: bool  # the process that fires the schedules started the run
+    gone: bool  # that process is gone (the asking side may run it itself)
+    message: str
+
+
+def run_now_through(store: "Store", flow: str, holder: str, holder_alive: Callable[[], bool], *,
+                    wait: float = ANSWER_SECONDS) -> RunNowOutcome:
+    """Ask `holder`, the process that fires the schedules (serve), to run `flow` now (`t`)."""
+    from flows_tui.record.store.requests import RUN_NOW
+
+    if not holder_alive():
+        return RunNowOutcome(False, True, f"{flow} not run by {holder}: its process is gone")
+    request = store.ask(flow, RUN_NOW, asked_by())
+    deadline = time.monotonic() + wait
+    while time.monotonic() < deadline:
+        answer = store.answer_of(request)
+        if answer is not None:
+            return RunNowOutcome(answer.startswith("started"), False, f"{flow}: {answer}")
+        if not holder_alive():
+            store.answer(request, "its process is gone")
+            return RunNowOutcome(False, True, f"{flow} not run by {holder}: its process ended meanwhile")
+        time.sleep(0.05)
+    return RunNowOutcome(False, False, f"{flow}: no answer from {holder} within {wait:g}s (the request stays; "
+                                       "it acts on it when it can)")
 
 
 class CancelRequests:

@@ -80,10 +80,13 @@ def _user_module_by_value(flow: "Flow") -> None:
 def execute(flow: "Flow", parameters: dict[str, Any], choice: ClusterChoice, config: "Config", *,
             bus: ev.EventBus, file: str | None = None, run_id: str | None = None,
             on_connected: Callable[[Cluster], None] | None = None,
-            on_engine: Callable[[FlowRunEngine], None] | None = None) -> FlowRunEngine:
-    """One run on a cluster of its own: connect (ClusterError if that fails), run to the end, close."""
+            on_engine: Callable[[FlowRunEngine], None] | None = None, shared: bool = False,
+            say: Callable[[str], None] | None = None) -> FlowRunEngine:
+    """One run: connect (ClusterError if that fails), run to the end, close what was started.
+
+    `shared` (`flows-tui run`): on a running serve's cluster instead of the default embedded one."""
     _user_module_by_value(flow)
-    with RunLauncher(choice, config, bus) as launcher:
+    with RunLauncher(choice, config, bus, shared=shared, say=say) as launcher:
         cluster = launcher.connect()
         if on_connected is not None:
             on_connected(cluster)

@@ -20,7 +20,8 @@ from .config import CONFIG_NAME, Config, FlowConfig, display_path, find_config, 
 from flows_tui.errors import ConfigError, ParameterError, closest
 from flows_tui.flows import Flow
 from .flows_directory import FlowsDirectory, FlowsReloaded
-from .flow_files import FlowFile, definition_line, duplicate_flows, load_directory, normalize_name
+from .flow_files import FlowFile, definition_line, duplicate_flows, normalize_name
+from .import_probe import load_directory
 from .schedules import Schedule, describe_schedule, due_when_served
 
 

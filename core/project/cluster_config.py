@@ -36,6 +36,7 @@ class ClusterConfig:
     memory_limit: str | None = None
     tls: TLSConfig | None = None
     connect_timeout: float = DEFAULT_CONNECT_TIMEOUT
+    shared: bool = True  # use a running serve's embedded cluster instead of starting one (launch.shared_cluster)
 
 
 def read_address(reader: Reader, data: dict, keys: tuple[str, ...]) -> str | None:
@@ -79,7 +80,7 @@ def read_seconds(reader: Reader, data: dict, keys: tuple[str, ...], name: str, d
 def read_cluster(reader: Reader, data: dict, root: Path) -> ClusterConfig:
     keys = ("cluster",)
     reader.table(data, keys, {"address", "n_workers", "threads_per_worker", "processes", "dashboard_address",
-                              "memory_limit", "tls", "connect_timeout"})
+                              "memory_limit", "tls", "connect_timeout", "shared"})
     memory_limit = reader.get(data, keys, "memory_limit", (str, int))
     return ClusterConfig(
         address=read_address(reader, data, keys),
@@ -90,6 +91,7 @@ def read_cluster(reader: Reader, data: dict, root: Path) -> ClusterConfig:
         memory_limit=None if memory_limit is None else str(memory_limit),
         tls=read_tls(reader, data, keys, root),
         connect_timeout=read_seconds(reader, data, keys, "connect_timeout", DEFAULT_CONNECT_TIMEOUT),
+        shared=reader.get(data, keys, "shared", bool, True),
     )
 
 

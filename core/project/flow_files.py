@@ -11,7 +11,6 @@ globals and helper modules it started with.
 
 from __future__ import annotations
 
-import ast
 import errno
 import hashlib
 import importlib.util
@@ -25,12 +24,12 @@ from types import ModuleType
 from typing import Callable, Iterable
 
 
-from flows_tui.errors import FlowFileError, UsageError, did_you_mean
+from flows_tui.errors import FlowFileError
 from flows_tui.flows import Flow
 from flows_tui.user_code.pickling import send_by_value
 from flows_tui.tracebacks import format_exception
 from flows_tui.user_code.imports import PRIVATE_PREFIX as MODULE_PREFIX
-from flows_tui.user_code.imports import forget_user_modules, local_modules, put_on_sys_path
+from flows_tui.user_code.imports import local_modules, put_on_sys_path
 
 
 @dataclass
@@ -166,12 +165,14 @@ def _run_module(text: bytes, path: Path, module: ModuleType) -> FlowFileError | 
     return None if error is None else _load_error(error, path)
 
 
-def load_flow_file(path: Path, *, root: Path | None = None, source: bytes | None = None) -> FlowFile:
+def load_flow_file(path: Path, *, root: Path | None = None, source: bytes | None = None,
+                   for_workers: bool = True) -> FlowFile:
     """Import `path` afresh; a file that fails to import returns its error instead of raising.
 
     Modules under `root` (default: the file's folder) that the file imports are the user's
     helpers: they are recorded on the FlowFile and travel to workers by value too. `source`:
-    the file's bytes when the caller has read them already.
+    the file's bytes when the caller has read them already. `for_workers`: register the code
+    to travel to workers by value.
     """
     try:
         path = path.resolve(strict=True)
@@ -203,29 +204,17 @@ def load_flow_file(path: Path, *, root: Path | None = None, source: bytes | None
         helpers = local_modules(path, root, also=set(sys.modules) - imported_before)
         return FlowFile(path, error=error, helpers=helpers)
     helpers = local_modules(path, root, also=set(sys.modules) - imported_before)
-    send_by_value(module, source=importlib.util.decode_source(text))
-    for helper in helpers:
-        if helper in sys.modules:
-            send_by_value(sys.modules[helper])
+    if for_workers:  # not when only checking that the file imports (in a child process)
+        send_by_value(module, source=importlib.util.decode_source(text))
+        for helper in helpers:
+            if helper in sys.modules:
+                send_by_value(sys.modules[helper])
     loaded = FlowFile(path, module=module, helpers=helpers)
     for value in vars(module).values():
         if isinstance(value, Flow) and getattr(value.fn, "__module__", None) == name:
             loaded.flows[value.name] = value
             loaded.functions[value.fn.__name__] = value.name
     return loaded
-
-
-def load_directory(directory: Path, *, only: list[Path] | None = None) -> list[FlowFile]:
-    """Every flow file under `directory` (a folder or one file), imported afresh with the helpers it imports
-    (`only`: these of them)."""
-    root = directory.resolve()
-    folder = root if root.is_dir() else root.parent
-    # Modules of an earlier load (of this or another flows directory) may be older than
-    # their files: every helper is imported anew.
-    forget_user_modules()
-    importlib.invalidate_caches()
-    put_on_sys_path(folder, first=True)
-    return [load_flow_file(path, root=folder) for path in (flow_files(root) if only is None else only)]
 
 
 # Flow names ---------------------------------------------------------------------------------------
@@ -291,140 +280,3 @@ def duplicate_flows(files: Iterable[FlowFile]) -> list[DuplicateFlow]:
             duplicates.append(DuplicateFlow(flow.name, loaded.path, definition_line(flow), flow.fn.__name__,
                                             original_path, definition_line(original), original.fn.__name__))
     return duplicates
-
-
-def find_flow(spec: str, directory: Path, *, cwd: Path | None = None) -> tuple[Flow, FlowFile]:
-    """Resolve `FLOW` from the command line: a flow's name, its function's name, or `file.py:function`."""
-    if ":" in spec and spec.split(":", 1)[0].endswith(".py"):
-        file_part, function = spec.split(":", 1)
-        path = Path(file_part)
-        if not path.is_absolute():
-            candidates = [(cwd or Path.cwd()) / path, directory / path]
-            path = next((c for c in candidates if c.exists()), candidates[0])
-        if not path.exists():
-            raise UsageError(f"{file_part}: no such flow file")
-        loaded = load_flow_file(path)
-        if loaded.error is not None:
-            raise loaded.error
-        # By the function itself: of two flows sharing one name, `loaded.flows` keeps only the last.
-        chosen = next((flow for flow in defined_flows(loaded) if flow.fn.__name__ == function), None)
-        if chosen is None:
-            hint = _suggest(function, list(loaded.functions))
-            raise UsageError(f"{file_part}: no flow function named {function!r}{hint}")
-        return chosen, loaded
-
-    if not directory.exists():
-        raise UsageError(f"flows directory {directory} does not exist (set [project] flows_dir in flows.toml)")
-    # Only the files that may define it are imported: another file that loops, waits, exits or
-    # fails at import does not stop this flow from running. Found nowhere: every file, for the
-    # suggestions and the broken files the message names.
-    candidates = _files_that_may_define(spec, flow_files(directory))
-    matches = _matches(spec, load_directory(directory, only=candidates)) if candidates else []
-    if matches:
-        files = []
-    else:
-        files = load_directory(directory)
-        matches = _matches(spec, files)
-    if len(matches) == 1:
-        return matches[0]
-    if len(matches) > 1:
-        from .config import display_path
-
-        where = ", ".join(f"{display_path(m[1].path)}:{definition_line(m[0])} (function {m[0].fn.__name__})"
-                          if definition_line(m[0]) else display_path(m[1].path) for m in matches)
-        raise UsageError(f"flow name {spec!r} is defined more than once: {where}; rename one with "
-                         "@flow(name=...), or run FILE.py:FUNCTION")
-    raise _not_found(spec, directory, files)
-
-
-def _files_that_may_define(spec: str, paths: list[Path]) -> list[Path]:
-    """The flow files whose source may define flow `spec`: by their syntax tree, a function of that
-    name or a `@flow(name=...)` of it; a file whose flows are named by an expression (not a plain
-    string) may define any name, and so does a file that cannot be parsed."""
-    wanted = normalize_name(spec)
-    found = []
-    for path in paths:
-        try:
-            tree = ast.parse(path.read_bytes(), filename=str(path))
-        except (OSError, SyntaxError, ValueError, RecursionError):
-            found.append(path)
-            continue
-        if any(name is None or normalize_name(name) == wanted for name in _flow_names(tree)):
-            found.append(path)
-    return found
-
-
-def _flow_names(tree: ast.AST) -> Iterable[str | None]:
-    """Every name a flow defined in `tree` may be run by (None: not known before it runs)."""
-    for node in ast.walk(tree):
-        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
-            for decorator in node.decorator_list:
-                target = decorator.func if isinstance(decorator, ast.Call) else decorator
-                if not (isinstance(target, ast.Name) and target.id == "flow"
-                        or isinstance(target, ast.Attribute) and target.attr == "flow"):
-                    continue
-                yield node.name
-                if isinstance(decorator, ast.Call):
-                    for keyword in decorator.keywords:
-                        if keyword.arg == "name":
-                            value = keyword.value
-                            yield value.value if isinstance(value, ast.Constant) and isinstance(value.value, str) \
-                                else None
-        elif isinstance(node, ast.Call):
-            function = node.func
-            called = function.attr if isinstance(function, ast.Attribute) else getattr(function, "id", None)
-            if called in ("flow", "with_options") and any(k.arg == "name" for k in node.keywords):
-                yield None  # flow(fn, name=...) or f.with_options(name=...): known once imported
-
-
-def flow_names_in_source(path: Path) -> list[str]:
-    """The names of the flows `path` defines, read from its syntax tree without running it (the UI
-    lists them while the file imports): `@flow(name="...")`, else the function's name as
-    `Flow` derives it. A name given by an expression is left out; unreadable file: none."""
-    try:
-        tree = ast.parse(path.read_bytes(), filename=str(path))
-    except (OSError, SyntaxError, ValueError, RecursionError):
-        return []
-    names = []
-    for node in tree.body:  # flows are defined at the top of a module
-        if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
-            continue
-        for decorator in node.decorator_list:
-            target = decorator.func if isinstance(decorator, ast.Call) else decorator
-            if not (isinstance(target, ast.Name) and target.id == "flow"
-                    or isinstance(target, ast.Attribute) and target.attr == "flow"):
-                continue
-            given = next((keyword.value for keyword in getattr(decorator, "keywords", ()) if keyword.arg == "name"), None)
-            if given is None:
-                names.append(node.name.replace("_", "-"))
-            elif isinstance(given, ast.Constant) and isinstance(given.value, str):
-                names.append(given.value)
-    return names
-
-
-def _matches(spec: str, files: list[FlowFile]) -> list[tuple[Flow, FlowFile]]:
-    matches: list[tuple[Flow, FlowFile]] = []
-    for loaded in files:
-        # Every definition, also one whose name a later flow in the same file reuses: never a silent pick.
-        for flow in defined_flows(loaded):
-            name, function = flow.name, flow.fn.__name__
-            if spec in (name, function) or normalize_name(spec) in (normalize_name(name), normalize_name(function)):
-                # A `with_options()` copy under the same name is one definition: the later object, as in `flows`.
-                matches = [m for m in matches
-                           if not (m[0].fn is flow.fn and normalize_name(m[0].name) == normalize_name(name))]
-                matches.append((flow, loaded))
-    return matches
-
-
-def _not_found(spec: str, directory: Path, files: list[FlowFile]) -> UsageError:
-    broken = [f for f in files if f.error is not None]
-    known = [name for f in files for name in f.flows]
-    hint = _suggest(spec, known)
-    message = f"no flow named {spec!r} in {directory}{hint}"
-    if broken:
-        message += "; these files failed to load: " + "; ".join(str(f.error) for f in broken)
-    return UsageError(message)
-
-
-def _suggest(name: str, known: list[str]) -> str:
-    return did_you_mean(name, known, otherwise=f" (known: {', '.join(sorted(known))})" if known else "")

@@ -20,8 +20,8 @@ from typing import Any, Callable, Iterable
 from flows_tui.errors import FlowFileError
 from flows_tui.flows import Flow
 from flows_tui.user_code.imports import forget_modules, is_within
-from .flow_files import (DuplicateFlow, FlowFile, duplicate_flows, is_flow_file, load_directory, load_flow_file,
-                         module_name_for)
+from .flow_files import DuplicateFlow, FlowFile, duplicate_flows, is_flow_file, module_name_for
+from .import_probe import fork_server, load_directory, load_flow_files
 
 log = logging.getLogger("flows_tui.reload")
 
@@ -96,6 +96,7 @@ class FlowsDirectory:
         self._duplicates: list[DuplicateFlow] = []
         self._subscribers: list[Subscriber] = []
         self._watcher: Any = None
+        fork_server().start()  # its Python starts while ours goes on: the first load does not wait for it
 
     # Reading ------------------------------------------------------------------------------------
 
@@ -152,8 +153,8 @@ class FlowsDirectory:
 
         A path may be a flow file, a helper module, or a folder (renamed or deleted as a
         whole). Reloads the flow files among them, every flow file importing a saved helper
-        (directly or through another), and files that failed before (their error may have
-        been in a helper). Returns the event published, or None when nothing changed.
+        (directly or through another), and, when a new file appeared, files that failed before
+        (the module they missed may be that one). Returns the event published, or None when nothing changed.
         """
         started = time.perf_counter()
         with self._reloading:
@@ -167,11 +168,14 @@ class FlowsDirectory:
             forget_modules(self.directory, touched)
             importlib.invalidate_caches()  # a new file may be a module someone imports
             importers = {path for path, loaded in before.items() if touched & set(loaded.helpers.values())}
-            broken = {path for path, loaded in before.items() if loaded.error is not None}
+            # A broken file is tried again when a file appeared (the module it missed may be that);
+            # not at every save of another one: a file that loops at import costs its whole deadline.
+            appeared = touched - set(before) - imported
+            broken = {path for path, loaded in before.items() if loaded.error is not None} if appeared else set()
             to_load = (present | importers | broken) - removed
-            loaded = {path: load_flow_file(path, root=self.directory,
-                                           source=_written(path) if path in before else None)
-                      for path in sorted(to_load)}
+            order = sorted(to_load)
+            loaded = dict(zip(order, load_flow_files(
+                order, self.directory, sources={path: _written(path) for path in order if path in before})))
             helpers = (touched & imported) - set(before) - present
             event = self._apply(before, loaded, removed=removed, saved=(present & set(before)) | importers,
                                 helpers=helpers, started=started)

@@ -86,6 +86,15 @@ class ScheduleLock:
             pass
         return True
 
+    def holder_alive(self) -> bool:
+        """Whether the process the lock file names still runs (another host's: assumed so)."""
+        import re
+
+        from flows_tui.record.store.owners import owner_alive
+
+        found = re.search(r"\(pid (\d+) on (.+)\)$", self.holder())
+        return found is None or owner_alive(found.group(2), int(found.group(1)), None)
+
     def holder(self) -> str:
         """Who holds the lock, as it wrote itself down."""
         try:
@@ -179,6 +188,8 @@ class Scheduler:
         now = self.clock.now()
         if self.lock is not None and not self._hold_lock(now):
             return 1.0
+        if self.lock is not None:
+            self._run_now_asked(now)
         with self._lock:
             entries = list(self._entries.values())
         for entry in entries:
@@ -191,6 +202,19 @@ class Scheduler:
         if not upcoming:
             return 1.0
         return max(0.0, min(1.0, (min(upcoming) - self.clock.now()).total_seconds()))
+
+    def _run_now_asked(self, now: _dt.datetime) -> None:
+        """`t` pressed in a process that stands by (the UI beside serve): the run starts here."""
+        asked = getattr(self.store, "requests_for_me", None)
+        for request in asked(schedules=True) if asked is not None else []:
+            with self._lock:
+                entry = self._entries.get(request.run_id)
+            if entry is None:
+                self.store.answer(request.id, f"{request.run_id} has no schedule in {self.lock.who}")
+                continue
+            self.log(f"{request.run_id}: run now, asked from {request.asked_by}")
+            self._launch(entry, now)
+            self.store.answer(request.id, f"started by {self.lock.who}")
 
     def _hold_lock(self, now: _dt.datetime) -> bool:
         """With a lock: whether this process fires. Either way the entries follow the store, where

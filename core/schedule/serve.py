@@ -22,6 +22,7 @@ from flows_tui.engine.flow_run import FlowRunEngine
 from flows_tui.errors import FlowsTuiError
 from flows_tui.launch.launcher import Interrupted, RunLauncher, where
 from flows_tui.launch.runner import recording
+from flows_tui.launch.shared_cluster import publish, withdraw
 from flows_tui.project.schedules import Schedule
 from flows_tui.record import events as ev
 from flows_tui.record.progress import SYMBOLS, format_duration, state_text
@@ -84,6 +85,7 @@ class Service:
                 self.say("stopped before the cluster was ready")
                 return
             retention = Retention.for_project(store, self.config.project, self.say)
+            shared = self._share(cluster)
             try:
                 self.scheduled = ScheduledRuns(self.launcher, store, "flows-tui serve", self._flow_of, log=self.say,
                                                clock=self.clock, started=self._started, ended=self._ended,
@@ -96,15 +98,35 @@ class Service:
                     self.say(f"  {flow}: {schedule.describe()}, next run {_local(due)}")
                 self.scheduled.start()
                 stop.wait()
+                if shared:  # no new run of another process comes to a cluster about to close
+                    withdraw(self.config.project.state_dir)
                 self.scheduled.scheduler.stop()
                 self._wind_down(grace)
                 self.say("stopped")
             finally:
                 if self.scheduled is not None:
                     self.scheduled.stop()  # again after an error: the schedules' lock goes to a standby
+                if shared:  # first: the UI and `run` stop coming to a cluster that is closing
+                    withdraw(self.config.project.state_dir)
                 self.launcher.close()
                 if retention is not None:
                     retention.stop()
+
+    def _share(self, cluster: Any) -> bool:
+        """The embedded LocalCluster, published in the state_dir for the UI and `flows-tui run` of the
+        project to use (launch.shared_cluster), unless `[cluster] shared = false`."""
+        if cluster.local is None or self.choice.source != "default" or self.choice.cluster_class is not None \
+                or not getattr(self.config.cluster, "shared", True) or cluster.address.startswith("inproc://"):
+            return False  # a cluster of threads (processes = false) is reachable from this process only
+        try:
+            dashboard = cluster.client.dashboard_link
+        except Exception:
+            dashboard = None
+        if publish(self.config.project.state_dir, cluster.address, dashboard) is None:
+            return False
+        self.say(f"the UI and flows-tui run of this project use this cluster ({cluster.address}) "
+                 "unless told otherwise ([cluster] shared = false)")
+        return True
 
     def _stop_connecting(self, stop: threading.Event) -> None:
         stop.wait()

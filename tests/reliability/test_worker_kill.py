@@ -165,3 +165,30 @@ def test_a_task_that_kills_every_worker_it_runs_on_ends_crashed_not_failed(tmp_p
     figures.add("a task that kills its worker 0.1 s into every execution",
                 f"{ran} executions, {len(task_run.attempts)} attempts recorded, each Crashed; "
                 "the task run Crashed (KilledWorker), the run Failed")
+
+
+def test_a_task_that_ends_its_worker_at_its_first_instruction_has_every_execution_as_an_attempt(
+        tmp_path: Path, own_worker_processes, figures):
+    # Its start report never leaves the worker (the process is gone before the next batch of
+    # reports): each execution is still an attempt, Crashed, read from what the worker wrote
+    # down as it started the attempt.
+    loaded = load_flows(tmp_path, """
+        import os
+        from flows_tui import flow, task
+
+        @task
+        def sudden():
+            os._exit(1)
+
+        @flow
+        def dies_at_once():
+            sudden()
+    """, "sudden.py")
+    engine = run_flow(loaded.flows["dies-at-once"], {}, client=own_worker_processes, bus=ev.EventBus())
+    [task_run] = engine.flow_run.task_runs.values()
+    assert task_run.state == "Crashed" and "KilledWorker" in task_run.message
+    executions = dask.config.get("distributed.scheduler.allowed-failures") + 1  # Dask's own limit
+    assert [a.state for a in task_run.attempts] == ["Crashed"] * executions, task_run.attempts
+    assert all("worker" in (a.error or "") and "died" in (a.error or "") for a in task_run.attempts)
+    figures.add("a task that ends its worker at its first instruction",
+                f"{executions} executions, {len(task_run.attempts)} attempts recorded, each Crashed")

@@ -465,12 +465,12 @@ class Store(StoreReading):
         with self._connection() as c:
             return requests.answer_of(c, request_id)
 
-    def requests_for_me(self) -> list[requests.Request]:
-        """Unanswered requests about the runs this process records."""
+    def requests_for_me(self, schedules: bool = False) -> list[requests.Request]:
+        """Unanswered requests about the runs this process records (or with `schedules`, for the process firing them)."""
         if self.read_only is not None:
             return []
         with self._connection() as c:
-            return requests.open_for(c, self._owner)
+            return requests.open_for_schedules(c) if schedules else requests.open_for(c, self._owner)
 
     def _write_request(self, write: Callable[[sqlite3.Connection], Any]) -> Any:
         try:

@@ -1,4 +1,5 @@
-"""Requests to the process that owns a run (cancel it), as rows that process polls.
+"""Requests to the process that owns a run (cancel it), or to the process that fires the
+schedules (run a scheduled flow now: `run_id` then holds the flow's name), as rows that process polls.
 
 No socket and no daemon: the asking process adds a row, the owner reads the rows for its runs
 a few times a second, acts as if asked locally, and writes its answer in the row.
@@ -13,6 +14,7 @@ from typing import NamedTuple
 from .owners import Owner
 
 CANCEL = "cancel"
+RUN_NOW = "run now"  # a scheduled flow, outside its schedule (`t`), by the process that fires the schedules
 
 
 class Request(NamedTuple):
@@ -33,6 +35,13 @@ def open_for(c: sqlite3.Connection, owner: Owner) -> list[Request]:
                      "JOIN runs ON runs.run_id = requests.run_id "
                      "WHERE answered IS NULL AND runs.owner_pid = ? AND runs.owner_host = ? ORDER BY requests.id",
                      (owner.pid, owner.host)).fetchall()
+    return [Request(*row) for row in rows]
+
+
+def open_for_schedules(c: sqlite3.Connection) -> list[Request]:
+    """The unanswered requests to whoever fires the schedules."""
+    rows = c.execute("SELECT id, run_id, kind, asked_by FROM requests WHERE answered IS NULL AND kind = ? "
+                     "ORDER BY id", (RUN_NOW,)).fetchall()
     return [Request(*row) for row in rows]
 
 

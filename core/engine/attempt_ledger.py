@@ -1,0 +1,111 @@
+"""Which attempts a worker process was running, readable after the process died.
+
+An attempt's start travels to the engine in the worker's next batch of reports (within
+50 ms). A worker that dies before that batch leaves (a task that ends its process at its
+first instruction) took the start with it: Dask runs the task again elsewhere, and that
+execution would be missing from the record. So each worker process also writes the start of
+every attempt it runs into a small file of its own, one fixed slot per thread, cleared when
+the attempt ends: when Dask says the worker is gone, the engine reads the starts still there
+and records them as Crashed attempts. One `pwrite` per attempt start and end.
+
+The file is found by the worker's address, so this covers workers on the engine's machine
+(a LocalCluster, the common case); elsewhere the record is as it was without it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import threading
+from pathlib import Path
+from typing import Any
+
+SLOT = 512  # bytes per thread's slot; a start that does not fit is not written (rare: a long worker name)
+
+_lock = threading.Lock()
+_fd: int | None = None
+_fd_for: str | None = None  # the address the open file is for
+_slots = threading.local()
+_next_slot = 0
+
+
+def ledger_path(address: str) -> Path:
+    folder = Path(tempfile.gettempdir()) / f"flows-tui-attempts-{os.getuid() if hasattr(os, 'getuid') else 0}"
+    name = "".join(c if c.isalnum() else "_" for c in address)
+    return folder / name
+
+
+def _open(address: str) -> int | None:
+    """This process's file (created empty, for a fresh process at an address another one had)."""
+    global _fd, _fd_for
+    with _lock:
+        if _fd_for != address:
+            path = ledger_path(address)
+            try:
+                path.parent.mkdir(mode=0o700, exist_ok=True)
+                fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o600)
+            except OSError:
+                return None
+            if _fd is not None:
+                os.close(_fd)
+            _fd, _fd_for = fd, address
+        return _fd
+
+
+def _slot() -> int:
+    global _next_slot
+    slot = getattr(_slots, "index", None)
+    if slot is None:
+        with _lock:
+            slot = _slots.index = _next_slot
+            _next_slot += 1
+    return slot
+
+
+def started(address: str | None, topic: str, start: dict[str, Any]) -> bool:
+    """Write an attempt's start (its wire form, on `topic`) in this thread's slot; whether it was."""
+    if address is None:
+        return False
+    data = json.dumps({"topic": topic, "start": start}).encode()
+    if len(data) >= SLOT:
+        return False
+    fd = _open(address)
+    if fd is None:
+        return False
+    try:
+        os.pwrite(fd, data.ljust(SLOT, b"\0"), _slot() * SLOT)
+    except OSError:
+        return False
+    return True
+
+
+def ended() -> None:
+    """This thread's attempt ended (or retries): its slot is empty again."""
+    fd, slot = _fd, getattr(_slots, "index", None)
+    if fd is None or slot is None:
+        return
+    try:
+        os.pwrite(fd, b"\0", slot * SLOT)
+    except OSError:
+        pass
+
+
+def open_starts(address: str, topic: str) -> list[dict[str, Any]]:
+    """The starts of `topic` still in the file of the worker that was at `address`."""
+    try:
+        data = ledger_path(address).read_bytes()
+    except OSError:
+        return []
+    starts = []
+    for offset in range(0, len(data), SLOT):
+        chunk = data[offset:offset + SLOT].rstrip(b"\0")
+        if not chunk or chunk[:1] == b"\0":
+            continue
+        try:
+            entry = json.loads(chunk)
+        except ValueError:
+            continue
+        if entry.get("topic") == topic:
+            starts.append(entry["start"])
+    return starts
