@@ -53,6 +53,7 @@ from flows_tui.safe_text import plain, visible
 from flows_tui.schedule.firing import ScheduledRuns
 from flows_tui.states import SUCCESS_STATES, now
 
+from .driver import driver_class
 from .flow_list import FlowList
 from .log_view import LogView
 from .run_history import RunHistory
@@ -130,6 +131,10 @@ class FlowsApp(ClusterPane, HistoryPane, RunsInProgress, PaneContents, ConfigAnd
         # Ctrl-C quits, as in every terminal program (Textual's own says "press ctrl+q" instead).
         Binding("ctrl+c", "quit", "Quit", show=False, priority=True),
     ]
+
+    def get_driver_class(self) -> Any:
+        """Textual's driver, its output kept alive when the terminal hangs up (see `driver`)."""
+        return driver_class() or super().get_driver_class()
 
     def __init__(self, config: Any, *, path: str | None = None, address: str | None = None,
                  cluster: str | None = None, bus: ev.EventBus | None = None, store: Any = None, watch: bool = True,
