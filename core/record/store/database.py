@@ -24,7 +24,7 @@ from .errors import StoreError, StoreNotWritable, os_reason, space_reason, unwri
 from .owners import Owner, owner_alive
 from .reading import StoreReading
 from .rows import encodable, iso, utc_now
-from .schema import BUSY_TIMEOUT_SECONDS, MIGRATIONS, SCHEMA_VERSION, STORE_NAME
+from .schema import BUSY_TIMEOUT_SECONDS, MIGRATIONS, SCHEMA_VERSION, STORE_NAME, apply, create
 
 logger = logging.getLogger("flows_tui.store")
 
@@ -123,9 +123,7 @@ class Store(StoreReading):
         try:
             if self._empty:
                 connection = sqlite3.connect(":memory:", isolation_level=None, check_same_thread=False)
-                for statements in MIGRATIONS:
-                    for statement in statements:
-                        connection.execute(statement)
+                create(connection)
             elif self._uri is not None:
                 connection = sqlite3.connect(self._uri, uri=True, timeout=BUSY_TIMEOUT_SECONDS,
                                              isolation_level=None, check_same_thread=False)
@@ -201,9 +199,8 @@ class Store(StoreReading):
                 connection.execute("ROLLBACK")
                 raise StoreError(f"the run store {self.path} was written by a newer flows-tui (schema {version}; "
                                  f"this one knows up to {SCHEMA_VERSION}): upgrade flows-tui")
-            for statements in MIGRATIONS[version:]:
-                for statement in statements:
-                    connection.execute(statement)
+            for steps in MIGRATIONS[version:]:
+                apply(connection, steps)
             if version < SCHEMA_VERSION:
                 connection.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
             connection.execute("COMMIT")
