@@ -52,6 +52,7 @@ class Store(StoreReading):
         self._incomplete: dict[str, str] = {}  # run → why its history stopped being recorded
         self._ends: dict[str, ev.FlowStateChanged] = {}  # the final state of such a run, not yet written
         self._identity: tuple[int, int] | None = None  # the database file the writer opened (device, inode)
+        self._batches = 0  # batches journaled, to trim the journal every so many
         self._vanished = False  # said once: the database file was deleted or replaced under the writer
 
     @classmethod
@@ -278,6 +279,10 @@ class Store(StoreReading):
                     entries.append(journal.encode(event, next(written)))
             if journaled:
                 journal.append(connection, entries, self._writer_name)
+                self._batches += 1
+                if self._batches % journal.TRIM_EVERY == 0 or any(
+                        type(event) is ev.FlowStateChanged and event.state in FINAL_STATES for event in events):
+                    journal.trim(connection)
             connection.execute("COMMIT")
         except BaseException:
             if connection.in_transaction:  # a failed COMMIT may have rolled back already
