@@ -91,6 +91,7 @@ class RunsInProgress:
                     severity = "information" if state in SUCCESS_STATES else "error"
                     self.notify(f"{flow}: {state}", severity=severity, timeout=4)
         if ended:
+            self.bridge.forget_ended()  # a long watch keeps the recent ones in memory; the store has the rest
             self.load_history()
             self.measure_cache()
 

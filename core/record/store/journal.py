@@ -5,8 +5,11 @@ the rows after the last id it saw gets exactly what was committed since, in comm
 (SQLite serialises writers, and AUTOINCREMENT never reuses an id). Log lines are not copied:
 a batch's lines are referred to by the range of their ids in `logs`, read back with them.
 
-Rows older than the last `KEPT_ROWS` are trimmed when a store is opened for writing; a
-reader that fell further behind is told to resynchronise (`JournalRead.resync`).
+The journal only serves live tailing: what it holds is in the tables too. Rows older than
+`GRACE_SECONDS` (and beyond the last `KEPT_ROWS`) are trimmed when a store is opened for
+writing, when a run ends and every `TRIM_EVERY` batches, so a store at rest keeps next to
+none of them; a reader that fell further behind is told to resynchronise
+(`JournalRead.resync`) and rebuilds what is in flight from the tables.
 """
 
 from __future__ import annotations
@@ -24,6 +27,8 @@ from flows_tui.record import events as ev
 from .rows import iso, parse_time, to_json
 
 KEPT_ROWS = 100_000
+GRACE_SECONDS = 60.0  # a tail polls every 50 ms: one a minute behind reloads instead
+TRIM_EVERY = 500  # batches a writer commits between trims, so a long run's journal stays short too
 
 _TYPES = {cls.__name__: cls for cls in (ev.FlowRunStarted, ev.FlowStateChanged, ev.TaskRunCreated,
                                         ev.TaskStateChanged, ev.AttemptStarted, ev.AttemptEnded)}
@@ -126,8 +131,16 @@ def _log_lines(c: sqlite3.Connection, run_id: str, first: int, last: int) -> ev.
     return ev.LogLines(run_id, tuple(ev.LogLine(parse(r[0]), r[1], r[2], r[3], r[4], r[5], r[6]) for r in rows))
 
 
-def trim(c: sqlite3.Connection) -> None:
-    """Keep the last KEPT_ROWS rows: deleting by id range costs only the rows deleted."""
-    first, last = c.execute("SELECT min(id), max(id) FROM journal").fetchone()
-    if first is not None and last - first >= KEPT_ROWS:  # else no write lock is taken
-        c.execute("DELETE FROM journal WHERE id <= ?", (last - KEPT_ROWS,))
+def trim(c: sqlite3.Connection, now: float | None = None) -> None:
+    """Remove the rows older than GRACE_SECONDS and beyond the last KEPT_ROWS, always keeping the
+    last row (a tail tells a trim from a younger store by it). Deleting by id range costs only the
+    rows deleted; the newest old row is found from the end, reading only the rows of the grace."""
+    last = c.execute("SELECT max(id) FROM journal").fetchone()[0]
+    if last is None:
+        return
+    cutoff = (time.time() if now is None else now) - GRACE_SECONDS
+    old = c.execute("SELECT id FROM journal WHERE time < ? ORDER BY id DESC LIMIT 1", (cutoff,)).fetchone()
+    upto = max(old[0] if old else 0, last - KEPT_ROWS)
+    upto = min(upto, last - 1)
+    if upto > 0 and c.execute("SELECT 1 FROM journal WHERE id <= ? LIMIT 1", (upto,)).fetchone():
+        c.execute("DELETE FROM journal WHERE id <= ?", (upto,))  # else no write lock is taken
