@@ -13,23 +13,23 @@ from pathlib import Path
 from typing import Any, Callable
 from urllib.parse import quote
 
-from flows_tui.errors import UsageError
 from flows_tui.project.config import display_path
 from flows_tui.record import events as ev
 from flows_tui.states import FINAL_STATES
 
-from . import journal, requests, writes
+from . import journal, writes
 from . import prune as prune_rows
 from .errors import StoreError, StoreNotWritable, os_reason, space_reason, unwritable
 from .owners import Owner, owner_alive
 from .reading import StoreReading
+from .requests import StoreRequests
 from .rows import encodable, iso, utc_now
 from .schema import BUSY_TIMEOUT_SECONDS, MIGRATIONS, SCHEMA_VERSION, STORE_NAME, apply, create
 
 logger = logging.getLogger("flows_tui.store")
 
 
-class Store(StoreReading):
+class Store(StoreReading, StoreRequests):
     """The SQLite store of one state_dir. `record` is the bus journal; the rest are queries."""
 
     def __init__(self, path: Path) -> None:
@@ -443,43 +443,6 @@ class Store(StoreReading):
         except sqlite3.Error as error:
             raise self._error("vacuum", error) from None
         return before, size()
-
-    # Requests to a run's owner ------------------------------------------------------------------
-
-    def run_owner(self, run_id: str) -> tuple[str, str | None, Owner, bool]:
-        """(state, when it ended, its owner, whether that process still runs) of a recorded run."""
-        with self._connection() as c:
-            row = c.execute("SELECT state, ended, owner_host, owner_pid, owner_started, owner_command FROM runs "
-                            "WHERE run_id = ?", (run_id,)).fetchone()
-        if row is None:
-            raise UsageError(f"no run {run_id!r} in {display_path(self.path)} (`flows-tui runs` lists them)")
-        owner = Owner(row["owner_host"], row["owner_pid"], row["owner_started"], row["owner_command"])
-        return row["state"], row["ended"], owner, owner_alive(owner.host, owner.pid, owner.started)
-
-    def ask(self, run_id: str, kind: str, asked_by: str) -> int:
-        """Add a request for the owner of `run_id`; its id, to read the answer by."""
-        return self._write_request(lambda c: requests.ask(c, run_id, kind, asked_by))
-
-    def answer(self, request_id: int, text: str) -> None:
-        self._write_request(lambda c: requests.answer(c, request_id, text))
-
-    def answer_of(self, request_id: int) -> str | None:
-        with self._connection() as c:
-            return requests.answer_of(c, request_id)
-
-    def requests_for_me(self, schedules: bool = False) -> list[requests.Request]:
-        """Unanswered requests about the runs this process records (or with `schedules`, for the process firing them)."""
-        if self.read_only is not None:
-            return []
-        with self._connection() as c:
-            return requests.open_for_schedules(c) if schedules else requests.open_for(c, self._owner)
-
-    def _write_request(self, write: Callable[[sqlite3.Connection], Any]) -> Any:
-        try:
-            with self._connection() as c:
-                return write(c)
-        except sqlite3.Error as error:
-            raise self._error("update", error) from None
 
     # Schedules --------------------------------------------------------------------------------
 
