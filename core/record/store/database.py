@@ -277,9 +277,7 @@ class Store(StoreReading, StoreRequests):
             if journaled:
                 journal.append(connection, entries, self._writer_name)
                 self._batches += 1
-                if self._batches % journal.TRIM_EVERY == 0 or any(
-                        type(event) is ev.FlowStateChanged and event.state in FINAL_STATES for event in events):
-                    journal.trim(connection)
+                journal.trim_when_due(connection, self._batches, events)
             connection.execute("COMMIT")
         except BaseException:
             if connection.in_transaction:  # a failed COMMIT may have rolled back already

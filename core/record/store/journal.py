@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from flows_tui.record import events as ev
+from flows_tui.states import FINAL_STATES
 
 from .compact import Clock
 from .rows import iso, parse_time, to_json
@@ -134,6 +135,12 @@ def _log_lines(c: sqlite3.Connection, run_id: str, first: int, last: int) -> ev.
                           "LEFT JOIN task_runs t ON t.id = l.task LEFT JOIN names n ON n.id = l.logger "
                           "WHERE l.id BETWEEN ? AND ? ORDER BY l.id", (first, last)).fetchall()
     return ev.LogLines(run_id, tuple(ev.LogLine(at(r[0]), r[1], r[2], r[3], r[4], r[5], r[6]) for r in rows))
+
+
+def trim_when_due(c: sqlite3.Connection, batches: int, events: list) -> None:
+    """After a writer's `batches`-th batch: trim when a run ended in it, or every TRIM_EVERY batches."""
+    if batches % TRIM_EVERY == 0 or any(type(e) is ev.FlowStateChanged and e.state in FINAL_STATES for e in events):
+        trim(c)
 
 
 def trim(c: sqlite3.Connection, now: float | None = None) -> None:
