@@ -117,3 +117,33 @@ def test_a_store_written_at_schema_6_is_migrated_in_place_and_reads_the_same(tmp
         assert c.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
     store.record([ev.FlowRunStarted("r3", "etl", {}, NOW)])  # and it records on
     assert [s.run_id for s in store.runs()][0] == "r3"
+
+
+def test_a_run_loaded_from_its_rows_is_the_tree_a_model_folding_its_history_holds(tmp_path):
+    from flows_tui.record.model import RunModel
+
+    shutil.copy(Path(__file__).parent / "data" / "store-schema6.db", tmp_path / STORE_NAME)
+    store = Store.open(tmp_path)
+    for summary in store.runs():
+        model = RunModel()
+        model.apply_all(store._replay(summary.run_id))
+        assert store.load_run(summary.run_id) == model.runs[summary.run_id]
+
+
+def test_logs_json_prints_every_line_as_the_stored_lines_say(tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    from flows_tui.cli import main
+
+    (tmp_path / "flows").mkdir()
+    (tmp_path / "flows.toml").write_text('[project]\nflows_dir = "flows"\n')
+    (tmp_path / ".flows-tui").mkdir()
+    shutil.copy(Path(__file__).parent / "data" / "store-schema6.db", tmp_path / ".flows-tui" / STORE_NAME)
+    monkeypatch.chdir(tmp_path)
+    store = Store.open(tmp_path / ".flows-tui")
+    for task in (None, "clean", "clean-1"):
+        args = ["logs", "r1aaaaaaaaaa", "--json"] + (["--task", task] if task else [])
+        result = CliRunner().invoke(main, args)
+        assert result.exit_code == 0, result.output
+        expected = [json.dumps(line.document()) for line in store.logs("r1aaaaaaaaaa", task=task)]
+        assert result.output.splitlines() == expected and expected
