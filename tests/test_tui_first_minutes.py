@@ -433,3 +433,22 @@ async def test_flows_are_listed_from_their_source_while_their_file_imports_and_r
         go.touch()
         await wait_for(pilot, lambda: app.query_one(FlowList).last_states.get("slow-import") == "Completed",
                        message="the run, once the file imported")
+
+
+async def test_notifications_show_at_the_top_right_and_leave_the_log_lines_uncovered(tmp_path):
+    from textual.widgets._toast import Toast
+
+    from flows_tui.tui.log_view import LogView
+
+    app = app_for(make_project(tmp_path), connect_cluster=False)
+    async with app.run_test(size=(80, 24), notifications=True) as pilot:
+        for number in range(3):
+            app.notify(f"notification {number}: something the user may read while the run goes on")
+        await wait_for(pilot, lambda: len(app.screen.query(Toast)) == 3, message="the notifications")
+        await pilot.pause()
+        logs = app.query_one(LogView).output.region
+        for toast in app.screen.query(Toast):
+            assert toast.region.y < 12 and not toast.region.overlaps(logs), (toast.region, logs)
+        await pilot.press("l", "z")  # the logs pane focused, then zoomed
+        await wait_for(pilot, lambda: app.has_class("zoomed") and app.query_one("#flows").display is False,
+                       message="the logs zoomed")

@@ -17,6 +17,7 @@ from flows_tui.states import SUCCESS_STATES
 
 from . import journal
 from .journal import JournalRead
+from .compact import NAME_SQL, Clock, state_of
 from .rows import RunSummary, ScheduleState, StoredLine, parse_time
 
 
@@ -31,15 +32,14 @@ class StoreReading:
 
     def runs(self, flow: str | None = None, limit: int | None = None) -> list[RunSummary]:
         """Runs newest first, optionally of one flow."""
-        # The first failure: the first attempt that ended with an error, else the run's own message.
+        # The first failure: the first attempt that ended with an error (kept on the run's row), else its message.
         query = ("SELECT run_id, flow, state, started, ended, message, owner_host, owner_pid, owner_command, cluster, "
-                 "(SELECT error FROM attempts WHERE attempts.run_id = runs.run_id AND error IS NOT NULL "
-                 "ORDER BY ended LIMIT 1) AS first_error FROM runs")
+                 "error AS first_error FROM runs")
         args: list[Any] = []
         if flow is not None:
             query += " WHERE flow = ?"
             args.append(flow)
-        query += " ORDER BY started DESC, rowid DESC"
+        query += " ORDER BY started DESC, id DESC"
         if limit is not None:
             query += " LIMIT ?"
             args.append(limit)
@@ -142,24 +142,27 @@ class StoreReading:
     def logs(self, run_id: str, *, task: str | None = None, after: int = 0, limit: int | None = None,
              level: int = 0) -> list[StoredLine]:
         """The run's log lines in order (optionally of one task: a task run's name or a task's name)."""
-        query = ("SELECT logs.*, task_runs.name AS task_name FROM logs "
-                 "LEFT JOIN task_runs ON task_runs.task_run_id = logs.task_run_id "
-                 "WHERE logs.run_id = ? AND logs.id > ? AND logs.level >= ?")
-        args: list[Any] = [run_id, after, level]
+        query = (f"SELECT l.id, l.time, l.level, l.message, l.attempt, t.task_run_id, {NAME_SQL} AS task_name, "
+                 "n.text AS logger FROM logs l LEFT JOIN task_runs t ON t.id = l.task "
+                 "LEFT JOIN names n ON n.id = l.logger WHERE l.run = ? AND l.id > ? AND l.level >= ?")
+        args: list[Any] = [after, level]
         if task is not None:
-            query += " AND (task_runs.name = ? OR task_runs.task = ?)"
+            query += f" AND ({NAME_SQL} = ? OR t.task = ?)"
             args += [task, task]
-        query += " ORDER BY logs.id"
+        query += " ORDER BY l.id"
         if limit is not None:
             query += " LIMIT ?"
             args.append(limit)
         with self._connection() as c:
-            rows = c.execute(query, args).fetchall()
-        return [StoredLine(r["id"], r["run_id"], r["task_name"],
-                           ev.LogLine(parse_time(r["time"]), r["level"], r["message"], r["task_run_id"], r["attempt"],
-                                      r["logger"], r["id"]))
+            run = c.execute("SELECT id, started FROM runs WHERE run_id = ?", (run_id,)).fetchone()
+            if run is None:
+                return []
+            cursor = c.cursor()
+            cursor.row_factory = None  # plain tuples: `logs --json` of a big run reads every line
+            rows = cursor.execute(query, [run[0], *args]).fetchall()
+        at = Clock(run[1]).at
+        return [StoredLine(r[0], run_id, r[6], ev.LogLine(at(r[1]), r[2], r[3], r[5], r[4], r[7], r[0]))
                 for r in rows]
-
 
     def schedule_states(self) -> dict[str, ScheduleState]:
         """Per flow: the due time its schedule last fired for, whether it is paused, and its timing then."""
@@ -170,7 +173,8 @@ class StoreReading:
 
     def task_names(self, run_id: str) -> set[str]:
         with self._connection() as c:
-            rows = c.execute("SELECT name, task FROM task_runs WHERE run_id = ?", (run_id,)).fetchall()
+            rows = c.execute(f"SELECT {NAME_SQL}, t.task FROM task_runs t JOIN runs ON runs.id = t.run "
+                             "WHERE runs.run_id = ?", (run_id,)).fetchall()
         return {r[0] for r in rows} | {r[1] for r in rows}
 
 
@@ -185,28 +189,31 @@ def _replay_rows(c: sqlite3.Connection, run_id: str) -> list:
     run = c.execute("SELECT * FROM runs WHERE run_id = ?", (run_id,)).fetchone()
     if run is None:
         return []
+    at = Clock(run["started"]).at
+    cursor = c.cursor()
+    cursor.row_factory = None  # plain tuples: a 100,000-task run is 400,000 rows
     run_states = c.execute("SELECT * FROM run_states WHERE run_id = ? ORDER BY rowid", (run_id,)).fetchall()
-    task_runs = c.execute("SELECT * FROM task_runs WHERE run_id = ? ORDER BY rowid", (run_id,)).fetchall()
-    task_states = c.execute("SELECT * FROM task_states WHERE run_id = ? ORDER BY rowid", (run_id,)).fetchall()
-    attempts = c.execute("SELECT * FROM attempts WHERE run_id = ? ORDER BY task_run_id, attempt",
-                         (run_id,)).fetchall()
+    task_runs = cursor.execute(f"SELECT t.id, t.task_run_id, t.task, {NAME_SQL}, t.created, t.map_index, t.upstream, "
+                               "t.flow_attempt FROM task_runs t WHERE t.run = ? ORDER BY t.id", (run["id"],)).fetchall()
+    ids = {row[0]: row[1] for row in task_runs}
     events: list = [ev.FlowRunStarted(run_id, run["flow"], json.loads(run["parameters"]), parse_time(run["started"]),
                                       file=run["file"], address=run["address"], cluster=run["cluster"])]
     for index, row in enumerate(run_states):
         last = index == len(run_states) - 1
         events.append(ev.FlowStateChanged(run_id, row["state"], parse_time(row["time"]), row["attempt"],
                                           message=row["message"], traceback=run["traceback"] if last else None))
-    for row in task_runs:
-        events.append(ev.TaskRunCreated(run_id, row["task_run_id"], row["task"], row["name"],
-                                        parse_time(row["created"]), row["map_index"],
-                                        tuple(json.loads(row["upstream"])), row["flow_attempt"]))
-    for row in attempts:
-        events.append(ev.AttemptStarted(run_id, row["task_run_id"], row["attempt"], parse_time(row["started"]),
-                                        row["worker"]))
-        if row["ended"] is not None:
-            events.append(ev.AttemptEnded(run_id, row["task_run_id"], row["attempt"], row["state"],
-                                          parse_time(row["ended"]), row["error"], row["traceback"]))
-    for row in task_states:
-        events.append(ev.TaskStateChanged(run_id, row["task_run_id"], row["state"], parse_time(row["time"]),
-                                          message=row["message"], retry_at=parse_time(row["retry_at"])))
+    events += [ev.TaskRunCreated(run_id, r[1], r[2], r[3], at(r[4]), r[5], tuple(json.loads(r[6])) if r[6] else (), r[7])
+               for r in task_runs]
+    for task, attempt, state, started, ended, error, traceback, worker in cursor.execute(
+            "SELECT a.task, a.attempt, a.state, a.started, a.ended, a.error, a.traceback, n.text FROM task_runs t "
+            "JOIN attempts a ON a.task = t.id LEFT JOIN names n ON n.id = a.worker WHERE t.run = ? "
+            "ORDER BY a.task, a.attempt", (run["id"],)):
+        task_run_id = ids[task]
+        events.append(ev.AttemptStarted(run_id, task_run_id, attempt, at(started), worker))
+        if ended is not None:
+            events.append(ev.AttemptEnded(run_id, task_run_id, attempt, state_of(state), at(ended), error, traceback))
+    events += [ev.TaskStateChanged(run_id, ids[task], state_of(state), at(time), message, at(retry_at))
+               for task, state, time, message, retry_at in cursor.execute(
+                   "SELECT s.task, s.state, s.time, s.message, s.retry_at FROM task_runs t "
+                   "JOIN task_states s ON s.task = t.id WHERE t.run = ? ORDER BY s.task, s.n", (run["id"],))]
     return events
