@@ -147,3 +147,11 @@ def test_logs_json_prints_every_line_as_the_stored_lines_say(tmp_path, monkeypat
         assert result.exit_code == 0, result.output
         expected = [json.dumps(line.document()) for line in store.logs("r1aaaaaaaaaa", task=task)]
         assert result.output.splitlines() == expected and expected
+
+
+def test_the_last_lines_of_a_run_are_its_last_lines_in_order(tmp_path):
+    shutil.copy(Path(__file__).parent / "data" / "store-schema6.db", tmp_path / STORE_NAME)
+    store = Store.open(tmp_path)
+    every = store.logs("r1aaaaaaaaaa")
+    assert store.logs("r1aaaaaaaaaa", last=2) == every[-2:] and store.logs("r1aaaaaaaaaa", last=99) == every
+    assert store.logs("r1aaaaaaaaaa", task="clean", last=1) == store.logs("r1aaaaaaaaaa", task="clean")[-1:]

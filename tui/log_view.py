@@ -213,7 +213,13 @@ class LogView(Vertical):
 
     def _refill(self) -> None:
         self._wrapped_at = self._width()
-        shown = [self._shown(line) for line in self.lines if self._matches(line)][-SHOWN_LINES:]
+        shown = []  # the last SHOWN_LINES that match, formatted: a big run's 100,000 lines are not all
+        for line in reversed(self.lines):
+            if self._matches(line):
+                shown.append(self._shown(line))
+                if len(shown) == SHOWN_LINES:
+                    break
+        shown.reverse()
         self.output.clear()
         if shown:
             self.output.write_lines(shown, scroll_end=self.follow)
