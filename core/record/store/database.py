@@ -24,7 +24,7 @@ from .owners import Owner, owner_alive
 from .reading import StoreReading
 from .requests import StoreRequests
 from .rows import encodable, iso, utc_now
-from .schema import BUSY_TIMEOUT_SECONDS, MIGRATIONS, SCHEMA_VERSION, STORE_NAME
+from .schema import BUSY_TIMEOUT_SECONDS, MIGRATIONS, SCHEMA_VERSION, STORE_NAME, apply, create
 
 logger = logging.getLogger("flows_tui.store")
 
@@ -123,9 +123,7 @@ class Store(StoreReading, StoreRequests):
         try:
             if self._empty:
                 connection = sqlite3.connect(":memory:", isolation_level=None, check_same_thread=False)
-                for statements in MIGRATIONS:
-                    for statement in statements:
-                        connection.execute(statement)
+                create(connection)
             elif self._uri is not None:
                 connection = sqlite3.connect(self._uri, uri=True, timeout=BUSY_TIMEOUT_SECONDS,
                                              isolation_level=None, check_same_thread=False)
@@ -201,9 +199,8 @@ class Store(StoreReading, StoreRequests):
                 connection.execute("ROLLBACK")
                 raise StoreError(f"the run store {self.path} was written by a newer flows-tui (schema {version}; "
                                  f"this one knows up to {SCHEMA_VERSION}): upgrade flows-tui")
-            for statements in MIGRATIONS[version:]:
-                for statement in statements:
-                    connection.execute(statement)
+            for steps in MIGRATIONS[version:]:
+                apply(connection, steps)
             if version < SCHEMA_VERSION:
                 connection.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
             connection.execute("COMMIT")
@@ -280,9 +277,7 @@ class Store(StoreReading, StoreRequests):
             if journaled:
                 journal.append(connection, entries, self._writer_name)
                 self._batches += 1
-                if self._batches % journal.TRIM_EVERY == 0 or any(
-                        type(event) is ev.FlowStateChanged and event.state in FINAL_STATES for event in events):
-                    journal.trim(connection)
+                journal.trim_when_due(connection, self._batches, events)
             connection.execute("COMMIT")
         except BaseException:
             if connection.in_transaction:  # a failed COMMIT may have rolled back already

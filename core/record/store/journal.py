@@ -23,7 +23,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from flows_tui.record import events as ev
+from flows_tui.states import FINAL_STATES
 
+from .compact import Clock
 from .rows import iso, parse_time, to_json
 
 KEPT_ROWS = 100_000
@@ -122,13 +124,23 @@ def decode(name: str, fields: dict | list) -> Any:
 
 
 def _log_lines(c: sqlite3.Connection, run_id: str, first: int, last: int) -> ev.LogLines:
-    # Plain tuples and the C parser: a tail reads every line a run logs (10,000 a second, say).
+    # Plain tuples: a tail reads every line a run logs (10,000 a second, say).
     cursor = c.cursor()
     cursor.row_factory = None
-    rows = cursor.execute("SELECT time, level, message, task_run_id, attempt, logger, id FROM logs "
-                          "WHERE id BETWEEN ? AND ? ORDER BY id", (first, last)).fetchall()
-    parse = _dt.datetime.fromisoformat
-    return ev.LogLines(run_id, tuple(ev.LogLine(parse(r[0]), r[1], r[2], r[3], r[4], r[5], r[6]) for r in rows))
+    started = cursor.execute("SELECT started FROM runs WHERE run_id = ?", (run_id,)).fetchone()
+    if started is None:
+        return ev.LogLines(run_id, ())
+    at = Clock(started[0]).at
+    rows = cursor.execute("SELECT l.time, l.level, l.message, t.task_run_id, l.attempt, n.text, l.id FROM logs l "
+                          "LEFT JOIN task_runs t ON t.id = l.task LEFT JOIN names n ON n.id = l.logger "
+                          "WHERE l.id BETWEEN ? AND ? ORDER BY l.id", (first, last)).fetchall()
+    return ev.LogLines(run_id, tuple(ev.LogLine(at(r[0]), r[1], r[2], r[3], r[4], r[5], r[6]) for r in rows))
+
+
+def trim_when_due(c: sqlite3.Connection, batches: int, events: list) -> None:
+    """After a writer's `batches`-th batch: trim when a run ended in it, or every TRIM_EVERY batches."""
+    if batches % TRIM_EVERY == 0 or any(type(e) is ev.FlowStateChanged and e.state in FINAL_STATES for e in events):
+        trim(c)
 
 
 def trim(c: sqlite3.Connection, now: float | None = None) -> None:
