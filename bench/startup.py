@@ -13,6 +13,9 @@ project holding the bundled sample flows, reads what it draws, and times:
     python bench/startup.py --rounds 5
 
 Targets (issue 20): first paint ≤ 0.3 s, flows listed ≤ 0.5 s, q exits ≤ 1 s.
+
+In the same rounds, for scale: an empty Textual app's first paint, and raw Dask's
+`LocalCluster` (the same two worker processes) from `python` to a first result.
 """
 
 from __future__ import annotations
@@ -85,6 +88,47 @@ def one_round(project: Path, run_flow: str) -> dict[str, float]:
             "first result": result - started, "r to result": result - pressed, "q to exit": exited - quit_pressed}
 
 
+EMPTY_APP = """
+from textual.app import App
+from textual.widgets import Static
+class Empty(App):
+    def compose(self):
+        yield Static("flows tasks")
+Empty().run()
+"""
+
+RAW_DASK = """
+import time
+from dask.distributed import Client, LocalCluster
+if __name__ == "__main__":
+    cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0")
+    print("ready", flush=True)
+    client = Client(cluster)
+    print("result", client.submit(sum, [1, 2]).result(), flush=True)
+    client.close(); cluster.close()
+"""
+
+
+def baselines(folder: Path) -> dict[str, float]:
+    env = {**os.environ, "TERM": "xterm-256color"}
+    started = time.monotonic()
+    child = pexpect.spawn(sys.executable, ["-c", EMPTY_APP], env=env, dimensions=(40, 120), encoding="utf-8",
+                          codec_errors="replace")
+    paint = Screen(child).wait(lambda text: "flows tasks" in text, started + 60, "an empty app's paint") - started
+    child.terminate(force=True)
+    script = folder / "raw_dask.py"
+    script.write_text(RAW_DASK)
+    started = time.monotonic()
+    child = pexpect.spawn(sys.executable, [str(script)], cwd=str(folder), env=env, encoding="utf-8")
+    child.expect("ready", timeout=120)
+    ready = time.monotonic() - started
+    child.expect("result 3", timeout=120)
+    result = time.monotonic() - started
+    child.expect(pexpect.EOF, timeout=60)
+    return {"empty Textual app, first paint": paint, "raw Dask LocalCluster ready": ready,
+            "raw Dask first result": result}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=3)
@@ -93,11 +137,13 @@ def main() -> None:
         project = Path(folder)
         shutil.copytree(ROOT / "sample_flows", project / "sample_flows", ignore=shutil.ignore_patterns("__pycache__"))
         shutil.copy(ROOT / "flows.toml", project / "flows.toml")
-        rounds = [one_round(project, SAMPLES[0]) for _ in range(args.rounds)]
-    print(f"flows-tui on the bundled samples, {args.rounds} rounds, 120x40 pty (seconds, median and range)")
+        rounds = [{**one_round(project, SAMPLES[0]), **baselines(project)} for _ in range(args.rounds)]
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    print(f"flows-tui on the bundled samples, {args.rounds} rounds, 120x40 pty (seconds, median and range); "
+          f"load average {load:.1f} on {os.cpu_count()} CPUs")
     for key in rounds[0]:
         values = [r[key] for r in rounds]
-        print(f"  {key:<14} {statistics.median(values):6.2f}   ({min(values):.2f} – {max(values):.2f})")
+        print(f"  {key:<31} {statistics.median(values):6.2f}   ({min(values):.2f} – {max(values):.2f})")
 
 
 if __name__ == "__main__":

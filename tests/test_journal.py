@@ -6,6 +6,7 @@ import datetime as _dt
 import os
 import signal
 import subprocess
+import sqlite3
 import sys
 
 from conftest import wait_until, write_project
@@ -129,3 +130,25 @@ def test_the_owner_killed_while_watched_shows_crashed_by_the_next_recovery(tmp_p
     finally:
         if owner.poll() is None:
             os.killpg(owner.pid, signal.SIGKILL)
+
+
+def test_a_store_at_rest_keeps_only_the_journals_last_minute_and_a_tail_behind_a_trim_reloads(tmp_path, monkeypatch):
+    from flows_tui.record.store import journal
+
+    now = _dt.datetime.now(_dt.timezone.utc)
+    reader = Store.open(tmp_path)
+    tail, model, _ = _tail(reader)
+    writer = _as_other_process(Store.open(tmp_path))
+    writer.record([ev.FlowRunStarted("a", "etl", {}, now), ev.FlowStateChanged("a", "Running", now)])
+    tail.last = reader.journal_head()  # as a tail that read the run's start and then fell behind
+    writer.record([ev.TaskRunCreated("a", "t1", "inc", "inc-0", now, 0)])
+    writer.record([ev.FlowRunStarted("b", "etl", {}, now)])
+    monkeypatch.setattr(journal, "GRACE_SECONDS", 0.0)  # as a minute after: "a" ends, the journal is trimmed
+    writer.record([ev.TaskStateChanged("a", "t1", "Completed", now), ev.FlowStateChanged("a", "Completed", now)])
+    with sqlite3.connect(tmp_path / "flows-tui.db") as c:
+        assert c.execute("SELECT count(*) FROM journal").fetchone()[0] == 1  # the last row, for the tails
+    tail.poll()  # rows it had not read are gone: it rebuilds what is in flight from the tables
+    assert set(model.runs) == {"b"}
+    writer.record([ev.FlowStateChanged("b", "Running", now)])
+    tail.poll()
+    assert model.runs["b"].state == "Running"

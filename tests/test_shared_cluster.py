@@ -110,8 +110,9 @@ def test_serve_publishes_its_cluster_and_flows_tui_run_uses_it_until_serve_stops
     # The file of a serve that is gone (killed -9: never removed) is ignored.
     (state_dir / "cluster.json").write_text(json.dumps({"address": shared.address, "pid": server.pid,
                                                          "host": shared.host, "started": shared.started}))
-    alone = cli("run", "numbers", cwd=project)
-    assert alone.returncode == 0 and "serve's cluster" not in alone.stdout, alone.stdout
+    config = load_config(None, cwd=project)
+    assert read(state_dir) is not None and published(state_dir) is None
+    assert shared_cluster.shared_choice(choose_cluster(None, config, environ={}), config) is None
 
 
 def test_only_the_default_cluster_gives_way_to_serves_and_shared_false_opts_out(tmp_path, monkeypatch):

@@ -156,14 +156,14 @@ def test_the_schema_version_is_recorded_and_an_old_store_is_migrated_on_open(tmp
     assert store.runs() == []
 
 
-def test_a_store_of_the_previous_version_is_migrated_in_place_and_its_runs_name_their_cluster(tmp_path):
+def test_a_store_of_schema_5_is_migrated_in_place_and_its_runs_name_their_cluster(tmp_path):
     from flows_tui.record.store import MIGRATIONS
 
-    with sqlite3.connect(tmp_path / STORE_NAME) as old:  # the file the flows-tui before this one left
-        for statements in MIGRATIONS[:SCHEMA_VERSION - 1]:
+    with sqlite3.connect(tmp_path / STORE_NAME) as old:  # the file a flows-tui of schema 5 left
+        for statements in MIGRATIONS[:5]:
             for statement in statements:
                 old.execute(statement)
-        old.execute(f"PRAGMA user_version = {SCHEMA_VERSION - 1}")
+        old.execute("PRAGMA user_version = 5")
         for run_id, address in [("r1", "LocalCluster"), ("r2", "SLURMCluster (profile big)"),
                                 ("r3", "tcp://10.0.0.5:8786"), ("r4", None)]:
             old.execute("INSERT INTO runs (run_id, flow, address, parameters, state, started) VALUES "

@@ -61,10 +61,11 @@ def _project(tmp_path: Path, toml: str) -> Path:
 def _recorded(project: Path, run_id: str) -> tuple[list[str], list[str]]:
     """(every traceback of the run in the store, every log line of the run)."""
     with sqlite3.connect(project / ".flows-tui" / "flows-tui.db") as db:
-        tracebacks = [row[0] for row in db.execute("SELECT traceback FROM attempts WHERE run_id = ? "
-                                                   "UNION ALL SELECT traceback FROM runs WHERE run_id = ?",
-                                                   (run_id, run_id)) if row[0]]
-        lines = [row[0] for row in db.execute("SELECT message FROM logs WHERE run_id = ?", (run_id,))]
+        run = "(SELECT id FROM runs WHERE run_id = ?)"
+        tracebacks = [row[0] for row in db.execute(
+            f"SELECT traceback FROM attempts WHERE task IN (SELECT id FROM task_runs WHERE run = {run}) "
+            "UNION ALL SELECT traceback FROM runs WHERE run_id = ?", (run_id, run_id)) if row[0]]
+        lines = [row[0] for row in db.execute(f"SELECT message FROM logs WHERE run = {run}", (run_id,))]
     return tracebacks, lines
 
 

@@ -203,6 +203,8 @@ async def test_a_batch_of_log_lines_from_several_workers_is_shown_in_time_order(
 
     app = app_for(make_project(tmp_path), connect_cluster=False)
     async with app.run_test(size=(100, 30)) as pilot:
+        await wait_for(pilot, lambda: app.loaded.is_set() and len(flow_keys(app)) == 3, message="the flows")
+        await pilot.pause()  # the selected flow's plan shown: the logs pane shows no run until told
         logs = app.query_one(LogView)
         logs.show_run("r1")
         start = dt.datetime(2026, 12, 6, 10, 0, tzinfo=dt.timezone.utc)
@@ -226,6 +228,8 @@ async def test_long_log_lines_and_errors_wrap_to_the_pane_refold_when_zoomed_and
 
     app = app_for(make_project(tmp_path), connect_cluster=False)
     async with app.run_test(size=(80, 24)) as pilot:
+        await wait_for(pilot, lambda: app.loaded.is_set() and len(flow_keys(app)) == 3, message="the flows")
+        await pilot.pause()  # the selected flow's plan shown: the logs pane shows no run until told
         logs = app.query_one(LogView)
         logs.show_run("r1")
         error = "ValueError: only 1780 payments rows, expected at least 2000 (source orders, hour 18); end"
@@ -393,3 +397,58 @@ async def test_the_flows_and_runs_panes_show_names_and_states_whole_and_their_co
                                 start + dt.timedelta(minutes=2))])
         await wait_for(pilot, lambda: shows("⌛ TimedOut", "watching"), message="the new run and the watch")
         assert {table.id: [column.width for column in table.columns.values()] for table in (flows, runs)} == widths
+
+
+SLOW_IMPORT = """
+    import os
+    import time
+    from flows_tui import flow
+
+    deadline = time.monotonic() + 30
+    while not os.path.exists(GO) and time.monotonic() < deadline:  # a heavy import (pandas, dask.dataframe)
+        time.sleep(0.02)
+
+    @flow(name="slow-import")
+    def slow_import():
+        return 1
+"""
+
+
+async def test_flows_are_listed_from_their_source_while_their_file_imports_and_r_runs_once_it_has(tmp_path):
+    import textwrap
+
+    from flows_tui.tui.flow_list import FlowList
+    from test_tui import select
+
+    project = make_project(tmp_path)
+    go = tmp_path / "go"
+    (project / "flows" / "slow.py").write_text(f"GO = {str(go)!r}\n" + textwrap.dedent(SLOW_IMPORT))
+    app = app_for(project)
+    async with app.run_test(size=(100, 30), notifications=True) as pilot:
+        await wait_for(pilot, lambda: "slow-import" in flow_keys(app), message="the name read from the source")
+        assert not app.loaded.is_set() and "importing…" in str(app.query_one(FlowList).cell("slow-import", "last"))
+        select(app, "slow-import")
+        await pilot.press("r")
+        await wait_for(pilot, lambda: "still importing" in toasts(app), message="r said to wait for the import")
+        go.touch()
+        await wait_for(pilot, lambda: app.query_one(FlowList).last_states.get("slow-import") == "Completed",
+                       message="the run, once the file imported")
+
+
+async def test_notifications_show_at_the_top_right_and_leave_the_log_lines_uncovered(tmp_path):
+    from textual.widgets._toast import Toast
+
+    from flows_tui.tui.log_view import LogView
+
+    app = app_for(make_project(tmp_path), connect_cluster=False)
+    async with app.run_test(size=(80, 24), notifications=True) as pilot:
+        for number in range(3):
+            app.notify(f"notification {number}: something the user may read while the run goes on")
+        await wait_for(pilot, lambda: len(app.screen.query(Toast)) == 3, message="the notifications")
+        await pilot.pause()
+        logs = app.query_one(LogView).output.region
+        for toast in app.screen.query(Toast):
+            assert toast.region.y < 12 and not toast.region.overlaps(logs), (toast.region, logs)
+        await pilot.press("l", "z")  # the logs pane focused, then zoomed
+        await wait_for(pilot, lambda: app.has_class("zoomed") and app.query_one("#flows").display is False,
+                       message="the logs zoomed")

@@ -39,6 +39,9 @@ class Actions:
             self.notify("the flows are still loading; press it again in a moment" if waiting else "no flow selected",
                         severity="warning")
             return None
+        if row.importing:
+            self.notify(f"{row.file} is still importing; press it again in a moment", severity="warning")
+            return None
         if row.flow is None:
             self.notify(f"{row.file} does not load: {row.error.reason}", severity="error")
             return None
@@ -48,7 +51,19 @@ class Actions:
         flow_config = flow_config_for(self.config, flow)
         return dict(flow_config.parameters) if flow_config else {}
 
+    def _importing(self, action: str) -> bool:
+        """The flow under the cursor is named from its file's source, not imported yet: `action` is
+        done once it is."""
+        row = self.query_one(FlowList).current()
+        if row is None or not row.importing:
+            return False
+        self._after_import = (row.key, action)
+        self.notify(f"{row.key}: {row.file} is still importing; this starts when it has", timeout=3)
+        return True
+
     def action_run(self) -> None:
+        if self._importing("run"):
+            return
         flow = self._selected_flow()
         if flow is None:
             return
@@ -60,6 +75,8 @@ class Actions:
         self.start_run(flow, parameters, flow.file)
 
     def action_run_with_params(self) -> None:
+        if self._importing("run_with_params"):
+            return
         flow = self._selected_flow()
         if flow is None:
             return

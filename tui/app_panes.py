@@ -43,6 +43,8 @@ class PaneContents:
 
     def _show_flows(self) -> None:
         rows: list[FlowRow] = []
+        if not self.loaded.is_set() and not self.directory.files:  # names read from the source, while it imports
+            rows = [FlowRow(name, file, importing=True) for file, name in self._named_in_source]
         for loaded in self.directory.files:
             name = loaded.path.name
             for flow in loaded.flows.values():
@@ -65,6 +67,21 @@ class PaneContents:
         if self.loaded.is_set() or not self.flows_dir.exists():
             self.query_one("#flows").border_subtitle = ""
         self.query_one(FlowList).show(rows, placeholder=self._no_flows_text() if not rows else ())
+
+    def _run_waiting_for_import(self) -> None:
+        """`r` or `p` pressed on a flow while its file imported: done now that it has."""
+        if self._after_import is None:
+            return
+        name, action = self._after_import
+        self._after_import = None
+        flows = self.query_one(FlowList)
+        row = flows.rows_by_key.get(name)
+        if row is None or row.flow is None:
+            self.notify(f"{name} not started: its file did not define it once imported (see the ✗ rows)",
+                        severity="error")
+            return
+        flows.move_cursor(row=flows.get_row_index(name))
+        getattr(self, f"action_{action}")()
 
     def _no_flows_text(self) -> tuple[str, ...]:
         """What the empty flows pane says: still loading, or how to add a first flow."""

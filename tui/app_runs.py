@@ -9,6 +9,7 @@ from typing import Any
 from textual import work
 from textual.worker import Worker, WorkerState
 
+from flows_tui.launch.shared_cluster import still_served
 from flows_tui.record.store import RunSummary
 from flows_tui.states import RUNNING, SUCCESS_STATES
 
@@ -34,6 +35,8 @@ class RunsInProgress:
         if self.cluster is None:
             self._no_cluster()
             return
+        if self.cluster.choice.serve_pid is not None and (self.cluster.lost or not still_served(self.cluster.choice)):
+            self.query_one(TaskTree).show_waiting(flow.name)  # serve stopped: a cluster of our own starts first
         self._run_flow(flow, parameters, file)
 
     def _start_waiting_runs(self) -> None:
@@ -91,6 +94,7 @@ class RunsInProgress:
                     severity = "information" if state in SUCCESS_STATES else "error"
                     self.notify(f"{flow}: {state}", severity=severity, timeout=4)
         if ended:
+            self.bridge.forget_ended()  # a long watch keeps the recent ones in memory; the store has the rest
             self.load_history()
             self.measure_cache()
 

@@ -94,6 +94,9 @@ class ConfigAndSchedules:
         if self._quitting():
             return
         status = self.query_one(StatusBar)
+        if self.cluster is None and self.connect_cluster and not self._cluster_starting and self.cluster_error is None \
+                and not self.launcher.starts_processes():  # a serve started since: its cluster, shown now
+            self._ensure_cluster()
         if self._flow_clusters_shown or self.launcher.flow_clusters.in_use():
             self._show_flow_clusters()
         cluster = self.cluster

@@ -102,15 +102,17 @@ class Bridge:
             changed, self._changed = self._changed, set()
             lines, self._lines = self._lines, []
             ended, self._ended = self._ended, []
-            if ended:
-                self._forget_ended()
             return changed, lines, ended
 
-    def _forget_ended(self) -> None:
-        """On the UI's thread, under the lock: the oldest ended runs past KEPT_ENDED_RUNS, unless needed."""
+    def forget_ended(self) -> None:
+        """On the UI's thread, once a batch is on screen: the oldest ended runs past KEPT_ENDED_RUNS, unless needed."""
         app = self.app
         if getattr(app, "store", None) is None:
             return
+        with self.lock:
+            self._forget_ended(app)
+
+    def _forget_ended(self, app: Any) -> None:
         runs = self.model.runs
         ended = [run for run in runs.values() if run.ended is not None]
         excess = len(ended) - KEPT_ENDED_RUNS

@@ -32,6 +32,7 @@ class FlowRow:
     flow: Any = None  # flows_tui.Flow
     error: Any = None  # flows_tui.errors.FlowFileError
     schedule: str | None = None
+    importing: bool = False  # named from its file's source while the file imports: not runnable yet
 
 
 def countdown(moment: _dt.datetime | None, now: _dt.datetime) -> str:
@@ -145,6 +146,9 @@ class FlowList(FittedTable):
         return self.has_row(key)
 
     def _last(self, flow: str) -> Text:
+        row = self.rows_by_key.get(flow)
+        if row is not None and row.importing:
+            return Text("importing…", style="dim")
         state = self.last_states.get(flow)
         if state is None:
             return Text("")

@@ -62,8 +62,11 @@ class JournalTail:
                 self.last = self._after
         except Exception:  # a store that cannot be read now: the next round tries again
             logger.debug("journal tail: first read failed", exc_info=True)
-        recovered = time.monotonic()
-        while not self._stop.wait(self.interval):
+        recovered = began = time.monotonic()
+        # One read every `interval` at most: the time the last read took (with the callback, which may
+        # hold it back to pace the UI's redraws) counts towards the wait, not on top of it.
+        while not self._stop.wait(max(0.0, self.interval - (time.monotonic() - began))):
+            began = time.monotonic()
             try:
                 if self.recover and time.monotonic() - recovered >= RECOVER_SECONDS:
                     recovered = time.monotonic()

@@ -103,3 +103,57 @@ def test_the_ui_on_a_closed_terminal_cancels_its_run_and_ends(tmp_path):
     assert ui.process.returncode == 128 + signal.SIGHUP
     run = _last_run(project)
     assert run.state == "Cancelled" and run.message == "terminal closed (SIGHUP)", (run.state, run.message)
+
+
+def test_the_ui_ends_on_a_closed_terminal_it_was_still_writing_to(tmp_path):
+    # An SSH session that stalls, then drops: the UI's writes fill the terminal (nobody reads it),
+    # its writer blocks, and the hang-up makes that write fail. The UI must still end at once, the
+    # run recorded Cancelled (Textual's writer thread died on the error, and the next frames
+    # waited for ever on its full queue).
+    project = write_project(tmp_path, {"endless.py": ENDLESS})
+    ui = Session(cwd=project, columns=200, rows=60)
+    try:
+        ui.expect(b"cluster: LocalCluster", deadline=60)
+        ui.send("r")
+        ui.expect(b"flow: started", deadline=30)
+        for _ in range(40):  # whole-screen redraws, none of them read
+            ui.send("?")
+            ui.send("\x1b")
+            ui.send("z")
+        os.close(ui.controller)
+        ui.process.wait(30)
+    finally:
+        ui.kill()
+    assert ui.process.returncode == 128 + signal.SIGHUP
+    run = _last_run(project)
+    assert run.state == "Cancelled" and run.message == "terminal closed (SIGHUP)", (run.state, run.message)
+
+
+def test_the_uis_terminal_output_outlives_a_hang_up():
+    # Textual's own writer thread on a real pseudo-terminal that hangs up: with the terminal's
+    # file as it is, the first failed write ends the thread and the 31st frame waits for ever;
+    # through the UI's TerminalOutput every frame and the stop return.
+    import pty
+    import threading
+
+    from textual.drivers._writer_thread import MAX_QUEUED_WRITES, WriterThread
+
+    from flows_tui.tui.driver import TerminalOutput
+
+    controller, terminal = pty.openpty()
+    output = TerminalOutput(os.fdopen(terminal, "w", encoding="utf-8"))
+    writer = WriterThread(output)
+    writer.start()
+    writer.write("before the hang-up\n")
+    os.close(controller)  # the terminal hangs up: writes to it fail with EIO
+
+    def frames():
+        for n in range(3 * MAX_QUEUED_WRITES):
+            writer.write(f"frame {n}\n" * 100)
+        writer.stop()
+
+    drawing = threading.Thread(target=frames, daemon=True)
+    drawing.start()
+    drawing.join(10)
+    assert not drawing.is_alive(), "a frame or the stop waited on the writer thread"
+    assert output.gone and not writer.is_alive()

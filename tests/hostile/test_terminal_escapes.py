@@ -133,7 +133,7 @@ def test_the_ui_on_a_terminal_shows_hostile_text_escaped(tmp_path):
         ui.send("j")  # from the broken file (first by name) to the hostile flow
         ui.send("r")
         ui.expect("✗ Failed".encode(), deadline=60)
-        ui.expect(b"flow: body title\\x1b]0;PWNED-TITLE")  # the logs pane
+        ui.expect(b"ValueError: error title\\x1b]0;PWNED-TITLE")  # the error, in the tree and the logs
         ui.send("q")
         shown = ui.wait(deadline=30)
     finally:

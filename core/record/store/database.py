@@ -13,23 +13,23 @@ from pathlib import Path
 from typing import Any, Callable
 from urllib.parse import quote
 
-from flows_tui.errors import UsageError
 from flows_tui.project.config import display_path
 from flows_tui.record import events as ev
 from flows_tui.states import FINAL_STATES
 
-from . import journal, requests, writes
+from . import journal, writes
 from . import prune as prune_rows
 from .errors import StoreError, StoreNotWritable, os_reason, space_reason, unwritable
 from .owners import Owner, owner_alive
 from .reading import StoreReading
+from .requests import StoreRequests
 from .rows import encodable, iso, utc_now
-from .schema import BUSY_TIMEOUT_SECONDS, MIGRATIONS, SCHEMA_VERSION, STORE_NAME
+from .schema import BUSY_TIMEOUT_SECONDS, MIGRATIONS, SCHEMA_VERSION, STORE_NAME, apply, create
 
 logger = logging.getLogger("flows_tui.store")
 
 
-class Store(StoreReading):
+class Store(StoreReading, StoreRequests):
     """The SQLite store of one state_dir. `record` is the bus journal; the rest are queries."""
 
     def __init__(self, path: Path) -> None:
@@ -52,6 +52,7 @@ class Store(StoreReading):
         self._incomplete: dict[str, str] = {}  # run → why its history stopped being recorded
         self._ends: dict[str, ev.FlowStateChanged] = {}  # the final state of such a run, not yet written
         self._identity: tuple[int, int] | None = None  # the database file the writer opened (device, inode)
+        self._batches = 0  # batches journaled, to trim the journal every so many
         self._vanished = False  # said once: the database file was deleted or replaced under the writer
 
     @classmethod
@@ -122,9 +123,7 @@ class Store(StoreReading):
         try:
             if self._empty:
                 connection = sqlite3.connect(":memory:", isolation_level=None, check_same_thread=False)
-                for statements in MIGRATIONS:
-                    for statement in statements:
-                        connection.execute(statement)
+                create(connection)
             elif self._uri is not None:
                 connection = sqlite3.connect(self._uri, uri=True, timeout=BUSY_TIMEOUT_SECONDS,
                                              isolation_level=None, check_same_thread=False)
@@ -200,9 +199,8 @@ class Store(StoreReading):
                 connection.execute("ROLLBACK")
                 raise StoreError(f"the run store {self.path} was written by a newer flows-tui (schema {version}; "
                                  f"this one knows up to {SCHEMA_VERSION}): upgrade flows-tui")
-            for statements in MIGRATIONS[version:]:
-                for statement in statements:
-                    connection.execute(statement)
+            for steps in MIGRATIONS[version:]:
+                apply(connection, steps)
             if version < SCHEMA_VERSION:
                 connection.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
             connection.execute("COMMIT")
@@ -278,6 +276,8 @@ class Store(StoreReading):
                     entries.append(journal.encode(event, next(written)))
             if journaled:
                 journal.append(connection, entries, self._writer_name)
+                self._batches += 1
+                journal.trim_when_due(connection, self._batches, events)
             connection.execute("COMMIT")
         except BaseException:
             if connection.in_transaction:  # a failed COMMIT may have rolled back already
@@ -441,43 +441,6 @@ class Store(StoreReading):
         except sqlite3.Error as error:
             raise self._error("vacuum", error) from None
         return before, size()
-
-    # Requests to a run's owner ------------------------------------------------------------------
-
-    def run_owner(self, run_id: str) -> tuple[str, str | None, Owner, bool]:
-        """(state, when it ended, its owner, whether that process still runs) of a recorded run."""
-        with self._connection() as c:
-            row = c.execute("SELECT state, ended, owner_host, owner_pid, owner_started, owner_command FROM runs "
-                            "WHERE run_id = ?", (run_id,)).fetchone()
-        if row is None:
-            raise UsageError(f"no run {run_id!r} in {display_path(self.path)} (`flows-tui runs` lists them)")
-        owner = Owner(row["owner_host"], row["owner_pid"], row["owner_started"], row["owner_command"])
-        return row["state"], row["ended"], owner, owner_alive(owner.host, owner.pid, owner.started)
-
-    def ask(self, run_id: str, kind: str, asked_by: str) -> int:
-        """Add a request for the owner of `run_id`; its id, to read the answer by."""
-        return self._write_request(lambda c: requests.ask(c, run_id, kind, asked_by))
-
-    def answer(self, request_id: int, text: str) -> None:
-        self._write_request(lambda c: requests.answer(c, request_id, text))
-
-    def answer_of(self, request_id: int) -> str | None:
-        with self._connection() as c:
-            return requests.answer_of(c, request_id)
-
-    def requests_for_me(self, schedules: bool = False) -> list[requests.Request]:
-        """Unanswered requests about the runs this process records (or with `schedules`, for the process firing them)."""
-        if self.read_only is not None:
-            return []
-        with self._connection() as c:
-            return requests.open_for_schedules(c) if schedules else requests.open_for(c, self._owner)
-
-    def _write_request(self, write: Callable[[sqlite3.Connection], Any]) -> Any:
-        try:
-            with self._connection() as c:
-                return write(c)
-        except sqlite3.Error as error:
-            raise self._error("update", error) from None
 
     # Schedules --------------------------------------------------------------------------------
 

@@ -20,7 +20,7 @@ from flows_tui.project.config import display_path
 from . import writes
 from .database import Store
 from .errors import StoreError, StoreNotWritable
-from .schema import MIGRATIONS, STORE_NAME
+from .schema import STORE_NAME, create
 
 
 class DeferredStore(Store):
@@ -49,9 +49,7 @@ class DeferredStore(Store):
         if not self.waiting:
             return super()._connect()
         connection = sqlite3.connect(":memory:", isolation_level=None, check_same_thread=False)
-        for statements in MIGRATIONS:
-            for statement in statements:
-                connection.execute(statement)
+        create(connection)
         connection.row_factory = sqlite3.Row
         return connection
 

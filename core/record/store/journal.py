@@ -5,8 +5,11 @@ the rows after the last id it saw gets exactly what was committed since, in comm
 (SQLite serialises writers, and AUTOINCREMENT never reuses an id). Log lines are not copied:
 a batch's lines are referred to by the range of their ids in `logs`, read back with them.
 
-Rows older than the last `KEPT_ROWS` are trimmed when a store is opened for writing; a
-reader that fell further behind is told to resynchronise (`JournalRead.resync`).
+The journal only serves live tailing: what it holds is in the tables too. Rows older than
+`GRACE_SECONDS` (and beyond the last `KEPT_ROWS`) are trimmed when a store is opened for
+writing, when a run ends and every `TRIM_EVERY` batches, so a store at rest keeps next to
+none of them; a reader that fell further behind is told to resynchronise
+(`JournalRead.resync`) and rebuilds what is in flight from the tables.
 """
 
 from __future__ import annotations
@@ -20,10 +23,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from flows_tui.record import events as ev
+from flows_tui.states import FINAL_STATES
 
+from .compact import Clock
 from .rows import iso, parse_time, to_json
 
 KEPT_ROWS = 100_000
+GRACE_SECONDS = 60.0  # a tail polls every 50 ms: one a minute behind reloads instead
+TRIM_EVERY = 500  # batches a writer commits between trims, so a long run's journal stays short too
 
 _TYPES = {cls.__name__: cls for cls in (ev.FlowRunStarted, ev.FlowStateChanged, ev.TaskRunCreated,
                                         ev.TaskStateChanged, ev.AttemptStarted, ev.AttemptEnded)}
@@ -117,17 +124,35 @@ def decode(name: str, fields: dict | list) -> Any:
 
 
 def _log_lines(c: sqlite3.Connection, run_id: str, first: int, last: int) -> ev.LogLines:
-    # Plain tuples and the C parser: a tail reads every line a run logs (10,000 a second, say).
+    # Plain tuples: a tail reads every line a run logs (10,000 a second, say).
     cursor = c.cursor()
     cursor.row_factory = None
-    rows = cursor.execute("SELECT time, level, message, task_run_id, attempt, logger, id FROM logs "
-                          "WHERE id BETWEEN ? AND ? ORDER BY id", (first, last)).fetchall()
-    parse = _dt.datetime.fromisoformat
-    return ev.LogLines(run_id, tuple(ev.LogLine(parse(r[0]), r[1], r[2], r[3], r[4], r[5], r[6]) for r in rows))
+    started = cursor.execute("SELECT started FROM runs WHERE run_id = ?", (run_id,)).fetchone()
+    if started is None:
+        return ev.LogLines(run_id, ())
+    at = Clock(started[0]).at
+    rows = cursor.execute("SELECT l.time, l.level, l.message, t.task_run_id, l.attempt, n.text, l.id FROM logs l "
+                          "LEFT JOIN task_runs t ON t.id = l.task LEFT JOIN names n ON n.id = l.logger "
+                          "WHERE l.id BETWEEN ? AND ? ORDER BY l.id", (first, last)).fetchall()
+    return ev.LogLines(run_id, tuple(ev.LogLine(at(r[0]), r[1], r[2], r[3], r[4], r[5], r[6]) for r in rows))
 
 
-def trim(c: sqlite3.Connection) -> None:
-    """Keep the last KEPT_ROWS rows: deleting by id range costs only the rows deleted."""
-    first, last = c.execute("SELECT min(id), max(id) FROM journal").fetchone()
-    if first is not None and last - first >= KEPT_ROWS:  # else no write lock is taken
-        c.execute("DELETE FROM journal WHERE id <= ?", (last - KEPT_ROWS,))
+def trim_when_due(c: sqlite3.Connection, batches: int, events: list) -> None:
+    """After a writer's `batches`-th batch: trim when a run ended in it, or every TRIM_EVERY batches."""
+    if batches % TRIM_EVERY == 0 or any(type(e) is ev.FlowStateChanged and e.state in FINAL_STATES for e in events):
+        trim(c)
+
+
+def trim(c: sqlite3.Connection, now: float | None = None) -> None:
+    """Remove the rows older than GRACE_SECONDS and beyond the last KEPT_ROWS, always keeping the
+    last row (a tail tells a trim from a younger store by it). Deleting by id range costs only the
+    rows deleted; the newest old row is found from the end, reading only the rows of the grace."""
+    last = c.execute("SELECT max(id) FROM journal").fetchone()[0]
+    if last is None:
+        return
+    cutoff = (time.time() if now is None else now) - GRACE_SECONDS
+    old = c.execute("SELECT id FROM journal WHERE time < ? ORDER BY id DESC LIMIT 1", (cutoff,)).fetchone()
+    upto = max(old[0] if old else 0, last - KEPT_ROWS)
+    upto = min(upto, last - 1)
+    if upto > 0 and c.execute("SELECT 1 FROM journal WHERE id <= ? LIMIT 1", (upto,)).fetchone():
+        c.execute("DELETE FROM journal WHERE id <= ?", (upto,))  # else no write lock is taken

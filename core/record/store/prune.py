@@ -14,8 +14,12 @@ from dataclasses import dataclass
 
 from .rows import iso
 
-# Tables that hold a run's history, each with its rows' run id (and an index on it).
-_HISTORY = ("logs", "attempts", "task_states", "task_runs", "run_states", "requests", "runs")
+# Tables that hold a run's history, each with how its rows name their run ({} the run ids), by an index.
+_RUNS = "SELECT id FROM runs WHERE run_id IN ({})"
+_TASKS = f"SELECT id FROM task_runs WHERE run IN ({_RUNS})"
+_HISTORY = {"logs": f"run IN ({_RUNS})", "attempts": f"task IN ({_TASKS})", "task_states": f"task IN ({_TASKS})",
+            "task_runs": f"run IN ({_RUNS})", "run_states": "run_id IN ({})", "requests": "run_id IN ({})",
+            "runs": "run_id IN ({})"}
 # Run ids per DELETE statement: SQLite binds at most 32,766 variables.
 _CHUNK = 500
 
@@ -74,9 +78,9 @@ def prune(c: sqlite3.Connection, older_than: _dt.timedelta | None, keep: int | N
         for start in range(0, len(run_ids), _CHUNK):
             chunk = run_ids[start:start + _CHUNK]
             marks = ",".join("?" * len(chunk))
-            for table in _HISTORY:
-                data += _data_bytes(c, table, f"run_id IN ({marks})", chunk)
-                deleted = c.execute(f"DELETE FROM {table} WHERE run_id IN ({marks})", chunk).rowcount
+            for table, where in _HISTORY.items():
+                data += _data_bytes(c, table, where.format(marks), chunk)
+                deleted = c.execute(f"DELETE FROM {table} WHERE {where.format(marks)}", chunk).rowcount
                 if table == "task_runs":
                     task_runs += deleted
                 elif table == "logs":

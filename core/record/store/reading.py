@@ -4,17 +4,21 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
+import os
 import sqlite3
+import threading
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any, Callable, Iterable, Iterator, NamedTuple
 
 from flows_tui.errors import UsageError
 from flows_tui.record import events as ev
-from flows_tui.record.model import FlowRun, RunModel
-from flows_tui.states import SUCCESS_STATES
+from flows_tui.record.model import Attempt, FlowRun, RunModel, TaskRun
+from flows_tui.states import PENDING, RUNNING, SUCCESS_STATES
 
 from . import journal
 from .journal import JournalRead
+from .compact import NAME_SQL, Clock, state_of
 from .rows import RunSummary, ScheduleState, StoredLine, parse_time
 
 
@@ -29,15 +33,14 @@ class StoreReading:
 
     def runs(self, flow: str | None = None, limit: int | None = None) -> list[RunSummary]:
         """Runs newest first, optionally of one flow."""
-        # The first failure: the first attempt that ended with an error, else the run's own message.
+        # The first failure: the first attempt that ended with an error (kept on the run's row), else its message.
         query = ("SELECT run_id, flow, state, started, ended, message, owner_host, owner_pid, owner_command, cluster, "
-                 "(SELECT error FROM attempts WHERE attempts.run_id = runs.run_id AND error IS NOT NULL "
-                 "ORDER BY ended LIMIT 1) AS first_error FROM runs")
+                 "error AS first_error FROM runs")
         args: list[Any] = []
         if flow is not None:
             query += " WHERE flow = ?"
             args.append(flow)
-        query += " ORDER BY started DESC, rowid DESC"
+        query += " ORDER BY started DESC, id DESC"
         if limit is not None:
             query += " LIMIT ?"
             args.append(limit)
@@ -65,12 +68,13 @@ class StoreReading:
         return rows[0][0]
 
     def load_run(self, run_id: str) -> FlowRun:
-        """Rebuild a run's tree by folding its stored history through a RunModel, like a live observer."""
-        model = RunModel()
-        model.apply_all(self._replay(run_id))
-        if run_id not in model.runs:
+        """Rebuild a run's tree from its rows: the tree a RunModel folding its history holds, as a live
+        observer's (`_replay`), built directly (a 100,000-task run is 500,000 events to fold)."""
+        with self._connection() as c:
+            run = _build_run(c, run_id)
+        if run is None:
             raise UsageError(f"no run {run_id!r} in {self.path}")
-        return model.runs[run_id]
+        return run
 
     def _replay(self, run_id: str) -> Iterator[Any]:
         with self._connection() as c:
@@ -93,12 +97,40 @@ class StoreReading:
 
     def follow(self, after: int, *, limit: int = 2000) -> JournalRead:
         """The events committed after journal row `after` by other processes (this one's bus has its own)."""
-        with self._connection() as c:
+        c = self._follower()
+        try:
             c.execute("BEGIN")  # the journal rows and the log lines they refer to, from one snapshot
             try:
                 return journal.read(c, after, self._writer_name, limit)
             finally:
                 c.execute("COMMIT")
+        except sqlite3.Error:
+            self._followers.connection = None  # the next read opens a fresh one
+            raise
+
+    def _follower(self) -> sqlite3.Connection:
+        """The calling thread's own connection for `follow`, kept between reads. A tail reads the
+        journal 20 times a second; opening a connection for each read took most of its thread's time
+        while a run logged 10,000 lines a second (bench/live_tail.py). Opened afresh when the store's
+        file was replaced (removed and created again), as a new connection would see it."""
+        followers = self.__dict__.get("_followers")
+        if followers is None:
+            followers = self.__dict__.setdefault("_followers", threading.local())
+        try:
+            info = os.stat(self.path)
+            identity = (info.st_dev, info.st_ino)
+        except OSError:
+            identity = None
+        kept = getattr(followers, "connection", None)
+        if kept is not None and identity is not None and getattr(followers, "identity", None) == identity:
+            return kept
+        if kept is not None:
+            kept.close()
+        followers.connection, followers.identity = self._connect(), identity
+        return followers.connection
+
+    def _connect(self) -> sqlite3.Connection:
+        raise NotImplementedError
 
     def journal_head(self) -> int:
         with self._connection() as c:
@@ -112,24 +144,41 @@ class StoreReading:
     def logs(self, run_id: str, *, task: str | None = None, after: int = 0, limit: int | None = None,
              level: int = 0) -> list[StoredLine]:
         """The run's log lines in order (optionally of one task: a task run's name or a task's name)."""
-        query = ("SELECT logs.*, task_runs.name AS task_name FROM logs "
-                 "LEFT JOIN task_runs ON task_runs.task_run_id = logs.task_run_id "
-                 "WHERE logs.run_id = ? AND logs.id > ? AND logs.level >= ?")
-        args: list[Any] = [run_id, after, level]
+        at, rows = self._log_rows(run_id, task, after, limit, level)
+        return [StoredLine(r[0], run_id, r[6], ev.LogLine(at(r[1]), r[2], r[3], r[5], r[4], r[7], r[0]))
+                for r in rows]
+
+    def logs_json(self, run_id: str, *, task: str | None = None, level: int = 0) -> list[str]:
+        """`logs` as `logs --json` prints them (`StoredLine.document`), without building each line's
+        objects: a 100,000-task run's lines in well under a second."""
+        at, rows = self._log_rows(run_id, task, 0, None, level)
+        names: dict[int, str] = {}
+        dumps = json.dumps
+        return [dumps({"time": at(r[1]).isoformat(), "level": names.get(r[2]) or names.setdefault(
+                           r[2], logging.getLevelName(r[2])), "task": r[6], "task_id": r[5], "message": r[3]})
+                for r in rows]
+
+    def _log_rows(self, run_id: str, task: str | None, after: int, limit: int | None, level: int) -> tuple[Any, list]:
+        """(the run's clock, its lines' rows: id, time, level, message, attempt, task_run_id, task name, logger)."""
+        query = (f"SELECT l.id, l.time, l.level, l.message, l.attempt, t.task_run_id, {NAME_SQL} AS task_name, "
+                 "n.text AS logger FROM logs l LEFT JOIN task_runs t ON t.id = l.task "
+                 "LEFT JOIN names n ON n.id = l.logger WHERE l.run = ? AND l.id > ? AND l.level >= ?")
+        args: list[Any] = [after, level]
         if task is not None:
-            query += " AND (task_runs.name = ? OR task_runs.task = ?)"
+            query += f" AND ({NAME_SQL} = ? OR t.task = ?)"
             args += [task, task]
-        query += " ORDER BY logs.id"
+        query += " ORDER BY l.id"
         if limit is not None:
             query += " LIMIT ?"
             args.append(limit)
         with self._connection() as c:
-            rows = c.execute(query, args).fetchall()
-        return [StoredLine(r["id"], r["run_id"], r["task_name"],
-                           ev.LogLine(parse_time(r["time"]), r["level"], r["message"], r["task_run_id"], r["attempt"],
-                                      r["logger"], r["id"]))
-                for r in rows]
-
+            run = c.execute("SELECT id, started FROM runs WHERE run_id = ?", (run_id,)).fetchone()
+            if run is None:
+                return None, []
+            cursor = c.cursor()
+            cursor.row_factory = None  # plain tuples: `logs --json` of a big run reads every line
+            rows = cursor.execute(query, [run[0], *args]).fetchall()
+        return Clock(run[1]).at, rows
 
     def schedule_states(self) -> dict[str, ScheduleState]:
         """Per flow: the due time its schedule last fired for, whether it is paused, and its timing then."""
@@ -140,7 +189,8 @@ class StoreReading:
 
     def task_names(self, run_id: str) -> set[str]:
         with self._connection() as c:
-            rows = c.execute("SELECT name, task FROM task_runs WHERE run_id = ?", (run_id,)).fetchall()
+            rows = c.execute(f"SELECT {NAME_SQL}, t.task FROM task_runs t JOIN runs ON runs.id = t.run "
+                             "WHERE runs.run_id = ?", (run_id,)).fetchall()
         return {r[0] for r in rows} | {r[1] for r in rows}
 
 
@@ -150,33 +200,88 @@ def _first_failure(row: sqlite3.Row) -> str | None:
     return row["first_error"] or row["message"]
 
 
-def _replay_rows(c: sqlite3.Connection, run_id: str) -> list:
-    """The events that rebuild a run from its rows, in the order a live observer saw them."""
+class _Rows(NamedTuple):
+    run: sqlite3.Row
+    at: Callable[[int | None], Any]  # a row's time, as a datetime
+    run_states: list
+    task_runs: list  # id, task_run_id, task, name, created, map_index, upstream, flow_attempt
+    attempts: list  # task, attempt, state, started, ended, error, traceback, worker (by task, attempt)
+    task_states: list  # task, state, time, message, retry_at (by task, in order)
+
+
+def _read_rows(c: sqlite3.Connection, run_id: str) -> _Rows | None:
     run = c.execute("SELECT * FROM runs WHERE run_id = ?", (run_id,)).fetchone()
     if run is None:
-        return []
-    run_states = c.execute("SELECT * FROM run_states WHERE run_id = ? ORDER BY rowid", (run_id,)).fetchall()
-    task_runs = c.execute("SELECT * FROM task_runs WHERE run_id = ? ORDER BY rowid", (run_id,)).fetchall()
-    task_states = c.execute("SELECT * FROM task_states WHERE run_id = ? ORDER BY rowid", (run_id,)).fetchall()
-    attempts = c.execute("SELECT * FROM attempts WHERE run_id = ? ORDER BY task_run_id, attempt",
-                         (run_id,)).fetchall()
-    events: list = [ev.FlowRunStarted(run_id, run["flow"], json.loads(run["parameters"]), parse_time(run["started"]),
-                                      file=run["file"], address=run["address"], cluster=run["cluster"])]
-    for index, row in enumerate(run_states):
-        last = index == len(run_states) - 1
-        events.append(ev.FlowStateChanged(run_id, row["state"], parse_time(row["time"]), row["attempt"],
+        return None
+    cursor = c.cursor()
+    cursor.row_factory = None  # plain tuples: a 100,000-task run is 400,000 rows
+    # The joins walk the run's task runs by id, each one's states and attempts in key order: no sort.
+    return _Rows(
+        run, Clock(run["started"]).at,
+        c.execute("SELECT * FROM run_states WHERE run_id = ? ORDER BY rowid", (run_id,)).fetchall(),
+        cursor.execute(f"SELECT t.id, t.task_run_id, t.task, {NAME_SQL}, t.created, t.map_index, t.upstream, "
+                       "t.flow_attempt FROM task_runs t WHERE t.run = ? ORDER BY t.id", (run["id"],)).fetchall(),
+        cursor.execute("SELECT a.task, a.attempt, a.state, a.started, a.ended, a.error, a.traceback, n.text "
+                       "FROM task_runs t JOIN attempts a ON a.task = t.id LEFT JOIN names n ON n.id = a.worker "
+                       "WHERE t.run = ? ORDER BY t.id, a.attempt", (run["id"],)).fetchall(),
+        cursor.execute("SELECT s.task, s.state, s.time, s.message, s.retry_at FROM task_runs t "
+                       "JOIN task_states s ON s.task = t.id WHERE t.run = ? ORDER BY t.id, s.n",
+                       (run["id"],)).fetchall())
+
+
+def _flow_events(rows: _Rows) -> list:
+    run = rows.run
+    events: list = [ev.FlowRunStarted(run["run_id"], run["flow"], json.loads(run["parameters"]),
+                                      parse_time(run["started"]), file=run["file"], address=run["address"],
+                                      cluster=run["cluster"])]
+    for index, row in enumerate(rows.run_states):
+        last = index == len(rows.run_states) - 1
+        events.append(ev.FlowStateChanged(run["run_id"], row["state"], parse_time(row["time"]), row["attempt"],
                                           message=row["message"], traceback=run["traceback"] if last else None))
-    for row in task_runs:
-        events.append(ev.TaskRunCreated(run_id, row["task_run_id"], row["task"], row["name"],
-                                        parse_time(row["created"]), row["map_index"],
-                                        tuple(json.loads(row["upstream"])), row["flow_attempt"]))
-    for row in attempts:
-        events.append(ev.AttemptStarted(run_id, row["task_run_id"], row["attempt"], parse_time(row["started"]),
-                                        row["worker"]))
-        if row["ended"] is not None:
-            events.append(ev.AttemptEnded(run_id, row["task_run_id"], row["attempt"], row["state"],
-                                          parse_time(row["ended"]), row["error"], row["traceback"]))
-    for row in task_states:
-        events.append(ev.TaskStateChanged(run_id, row["task_run_id"], row["state"], parse_time(row["time"]),
-                                          message=row["message"], retry_at=parse_time(row["retry_at"])))
     return events
+
+
+def _replay_rows(c: sqlite3.Connection, run_id: str) -> list:
+    """The events that rebuild a run from its rows, in the order a live observer saw them."""
+    rows = _read_rows(c, run_id)
+    if rows is None:
+        return []
+    at = rows.at
+    ids = {row[0]: row[1] for row in rows.task_runs}
+    events = _flow_events(rows)
+    events += [ev.TaskRunCreated(run_id, r[1], r[2], r[3], at(r[4]), r[5], tuple(json.loads(r[6])) if r[6] else (), r[7])
+               for r in rows.task_runs]
+    for task, attempt, state, started, ended, error, traceback, worker in rows.attempts:
+        task_run_id = ids[task]
+        events.append(ev.AttemptStarted(run_id, task_run_id, attempt, at(started), worker))
+        if ended is not None:
+            events.append(ev.AttemptEnded(run_id, task_run_id, attempt, state_of(state), at(ended), error, traceback))
+    events += [ev.TaskStateChanged(run_id, ids[task], state_of(state), at(time), message, at(retry_at))
+               for task, state, time, message, retry_at in rows.task_states]
+    return events
+
+
+def _build_run(c: sqlite3.Connection, run_id: str) -> FlowRun | None:
+    """The FlowRun a RunModel folding `_replay_rows` would hold, built straight from the rows."""
+    rows = _read_rows(c, run_id)
+    if rows is None:
+        return None
+    model = RunModel()
+    model.apply_all(_flow_events(rows))
+    run, at = model.runs[run_id], rows.at
+    by_id = {}
+    for key, task_run_id, task, name, created, map_index, upstream, flow_attempt in rows.task_runs:
+        when = at(created)
+        by_id[key] = run.task_runs[task_run_id] = TaskRun(
+            task_run_id, task, name, when, map_index, tuple(json.loads(upstream)) if upstream else (), flow_attempt,
+            history=[(PENDING, when)])
+    for task, number, state, started, ended, error, traceback, worker in rows.attempts:
+        by_id[task].attempts.append(Attempt(number, RUNNING if ended is None else state_of(state), at(started),
+                                            at(ended), error, traceback, worker))
+    for task, state, time, message, retry_at in rows.task_states:
+        task_run = by_id[task]
+        task_run.state = state = state_of(state)
+        task_run.message = message
+        task_run.retry_at = at(retry_at)
+        task_run.history.append((state, at(time)))
+    return run

@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any, Callable, Union
+
+from . import compact_migration
 
 STORE_NAME = "flows-tui.db"
 
 BUSY_TIMEOUT_SECONDS = 30.0
 
 # Each entry migrates the schema from version i to i + 1; the version lives in `PRAGMA user_version`.
-MIGRATIONS: list[list[str]] = [
+# A step is a statement, or a function given the connection (for what SQL alone cannot convert).
+Step = Union[str, Callable[[Any], None]]
+MIGRATIONS: list[list[Step]] = [
     [
         """CREATE TABLE runs (
             run_id TEXT PRIMARY KEY, flow TEXT NOT NULL, file TEXT, address TEXT,
@@ -78,8 +83,28 @@ MIGRATIONS: list[list[str]] = [
             THEN substr(address, instr(address, ' (profile ') + 10, length(address) - instr(address, ' (profile ') - 10)
             ELSE address END""",
     ],
+    [
+        # Big maps take a few hundred bytes per task run: integer ids, states as numbers, times as
+        # microseconds after the run's start, names written once (see `compact`); the runs keep
+        # their first failure, so `runs` reads no task rows. The rows of schema 6 are converted.
+        compact_migration.migrate,
+    ],
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
+
+
+def apply(connection: Any, steps: list[Step]) -> None:
+    for step in steps:
+        if isinstance(step, str):
+            connection.execute(step)
+        else:
+            step(connection)
+
+
+def create(connection: Any) -> None:
+    """Every table of the current schema in an empty database."""
+    for steps in MIGRATIONS:
+        apply(connection, steps)
 
 
 def store_path(state_dir: Path) -> Path:
