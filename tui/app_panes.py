@@ -133,7 +133,7 @@ class PaneContents:
         if logs.run_id == run.run_id:
             return
         if self.store is None:  # the lines this session kept
-            logs.show_run(run.run_id, [line for line in logs.lines if line.run_id == run.run_id], title=_title(run))
+            logs.show_run(run.run_id, logs.kept(run.run_id), title=_title(run))
         else:
             self._load_logs(run)
 

@@ -7,6 +7,7 @@ import functools
 import logging
 import threading
 import time
+import weakref
 from typing import TYPE_CHECKING, Any
 
 from flows_tui.errors import describe as _describe
@@ -274,5 +275,25 @@ class _WorkerDeaths:
 _worker_deaths = _WorkerDeaths()
 
 
-# A lambda travels to the scheduler by value: an attached `dask scheduler` needs no flows-tui installed.
+# Lambdas travel to the scheduler by value: an attached `dask scheduler` needs no flows-tui installed.
 _forget_topic = lambda dask_scheduler, topic: dask_scheduler._broker._topics.pop(topic, None)  # noqa: E731
+# A scheduler handler that drops a topic, installed once per client and scheduler. Each
+# `run_on_scheduler` call is an event the scheduler keeps (its last 1,000, the function
+# pickled in it: 2 kB) and sends to every subscriber of its "all" topic: one a run made a
+# long `serve` grow until a thousand of them were kept. A handler call is no event.
+_install_forget = lambda dask_scheduler: dask_scheduler.handlers.__setitem__(  # noqa: E731
+    "flows_tui_forget_topic", lambda topic=None, **_: (dask_scheduler._broker._topics.pop(topic, None), None)[1])
+_forget_installed: "weakref.WeakKeyDictionary[Any, str]" = weakref.WeakKeyDictionary()
+
+
+def forget_topic(client: Any, topic: str) -> None:
+    """Drop `topic`, and the events it kept, from the client's scheduler."""
+    address = client.scheduler.address
+    if _forget_installed.get(client) != address:
+        client.run_on_scheduler(_install_forget)
+        _forget_installed[client] = address
+    try:
+        client.sync(client.scheduler.flows_tui_forget_topic, topic=topic)
+    except Exception:  # a scheduler restarted at the same address, without the handler
+        _forget_installed.pop(client, None)
+        client.run_on_scheduler(_forget_topic, topic=topic)

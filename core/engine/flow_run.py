@@ -35,7 +35,7 @@ from flows_tui.tracebacks import format_exception
 from flows_tui.user_code.pickling import user_sources
 
 from .cluster import scheduler_lost
-from .dask_watch import DaskWatch, _forget_topic, _ReportHandler, _subscribe, _worker_deaths
+from .dask_watch import DaskWatch, _ReportHandler, _subscribe, _worker_deaths, forget_topic
 from .in_process import release, workers_in_this_process
 from .outcome import register_outcome_serializer
 from .performance_report import PerformanceReport
@@ -215,7 +215,7 @@ class FlowRunEngine(TaskRuns, Results, TaskCalls, TaskReports, DaskWatch):
                 # A lost scheduler (serve stopped, a scheduler killed) keeps nothing: asking it would
                 # hold the run's end for the client's whole reconnect timeout.
                 if not scheduler_lost(self.client):
-                    self.client.run_on_scheduler(_forget_topic, topic=self.topic)
+                    forget_topic(self.client, self.topic)
             except Exception:  # the client may be closing
                 pass
             # Dask's unsubscribe_topic leaves the handler in the client: it would hold this engine,
