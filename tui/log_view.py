@@ -259,10 +259,11 @@ class LogView(Vertical):
         self._show_header()
 
     def _show_header(self) -> None:
-        parts = ["no run" if self.run_id is None else f"run {self.title}"]
+        # Short words: the whole header fits in the logs pane at 100 columns.
+        parts = ["no run" if self.run_id is None else f"{self.title}"]
         parts.append("all tasks" if self.task_run_id is None and self.task_name is None else
                      f"task {self.task_label or self.task_name or self._source_of(self.task_run_id)}")
-        parts.append(f"level ≥ {logging.getLevelName(self.level)}")
+        parts.append(f"≥ {logging.getLevelName(self.level)}")
         if self.search:
             parts.append(f"search {self.search!r}")
         parts.append("following" if self.follow else "paused (f follows)")
