@@ -15,7 +15,7 @@ from flows_tui.safe_text import plain
 from flows_tui.tracebacks import display_path
 
 from .flow_list import FlowList, FlowRow
-from .log_view import Line, LogView
+from .log_view import KEPT_LINES, Line, LogView
 from .screens import TextScreen
 from .task_tree import TaskTree
 from .bridge import FlowsChanged, _title, _task_of
@@ -140,7 +140,7 @@ class PaneContents:
     @work(thread=True, exclusive=True, group="logs", exit_on_error=False)
     def _load_logs(self, run: FlowRun) -> None:
         lines = [Line(run.run_id, stored.task or "flow", _task_of(run, stored.line.task_run_id), stored.line)
-                 for stored in self.store.logs(run.run_id)]
+                 for stored in self.store.logs(run.run_id, last=KEPT_LINES)]
         self.call_from_thread(self._show_loaded_logs, run, lines)
 
     def _show_loaded_logs(self, run: FlowRun, lines: list[Line]) -> None:

@@ -246,7 +246,13 @@ class LogView(Vertical):
 
     def _refill(self) -> None:
         self._wrapped_at = self._width()
-        shown = [self._shown(row) for row in self.rows if self._matches(row)][-SHOWN_LINES:]
+        shown = []  # the last SHOWN_LINES that match, formatted: a big run's 100,000 lines are not all
+        for row in reversed(self.rows):
+            if self._matches(row):
+                shown.append(self._shown(row))
+                if len(shown) == SHOWN_LINES:
+                    break
+        shown.reverse()
         self.output.clear()
         if shown:
             self.output.write_lines(shown, scroll_end=self.follow)
