@@ -160,13 +160,10 @@ def main() -> None:
     (empty / "flows").mkdir()
     (empty / "flows" / "maps.py").write_text((project / "flows" / "maps.py").read_text())
     (empty / "flows.toml").write_text('[project]\nflows_dir = "flows"\n')
-    from flows_tui.record import events as ev
-    one = Store.open(empty / ".flows-tui")
-    one.record([ev.FlowRunStarted("one", "maps", {}, START), ev.FlowStateChanged("one", "Completed", START)])
-    one.close()
-    painted_one, _ = asyncio.run(ui(empty, open_big=False))
+    build(empty / ".flows-tui", 0, 200)  # as many runs as the history shows
+    painted_few, _ = asyncio.run(ui(empty, open_big=False))
     rows += [("UI first paint (history shown), this store", painted, None),
-             ("UI first paint, a store of one run", painted_one, None),
+             ("UI first paint, a store of 200 runs", painted_few, None),
              ("UI: open the big run from the history", opened, None)]
     width = max(len(name) for name, *_ in rows)
     for name, seconds, count in rows:

@@ -9,7 +9,8 @@ process of its own with the same embedded cluster (a LocalCluster of 2 worker pr
 - wall time (process start to end, the cluster's start included in both),
 - CPU seconds (the driving process and its worker processes),
 - the driving process's peak memory (its maximum resident set),
-- SQLite bytes per task run (the store's files after the run, over the task runs),
+- SQLite bytes per task run (the store's files after the run, over the task runs), and at
+  rest (a minute later: the journal's rows trimmed, pages in use),
 - worker reports the engine had to take from the cluster instead ("no report from the worker").
 
 With --collect the flow body (and raw Dask's driver) also collects the second map's results.
@@ -109,7 +110,26 @@ def measure_flow(n: int, collect: bool) -> dict:
             raise
     state = project / ".flows-tui"
     size = sum(path.stat().st_size for path in state.glob(STORE_NAME + "*"))
-    return {"store_bytes": size, "lost_reports": counter.lost}
+    return {"store_bytes": size, "rest_bytes": _at_rest(state / STORE_NAME), "lost_reports": counter.lost}
+
+
+def _at_rest(path: Path) -> int:
+    """The bytes of the store's pages in use a minute after the run: the journal (which only serves
+    live tails) trimmed, the WAL checkpointed; freed pages go to the next runs."""
+    import sqlite3
+
+    from flows_tui.record.store import journal
+
+    connection = sqlite3.connect(path)
+    try:
+        journal.trim(connection, now=time.time() + journal.GRACE_SECONDS)
+        connection.commit()
+        connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        pages, free, page = (connection.execute(f"PRAGMA {name}").fetchone()[0]
+                             for name in ("page_count", "freelist_count", "page_size"))
+    finally:
+        connection.close()
+    return (pages - free) * page
 
 
 def child(variant: str, n: int, collect: bool, out: str) -> None:
@@ -181,6 +201,8 @@ def main() -> None:
         print(f"| {label} | {raw:,.1f}{unit} | {flowed:,.1f}{unit} | {flowed / raw:.2f}x |")
     store = median("flow", "store_bytes")
     print(f"| SQLite after the run | — | {store / 1e6:,.1f} MB ({store / tasks:,.0f} bytes per task run) | |")
+    rest = median("flow", "rest_bytes")
+    print(f"| SQLite at rest (a minute later) | — | {rest / 1e6:,.1f} MB ({rest / tasks:,.0f} bytes per task run) | |")
     print(f"| reports taken from the cluster | — | {sum(r['lost_reports'] for r in results['flow'])} | |")
 
 

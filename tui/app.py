@@ -441,8 +441,10 @@ def run_app(config: Any, *, path: str | None = None, address: str | None = None,
         app = FlowsApp(config, path=path, address=address, cluster=cluster, bus=bus, store=store)
         app.run()
     status = 128 + app.signalled if app.signalled is not None else 0
-    if app.launcher.abandoned:  # quit while the cluster was starting: it must not hold the exit
-        silence_stderr()
-        exit_now(status)
+    # Everything is recorded and the terminal is given back: the process ends now. Left to the
+    # interpreter, its exit joined Dask's threads and closed the cluster again (4-5 s after `q`
+    # on a busy machine); the worker processes are stopped, and end anyway when we do.
+    silence_stderr()
+    exit_now(status)
     return status
 

@@ -22,7 +22,6 @@ from flows_tui.tracebacks import display_path
 
 from .flow_list import FlowList
 from .log_view import LogView
-from .param_form import ParamForm
 from .screens import FramePicker, HelpScreen, key_help
 from .task_tree import TaskTree
 from . import terminal
@@ -84,6 +83,8 @@ class Actions:
         def chosen(values: dict | None) -> None:
             if values is not None:
                 self.start_run(flow, values, flow.file)
+
+        from .param_form import ParamForm  # on first use: it brings pydantic, a tenth of the UI's start
 
         self.push_screen(ParamForm(flow, self._values(flow)), chosen)
 

@@ -12,7 +12,7 @@ from flows_tui.record.retention import Retention
 from flows_tui.record.tail import JournalTail
 
 from .flow_list import FlowList
-from .log_view import Line, LogView
+from .log_view import KEPT_LINES, Line, LogView
 from .run_history import SHOWN_RUNS, RunHistory
 from .status_bar import StatusBar
 from .task_tree import TaskTree
@@ -76,7 +76,7 @@ class HistoryPane:
     def open_stored_run(self, run_id: str) -> None:
         run = self.store.load_run(run_id)
         lines = [Line(run_id, stored.task or "flow", _task_of(run, stored.line.task_run_id), stored.line)
-                 for stored in self.store.logs(run_id)]
+                 for stored in self.store.logs(run_id, last=KEPT_LINES)]
         self.call_from_thread(self._show_stored_run, run, lines)
 
     def _show_stored_run(self, run: FlowRun, lines: list[Line]) -> None:

@@ -15,7 +15,7 @@ from flows_tui.safe_text import plain
 from flows_tui.tracebacks import display_path
 
 from .flow_list import FlowList, FlowRow
-from .log_view import Line, LogView
+from .log_view import KEPT_LINES, Line, LogView
 from .screens import TextScreen
 from .task_tree import TaskTree
 from .bridge import FlowsChanged, _title, _task_of
@@ -133,14 +133,14 @@ class PaneContents:
         if logs.run_id == run.run_id:
             return
         if self.store is None:  # the lines this session kept
-            logs.show_run(run.run_id, [line for line in logs.lines if line.run_id == run.run_id], title=_title(run))
+            logs.show_run(run.run_id, logs.kept(run.run_id), title=_title(run))
         else:
             self._load_logs(run)
 
     @work(thread=True, exclusive=True, group="logs", exit_on_error=False)
     def _load_logs(self, run: FlowRun) -> None:
         lines = [Line(run.run_id, stored.task or "flow", _task_of(run, stored.line.task_run_id), stored.line)
-                 for stored in self.store.logs(run.run_id)]
+                 for stored in self.store.logs(run.run_id, last=KEPT_LINES)]
         self.call_from_thread(self._show_loaded_logs, run, lines)
 
     def _show_loaded_logs(self, run: FlowRun, lines: list[Line]) -> None:

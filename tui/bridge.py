@@ -29,7 +29,7 @@ FULL_COLLECTION_THRESHOLD = 100  # gc's third threshold while the UI runs (Pytho
 NARROW_WIDTH = 110
 
 
-CLOSE_SECONDS = 3.0
+CLOSE_SECONDS = 1.0  # q waits this long for the cluster to close; the process then ends (run_app)
 
 
 # Ended runs the bridge keeps folded beyond those it must (in progress, on screen, each flow's last of
