@@ -346,6 +346,7 @@ def connect(choice: ClusterChoice, *, behind_ui: bool = False) -> Cluster:
     except ImportError:  # an older distributed: its logs go where they always went
         silence_logging_cmgr = lambda level: contextlib.nullcontext()  # noqa: E731
 
+    _short_debug_logs()
     if choice.address:
         return _attach(choice, silence_logging_cmgr)
     if choice.cluster_class is not None:
@@ -368,6 +369,25 @@ def connect(choice: ClusterChoice, *, behind_ui: bool = False) -> Cluster:
     if choice.processes:
         _register_plugins(client, behind_ui)
     return Cluster(client, local, choice, behind_ui=behind_ui)
+
+
+# Dask keeps, for its developers, the last `distributed.admin.low-level-log-length` (1,000)
+# batches of messages each of its streams sent (`BatchedSend.recent_message_log`: every task
+# sent with its arguments, every batch of a run's reports and log lines), transitions and
+# events per topic. In a process that runs flow after flow (`serve`, the UI) they filled for
+# hundreds of runs: +88 kB a run in the process after 150 runs, the workers as well. Left
+# as the user set it if they did; worker processes take it from this process's config.
+# The scheduler also keeps its last 100 computations (one a run) with their task groups.
+SHORTER = {"distributed.admin.low-level-log-length": (1000, 50),
+           "distributed.diagnostics.computations.max-history": (100, 10)}
+
+
+def _short_debug_logs() -> None:
+    import dask
+
+    for key, (default, ours) in SHORTER.items():
+        if dask.config.get(key, default) == default:
+            dask.config.set({key: ours})
 
 
 _QUIET_TRACKER = "ignore:resource_tracker:UserWarning"

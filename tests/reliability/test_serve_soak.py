@@ -2,6 +2,8 @@
 
 The scheduler kept every run's event topic (its last 1,000 log messages) for as long as it
 lived: a `serve` firing a small flow every second grew ~29 kB a run, and never levelled off.
+Then Dask's debugging logs (the last 1,000 batches each stream sent, with every task's
+arguments and every batch of log lines) filled for hundreds of runs; serve's cluster keeps 50.
 """
 
 from __future__ import annotations
@@ -46,8 +48,21 @@ def _run_topics(client) -> list[str]:
         lambda dask_scheduler: [name for name in dask_scheduler._broker._topics if name.startswith("flows-tui-")])
 
 
-@pytest.mark.timeout(sized(900, 120))
-def test_run_after_run_the_scheduler_keeps_no_topic_and_memory_levels_off(tmp_path, process_client, figures):
+@pytest.fixture(scope="module")
+def served_cluster():
+    """The embedded cluster as serve starts it (with its settings: Dask's short debugging logs)."""
+    from flows_tui.engine.cluster import ClusterChoice, connect
+
+    cluster = connect(ClusterChoice(n_workers=2, threads_per_worker=1, processes=True))
+    try:
+        yield cluster.client
+    finally:
+        cluster.close()
+
+
+@pytest.mark.timeout(sized(900, 180))
+def test_run_after_run_the_scheduler_keeps_no_topic_and_memory_levels_off(tmp_path, served_cluster, figures):
+    process_client = served_cluster
     (tmp_path / "flows.toml").write_text('[project]\nstate_dir = ".flows-tui"\n')
     config = load_config(None, cwd=tmp_path)
     bus = ev.EventBus()
