@@ -47,15 +47,14 @@ def migrate(c: sqlite3.Connection) -> None:
         c.execute(f"ALTER TABLE {table} RENAME TO old_{table}")
     for statement in TABLES:
         c.execute(statement)
+    for table in ("task_runs", "task_states", "attempts", "logs"):  # each run's rows, found by index
+        c.execute(f"CREATE INDEX old_{table}_by_run ON old_{table} (run_id)")
     c.execute("""INSERT INTO runs (run_id, flow, file, address, parameters, state, attempt, started, ended, message,
         traceback, owner_host, owner_pid, owner_started, owner_command, cluster, error)
         SELECT run_id, flow, file, address, parameters, state, attempt, started, ended, message, traceback,
         owner_host, owner_pid, owner_started, owner_command, cluster,
         (SELECT error FROM old_attempts a WHERE a.run_id = r.run_id AND error IS NOT NULL ORDER BY ended LIMIT 1)
         FROM old_runs r ORDER BY rowid""")
-    c.execute("CREATE INDEX old_task_states_by_run ON old_task_states (run_id)")
-    c.execute("CREATE INDEX old_attempts_by_run ON old_attempts (run_id)")
-    c.execute("CREATE INDEX old_logs_by_run ON old_logs (run_id)")
     c.execute("INSERT OR IGNORE INTO names (text) SELECT worker FROM old_attempts WHERE worker IS NOT NULL")
     c.execute("INSERT OR IGNORE INTO names (text) SELECT logger FROM old_logs WHERE logger IS NOT NULL")
     names = dict(c.execute("SELECT text, id FROM names"))
