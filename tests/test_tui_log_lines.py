@@ -63,3 +63,27 @@ async def test_the_logs_pane_shows_searches_and_filters_its_lines_by_level(tmp_p
         gc.collect()
         assert len(logs.rows) == 5_000 + 104 + 2
         assert len(gc.get_objects()) - before < 500
+
+
+async def test_full_collections_wait_for_the_ui_to_be_idle_and_still_come(tmp_path, monkeypatch):
+    import flows_tui.tui.app as app_module
+
+    monkeypatch.setattr(app_module, "FULL_COLLECTION_EVERY", 0.0)  # as soon as the UI is idle
+    full: list[int] = []
+
+    def counted(phase: str, info: dict) -> None:
+        if phase == "stop" and info["generation"] == 2:
+            full.append(0)
+
+    before = gc.get_threshold()
+    app = app_for(make_project(tmp_path), connect_cluster=False)
+    gc.callbacks.append(counted)
+    try:
+        async with app.run_test(size=(100, 30)) as pilot:
+            await wait_for(pilot, lambda: app.loaded.is_set(), message="the flows")
+            assert gc.get_threshold()[2] >= 1_000_000  # Python's own never come while the UI runs
+            full.clear()
+            await wait_for(pilot, lambda: full, message="a full collection once idle")
+        assert gc.get_threshold() == before
+    finally:
+        gc.callbacks.remove(counted)

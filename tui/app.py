@@ -21,6 +21,7 @@ import contextlib
 import gc
 import signal
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -68,6 +69,7 @@ from .app_schedules import ConfigAndSchedules
 from .app_actions import Actions
 from .bridge import (FULL_COLLECTION_THRESHOLD, NARROW_WIDTH, CLOSE_SECONDS, KEY_NAMES, ConfigSaved, FlowsChanged, Bridge,
                      _close_quietly)
+from .bridge import FULL_COLLECTION_EVERY, FULL_COLLECTION_IDLE, FULL_COLLECTION_LATEST
 
 
 class FlowsCommands(Provider):
@@ -239,12 +241,14 @@ class FlowsApp(ClusterPane, HistoryPane, RunsInProgress, PaneContents, ConfigAnd
     def on_mount(self) -> None:
         self._stop_on_signals()
         # Python's full garbage collections stop the UI thread for 0.3-1 s each once a run of
-        # 10,000 tasks is in memory; ten times fewer of them took the keypress p95 during such a
-        # run from about 200 ms to about 130 ms (tests/reliability/test_ui_load.py). Young
-        # collections are unchanged; the thresholds are restored when the app ends.
+        # 10,000 tasks is in memory (tests/reliability/test_ui_load.py), or while a run logs 10,000
+        # lines a second (bench/live_tail.py): they run when the UI is idle instead (_collect_when_idle).
+        # Young collections are unchanged; the thresholds are restored when the app ends.
         self._gc_thresholds = gc.get_threshold()
         young, middle, full = self._gc_thresholds
         gc.set_threshold(young, middle, max(full, FULL_COLLECTION_THRESHOLD))
+        self._collected = time.monotonic()
+        self.set_interval(1.0, self._collect_when_idle)
         # What exists now (Textual, Dask, the flows' modules: most of the process's objects) lives as long
         # as the app: out of the collector's sight, a full collection while a run logs 10,000 lines a
         # second took 0.6 s, the UI frozen for it (bench/live_tail.py). Given back at the end.
@@ -404,6 +408,15 @@ class FlowsApp(ClusterPane, HistoryPane, RunsInProgress, PaneContents, ConfigAnd
                                  "(y, or ctrl+c again)")
         question.asks_to_quit = True
         self.push_screen(question, answered)
+
+    def _collect_when_idle(self) -> None:
+        """The full garbage collection Python no longer starts itself (see bridge.FULL_COLLECTION_THRESHOLD)."""
+        now = time.monotonic()
+        since = now - self._collected
+        idle = now - self.bridge._last_post >= FULL_COLLECTION_IDLE
+        if since >= FULL_COLLECTION_LATEST or (idle and since >= FULL_COLLECTION_EVERY):
+            gc.collect()
+            self._collected = time.monotonic()
 
     def on_unmount(self) -> None:
         gc.set_threshold(*self._gc_thresholds)

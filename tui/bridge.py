@@ -23,7 +23,14 @@ from .log_view import Line
 UPDATE_INTERVAL = 0.05
 
 
-FULL_COLLECTION_THRESHOLD = 100  # gc's third threshold while the UI runs (Python's default: 10)
+# Python's own full garbage collections are held off while the UI runs (its third threshold this high:
+# in practice never): each stopped the UI for 0.3-1 s in the middle of a busy run. The app runs one
+# itself once no run event came for FULL_COLLECTION_IDLE s and the last is FULL_COLLECTION_EVERY s
+# old, and, busy or not, once the last is FULL_COLLECTION_LATEST s old: unreachable cycles never pile up.
+FULL_COLLECTION_THRESHOLD = 1_000_000
+FULL_COLLECTION_IDLE = 2.0
+FULL_COLLECTION_EVERY = 10.0
+FULL_COLLECTION_LATEST = 60.0
 
 
 NARROW_WIDTH = 110
