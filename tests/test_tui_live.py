@@ -112,9 +112,12 @@ async def test_enter_on_a_failed_runs_root_row_opens_why_it_failed(tmp_path):
     from flows_tui.tui.screens import TextScreen
     from test_tui_snapshots import RUN, run_events
 
+    from test_tui import select
+
     app = app_for(make_project(tmp_path), connect_cluster=False)
     async with app.run_test(size=(120, 40)) as pilot:
         await wait_for(pilot, lambda: app.query_one(FlowList).row_count == 3)
+        select(app, "numbers")  # as when `r` starts it: its flow is the one highlighted
         app._follow_run(RUN, "numbers")
         app.bus.publish_many(run_events(failed=True))
         tree = app.query_one(TaskTree)
@@ -142,7 +145,7 @@ async def test_the_logs_pane_shows_the_run_the_tasks_pane_shows_named_by_name(tm
         app.bus.publish_many(run_events(failed=True))
         logs, tree = app.query_one(LogView), app.query_one(TaskTree)
         await wait_for(pilot, lambda: "Failed" in str(tree.root.label), message="the failed run")
-        assert logs.run_id == RUN and f"run numbers · {RUN}" in str(logs.query_one("#log-header").render())
+        assert logs.run_id == RUN and f"numbers · {RUN}" in str(logs.query_one("#log-header").render())
         tree.focus()
         group = next(node for node in tree.root.children if node.data == ("group", "square"))
         group.expand()

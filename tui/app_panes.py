@@ -25,6 +25,8 @@ class PaneContents:
     """What the flows, tasks and logs panes show for what is selected."""
 
     def on_flows_changed(self, message: FlowsChanged) -> None:
+        if self._quitting():  # a reload arriving as the app closes
+            return
         event = message.event
         first = not self._flows_shown  # the first scan: its errors are rows already, nothing was "reloaded"
         self._flows_shown = True
@@ -120,6 +122,8 @@ class PaneContents:
             if run is not None:
                 self._show_logs_of(run)
                 return
+            if run_id == self.shown_run:
+                return  # a run just started here, its first events still on the way: they put it on screen
         from flows_tui.project.plan import plan_flow
 
         self.shown_run = None
