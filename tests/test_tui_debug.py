@@ -264,7 +264,7 @@ async def test_d_on_a_run_of_an_earlier_session_computes_its_inputs_again(projec
     app = app_for(project)  # a new UI: the cluster that held the run is gone
     async with app.run_test(size=(120, 40)) as pilot:
         written = terminal_for(app)
-        await wait_for(pilot, lambda: app.cluster is not None, message="the cluster")
+        await wait_for(pilot, lambda: app.cluster is not None and app.loaded.is_set(), message="the cluster and flows")
         app.open_stored_run(run_id)
         await wait_for(pilot, lambda: app.shown_run == run_id, message="the stored run")
         await cursor_on(app, pilot, "clean-3")

@@ -130,6 +130,8 @@ class Actions:
         return self._run_engine(flow, parameters, flow.file, reuse=True)
 
     def action_watch(self) -> None:
+        if self._importing("watch"):
+            return
         flow = self._selected_flow()
         if flow is None:
             return
@@ -195,6 +197,9 @@ class Actions:
             self.notify(f"{task_run.name} has not finished yet", severity="warning")
         elif self.cluster is None:
             self._no_cluster()
+        elif not self.loaded.is_set() and run.flow not in self.directory.flows:
+            self.notify(f"the flow files are still loading: d debugs {task_run.name} once {run.flow} is listed",
+                        severity="warning")
         else:
             self.notify(f"running {run.flow} again up to {task_run.name} to debug it…", timeout=3)
             self._reach_for_debug(run, task_run)

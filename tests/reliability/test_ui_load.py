@@ -171,8 +171,9 @@ async def test_ten_thousand_task_run_is_stored_whole_while_keys_keep_working(tmp
         async with app.run_test(size=(120, 40)) as pilot:
             flows, runs, tree, logs = (app.query_one(FlowList), app.query_one(RunHistory), app.query_one(TaskTree),
                                        app.query_one(LogView))
-            await wait_for(pilot, lambda: app.cluster is not None and {"wide", "other"} <= set(flows.rows_by_key),
-                           message="the cluster and the flows")
+            await wait_for(pilot, lambda: {"wide", "other"} <= set(flows.rows_by_key), message="the flows")
+            app._ensure_cluster()  # worker processes start with a first run: here before it, not timed with it
+            await wait_for(pilot, lambda: app.cluster is not None, timeout=60, message="the cluster")
             flows.focus()
             flows.move_cursor(row=flow_row(app, "wide"))
             await pilot.pause()
@@ -344,9 +345,10 @@ async def test_reload_storm_keeps_the_ui_responsive_and_the_last_version_wins(tm
         app.directory.subscribe(reloads)
         async with app.run_test(size=(120, 40)) as pilot:
             flows, runs, tree = app.query_one(FlowList), app.query_one(RunHistory), app.query_one(TaskTree)
-            await wait_for(pilot, lambda: app.cluster is not None
-                           and {"first", "other", "storm"} <= set(flows.rows_by_key)
-                           and app.directory._watcher is not None, message="the cluster, the flows and the watch")
+            await wait_for(pilot, lambda: {"first", "other", "storm"} <= set(flows.rows_by_key)
+                           and app.directory._watcher is not None, message="the flows and the watch")
+            app._ensure_cluster()  # worker processes start with a first run: here before the storm
+            await wait_for(pilot, lambda: app.cluster is not None, timeout=60, message="the cluster")
             await wait_for(pilot, lambda: app.directory._watcher._ready.is_set(), message="the watch")
             flows.focus()
             flows.move_cursor(row=flow_row(app, "first"))
