@@ -102,6 +102,9 @@ def test_cluster_address_from_flows_toml_is_used(tmp_path, scheduler):
     result = cli("run", "remote", cwd=project)
     assert result.returncode == 0, result.stderr
     assert scheduler in result.stdout
+    # `runs` names the address it ran on, host and port on one line (an 80-column table).
+    table = cli("runs", cwd=project, env={"COLUMNS": "80"}).stdout.splitlines()
+    assert table[1].endswith(scheduler.removeprefix("tcp://")), table
 
 
 def test_an_unreachable_address_is_one_clear_message_within_seconds(tmp_path):

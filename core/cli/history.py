@@ -53,8 +53,15 @@ def _runs_table(found: list) -> None:
     for summary in found:
         table.add_row(plain(summary.run_id, one_line=True), plain(summary.flow, one_line=True), state_text(summary.state),
                       summary.started.astimezone().strftime("%Y-%m-%d %H:%M:%S"), format_duration(summary.duration),
-                      plain(summary.cluster or "", one_line=True))
+                      plain(_short_cluster(summary.cluster), one_line=True))
     Console(highlight=False).print(table)
+
+
+def _short_cluster(cluster: str | None) -> str:
+    """The cluster as the table shows it: an address without tcp://, the scheme everyone assumes
+    (tls:// and others stay), so that host and port fit on one line; --json keeps it whole."""
+    cluster = cluster or ""
+    return cluster[len("tcp://"):] if cluster.startswith("tcp://") else cluster
 
 
 @main.command(short_help="A run's log lines (RUN_ID, or a unique prefix).")

@@ -91,7 +91,7 @@ class Service:
                                                clock=self.clock, started=self._started, ended=self._ended,
                                                not_started=self._not_started)
                 self.scheduled.set_schedules([entry.schedule for entry in self._served.values()])
-                chosen = "" if self.choice.source == "default" else f" ({self.choice.describe()})"
+                chosen = "" if self.choice.source == "default" else f", from {self.choice.source}"  # as run says it
                 self.say(f"serving {len(self._served)} schedule(s) on {where(cluster)}{chosen}; Ctrl-C or SIGTERM stops")
                 for flow, due in sorted(self.scheduled.scheduler.next_due().items()):
                     schedule = self._served[flow].schedule

@@ -223,6 +223,8 @@ def test_serve_reconnects_when_the_scheduler_comes_back(tmp_path, dask_pair, fig
     try:
         wait_until(lambda: _started(tmp_path) or server.poll() is not None, timeout=60, message="a scheduled run")
         assert server.poll() is None, "".join(lines)
+        # Its first line says where and why, as `run`'s does: the address once.
+        assert any(f"schedule(s) on {dask_pair.address}, from --address;" in line for line in lines), lines[:3]
         killed, _ = dask_pair.kill_scheduler()
         wait_until(lambda: any(r.state == "Crashed" for r in _runs(project)), timeout=20, message="the run Crashed")
         crashed = time.monotonic() - killed
