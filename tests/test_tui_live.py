@@ -187,3 +187,31 @@ async def test_a_long_watch_keeps_only_the_recent_ended_runs_in_memory_and_an_ol
         root = app.query_one(TaskTree).root
         await wait_for(pilot, lambda: app.shown_run == "run00" and "run00" in str(root.label), message="the dropped run")
         assert "Completed" in str(root.label)  # read from the store
+
+
+async def test_a_run_opened_while_the_flows_still_load_stays_when_they_arrive(tmp_path):
+    # Opened from the runs pane in the first seconds, as a user checking last night's failure
+    # does: the flows arriving (their first highlight) must not put a plan in its place.
+    project = make_project(tmp_path)
+    (project / "flows" / "slow_import.py").write_text(
+        "import time\ntime.sleep(1.5)  # a heavy import\nfrom flows_tui import flow\n\n@flow\ndef slow():\n    pass\n")
+    Store.open(project / ".flows-tui").record([
+        ev.FlowRunStarted("lastnight", "numbers", {}, _dt.datetime.now(_dt.timezone.utc)),
+        ev.FlowStateChanged("lastnight", "Failed", _dt.datetime.now(_dt.timezone.utc), message="boom")])
+    app = app_for(project, connect_cluster=False)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await wait_for(pilot, lambda: "lastnight" in listed(app), message="the stored run listed")
+        assert not app.loaded.is_set(), "the flows loaded before the run could be opened: the test proves nothing"
+        runs = app.query_one(RunHistory)
+        runs.focus()
+        runs.move_cursor(row=list(listed(app)).index("lastnight"))
+        await pilot.press("enter")
+        root = app.query_one(TaskTree).root
+        await wait_for(pilot, lambda: app.shown_run == "lastnight" and "lastnight" in str(root.label), message="the run")
+        await wait_for(pilot, lambda: app.loaded.is_set() and "slow" in app.directory.flows, message="the flows")
+        await pilot.pause(0.3)
+        assert app.shown_run == "lastnight" and "lastnight" in str(root.label), str(root.label)
+        flows = app.query_one(FlowList)
+        flows.focus()
+        await pilot.press("j")  # the user moves in the flows pane: that flow's plan or run now
+        await wait_for(pilot, lambda: app.shown_run != "lastnight", message="the flows pane to take over")

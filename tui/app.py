@@ -171,6 +171,8 @@ class FlowsApp(ClusterPane, HistoryPane, RunsInProgress, PaneContents, ConfigAnd
         self._flows_shown = False
         self._named_in_source: list[tuple[str, str]] = []  # (file, flow) read from the source before the import
         self._after_import: tuple[str, str] | None = None  # (flow, action) asked for while its file imported
+        self.opened_run: str | None = None  # a run opened from the runs pane: the flows pane's loading keeps it
+        self._highlighted_flow: str | None = None
         self._last_run_of: dict[str, str] = {}  # flow → latest run id seen in this session
         self._started_here: set[str] = set()  # runs this UI started (their end is a notification)
         self._tail: JournalTail | None = None  # other processes' runs, from the store's journal
@@ -326,7 +328,13 @@ class FlowsApp(ClusterPane, HistoryPane, RunsInProgress, PaneContents, ConfigAnd
 
     @on(FlowList.RowHighlighted, "#flows")
     def _flow_highlighted(self, event: FlowList.RowHighlighted) -> None:
-        self._show_plan_of_selected()
+        # The rows arriving (read from the source, then imported, then reloaded) highlight a row
+        # again, maybe another one as the rows sort: that does not replace a run opened from the
+        # runs pane; the user moving to another flow in the flows pane does.
+        key = event.row_key.value if event.row_key is not None else None
+        moved = self.focused is event.control and key != self._highlighted_flow
+        self._highlighted_flow = key
+        self._show_plan_of_selected(moved=moved)
 
     @on(TaskTree.NodeHighlighted, "#tasks")
     def _task_highlighted(self, event: TaskTree.NodeHighlighted) -> None:

@@ -80,7 +80,7 @@ class HistoryPane:
         self.call_from_thread(self._show_stored_run, run, lines)
 
     def _show_stored_run(self, run: FlowRun, lines: list[Line]) -> None:
-        self.shown_run = run.run_id
+        self.shown_run = self.opened_run = run.run_id  # stays until the user moves in the flows pane
         with self.bridge.lock:  # a run in flight is folded live: its tree as it is now
             run = self.bridge.model.runs.get(run.run_id) or run
         with self.batch_update():

@@ -99,9 +99,15 @@ class PaneContents:
         return ("no flows here yet.", f"Write {where} with a @flow function (the README's \"A first flow\"),",
                 "or run: flows-tui init (an example flow and a commented flows.toml).")
 
-    def _show_plan_of_selected(self) -> None:
+    def _show_plan_of_selected(self, moved: bool = False) -> None:
+        """The tasks pane on the highlighted flow: its run in progress or last run, else its plan.
+        A run the user opened from the runs pane stays until the user moves in the flows pane
+        (`moved`): the flows arriving or reloading do not replace it."""
         if self._quitting():
             return
+        if self.opened_run is not None and self.opened_run == self.shown_run and not moved:
+            return
+        self.opened_run = None
         row = self.query_one(FlowList).current()
         if row is None or row.flow is None:
             return
@@ -109,6 +115,9 @@ class PaneContents:
         if self.shown_run in running:
             return  # its run is on screen
         tree = self.query_one(TaskTree)
+        if any(flow.name == row.flow.name for flow, _, _ in self._waiting_runs):
+            tree.show_waiting(row.flow.name)  # r pressed, the cluster still starting: say so, not the plan
+            return
         run_id = self._last_run_of.get(row.key)
         if run_id is None and running:
             return  # just starting: _follow_run puts it on screen
