@@ -89,37 +89,22 @@ def test_the_ui_on_sigterm_cancels_its_run_and_gives_the_terminal_back(tmp_path)
     assert run.state == "Cancelled" and run.message == "terminated (SIGTERM)", (run.state, run.message)
 
 
-def test_the_ui_on_a_closed_terminal_cancels_its_run_and_ends(tmp_path):
+# An SSH session that stalls, then drops: the UI's writes fill the terminal (nobody reads it),
+# its writer blocks, and the hang-up makes that write fail. The UI must still end at once
+# (Textual's writer thread died on the error, and the next frames waited for ever on its queue).
+STALLED = "?\x1bz" * 40  # whole-screen redraws, none of them read
+
+
+@pytest.mark.parametrize("before_close", ["", STALLED], ids=["closed", "stalled-then-closed"])
+def test_the_ui_on_a_closed_terminal_cancels_its_run_and_ends(tmp_path, before_close):
     project = write_project(tmp_path, {"endless.py": ENDLESS})
-    ui = Session(cwd=project, columns=120, rows=40)
+    ui = Session(cwd=project, columns=200 if before_close else 120, rows=60 if before_close else 40)
     try:
         ui.expect(b"cluster: LocalCluster", deadline=60)
         ui.send("r")
         ui.expect(b"flow: started", deadline=30)
-        os.close(ui.controller)
-        ui.process.wait(30)
-    finally:
-        ui.kill()
-    assert ui.process.returncode == 128 + signal.SIGHUP
-    run = _last_run(project)
-    assert run.state == "Cancelled" and run.message == "terminal closed (SIGHUP)", (run.state, run.message)
-
-
-def test_the_ui_ends_on_a_closed_terminal_it_was_still_writing_to(tmp_path):
-    # An SSH session that stalls, then drops: the UI's writes fill the terminal (nobody reads it),
-    # its writer blocks, and the hang-up makes that write fail. The UI must still end at once, the
-    # run recorded Cancelled (Textual's writer thread died on the error, and the next frames
-    # waited for ever on its full queue).
-    project = write_project(tmp_path, {"endless.py": ENDLESS})
-    ui = Session(cwd=project, columns=200, rows=60)
-    try:
-        ui.expect(b"cluster: LocalCluster", deadline=60)
-        ui.send("r")
-        ui.expect(b"flow: started", deadline=30)
-        for _ in range(40):  # whole-screen redraws, none of them read
-            ui.send("?")
-            ui.send("\x1b")
-            ui.send("z")
+        for key in before_close:
+            ui.send(key)
         os.close(ui.controller)
         ui.process.wait(30)
     finally:
