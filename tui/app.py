@@ -331,6 +331,8 @@ class FlowsApp(ClusterPane, HistoryPane, RunsInProgress, PaneContents, ConfigAnd
         # The rows arriving (read from the source, then imported, then reloaded) highlight a row
         # again, maybe another one as the rows sort: that does not replace a run opened from the
         # runs pane; the user moving to another flow in the flows pane does.
+        if self._quitting() or not self.screen_stack:  # a highlight arriving as the app closes
+            return
         key = event.row_key.value if event.row_key is not None else None
         moved = self.focused is event.control and key != self._highlighted_flow
         self._highlighted_flow = key
