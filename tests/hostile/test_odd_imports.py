@@ -45,15 +45,7 @@ ODD = {
     "thread.py": MARK + ("import threading, time\n"
                          "threading.Thread(target=time.sleep, args=(3600,)).start()\n") + MAYBE_ANY_FLOW,
 }
-TOML = """
-[project]
-flows_dir = "flows"
-import_timeout = 1
-[cluster]
-n_workers = 1
-threads_per_worker = 1
-processes = false
-"""
+TOML = TIMEOUT_TOML  # a 1 s import deadline, a thread cluster
 ERRORS = {
     "flows/exits.py": "flows/exits.py:3: ImportExited: os._exit(7) called while the file was imported",
     "flows/interrupts.py": "flows/interrupts.py:3: KeyboardInterrupt: ",
