@@ -14,6 +14,8 @@ from pathlib import Path
 
 from conftest import wait_until, write_project
 
+from .test_odd_files import TIMEOUT_TOML
+
 GOOD = """
     from flows_tui import flow
 
