@@ -109,9 +109,8 @@ def logs(ctx: click.Context, run_id: str, task_name: str | None, level: str, fol
             console.print(log_text(task or "flow", line), highlight=False, soft_wrap=True)
 
     if as_json and not follow:  # a big run's lines, all at once
-        documents = store.logs_json(run_id, task=task_name, level=threshold)
-        for start in range(0, len(documents), 10_000):
-            click.echo("\n".join(documents[start:start + 10_000]))
+        for documents in store.logs_json(run_id, task=task_name, level=threshold):
+            click.echo("\n".join(documents))
         return
     head = store.journal_head()  # read first: whatever is committed after the lines below comes from it
     final = store.is_final(run_id)
