@@ -66,8 +66,10 @@ def open_run(c: sqlite3.Connection, run_id: str, connect: Connect, lazy_over: in
             built[task_run.task].append(task_run)
     attempts = {row[0]: row[1:] for row in c.execute(
         # The first attempt's start of each task run (the group's start), and how many attempts came after.
-        "SELECT t.task, min(CASE WHEN a.attempt = (SELECT min(b.attempt) FROM attempts b WHERE b.task = a.task) "
-        "THEN a.started END), count(*) - count(DISTINCT a.task) FROM task_runs t JOIN attempts a ON a.task = t.id "
+        # (Attempts count from 1: the first is found without a second look but where that one is missing.)
+        "SELECT t.task, min(CASE WHEN a.attempt = 1 OR a.attempt = (SELECT min(b.attempt) FROM attempts b "
+        "WHERE b.task = a.task) THEN a.started END), count(*) - count(DISTINCT a.task) FROM task_runs t "
+        "JOIN attempts a ON a.task = t.id "
         "WHERE t.run = ? AND t.flow_attempt = ? GROUP BY t.task", (reader.run, run.attempt))} if len(small) < len(tasks) else {}
     at = rows.at
     run.stored_groups = []

@@ -18,7 +18,6 @@ from . import journal
 from .journal import JournalRead
 from .compact import NAME_SQL, Clock
 from .log_json import line_document
-from .opened import LAZY_OVER, open_run
 from .rows import RunSummary, ScheduleState, StoredLine, parse_time
 from .run_rows import build_run, replay_rows
 
@@ -77,12 +76,14 @@ class StoreReading:
             raise UsageError(f"no run {run_id!r} in {self.path}")
         return run
 
-    def open_run(self, run_id: str, *, lazy_over: int = LAZY_OVER) -> FlowRun:
+    def open_run(self, run_id: str, *, lazy_over: int | None = None) -> FlowRun:
         """The run as the tree shows it, without building each task run of a big group: an ended run's
         groups of more than `lazy_over` task runs are counted by the store, their task runs read as
         they are asked for (`opened`). A 100,000-task run opens in a tenth of a second."""
+        from .opened import LAZY_OVER, open_run  # the UI's: the history commands need none of it
+
         with self._connection() as c:
-            run = open_run(c, run_id, self._connection, lazy_over)
+            run = open_run(c, run_id, self._connection, LAZY_OVER if lazy_over is None else lazy_over)
         if run is None:
             raise UsageError(f"no run {run_id!r} in {self.path}")
         return run
