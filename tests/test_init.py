@@ -53,3 +53,20 @@ def test_the_readmes_first_flow_is_the_one_init_writes():
     code = [line for line in block.splitlines() if line.strip()]
     written = [line for line in FIRST_FLOW.split('"""', 2)[2].splitlines() if line.strip()]
     assert code == written
+
+
+def test_runs_in_a_folder_with_no_runs_says_so_and_exits_0(tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    from flows_tui.cli import main
+
+    monkeypatch.chdir(tmp_path)  # an empty folder: no flows.toml, nothing recorded
+    for args in (["runs"], ["runs", "riders"]):
+        table = CliRunner().invoke(main, args)
+        assert table.exit_code == 0, table.output
+        assert table.stdout == "" and "no runs recorded yet in .flows-tui" in table.stderr
+        assert "`flows-tui run FLOW` records one" in table.stderr
+    as_json = CliRunner().invoke(main, ["runs", "--json"])
+    assert as_json.exit_code == 0
+    assert [json.loads(line) for line in as_json.stdout.splitlines()] == []  # JSON lines: none
+    assert list(tmp_path.iterdir()) == []  # and nothing created

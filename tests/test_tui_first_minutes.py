@@ -107,6 +107,8 @@ async def test_help_scrolls_with_j_and_k_and_shows_two_columns_at_100(tmp_path):
         for section in ("Everywhere", "Flows", "Runs", "Tasks", "Logs"):
             assert section in text, section  # every section visible at 100x30, no scrolling needed
         assert "Search as you type" in text and "Follow" in text
+        assert "Wrap lines" in text and "ctrl+c" in text  # the last of each column: all of it fits at 100x30
+        assert app.screen.query_one("#help", VerticalScroll).max_scroll_y == 0
     (tmp_path / "narrow").mkdir()
     app = app_for(make_project(tmp_path / "narrow"), connect_cluster=False)
     async with app.run_test(size=(80, 24)) as pilot:
@@ -114,12 +116,16 @@ async def test_help_scrolls_with_j_and_k_and_shows_two_columns_at_100(tmp_path):
         await wait_for(pilot, lambda: isinstance(app.screen, HelpScreen), message="the help")
         view = app.screen.query_one("#help", VerticalScroll)
         await wait_for(pilot, lambda: view.max_scroll_y > 0, message="a help longer than the screen")
+        await wait_for(pilot, lambda: "more below" in app.export_screenshot().replace("&#160;", " "),
+                       message="the border saying there is more below")
         await pilot.press("j", "j", "j")
         await wait_for(pilot, lambda: view.scroll_y == 3, message="j to scroll down")
         await pilot.press("k")
         await wait_for(pilot, lambda: view.scroll_y == 2, message="k to scroll up")
         await pilot.press("G")
         await wait_for(pilot, lambda: view.scroll_y == view.max_scroll_y, message="G to the end")
+        await wait_for(pilot, lambda: "the end" in app.export_screenshot().replace("&#160;", " "),
+                       message="the border saying it is the end")
 
 
 async def test_an_empty_folder_says_how_to_add_a_first_flow(tmp_path):
@@ -383,7 +389,7 @@ async def test_the_flows_and_runs_panes_show_names_and_states_whole_and_their_co
             lines = _screen_lines(app, size[0])
             return all(any(re.search(pattern.replace(" ", " +"), line) for line in lines) for pattern in patterns)
 
-        await wait_for(pilot, lambda: shows("│ numbers ✓ Completed", "│ sleepy ⊘ Cancelled", "│ broken.py:1 ✗ ModuleNo",
+        await wait_for(pilot, lambda: shows("│ numbers ✓ Completed", "│ sleepy ⊘ Cancelled", "│ broken.py:1 ✗ broken",
                                             "http://127.0.0.1:40123/status"),
                        message="every name, state and the dashboard link whole")
         if size[0] >= 100:  # room for the countdown and the run's duration
@@ -452,3 +458,24 @@ async def test_notifications_show_at_the_top_right_and_leave_the_log_lines_uncov
         await pilot.press("l", "z")  # the logs pane focused, then zoomed
         await wait_for(pilot, lambda: app.has_class("zoomed") and app.query_one("#flows").display is False,
                        message="the logs zoomed")
+
+
+@pytest.mark.parametrize("size", [(80, 24), (100, 30)], ids=lambda size: f"{size[0]}x{size[1]}")
+async def test_a_broken_files_row_shows_which_file_and_that_it_is_broken_within_the_pane(tmp_path, size):
+    project = make_project(tmp_path)
+    (project / "flows" / "nightly_warehouse_refresh.py").write_text("x = 1\nraise ValueError('no')\n")
+    app = app_for(project, connect_cluster=False)
+    async with app.run_test(size=size) as pilot:
+        await wait_for(pilot, lambda: len(flow_keys(app)) == 4, message="the flows and the two broken files")
+
+        def shows(*patterns: str) -> bool:
+            lines = _screen_lines(app, size[0])
+            return all(any(re.search(pattern, line) for line in lines) for pattern in patterns)
+
+        # The name's start and its end with the line, then that it is broken, each whole; enter has the rest.
+        await wait_for(pilot, lambda: shows(r"│ broken\.py:1 +✗ broken", r"│ nightly\w*…[\w.]*\.py:2 +✗ broken"),
+                       message="both broken rows whole")
+        await pilot.press("z")  # the zoomed pane has room for the error's kind
+        await wait_for(pilot, lambda: shows(r"│ nightly_warehouse_refresh\.py:2 ValueError +✗ broken",
+                                            r"│ broken\.py:1 ModuleNotFoundError +✗ broken"),
+                       message="the kinds in the zoomed pane")

@@ -399,11 +399,9 @@ class Actions:
                        ("esc", "Clear the filter")]),
             ("Runs", [("j/k g/G", "Move"), ("enter", "Open the run: its tree and logs")]),
             ("Tasks", [("j/k g/G", "Move; the logs follow the task"), ("space", "Expand or collapse"),
-                       ("enter", "Inputs, result and traceback; on … more, more"),
-                       ("d", "Debug the task run here, with its inputs"),
-                       ("e", "Open the editor at the failing line")]),
+                       ("enter", "Inputs, result and traceback; on … more, more")]),  # d, e: above
             ("Logs", [("j/k g/G", "Scroll"), ("/", "Search as you type (esc clears)")]
-             + key_help(LogView.BINDINGS)),
+             + key_help([binding for binding in LogView.BINDINGS if binding.show])),  # j/k g/G: above
         ]
         self.push_screen(HelpScreen(sections))
 

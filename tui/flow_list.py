@@ -35,6 +35,32 @@ class FlowRow:
     importing: bool = False  # named from its file's source while the file imports: not runnable yet
 
 
+BROKEN = "✗ broken"  # a broken file's "last" cell: whole in the column's 11 cells (enter shows the error)
+
+
+class BrokenFile:
+    """A broken file's "flow" cell: its name (and line), then the error's kind where it fits whole."""
+
+    def __init__(self, where: str, kind: str) -> None:
+        self.where, self.kind = where, kind
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, BrokenFile) and (self.where, self.kind) == (other.where, other.kind)
+
+    def __str__(self) -> str:
+        return f"{self.where} {self.kind}"
+
+    def fitted(self, width: int) -> Text:
+        where = plain(self.where, "red", one_line=True)
+        if where.cell_len + 1 + len(self.kind) <= width:
+            return where + plain(f" {self.kind}", "dim red", one_line=True)
+        if where.cell_len <= width or width < 8:
+            return clipped(where, width)
+        # The start and the end of a long name ("very_long_…_name.py:12"): which file, and where in it.
+        tail = (width - 1) // 2
+        return clipped(where[:width - 1 - tail] + Text("…", style="red") + where[len(where) - tail:], width)
+
+
 def countdown(moment: _dt.datetime | None, now: _dt.datetime) -> str:
     """The time to `moment` in at most six cells: 45s, 59m17s, 2h05m; "due" once it has come."""
     if moment is None:
@@ -82,8 +108,7 @@ class FlowList(FittedTable):
             if row.error is not None:
                 where = f"{row.file}:{row.error.line}" if row.error.line else row.file
                 kind = getattr(row.error, "error_type", None) or "error"
-                lines.append((row.key, {"flow": plain(where, "red", one_line=True),
-                                        "last": plain(f"✗ {kind}", "red", one_line=True)}))
+                lines.append((row.key, {"flow": BrokenFile(where, kind), "last": plain(BROKEN, "red")}))
             else:
                 lines.append((row.key, {"flow": self._flow_cell(row.key),
                                         "next": self._next(row.key, now), "last": self._last(row.key)}))
@@ -121,7 +146,10 @@ class FlowList(FittedTable):
         return text
 
     def clip(self, column: str, value: Any, width: int) -> Text:
-        """A long name under watch-run is cut before " watching", which stays."""
+        """A long name under watch-run is cut before " watching", which stays; a broken file's
+        name keeps its end (".py:LINE") and is followed by the error's kind where it fits whole."""
+        if isinstance(value, BrokenFile):
+            return value.fitted(width)
         if column == "flow" and isinstance(value, Text) and value.plain.endswith(WATCHING) \
                 and value.cell_len > width >= len(WATCHING) + 4:
             name = clipped(value[:-len(WATCHING)], width - len(WATCHING))

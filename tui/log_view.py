@@ -15,7 +15,7 @@ import logging
 import textwrap
 from collections import deque
 from dataclasses import dataclass
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable, List, Optional
 
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -93,6 +93,8 @@ class Line:
 # task_run_id, attempt, logger, id).
 Row = tuple
 RUN, SOURCE, TASK, TIME, LEVEL, MESSAGE, TASK_RUN, ATTEMPT, LOGGER, ID = range(10)
+# The last lines of a run from the store that match (task run id, task, level, search), at most so many.
+Reader = Callable[[Optional[str], Optional[str], int, str, int], List[Row]]
 
 
 class LogView(Vertical):
@@ -120,6 +122,7 @@ class LogView(Vertical):
         self.wrap = True
         self._wrapped_at = 0  # the width the lines on screen were folded at
         self.floor = 0  # the last stored line id of the shown run already here
+        self.reader: Reader | None = None  # how the lines of a big past run that match are read (show_stored)
         self.title: str | None = None  # how the header names the run
         self.task_label: str | None = None  # how it names the task followed
 
@@ -153,7 +156,15 @@ class LogView(Vertical):
 
         Lines of another process's run carry their ids in the store: those the bridge brought
         after the store was read are kept, and any it brings again later are left out."""
-        rows = [line.row() for line in lines]
+        self._show([line.row() for line in lines], run_id, None, title)
+
+    def show_stored(self, run_id: str, rows: list[Row], reader: Reader | None, *, title: str | None = None) -> None:
+        """Switch to a run read from the store: its last lines as rows (`Line.row()`), and, for a run with
+        more lines than the pane shows (only those were read), how to read the lines a filter shows."""
+        self._show(rows, run_id, reader, title)
+
+    def _show(self, rows: list[Row], run_id: str | None, reader: Reader | None, title: str | None) -> None:
+        self.reader = reader
         self.floor = max((row[ID] for row in rows if row[ID] is not None), default=0)
         later = [row for row in self.rows if row[RUN] == run_id and row[ID] is not None and row[ID] > self.floor]
         self.run_id = run_id
@@ -247,16 +258,26 @@ class LogView(Vertical):
     def _refill(self) -> None:
         self._wrapped_at = self._width()
         shown = []  # the last SHOWN_LINES that match, formatted: a big run's 100,000 lines are not all
-        for row in reversed(self.rows):
-            if self._matches(row):
-                shown.append(self._shown(row))
-                if len(shown) == SHOWN_LINES:
-                    break
-        shown.reverse()
+        if self.reader is not None and not self._all_kept_match():  # a big past run: read those that match
+            shown = [self._shown(row) for row in self.reader(self.task_run_id, self.task_name, self.level,
+                                                              self.search, SHOWN_LINES)]
+        else:
+            for row in reversed(self.rows):
+                if self._matches(row):
+                    shown.append(self._shown(row))
+                    if len(shown) == SHOWN_LINES:
+                        break
+            shown.reverse()
         self.output.clear()
         if shown:
             self.output.write_lines(shown, scroll_end=self.follow)
         self._show_header()
+
+    def _all_kept_match(self) -> bool:
+        """No filter leaves out any of the shown run's lines kept (the last that the pane shows)."""
+        if self.task_run_id is not None or self.task_name is not None or self.search:
+            return False
+        return all(row[LEVEL] >= self.level for row in self.rows if row[RUN] == self.run_id)
 
     def _show_header(self) -> None:
         # Short words: the whole header fits in the logs pane at 100 columns.

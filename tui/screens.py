@@ -34,27 +34,45 @@ class HelpScreen(ModalScreen[None]):
     @staticmethod
     def _table(sections: list[tuple[str, list[tuple[str, str]]]]) -> Table:
         table = Table(box=None, show_header=False, padding=(0, 1))
-        table.add_column(style="bold cyan", no_wrap=True)
+        # Keys are short but for "tab / shift+tab", which folds at its space: the descriptions keep the room.
+        table.add_column(style="bold cyan", max_width=10)  # "Everywhere"
         table.add_column()
-        for title, keys in sections:
+        for number, (title, keys) in enumerate(sections):
+            if number:
+                table.add_row("", "")
             table.add_row(Text(title, style="bold underline"), "")
             for key, description in keys:
                 table.add_row(key, description)
-            table.add_row("", "")
         return table
 
     def compose(self) -> ComposeResult:
         if self.app.size.width >= self.TWO_COLUMNS_FROM and len(self.sections) > 1:
             # The first section (every pane's keys) on the left, the panes' own on the right.
             body: Any = Table.grid(padding=(0, 2), expand=True)
-            body.add_column(ratio=1)
-            body.add_column(ratio=1)
+            body.add_column(ratio=6)  # the wider: its descriptions are the longer
+            body.add_column(ratio=5)
             body.add_row(self._table(self.sections[:1]), self._table(self.sections[1:]))
         else:
             body = self._table(self.sections)
-        with VerticalScroll(id="help"):
-            yield Static(Text("Keys  (j/k scroll, esc closes; ctrl+p lists every action and flow)", style="bold"))
+        # What the keys of this screen are, in its border: every line inside is the help's (all of it
+        # fits at 100x30; where it does not, the scrollbar shows and the bottom border says so).
+        view = VerticalScroll(id="help")
+        view.border_title = "Keys"
+        view.border_subtitle = "j/k scroll · esc closes · ctrl+p: every action and flow"
+        with view:
             yield Static(body)
+
+    def on_mount(self) -> None:
+        view = self.query_one("#help", VerticalScroll)
+        self.watch(view, "scroll_y", self._say_what_is_below, init=False)
+        self.call_after_refresh(self._say_what_is_below)
+
+    def _say_what_is_below(self, *_: Any) -> None:
+        view = self.query_one("#help", VerticalScroll)
+        if view.scroll_y < view.max_scroll_y:
+            view.border_subtitle = "more below: j/k, space scroll · esc closes"
+        elif view.max_scroll_y > 0:
+            view.border_subtitle = "the end: k, b scroll up · esc closes"
 
     def action_scroll(self, lines: int) -> None:
         self.query_one("#help", VerticalScroll).scroll_relative(y=lines, animate=False)

@@ -27,6 +27,8 @@ def runs(ctx: click.Context, flow_name: str | None, limit: int, config_path: str
          watch: bool) -> None:
     """List recorded runs, newest first (of FLOW only, if given); with --watch, then follow them."""
     config = _load_config(config_path or ctx.obj.get("config_path"), require_env=False)
+    if not watch and _no_runs_yet(config):
+        return  # an empty history is not an error (--json prints no lines: an empty JSON-lines stream)
     store = _open_store(config)
     found = store.runs(flow_name, limit=limit or None)
     if flow_name is not None and not found and flow_name not in store.flows():
@@ -38,6 +40,18 @@ def runs(ctx: click.Context, flow_name: str | None, limit: int, config_path: str
         _runs_table(found)
     if watch:
         _watch_runs(store, flow_name, as_json, listed={summary.run_id for summary in found})
+
+
+def _no_runs_yet(config: Any) -> bool:
+    """True, having said so on stderr, when nothing was ever recorded in the state_dir (no store there)."""
+    from flows_tui.project.config import display_path
+    from flows_tui.record.store import store_path
+
+    if store_path(config.project.state_dir).exists():
+        return False
+    click.echo(f"no runs recorded yet in {display_path(config.project.state_dir)} (`flows-tui run FLOW` records one)",
+               err=True)
+    return True
 
 
 def _runs_table(found: list) -> None:
@@ -95,9 +109,8 @@ def logs(ctx: click.Context, run_id: str, task_name: str | None, level: str, fol
             console.print(log_text(task or "flow", line), highlight=False, soft_wrap=True)
 
     if as_json and not follow:  # a big run's lines, all at once
-        documents = store.logs_json(run_id, task=task_name, level=threshold)
-        for start in range(0, len(documents), 10_000):
-            click.echo("\n".join(documents[start:start + 10_000]))
+        for documents in store.logs_json(run_id, task=task_name, level=threshold):
+            click.echo("\n".join(documents))
         return
     head = store.journal_head()  # read first: whatever is committed after the lines below comes from it
     final = store.is_final(run_id)

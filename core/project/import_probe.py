@@ -205,7 +205,8 @@ def load_flow_files(paths: list[Path], folder: Path, *,
     # The installed libraries the files import (pandas, dask.dataframe...) are imported here and in
     # the server at once, rather than one after the other; the user's own files only after their check.
     modules = installed_imports(readable, folder)
-    threading.Thread(target=preload, args=(modules,), name="flows-tui-preload", daemon=True).start()
+    if modules:
+        threading.Thread(target=preload, args=(modules,), name="flows-tui-preload", daemon=True).start()
     loaded: dict[Path, FlowFile] = {}
     for probe in _server.probe(readable, folder, import_timeout(), preload=modules):
         if probe.error is None:

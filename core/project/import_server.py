@@ -8,6 +8,7 @@ child that died or ran past its deadline: that file's error, and a fresh child f
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import select
@@ -49,6 +50,10 @@ def serve() -> None:
     """The fork server's loop: a request per stdin line, the children's answers on stdout."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     _warm_up()
+    # What the server holds stays out of the children's collections: a collection touching every
+    # object would copy each page the child shares with the server.
+    gc.collect()
+    gc.freeze()
     spare = _Child()  # forked ahead, while nothing waits: a save's check does not wait for a fork
     out = sys.stdout.buffer
     try:
@@ -57,13 +62,17 @@ def serve() -> None:
             folder, timeout = Path(request["folder"]), float(request["timeout"])
             files = [(Path(path), text.encode("latin-1")) for path, text in request["files"]]
             if preload(request.get("preload", ())):
+                gc.freeze()
                 spare.kill()  # forked without them
                 spare = _Child()
-            for answer in _batch(files, folder, timeout, spare, request.get("tables")):
+            ended: list[_Child] = []
+            for answer in _batch(files, folder, timeout, spare, ended, request.get("tables")):
                 out.write((json.dumps({**answer, "batch": request["batch"]}) + "\n").encode())
                 out.flush()
             out.write((json.dumps({"done": True, "batch": request["batch"]}) + "\n").encode())
             out.flush()
+            for child in ended:  # killed already; its exit is waited for once nobody waits on the batch
+                child.reap()
             spare = _Child()
     finally:
         spare.kill()
@@ -102,6 +111,9 @@ def _warm_up() -> None:
     from . import config, flow_files, flow_summaries  # noqa: F401
     from flows_tui import parameters  # noqa: F401
     from flows_tui import tracebacks  # noqa: F401
+    from flows_tui.user_code.imports import _after_standard_library
+
+    _after_standard_library()  # where the user's folder goes on sys.path: worked out once, not per child
 
     exec(compile(WARM_UP, "<warm-up>", "exec"), {"__name__": "flows_tui_warm_up"})
 
@@ -139,8 +151,11 @@ class _Child:
                 self.status = status
         return self.status is not None
 
-    def kill(self) -> None:
-        """The child and whatever the files forked: nothing a file started outlives its check."""
+    def kill(self, *, wait: bool = True) -> None:
+        """The child and whatever the files forked: nothing a file started outlives its check.
+
+        `wait=False`: the signal only; `reap` waits for the exit (a big process takes a few ms to go).
+        """
         if self.request != -1:  # never given files: a child still waiting for them reads their end
             os.close(self.request)
             self.request = -1
@@ -152,15 +167,22 @@ class _Child:
                 os.kill(self.pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
+        if wait:
+            self.reap()
+
+    def reap(self) -> None:
         if self.status is None:
             _, self.status = os.waitpid(self.pid, 0)
-        os.close(self.answers.fd)
+        if self.answers.fd >= 0:
+            os.close(self.answers.fd)
+            self.answers.fd = -1
 
 
-def _batch(files: list[tuple[Path, bytes]], folder: Path, timeout: float, child: _Child,
+def _batch(files: list[tuple[Path, bytes]], folder: Path, timeout: float, child: _Child, ended: list[_Child],
            tables: str | None = None) -> Iterator[dict[str, Any]]:
     """Import `files` in children, one child until a file ends it or runs past its deadline.
 
+    The last child is killed but left in `ended` for the caller to reap once the batch's end is sent.
     `tables` (encoded by `flow_summaries.encode_tables`): each answer also carries the summary of
     the file's flows that `list` and `check` read, with flows.toml's parameters checked against them.
     """
@@ -193,9 +215,11 @@ def _batch(files: list[tuple[Path, bytes]], folder: Path, timeout: float, child:
                 current, deadline = None, float("inf")
                 remaining = [(path, source) for path, source in remaining if str(path) != message["path"]]
                 yield message
-        child.kill()
         if not remaining:
+            child.kill(wait=False)
+            ended.append(child)
             return
+        child.kill()
         status = child.status
         child = _Child()
         if current is None:
@@ -204,7 +228,8 @@ def _batch(files: list[tuple[Path, bytes]], folder: Path, timeout: float, child:
             current = remaining[0][0]  # gone before its first file: never again with that file
         remaining = [(path, source) for path, source in remaining if path != current]
         yield {"path": str(current), "error": _death(status or 0, timeout)}
-    child.kill()
+    child.kill(wait=False)
+    ended.append(child)
 
 
 def _death(status: int, timeout: float) -> dict[str, Any]:
