@@ -12,7 +12,7 @@ from flows_tui.record.retention import Retention
 from flows_tui.record.tail import JournalTail
 
 from .flow_list import FlowList
-from .log_view import SHOWN_LINES, LogView, Reader, Row
+from .log_view import KEPT_LINES, SHOWN_LINES, LogView, Reader, Row
 from .run_history import SHOWN_RUNS, RunHistory
 from .status_bar import StatusBar
 from .task_tree import TaskTree
@@ -76,18 +76,21 @@ class HistoryPane:
     def open_stored_run(self, run_id: str) -> None:
         # A big ended run's groups come counted, their task runs read as the tree shows them.
         run = self.store.open_run(run_id)
-        rows, reader = self.stored_lines(run_id)
+        rows, reader = self.stored_lines(run_id, ended=run.ended is not None)
         self.call_from_thread(self._show_stored_run, run, rows, reader)
 
-    def stored_lines(self, run_id: str) -> tuple[list[Row], Reader | None]:
-        """The last lines of a run the logs pane shows, read from the store as its rows; for a run with
-        more lines than that, how the pane reads the lines a filter shows (they are not all read)."""
+    def stored_lines(self, run_id: str, *, ended: bool) -> tuple[list[Row], Reader | None]:
+        """The last lines of a run the logs pane shows, read from the store as its rows; for an ended run
+        with more lines than that, how the pane reads the lines a filter shows (they are not all read).
+        A run in flight keeps its last KEPT_LINES to refilter, as the lines its events bring are kept."""
         store = self.store
 
         def reader(task_run_id: str | None, task: str | None, level: int, search: str, count: int) -> list[Row]:
             return [(run_id, r[7] or "flow", r[8], *r[1:7], r[0]) for r in store.last_lines(
                 run_id, count, task_run_id=task_run_id, task=task, level=level, search=search)]
 
+        if not ended:
+            return reader(None, None, 0, "", KEPT_LINES), None
         rows = reader(None, None, 0, "", SHOWN_LINES + 1)
         if len(rows) <= SHOWN_LINES:
             return rows, None  # all of them: filters refilter these

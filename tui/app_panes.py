@@ -152,7 +152,7 @@ class PaneContents:
 
     @work(thread=True, exclusive=True, group="logs", exit_on_error=False)
     def _load_logs(self, run: FlowRun) -> None:
-        rows, reader = self.stored_lines(run.run_id)
+        rows, reader = self.stored_lines(run.run_id, ended=run.ended is not None)
         self.call_from_thread(self._show_loaded_logs, run, rows, reader)
 
     def _show_loaded_logs(self, run: FlowRun, rows: list, reader: Any) -> None:
