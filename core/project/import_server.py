@@ -66,7 +66,7 @@ def serve() -> None:
                 spare.kill()  # forked without them
                 spare = _Child()
             ended: list[_Child] = []
-            for answer in _batch(files, folder, timeout, spare, ended):
+            for answer in _batch(files, folder, timeout, spare, ended, request.get("tables")):
                 out.write((json.dumps({**answer, "batch": request["batch"]}) + "\n").encode())
                 out.flush()
             out.write((json.dumps({"done": True, "batch": request["batch"]}) + "\n").encode())
@@ -108,7 +108,8 @@ def preload(modules: list[str]) -> bool:
 
 def _warm_up() -> None:
     """What importing a flow file needs, imported here once, so that every child starts with it."""
-    from . import config, flow_files  # noqa: F401
+    from . import config, flow_files, flow_summaries  # noqa: F401
+    from flows_tui import parameters  # noqa: F401
     from flows_tui import tracebacks  # noqa: F401
     from flows_tui.user_code.imports import _after_standard_library
 
@@ -133,11 +134,12 @@ class _Child:
         self.answers = Lines(answers)
         self.status: int | None = None  # its wait status, once it is gone
 
-    def send(self, files: list[tuple[Path, bytes]], folder: Path, timeout: float) -> None:
-        request = {"folder": str(folder), "timeout": timeout,
+    def send(self, files: list[tuple[Path, bytes]], folder: Path, timeout: float, tables: str | None) -> None:
+        request = {"folder": str(folder), "timeout": timeout, "tables": tables,
                    "files": [[str(path), source.decode("latin-1")] for path, source in files]}
+        request_pipe, self.request = self.request, -1
         try:
-            with os.fdopen(self.request, "wb") as pipe:
+            with os.fdopen(request_pipe, "wb") as pipe:
                 pipe.write(json.dumps(request).encode())
         except OSError:
             pass  # it is gone: its end is seen as such
@@ -154,10 +156,17 @@ class _Child:
 
         `wait=False`: the signal only; `reap` waits for the exit (a big process takes a few ms to go).
         """
+        if self.request != -1:  # never given files: a child still waiting for them reads their end
+            os.close(self.request)
+            self.request = -1
         try:
             os.killpg(self.pid, signal.SIGKILL)
         except (ProcessLookupError, PermissionError):
-            pass
+            # Not its own process group yet (just forked, the server ending): the child itself.
+            try:
+                os.kill(self.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
         if wait:
             self.reap()
 
@@ -169,15 +178,17 @@ class _Child:
             self.answers.fd = -1
 
 
-def _batch(files: list[tuple[Path, bytes]], folder: Path, timeout: float,
-           child: _Child, ended: list[_Child]) -> Iterator[dict[str, Any]]:
+def _batch(files: list[tuple[Path, bytes]], folder: Path, timeout: float, child: _Child, ended: list[_Child],
+           tables: str | None = None) -> Iterator[dict[str, Any]]:
     """Import `files` in children, one child until a file ends it or runs past its deadline.
 
     The last child is killed but left in `ended` for the caller to reap once the batch's end is sent.
+    `tables` (encoded by `flow_summaries.encode_tables`): each answer also carries the summary of
+    the file's flows that `list` and `check` read, with flows.toml's parameters checked against them.
     """
     remaining = list(files)
     while remaining:
-        child.send(remaining, folder, timeout)
+        child.send(remaining, folder, timeout, tables)
         current: Path | None = None
         begun = False
         deadline = float("inf")
@@ -250,10 +261,15 @@ def _child(request: int, write: int) -> None:
         from . import config
 
         config._import_timeout = timeout  # the request's, from the parent's flows.toml
+        tables = None
+        if batch.get("tables") is not None:
+            from .flow_summaries import decode_tables
+
+            tables = decode_tables(batch["tables"])
         out = os.fdopen(write, "wb", buffering=0)
         for path, text in batch["files"]:
             out.write((json.dumps({"begin": path}) + "\n").encode())
-            answer = _import_one(Path(path), folder, text.encode("latin-1"))
+            answer = _import_one(Path(path), folder, text.encode("latin-1"), tables)
             if os.getpid() != me:  # a process the file forked came back here: it is not ours to go on
                 os._exit(0)
             out.write((json.dumps(answer) + "\n").encode())
@@ -268,8 +284,9 @@ def _child(request: int, write: int) -> None:
         os._exit(status)
 
 
-def _import_one(path: Path, folder: Path, source: bytes) -> dict[str, Any]:
+def _import_one(path: Path, folder: Path, source: bytes, tables: dict | None = None) -> dict[str, Any]:
     from .flow_files import defined_flows, definition_line, load_flow_file
+    from flows_tui.tracebacks import format_exception
 
     forked: list[int] = []
     real_fork = os.fork
@@ -298,6 +315,14 @@ def _import_one(path: Path, folder: Path, source: bytes) -> dict[str, Any]:
     else:
         answer["flows"] = [{"name": flow.name, "function": flow.fn.__name__, "line": definition_line(flow)}
                            for flow in defined_flows(loaded)]
+        if tables is not None:  # for `list` and `check`, which do not import the file themselves
+            from .flow_summaries import summarize
+
+            try:
+                answer["summary"] = summarize(loaded, tables)
+            except Exception as error:  # noqa: BLE001 - an odd signature or validator is this file's problem
+                answer["error"] = {"reason": f"{type(error).__name__}: {error}", "type": type(error).__name__,
+                                   "traceback": format_exception(error)}
     return answer
 
 
