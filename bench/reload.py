@@ -1,7 +1,7 @@
 """Hot reload latency: from saving a flow file to its new flows being loaded. Target: median ≤ 100 ms.
 
     python bench/reload.py [--files 50] [--saves 50] [--atomic] [--helper] [--debounce 50] [--step 10]
-                           [--pause 0.25]
+                           [--pause 0.25] [--no-import-check]
 
 Builds a flows directory of `--files` files (two tasks, a flow and a shared helper import
 each) in a temporary folder, loads and watches it as the UI does, then saves one file
@@ -10,6 +10,8 @@ before the write to the moment a subscriber receives the reload event carrying t
 with the new code in place (checked by calling the flow's function). `--atomic` saves as
 editors do, through a temporary file renamed over the flow file; `--helper` saves the helper
 module every flow file imports instead, so that each save reloads all of them.
+`--no-import-check` leaves out each file's import in a child process before ours (the check
+against files that hang, exit or kill the process at import): what that check costs.
 """
 
 from __future__ import annotations
@@ -77,7 +79,14 @@ def main() -> None:
     parser.add_argument("--pause", type=float, default=0.25,
                         help="seconds between saves (a person's; 0: back to back, each file's import "
                              "check then waits for the child forked after the last one)")
+    parser.add_argument("--no-import-check", action="store_true",
+                        help="import each file only here, without its check in a child process first "
+                             "(what the check costs: the figures with and without it)")
     options = parser.parse_args()
+    if options.no_import_check:
+        from flows_tui.project.import_probe import fork_server
+
+        fork_server()._broken = True  # as when no child process can be had: files import here only
 
     with tempfile.TemporaryDirectory(prefix="flows-tui-bench-reload-") as folder:
         root = Path(folder) / "flows"

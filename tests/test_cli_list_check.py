@@ -317,3 +317,74 @@ def test_a_cron_without_timezone_is_utc_and_an_interval_counts_from_now_in_whole
     assert next_run(FlowConfig("f"), now) is None and next_run(None, now) is None
     with pytest.raises(ValueError):
         next_run(every, dt.datetime(2026, 3, 29, 1, 0))
+
+
+# Writes down which process imported it, so that a test can tell ours never did.
+MARKED = """
+    import datetime, os, pathlib
+    from flows_tui import flow
+    from _shared import SHARED
+
+    pathlib.Path(__file__).with_name(f"ran-{os.getpid()}").touch()
+
+    @flow
+    def marked(day: datetime.date = datetime.date(2024, 3, 1), n: int = 1, shared: str = SHARED):
+        return n
+
+    again = marked.with_options(name="marked-again")
+
+    @flow
+    def counted(n: int = 1):
+        return n
+"""
+
+
+def test_list_and_check_read_each_file_in_the_child_importing_it_and_import_none_here(project, monkeypatch):
+    """Each file is imported once, in a child; what list prints and check verifies comes from there."""
+    import os
+    import sys
+
+    from click.testing import CliRunner
+
+    from flows_tui.cli import main
+    from flows_tui.project.flow_files import module_name_for
+
+    write(project / "flows" / "marked.py", MARKED)
+    write(project / "flows" / "_shared.py", "SHARED = 'from a helper'\n")
+    with (project / "flows.toml").open("a") as toml:
+        toml.write('\n[flows.marked]\nparameters = { day = 2024-03-02 }\n\n[flows.counted]\nparameters = { n = "many" }\n')
+    monkeypatch.chdir(project)
+
+    def imported_by() -> list[str]:
+        ran = sorted(path.name for path in (project / "flows").glob("ran-*"))
+        for path in (project / "flows").glob("ran-*"):
+            path.unlink()
+        return ran
+
+    listed = CliRunner().invoke(main, ["list", "--json"])
+    assert listed.exit_code == 0, listed.output
+    rows = {row["name"]: row for row in map(json.loads, listed.stdout.splitlines())}
+    assert rows["marked"]["parameters"] == {"day": "2024-03-02", "n": 1, "shared": "from a helper"}
+    assert rows["counted"]["parameters"] == {"n": "many"}
+    assert rows["marked-again"]["function"] == "marked" and rows["marked-again"]["error"] is None
+    assert rows["hourly-etl"]["parameters"]["mode"] == "safe" and rows["every-five"]["schedule"]
+    ran = imported_by()
+    assert len(ran) == 1 and ran != [f"ran-{os.getpid()}"], ran  # once, in a child
+
+    table = CliRunner().invoke(main, ["list"])
+    assert table.exit_code == 0, table.output
+    assert "counted" in table.stdout and 'n="many"' in table.stdout and "✗" not in table.stdout
+    ran = imported_by()
+    assert len(ran) == 1 and ran != [f"ran-{os.getpid()}"], ran
+
+    checked = CliRunner().invoke(main, ["check"])
+    assert checked.exit_code == 2, checked.output
+    problems = [line for line in checked.stdout.splitlines() if line.startswith("flows.toml")]
+    assert problems[0] == ("flows.toml:16: [flows.marked] matches more than one flow: 'marked' (flows/marked.py:7), "
+                           "'marked-again' (flows/marked.py:7)"), problems
+    assert problems[1:] == ["flows.toml:20: [flows.counted.parameters.n] flow 'counted', parameter 'n': expected an "
+                            "integer, got 'many'"], problems
+    ran = imported_by()
+    assert len(ran) == 1 and ran != [f"ran-{os.getpid()}"], ran
+    assert module_name_for(project / "flows" / "marked.py") not in sys.modules
+    assert module_name_for(project / "flows" / "etl.py") not in sys.modules

@@ -9,11 +9,11 @@ from textual import work
 from flows_tui.record.model import FlowRun
 
 from .flow_list import FlowList
-from .log_view import KEPT_LINES, Line, LogView
+from .log_view import KEPT_LINES, SHOWN_LINES, LogView, Reader, Row
 from .run_history import SHOWN_RUNS, RunHistory
 from .status_bar import StatusBar
 from .task_tree import TaskTree
-from .bridge import _title, _task_of
+from .bridge import _title
 
 
 class HistoryPane:
@@ -77,15 +77,32 @@ class HistoryPane:
 
     @work(thread=True, exclusive=True, group="open", exit_on_error=False)
     def open_stored_run(self, run_id: str) -> None:
-        run = self.store.load_run(run_id)
-        lines = [Line(run_id, stored.task or "flow", _task_of(run, stored.line.task_run_id), stored.line)
-                 for stored in self.store.logs(run_id, last=KEPT_LINES)]
-        self.call_from_thread(self._show_stored_run, run, lines)
+        # A big ended run's groups come counted, their task runs read as the tree shows them.
+        run = self.store.open_run(run_id)
+        rows, reader = self.stored_lines(run_id, ended=run.ended is not None)
+        self.call_from_thread(self._show_stored_run, run, rows, reader)
 
-    def _show_stored_run(self, run: FlowRun, lines: list[Line]) -> None:
+    def stored_lines(self, run_id: str, *, ended: bool) -> tuple[list[Row], Reader | None]:
+        """The last lines of a run the logs pane shows, read from the store as its rows; for an ended run
+        with more lines than that, how the pane reads the lines a filter shows (they are not all read).
+        A run in flight keeps its last KEPT_LINES to refilter, as the lines its events bring are kept."""
+        store = self.store
+
+        def reader(task_run_id: str | None, task: str | None, level: int, search: str, count: int) -> list[Row]:
+            return [(run_id, r[7] or "flow", r[8], *r[1:7], r[0]) for r in store.last_lines(
+                run_id, count, task_run_id=task_run_id, task=task, level=level, search=search)]
+
+        if not ended:
+            return reader(None, None, 0, "", KEPT_LINES), None
+        rows = reader(None, None, 0, "", SHOWN_LINES + 1)
+        if len(rows) <= SHOWN_LINES:
+            return rows, None  # all of them: filters refilter these
+        return rows[1:], reader
+
+    def _show_stored_run(self, run: FlowRun, rows: list[Row], reader: Reader | None) -> None:
         self.shown_run = self.opened_run = run.run_id  # stays until the user moves in the flows pane
         with self.bridge.lock:  # a run in flight is folded live: its tree as it is now
             run = self.bridge.model.runs.get(run.run_id) or run
         with self.batch_update():
             self.query_one(TaskTree).show_run(run, self.clock())
-            self.query_one(LogView).show_run(run.run_id, lines, title=_title(run))
+            self.query_one(LogView).show_stored(run.run_id, rows, reader, title=_title(run))

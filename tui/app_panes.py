@@ -15,10 +15,10 @@ from flows_tui.safe_text import plain
 from flows_tui.tracebacks import display_path
 
 from .flow_list import FlowList, FlowRow
-from .log_view import KEPT_LINES, Line, LogView
+from .log_view import LogView
 from .screens import TextScreen
 from .task_tree import TaskTree
-from .bridge import FlowsChanged, _title, _task_of
+from .bridge import FlowsChanged, _title
 
 
 class PaneContents:
@@ -154,13 +154,12 @@ class PaneContents:
 
     @work(thread=True, exclusive=True, group="logs", exit_on_error=False)
     def _load_logs(self, run: FlowRun) -> None:
-        lines = [Line(run.run_id, stored.task or "flow", _task_of(run, stored.line.task_run_id), stored.line)
-                 for stored in self.store.logs(run.run_id, last=KEPT_LINES)]
-        self.call_from_thread(self._show_loaded_logs, run, lines)
+        rows, reader = self.stored_lines(run.run_id, ended=run.ended is not None)
+        self.call_from_thread(self._show_loaded_logs, run, rows, reader)
 
-    def _show_loaded_logs(self, run: FlowRun, lines: list[Line]) -> None:
+    def _show_loaded_logs(self, run: FlowRun, rows: list, reader: Any) -> None:
         if self.shown_run == run.run_id:  # still the run on screen
-            self.query_one(LogView).show_run(run.run_id, lines, title=_title(run))
+            self.query_one(LogView).show_stored(run.run_id, rows, reader, title=_title(run))
 
     @work(thread=True, exclusive=True, group="inputs", exit_on_error=False)
     def _show_task_run(self, run: FlowRun, task_run: Any) -> None:

@@ -146,8 +146,3 @@ def _close_quietly(launcher: RunLauncher) -> None:
 def _title(run: FlowRun) -> str:
     """How the logs pane names a run: its flow and the run's name."""
     return f"{run.flow} · {run.name or run.run_id}"
-
-
-def _task_of(run: FlowRun, task_run_id: str | None) -> str | None:
-    task_run = run.task_runs.get(task_run_id) if task_run_id else None
-    return task_run.task if task_run else None

@@ -15,8 +15,9 @@ import logging
 import textwrap
 from collections import deque
 from dataclasses import dataclass
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable, List, Optional
 
+from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
@@ -93,6 +94,8 @@ class Line:
 # task_run_id, attempt, logger, id).
 Row = tuple
 RUN, SOURCE, TASK, TIME, LEVEL, MESSAGE, TASK_RUN, ATTEMPT, LOGGER, ID = range(10)
+# The last lines of a run from the store that match (task run id, task, level, search), at most so many.
+Reader = Callable[[Optional[str], Optional[str], int, str, int], List[Row]]
 
 
 class LogView(Vertical):
@@ -120,6 +123,7 @@ class LogView(Vertical):
         self.wrap = True
         self._wrapped_at = 0  # the width the lines on screen were folded at
         self.floor = 0  # the last stored line id of the shown run already here
+        self.reader: Reader | None = None  # how the lines of a big past run that match are read (show_stored)
         self.title: str | None = None  # how the header names the run
         self.task_label: str | None = None  # how it names the task followed
 
@@ -153,7 +157,15 @@ class LogView(Vertical):
 
         Lines of another process's run carry their ids in the store: those the bridge brought
         after the store was read are kept, and any it brings again later are left out."""
-        rows = [line.row() for line in lines]
+        self._show([line.row() for line in lines], run_id, None, title)
+
+    def show_stored(self, run_id: str, rows: list[Row], reader: Reader | None, *, title: str | None = None) -> None:
+        """Switch to a run read from the store: its last lines as rows (`Line.row()`), and, for a run with
+        more lines than the pane shows (only those were read), how to read the lines a filter shows."""
+        self._show(rows, run_id, reader, title)
+
+    def _show(self, rows: list[Row], run_id: str | None, reader: Reader | None, title: str | None) -> None:
+        self.reader = reader
         self.floor = max((row[ID] for row in rows if row[ID] is not None), default=0)
         later = [row for row in self.rows if row[RUN] == run_id and row[ID] is not None and row[ID] > self.floor]
         self.run_id = run_id
@@ -246,6 +258,13 @@ class LogView(Vertical):
 
     def _refill(self) -> None:
         self._wrapped_at = self._width()
+        if self.reader is not None and not self._all_kept_match():
+            # A big past run: the lines that match are read from the store, off the UI's thread (a search
+            # through 100,000 lines takes a tenth of a second); what the pane showed goes at once.
+            self.output.clear()
+            self._show_header()
+            self._read_matching(self._wanted())
+            return
         shown = []  # the last SHOWN_LINES that match, formatted: a big run's 100,000 lines are not all
         for row in reversed(self.rows):
             if self._matches(row):
@@ -257,6 +276,29 @@ class LogView(Vertical):
         if shown:
             self.output.write_lines(shown, scroll_end=self.follow)
         self._show_header()
+
+    def _wanted(self) -> tuple:
+        return self.reader, self.run_id, self.task_run_id, self.task_name, self.level, self.search
+
+    @work(thread=True, exclusive=True, group="log-lines", exit_on_error=False)
+    def _read_matching(self, wanted: tuple) -> None:
+        reader, _, task_run_id, task, level, search = wanted
+        rows = reader(task_run_id, task, level, search, SHOWN_LINES)
+        self.app.call_from_thread(self._show_matching, wanted, rows)
+
+    def _show_matching(self, wanted: tuple, rows: list[Row]) -> None:
+        if wanted != self._wanted():
+            return  # the filter changed meanwhile: its own read follows
+        shown = [self._shown(row) for row in rows]
+        self.output.clear()
+        if shown:
+            self.output.write_lines(shown, scroll_end=self.follow)
+
+    def _all_kept_match(self) -> bool:
+        """No filter leaves out any of the shown run's lines kept (the last that the pane shows)."""
+        if self.task_run_id is not None or self.task_name is not None or self.search:
+            return False
+        return all(row[LEVEL] >= self.level for row in self.rows if row[RUN] == self.run_id)
 
     def _show_header(self) -> None:
         # Short words: the whole header fits in the logs pane at 100 columns.

@@ -123,7 +123,7 @@ def logs(ctx: click.Context, run_id: str, task_name: str | None, level: str, fol
     if not final:
         _follow_logs(store, run_id, head, last, task_name, threshold, show)
     if not as_json:  # how it ended, as `run` ends its output
-        console.print(run_end_line(store.load_run(run_id)), highlight=False, soft_wrap=True)
+        console.print(run_end_line(store.open_run(run_id)), highlight=False, soft_wrap=True)
 
 
 def _follow_logs(store: Any, run_id: str, head: int, last: int, task_name: str | None, threshold: int,

@@ -1,13 +1,13 @@
 """What a project holds, as `list` and `check` report it: its flows, their schedules, its problems.
 
-Both work on the files `reload` loaded, so they see exactly what `run` and the UI see.
+Both read each flow file in the child process that imports it (`summarize_directory`): no
+flow file is imported in their own process, and each file is imported once.
 """
 
 from __future__ import annotations
 
 import contextlib
 import datetime as _dt
-import inspect
 import json
 import re
 import sys
@@ -20,8 +20,9 @@ from .config import CONFIG_NAME, Config, FlowConfig, display_path, find_config, 
 from flows_tui.errors import ConfigError, ParameterError, closest
 from flows_tui.flows import Flow
 from .flows_directory import FlowsDirectory, FlowsReloaded
-from .flow_files import FlowFile, definition_line, duplicate_flows, normalize_name
-from .import_probe import load_directory
+from .flow_files import FlowFile, FlowSummary, definition_line, duplicate_flows, function_name, normalize_name
+from .flow_summaries import config_keys, tables_of
+from .import_probe import summarize_directory
 from .schedules import Schedule, describe_schedule, due_when_served
 
 
@@ -32,7 +33,7 @@ def stdout_to_stderr() -> Iterator[None]:
         yield
 
 
-def flow_config_for(config: Config, flow: Flow) -> FlowConfig | None:
+def flow_config_for(config: Config, flow: Flow | FlowSummary) -> FlowConfig | None:
     """The `[flows.KEY]` table of `flow`: KEY is its name, its function's name, or its name with - → _.
 
     `run`, `list` and `check` all use this rule, so `list` shows what a run would use.
@@ -43,8 +44,8 @@ def flow_config_for(config: Config, flow: Flow) -> FlowConfig | None:
     return None
 
 
-def _config_keys(flow: Flow) -> tuple[str, ...]:
-    return (flow.name, flow.fn.__name__, flow.name.replace("-", "_"))
+def _config_keys(flow: Flow | FlowSummary) -> tuple[str, ...]:
+    return config_keys(flow.name, function_name(flow))
 
 
 def located_in_config(config: Config, flow: Flow | None, error: ParameterError) -> ParameterError | ConfigError:
@@ -99,18 +100,18 @@ class FlowEntry:
         }
 
 
-def parameter_defaults(flow: Flow, flow_config: FlowConfig | None) -> tuple[dict[str, Any], tuple[str, ...]]:
+def parameter_defaults(flow: FlowSummary, flow_config: FlowConfig | None) -> tuple[dict[str, Any], tuple[str, ...]]:
     """What a run of `flow` starts from: signature defaults, overridden by `[flows.X].parameters`.
 
     Returns JSON-safe values (a parameter without a default is None) and the names still
     required, i.e. without a default and not given in flows.toml.
     """
-    from flows_tui.parameters import describe_parameters, json_default
+    from flows_tui.parameters import json_default
 
     given = dict(flow_config.parameters) if flow_config is not None else {}
     values: dict[str, Any] = {}
     required = []
-    for parameter in describe_parameters(flow.fn):
+    for parameter in flow.parameters:  # read in the child that imported the file; defaults JSON already
         name = parameter["name"]
         if name in given:
             values[name] = given[name]
@@ -123,7 +124,8 @@ def parameter_defaults(flow: Flow, flow_config: FlowConfig | None) -> tuple[dict
 
 def flow_entries(config: Config, files: list[FlowFile], now: _dt.datetime,
                  schedule_states: dict[str, tuple] | None = None) -> list[FlowEntry]:
-    """Every flow in `files`, in file order and, within a file, definition order; broken files in place.
+    """Every flow in `files` (from `summarize_directory`), in file order and, within a file, definition
+    order; broken files in place.
 
     `schedule_states` (from the store: per flow, the due time last fired for and whether it is
     paused) makes `next_run` what `serve` will do: resume after the last run, None while paused.
@@ -139,10 +141,10 @@ def flow_entries(config: Config, files: list[FlowFile], now: _dt.datetime,
         for flow in loaded.flows.values():
             flow_config = flow_config_for(config, flow)
             parameters, required = parameter_defaults(flow, flow_config)
-            entry = FlowEntry(file, definition_line(flow), flow.name, flow.fn.__name__, parameters, required,
+            entry = FlowEntry(file, definition_line(flow), flow.name, flow.function, parameters, required,
                               describe_schedule(flow_config),
                               _next_run(flow.name, flow_config, now, schedule_states or {}))
-            duplicate = duplicates.get((loaded.path, flow.fn.__name__))
+            duplicate = duplicates.get((loaded.path, flow.function))
             if duplicate is not None:
                 entry.reason = duplicate.message(display_path)
                 entry.error = f"{file}:{entry.line}: {entry.reason}" if entry.line else f"{file}: {entry.reason}"
@@ -254,7 +256,7 @@ def check_project(config_path: Path | None, *, cwd: Path) -> CheckReport:
         return report
 
     with stdout_to_stderr():
-        files = load_directory(report.flows_dir)
+        files = summarize_directory(report.flows_dir, tables_of(config))
     report.files = len(files)
     report.flows = sum(len(loaded.flows) for loaded in files)
     for loaded in files:
@@ -380,10 +382,9 @@ def _unknown_flow_tables(config: Config, files: list[FlowFile]) -> list[Problem]
 
 
 def _bad_parameters(config: Config, files: list[FlowFile]) -> list[Problem]:
-    from flows_tui.parameters import validate_parameters
-
+    """`[flows.X] parameters` against the flow's signature: checked in the child that imported its file."""
     config_file = display_path(config.path) if config.path is not None else CONFIG_NAME
-    matched: dict[str, list[Flow]] = {}
+    matched: dict[str, list[FlowSummary]] = {}
     for loaded in files:
         for flow in loaded.flows.values():
             flow_config = flow_config_for(config, flow)
@@ -402,29 +403,16 @@ def _bad_parameters(config: Config, files: list[FlowFile]) -> list[Problem]:
                                         f"[flows.{key}] matches more than one flow: {which}"))
             continue
         flow = flows[0]
-        scheduled = flow_config.scheduled
-        values = dict(flow_config.parameters)
-        if not values and not scheduled:
-            continue
-        try:
-            if scheduled:
-                # A scheduled run gets nothing but these values: all must be there, as for `run`.
-                flow.validate(values)
-            elif flow.should_validate_parameters:
-                # `run -p` may complete the rest; check only what flows.toml gives.
-                validate_parameters(flow.fn, values, flow_name=flow.name, require_all=False)
-            else:
-                flow.signature.bind_partial(**values)
-        except (ParameterError, TypeError) as error:
-            where, line = flow_config.parameter_location(getattr(error, "parameter", None))
-            problems.append(Problem(config_file, line, f"[{where}] {error}"))
+        if flow.table == key and flow.problem is not None:
+            message, parameter = flow.problem
+            where, line = flow_config.parameter_location(parameter)
+            problems.append(Problem(config_file, line, f"[{where}] {message}"))
     return problems
 
 
-def _where(flow: Flow) -> str:
-    try:
-        path = display_path(Path(inspect.getsourcefile(flow.fn) or ""))
-    except TypeError:
+def _where(flow: FlowSummary) -> str:
+    if flow.file is None:
         return "?"
+    path = display_path(Path(flow.file))
     line = definition_line(flow)
     return f"{path}:{line}" if line else path

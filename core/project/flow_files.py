@@ -41,6 +41,23 @@ class FlowFile:
     module: ModuleType | None = None
     # The user's own modules this file imports, directly or through one another: module name → file.
     helpers: dict[str, Path] = field(default_factory=dict)
+    # Read in the child that imported the file, for `list` and `check` (the file was not imported
+    # here; `flows` then holds FlowSummary objects): every flow the file defines, in line order.
+    defined: list[FlowSummary] | None = None
+
+
+@dataclass(frozen=True)
+class FlowSummary:
+    """What `list` and `check` need of a flow, from the child process that imported its file."""
+
+    name: str
+    function: str  # the flow function's name
+    line: int | None  # its definition's first line
+    file: str | None  # where its code is (the flow file, resolved)
+    identity: str  # the same for two flows of one function (`with_options` copies)
+    parameters: tuple[dict, ...] = ()  # {"name", "default" (JSON-safe), "required"}, in signature order
+    table: str | None = None  # the `[flows.KEY]` of flows.toml it matched, in the tables sent to the child
+    problem: tuple[str, str | None] | None = None  # that table's parameters against its signature: (message, parameter)
 
 
 def module_name_for(path: Path) -> str:
@@ -224,14 +241,28 @@ def normalize_name(name: str) -> str:
     return name.replace("_", "-").lower()
 
 
-def definition_line(flow: Flow) -> int | None:
+def definition_line(flow: Flow | FlowSummary) -> int | None:
     """The line of the flow's first decorator, from its code: right even after the file changed."""
+    if isinstance(flow, FlowSummary):
+        return flow.line
     code = getattr(flow.fn, "__code__", None)
     return getattr(code, "co_firstlineno", None)
 
 
-def defined_flows(loaded: FlowFile) -> list[Flow]:
+def function_name(flow: Flow | FlowSummary) -> str:
+    return flow.function if isinstance(flow, FlowSummary) else flow.fn.__name__
+
+
+def _same_function(one: Flow | FlowSummary, other: Flow | FlowSummary) -> bool:
+    if isinstance(one, FlowSummary) or isinstance(other, FlowSummary):
+        return isinstance(one, FlowSummary) and isinstance(other, FlowSummary) and one.identity == other.identity
+    return one.fn is other.fn
+
+
+def defined_flows(loaded: FlowFile) -> list[Flow] | list[FlowSummary]:
     """Every flow a file defines, in line order, including one whose name a later one in the file reuses."""
+    if loaded.defined is not None:
+        return list(loaded.defined)
     if loaded.module is None:
         return list(loaded.flows.values())
     found: dict[int, Flow] = {}
@@ -275,8 +306,8 @@ def duplicate_flows(files: Iterable[FlowFile]) -> list[DuplicateFlow]:
                 first[key] = (flow, loaded.path)
                 continue
             original, original_path = first[key]
-            if original.fn is flow.fn:  # `with_options()` copies of one flow: one definition
+            if _same_function(original, flow):  # `with_options()` copies of one flow: one definition
                 continue
-            duplicates.append(DuplicateFlow(flow.name, loaded.path, definition_line(flow), flow.fn.__name__,
-                                            original_path, definition_line(original), original.fn.__name__))
+            duplicates.append(DuplicateFlow(flow.name, loaded.path, definition_line(flow), function_name(flow),
+                                            original_path, definition_line(original), function_name(original)))
     return duplicates

@@ -34,6 +34,7 @@ from flows_tui.errors import FlowFileError
 from flows_tui.user_code.imports import forget_user_modules, put_on_sys_path
 
 from .flow_files import FlowFile, flow_files, load_flow_file
+from .flow_summaries import Tables, encode_tables, summarize, summarized_file
 from .import_server import KILL_GRACE_SECONDS, Lines, preload
 
 log = logging.getLogger("flows_tui.import_probe")
@@ -51,6 +52,7 @@ class Probe:
     error: FlowFileError | None = None
     helpers: dict[str, Path] = field(default_factory=dict)
     flows: list[dict[str, Any]] = field(default_factory=list)  # {"name", "function", "line"} in line order
+    summary: dict[str, Any] | None = None  # what `list` and `check` read (see flow_summaries), when asked for
 
 
 # The parent's side --------------------------------------------------------------------------------
@@ -89,12 +91,13 @@ class ForkServer:
         return self._process
 
     def probe(self, sources: dict[Path, bytes], folder: Path, timeout: float,
-              preload: list[str] = ()) -> Iterator[Probe]:
+              preload: list[str] = (), tables: dict | None = None) -> Iterator[Probe]:
         """Import each file of `sources` (path → its bytes) in a child; yields each file's Probe as it ends.
 
         Files the server could not answer for (it failed to start or died) are not yielded:
         the caller imports those as before. `preload`: installed modules the files import,
         imported by the server first, so that its children (this batch's and later ones) have them.
+        `tables`: flows.toml's `[flows.KEY]` tables; each good file's Probe then has its `summary`.
         """
         if not sources:
             return
@@ -105,6 +108,7 @@ class ForkServer:
             self._batches += 1
             batch = self._batches
             request = {"batch": batch, "folder": str(folder), "timeout": timeout, "preload": list(preload),
+                       "tables": None if tables is None else encode_tables(tables),
                        "files": [[str(path), source.decode("latin-1")] for path, source in sources.items()]}
             try:
                 process.stdin.write((json.dumps(request) + "\n").encode())
@@ -164,7 +168,7 @@ def _probe_from(message: dict[str, Any]) -> Probe:
     path = Path(message["path"])
     error = message.get("error")
     return Probe(path, helpers={name: Path(file) for name, file in message.get("helpers", {}).items()},
-                 flows=message.get("flows", []),
+                 flows=message.get("flows", []), summary=message.get("summary"),
                  error=None if error is None else FlowFileError(
                      error["reason"], path=str(path), line=error.get("line"), traceback=error.get("traceback"),
                      error_type=error.get("type")))
@@ -201,7 +205,8 @@ def load_flow_files(paths: list[Path], folder: Path, *,
     # The installed libraries the files import (pandas, dask.dataframe...) are imported here and in
     # the server at once, rather than one after the other; the user's own files only after their check.
     modules = installed_imports(readable, folder)
-    threading.Thread(target=preload, args=(modules,), name="flows-tui-preload", daemon=True).start()
+    if modules:
+        threading.Thread(target=preload, args=(modules,), name="flows-tui-preload", daemon=True).start()
     loaded: dict[Path, FlowFile] = {}
     for probe in _server.probe(readable, folder, import_timeout(), preload=modules):
         if probe.error is None:
@@ -263,10 +268,7 @@ def probe_files(paths: list[Path], folder: Path) -> dict[Path, Probe] | None:
 
 
 def _failed(probe: Probe) -> FlowFile:
-    try:
-        path = probe.path.resolve()
-    except (OSError, RuntimeError):
-        path = probe.path.absolute()
+    path = _resolved(probe.path)
     error = probe.error
     assert error is not None
     return FlowFile(path, error=FlowFileError(error.reason, path=str(path), line=error.line,
@@ -285,3 +287,46 @@ def load_directory(directory: Path, *, only: list[Path] | None = None) -> list[F
     importlib.invalidate_caches()
     put_on_sys_path(folder, first=True)
     return load_flow_files(flow_files(root) if only is None else only, folder)
+
+
+def summarize_directory(directory: Path, tables: Tables) -> list[FlowFile]:
+    """Every flow file under `directory` as `list` and `check` read it, none imported here.
+
+    Each file is imported in a child, which reads its flows (see `flow_summaries`) and checks
+    `tables`' parameters against them. Only when no child can be had (no fork server) are the
+    files imported here, as `load_directory` does, and read the same way.
+    """
+    from .config import import_timeout
+
+    root = directory.resolve()
+    folder = root if root.is_dir() else root.parent
+    put_on_sys_path(folder, first=True)
+    paths = flow_files(root)
+    readable: dict[Path, bytes] = {}
+    for path in paths:
+        try:
+            readable[path] = path.read_bytes()
+        except OSError:
+            continue  # load_flow_file says what is wrong with it, without importing anything
+    summarized: dict[Path, FlowFile] = {}
+    modules = installed_imports(readable, folder)  # for the server's children, not imported here
+    for probe in _server.probe(readable, folder, import_timeout(), preload=modules, tables=tables):
+        if probe.error is not None:
+            summarized[probe.path] = _failed(probe)
+        elif probe.summary is not None:
+            summarized[probe.path] = summarized_file(_resolved(probe.path), probe.summary, probe.helpers)
+    missing = [path for path in paths if path not in summarized]
+    if missing:  # unreadable files (their error, read here), or no fork server: imported here as before
+        forget_user_modules()
+        importlib.invalidate_caches()
+        for path, loaded in zip(missing, load_flow_files(missing, folder)):
+            summarized[path] = loaded if loaded.module is None else summarized_file(
+                loaded.path, summarize(loaded, tables), loaded.helpers)
+    return [summarized[path] for path in paths]
+
+
+def _resolved(path: Path) -> Path:
+    try:
+        return path.resolve()
+    except (OSError, RuntimeError):
+        return path.absolute()

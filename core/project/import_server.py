@@ -8,6 +8,7 @@ child that died or ran past its deadline: that file's error, and a fresh child f
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import select
@@ -49,6 +50,10 @@ def serve() -> None:
     """The fork server's loop: a request per stdin line, the children's answers on stdout."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     _warm_up()
+    # What the server holds stays out of the children's collections: a collection touching every
+    # object would copy each page the child shares with the server.
+    gc.collect()
+    gc.freeze()
     spare = _Child()  # forked ahead, while nothing waits: a save's check does not wait for a fork
     out = sys.stdout.buffer
     try:
@@ -57,13 +62,17 @@ def serve() -> None:
             folder, timeout = Path(request["folder"]), float(request["timeout"])
             files = [(Path(path), text.encode("latin-1")) for path, text in request["files"]]
             if preload(request.get("preload", ())):
+                gc.freeze()
                 spare.kill()  # forked without them
                 spare = _Child()
-            for answer in _batch(files, folder, timeout, spare):
+            ended: list[_Child] = []
+            for answer in _batch(files, folder, timeout, spare, ended, request.get("tables")):
                 out.write((json.dumps({**answer, "batch": request["batch"]}) + "\n").encode())
                 out.flush()
             out.write((json.dumps({"done": True, "batch": request["batch"]}) + "\n").encode())
             out.flush()
+            for child in ended:  # killed already; its exit is waited for once nobody waits on the batch
+                child.reap()
             spare = _Child()
     finally:
         spare.kill()
@@ -99,8 +108,12 @@ def preload(modules: list[str]) -> bool:
 
 def _warm_up() -> None:
     """What importing a flow file needs, imported here once, so that every child starts with it."""
-    from . import config, flow_files  # noqa: F401
+    from . import config, flow_files, flow_summaries  # noqa: F401
+    from flows_tui import parameters  # noqa: F401
     from flows_tui import tracebacks  # noqa: F401
+    from flows_tui.user_code.imports import _after_standard_library
+
+    _after_standard_library()  # where the user's folder goes on sys.path: worked out once, not per child
 
     exec(compile(WARM_UP, "<warm-up>", "exec"), {"__name__": "flows_tui_warm_up"})
 
@@ -121,11 +134,12 @@ class _Child:
         self.answers = Lines(answers)
         self.status: int | None = None  # its wait status, once it is gone
 
-    def send(self, files: list[tuple[Path, bytes]], folder: Path, timeout: float) -> None:
-        request = {"folder": str(folder), "timeout": timeout,
+    def send(self, files: list[tuple[Path, bytes]], folder: Path, timeout: float, tables: str | None) -> None:
+        request = {"folder": str(folder), "timeout": timeout, "tables": tables,
                    "files": [[str(path), source.decode("latin-1")] for path, source in files]}
+        request_pipe, self.request = self.request, -1
         try:
-            with os.fdopen(self.request, "wb") as pipe:
+            with os.fdopen(request_pipe, "wb") as pipe:
                 pipe.write(json.dumps(request).encode())
         except OSError:
             pass  # it is gone: its end is seen as such
@@ -137,23 +151,44 @@ class _Child:
                 self.status = status
         return self.status is not None
 
-    def kill(self) -> None:
-        """The child and whatever the files forked: nothing a file started outlives its check."""
+    def kill(self, *, wait: bool = True) -> None:
+        """The child and whatever the files forked: nothing a file started outlives its check.
+
+        `wait=False`: the signal only; `reap` waits for the exit (a big process takes a few ms to go).
+        """
+        if self.request != -1:  # never given files: a child still waiting for them reads their end
+            os.close(self.request)
+            self.request = -1
         try:
             os.killpg(self.pid, signal.SIGKILL)
         except (ProcessLookupError, PermissionError):
-            pass
+            # Not its own process group yet (just forked, the server ending): the child itself.
+            try:
+                os.kill(self.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        if wait:
+            self.reap()
+
+    def reap(self) -> None:
         if self.status is None:
             _, self.status = os.waitpid(self.pid, 0)
-        os.close(self.answers.fd)
+        if self.answers.fd >= 0:
+            os.close(self.answers.fd)
+            self.answers.fd = -1
 
 
-def _batch(files: list[tuple[Path, bytes]], folder: Path, timeout: float,
-           child: _Child) -> Iterator[dict[str, Any]]:
-    """Import `files` in children, one child until a file ends it or runs past its deadline."""
+def _batch(files: list[tuple[Path, bytes]], folder: Path, timeout: float, child: _Child, ended: list[_Child],
+           tables: str | None = None) -> Iterator[dict[str, Any]]:
+    """Import `files` in children, one child until a file ends it or runs past its deadline.
+
+    The last child is killed but left in `ended` for the caller to reap once the batch's end is sent.
+    `tables` (encoded by `flow_summaries.encode_tables`): each answer also carries the summary of
+    the file's flows that `list` and `check` read, with flows.toml's parameters checked against them.
+    """
     remaining = list(files)
     while remaining:
-        child.send(remaining, folder, timeout)
+        child.send(remaining, folder, timeout, tables)
         current: Path | None = None
         begun = False
         deadline = float("inf")
@@ -180,9 +215,11 @@ def _batch(files: list[tuple[Path, bytes]], folder: Path, timeout: float,
                 current, deadline = None, float("inf")
                 remaining = [(path, source) for path, source in remaining if str(path) != message["path"]]
                 yield message
-        child.kill()
         if not remaining:
+            child.kill(wait=False)
+            ended.append(child)
             return
+        child.kill()
         status = child.status
         child = _Child()
         if current is None:
@@ -191,7 +228,8 @@ def _batch(files: list[tuple[Path, bytes]], folder: Path, timeout: float,
             current = remaining[0][0]  # gone before its first file: never again with that file
         remaining = [(path, source) for path, source in remaining if path != current]
         yield {"path": str(current), "error": _death(status or 0, timeout)}
-    child.kill()
+    child.kill(wait=False)
+    ended.append(child)
 
 
 def _death(status: int, timeout: float) -> dict[str, Any]:
@@ -223,10 +261,15 @@ def _child(request: int, write: int) -> None:
         from . import config
 
         config._import_timeout = timeout  # the request's, from the parent's flows.toml
+        tables = None
+        if batch.get("tables") is not None:
+            from .flow_summaries import decode_tables
+
+            tables = decode_tables(batch["tables"])
         out = os.fdopen(write, "wb", buffering=0)
         for path, text in batch["files"]:
             out.write((json.dumps({"begin": path}) + "\n").encode())
-            answer = _import_one(Path(path), folder, text.encode("latin-1"))
+            answer = _import_one(Path(path), folder, text.encode("latin-1"), tables)
             if os.getpid() != me:  # a process the file forked came back here: it is not ours to go on
                 os._exit(0)
             out.write((json.dumps(answer) + "\n").encode())
@@ -241,8 +284,9 @@ def _child(request: int, write: int) -> None:
         os._exit(status)
 
 
-def _import_one(path: Path, folder: Path, source: bytes) -> dict[str, Any]:
+def _import_one(path: Path, folder: Path, source: bytes, tables: dict | None = None) -> dict[str, Any]:
     from .flow_files import defined_flows, definition_line, load_flow_file
+    from flows_tui.tracebacks import format_exception
 
     forked: list[int] = []
     real_fork = os.fork
@@ -271,6 +315,14 @@ def _import_one(path: Path, folder: Path, source: bytes) -> dict[str, Any]:
     else:
         answer["flows"] = [{"name": flow.name, "function": flow.fn.__name__, "line": definition_line(flow)}
                            for flow in defined_flows(loaded)]
+        if tables is not None:  # for `list` and `check`, which do not import the file themselves
+            from .flow_summaries import summarize
+
+            try:
+                answer["summary"] = summarize(loaded, tables)
+            except Exception as error:  # noqa: BLE001 - an odd signature or validator is this file's problem
+                answer["error"] = {"reason": f"{type(error).__name__}: {error}", "type": type(error).__name__,
+                                   "traceback": format_exception(error)}
     return answer
 
 

@@ -51,6 +51,6 @@ def run_end_message(run: FlowRun) -> str:
 
 def first_failure_traceback(run: FlowRun) -> str | None:
     """The traceback of the first task run that failed (by when its failing attempt ended)."""
-    failed = [(attempt.ended, attempt.traceback) for task_run in run.current_task_runs()
+    failed = [(attempt.ended, attempt.traceback) for task_run in run.failed_task_runs()
               for attempt in task_run.attempts if attempt.traceback and attempt.ended is not None]
     return min(failed, key=lambda item: item[0])[1] if failed else None

@@ -95,6 +95,11 @@ _GROUP_STATE_ORDER = (RUNNING, RETRYING, PENDING, SCHEDULED, CRASHED, TIMED_OUT,
                       COMPLETED, CACHED)
 
 
+def group_state(present: Any) -> str:
+    """One state for a group whose task runs are in the states `present` (see _GROUP_STATE_ORDER)."""
+    return next((state for state in _GROUP_STATE_ORDER if state in present), PENDING)
+
+
 @dataclass
 class TaskGroup:
     """One task of a flow run: its single run, or its mapped children in map_index order."""
@@ -126,8 +131,7 @@ class TaskGroup:
     @property
     def state(self) -> str:
         """One state for the whole group, for a collapsed row (see _GROUP_STATE_ORDER)."""
-        present = {task_run.state for task_run in self.runs}
-        return next((state for state in _GROUP_STATE_ORDER if state in present), PENDING)
+        return group_state({task_run.state for task_run in self.runs})
 
     @property
     def started(self) -> _dt.datetime | None:
@@ -224,7 +228,12 @@ class FlowRun:
             return None
         if self.message:
             return self.message
-        return next((t.error for t in self.current_task_runs() if t.error), None)
+        return next((t.error for t in self.failed_task_runs() if t.error), None)
+
+    def failed_task_runs(self) -> list[TaskRun]:
+        """Task runs of the latest flow-level attempt with an error or a traceback to show, in creation
+        order: what the run's error and its first failure's traceback are read from."""
+        return [t for t in self.current_task_runs() if t.error or any(a.traceback for a in t.attempts)]
 
 
 class RunModel:

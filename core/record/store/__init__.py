@@ -19,7 +19,9 @@ it read (`journal`; `flows_tui.record.tail`): other processes' runs reach a UI a
 
 The package: the tables and their migrations (`schema`), what goes wrong in a user's words
 (`errors`), which process owns a run (`owners`), how events are written (`writes`), the
-queries (`reading`) and the Store that opens, records and recovers (`database`).
+queries (`reading`): a run's rows read back as its tree or its events (`run_rows`), a big past
+run opened with its groups counted and its task runs read as shown (`opened`), log lines as
+`logs --json` prints them (`log_json`); and the Store that opens, records and recovers (`database`).
 """
 
 from .database import Store

@@ -6,7 +6,9 @@ import contextlib
 import dataclasses
 import datetime as _dt
 import logging
+import functools
 import os
+import socket
 import sqlite3
 import threading
 from pathlib import Path
@@ -45,8 +47,7 @@ class Store(StoreReading, StoreRequests):
         self._empty = False  # nothing readable: an empty in-memory store stands in
         self._writer: sqlite3.Connection | None = None
         self._writer_lock = threading.Lock()
-        self._owner = Owner.this_process()
-        self._writer_name = f"{self._owner.host}:{self._owner.pid}"
+        self._writer_name = f"{socket.gethostname()}:{os.getpid()}"
         self._owned: set[str] = set()  # runs in flight that this process records
         self._started: dict[str, ev.FlowRunStarted] = {}  # their start, to record them if it was lost
         self._incomplete: dict[str, str] = {}  # run → why its history stopped being recorded
@@ -54,6 +55,12 @@ class Store(StoreReading, StoreRequests):
         self._identity: tuple[int, int] | None = None  # the database file the writer opened (device, inode)
         self._batches = 0  # batches journaled, to trim the journal every so many
         self._vanished = False  # said once: the database file was deleted or replaced under the writer
+
+    @functools.cached_property
+    def _owner(self) -> Owner:
+        """This process, as the owner of the runs it records: its start time is read (through psutil)
+        when it first records one, so that `runs` and `logs` neither import nor ask it."""
+        return Owner.this_process()
 
     @classmethod
     def open(cls, state_dir: Path, *, read_only_ok: bool = False) -> "Store":

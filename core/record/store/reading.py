@@ -3,25 +3,23 @@
 from __future__ import annotations
 
 import contextlib
-import datetime as _dt
-import json
-import logging
 import os
 import sqlite3
 import threading
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, NamedTuple
+from typing import Any, Iterable, Iterator
 
 from flows_tui.errors import UsageError
 from flows_tui.record import events as ev
-from flows_tui.record.model import Attempt, FlowRun, RunModel, TaskRun
-from flows_tui.states import PENDING, RUNNING, SUCCESS_STATES
+from flows_tui.record.model import FlowRun
+from flows_tui.states import SUCCESS_STATES
 
 from . import journal
 from .journal import JournalRead
-from .compact import NAME_SQL, Clock, state_of
+from .compact import NAME_SQL, Clock
 from .log_json import line_document
 from .rows import RunSummary, ScheduleState, StoredLine, parse_time
+from .run_rows import build_run, replay_rows
 
 
 class StoreReading:
@@ -73,14 +71,26 @@ class StoreReading:
         """Rebuild a run's tree from its rows: the tree a RunModel folding its history holds, as a live
         observer's (`_replay`), built directly (a 100,000-task run is 500,000 events to fold)."""
         with self._connection() as c:
-            run = _build_run(c, run_id)
+            run = build_run(c, run_id)
+        if run is None:
+            raise UsageError(f"no run {run_id!r} in {self.path}")
+        return run
+
+    def open_run(self, run_id: str, *, lazy_over: int | None = None) -> FlowRun:
+        """The run as the tree shows it, without building each task run of a big group: an ended run's
+        groups of more than `lazy_over` task runs are counted by the store, their task runs read as
+        they are asked for (`opened`). A 100,000-task run opens in a tenth of a second."""
+        from .opened import LAZY_OVER, open_run  # the UI's: the history commands need none of it
+
+        with self._connection() as c:
+            run = open_run(c, run_id, self._connection, LAZY_OVER if lazy_over is None else lazy_over)
         if run is None:
             raise UsageError(f"no run {run_id!r} in {self.path}")
         return run
 
     def _replay(self, run_id: str) -> Iterator[Any]:
         with self._connection() as c:
-            events = _replay_rows(c, run_id)
+            events = replay_rows(c, run_id)
         return iter(events)
 
     def replay_runs(self, run_ids: Iterable[str] | None = None) -> tuple[int, list]:
@@ -92,7 +102,7 @@ class StoreReading:
                 last = journal.head(c)
                 if run_ids is None:
                     run_ids = [r[0] for r in c.execute("SELECT run_id FROM runs WHERE ended IS NULL ORDER BY started")]
-                events = [event for run_id in run_ids for event in _replay_rows(c, run_id)]
+                events = [event for run_id in run_ids for event in replay_rows(c, run_id)]
             finally:
                 c.execute("COMMIT")
         return last, events
@@ -168,6 +178,40 @@ class StoreReading:
             while rows := cursor.fetchmany(batch):
                 yield [document(*row) for row in rows]
 
+    def last_lines(self, run_id: str, count: int, *, task_run_id: str | None = None, task: str | None = None,
+                   level: int = 0, search: str = "") -> list[tuple]:
+        """The last `count` lines of a run that a logs pane filtered so shows (of one task run, or of every
+        run of a task; at `level` or above; holding `search`, ignoring case), oldest first, each as (id, time,
+        level, message, task_run_id, attempt, logger, task run's name, task), None for the flow's."""
+        query = (f"SELECT l.id, l.time, l.level, l.message, t.task_run_id, l.attempt, "
+                 f"(SELECT text FROM names WHERE id = l.logger), {NAME_SQL}, t.task FROM logs l "
+                 "LEFT JOIN task_runs t ON t.id = l.task WHERE l.run = ? AND l.level >= ?")
+        args: list[Any] = [level]
+        if task_run_id is not None:
+            query += " AND l.task = (SELECT id FROM task_runs WHERE task_run_id = ?)"
+            args.append(task_run_id)
+        if task is not None:
+            query += " AND t.task = ?"
+            args.append(task)
+        needle = search.lower()
+        if needle and needle.isascii():  # SQLite's lower() folds ASCII only: a line with more is left to str.lower
+            query += " AND (instr(lower(l.message), ?) > 0 OR l.message GLOB '*[^ -~]*')"
+            args.append(needle)
+        query += " ORDER BY l.id DESC" + ("" if search else f" LIMIT {int(count)}")
+        with self._connection() as c:
+            run = c.execute("SELECT id, started FROM runs WHERE run_id = ?", (run_id,)).fetchone()
+            if run is None:
+                return []
+            cursor = c.cursor()
+            cursor.row_factory = None
+            cursor.execute(query, [run[0], *args])
+            found: list = []
+            while len(found) < count and (rows := cursor.fetchmany(1000)):
+                # A search matches as the pane's own filter does (str.lower, which SQLite's lower() is not).
+                found += [row for row in rows if not needle or needle in row[3].lower()]
+        at = Clock(run[1]).at
+        return [(r[0], at(r[1]), *r[2:]) for r in reversed(found[:count])]
+
     def _log_rows(self, run_id: str, task: str | None, after: int, limit: int | None, level: int,
                   last: int | None = None) -> tuple[Any, list]:
         """(the run's clock, its lines' rows: id, time, level, message, attempt, task_run_id, task name, logger)."""
@@ -225,92 +269,3 @@ def _first_failure(row: sqlite3.Row) -> str | None:
     if row["ended"] is None or row["state"] in SUCCESS_STATES:
         return None
     return row["first_error"] or row["message"]
-
-
-class _Rows(NamedTuple):
-    run: sqlite3.Row
-    at: Callable[[int | None], Any]  # a row's time, as a datetime
-    run_states: list
-    task_runs: list  # id, task_run_id, task, name, created, map_index, upstream, flow_attempt
-    attempts: list  # task, attempt, state, started, ended, error, traceback, worker (by task, attempt)
-    task_states: list  # task, state, time, message, retry_at (by task, in order)
-
-
-def _read_rows(c: sqlite3.Connection, run_id: str) -> _Rows | None:
-    run = c.execute("SELECT * FROM runs WHERE run_id = ?", (run_id,)).fetchone()
-    if run is None:
-        return None
-    cursor = c.cursor()
-    cursor.row_factory = None  # plain tuples: a 100,000-task run is 400,000 rows
-    # The joins walk the run's task runs by id, each one's states and attempts in key order: no sort.
-    return _Rows(
-        run, Clock(run["started"]).at,
-        c.execute("SELECT * FROM run_states WHERE run_id = ? ORDER BY rowid", (run_id,)).fetchall(),
-        cursor.execute(f"SELECT t.id, t.task_run_id, t.task, {NAME_SQL}, t.created, t.map_index, t.upstream, "
-                       "t.flow_attempt FROM task_runs t WHERE t.run = ? ORDER BY t.id", (run["id"],)).fetchall(),
-        cursor.execute("SELECT a.task, a.attempt, a.state, a.started, a.ended, a.error, a.traceback, n.text "
-                       "FROM task_runs t JOIN attempts a ON a.task = t.id LEFT JOIN names n ON n.id = a.worker "
-                       "WHERE t.run = ? ORDER BY t.id, a.attempt", (run["id"],)).fetchall(),
-        cursor.execute("SELECT s.task, s.state, s.time, s.message, s.retry_at FROM task_runs t "
-                       "JOIN task_states s ON s.task = t.id WHERE t.run = ? ORDER BY t.id, s.n",
-                       (run["id"],)).fetchall())
-
-
-def _flow_events(rows: _Rows) -> list:
-    run = rows.run
-    events: list = [ev.FlowRunStarted(run["run_id"], run["flow"], json.loads(run["parameters"]),
-                                      parse_time(run["started"]), file=run["file"], address=run["address"],
-                                      cluster=run["cluster"])]
-    for index, row in enumerate(rows.run_states):
-        last = index == len(rows.run_states) - 1
-        events.append(ev.FlowStateChanged(run["run_id"], row["state"], parse_time(row["time"]), row["attempt"],
-                                          message=row["message"], traceback=run["traceback"] if last else None))
-    return events
-
-
-def _replay_rows(c: sqlite3.Connection, run_id: str) -> list:
-    """The events that rebuild a run from its rows, in the order a live observer saw them."""
-    rows = _read_rows(c, run_id)
-    if rows is None:
-        return []
-    at = rows.at
-    ids = {row[0]: row[1] for row in rows.task_runs}
-    events = _flow_events(rows)
-    events += [ev.TaskRunCreated(run_id, r[1], r[2], r[3], at(r[4]), r[5], tuple(json.loads(r[6])) if r[6] else (), r[7])
-               for r in rows.task_runs]
-    for task, attempt, state, started, ended, error, traceback, worker in rows.attempts:
-        task_run_id = ids[task]
-        events.append(ev.AttemptStarted(run_id, task_run_id, attempt, at(started), worker))
-        if ended is not None:
-            events.append(ev.AttemptEnded(run_id, task_run_id, attempt, state_of(state), at(ended), error, traceback))
-    events += [ev.TaskStateChanged(run_id, ids[task], state_of(state), at(time), message, at(retry_at))
-               for task, state, time, message, retry_at in rows.task_states]
-    return events
-
-
-def _build_run(c: sqlite3.Connection, run_id: str) -> FlowRun | None:
-    """The FlowRun a RunModel folding `_replay_rows` would hold, built straight from the rows."""
-    rows = _read_rows(c, run_id)
-    if rows is None:
-        return None
-    model = RunModel()
-    model.apply_all(_flow_events(rows))
-    run, at = model.runs[run_id], rows.at
-    # Times inline (`at` is a call per value: 700,000 of them in a 100,000-task run).
-    start, delta = at(0), _dt.timedelta
-    by_id = {}
-    for key, task_run_id, task, name, created, map_index, upstream, flow_attempt in rows.task_runs:
-        when = start + delta(0, 0, created)
-        by_id[key] = run.task_runs[task_run_id] = TaskRun(
-            task_run_id, task, name, when, map_index, tuple(json.loads(upstream)) if upstream else (), flow_attempt,
-            history=[(PENDING, when)])
-    for task, number, state, started, ended, error, traceback, worker in rows.attempts:
-        by_id[task].attempts.append(Attempt(number, RUNNING if ended is None else state_of(state),
-                                            start + delta(0, 0, started), at(ended), error, traceback, worker))
-    for task, state, time, message, retry_at in rows.task_states:
-        task_run = by_id[task]
-        task_run.state = state = state_of(state)
-        task_run.message = message
-        task_run.retry_at = None if retry_at is None else start + delta(0, 0, retry_at)
-        task_run.history.append((state, start + delta(0, 0, time)))
-    return run
