@@ -34,6 +34,29 @@ def test_logs_json_prints_each_line_as_json_dumps_of_its_document(tmp_path):
     assert list(store.logs_json("no-such-run")) == []
 
 
+def test_the_lines_a_logs_pane_filter_shows_are_read_as_it_would_filter_them(tmp_path):
+    store = Store.open(tmp_path)
+    store.record([ev.FlowRunStarted("r1", "etl", {}, START), ev.TaskRunCreated("r1", "t1", "load", "load-0", START, 0),
+                  ev.TaskRunCreated("r1", "t2", "load", "load-1", START, 1)])
+    messages = HOSTILE + ["\u212a only", "MIXED Case Row", "row 7", "İstanbul"]
+    store.record([ev.LogLines("r1", tuple(ev.LogLine(START + _dt.timedelta(seconds=index), (10, 20, 30, 40)[index % 4],
+                                                     message, (None, "t1", "t2")[index % 3], 1, "prefect")
+                                          for index, message in enumerate(messages * 4)))])
+    every = store.logs("r1")
+    for task_run_id, task, level, search in ((None, None, 0, ""), ("t1", None, 0, ""), (None, "load", 30, ""),
+                                             (None, None, 0, "k"), (None, None, 0, "case r"), (None, None, 20, "ROW"),
+                                             (None, None, 0, "i̇"), ("t2", None, 0, "é"), (None, None, 0, "\t")):
+        wanted = [line for line in every if line.line.level >= level
+                  and (task_run_id is None or line.line.task_run_id == task_run_id)
+                  and (task is None or (line.task or "").startswith(task + "-"))
+                  and search.lower() in line.line.message.lower()]
+        for count in (3, 1000):
+            found = store.last_lines("r1", count, task_run_id=task_run_id, task=task, level=level, search=search)
+            assert [(row[0], row[3], row[7]) for row in found] == \
+                [(line.id, line.line.message, line.task) for line in wanted[-count:]], (task_run_id, task, level, search)
+        assert wanted
+
+
 def record_shapes(store: Store, run_id: str = "r2") -> None:
     """A failed run of every shape a tree shows: a map whose children ran, retried, failed, crashed and
     never ran, created out of index order; a task called three times; single calls; a flow-level retry
@@ -151,6 +174,8 @@ async def test_a_big_past_run_opens_with_its_map_counted_and_its_children_and_li
     app = app_for(project, connect_cluster=False)
     async with app.run_test(size=(140, 40)) as pilot:
         tree, logs = app.query_one(TaskTree), app.query_one(LogView)
+        await wait_for(pilot, lambda: app.loaded.is_set(), message="the flows")  # as a user opens it: after
+        await pilot.pause()
         app.open_stored_run("bigrun000001")
         await wait_for(pilot, lambda: tree.flow_run is not None and tree.flow_run.run_id == "bigrun000001"
                        and logs.run_id == "bigrun000001", message="the stored run")
@@ -172,8 +197,11 @@ async def test_a_big_past_run_opens_with_its_map_counted_and_its_children_and_li
         assert str(group_row.children[-1].label) == "… 5800 more (enter)"
 
         tree.move_cursor(group_row.children[7])  # an early child: its line is older than those shown
-        await wait_for(pilot, lambda: logs.task_run_id == "0000000000000007", message="the child's lines")
-        assert [line.split(" ", 2)[2] for line in logs.shown_lines()] == ["inc-7: inc(7)"]
+        await wait_for(pilot, lambda: [line.split(" ", 2)[2] for line in logs.shown_lines()] == ["inc-7: inc(7)"],
+                       message="the child's line")
         tree.move_cursor(group_row)  # every child's lines: the last that the pane shows
-        await wait_for(pilot, lambda: logs.task_name == "inc", message="the group's lines")
-        assert len(logs.shown_lines()) == SHOWN_LINES and logs.shown_lines()[0].endswith("inc-1000: inc(1000)")
+        await wait_for(pilot, lambda: len(logs.shown_lines()) == SHOWN_LINES, message="the group's lines")
+        assert logs.shown_lines()[0].endswith("inc-1000: inc(1000)") and logs.task_name == "inc"
+        logs.set_search("INC(77")  # found in every line of the run, as the user types it
+        await wait_for(pilot, lambda: len(logs.shown_lines()) == 11, message="the search")  # 77, 770 to 779
+        assert logs.shown_lines()[0].endswith("inc-77: inc(77)") and logs.shown_lines()[-1].endswith("inc-779: inc(779)")

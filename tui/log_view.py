@@ -17,6 +17,7 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable, List, Optional
 
+from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
@@ -257,21 +258,41 @@ class LogView(Vertical):
 
     def _refill(self) -> None:
         self._wrapped_at = self._width()
+        if self.reader is not None and not self._all_kept_match():
+            # A big past run: the lines that match are read from the store, off the UI's thread (a search
+            # through 100,000 lines takes a tenth of a second); what the pane showed goes at once.
+            self.output.clear()
+            self._show_header()
+            self._read_matching(self._wanted())
+            return
         shown = []  # the last SHOWN_LINES that match, formatted: a big run's 100,000 lines are not all
-        if self.reader is not None and not self._all_kept_match():  # a big past run: read those that match
-            shown = [self._shown(row) for row in self.reader(self.task_run_id, self.task_name, self.level,
-                                                              self.search, SHOWN_LINES)]
-        else:
-            for row in reversed(self.rows):
-                if self._matches(row):
-                    shown.append(self._shown(row))
-                    if len(shown) == SHOWN_LINES:
-                        break
-            shown.reverse()
+        for row in reversed(self.rows):
+            if self._matches(row):
+                shown.append(self._shown(row))
+                if len(shown) == SHOWN_LINES:
+                    break
+        shown.reverse()
         self.output.clear()
         if shown:
             self.output.write_lines(shown, scroll_end=self.follow)
         self._show_header()
+
+    def _wanted(self) -> tuple:
+        return self.reader, self.run_id, self.task_run_id, self.task_name, self.level, self.search
+
+    @work(thread=True, exclusive=True, group="log-lines", exit_on_error=False)
+    def _read_matching(self, wanted: tuple) -> None:
+        reader, _, task_run_id, task, level, search = wanted
+        rows = reader(task_run_id, task, level, search, SHOWN_LINES)
+        self.app.call_from_thread(self._show_matching, wanted, rows)
+
+    def _show_matching(self, wanted: tuple, rows: list[Row]) -> None:
+        if wanted != self._wanted():
+            return  # the filter changed meanwhile: its own read follows
+        shown = [self._shown(row) for row in rows]
+        self.output.clear()
+        if shown:
+            self.output.write_lines(shown, scroll_end=self.follow)
 
     def _all_kept_match(self) -> bool:
         """No filter leaves out any of the shown run's lines kept (the last that the pane shows)."""

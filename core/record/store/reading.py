@@ -193,8 +193,11 @@ class StoreReading:
         if task is not None:
             query += " AND t.task = ?"
             args.append(task)
-        query += " ORDER BY l.id DESC" + ("" if search else f" LIMIT {int(count)}")
         needle = search.lower()
+        if needle and needle.isascii():  # SQLite's lower() folds ASCII only: a line with more is left to str.lower
+            query += " AND (instr(lower(l.message), ?) > 0 OR l.message GLOB '*[^ -~]*')"
+            args.append(needle)
+        query += " ORDER BY l.id DESC" + ("" if search else f" LIMIT {int(count)}")
         with self._connection() as c:
             run = c.execute("SELECT id, started FROM runs WHERE run_id = ?", (run_id,)).fetchone()
             if run is None:
