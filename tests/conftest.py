@@ -234,11 +234,12 @@ def load_flows(tmp_path: Path, source: str, name: str = "user_flows.py"):
 
 # A real `dask scheduler` and `dask worker`, started as a user would -------------------------------
 
-def start_process(args: list[str], cwd: Path, log: Path) -> subprocess.Popen:
-    """`args` in a process group of its own (a `dask worker`'s nanny and worker stop together)."""
+def start_process(args: list[str], cwd: Path, log: Path, env: dict[str, str] | None = None) -> subprocess.Popen:
+    """`args` in a process group of its own (a `dask worker`'s nanny and worker stop together);
+    `env`: variables set for it on top of ours."""
     handle = log.open("w")
     return subprocess.Popen(args, cwd=cwd, stdout=handle, stderr=subprocess.STDOUT, start_new_session=True,
-                            env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"})
+                            env={**{k: v for k, v in os.environ.items() if k != "PYTHONPATH"}, **(env or {})})
 
 
 def stop_processes(*processes: subprocess.Popen, grace: float = 3.0) -> None:

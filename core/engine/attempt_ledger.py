@@ -8,8 +8,9 @@ every attempt it runs into a small file of its own, one fixed slot per thread, c
 the attempt ends: when Dask says the worker is gone, the engine reads the starts still there
 and records them as Crashed attempts. One `pwrite` per attempt start and end.
 
-The file is found by the worker's address, so this covers workers on the engine's machine
-(a LocalCluster, the common case); elsewhere the record is as it was without it.
+The engine finds the file by the worker's address when the worker is on its machine (a
+LocalCluster, the common case). A worker elsewhere has a nanny on its own machine, which
+reads the file when the worker process ends and sends the starts on (`nanny_ledger`).
 """
 
 from __future__ import annotations
@@ -93,11 +94,16 @@ def ended() -> None:
 
 def open_starts(address: str, topic: str) -> list[dict[str, Any]]:
     """The starts of `topic` still in the file of the worker that was at `address`."""
+    return every_open_start(address).get(topic, [])
+
+
+def every_open_start(address: str) -> dict[str, list[dict[str, Any]]]:
+    """Per topic, the starts still in the file of the worker that was at `address`."""
     try:
         data = ledger_path(address).read_bytes()
     except OSError:
-        return []
-    starts = []
+        return {}
+    starts: dict[str, list[dict[str, Any]]] = {}
     for offset in range(0, len(data), SLOT):
         chunk = data[offset:offset + SLOT].rstrip(b"\0")
         if not chunk or chunk[:1] == b"\0":
@@ -106,6 +112,14 @@ def open_starts(address: str, topic: str) -> list[dict[str, Any]]:
             entry = json.loads(chunk)
         except ValueError:
             continue
-        if entry.get("topic") == topic:
-            starts.append(entry["start"])
+        if isinstance(entry, dict) and isinstance(entry.get("topic"), str) and isinstance(entry.get("start"), dict):
+            starts.setdefault(entry["topic"], []).append(entry["start"])
     return starts
+
+
+def remove(address: str) -> None:
+    """The file of the worker that was at `address`, once its starts were sent on (by its nanny)."""
+    try:
+        ledger_path(address).unlink()
+    except OSError:
+        pass

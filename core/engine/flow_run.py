@@ -178,6 +178,9 @@ class FlowRunEngine(TaskRuns, Results, TaskCalls, TaskReports, DaskWatch):
         from flows_tui.engine.user_sources import share_sources  # imports Dask: not before a run
 
         share_sources(self.client, user_sources())  # workers without the user's files show their lines
+        from flows_tui.engine.nanny_ledger import send_on_dead_workers_attempts
+
+        send_on_dead_workers_attempts(self.client)  # a worker dead at a task's first instruction: still an attempt
         reports = _ReportHandler(self)
         _subscribe(self.client, self.topic, reports)
         _worker_deaths.listen(self.client, self)

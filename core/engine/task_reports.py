@@ -8,7 +8,7 @@ import time
 from typing import Any
 
 from flows_tui.record import events as ev
-from flows_tui.states import CRASHED, RETRYING, RUNNING
+from flows_tui.states import CRASHED, PENDING, RETRYING, RUNNING
 from flows_tui.states import utc as _utc
 
 from .wire import AttemptEndMsg, AttemptRetryMsg, AttemptStartMsg, LogBatchMsg, Report, from_wire
@@ -39,6 +39,23 @@ class TaskReports:
     def _apply_worker_message(self, m: dict) -> None:
         self._apply_report(from_wire(m))
 
+    def _died_at_start(self, task_run_id: str, track: Any, report: AttemptStartMsg, when: Any) -> None:
+        """An attempt whose worker died before its start left it, sent on by the worker's nanny
+        (nanny_ledger): on record as an attempt that started and ended Crashed with its worker.
+
+        It may arrive after Dask said the worker is gone, or after the task's next execution
+        started elsewhere: so it never touches the attempt open now.
+        """
+        task_run = self.flow_run.task_runs[task_run_id]
+        number = len(task_run.attempts) + 1
+        track.executions[(report.execution, report.attempt)] = number
+        self._emit(ev.AttemptStarted(self.run_id, task_run_id, number, when, report.worker),
+                   ev.AttemptEnded(self.run_id, task_run_id, number, CRASHED, _utc(time.time()),
+                                   error=f"worker {report.died} died while running this attempt"))
+        if track.open_attempt is None and task_run_id in self._open_ids:
+            self._emit(ev.TaskStateChanged(self.run_id, task_run_id, PENDING, _utc(time.time()),
+                                           message="its worker died; Dask runs it again"))
+
     def _apply_report(self, report: Report) -> None:
         task_run_id = report.task_run_id
         track = self._tracking.get(task_run_id)
@@ -61,6 +78,9 @@ class TaskReports:
         if isinstance(report, AttemptStartMsg):
             if execution in track.executions:
                 return  # read from a dead worker's ledger already, or sent twice
+            if report.died is not None:
+                self._died_at_start(task_run_id, track, report, when)
+                return
             if track.open_attempt is not None:
                 # A new execution while an attempt was open: Dask re-ran the task because the
                 # worker running it died. The record says so.

@@ -41,10 +41,16 @@ class AttemptStartMsg:
     attempt: int
     time: float
     worker: str | None = None
+    # Set when the start comes from the ledger of a worker that died before sending it: that
+    # worker's address (the attempt ended with it). See attempt_ledger and nanny_ledger.
+    died: str | None = None
 
     def to_wire(self) -> dict[str, Any]:
-        return {"k": self.op, "tr": self.task_run_id, "x": self.execution, "a": self.attempt, "t": self.time,
+        wire = {"k": self.op, "tr": self.task_run_id, "x": self.execution, "a": self.attempt, "t": self.time,
                 "w": self.worker}
+        if self.died is not None:
+            wire["died"] = self.died
+        return wire
 
 
 @dataclass(frozen=True)
@@ -122,7 +128,7 @@ def from_wire(m: dict[str, Any]) -> Report:
     if kind == "log":
         return LogBatchMsg(m["tr"], m["x"], m["a"], m["lines"])
     if kind == "start":
-        return AttemptStartMsg(m["tr"], m["x"], m["a"], m["t"], m.get("w"))
+        return AttemptStartMsg(m["tr"], m["x"], m["a"], m["t"], m.get("w"), m.get("died"))
     if kind == "retry":
         return AttemptRetryMsg(m["tr"], m["x"], m["a"], m["t"], m["s"], m.get("err"), m.get("tb"),
                                float(m.get("d") or 0))

@@ -12,6 +12,7 @@ a user who watches the run and kills the worker.
 from __future__ import annotations
 
 import os
+import re
 import signal
 import time
 from collections import Counter
@@ -24,7 +25,7 @@ from flows_tui.record import events as ev
 from flows_tui.engine.flow_run import run_flow
 from flows_tui.record.store import Store
 
-from conftest import load_flows, local_client
+from conftest import free_port, load_flows, local_client, start_process, stop_processes, wait_for_worker
 
 from .conftest import sized
 
@@ -167,23 +168,26 @@ def test_a_task_that_kills_every_worker_it_runs_on_ends_crashed_not_failed(tmp_p
                 "the task run Crashed (KilledWorker), the run Failed")
 
 
+SUDDEN = """
+    import os
+    from flows_tui import flow, task
+
+    @task
+    def sudden():
+        os._exit(1)
+
+    @flow
+    def dies_at_once():
+        sudden()
+"""
+
+
 def test_a_task_that_ends_its_worker_at_its_first_instruction_has_every_execution_as_an_attempt(
         tmp_path: Path, own_worker_processes, figures):
     # Its start report never leaves the worker (the process is gone before the next batch of
     # reports): each execution is still an attempt, Crashed, read from what the worker wrote
     # down as it started the attempt.
-    loaded = load_flows(tmp_path, """
-        import os
-        from flows_tui import flow, task
-
-        @task
-        def sudden():
-            os._exit(1)
-
-        @flow
-        def dies_at_once():
-            sudden()
-    """, "sudden.py")
+    loaded = load_flows(tmp_path, SUDDEN, "sudden.py")
     engine = run_flow(loaded.flows["dies-at-once"], {}, client=own_worker_processes, bus=ev.EventBus())
     [task_run] = engine.flow_run.task_runs.values()
     assert task_run.state == "Crashed" and "KilledWorker" in task_run.message
@@ -192,3 +196,45 @@ def test_a_task_that_ends_its_worker_at_its_first_instruction_has_every_executio
     assert all("worker" in (a.error or "") and "died" in (a.error or "") for a in task_run.attempts)
     figures.add("a task that ends its worker at its first instruction",
                 f"{executions} executions, {len(task_run.attempts)} attempts recorded, each Crashed")
+
+
+def test_a_worker_elsewhere_that_ends_at_a_tasks_first_instruction_has_every_execution_as_an_attempt(
+        tmp_path: Path, figures):
+    # A real `dask scheduler` and `dask worker` (under its nanny) with a temporary folder of their
+    # own: the engine cannot read the files the worker writes its attempts' starts in, as for a
+    # worker on another machine. The nanny, there, reads them when the worker process ends and
+    # sends them on. The scheduler allows one failure: two executions, each on a fresh process.
+    import sys
+
+    from distributed import Client
+
+    from flows_tui.engine import attempt_ledger
+
+    loaded = load_flows(tmp_path, SUDDEN, "sudden.py")
+    elsewhere = tmp_path / "elsewhere"
+    (elsewhere / "tmp").mkdir(parents=True)
+    address = f"tcp://127.0.0.1:{free_port()}"
+    scheduler = start_process([sys.executable, "-m", "distributed.cli.dask_scheduler", "--host", "127.0.0.1",
+                               "--port", address.rsplit(":", 1)[1], "--no-dashboard"], elsewhere,
+                              tmp_path / "scheduler.log", env={"DASK_DISTRIBUTED__SCHEDULER__ALLOWED_FAILURES": "1"})
+    worker = start_process([sys.executable, "-m", "distributed.cli.dask_worker", address, "--nthreads", "1",
+                            "--no-dashboard", "--host", "127.0.0.1"], elsewhere, tmp_path / "worker.log",
+                           env={"TMPDIR": str(elsewhere / "tmp")})
+    try:
+        wait_for_worker(address)
+        with Client(address, set_as_default=False) as client:
+            engine = run_flow(loaded.flows["dies-at-once"], {}, client=client, bus=ev.EventBus())
+    finally:
+        stop_processes(worker, scheduler)
+    [task_run] = engine.flow_run.task_runs.values()
+    assert task_run.state == "Crashed" and "KilledWorker" in task_run.message
+    assert [a.state for a in task_run.attempts] == ["Crashed"] * 2, task_run.attempts
+    assert all("worker" in (a.error or "") and "died" in (a.error or "") for a in task_run.attempts)
+    # Written where the worker's machine keeps them (and removed by the nanny once sent on),
+    # never where the engine looks for them.
+    assert (elsewhere / "tmp" / attempt_ledger.ledger_path("tcp://127.0.0.1:1").parent.name).is_dir()
+    worker_log = (tmp_path / "worker.log").read_text()
+    for port in re.findall(r"Start worker at:\s+tcp://127.0.0.1:(\d+)", worker_log):
+        assert not attempt_ledger.open_starts(f"tcp://127.0.0.1:{port}", engine.topic), port
+    figures.add("a task that ends its worker at its first instruction, on a worker whose files the engine cannot read",
+                f"2 executions, {len(task_run.attempts)} attempts recorded, each Crashed (sent on by the nanny)")
