@@ -11,6 +11,7 @@ project holding the bundled sample flows, reads what it draws, and times:
 
     python bench/startup.py              # 3 rounds, medians printed
     python bench/startup.py --rounds 5
+    python bench/startup.py --start-only # first paint, flows listed and quit only (no cluster, no raw Dask)
 
 Targets (issue 20): first paint ≤ 0.3 s, flows listed ≤ 0.5 s, q exits ≤ 1 s.
 
@@ -59,7 +60,7 @@ class Screen:
         return time.monotonic()
 
 
-def one_round(project: Path, run_flow: str) -> dict[str, float]:
+def one_round(project: Path, run_flow: str, start_only: bool = False) -> dict[str, float]:
     env = {**os.environ, "TERM": "xterm-256color", "COLUMNS": "120", "LINES": "40"}
     env.pop("NO_COLOR", None)
     started = time.monotonic()
@@ -70,6 +71,14 @@ def one_round(project: Path, run_flow: str) -> dict[str, float]:
     try:
         painted = screen.wait(lambda text: "flows" in text and "tasks" in text, deadline, "first paint")
         listed = screen.wait(lambda text: all(name in text for name in SAMPLES), deadline, "flows listed")
+        if start_only:
+            time.sleep(0.5)
+            screen.read()
+            child.send("q")
+            quit_pressed = time.monotonic()
+            child.expect(pexpect.EOF, timeout=30)
+            return {"first paint": painted - started, "flows listed": listed - started,
+                    "q to exit": time.monotonic() - quit_pressed}
         # `r` on the flow under the cursor (the first one) as soon as the flows are listed.
         child.send("r")
         pressed = time.monotonic()
@@ -109,13 +118,15 @@ if __name__ == "__main__":
 """
 
 
-def baselines(folder: Path) -> dict[str, float]:
+def baselines(folder: Path, start_only: bool = False) -> dict[str, float]:
     env = {**os.environ, "TERM": "xterm-256color"}
     started = time.monotonic()
     child = pexpect.spawn(sys.executable, ["-c", EMPTY_APP], env=env, dimensions=(40, 120), encoding="utf-8",
                           codec_errors="replace")
     paint = Screen(child).wait(lambda text: "flows tasks" in text, started + 60, "an empty app's paint") - started
     child.terminate(force=True)
+    if start_only:
+        return {"empty Textual app, first paint": paint}
     script = folder / "raw_dask.py"
     script.write_text(RAW_DASK)
     started = time.monotonic()
@@ -132,12 +143,15 @@ def baselines(folder: Path) -> dict[str, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--start-only", action="store_true",
+                        help="Time first paint, flows listed and quit only (no run, no raw Dask).")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as folder:
         project = Path(folder)
         shutil.copytree(ROOT / "sample_flows", project / "sample_flows", ignore=shutil.ignore_patterns("__pycache__"))
         shutil.copy(ROOT / "flows.toml", project / "flows.toml")
-        rounds = [{**one_round(project, SAMPLES[0]), **baselines(project)} for _ in range(args.rounds)]
+        rounds = [{**one_round(project, SAMPLES[0], args.start_only), **baselines(project, args.start_only)}
+                  for _ in range(args.rounds)]
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     print(f"flows-tui on the bundled samples, {args.rounds} rounds, 120x40 pty (seconds, median and range); "
           f"load average {load:.1f} on {os.cpu_count()} CPUs")

@@ -48,6 +48,16 @@ def test_every_package_of_the_source_tree_is_in_what_a_wheel_installs():
     assert found - listed == set(), "packages missing from [tool.setuptools] packages in pyproject.toml"
 
 
+def test_the_uis_first_frame_imports_no_engine():
+    """The UI's app module, which the UI's first frame needs, imports neither Dask nor the engine, the store,
+    the flows directory's import server or file watching: those come after the first frame."""
+    later = ["dask", "distributed", "numpy", "pydantic", "watchfiles", "sqlite3", "flows_tui.engine.flow_run",
+             "flows_tui.launch.launcher", "flows_tui.record.store", "flows_tui.project.flows_directory"]
+    result = _python(f"import flows_tui.cli, flows_tui.tui.app, sys; print(sorted(set({later!r}) & set(sys.modules)))")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"
+
+
 def test_the_cli_starts_without_importing_dask():
     """`flows-tui --help`, list, check, runs and logs answer without paying for Dask's import."""
     result = _python("import flows_tui, flows_tui.cli, sys; "

@@ -34,6 +34,32 @@ def test_logs_json_prints_each_line_as_json_dumps_of_its_document(tmp_path):
     assert list(store.logs_json("no-such-run")) == []
 
 
+def test_logs_prints_a_run_of_many_lines_as_it_printed_each_on_its_own(tmp_path, monkeypatch):
+    import io
+
+    from click.testing import CliRunner
+    from rich.console import Console
+
+    from flows_tui.cli import main
+    from flows_tui.record.progress import log_text
+
+    (tmp_path / "flows").mkdir()
+    (tmp_path / "flows.toml").write_text('[project]\nflows_dir = "flows"\n')
+    store = Store.open(tmp_path / ".flows-tui")
+    store.record([ev.FlowRunStarted("r1", "etl", {}, START), ev.TaskRunCreated("r1", "t1", "load", "load-0", START, 0)])
+    store.record([ev.LogLines("r1", tuple(ev.LogLine(START + _dt.timedelta(seconds=index), (10, 20, 30, 40)[index % 4],
+                                                     message, (None, "t1")[index % 2], 1, "prefect")
+                                          for index, message in enumerate(HOSTILE * 250)))])  # over a thousand
+    expected = io.StringIO()
+    console = Console(file=expected, highlight=False, soft_wrap=True, width=80)
+    for stored in store.logs("r1"):
+        console.print(log_text(stored.task or "flow", stored.line), highlight=False, soft_wrap=True)
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(main, ["logs", "r1"])
+    assert result.exit_code == 0, result.output
+    assert result.output == expected.getvalue() and len(result.output.splitlines()) >= len(HOSTILE) * 250
+
+
 def test_the_lines_a_logs_pane_filter_shows_are_read_as_it_would_filter_them(tmp_path):
     store = Store.open(tmp_path)
     store.record([ev.FlowRunStarted("r1", "etl", {}, START), ev.TaskRunCreated("r1", "t1", "load", "load-0", START, 0),

@@ -348,6 +348,44 @@ async def test_r_while_the_cluster_starts_runs_once_it_is_ready(tmp_path):
         await wait_for(pilot, lambda: flows.last_states.get("numbers") == "Completed", message="the queued run")
 
 
+async def test_the_ui_is_up_before_its_store_and_engine_and_r_pressed_meanwhile_runs_and_is_recorded(tmp_path):
+    import threading
+
+    from flows_tui.launch.runner import recording
+    from flows_tui.project.config import load_config
+    from flows_tui.record import events as ev
+    from flows_tui.record.store import Store
+    from flows_tui.tui.app import FlowsApp
+    from flows_tui.tui.flow_list import FlowList
+    from test_tui import select
+
+    config = load_config(None, cwd=make_project(tmp_path))
+    bus = ev.EventBus()
+    release = threading.Event()
+
+    def open_store():  # as the UI's command opens it, once the test lets it
+        assert release.wait(60), "the store was never let open"
+        return recording(bus, config, unrecorded_ok=True, deferred=True)
+
+    app = FlowsApp(config, bus=bus, open_store=open_store)
+    try:
+        async with app.run_test(size=(100, 30), notifications=True) as pilot:
+            await wait_for(pilot, lambda: len(flow_keys(app)) == 3 and app.loaded.is_set(), message="the flows")
+            assert app.store is None and not app.warmed_up.is_set()  # drawn, listed: the engine not there yet
+            select(app, "numbers")
+            await pilot.press("r")
+            await wait_for(pilot, lambda: "numbers runs as soon as the cluster is ready" in toasts(app),
+                           message="the run queued")
+            release.set()
+            flows = app.query_one(FlowList)
+            await wait_for(pilot, lambda: flows.last_states.get("numbers") == "Completed", message="the queued run")
+    finally:
+        release.set()
+        app.close_store()
+    [run] = Store.open(config.project.state_dir).runs()  # recorded: the store was open before the run started
+    assert (run.flow, run.state) == ("numbers", "Completed")
+
+
 async def wait_until_idle(pilot) -> None:
     """The app's start-up workers (flows, history, cache, the journal's tail) have had their turn."""
     for _ in range(10):

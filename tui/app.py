@@ -23,9 +23,9 @@ import signal
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Callable, ContextManager
 
-from textual import on, work
+from textual import on
 from textual.app import App, ComposeResult
 from textual.binding import Binding
 from textual.command import DiscoveryHit, Hit, Hits, Provider
@@ -33,25 +33,17 @@ from textual.containers import Horizontal, Vertical
 from textual.markup import escape as escape_markup
 from textual.widgets import Footer, Input
 
+# Only what the first frame needs is imported here: the engine, the launcher, the store, the flows
+# directory (its import server), file watching and the schedules are imported after the first frame,
+# on a thread (`warm_up`), or on first use; `import flows_tui.tui.app` imports no Dask.
 from flows_tui import breakpoints
-from flows_tui.engine.cluster import Cluster, choose_cluster
 from flows_tui.errors import FlowsTuiError
-from flows_tui.launch.launcher import RunLauncher
-from flows_tui.launch.runner import recording
 from flows_tui.terminal import exit_now, silence_stderr, silence_terminal
-from flows_tui.launch.watch_run import WatchRun
 from flows_tui.project.config import Config
-from flows_tui.project.flow_files import flow_files
-from flows_tui.project.flow_search import flow_names_in_source
-from flows_tui.project.flows_directory import FlowsDirectory
 from flows_tui.project.schedules import Schedule
-from flows_tui.project.watch import FlowsWatcher
 from flows_tui.record import events as ev
 from flows_tui.record.failure_lines import run_end_message
-from flows_tui.record.retention import Retention
-from flows_tui.record.tail import JournalTail
 from flows_tui.safe_text import plain, visible
-from flows_tui.schedule.firing import ScheduledRuns
 from flows_tui.states import SUCCESS_STATES, now
 
 from .driver import driver_class
@@ -67,9 +59,19 @@ from .app_runs import RunsInProgress
 from .app_panes import PaneContents
 from .app_schedules import ConfigAndSchedules
 from .app_actions import Actions
-from .bridge import (FULL_COLLECTION_THRESHOLD, NARROW_WIDTH, CLOSE_SECONDS, KEY_NAMES, ConfigSaved, FlowsChanged, Bridge,
+from .app_start import StartUp
+from .bridge import (FULL_COLLECTION_THRESHOLD, NARROW_WIDTH, CLOSE_SECONDS, KEY_NAMES, Bridge,
                      _close_quietly)
 from .bridge import FULL_COLLECTION_EVERY, FULL_COLLECTION_IDLE, FULL_COLLECTION_LATEST
+
+if TYPE_CHECKING:
+    from flows_tui.launch.launcher import RunLauncher
+    from flows_tui.launch.watch_run import WatchRun
+    from flows_tui.project.flows_directory import FlowsDirectory
+    from flows_tui.project.watch import FlowsWatcher
+    from flows_tui.record.retention import Retention
+    from flows_tui.record.tail import JournalTail
+    from flows_tui.schedule.firing import ScheduledRuns
 
 
 class FlowsCommands(Provider):
@@ -82,7 +84,7 @@ class FlowsCommands(Provider):
         commands: list[tuple[str, Any, str]] = [
             (name, lambda a=action: app.run_action(a), help_text)
             for name, (action, help_text) in app.palette_actions().items()]
-        for flow in list(app.directory.flows.values()):
+        for flow in list(app._directory.flows.values() if app._directory is not None else ()):
             for verb, action in (("run", "run"), ("run with parameters", "run_with_params")):
                 # A flow's name is escaped for the palette's markup, and made visible.
                 commands.append((escape_markup(visible(f"{verb} {flow.name}", one_line=True)),
@@ -103,7 +105,7 @@ class FlowsCommands(Provider):
                 yield Hit(score, matcher.highlight(text), command, help=help_text)
 
 
-class FlowsApp(ClusterPane, HistoryPane, RunsInProgress, PaneContents, ConfigAndSchedules, Actions, App):
+class FlowsApp(StartUp, ClusterPane, HistoryPane, RunsInProgress, PaneContents, ConfigAndSchedules, Actions, App):
     CSS_PATH = "app.tcss"
     TITLE = "flows-tui"
     COMMANDS = App.COMMANDS | {FlowsCommands}
@@ -140,7 +142,9 @@ class FlowsApp(ClusterPane, HistoryPane, RunsInProgress, PaneContents, ConfigAnd
 
     def __init__(self, config: Any, *, path: str | None = None, address: str | None = None,
                  cluster: str | None = None, bus: ev.EventBus | None = None, store: Any = None, watch: bool = True,
-                 connect_cluster: bool = True) -> None:
+                 connect_cluster: bool = True, open_store: Callable[[], ContextManager[Any]] | None = None) -> None:
+        """`store`: the run store, open; or `open_store`: how to open it (`recording`), which the UI does
+        after its first frame, as it imports the engine (see `warm_up`), and closes in `close_store`."""
         super().__init__()
         self.signalled: int | None = None  # SIGTERM, SIGHUP or SIGINT ended the UI (run_app exits 128 + it)
         self.config = config
@@ -149,8 +153,19 @@ class FlowsApp(ClusterPane, HistoryPane, RunsInProgress, PaneContents, ConfigAnd
         # The cluster, the session whose results `R` and `w` reuse, and the runs in progress. A
         # saved flows.toml's [cluster] applies on restart, so the launcher keeps the config it began with.
         # A running serve's cluster stands in for the default embedded one (launch.shared_cluster).
-        self.launcher = RunLauncher(choose_cluster(address, config, profile=cluster), config, self.bus, keep_results=True,
-                                    behind_ui=True, shared=True)
+        # Made by `warm_up` after the first frame (or by the first thing that needs it, which waits for it).
+        from flows_tui.engine.cluster import choose_cluster  # a bad --cluster or --address: an error before the UI
+
+        self._launcher: RunLauncher | None = None
+        self._cluster_choice = choose_cluster(address, config, profile=cluster)
+        self._open_store = open_store
+        self._store_context: ContextManager[Any] | None = None
+        self._warming = threading.Lock()  # held while the store is opened and the launcher made
+        self._warm_up_thread: threading.Thread | None = None
+        self.warmed_up = threading.Event()  # the store is open, the launcher made: keys act at once
+        self._closed_without_launcher = False
+        self._store_started = False  # the history loaded, the journal followed
+        self.store_error: str | None = None  # why the store the app opens could not be opened
         self._cluster_starting = False  # start_cluster is on its way
         self.cluster_error: FlowsTuiError | None = None  # the embedded cluster or the scheduler could not be had
         self._waiting_runs: list[tuple[Any, dict[str, Any], str | None]] = []  # r pressed while the cluster starts
@@ -159,7 +174,8 @@ class FlowsApp(ClusterPane, HistoryPane, RunsInProgress, PaneContents, ConfigAnd
         self.store = store
         self.bridge = Bridge(self)
         self.bus.subscribe(self.bridge, name="tui")
-        self.directory = FlowsDirectory(self.flows_dir)
+        self._directory: FlowsDirectory | None = None  # made on the flows' thread, after the first frame
+        self._directory_lock = threading.Lock()
         self.watch_files = watch
         self.connect_cluster = connect_cluster
         self.clock = now  # what "now" is for durations and countdowns (tests pin it)
@@ -181,20 +197,6 @@ class FlowsApp(ClusterPane, HistoryPane, RunsInProgress, PaneContents, ConfigAnd
         self.config_error: FlowsTuiError | None = None
         self._config_watch: FlowsWatcher | None = None
         self._retention: Retention | None = None  # [project] keep / keep_runs, once a day
-
-    @property
-    def cluster(self) -> Cluster | None:
-        return self.launcher.cluster
-
-    @property
-    def session(self) -> Any:
-        """Results of this session's runs, held on the cluster: `R`, `w` and `d` reuse them."""
-        return self.launcher.session
-
-    @property
-    def engines(self) -> dict[str, Any]:
-        """Run id → engine of the runs in progress."""
-        return self.launcher.engines
 
     def compose(self) -> ComposeResult:
         with Horizontal(id="body"):
@@ -265,18 +267,15 @@ class FlowsApp(ClusterPane, HistoryPane, RunsInProgress, PaneContents, ConfigAnd
             self.screen.add_class("few-colors")
         self._fit(self.size.width)
         self.query_one(FlowList).focus()
-        self.load_flows()
-        if self.connect_cluster:
-            self._open_cluster()
-        self.load_history()
-        self._follow_project()
-        self._watch_store()
-        self.measure_cache()
-        self.set_interval(1.0, self.every_second)
         self._say_config_warnings(self.config)
         # breakpoint() in a flow body run from here would wait for a terminal the UI holds: it says so instead.
         breakpoints.ui_holds_terminal = True
         breakpoints.install_breakpoint_hook()
+        if self.store is not None:  # given open: its history and other processes' runs at once
+            self._start_with_store()
+        # The first frame first (the panes, "loading…"); then the flows, listed from their files' source,
+        # and on a thread of its own the engine's imports, the store and the launcher.
+        self.call_after_refresh(self._after_first_frame)
 
     def _say_config_warnings(self, config: Config) -> None:
         """Once at start and after each reload of flows.toml: a toast each, and the status bar."""
@@ -290,41 +289,6 @@ class FlowsApp(ClusterPane, HistoryPane, RunsInProgress, PaneContents, ConfigAnd
     def _fit(self, width: int) -> None:
         # In 80 columns every footer key fits only without the palette's hint (ctrl+p is listed by `?`).
         self.query_one(Footer).show_command_palette = width >= NARROW_WIDTH
-
-    @work(thread=True, exclusive=True, group="flows", exit_on_error=False)
-    def load_flows(self) -> None:
-        self._watch_config()
-        if not self.flows_dir.exists():
-            self.call_from_thread(self.notify, f"flows directory {self.flows_dir} does not exist", severity="error")
-            self.call_from_thread(self._show_flows)
-            return
-        # The names first, from the files' syntax trees (a file importing pandas or dask.dataframe takes
-        # seconds to import): listed at once, runnable once imported.
-        self._named_in_source = [(path.name, name) for path in flow_files(self.flows_dir)
-                                 for name in flow_names_in_source(path)]
-        if self._named_in_source:
-            self.call_from_thread(self._show_flows)
-        self.directory.subscribe(lambda event: self.post_message(FlowsChanged(event)))
-        self.directory.load()
-        self.loaded.set()
-        self.call_from_thread(self._show_flows)  # an empty folder says what to do
-        self.call_from_thread(self._run_waiting_for_import)
-        if self.watch_files:
-            self.directory.watch()
-
-    def _watch_config(self) -> None:
-        """flows.toml's saves arrive as ConfigSaved messages (whether or not flow files are watched)."""
-        path = self.config.path
-        if path is None:
-            return
-        watch = FlowsWatcher(path.parent, lambda paths: self.post_message(ConfigSaved()), recursive=False, only=path)
-        try:
-            watch.start()
-        except FlowsTuiError as error:
-            self.call_from_thread(self.notify, f"{error}: flows.toml is read again on restart only",
-                                  severity="warning")
-            return
-        self._config_watch = watch
 
     @on(FlowList.RowHighlighted, "#flows")
     def _flow_highlighted(self, event: FlowList.RowHighlighted) -> None:
@@ -440,7 +404,8 @@ class FlowsApp(ClusterPane, HistoryPane, RunsInProgress, PaneContents, ConfigAnd
             self.scheduled.stop()
         if self._retention is not None:
             self._retention.stop(timeout=0)
-        self.directory.stop()
+        if self._directory is not None:
+            self._directory.stop()
         if self._config_watch is not None:
             self._config_watch.stop(timeout=0)
         for engine in list(self.engines.values()):
@@ -448,7 +413,11 @@ class FlowsApp(ClusterPane, HistoryPane, RunsInProgress, PaneContents, ConfigAnd
         # A thread worker still busy with a cancelled task would hold the close until the task
         # returns: give it a moment, then leave it to the end of the process. A cluster still
         # starting (q pressed meanwhile) is closed when it is up, or ends with the process.
-        closing = threading.Thread(target=_close_quietly, args=(self.launcher,), name="flows-tui-close", daemon=True)
+        if self._launcher is None:  # q before the start-up thread made it: nothing was started
+            self._closed_without_launcher = True
+            return
+        closing = threading.Thread(target=_close_quietly, args=(self._launcher,), name="flows-tui-close",
+                                   daemon=True)
         closing.start()
         closing.join(CLOSE_SECONDS)
 
@@ -460,9 +429,17 @@ def run_app(config: Any, *, path: str | None = None, address: str | None = None,
     bus = ev.EventBus()
     # Every run the UI starts is stored, as with `flows-tui run`; if the store cannot be written, unrecorded.
     # The UI opened only to look creates nothing: the store is created by the first run it records.
-    with recording(bus, config, unrecorded_ok=True, deferred=True) as store:
-        app = FlowsApp(config, path=path, address=address, cluster=cluster, bus=bus, store=store)
+
+    def open_store() -> Any:
+        from flows_tui.launch.runner import recording
+
+        return recording(bus, config, unrecorded_ok=True, deferred=True)
+
+    app = FlowsApp(config, path=path, address=address, cluster=cluster, bus=bus, open_store=open_store)
+    try:
         app.run()
+    finally:
+        app.close_store()
     status = 128 + app.signalled if app.signalled is not None else 0
     # Everything is recorded and the terminal is given back: the process ends now. Left to the
     # interpreter, its exit joined Dask's threads and closed the cluster again (4-5 s after `q`

@@ -11,10 +11,7 @@ from typing import Any
 from textual import work
 from textual.widgets import Input
 
-from flows_tui.cache import cache_directory
 from flows_tui.errors import FlowsTuiError
-from flows_tui.launch.watch_run import WatchRun
-from flows_tui.project.catalog import flow_config_for
 from flows_tui.record.model import FlowRun
 from flows_tui.safe_text import plain, visible
 from flows_tui.states import SUCCESS_STATES
@@ -47,6 +44,8 @@ class Actions:
         return row.flow
 
     def _values(self, flow: Any) -> dict[str, Any]:
+        from flows_tui.project.catalog import flow_config_for
+
         flow_config = flow_config_for(self.config, flow)
         return dict(flow_config.parameters) if flow_config else {}
 
@@ -143,6 +142,8 @@ class Actions:
             self._no_cluster()
             return
         else:
+            from flows_tui.launch.watch_run import WatchRun
+
             watch = self.watches[flow.name] = WatchRun(self.directory, flow.name, self._watch_run_once,
                                                        on_missing=self._watched_flow_missing)
             watch.start()
@@ -207,6 +208,7 @@ class Actions:
     @work(thread=True, exclusive=True, group="debug", exit_on_error=False)
     def _reach_for_debug(self, run: FlowRun, task_run: Any) -> None:
         """Get the task run's inputs (held results, the cache, or computed again), then the debugger."""
+        from flows_tui.cache import cache_directory
         from flows_tui.launch.debug import Target, input_lines, reach, reach_held
 
         flow = self.directory.flows.get(run.flow)

@@ -4,16 +4,18 @@ A part of FlowsApp (tui/app.py), which mixes it in: `self` is the app."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from rich.text import Text
 from textual import work
 
-from flows_tui.engine.cluster import Cluster
 from flows_tui.errors import FlowsTuiError
-from flows_tui.launch.launcher import Interrupted
-from flows_tui.launch.shared_cluster import still_served
 from flows_tui.safe_text import plain, visible
 
 from .status_bar import StatusBar
+
+if TYPE_CHECKING:
+    from flows_tui.engine.cluster import Cluster
 
 
 class ClusterPane:
@@ -36,6 +38,8 @@ class ClusterPane:
 
     @work(thread=True, exclusive=True, group="cluster", exit_on_error=False)
     def start_cluster(self) -> None:
+        from flows_tui.launch.launcher import Interrupted
+
         try:
             cluster = self.launcher.live_cluster()  # one start at a time, with the runs' threads
         except Interrupted:  # the UI is closing
@@ -109,6 +113,9 @@ class ClusterPane:
         A run that was in progress when the scheduler went away ended Crashed; the next run
         reconnects to the same address (the scheduler restarted) or says it is unreachable.
         """
+        from flows_tui.launch.launcher import Interrupted
+        from flows_tui.launch.shared_cluster import still_served
+
         cluster = self.cluster
         if cluster is None and not self.connect_cluster:
             return None

@@ -6,10 +6,7 @@ from __future__ import annotations
 
 from textual import work
 
-from flows_tui.cache import cache_directory, cache_size
 from flows_tui.record.model import FlowRun
-from flows_tui.record.retention import Retention
-from flows_tui.record.tail import JournalTail
 
 from .flow_list import FlowList
 from .log_view import KEPT_LINES, SHOWN_LINES, LogView, Reader, Row
@@ -25,6 +22,8 @@ class HistoryPane:
     def _follow_project(self) -> None:
         """Runs of other processes of the project (serve, `flows-tui run`, a script, another UI) reach
         the bridge from the store's journal, folded like this UI's own."""
+        from flows_tui.record.tail import JournalTail
+
         if self.store is None:
             return
         self._tail = JournalTail(self.store, self.bridge, recover=self.store.read_only is None)
@@ -39,6 +38,8 @@ class HistoryPane:
         if self.store.read_only is not None:
             self.show_store_problem(f"{self.store.read_only}. Runs started here go on unrecorded, and schedules "
                                     "do not fire.", "runs not recorded")
+        from flows_tui.record.retention import Retention
+
         self._retention = Retention.for_project(self.store, self.config.project, self._history_pruned)
 
     def _history_pruned(self, message: str) -> None:
@@ -63,6 +64,8 @@ class HistoryPane:
 
     @work(thread=True, exclusive=True, group="cache", exit_on_error=False)
     def measure_cache(self) -> None:
+        from flows_tui.cache import cache_directory, cache_size
+
         size = cache_size(cache_directory(self.config.project.state_dir))
         self.call_from_thread(self.query_one(StatusBar).set_cache_size, size)
 

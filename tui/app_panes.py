@@ -45,16 +45,18 @@ class PaneContents:
 
     def _show_flows(self) -> None:
         rows: list[FlowRow] = []
-        if not self.loaded.is_set() and not self.directory.files:  # names read from the source, while it imports
+        directory = self._directory  # None until the flows' thread has made it (its import server starts)
+        files = directory.files if directory is not None else []
+        if not self.loaded.is_set() and not files:  # names read from the source, while it imports
             rows = [FlowRow(name, file, importing=True) for file, name in self._named_in_source]
-        for loaded in self.directory.files:
+        for loaded in files:
             name = loaded.path.name
             for flow in loaded.flows.values():
                 schedule = self._schedules.get(flow.name)
                 rows.append(FlowRow(flow.name, name, flow=flow, schedule=schedule.describe() if schedule else None))
             if loaded.error is not None:
                 rows.append(FlowRow(f"error:{loaded.path}", name, error=loaded.error))
-        for duplicate in self.directory.duplicates:  # as `check` reports them: `r` could not tell them apart
+        for duplicate in directory.duplicates if directory is not None else []:  # as `check` reports them: `r` could not tell them apart
             rows.append(FlowRow(f"error:{duplicate.path}:{duplicate.line}", duplicate.path.name,
                                 error=FlowFileError(duplicate.message(lambda path: path.name), path=str(duplicate.path),
                                                     line=duplicate.line)))

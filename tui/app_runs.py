@@ -9,8 +9,6 @@ from typing import Any
 from textual import work
 from textual.worker import Worker, WorkerState
 
-from flows_tui.launch.shared_cluster import still_served
-from flows_tui.record.store import RunSummary
 from flows_tui.states import RUNNING, SUCCESS_STATES
 
 from .flow_list import FlowList
@@ -35,6 +33,8 @@ class RunsInProgress:
         if self.cluster is None:
             self._no_cluster()
             return
+        from flows_tui.launch.shared_cluster import still_served
+
         if self.cluster.choice.serve_pid is not None and (self.cluster.lost or not still_served(self.cluster.choice)):
             self.query_one(TaskTree).show_waiting(flow.name)  # serve stopped: a cluster of our own starts first
         self._run_flow(flow, parameters, file)
@@ -106,6 +106,8 @@ class RunsInProgress:
             in_flight = {run.flow for run in self.bridge.model.runs.values() if run.flow in flows and run.ended is None}
         if not runs:
             return
+        from flows_tui.record.store import RunSummary
+
         self.query_one(RunHistory).upsert([RunSummary(run.run_id, run.flow, run.state, run.started, run.ended)
                                            for run in runs])
         flow_list = self.query_one(FlowList)

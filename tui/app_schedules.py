@@ -8,11 +8,9 @@ import datetime as _dt
 from typing import Any
 
 from flows_tui.errors import FlowsTuiError
-from flows_tui.project.catalog import flow_config_for
 from flows_tui.project.config import reload_config
 from flows_tui.project.schedules import Schedule
 from flows_tui.safe_text import plain
-from flows_tui.schedule.firing import ScheduledRuns
 
 from .flow_list import FlowList
 from .status_bar import StatusBar
@@ -51,6 +49,8 @@ class ConfigAndSchedules:
     def _update_schedules(self) -> None:
         """Schedules from flows.toml for the flows found, built once per change: the flows pane shows
         them, the scheduler fires them."""
+        from flows_tui.project.catalog import flow_config_for
+
         self._schedules = {}
         for flow in self.directory.flows.values():
             schedule = Schedule.from_config(flow.name, flow_config_for(self.config, flow))
@@ -62,6 +62,8 @@ class ConfigAndSchedules:
                 self.scheduled.set_schedules([])
             return
         if self.scheduled is None:  # fired as serve fires them, the runs followed here as `r`'s are
+            from flows_tui.schedule.firing import ScheduledRuns
+
             self.scheduled = ScheduledRuns(self.launcher, self.store, "the flows-tui UI", self._scheduled_flow,
                                            log=self._schedule_log, ready=lambda: self._live_cluster() is not None,
                                            started=self._scheduled_run_started)

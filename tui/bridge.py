@@ -4,18 +4,20 @@ app's parts share (its timings, names of runs)."""
 from __future__ import annotations
 
 import threading
-from typing import Any
+from typing import TYPE_CHECKING, Any
 import time
 
 from textual.message import Message
 
-from flows_tui.launch.launcher import RunLauncher
-from flows_tui.project.flows_directory import FlowsReloaded
 from flows_tui.record import events as ev
 from flows_tui.record.model import FlowRun, RunModel
 from flows_tui.states import FINAL_STATES
 
 from .log_view import Line
+
+if TYPE_CHECKING:  # the launcher and the flows directory are imported after the UI's first frame
+    from flows_tui.launch.launcher import RunLauncher
+    from flows_tui.project.flows_directory import FlowsReloaded
 
 
 # The bridge posts at most one batch per this many seconds: ~20 UI updates a second however

@@ -114,10 +114,18 @@ def logs(ctx: click.Context, run_id: str, task_name: str | None, level: str, fol
         return
     head = store.journal_head()  # read first: whatever is committed after the lines below comes from it
     final = store.is_final(run_id)
-    last = 0
-    for stored in store.logs(run_id, task=task_name, level=threshold):
-        last = stored.id
-        show(stored.task, stored.line)
+    stored_lines = store.logs(run_id, task=task_name, level=threshold)
+    last = stored_lines[-1].id if stored_lines else 0
+    if as_json:
+        for stored in stored_lines:
+            show(stored.task, stored.line)
+    else:  # a thousand lines a print: one print a line took most of the command's time in a big run
+        from rich.text import Text
+
+        for start in range(0, len(stored_lines), 1000):
+            console.print(Text("\n").join(log_text(stored.task or "flow", stored.line)
+                                          for stored in stored_lines[start:start + 1000]),
+                          highlight=False, soft_wrap=True)
     if not follow:
         return
     if not final:

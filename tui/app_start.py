@@ -1,0 +1,185 @@
+"""Start-up: the first frame first, then what it does without.
+
+The first frame needs only Textual and the panes. After it: the flows, listed from their files'
+syntax tree at once, then imported (their import server starts then); and on a thread of its own
+the engine's imports, the store opened (when the app opens it: `open_store`) and the launcher
+made. A key that needs the launcher before (r, p, w, a schedule) waits for it on the thread
+that needs it; the UI thread never imports the engine.
+
+A part of FlowsApp (tui/app.py), which mixes it in: `self` is the app."""
+
+from __future__ import annotations
+
+import threading
+from typing import TYPE_CHECKING, Any
+
+from textual import work
+from textual.message import Message
+
+from flows_tui.errors import FlowsTuiError
+
+from .bridge import ConfigSaved, FlowsChanged, _close_quietly
+
+if TYPE_CHECKING:
+    from flows_tui.engine.cluster import Cluster
+    from flows_tui.launch.launcher import RunLauncher
+    from flows_tui.project.flows_directory import FlowsDirectory
+
+WARM_UP_SECONDS = 60  # at most this long does the end of the UI wait for its start-up thread (a store locked…)
+
+
+class EngineReady(Message):
+    """The start-up thread has opened the store and made the launcher."""
+
+
+class StartUp:
+    """The first frame first, then what it does without (see the module's doc)."""
+
+    @property
+    def launcher(self) -> RunLauncher:
+        """The runs' launcher (the cluster, the session, the runs in progress). Made by `warm_up` after
+        the first frame; a key pressed before waits for it here (the store is opened first, so that
+        nothing a run publishes goes unrecorded)."""
+        if self._launcher is None:
+            self._warm_up()
+        assert self._launcher is not None
+        return self._launcher
+
+    def _warm_up(self) -> None:
+        """Open the store (when the app opens it) and make the launcher: the engine's imports, once."""
+        with self._warming:
+            if self._launcher is not None:
+                return
+            if self._open_store is not None and self.store is None:
+                try:
+                    context = self._open_store()
+                    self.store = context.__enter__()
+                    self._store_context = context
+                except Exception as error:  # said in the status bar; runs go on unrecorded, the UI goes on
+                    self.store_error = f"the run store could not be opened: {error}"
+                self._open_store = None
+            from flows_tui.launch.launcher import RunLauncher
+
+            # A saved flows.toml's [cluster] applies on restart, so the launcher keeps the config it began with.
+            # A running serve's cluster stands in for the default embedded one (launch.shared_cluster).
+            self._launcher = RunLauncher(self._cluster_choice, self.config, self.bus, keep_results=True,
+                                         behind_ui=True, shared=True)
+            self.warmed_up.set()
+
+    def close_store(self) -> None:
+        """The store the app opened (`open_store`), closed once the app has ended: what was published is
+        committed, this process's unfinished runs marked Crashed. Waits for a start-up still under way."""
+        thread = self._warm_up_thread
+        if thread is not None:
+            thread.join(WARM_UP_SECONDS)
+        if not self._warming.acquire(timeout=WARM_UP_SECONDS):
+            return
+        try:
+            if self._launcher is not None and self._closed_without_launcher:  # made as the app ended
+                _close_quietly(self._launcher)
+            context, self._store_context = self._store_context, None
+            if context is not None:
+                context.__exit__(None, None, None)
+        finally:
+            self._warming.release()
+
+    @property
+    def directory(self) -> FlowsDirectory:
+        """The flows directory: its files, flows and errors (its import server starts with it)."""
+        if self._directory is None:
+            from flows_tui.project.flows_directory import FlowsDirectory
+
+            with self._directory_lock:
+                if self._directory is None:
+                    self._directory = FlowsDirectory(self.flows_dir)
+        return self._directory
+
+    @property
+    def cluster(self) -> Cluster | None:
+        return self._launcher.cluster if self._launcher is not None else None
+
+    @property
+    def session(self) -> Any:
+        """Results of this session's runs, held on the cluster: `R`, `w` and `d` reuse them."""
+        return self._launcher.session if self._launcher is not None else None
+
+    @property
+    def engines(self) -> dict[str, Any]:
+        """Run id → engine of the runs in progress."""
+        return self._launcher.engines if self._launcher is not None else {}
+
+    def _after_first_frame(self) -> None:
+        if self._quitting():
+            return
+        self.load_flows()
+        self._warm_up_thread = threading.Thread(target=self._warm_up_then_start, name="flows-tui-warm-up", daemon=True)
+        self._warm_up_thread.start()
+
+    def _warm_up_then_start(self) -> None:
+        """On its own thread: the engine imported, the store opened, the launcher made; then what needs them
+        (a message, not call_from_thread: the app may end meanwhile, and close_store waits for this thread)."""
+        self._warm_up()
+        self.post_message(EngineReady())
+
+    def on_engine_ready(self, message: EngineReady) -> None:
+        """Once the launcher and the store are there: the cluster, the history, other processes' runs."""
+        if self._quitting():
+            return
+        if self.store_error is not None:
+            self.show_store_problem(self.store_error, "runs not recorded")
+        if self.connect_cluster and not self._cluster_starting:  # else a run asked for meanwhile is starting it
+            self._open_cluster()
+        if not self._store_started:  # the store the app opened itself
+            self._start_with_store()
+        self.set_interval(1.0, self.every_second)
+        if self.loaded.is_set():  # the flows loaded first: their schedules wait for the store
+            self._update_schedules()
+
+    def _start_with_store(self) -> None:
+        """The runs pane from the store, and the runs of other processes from its journal as they go."""
+        self._store_started = True
+        self.load_history()
+        self._follow_project()
+        self._watch_store()
+        self.measure_cache()
+
+    @work(thread=True, exclusive=True, group="flows", exit_on_error=False)
+    def load_flows(self) -> None:
+        from flows_tui.project.flow_files import flow_files
+        from flows_tui.project.flow_search import flow_names_in_source
+
+        if not self.flows_dir.exists():
+            self._watch_config()
+            self.call_from_thread(self.notify, f"flows directory {self.flows_dir} does not exist", severity="error")
+            self.call_from_thread(self._show_flows)
+            return
+        # The names first, from the files' syntax trees (a file importing pandas or dask.dataframe takes
+        # seconds to import): listed at once, runnable once imported.
+        self._named_in_source = [(path.name, name) for path in flow_files(self.flows_dir)
+                                 for name in flow_names_in_source(path)]
+        if self._named_in_source:
+            self.call_from_thread(self._show_flows)
+        self._watch_config()
+        self.directory.subscribe(lambda event: self.post_message(FlowsChanged(event)))
+        self.directory.load()
+        self.loaded.set()
+        self.call_from_thread(self._show_flows)  # an empty folder says what to do
+        self.call_from_thread(self._run_waiting_for_import)
+        if self.watch_files:
+            self.directory.watch()
+
+    def _watch_config(self) -> None:
+        """flows.toml's saves arrive as ConfigSaved messages (whether or not flow files are watched)."""
+        from flows_tui.project.watch import FlowsWatcher
+
+        path = self.config.path
+        if path is None:
+            return
+        watch = FlowsWatcher(path.parent, lambda paths: self.post_message(ConfigSaved()), recursive=False, only=path)
+        try:
+            watch.start()
+        except FlowsTuiError as error:
+            self.call_from_thread(self.notify, f"{error}: flows.toml is read again on restart only",
+                                  severity="warning")
+            return
+        self._config_watch = watch
