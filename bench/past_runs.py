@@ -8,7 +8,7 @@ log line), written directly through the store's write API (`Store.record`, in th
 batches) rather than by running the tasks. Then times, each a reader a user has:
 
 - `flows-tui runs` and `flows-tui logs BIG --json` (counting its lines), as processes,
-  beside `flows-tui --help` (the CLI's own start);
+  beside `flows-tui --help` (the CLI's own start), each the median of 3;
 - in-process: `Store.runs(limit=200)` (the UI's history), `Store.open_run(BIG)` (what the UI
   opens: its big groups counted), `Store.load_run(BIG)` (every task run built, as `rerun` and
   `logs --follow` read it) and `Store.logs(BIG)`;
@@ -29,6 +29,7 @@ import asyncio
 import datetime as _dt
 import logging
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -90,12 +91,15 @@ def timed(work) -> tuple[float, object]:
     return time.perf_counter() - begun, result
 
 
-def cli(project: Path, *args: str) -> tuple[float, int]:
-    """Seconds a `flows-tui` command takes, and how many lines it printed."""
+def cli(project: Path, *args: str, rounds: int = 3) -> tuple[float, int]:
+    """Seconds a `flows-tui` command takes (the median of `rounds`), and how many lines it printed."""
     command = [sys.executable, "-c", "import sys; from flows_tui.cli import main; sys.exit(main())", *args]
-    begun = time.perf_counter()
-    done = subprocess.run(command, cwd=project, capture_output=True, text=True, check=True)
-    return time.perf_counter() - begun, done.stdout.count("\n")
+    times = []
+    for _ in range(rounds):
+        begun = time.perf_counter()
+        done = subprocess.run(command, cwd=project, capture_output=True, text=True, check=True)
+        times.append(time.perf_counter() - begun)
+    return statistics.median(times), done.stdout.count("\n")
 
 
 async def ui(project: Path, open_big: bool) -> tuple[float, float | None, float | None]:

@@ -521,3 +521,21 @@ def test_list_watch_prints_a_line_per_reload_until_ctrl_c(tmp_path):
         if process.poll() is None:
             process.kill()
             process.wait()
+
+
+def test_list_watch_reads_each_save_in_its_child_and_imports_no_file_here(tmp_path):
+    # What `list --watch` holds: the saves' flows, errors and kept last good flows, as read in
+    # the child importing each file; no file is imported in this process.
+    marked = "import os, pathlib\npathlib.Path(__file__).with_name(f'ran-{os.getpid()}').touch()\n"
+    path = write(tmp_path / "flows" / "answer.py", marked + textwrap.dedent(flow_source()))
+    directory = FlowsDirectory(tmp_path / "flows", import_here=False)
+    assert directory.load().flows_added == ("answer",)
+    write(path, marked + textwrap.dedent(flow_source("renamed")))
+    event = directory.reload([path])
+    assert event.flows_added == ("renamed",) and event.flows_removed == ("answer",)
+    write(path, "from flows_tui import flow\n\n@flow\ndef oops(:\n    pass\n")
+    event = directory.reload([path])
+    assert [error.line for error in event.failed] == [4] and list(directory.flows) == ["renamed"]
+    ran = sorted(p.name for p in (tmp_path / "flows").glob("ran-*"))
+    assert len(ran) == 2 and f"ran-{os.getpid()}" not in ran, ran  # two imports, each in a child
+    assert module_name_for(path) not in sys.modules

@@ -32,18 +32,19 @@ def list_flows(ctx: click.Context, config_path: str | None, as_json: bool, watch
     import datetime as _dt
 
     from flows_tui.project.catalog import flow_entries, stdout_to_stderr
-    from flows_tui.project.import_probe import fork_server, summarize_directory
+    from flows_tui.project.flows_directory import FlowsDirectory
 
     config = _load_config(config_path or ctx.obj.get("config_path"), require_env=False)
     directory = config.project.flows_dir
     if not directory.exists():
         raise UsageError(f"flows directory {directory} does not exist (set [project] flows_dir in flows.toml)")
-    fork_server().start()  # its Python starts while ours finds the files
-    # Each file is read in the child process that imports it; none is imported here. No
-    # [flows.X] parameters are checked (that is `check`'s work), so none are sent.
+    # Each file is read in the child process that imports it, at every save too; none is
+    # imported here. No [flows.X] parameters are checked (that is `check`'s work).
+    flows_directory = FlowsDirectory(directory, import_here=False)
     with stdout_to_stderr():
-        files = summarize_directory(directory, {})
-    entries = flow_entries(config, files, _dt.datetime.now(_dt.timezone.utc), _schedule_states(config))
+        flows_directory.load()
+    entries = flow_entries(config, flows_directory.files, _dt.datetime.now(_dt.timezone.utc),
+                           _schedule_states(config))
     if as_json:
         for entry in entries:
             click.echo(json.dumps(entry.document()))
@@ -53,12 +54,6 @@ def list_flows(ctx: click.Context, config_path: str | None, as_json: bool, watch
         Console(highlight=False).print(visible(f"no flow files in {directory}: write flows/NAME.py with a @flow "
                                                "function, or run flows-tui init"), markup=False)
     if watch:
-        from flows_tui.project.flows_directory import FlowsDirectory
-
-        # Watching keeps the files loaded here, as the UI does, to tell what each save changed.
-        flows_directory = FlowsDirectory(directory)
-        with stdout_to_stderr():
-            flows_directory.load()
         _watch(flows_directory, as_json)
 
 

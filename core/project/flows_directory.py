@@ -21,7 +21,7 @@ from flows_tui.errors import FlowFileError
 from flows_tui.flows import Flow
 from flows_tui.user_code.imports import forget_modules, is_within
 from .flow_files import DuplicateFlow, FlowFile, duplicate_flows, is_flow_file, module_name_for
-from .import_probe import fork_server, load_directory, load_flow_files
+from .import_probe import fork_server, load_directory, load_flow_files, summarize_directory, summarize_files
 
 log = logging.getLogger("flows_tui.reload")
 
@@ -86,8 +86,11 @@ class FlowsDirectory:
     Safe to use from several threads: reloads run one at a time, reads see a consistent state.
     """
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, *, import_here: bool = True) -> None:
+        """`import_here=False`: the files are imported only in their child processes, and `files`
+        hold what those read of their flows (FlowSummary objects, as `list` shows them), not Flows."""
         self.root = Path(root).resolve()
+        self.import_here = import_here
         # Where the user's own helper modules live: imports from here are watched and reloaded.
         self.directory = self.root if self.root.suffix != ".py" else self.root.parent
         self._reloading = threading.RLock()  # one load or reload at a time; events leave in order
@@ -141,7 +144,8 @@ class FlowsDirectory:
         started = time.perf_counter()
         with self._reloading:
             before = self._snapshot()
-            loaded = {loaded_file.path: loaded_file for loaded_file in load_directory(self.root)}
+            files = load_directory(self.root) if self.import_here else summarize_directory(self.root, {})
+            loaded = {loaded_file.path: loaded_file for loaded_file in files}
             present = set(loaded)
             event = self._apply(before, loaded, removed=set(before) - present, saved=set(before) & present,
                                 started=started)
@@ -174,8 +178,9 @@ class FlowsDirectory:
             broken = {path for path, loaded in before.items() if loaded.error is not None} if appeared else set()
             to_load = (present | importers | broken) - removed
             order = sorted(to_load)
-            loaded = dict(zip(order, load_flow_files(
-                order, self.directory, sources={path: _written(path) for path in order if path in before})))
+            sources = {path: _written(path) for path in order if path in before}
+            loaded = dict(zip(order, load_flow_files(order, self.directory, sources=sources) if self.import_here
+                              else summarize_files(order, self.directory, {}, sources=sources)))
             helpers = (touched & imported) - set(before) - present
             event = self._apply(before, loaded, removed=removed, saved=(present & set(before)) | importers,
                                 helpers=helpers, started=started)
@@ -210,7 +215,8 @@ class FlowsDirectory:
         after = {path: loaded_file for path, loaded_file in before.items() if path not in removed}
         for path, new in loaded.items():
             old = before.get(path)
-            if new.error is not None and old is not None and old.module is not None:
+            good_before = old is not None and (old.module is not None or old.defined is not None)
+            if new.error is not None and good_before:
                 # A broken save keeps the last good flows; its helpers join the ones known, so
                 # fixing either the file or a helper it imports retries it.
                 new = replace(old, error=new.error, helpers={**old.helpers, **new.helpers})

@@ -296,18 +296,26 @@ def summarize_directory(directory: Path, tables: Tables) -> list[FlowFile]:
     `tables`' parameters against them. Only when no child can be had (no fork server) are the
     files imported here, as `load_directory` does, and read the same way.
     """
-    from .config import import_timeout
-
     root = directory.resolve()
     folder = root if root.is_dir() else root.parent
     put_on_sys_path(folder, first=True)
-    paths = flow_files(root)
+    return summarize_files(flow_files(root), folder, tables)
+
+
+def summarize_files(paths: list[Path], folder: Path, tables: Tables, *,
+                    sources: dict[Path, bytes | None] | None = None) -> list[FlowFile]:
+    """`paths` as `summarize_directory` reads them (`sources`: the bytes of files already read)."""
+    from .config import import_timeout
+
     readable: dict[Path, bytes] = {}
     for path in paths:
-        try:
-            readable[path] = path.read_bytes()
-        except OSError:
-            continue  # load_flow_file says what is wrong with it, without importing anything
+        source = (sources or {}).get(path)
+        if source is None:
+            try:
+                source = path.read_bytes()
+            except OSError:
+                continue  # load_flow_file says what is wrong with it, without importing anything
+        readable[path] = source
     summarized: dict[Path, FlowFile] = {}
     modules = installed_imports(readable, folder)  # for the server's children, not imported here
     for probe in _server.probe(readable, folder, import_timeout(), preload=modules, tables=tables):
@@ -319,7 +327,7 @@ def summarize_directory(directory: Path, tables: Tables) -> list[FlowFile]:
     if missing:  # unreadable files (their error, read here), or no fork server: imported here as before
         forget_user_modules()
         importlib.invalidate_caches()
-        for path, loaded in zip(missing, load_flow_files(missing, folder)):
+        for path, loaded in zip(missing, load_flow_files(missing, folder, sources=sources)):
             summarized[path] = loaded if loaded.module is None else summarized_file(
                 loaded.path, summarize(loaded, tables), loaded.helpers)
     return [summarized[path] for path in paths]

@@ -176,7 +176,9 @@ class _Reader:
 
     def keys(self, where: str, args: Any) -> list[int]:
         with self.connect() as c:
-            return [row[0] for row in c.execute(f"SELECT t.id FROM task_runs t WHERE {where}", args)]
+            cursor = c.cursor()
+            cursor.row_factory = None  # plain tuples: a big group is 100,000 rows
+            return [row[0] for row in cursor.execute(f"SELECT t.id FROM task_runs t WHERE {where}", args)]
 
     def by_keys(self, keys: list[int]) -> list[TaskRun]:
         """The task runs of these row ids, in this order (those no longer stored left out)."""
