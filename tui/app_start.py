@@ -114,9 +114,13 @@ class StartUp:
     def _after_first_frame(self) -> None:
         if self._quitting():
             return
-        self.load_flows()
-        self._warm_up_thread = threading.Thread(target=self._warm_up_then_start, name="flows-tui-warm-up", daemon=True)
-        self._warm_up_thread.start()
+        self.load_flows()  # which starts the warm-up once the flows are listed from their source
+
+    def _start_warm_up(self) -> None:
+        if self._warm_up_thread is None:
+            self._warm_up_thread = threading.Thread(target=self._warm_up_then_start, name="flows-tui-warm-up",
+                                                    daemon=True)
+            self._warm_up_thread.start()
 
     def _warm_up_then_start(self) -> None:
         """On its own thread: the engine imported, the store opened, the launcher made; then what needs them
@@ -152,16 +156,20 @@ class StartUp:
         from flows_tui.project.flow_search import flow_names_in_source
 
         if not self.flows_dir.exists():
+            self._start_warm_up()
             self._watch_config()
             self.call_from_thread(self.notify, f"flows directory {self.flows_dir} does not exist", severity="error")
             self.call_from_thread(self._show_flows)
             return
         # The names first, from the files' syntax trees (a file importing pandas or dask.dataframe takes
         # seconds to import): listed at once, runnable once imported.
-        self._named_in_source = [(path.name, name) for path in flow_files(self.flows_dir)
-                                 for name in flow_names_in_source(path)]
-        if self._named_in_source:
-            self.call_from_thread(self._show_flows)
+        try:
+            self._named_in_source = [(path.name, name) for path in flow_files(self.flows_dir)
+                                     for name in flow_names_in_source(path)]
+            if self._named_in_source:
+                self.call_from_thread(self._show_flows)
+        finally:  # only now the engine's imports: they would slow the listing down (one interpreter lock)
+            self._start_warm_up()
         self._watch_config()
         threading.Thread(target=self._load_directory, name="flows-tui-flows", daemon=True).start()
 
