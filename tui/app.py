@@ -165,6 +165,7 @@ class FlowsApp(StartUp, ClusterPane, HistoryPane, RunsInProgress, PaneContents, 
         self.warmed_up = threading.Event()  # the store is open, the launcher made: keys act at once
         self._closed_without_launcher = False
         self._store_started = False  # the history loaded, the journal followed
+        self._ended = False  # on_unmount has run
         self.store_error: str | None = None  # why the store the app opens could not be opened
         self._cluster_starting = False  # start_cluster is on its way
         self.cluster_error: FlowsTuiError | None = None  # the embedded cluster or the scheduler could not be had
@@ -404,6 +405,7 @@ class FlowsApp(StartUp, ClusterPane, HistoryPane, RunsInProgress, PaneContents, 
             self.scheduled.stop()
         if self._retention is not None:
             self._retention.stop(timeout=0)
+        self._ended = True  # the flows' thread, still importing, starts no watch after this
         if self._directory is not None:
             self._directory.stop()
         if self._config_watch is not None:

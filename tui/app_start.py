@@ -10,6 +10,8 @@ A part of FlowsApp (tui/app.py), which mixes it in: `self` is the app."""
 
 from __future__ import annotations
 
+import concurrent.futures
+import contextlib
 import threading
 from typing import TYPE_CHECKING, Any
 
@@ -19,6 +21,7 @@ from textual.message import Message
 from flows_tui.errors import FlowsTuiError
 
 from .bridge import ConfigSaved, FlowsChanged, _close_quietly
+from .screens import TextScreen
 
 if TYPE_CHECKING:
     from flows_tui.engine.cluster import Cluster
@@ -160,13 +163,30 @@ class StartUp:
         if self._named_in_source:
             self.call_from_thread(self._show_flows)
         self._watch_config()
-        self.directory.subscribe(lambda event: self.post_message(FlowsChanged(event)))
-        self.directory.load()
-        self.loaded.set()
-        self.call_from_thread(self._show_flows)  # an empty folder says what to do
-        self.call_from_thread(self._run_waiting_for_import)
-        if self.watch_files:
-            self.directory.watch()
+        threading.Thread(target=self._load_directory, name="flows-tui-flows", daemon=True).start()
+
+    def _load_directory(self) -> None:
+        """The flow files imported (seconds for a file importing pandas), then watched: on a thread of its
+        own, not a Textual worker, whose end Textual's own end waits for (`q` waited for the imports)."""
+        try:
+            self.directory.subscribe(lambda event: self.post_message(FlowsChanged(event)))
+            self.directory.load()
+            self.loaded.set()
+            self._from_thread(self._show_flows)  # an empty folder says what to do
+            self._from_thread(self._run_waiting_for_import)
+            if self.watch_files and not self._ended:
+                self.directory.watch()
+                if self._ended:  # the app ended while the watch started: on_unmount stopped the directory before
+                    self.directory.stop()
+        except Exception as error:  # as a failed worker is shown
+            self._from_thread(self.push_screen, TextScreen("loading the flows failed", f"{type(error).__name__}: {error}"))
+
+    def _from_thread(self, callback: Any, *args: Any) -> None:
+        """call_from_thread, unless the app has ended meanwhile."""
+        if self._ended or not self.is_running:
+            return
+        with contextlib.suppress(RuntimeError, concurrent.futures.CancelledError):
+            self.call_from_thread(callback, *args)
 
     def _watch_config(self) -> None:
         """flows.toml's saves arrive as ConfigSaved messages (whether or not flow files are watched)."""
