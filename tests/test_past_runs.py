@@ -46,18 +46,23 @@ def test_logs_prints_a_run_of_many_lines_as_it_printed_each_on_its_own(tmp_path,
     (tmp_path / "flows").mkdir()
     (tmp_path / "flows.toml").write_text('[project]\nflows_dir = "flows"\n')
     store = Store.open(tmp_path / ".flows-tui")
-    store.record([ev.FlowRunStarted("r1", "etl", {}, START), ev.TaskRunCreated("r1", "t1", "load", "load-0", START, 0)])
-    store.record([ev.LogLines("r1", tuple(ev.LogLine(START + _dt.timedelta(seconds=index), (10, 20, 30, 40)[index % 4],
-                                                     message, (None, "t1")[index % 2], 1, "prefect")
-                                          for index, message in enumerate(HOSTILE * 250)))])  # over a thousand
-    expected = io.StringIO()
-    console = Console(file=expected, highlight=False, soft_wrap=True, width=80)
-    for stored in store.logs("r1"):
-        console.print(log_text(stored.task or "flow", stored.line), highlight=False, soft_wrap=True)
+    untabbed = [message for message in HOSTILE if "\t" not in message] + ["\x08\x0b\x0c\x1b]0;title\x07 after"]
+    for run_id, messages in (("r1", HOSTILE), ("r2", untabbed)):  # a tab: Rich lays it out
+        store.record([ev.FlowRunStarted(run_id, "etl", {}, START),
+                      ev.TaskRunCreated(run_id, f"{run_id}t1", "load", "load-0", START, 0)])
+        store.record([ev.LogLines(run_id, tuple(
+            ev.LogLine(START + _dt.timedelta(seconds=index), (10, 20, 30, 40)[index % 4], message,
+                       (None, f"{run_id}t1")[index % 2], 1, "prefect")
+            for index, message in enumerate(messages * 250)))])  # over a thousand
     monkeypatch.chdir(tmp_path)
-    result = CliRunner().invoke(main, ["logs", "r1"])
-    assert result.exit_code == 0, result.output
-    assert result.output == expected.getvalue() and len(result.output.splitlines()) >= len(HOSTILE) * 250
+    for run_id in ("r1", "r2"):
+        expected = io.StringIO()
+        console = Console(file=expected, highlight=False, soft_wrap=True, width=80)
+        for stored in store.logs(run_id):
+            console.print(log_text(stored.task or "flow", stored.line), highlight=False, soft_wrap=True)
+        result = CliRunner().invoke(main, ["logs", run_id])
+        assert result.exit_code == 0, result.output
+        assert result.output == expected.getvalue() and len(result.output.splitlines()) >= 250 * 8
 
 
 def test_the_lines_a_logs_pane_filter_shows_are_read_as_it_would_filter_them(tmp_path):
