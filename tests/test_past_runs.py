@@ -226,6 +226,13 @@ async def test_a_big_past_run_opens_with_its_map_counted_and_its_children_and_li
         assert str(group_row.children[7].label).startswith("✗ Failed  inc-7") and "ValueError: 7" in str(
             group_row.children[7].label)
         assert str(group_row.children[-1].label) == "… 5800 more (enter)"
+        tree.focus()
+        tree.move_cursor(group_row.children[-1])
+        await pilot.press("enter")  # the next chunk, read as it is shown
+        await wait_for(pilot, lambda: len(group_row.children) == 401, message="the next children")
+        assert [str(child.label) for child in group_row.children[200:400]] == \
+            [str(task_run_label(task_run, now)) for task_run in inc.runs[200:400]]
+        assert str(group_row.children[3].label).endswith("2 attempts")  # inc-3 retried once
 
         tree.move_cursor(group_row.children[7])  # an early child: its line is older than those shown
         await wait_for(pilot, lambda: [line.split(" ", 2)[2] for line in logs.shown_lines()] == ["inc-7: inc(7)"],
