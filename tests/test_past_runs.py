@@ -46,18 +46,23 @@ def test_logs_prints_a_run_of_many_lines_as_it_printed_each_on_its_own(tmp_path,
     (tmp_path / "flows").mkdir()
     (tmp_path / "flows.toml").write_text('[project]\nflows_dir = "flows"\n')
     store = Store.open(tmp_path / ".flows-tui")
-    store.record([ev.FlowRunStarted("r1", "etl", {}, START), ev.TaskRunCreated("r1", "t1", "load", "load-0", START, 0)])
-    store.record([ev.LogLines("r1", tuple(ev.LogLine(START + _dt.timedelta(seconds=index), (10, 20, 30, 40)[index % 4],
-                                                     message, (None, "t1")[index % 2], 1, "prefect")
-                                          for index, message in enumerate(HOSTILE * 250)))])  # over a thousand
-    expected = io.StringIO()
-    console = Console(file=expected, highlight=False, soft_wrap=True, width=80)
-    for stored in store.logs("r1"):
-        console.print(log_text(stored.task or "flow", stored.line), highlight=False, soft_wrap=True)
+    untabbed = [message for message in HOSTILE if "\t" not in message] + ["\x08\x0b\x0c\x1b]0;title\x07 after"]
+    for run_id, messages in (("r1", HOSTILE), ("r2", untabbed)):  # a tab: Rich lays it out
+        store.record([ev.FlowRunStarted(run_id, "etl", {}, START),
+                      ev.TaskRunCreated(run_id, f"{run_id}t1", "load", "load-0", START, 0)])
+        store.record([ev.LogLines(run_id, tuple(
+            ev.LogLine(START + _dt.timedelta(seconds=index), (10, 20, 30, 40)[index % 4], message,
+                       (None, f"{run_id}t1")[index % 2], 1, "prefect")
+            for index, message in enumerate(messages * 250)))])  # over a thousand
     monkeypatch.chdir(tmp_path)
-    result = CliRunner().invoke(main, ["logs", "r1"])
-    assert result.exit_code == 0, result.output
-    assert result.output == expected.getvalue() and len(result.output.splitlines()) >= len(HOSTILE) * 250
+    for run_id in ("r1", "r2"):
+        expected = io.StringIO()
+        console = Console(file=expected, highlight=False, soft_wrap=True, width=80)
+        for stored in store.logs(run_id):
+            console.print(log_text(stored.task or "flow", stored.line), highlight=False, soft_wrap=True)
+        result = CliRunner().invoke(main, ["logs", run_id])
+        assert result.exit_code == 0, result.output
+        assert result.output == expected.getvalue() and len(result.output.splitlines()) >= 250 * 8
 
 
 def test_the_lines_a_logs_pane_filter_shows_are_read_as_it_would_filter_them(tmp_path):
@@ -221,6 +226,13 @@ async def test_a_big_past_run_opens_with_its_map_counted_and_its_children_and_li
         assert str(group_row.children[7].label).startswith("✗ Failed  inc-7") and "ValueError: 7" in str(
             group_row.children[7].label)
         assert str(group_row.children[-1].label) == "… 5800 more (enter)"
+        tree.focus()
+        tree.move_cursor(group_row.children[-1])
+        await pilot.press("enter")  # the next chunk, read as it is shown
+        await wait_for(pilot, lambda: len(group_row.children) == 401, message="the next children")
+        assert [str(child.label) for child in group_row.children[200:400]] == \
+            [str(task_run_label(task_run, now)) for task_run in inc.runs[200:400]]
+        assert str(group_row.children[3].label).endswith("2 attempts")  # inc-3 retried once
 
         tree.move_cursor(group_row.children[7])  # an early child: its line is older than those shown
         await wait_for(pilot, lambda: [line.split(" ", 2)[2] for line in logs.shown_lines()] == ["inc-7: inc(7)"],

@@ -6,7 +6,8 @@ lines in memory for refiltering, each as a flat tuple of strings, numbers and a 
 the garbage collector stops tracking such a tuple the first time it sees it, so the 50,000
 lines kept cost a full collection nothing (as objects they were 100,000 more to scan, a 0.6 s
 stall of the UI while a run logs 10,000 lines a second). The full history of any run is
-in the store.
+in the store: an ended run with more lines than the pane shows is read only as far as those
+(`show_stored`), and a filter's lines are read from the store, in a worker, when asked for.
 """
 
 from __future__ import annotations

@@ -122,11 +122,20 @@ class Progress:
 
 def log_text(source: str, line: ev.LogLine) -> Text:
     """One log line as the headless commands print it: time, level, where it came from, message."""
+    return Text.assemble(*_log_parts(source, line))
+
+
+def log_plain(source: str, line: ev.LogLine) -> str:
+    """`log_text` without its styles: what a console that is not a terminal prints of it, but for a
+    tab (which Rich expands to the next multiple of 8 columns)."""
+    return "".join(part for part, _ in _log_parts(source, line))
+
+
+def _log_parts(source: str, line: ev.LogLine) -> tuple[tuple[str, str], ...]:
     when = line.time.astimezone().strftime("%H:%M:%S")
     level = logging.getLevelName(line.level)
     style = "red" if line.level >= logging.ERROR else "yellow" if line.level >= logging.WARNING else "dim"
-    return Text.assemble((f"{when} {level:<7} ", style), (f"{visible(source, one_line=True)} │ ", "bold"),
-                         visible(line.message))
+    return (f"{when} {level:<7} ", style), (f"{visible(source, one_line=True)} │ ", "bold"), (visible(line.message), "")
 
 
 def task_table(run: FlowRun, *, live: bool = False) -> Table:
