@@ -154,7 +154,11 @@ class StartUp:
     def load_flows(self) -> None:
         from flows_tui.project.flow_files import flow_files
         from flows_tui.project.flow_search import flow_names_in_source
+        from flows_tui.project.import_probe import fork_server
 
+        # The flow files' import server (a Python of its own) starts now, on the other core, while the
+        # names are read: the flows' import, which `r` pressed at once waits for, starts ready.
+        fork_server().start()
         if not self.flows_dir.exists():
             self._start_warm_up()
             self._watch_config()
