@@ -386,6 +386,20 @@ async def test_the_ui_is_up_before_its_store_and_engine_and_r_pressed_meanwhile_
     assert (run.flow, run.state) == ("numbers", "Completed")
 
 
+async def test_the_first_frame_lists_the_flows_from_their_source(tmp_path, monkeypatch):
+    import flows_tui.tui.app as app_module
+
+    monkeypatch.setattr(app_module, "FIRST_FRAME_LISTING", 30.0)  # how long that may take is the machine's matter
+    app = app_for(make_project(tmp_path), connect_cluster=False)
+    at_first_frame: list[list[str]] = []
+    after_first_frame = app._after_first_frame
+    app._after_first_frame = lambda: (at_first_frame.append(flow_keys(app)), after_first_frame())
+    async with app.run_test(size=(80, 24)) as pilot:
+        await wait_for(pilot, lambda: at_first_frame, message="the first frame")
+        assert at_first_frame == [["numbers", "sleepy"]]  # named from numbers.py's source, still importing
+        await wait_for(pilot, lambda: len(flow_keys(app)) == 3, message="the flows imported, broken.py's row")
+
+
 async def wait_until_idle(pilot) -> None:
     """The app's start-up workers (flows, history, cache, the journal's tail) have had their turn."""
     for _ in range(10):

@@ -64,6 +64,8 @@ from .bridge import (FULL_COLLECTION_THRESHOLD, NARROW_WIDTH, CLOSE_SECONDS, KEY
                      _close_quietly)
 from .bridge import FULL_COLLECTION_EVERY, FULL_COLLECTION_IDLE, FULL_COLLECTION_LATEST
 
+FIRST_FRAME_LISTING = 0.05  # seconds the first frame waits at most for the flows' names (else: after it)
+
 if TYPE_CHECKING:
     from flows_tui.launch.launcher import RunLauncher
     from flows_tui.launch.watch_run import WatchRun
@@ -166,6 +168,7 @@ class FlowsApp(StartUp, ClusterPane, HistoryPane, RunsInProgress, PaneContents, 
         self._closed_without_launcher = False
         self._store_started = False  # the history loaded, the journal followed
         self._ended = False  # on_unmount has run
+        self._listed_from_source = False  # the flows' names read from their files' source
         self.store_error: str | None = None  # why the store the app opens could not be opened
         self._cluster_starting = False  # start_cluster is on its way
         self.cluster_error: FlowsTuiError | None = None  # the embedded cluster or the scheduler could not be had
@@ -274,8 +277,12 @@ class FlowsApp(StartUp, ClusterPane, HistoryPane, RunsInProgress, PaneContents, 
         breakpoints.install_breakpoint_hook()
         if self.store is not None:  # given open: its history and other processes' runs at once
             self._start_with_store()
-        # The first frame first (the panes, "loading…"); then the flows, listed from their files' source,
-        # and on a thread of its own the engine's imports, the store and the launcher.
+        # The first frame first: the panes, with the flows' names read from their source when that is quick
+        # (a few dozen files), else "loading…". Then the flows' import, and on a thread of its own the
+        # engine's imports, the store and the launcher.
+        with contextlib.suppress(Exception):  # unreadable: the flows' thread says why
+            if self.flows_dir.is_dir() and self._list_from_source(budget=FIRST_FRAME_LISTING):
+                self._show_flows()
         self.call_after_refresh(self._after_first_frame)
 
     def _say_config_warnings(self, config: Config) -> None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import concurrent.futures
 import contextlib
 import threading
+import time
 from typing import TYPE_CHECKING, Any
 
 from textual import work
@@ -150,10 +151,25 @@ class StartUp:
         self._watch_store()
         self.measure_cache()
 
-    @work(thread=True, exclusive=True, group="flows", exit_on_error=False)
-    def load_flows(self) -> None:
+    def _list_from_source(self, budget: float | None = None) -> bool:
+        """The flows' names read from their files' syntax trees (a file importing pandas or
+        dask.dataframe takes seconds to import): listed at once, runnable once imported. With a
+        `budget` (seconds), False if reading them all would take longer (left to the flows' thread)."""
         from flows_tui.project.flow_files import flow_files
         from flows_tui.project.flow_search import flow_names_in_source
+
+        deadline = time.monotonic() + budget if budget is not None else None
+        named: list[tuple[str, str]] = []
+        for path in flow_files(self.flows_dir):
+            if deadline is not None and time.monotonic() > deadline:
+                return False
+            named.extend((path.name, name) for name in flow_names_in_source(path))
+        self._named_in_source = named
+        self._listed_from_source = True
+        return bool(named)
+
+    @work(thread=True, exclusive=True, group="flows", exit_on_error=False)
+    def load_flows(self) -> None:
         from flows_tui.project.import_probe import fork_server
 
         # The flow files' import server (a Python of its own) starts now, on the other core, while the
@@ -165,12 +181,8 @@ class StartUp:
             self.call_from_thread(self.notify, f"flows directory {self.flows_dir} does not exist", severity="error")
             self.call_from_thread(self._show_flows)
             return
-        # The names first, from the files' syntax trees (a file importing pandas or dask.dataframe takes
-        # seconds to import): listed at once, runnable once imported.
         try:
-            self._named_in_source = [(path.name, name) for path in flow_files(self.flows_dir)
-                                     for name in flow_names_in_source(path)]
-            if self._named_in_source:
+            if not self._listed_from_source and self._list_from_source():
                 self.call_from_thread(self._show_flows)
         finally:  # only now the engine's imports: they would slow the listing down (one interpreter lock)
             self._start_warm_up()
