@@ -32,6 +32,9 @@ if TYPE_CHECKING:
 logger = logging.getLogger("flows_tui.engine")
 
 
+_NONE_ALLOWED: frozenset[int] = frozenset()  # no argument's failure allowed
+
+
 class _Dependencies:
     """Collects the upstream futures of one task call and turns its arguments into a template."""
 
@@ -81,6 +84,8 @@ class _Dependencies:
 
     @property
     def allowed(self) -> frozenset[int]:
+        if len(self.strict) == len(self.task_run_ids):
+            return _NONE_ALLOWED  # the common case, one object for every task call of a map (and its pickle)
         return frozenset(set(range(len(self.task_run_ids))) - self.strict)
 
 
