@@ -215,3 +215,31 @@ async def test_a_run_opened_while_the_flows_still_load_stays_when_they_arrive(tm
         flows.focus()
         await pilot.press("j")  # the user moves in the flows pane: that flow's plan or run now
         await wait_for(pilot, lambda: app.shown_run != "lastnight", message="the flows pane to take over")
+
+
+async def test_the_tasks_panes_subtitle_names_the_file_of_the_flow_on_screen_plan_or_run(tmp_path):
+    from test_tui import select
+    from test_tui_snapshots import RUN, run_events
+
+    project = make_project(tmp_path)
+    (project / "flows" / "other.py").write_text(
+        "from flows_tui import flow\n\n\n@flow\ndef other():\n    return 1\n")
+    app = app_for(project, connect_cluster=False)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await wait_for(pilot, lambda: app.query_one(FlowList).row_count == 4, message="the flows")
+        tree = app.query_one(TaskTree)
+        select(app, "other")
+        await wait_for(pilot, lambda: "other  planned" in tree_labels(app)[0], message="other's plan")
+        assert str(tree.border_subtitle) == "other.py"
+        select(app, "numbers")
+        await wait_for(pilot, lambda: "numbers  planned" in tree_labels(app)[0], message="numbers' plan")
+        app._follow_run(RUN, "numbers")
+        app.bus.publish_many(run_events(failed=True))
+        await wait_for(pilot, lambda: tree.flow_run is not None and tree.flow_run.run_id == RUN, message="the run")
+        assert str(tree.border_subtitle) == "numbers.py"
+        select(app, "other")
+        await wait_for(pilot, lambda: "other  planned" in tree_labels(app)[0], message="other's plan again")
+        assert str(tree.border_subtitle) == "other.py"
+        select(app, "numbers")  # back on the flow of the run: the run, and its file (it said other.py)
+        await wait_for(pilot, lambda: tree.flow_run is not None and tree.flow_run.run_id == RUN, message="the run again")
+        assert str(tree.border_subtitle) == "numbers.py"

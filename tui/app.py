@@ -248,6 +248,7 @@ class FlowsApp(StartUp, ClusterPane, HistoryPane, RunsInProgress, PaneContents, 
 
     def on_mount(self) -> None:
         self._stop_on_signals()
+        self.query_one(TaskTree).file_of = self._file_of_flow
         # Python's full garbage collections stop the UI thread for 0.3-1 s each once a run of
         # 10,000 tasks is in memory (tests/reliability/test_ui_load.py), or while a run logs 10,000
         # lines a second (bench/live_tail.py): they run when the UI is idle instead (_collect_when_idle).
@@ -293,6 +294,10 @@ class FlowsApp(StartUp, ClusterPane, HistoryPane, RunsInProgress, PaneContents, 
 
     def on_resize(self, event: Any) -> None:
         self._fit(event.size.width)
+
+    def _file_of_flow(self, flow_name: str) -> str:
+        row = self.query_one(FlowList).rows_by_key.get(flow_name)
+        return row.file if row is not None and row.flow is not None else ""
 
     def _fit(self, width: int) -> None:
         # In 80 columns every footer key fits only without the palette's hint (ctrl+p is listed by `?`).

@@ -11,7 +11,6 @@ from textual import work
 
 from flows_tui.errors import FlowFileError
 from flows_tui.record.model import FlowRun
-from flows_tui.safe_text import plain
 from flows_tui.tracebacks import display_path
 
 from .flow_list import FlowList, FlowRow
@@ -140,7 +139,6 @@ class PaneContents:
         self.shown_run = None
         self.query_one(LogView).show_run(None)  # the logs pane shows the run the tasks pane shows: none
         tree.show_plan(row.flow.name, plan_flow(row.flow))
-        tree.border_subtitle = plain(row.file, one_line=True)
 
     def _show_logs_of(self, run: FlowRun) -> None:
         """The logs pane on `run` (its lines from the store), unless it shows that run already."""

@@ -9,7 +9,7 @@ in chunks, so a 10,000-task run costs the UI one row per task, not 10,000.
 from __future__ import annotations
 
 import datetime as _dt
-from typing import Any
+from typing import Any, Callable
 
 from rich.text import Text
 from textual.widgets import Tree
@@ -97,6 +97,9 @@ class TaskTree(Tree):
         self.show_root = True
         self.guide_depth = 3
         self.flow_run: FlowRun | None = None
+        # The file a flow comes from, by its name ("" when unknown): the pane's subtitle says where the
+        # plan or run on screen comes from, whichever flow that is.
+        self.file_of: Callable[[str], str] = lambda flow_name: ""
         self._groups: dict[str, TreeNode] = {}  # task name → its row
         self._runs: dict[str, TreeNode] = {}  # task run id → its row (only where shown)
         self._shown: dict[str, int] = {}  # task name → how many mapped children are rows
@@ -110,6 +113,7 @@ class TaskTree(Tree):
         """The flow's planned tasks, from its source (nothing ran): what a run will fill in."""
         self._reset(Text.assemble((visible(flow_name, one_line=True), "bold"), ("  planned, not run yet", "dim")))
         self.border_title = "tasks"
+        self._name_file(flow_name)
         if plan is None:
             return
         for planned in plan.tasks:
@@ -125,6 +129,10 @@ class TaskTree(Tree):
             self.root.set_label(label)
         else:
             self._reset(label)
+        self._name_file(flow_name)
+
+    def _name_file(self, flow_name: str) -> None:
+        self.border_subtitle = plain(self.file_of(flow_name), one_line=True)
 
     def _add_planned(self, parent: TreeNode, planned: Any) -> None:
         label = Text.assemble((f"{SYMBOLS[PENDING]} ", "dim"), (visible(planned.task, one_line=True), "bold"))
@@ -154,6 +162,7 @@ class TaskTree(Tree):
             self.flow_run = run
             # Which cluster runs it, in the pane's title: the run's root row has the flow's own words.
             self.border_title = plain(f"tasks · on {run.address}", one_line=True) if run.address else "tasks"
+            self._name_file(run.flow)
         self.root.set_label(self._root_label(run, now))
         for group in run.groups():
             node = self._groups.get(group.task)
