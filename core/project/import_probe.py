@@ -193,15 +193,7 @@ def load_flow_files(paths: list[Path], folder: Path, *,
     """
     from .config import import_timeout
 
-    readable: dict[Path, bytes] = {}
-    for path in paths:
-        source = (sources or {}).get(path)
-        if source is None:
-            try:
-                source = path.read_bytes()
-            except OSError:
-                continue  # load_flow_file says what is wrong with it
-        readable[path] = source
+    readable = _readable(paths, sources)
     # The installed libraries the files import (pandas, dask.dataframe...) are imported here and in
     # the server at once, rather than one after the other; the user's own files only after their check.
     modules = installed_imports(readable, folder)
@@ -216,6 +208,21 @@ def load_flow_files(paths: list[Path], folder: Path, *,
     return [loaded[path] if path in loaded else load_flow_file(path, root=folder, source=readable.get(path))
             for path in paths]
 
+
+
+def _readable(paths: list[Path], sources: dict[Path, bytes | None] | None) -> dict[Path, bytes]:
+    """Each of `paths` that can be read, with its bytes (`sources`: those already read, an editor's save).
+    A file that cannot be read is left out: load_flow_file says what is wrong with it."""
+    readable: dict[Path, bytes] = {}
+    for path in paths:
+        source = (sources or {}).get(path)
+        if source is None:
+            try:
+                source = path.read_bytes()
+            except OSError:
+                continue
+        readable[path] = source
+    return readable
 
 def installed_imports(sources: dict[Path, bytes], folder: Path) -> list[str]:
     """The modules the files import at their top level that are installed, not the user's own
@@ -307,15 +314,7 @@ def summarize_files(paths: list[Path], folder: Path, tables: Tables, *,
     """`paths` as `summarize_directory` reads them (`sources`: the bytes of files already read)."""
     from .config import import_timeout
 
-    readable: dict[Path, bytes] = {}
-    for path in paths:
-        source = (sources or {}).get(path)
-        if source is None:
-            try:
-                source = path.read_bytes()
-            except OSError:
-                continue  # load_flow_file says what is wrong with it, without importing anything
-        readable[path] = source
+    readable = _readable(paths, sources)
     summarized: dict[Path, FlowFile] = {}
     modules = installed_imports(readable, folder)  # for the server's children, not imported here
     for probe in _server.probe(readable, folder, import_timeout(), preload=modules, tables=tables):
