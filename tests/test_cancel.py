@@ -110,3 +110,21 @@ def test_runs_watch_prints_runs_of_other_processes_as_they_start_and_end(tmp_pat
     finally:
         watch.send_signal(signal.SIGINT)
         watch.wait(10)
+
+
+def test_runs_watch_in_a_folder_with_no_runs_yet_waits_for_the_first(tmp_path):
+    project = make_project(tmp_path)
+    (project / "stop").write_text("")
+    environment = {k: v for k, v in os.environ.items() if k != "DASK_SCHEDULER_ADDRESS"}
+    watch = subprocess.Popen([sys.executable, "-m", "flows_tui.cli", "runs", "--watch", "--json"], cwd=project,
+                             env=environment, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert watch.stderr.readline().startswith("no runs recorded yet in .flows-tui")
+        assert watch.poll() is None  # still watching: the history is empty, not missing
+        assert cli("run", "sleepy", cwd=project).returncode == 0  # creates the store
+        started, ended = json.loads(watch.stdout.readline()), json.loads(watch.stdout.readline())
+        assert started["run_id"] == ended["run_id"] and started["flow"] == "sleepy"
+        assert started["ended"] is None and ended["state"] == "Completed"
+    finally:
+        watch.send_signal(signal.SIGINT)
+        assert watch.wait(10) == 0

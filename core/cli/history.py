@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from typing import Any, Callable
 
 import click
@@ -27,8 +28,11 @@ def runs(ctx: click.Context, flow_name: str | None, limit: int, config_path: str
          watch: bool) -> None:
     """List recorded runs, newest first (of FLOW only, if given); with --watch, then follow them."""
     config = _load_config(config_path or ctx.obj.get("config_path"), require_env=False)
-    if not watch and _no_runs_yet(config):
-        return  # an empty history is not an error (--json prints no lines: an empty JSON-lines stream)
+    if _no_runs_yet(config):
+        # An empty history is not an error (--json prints no lines: an empty JSON-lines stream);
+        # --watch waits for the first run, whichever process records it.
+        if not watch or not _first_store(config, as_json):
+            return
     store = _open_store(config)
     found = store.runs(flow_name, limit=limit or None)
     if flow_name is not None and not found and flow_name not in store.flows():
@@ -51,6 +55,22 @@ def _no_runs_yet(config: Any) -> bool:
         return False
     click.echo(f"no runs recorded yet in {display_path(config.project.state_dir)} (`flows-tui run FLOW` records one)",
                err=True)
+    return True
+
+
+def _first_store(config: Any, as_json: bool) -> bool:
+    """Wait, until Ctrl-C, for a store in the state_dir (the first run of any process creates it);
+    whether one came."""
+    from flows_tui.record.store import store_path
+
+    if not as_json:
+        Console(stderr=True).print("watching for the first run (Ctrl-C to stop)", style="dim", markup=False)
+    path = store_path(config.project.state_dir)
+    try:
+        while not path.exists():  # opening it then waits for its creator's tables (SQLite's lock)
+            time.sleep(0.2)
+    except KeyboardInterrupt:
+        return False
     return True
 
 
