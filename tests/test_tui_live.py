@@ -31,6 +31,14 @@ def listed(app) -> dict[str, str]:
     return {key: str(table.cell(key, "state")) for key in keys}
 
 
+async def open_from_the_runs_pane(pilot, app, run_id: str) -> None:
+    """As a user opens a run: the runs pane focused, its cursor on the run, enter."""
+    runs = app.query_one(RunHistory)
+    runs.focus()
+    runs.move_cursor(row=list(listed(app)).index(run_id))
+    await pilot.press("enter")
+
+
 def last_state(app, flow: str) -> str:
     flows = app.query_one(FlowList)
     return str(flows.cell(flow, "last")) if flows._has_row(flow) else ""
@@ -180,10 +188,7 @@ async def test_a_long_watch_keeps_only_the_recent_ended_runs_in_memory_and_an_ol
             kept = set(app.bridge.model.runs)
         assert len(kept) <= KEPT_ENDED_RUNS and f"run{count - 1:02d}" in kept and "run00" not in kept
         assert len(listed(app)) == count  # the runs pane still lists every one
-        runs = app.query_one(RunHistory)
-        runs.focus()
-        runs.move_cursor(row=list(listed(app)).index("run00"))
-        await pilot.press("enter")
+        await open_from_the_runs_pane(pilot, app, "run00")
         root = app.query_one(TaskTree).root
         await wait_for(pilot, lambda: app.shown_run == "run00" and "run00" in str(root.label), message="the dropped run")
         assert "Completed" in str(root.label)  # read from the store
@@ -202,10 +207,7 @@ async def test_a_run_opened_while_the_flows_still_load_stays_when_they_arrive(tm
     async with app.run_test(size=(120, 40)) as pilot:
         await wait_for(pilot, lambda: "lastnight" in listed(app), message="the stored run listed")
         assert not app.loaded.is_set(), "the flows loaded before the run could be opened: the test proves nothing"
-        runs = app.query_one(RunHistory)
-        runs.focus()
-        runs.move_cursor(row=list(listed(app)).index("lastnight"))
-        await pilot.press("enter")
+        await open_from_the_runs_pane(pilot, app, "lastnight")
         root = app.query_one(TaskTree).root
         await wait_for(pilot, lambda: app.shown_run == "lastnight" and "lastnight" in str(root.label), message="the run")
         await wait_for(pilot, lambda: app.loaded.is_set() and "slow" in app.directory.flows, message="the flows")
