@@ -1,7 +1,8 @@
 """Start-up: the first frame first, then what it does without.
 
 The first frame needs only Textual and the panes. After it: the flows, listed from their files'
-syntax tree at once, then imported (their import server starts then); and on a thread of its own
+syntax tree at once, then read in the child processes that import them (their import server starts
+then); and on a thread of its own
 the engine's imports, the store opened (when the app opens it: `open_store`) and the launcher
 made. A key that needs the launcher before (r, p, w, a schedule) waits for it on the thread
 that needs it; the UI thread never imports the engine.
@@ -28,6 +29,7 @@ if TYPE_CHECKING:
     from flows_tui.engine.cluster import Cluster
     from flows_tui.launch.launcher import RunLauncher
     from flows_tui.project.flows_directory import FlowsDirectory
+    from flows_tui.project.runnable_flows import RunnableFlows
 
 WARM_UP_SECONDS = 60  # at most this long does the end of the UI wait for its start-up thread (a store locked…)
 
@@ -89,14 +91,32 @@ class StartUp:
 
     @property
     def directory(self) -> FlowsDirectory:
-        """The flows directory: its files, flows and errors (its import server starts with it)."""
+        """The flows directory: its files, flows and errors (its import server starts with it).
+
+        Each file is imported in a child process only, which reads its flows' names, parameter forms
+        and plans for the panes: no flow file is imported in the UI's process to be listed or
+        reloaded (one that exits, loops or starts a thread at import cannot end or hold the UI).
+        Running a flow imports its file here (`runnable`)."""
         if self._directory is None:
             from flows_tui.project.flows_directory import FlowsDirectory
 
             with self._directory_lock:
                 if self._directory is None:
-                    self._directory = FlowsDirectory(self.flows_dir)
+                    self._directory = FlowsDirectory(self.flows_dir, import_here=False, details=True)
         return self._directory
+
+    @property
+    def runnable(self) -> RunnableFlows:
+        """The flows as runs take them: a flow's file imported here when it is run, after its child's
+        import succeeded, and again once it was saved since (on the thread that asks: never the UI's)."""
+        if self._runnable is None:
+            from flows_tui.project.runnable_flows import RunnableFlows
+
+            directory = self.directory
+            with self._directory_lock:
+                if self._runnable is None:
+                    self._runnable = RunnableFlows(directory)
+        return self._runnable
 
     @property
     def cluster(self) -> Cluster | None:
