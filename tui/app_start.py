@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from flows_tui.project.flows_directory import FlowsDirectory
     from flows_tui.project.runnable_flows import RunnableFlows
 
+SAY_WAITING_AFTER = 1.0  # a quit that waits longer for the start-up thread says so
 WARM_UP_SECONDS = 60  # at most this long does the end of the UI wait for its start-up thread (a store locked…)
 
 
@@ -77,7 +78,15 @@ class StartUp:
         committed, this process's unfinished runs marked Crashed. Waits for a start-up still under way."""
         thread = self._warm_up_thread
         if thread is not None:
-            thread.join(WARM_UP_SECONDS)
+            thread.join(SAY_WAITING_AFTER)
+            if thread.is_alive():  # the terminal is the user's again: say why the prompt does not come back
+                _say(f"flows-tui: waiting for the run store to open, to close it cleanly (another process may be "
+                     f"writing to it); up to {WARM_UP_SECONDS:.0f} s, Ctrl-C leaves now")
+                try:
+                    thread.join(WARM_UP_SECONDS)
+                except KeyboardInterrupt:
+                    _say("flows-tui: left without waiting; the next command marks this session's runs")
+                    return
         if not self._warming.acquire(timeout=WARM_UP_SECONDS):
             return
         try:
@@ -247,3 +256,14 @@ class StartUp:
                                   severity="warning")
             return
         self._config_watch = watch
+
+
+def _say(text: str) -> None:
+    """One line on the terminal, after the app has given it back."""
+    import sys
+
+    stream = sys.__stderr__
+    if stream is not None:
+        with contextlib.suppress(OSError, ValueError):
+            stream.write(text + "\n")
+            stream.flush()
