@@ -7,7 +7,6 @@ import functools
 import logging
 import threading
 import time
-import weakref
 from typing import TYPE_CHECKING, Any
 
 from flows_tui.errors import describe as _describe
@@ -273,38 +272,3 @@ class _WorkerDeaths:
 
 
 _worker_deaths = _WorkerDeaths()
-
-
-# Lambdas travel to the scheduler by value: an attached `dask scheduler` needs no flows-tui installed.
-_forget_topic = lambda dask_scheduler, topic: dask_scheduler._broker._topics.pop(topic, None)  # noqa: E731
-# A scheduler handler that drops a topic, installed once per client and scheduler. Each
-# `run_on_scheduler` call is an event the scheduler keeps (its last 1,000, the function
-# pickled in it: 2 kB) and sends to every subscriber of its "all" topic: one a run made a
-# long `serve` grow until a thousand of them were kept. A handler call is no event.
-_install_forget = lambda dask_scheduler: dask_scheduler.handlers.__setitem__(  # noqa: E731
-    "flows_tui_forget_topic", lambda topic=None, **_: (dask_scheduler._broker._topics.pop(topic, None), None)[1])
-_forget_installed: "weakref.WeakKeyDictionary[Any, str]" = weakref.WeakKeyDictionary()
-
-
-def forget_topic(client: Any, topic: str) -> None:
-    """Drop `topic`, and the events it kept, from the client's scheduler.
-
-    Sent from the client's IO loop without waiting for the answer: two round trips to the
-    scheduler (one to look at its workers, one for this) were most of a small run's own cost.
-    """
-    client.loop.add_callback(_forget, client, topic)
-
-
-async def _forget(client: Any, topic: str) -> None:
-    try:
-        address = client.scheduler.address
-        if _forget_installed.get(client) != address:
-            await client._run_on_scheduler(_install_forget)
-            _forget_installed[client] = address
-        try:
-            await client.scheduler.flows_tui_forget_topic(topic=topic)
-        except Exception:  # a scheduler restarted at the same address, without the handler
-            _forget_installed.pop(client, None)
-            await client._run_on_scheduler(_forget_topic, topic=topic)
-    except Exception:  # the client is closing, or the scheduler is gone with the topic
-        logger.debug("could not drop topic %s from the scheduler", topic, exc_info=True)

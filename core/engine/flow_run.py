@@ -35,11 +35,12 @@ from flows_tui.tracebacks import format_exception
 from flows_tui.user_code.pickling import user_sources
 
 from .cluster import scheduler_lost
-from .dask_watch import DaskWatch, _ReportHandler, _subscribe, _worker_deaths, forget_topic
+from .dask_watch import DaskWatch, _ReportHandler, _subscribe, _worker_deaths
 from .in_process import release, workers_in_this_process
 from .outcome import register_outcome_serializer
 from .performance_report import PerformanceReport
 from .results import Results
+from .scheduler_cleanup import forget_run
 from .task_calls import TaskCalls
 from .task_reports import TaskReports
 from .task_runs import TaskRuns, _Tracking
@@ -211,14 +212,13 @@ class FlowRunEngine(TaskRuns, Results, TaskCalls, TaskReports, DaskWatch):
             _worker_deaths.forget(self.client, self)
             release(self.run_id)
             try:
-                # The scheduler keeps a topic, with its last 1,000 events, until it stops: run after
-                # run of `serve` (2.4 MB of log messages after 20 runs) unless it goes with its run.
-                # Dropping it there ends the subscription too; `unsubscribe_topic` arriving later
+                # The run's topic, and Dask's spans of runs long done (scheduler_cleanup).
+                # Dropping the topic ends the subscription too; `unsubscribe_topic` arriving later
                 # would only make the scheduler create it again, empty.
                 # A lost scheduler (serve stopped, a scheduler killed) keeps nothing: asking it would
                 # hold the run's end for the client's whole reconnect timeout.
                 if not scheduler_lost(self.client):
-                    forget_topic(self.client, self.topic)
+                    forget_run(self.client, self.topic)
             except Exception:  # the client may be closing
                 pass
             # Dask's unsubscribe_topic leaves the handler in the client: it would hold this engine,
