@@ -377,9 +377,12 @@ def connect(choice: ClusterChoice, *, behind_ui: bool = False) -> Cluster:
 # events per topic. In a process that runs flow after flow (`serve`, the UI) they filled for
 # hundreds of runs: +88 kB a run in the process after 150 runs, the workers as well. Left
 # as the user set it if they did; worker processes take it from this process's config.
-# The scheduler also keeps its last 100 computations (one a run) with their task groups.
+# The scheduler also keeps its last 100 computations (one a run) with their task groups, and
+# every process its last hour of system figures (7,200 samples of a dozen quantities: ~2 MB a
+# process, growing through a serve's first hour); the dashboard's system page shows 5 minutes.
 SHORTER = {"distributed.admin.low-level-log-length": (1000, 50),
-           "distributed.diagnostics.computations.max-history": (100, 10)}
+           "distributed.diagnostics.computations.max-history": (100, 10),
+           "distributed.admin.system-monitor.log-length": (7200, 600)}
 
 
 def _short_debug_logs() -> None:
