@@ -66,7 +66,7 @@ class DaskWatch:
                 except Exception:
                     logger.exception("recording an attempt a dead worker started failed")
             for key in message.get("processing-tasks") or ():
-                task_run_id = self._by_key.get(key)
+                task_run_id = self._task_run_of_key(key)
                 if task_run_id is None or task_run_id not in self._open_ids:
                     continue
                 track = self._tracking[task_run_id]
@@ -79,7 +79,7 @@ class DaskWatch:
                 else:
                     rescheduled.append(self.flow_run.task_runs[task_run_id].name)
             for key in message.get("lost-computed-tasks") or ():
-                task_run_id = self._by_key.get(key)
+                task_run_id = self._task_run_of_key(key)
                 if task_run_id is not None:
                     lost.append(self.flow_run.task_runs[task_run_id].name)
             self._changed.notify_all()
