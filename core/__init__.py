@@ -4,19 +4,23 @@ The public API, with Prefect 3's names: a flow written for flows-tui runs under
 Prefect by changing only its import line.
 """
 
-from . import flows as _flows
-from . import runtime as _runtime
-from . import task_runners as _task_runners
-from . import tasks as _tasks
-from .context import tags
-from .flows import Flow, flow
-from .futures import (PrefectFuture, PrefectFutureList, TaskFuture, TaskFutureList, allow_failure, as_completed,
-                      unmapped, wait)
-from .record.logs import get_run_logger
-from .runtime import get_dask_client
-from .states import State
-from .task_runners import DaskTaskRunner
-from .tasks import Task, exponential_backoff, task
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING
+
+from . import plugged
+
+if TYPE_CHECKING:  # the names below come on first use (see __getattr__), so `import flows_tui` stays cheap
+    from .context import tags
+    from .flows import Flow, flow
+    from .futures import (PrefectFuture, PrefectFutureList, TaskFuture, TaskFutureList, allow_failure,
+                          as_completed, unmapped, wait)
+    from .record.logs import get_run_logger
+    from .runtime import get_dask_client
+    from .states import State
+    from .task_runners import DaskTaskRunner
+    from .tasks import Task, exponential_backoff, task
 
 __version__ = "0.1.0"
 
@@ -66,13 +70,45 @@ def _runner_runs():
     return runner_runs
 
 
-# The public API sits below the layers that run and serve flows (see flows.Launchers).
-_flows.launchers.run_from_python = _run_from_python
-_flows.launchers.serve_flow = _serve_flow
-_flows.launchers.load_from_source = _load_from_source
-_tasks._local_task_runs = _local_task_runs
-_task_runners._runner_runs = _runner_runs
-_runtime.named_cluster = cluster
+# The public API sits below the layers that run and serve flows (see flows_tui.plugged).
+plugged.run_from_python = _run_from_python
+plugged.serve_flow = _serve_flow
+plugged.load_from_source = _load_from_source
+plugged.local_task_runs = _local_task_runs
+plugged.runner_runs = _runner_runs
+plugged.named_cluster = cluster
+
+# The public names and where each is defined. They are imported on first use, so a command
+# that needs none of them (`flows-tui runs`, the UI's first frame) does not pay for the engine's
+# modules; `from flows_tui import flow, task` imports them as it always did.
+_PUBLIC = {
+    "tags": "context", "Flow": "flows", "flow": "flows",
+    "PrefectFuture": "futures", "PrefectFutureList": "futures", "TaskFuture": "futures",
+    "TaskFutureList": "futures", "allow_failure": "futures", "as_completed": "futures", "unmapped": "futures",
+    "wait": "futures", "get_run_logger": "record.logs", "get_dask_client": "runtime", "State": "states",
+    "DaskTaskRunner": "task_runners", "Task": "tasks", "exponential_backoff": "tasks", "task": "tasks",
+}
+
+
+def __getattr__(name: str):
+    module = _PUBLIC.get(name)
+    if module is None:
+        if name.startswith("__"):
+            raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+        try:  # a submodule not imported yet, as `flows_tui.tasks` after `import flows_tui`
+            return importlib.import_module(f"{__name__}.{name}")
+        except ModuleNotFoundError as error:
+            if error.name != f"{__name__}.{name}":
+                raise
+            raise AttributeError(f"module {__name__!r} has no attribute {name!r}") from None
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_PUBLIC))
+
 
 __all__ = [
     "DaskTaskRunner", "Flow", "PrefectFuture", "PrefectFutureList", "State", "Task", "TaskFuture", "TaskFutureList",

@@ -7,30 +7,13 @@ import functools
 import inspect
 from typing import Any, Callable, Iterable
 
+from . import plugged
 from .context import current_flow_run, run_to_end
 from .definitions import (check_flow_name, check_hooks, check_reserved_arguments, check_run_name,
                           check_validator_names, options_signature, seconds_or_none, unwrap_method)
 
 _UNBOUND = object()
 _HOOKS = ("on_completion", "on_failure", "on_crashed", "on_cancellation", "on_running")
-
-
-class Launchers:
-    """How a flow called from Python outside any run is run (`flows_tui.launch.runner`), how
-    `Flow.serve` serves (`flows_tui.schedule.serve`) and how `Flow.from_source` loads
-    (`flows_tui.project.flow_sources`).
-
-    They live in layers above this module, which must not import them: flows_tui/__init__.py
-    plugs them in, and it runs before any Flow can exist.
-    """
-
-    run_from_python: Callable[..., Any]
-    serve_flow: Callable[..., None]
-    load_from_source: Callable[..., Any]
-
-
-launchers = Launchers()
-
 
 class Flow:
     """A function whose body drives tasks on the cluster; calling it runs it, as in Prefect."""
@@ -148,8 +131,8 @@ class Flow:
         if self.isasync:  # as in Prefect, an async flow's call is awaited; the run itself is in a thread
             import asyncio
 
-            return asyncio.to_thread(launchers.run_from_python, self, parameters, return_state=return_state)
-        return launchers.run_from_python(self, parameters, return_state=return_state)
+            return asyncio.to_thread(plugged.run_from_python, self, parameters, return_state=return_state)
+        return plugged.run_from_python(self, parameters, return_state=return_state)
 
     def call_fn(self, parameters: dict[str, Any]) -> Any:
         """Call the flow's function with validated `parameters` (`*args`/`**kwargs` spread as the signature says)."""
@@ -225,7 +208,7 @@ class Flow:
     def from_source(cls, source: Any, entrypoint: str) -> "Flow":
         """Prefect's `Flow.from_source`: the flow `entrypoint` ("file.py:function" or "module.function")
         names in `source`, a folder, a git URL or a storage object (see `flows_tui.project.flow_sources`)."""
-        return launchers.load_from_source(source, entrypoint)
+        return plugged.load_from_source(source, entrypoint)
 
     def deploy(self, *args: Any, **kwargs: Any) -> None:
         """Prefect's `flow.deploy()` publishes to its server and work pools, which do not exist here."""
@@ -249,7 +232,7 @@ class Flow:
         `interval` is seconds, a timedelta or text like "5m"; the cluster, store and notifications
         come from flows.toml in the current directory, as for `flows-tui serve`.
         """
-        launchers.serve_flow(self, cron=cron, interval=interval, parameters=parameters or {}, timezone=timezone,
+        plugged.serve_flow(self, cron=cron, interval=interval, parameters=parameters or {}, timezone=timezone,
                    overlap=overlap, catchup=catchup, grace=grace)
 
     def serialize_parameters(self, parameters: dict[str, Any]) -> dict[str, Any]:

@@ -5,11 +5,8 @@ from __future__ import annotations
 import contextlib
 from typing import Any, Iterator
 
+from . import plugged  # cluster(name) of the launch layer, above this module
 from .context import current_flow_run, current_task_run
-
-
-# `cluster(name)` of the launch layer, set by the package (this module sits below it).
-named_cluster: Any = None
 
 
 @contextlib.contextmanager
@@ -22,7 +19,7 @@ def get_dask_client(timeout: float | None = None, *, cluster: str | None = None,
     cluster instead, started for the `with` (as `flows_tui.cluster(NAME)`).
     """
     if cluster is not None:
-        with named_cluster(cluster) as client:
+        with plugged.named_cluster(cluster) as client:
             yield client
         return
     if current_task_run() is not None:

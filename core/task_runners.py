@@ -9,7 +9,9 @@ is given; other runners are accepted and the cluster comes from the usual places
 from __future__ import annotations
 
 import copy
-from typing import Any, Callable, Iterable
+from typing import Any, Iterable
+
+from . import plugged  # flows_tui.engine.runner_runs, above this module
 
 
 class TaskRunner:
@@ -33,20 +35,17 @@ class TaskRunner:
     # Used directly, as Prefect's runners are (`flows_tui.engine.runner_runs`) --------------------
 
     def __enter__(self) -> "TaskRunner":
-        _runner_runs().start(self)
+        plugged.runner_runs().start(self)
         return self
 
     def __exit__(self, *exc: Any) -> None:
-        _runner_runs().stop(self)
+        plugged.runner_runs().stop(self)
 
     def submit(self, task: Any, parameters: dict[str, Any], wait_for: Iterable[Any] | None = None,
                dependencies: Any = None) -> Any:
         """Run `task` with `parameters` (by name) as a task run of no flow; its future."""
-        return _runner_runs().submit(self, task, parameters, wait_for)
+        return plugged.runner_runs().submit(self, task, parameters, wait_for)
 
-
-# flows_tui.engine.runner_runs lives in a layer above this module: flows_tui/__init__.py plugs it in.
-_runner_runs: Callable[[], Any]
 
 
 class ThreadPoolTaskRunner(TaskRunner):

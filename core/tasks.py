@@ -12,6 +12,7 @@ import threading
 from collections import OrderedDict
 from typing import Any, Callable, Iterable, Sequence
 
+from . import plugged  # flows_tui.engine.local_runs, above this module
 from .context import current_flow_run, current_task_run, run_to_end
 from .definitions import (check_hooks, check_reserved_arguments, check_run_name, options_signature, seconds_or_none,
                           unwrap_method)
@@ -416,10 +417,7 @@ def _restore_task(blob: bytes) -> Task:
 def local_task_runs() -> Any:
     """`flows_tui.engine.local_runs`: it lives in a layer above this module, which must not import it;
     flows_tui/__init__.py plugs it in (imported at the first such call, so a flow file pays nothing)."""
-    return _local_task_runs()
-
-
-_local_task_runs: Callable[[], Any]
+    return plugged.local_task_runs()
 
 
 def _require_flow_run(task: Task, method: str):

@@ -64,3 +64,25 @@ def test_the_cli_starts_without_importing_dask():
                      "print(sorted({'distributed', 'dask', 'numpy'} & set(sys.modules)))")
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[]"
+
+
+def test_every_command_is_found_by_name_before_its_module_is_imported():
+    """The commands' modules are imported when a command is asked for: a command missing from the map
+    would be taken for a PATH (`flows-tui prune` opening the UI on a folder named prune)."""
+    result = _python("import sys, click, flows_tui.cli as cli; "
+                     "before = sorted(m for m in sys.modules if m.startswith('flows_tui.cli.')); "
+                     "ctx = click.Context(cli.main); [cli.main.get_command(ctx, n) for n in cli.main.list_commands(ctx)]; "
+                     "print(before); print(sorted(cli.main.commands) == sorted(cli.COMMAND_MODULES))")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split("\n")[:2] == ["[]", "True"]
+
+
+def test_the_public_names_are_there_and_the_package_alone_imports_none_of_the_engine():
+    """`import flows_tui` is cheap (the UI and `flows-tui runs` pay only for what they use); every name of
+    `__all__` still comes from `from flows_tui import ...`, as the README's flows write it."""
+    result = _python("import sys, flows_tui; light = sorted(m for m in sys.modules if m.startswith('flows_tui.')); "
+                     "from flows_tui import *; import flows_tui as f; "
+                     "print(light); print(all(callable(getattr(f, n)) for n in f.__all__)); "
+                     "print(f.tasks.task is f.task, f.flow.__module__)")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split("\n")[:3] == ["['flows_tui.plugged']", "True", "True flows_tui.flows"]

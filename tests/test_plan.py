@@ -515,3 +515,24 @@ def test_helpers_in_other_files_and_computed_names_are_flagged(tmp_path):
     assert [(n.id, n.dynamic) for n in plan.tasks] == [
         (f"extract@{line_of(tmp_path, 'rows = prepare(')}", None), (f"inc@{step_line - 2}", None),
         (f"inc@{step_line}", "loop"), (f"load@{step_line}", "loop")]
+
+
+def test_a_plan_read_in_a_child_process_arrives_whole_as_json(tmp_path):
+    # The UI shows plans made in the child that imported the flow's file: subflows, edges, notes and all.
+    import json
+
+    flows = load_flows(tmp_path, """
+        @flow(name="child-flow")
+        def child(rows):
+            return load(transform.map(rows))
+
+        @flow
+        def parent(n: int = 3):
+            rows = extract()
+            for _ in range(n):
+                add(child(rows), 1, wait_for=[rows])
+            getattr(sys, "argv")
+    """)
+    plan = plan_flow(flows["parent"])
+    assert plan.tasks[1].subflow is not None and plan.tasks[1].dynamic == "loop"
+    assert FlowPlan.from_document(json.loads(json.dumps(plan.document()))) == plan

@@ -70,6 +70,7 @@ if TYPE_CHECKING:
     from flows_tui.launch.launcher import RunLauncher
     from flows_tui.launch.watch_run import WatchRun
     from flows_tui.project.flows_directory import FlowsDirectory
+    from flows_tui.project.runnable_flows import RunnableFlows
     from flows_tui.project.watch import FlowsWatcher
     from flows_tui.record.retention import Retention
     from flows_tui.record.tail import JournalTail
@@ -180,6 +181,7 @@ class FlowsApp(StartUp, ClusterPane, HistoryPane, RunsInProgress, PaneContents, 
         self.bus.subscribe(self.bridge, name="tui")
         self._directory: FlowsDirectory | None = None  # made on the flows' thread, after the first frame
         self._directory_lock = threading.Lock()
+        self._runnable: RunnableFlows | None = None  # the flows' files imported here as they are run
         self.watch_files = watch
         self.connect_cluster = connect_cluster
         self.clock = now  # what "now" is for durations and countdowns (tests pin it)

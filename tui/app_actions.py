@@ -65,27 +65,30 @@ class Actions:
         flow = self._selected_flow()
         if flow is None:
             return
-        try:
-            parameters = flow.validate(self._values(flow))
-        except FlowsTuiError as error:
-            self.notify(f"{error} (press p to give parameters)", severity="error")
-            return
-        self.start_run(flow, parameters, flow.file)
+        self.run_when_imported(flow, self._values(flow))  # its file imported here now, not before
 
     def action_run_with_params(self) -> None:
         if self._importing("run_with_params"):
             return
-        flow = self._selected_flow()
-        if flow is None:
+        listed = self._selected_flow()
+        if listed is None:
+            return
+        if getattr(listed, "form", None) is None:
+            self.notify(f"{listed.name}: no parameter form: {getattr(listed, 'form_error', None) or 'not read'}",
+                        severity="error")
             return
 
-        def chosen(values: dict | None) -> None:
-            if values is not None:
+        def chosen(chosen: tuple[Any, dict] | None) -> None:
+            if chosen is not None:
+                flow, values = chosen
                 self.start_run(flow, values, flow.file)
 
         from .param_form import ParamForm  # on first use: it brings pydantic, a tenth of the UI's start
 
-        self.push_screen(ParamForm(flow, self._values(flow)), chosen)
+        # The form's fields are read from the listing; submitted, its values are checked against the flow
+        # itself, its file imported here then (the flow is about to run).
+        self.push_screen(ParamForm(listed, self._values(listed), lambda: self.import_in_background(listed)),
+                         chosen)
 
     def action_rerun(self) -> None:
         run_id = self.shown_run
@@ -110,10 +113,13 @@ class Actions:
         if run.state in SUCCESS_STATES:
             self.call_from_thread(self.notify, f"run {run_id} completed: nothing to re-run (r runs the flow again)")
             return None
-        flow = self.directory.flows.get(run.flow)
-        if flow is None:
+        listed = self.directory.flows.get(run.flow)
+        if listed is None:
             self.call_from_thread(self.notify, f"flow {run.flow} is not in the flows directory any more",
                                   severity="error")
+            return None
+        flow = self.imported_flow(listed)
+        if flow is None:
             return None
         try:
             parameters = flow.validate(run.parameters)
@@ -150,8 +156,11 @@ class Actions:
             self.notify(f"watching {flow.name}: every save runs it again, reusing unchanged tasks")
         self.query_one(FlowList).set_watching(set(self.watches))
 
-    def _watch_run_once(self, flow: Any) -> None:
+    def _watch_run_once(self, listed: Any) -> None:
         """On the watch-run's thread: one run with the session, on the flow as last saved."""
+        flow = self.imported_flow(listed)
+        if flow is None:
+            return
         try:
             parameters = flow.validate(self._values(flow))
         except FlowsTuiError as error:
@@ -211,11 +220,9 @@ class Actions:
         from flows_tui.cache import cache_directory
         from flows_tui.launch.debug import Target, input_lines, reach, reach_held
 
-        flow = self.directory.flows.get(run.flow)
         cluster = self._live_cluster()
         try:
-            if flow is None:
-                raise FlowsTuiError(f"flow {run.flow} is not in the flows directory any more")
+            flow = self.runnable.named(run.flow)  # its file imported here, if it was not since its last save
             if cluster is None:
                 return
             # The run's own arguments and upstream results while the session holds them; else a re-run.

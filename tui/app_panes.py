@@ -134,11 +134,9 @@ class PaneContents:
                 return
             if run_id == self.shown_run:
                 return  # a run just started here, its first events still on the way: they put it on screen
-        from flows_tui.project.plan import plan_flow
-
         self.shown_run = None
         self.query_one(LogView).show_run(None)  # the logs pane shows the run the tasks pane shows: none
-        tree.show_plan(row.flow.name, plan_flow(row.flow))
+        tree.show_plan(row.flow.name, row.flow.plan)  # read in the child that imported its file
 
     def _show_logs_of(self, run: FlowRun) -> None:
         """The logs pane on `run` (its lines from the store), unless it shows that run already."""

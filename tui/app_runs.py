@@ -4,11 +4,15 @@ A part of FlowsApp (tui/app.py), which mixes it in: `self` is the app."""
 
 from __future__ import annotations
 
+import concurrent.futures
+import threading
+from pathlib import Path
 from typing import Any
 
 from textual import work
 from textual.worker import Worker, WorkerState
 
+from flows_tui.errors import FlowFileError, FlowsTuiError
 from flows_tui.states import RUNNING, SUCCESS_STATES
 
 from .flow_list import FlowList
@@ -21,6 +25,48 @@ from .bridge import RunEvents
 
 class RunsInProgress:
     """Runs this UI starts and their events, as the bridge hands them over."""
+
+    def run_when_imported(self, listed: Any, values: dict[str, Any]) -> None:
+        """`r`: the flow's file imported here (after its child import succeeded), the values checked
+        against its signature, then the run started. On a thread of its own, not a Textual worker,
+        whose end Textual's own end waits for (`q` would wait for a slow import)."""
+        threading.Thread(target=self._import_then_run, args=(listed, values), name="flows-tui-import",
+                         daemon=True).start()
+
+    def import_in_background(self, listed: Any) -> concurrent.futures.Future:
+        """The Flow of `listed` (as `runnable.flow_for`) from a thread of its own: the parameter form
+        checks its values against it."""
+        future: concurrent.futures.Future = concurrent.futures.Future()
+
+        def imported() -> None:
+            try:
+                future.set_result(self.runnable.flow_for(listed))
+            except BaseException as error:  # noqa: B036 - the form says it
+                future.set_exception(error)
+
+        threading.Thread(target=imported, name="flows-tui-import", daemon=True).start()
+        return future
+
+    def _import_then_run(self, listed: Any, values: dict[str, Any]) -> None:
+        flow = self.imported_flow(listed)
+        if flow is None:
+            return
+        try:
+            parameters = flow.validate(values)
+        except FlowsTuiError as error:
+            self._from_thread(self.notify, f"{error} (press p to give parameters)", severity="error")
+            return
+        self._from_thread(self.start_run, flow, parameters, flow.file)
+
+    def imported_flow(self, listed: Any) -> Any:
+        """On a thread: the Flow of the flows pane's `listed`, its file imported here if it was not since
+        its last save; None, said in a notification, when it does not import."""
+        try:
+            return self.runnable.flow_for(listed)
+        except FlowsTuiError as error:
+            self._from_thread(self.notify, f"{listed.name} not run: {import_problem(error)}", severity="error",
+                              timeout=8)
+            return None
 
     def start_run(self, flow: Any, parameters: dict[str, Any], file: str | None) -> None:
         if self.cluster is None and self.cluster_error is None and self.connect_cluster:
@@ -113,3 +159,11 @@ class RunsInProgress:
         flow_list = self.query_one(FlowList)
         for run in sorted(runs, key=lambda run: run.started):
             flow_list.set_last_state(run.flow, RUNNING if run.flow in in_flight else run.state)
+
+
+def import_problem(error: FlowsTuiError) -> str:
+    """Why a flow's file did not import here: `file.py:LINE: reason` (its name, not its whole path)."""
+    if isinstance(error, FlowFileError):
+        where = Path(error.path).name + (f":{error.line}" if error.line else "")
+        return f"{where}: {error.reason}"
+    return str(error)

@@ -78,10 +78,11 @@ class ConfigAndSchedules:
         return self.scheduled.scheduler if self.scheduled is not None else None
 
     def _scheduled_flow(self, name: str) -> tuple[Any, str | None]:
-        """On the scheduler's thread: the flow a due schedule runs, as loaded now."""
-        flow = self.directory.flows.get(name)
-        if flow is None or (self.cluster is None and not self.connect_cluster):  # else `ready` starts it
+        """On the scheduler's thread: the flow a due schedule runs, as loaded now (with no cluster,
+        `ready` starts it first)."""
+        if name not in self.directory.flows or (self.cluster is None and not self.connect_cluster):
             raise FlowsTuiError("the flow or the cluster is not available")
+        flow = self.runnable.named(name)  # its file imported here, if it was not since its last save
         return flow, flow.file
 
     def _scheduled_run_started(self, engine: Any, due: _dt.datetime) -> None:

@@ -1,7 +1,8 @@
 """Start-up: the first frame first, then what it does without.
 
 The first frame needs only Textual and the panes. After it: the flows, listed from their files'
-syntax tree at once, then imported (their import server starts then); and on a thread of its own
+syntax tree at once, then read in the child processes that import them (their import server starts
+then); and on a thread of its own
 the engine's imports, the store opened (when the app opens it: `open_store`) and the launcher
 made. A key that needs the launcher before (r, p, w, a schedule) waits for it on the thread
 that needs it; the UI thread never imports the engine.
@@ -28,7 +29,9 @@ if TYPE_CHECKING:
     from flows_tui.engine.cluster import Cluster
     from flows_tui.launch.launcher import RunLauncher
     from flows_tui.project.flows_directory import FlowsDirectory
+    from flows_tui.project.runnable_flows import RunnableFlows
 
+SAY_WAITING_AFTER = 1.0  # a quit that waits longer for the start-up thread says so
 WARM_UP_SECONDS = 60  # at most this long does the end of the UI wait for its start-up thread (a store locked…)
 
 
@@ -75,7 +78,15 @@ class StartUp:
         committed, this process's unfinished runs marked Crashed. Waits for a start-up still under way."""
         thread = self._warm_up_thread
         if thread is not None:
-            thread.join(WARM_UP_SECONDS)
+            thread.join(SAY_WAITING_AFTER)
+            if thread.is_alive():  # the terminal is the user's again: say why the prompt does not come back
+                _say(f"flows-tui: waiting for the run store to open, to close it cleanly (another process may be "
+                     f"writing to it); up to {WARM_UP_SECONDS:.0f} s, Ctrl-C leaves now")
+                try:
+                    thread.join(WARM_UP_SECONDS)
+                except KeyboardInterrupt:
+                    _say("flows-tui: left without waiting; the next command marks this session's runs")
+                    return
         if not self._warming.acquire(timeout=WARM_UP_SECONDS):
             return
         try:
@@ -89,14 +100,32 @@ class StartUp:
 
     @property
     def directory(self) -> FlowsDirectory:
-        """The flows directory: its files, flows and errors (its import server starts with it)."""
+        """The flows directory: its files, flows and errors (its import server starts with it).
+
+        Each file is imported in a child process only, which reads its flows' names, parameter forms
+        and plans for the panes: no flow file is imported in the UI's process to be listed or
+        reloaded (one that exits, loops or starts a thread at import cannot end or hold the UI).
+        Running a flow imports its file here (`runnable`)."""
         if self._directory is None:
             from flows_tui.project.flows_directory import FlowsDirectory
 
             with self._directory_lock:
                 if self._directory is None:
-                    self._directory = FlowsDirectory(self.flows_dir)
+                    self._directory = FlowsDirectory(self.flows_dir, import_here=False, details=True)
         return self._directory
+
+    @property
+    def runnable(self) -> RunnableFlows:
+        """The flows as runs take them: a flow's file imported here when it is run, after its child's
+        import succeeded, and again once it was saved since (on the thread that asks: never the UI's)."""
+        if self._runnable is None:
+            from flows_tui.project.runnable_flows import RunnableFlows
+
+            directory = self.directory
+            with self._directory_lock:
+                if self._runnable is None:
+                    self._runnable = RunnableFlows(directory)
+        return self._runnable
 
     @property
     def cluster(self) -> Cluster | None:
@@ -227,3 +256,14 @@ class StartUp:
                                   severity="warning")
             return
         self._config_watch = watch
+
+
+def _say(text: str) -> None:
+    """One line on the terminal, after the app has given it back."""
+    import sys
+
+    stream = sys.__stderr__
+    if stream is not None:
+        with contextlib.suppress(OSError, ValueError):
+            stream.write(text + "\n")
+            stream.flush()

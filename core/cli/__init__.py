@@ -2,13 +2,14 @@
 
 Here: the `main` group (the UI when no command is given) and what every command shares:
 loading flows.toml, the one `error:` line and its exit code, opening the store. Each group
-of commands is a module of its own, registered on `main` when imported (the end of this
-file): running (run, debug), serving (serve), history (runs, logs, cancel), project (list,
-check, init), cache, prune.
+of commands is a module of its own, registered on `main` when imported, which is when one of
+its commands is asked for (COMMAND_MODULES): running (run, debug), serving (serve), history
+(runs, logs, cancel), project (list, check, init), cache, prune.
 """
 
 from __future__ import annotations
 
+import importlib
 import os
 from pathlib import Path
 from typing import Any
@@ -46,11 +47,29 @@ def _store_problem(message: str) -> None:
     console.print(visible(message), markup=False)
 
 
+# Each group of commands is a module, imported when one of its commands is asked for (or for
+# `--help`), so the UI and `flows-tui runs` do not pay for importing `run`'s or `serve`'s code.
+# Importing the module registers its commands on `main`.
+COMMAND_MODULES = {
+    "run": "running", "debug": "running", "serve": "serving", "runs": "history", "logs": "history",
+    "cancel": "history", "list": "project", "check": "project", "init": "project", "cache": "cache",
+    "prune": "prune",
+}
+
+
 class _Main(click.Group):
     """`flows-tui [PATH]` starts the UI; a first argument naming a command runs that command."""
 
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(set(self.commands) | set(COMMAND_MODULES))
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in self.commands and cmd_name in COMMAND_MODULES:
+            importlib.import_module(f"{__name__}.{COMMAND_MODULES[cmd_name]}")
+        return self.commands.get(cmd_name)
+
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
-        if args and not args[0].startswith("-") and args[0] not in self.commands:
+        if args and not args[0].startswith("-") and args[0] not in self.list_commands(ctx):
             ctx.meta["flows_tui.path"] = args[0]
             args = args[1:]
         return super().parse_args(ctx, args)
@@ -128,12 +147,3 @@ def _open_store(config: Any):
         raise FlowsTuiError(f"no runs recorded yet in {display_path(config.project.state_dir)} "
                                   "(`flows-tui run FLOW` records one)")
     return Store.open(config.project.state_dir, read_only_ok=True)
-
-
-# The commands, one module per group; importing each registers its commands on `main`.
-from . import running as _running  # noqa: E402,F401 - run, debug
-from . import serving as _serving  # noqa: E402,F401 - serve
-from . import history as _history  # noqa: E402,F401 - runs, logs, cancel
-from . import project as _project  # noqa: E402,F401 - list, check, init
-from . import cache as _cache  # noqa: E402,F401 - cache, cache clear
-from . import prune as _prune  # noqa: E402,F401 - prune

@@ -182,11 +182,14 @@ class TaskRuns:
             remaining = None if deadline is None else deadline - time.monotonic()
             if remaining is not None and remaining <= 0:
                 raise TimeoutError(f"task run {track.key!r} did not finish within {timeout:g}s")
+            moment = 0.2 if remaining is None else min(0.2, remaining)
             try:
                 # Wait for the task to end on the cluster, then fetch its result once: a result
                 # fetched with a timeout started its transfer over at every timeout, and a 100 MB
                 # result never arrived (the run failed after ~30 s; raw Dask took 2 s).
-                self._wait_on_cluster([track.future], 0.2 if remaining is None else min(0.2, remaining))
+                if track.siblings is None:  # nothing to fetch with it: both in one trip
+                    return self._wait_and_fetch(track.future, moment)
+                self._wait_on_cluster([track.future], moment)
             except (TimeoutError, asyncio.TimeoutError):
                 continue
             except Exception:  # cancelled or lost: result() says which

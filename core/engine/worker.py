@@ -29,7 +29,7 @@ from flows_tui.states import (CACHED, COMPLETED, FAILED, NOT_RUN, RUNNING, TIMED
 from flows_tui.tracebacks import format_exception
 
 from .in_process import is_reference, resolve
-from .outcome import UNSENDABLE, Outcome, Ref
+from .outcome import UNSENDABLE, Outcome, Ref, register_outcome_serializer
 from .reports import Reports
 
 # A retry delay longer than this gives the worker thread back to Dask while it waits.
@@ -186,6 +186,8 @@ def run_task(call: TaskCall, args: tuple, kwargs: dict, deps: list, reports: Any
     any function call, its exception comes back as it was raised (not made picklable), and a
     KeyboardInterrupt or SystemExit goes straight up, with no retry: Ctrl-C stops it at once.
     """
+    if reports is None:  # on a Dask worker: its envelope leaves through our serializer (see outcome)
+        register_outcome_serializer()
     in_process = is_reference(call)  # the flow is driven from this process: its objects are shared
     call, args, kwargs = resolve(call), resolve(args), resolve(kwargs)
     outcome = _run_task(call, args, kwargs, deps, reports if reports is not None else

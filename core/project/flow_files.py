@@ -21,7 +21,7 @@ import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
-from typing import Callable, Iterable
+from typing import Any, Callable, Iterable
 
 
 from flows_tui.errors import FlowFileError
@@ -44,6 +44,9 @@ class FlowFile:
     # Read in the child that imported the file, for `list` and `check` (the file was not imported
     # here; `flows` then holds FlowSummary objects): every flow the file defines, in line order.
     defined: list[FlowSummary] | None = None
+    # The bytes those summaries were read from: what running one of its flows imports here, even
+    # once a later save broke the file (its last good flows stay listed, and runnable).
+    source: bytes | None = None
 
 
 @dataclass(frozen=True)
@@ -58,6 +61,11 @@ class FlowSummary:
     parameters: tuple[dict, ...] = ()  # {"name", "default" (JSON-safe), "required"}, in signature order
     table: str | None = None  # the `[flows.KEY]` of flows.toml it matched, in the tables sent to the child
     problem: tuple[str, str | None] | None = None  # that table's parameters against its signature: (message, parameter)
+    # For the UI, when asked for (`details`): the parameter form's fields, {"name", "type", "required",
+    # "accepted", "choices", "text" (the default as typed)}, or None with `form_error`; and the plan.
+    form: tuple[dict, ...] | None = None
+    form_error: str | None = None
+    plan: Any = None  # flows_tui.project.plan.FlowPlan
 
 
 def module_name_for(path: Path) -> str:

@@ -64,8 +64,53 @@ def parameter_problem(flow: Any, values: dict[str, Any], scheduled: bool) -> tup
     return None
 
 
-def summarize(loaded: FlowFile, tables: Tables) -> dict[str, Any]:
-    """A loaded file's flows as JSON (in the child): "defined" in line order, "listed" as `loaded.flows` orders them."""
+def value_text(value: Any) -> str:
+    """A parameter's value as the user would type it in a form: strings, dates, times and paths bare
+    (a date default written as JSON, with its quotes, did not pass the form's own check), an Enum by
+    its value, the rest as JSON."""
+    import datetime as _dt
+    import enum
+    from pathlib import PurePath
+
+    from flows_tui.parameters import json_default
+
+    if isinstance(value, enum.Enum):
+        value = value.value
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, (_dt.date, _dt.time)):
+        return value.isoformat()
+    if isinstance(value, PurePath):
+        return str(value)
+    return json.dumps(value, default=json_default)
+
+
+def _form(flow: Any) -> list[dict[str, Any]]:
+    """The fields of `flow`'s parameter form, as JSON: what `p` shows without importing the file."""
+    from flows_tui.parameters import describe_parameters
+
+    return [{"name": field["name"], "type": field["type"], "required": field["required"],
+             "accepted": field["accepted"], "choices": field["choices"],
+             "text": "" if field["required"] else value_text(field["default"])}
+            for field in describe_parameters(flow.fn)]
+
+
+def _details(flow: Any) -> dict[str, Any]:
+    """For the UI: the parameter form's fields and the plan, read where the file was imported."""
+    from flows_tui.project.plan import plan_flow
+
+    try:
+        form, form_error = _form(flow), None
+    except Exception as error:  # noqa: BLE001 - an annotation no form can show: said on `p`, the flow still listed
+        form, form_error = None, f"{type(error).__name__}: {error}"
+    return {"form": form, "form_error": form_error, "plan": plan_flow(flow).document()}
+
+
+def summarize(loaded: FlowFile, tables: Tables, *, details: bool = False) -> dict[str, Any]:
+    """A loaded file's flows as JSON (in the child): "defined" in line order, "listed" as `loaded.flows` orders them.
+    `details`: each flow's parameter form and plan too (for the UI)."""
     from flows_tui.parameters import describe_parameters, json_default
 
     defined = defined_flows(loaded)
@@ -86,17 +131,30 @@ def summarize(loaded: FlowFile, tables: Tables) -> dict[str, Any]:
             file = None
         documents.append({"name": flow.name, "function": flow.fn.__name__, "line": definition_line(flow),
                           "file": file, "identity": f"{loaded.path}#{id(flow.fn)}", "parameters": parameters,
-                          "table": table, "problem": None if problem is None else list(problem)})
+                          "table": table, "problem": None if problem is None else list(problem),
+                          **(_details(flow) if details else {})})
     places = {id(flow): index for index, flow in enumerate(defined)}
     return {"defined": documents, "listed": [places[id(flow)] for flow in loaded.flows.values()]}
 
 
-def summarized_file(path: Path, summary: dict[str, Any], helpers: dict[str, Path]) -> FlowFile:
-    """The FlowFile `list` and `check` read, from a child's summary of a file that imported well."""
+def summarized_file(path: Path, summary: dict[str, Any], helpers: dict[str, Path],
+                    source: bytes | None = None) -> FlowFile:
+    """The FlowFile `list`, `check` and the UI read, from a child's summary of a file that imported well
+    (`source`: the bytes it imported)."""
     defined = [FlowSummary(flow["name"], flow["function"], flow["line"], flow["file"], flow["identity"],
                            tuple(flow["parameters"]), flow["table"],
-                           None if flow["problem"] is None else tuple(flow["problem"]))
+                           None if flow["problem"] is None else tuple(flow["problem"]),
+                           form=None if flow.get("form") is None else tuple(flow["form"]),
+                           form_error=flow.get("form_error"),
+                           plan=None if flow.get("plan") is None else _plan_from(flow["plan"]))
                for flow in summary["defined"]]
     listed = [defined[index] for index in summary["listed"]]
     return FlowFile(path, flows={flow.name: flow for flow in listed},
-                    functions={flow.function: flow.name for flow in listed}, helpers=helpers, defined=defined)
+                    functions={flow.function: flow.name for flow in listed}, helpers=helpers, defined=defined,
+                    source=source)
+
+
+def _plan_from(document: dict[str, Any]) -> Any:
+    from .plan.model import FlowPlan
+
+    return FlowPlan.from_document(document)

@@ -86,11 +86,14 @@ class FlowsDirectory:
     Safe to use from several threads: reloads run one at a time, reads see a consistent state.
     """
 
-    def __init__(self, root: Path, *, import_here: bool = True) -> None:
+    def __init__(self, root: Path, *, import_here: bool = True, details: bool = False) -> None:
         """`import_here=False`: the files are imported only in their child processes, and `files`
-        hold what those read of their flows (FlowSummary objects, as `list` shows them), not Flows."""
+        hold what those read of their flows (FlowSummary objects, as `list` shows them), not Flows;
+        `details`: with each flow's parameter form and plan (the UI's; `RunnableFlows` imports a
+        file here when one of its flows is run)."""
         self.root = Path(root).resolve()
         self.import_here = import_here
+        self.details = details
         # Where the user's own helper modules live: imports from here are watched and reloaded.
         self.directory = self.root if self.root.suffix != ".py" else self.root.parent
         self._reloading = threading.RLock()  # one load or reload at a time; events leave in order
@@ -144,7 +147,8 @@ class FlowsDirectory:
         started = time.perf_counter()
         with self._reloading:
             before = self._snapshot()
-            files = load_directory(self.root) if self.import_here else summarize_directory(self.root, {})
+            files = load_directory(self.root) if self.import_here else \
+                summarize_directory(self.root, {}, details=self.details)
             loaded = {loaded_file.path: loaded_file for loaded_file in files}
             present = set(loaded)
             event = self._apply(before, loaded, removed=set(before) - present, saved=set(before) & present,
@@ -180,7 +184,7 @@ class FlowsDirectory:
             order = sorted(to_load)
             sources = {path: _written(path) for path in order if path in before}
             loaded = dict(zip(order, load_flow_files(order, self.directory, sources=sources) if self.import_here
-                              else summarize_files(order, self.directory, {}, sources=sources)))
+                              else summarize_files(order, self.directory, {}, sources=sources, details=self.details)))
             helpers = (touched & imported) - set(before) - present
             event = self._apply(before, loaded, removed=removed, saved=(present & set(before)) | importers,
                                 helpers=helpers, started=started)

@@ -91,13 +91,14 @@ class ForkServer:
         return self._process
 
     def probe(self, sources: dict[Path, bytes], folder: Path, timeout: float,
-              preload: list[str] = (), tables: dict | None = None) -> Iterator[Probe]:
+              preload: list[str] = (), tables: dict | None = None, details: bool = False) -> Iterator[Probe]:
         """Import each file of `sources` (path → its bytes) in a child; yields each file's Probe as it ends.
 
         Files the server could not answer for (it failed to start or died) are not yielded:
         the caller imports those as before. `preload`: installed modules the files import,
         imported by the server first, so that its children (this batch's and later ones) have them.
-        `tables`: flows.toml's `[flows.KEY]` tables; each good file's Probe then has its `summary`.
+        `tables`: flows.toml's `[flows.KEY]` tables; each good file's Probe then has its `summary`
+        (`details`: with each flow's parameter form and plan, for the UI).
         """
         if not sources:
             return
@@ -108,7 +109,7 @@ class ForkServer:
             self._batches += 1
             batch = self._batches
             request = {"batch": batch, "folder": str(folder), "timeout": timeout, "preload": list(preload),
-                       "tables": None if tables is None else encode_tables(tables),
+                       "tables": None if tables is None else encode_tables(tables), "details": details,
                        "files": [[str(path), source.decode("latin-1")] for path, source in sources.items()]}
             try:
                 process.stdin.write((json.dumps(request) + "\n").encode())
@@ -296,39 +297,41 @@ def load_directory(directory: Path, *, only: list[Path] | None = None) -> list[F
     return load_flow_files(flow_files(root) if only is None else only, folder)
 
 
-def summarize_directory(directory: Path, tables: Tables) -> list[FlowFile]:
+def summarize_directory(directory: Path, tables: Tables, *, details: bool = False) -> list[FlowFile]:
     """Every flow file under `directory` as `list` and `check` read it, none imported here.
 
     Each file is imported in a child, which reads its flows (see `flow_summaries`) and checks
     `tables`' parameters against them. Only when no child can be had (no fork server) are the
-    files imported here, as `load_directory` does, and read the same way.
+    files imported here, as `load_directory` does, and read the same way. `details`: each flow's
+    parameter form and plan too (see `flow_summaries.summarize`).
     """
     root = directory.resolve()
     folder = root if root.is_dir() else root.parent
     put_on_sys_path(folder, first=True)
-    return summarize_files(flow_files(root), folder, tables)
+    return summarize_files(flow_files(root), folder, tables, details=details)
 
 
 def summarize_files(paths: list[Path], folder: Path, tables: Tables, *,
-                    sources: dict[Path, bytes | None] | None = None) -> list[FlowFile]:
+                    sources: dict[Path, bytes | None] | None = None, details: bool = False) -> list[FlowFile]:
     """`paths` as `summarize_directory` reads them (`sources`: the bytes of files already read)."""
     from .config import import_timeout
 
     readable = _readable(paths, sources)
     summarized: dict[Path, FlowFile] = {}
     modules = installed_imports(readable, folder)  # for the server's children, not imported here
-    for probe in _server.probe(readable, folder, import_timeout(), preload=modules, tables=tables):
+    for probe in _server.probe(readable, folder, import_timeout(), preload=modules, tables=tables, details=details):
         if probe.error is not None:
             summarized[probe.path] = _failed(probe)
         elif probe.summary is not None:
-            summarized[probe.path] = summarized_file(_resolved(probe.path), probe.summary, probe.helpers)
+            summarized[probe.path] = summarized_file(_resolved(probe.path), probe.summary, probe.helpers,
+                                                     readable.get(probe.path))
     missing = [path for path in paths if path not in summarized]
     if missing:  # unreadable files (their error, read here), or no fork server: imported here as before
         forget_user_modules()
         importlib.invalidate_caches()
         for path, loaded in zip(missing, load_flow_files(missing, folder, sources=sources)):
             summarized[path] = loaded if loaded.module is None else summarized_file(
-                loaded.path, summarize(loaded, tables), loaded.helpers)
+                loaded.path, summarize(loaded, tables, details=details), loaded.helpers, readable.get(path))
     return [summarized[path] for path in paths]
 
 

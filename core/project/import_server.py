@@ -66,7 +66,8 @@ def serve() -> None:
                 spare.kill()  # forked without them
                 spare = _Child()
             ended: list[_Child] = []
-            for answer in _batch(files, folder, timeout, spare, ended, request.get("tables")):
+            for answer in _batch(files, folder, timeout, spare, ended, request.get("tables"),
+                                 bool(request.get("details"))):
                 out.write((json.dumps({**answer, "batch": request["batch"]}) + "\n").encode())
                 out.flush()
             out.write((json.dumps({"done": True, "batch": request["batch"]}) + "\n").encode())
@@ -108,7 +109,7 @@ def preload(modules: list[str]) -> bool:
 
 def _warm_up() -> None:
     """What importing a flow file needs, imported here once, so that every child starts with it."""
-    from . import config, flow_files, flow_summaries  # noqa: F401
+    from . import config, flow_files, flow_summaries, plan  # noqa: F401 - plan: the UI's summaries have plans
     from flows_tui import parameters  # noqa: F401
     from flows_tui import tracebacks  # noqa: F401
     from flows_tui.user_code.imports import _after_standard_library
@@ -134,8 +135,9 @@ class _Child:
         self.answers = Lines(answers)
         self.status: int | None = None  # its wait status, once it is gone
 
-    def send(self, files: list[tuple[Path, bytes]], folder: Path, timeout: float, tables: str | None) -> None:
-        request = {"folder": str(folder), "timeout": timeout, "tables": tables,
+    def send(self, files: list[tuple[Path, bytes]], folder: Path, timeout: float, tables: str | None,
+             details: bool = False) -> None:
+        request = {"folder": str(folder), "timeout": timeout, "tables": tables, "details": details,
                    "files": [[str(path), source.decode("latin-1")] for path, source in files]}
         request_pipe, self.request = self.request, -1
         try:
@@ -179,16 +181,17 @@ class _Child:
 
 
 def _batch(files: list[tuple[Path, bytes]], folder: Path, timeout: float, child: _Child, ended: list[_Child],
-           tables: str | None = None) -> Iterator[dict[str, Any]]:
+           tables: str | None = None, details: bool = False) -> Iterator[dict[str, Any]]:
     """Import `files` in children, one child until a file ends it or runs past its deadline.
 
     The last child is killed but left in `ended` for the caller to reap once the batch's end is sent.
     `tables` (encoded by `flow_summaries.encode_tables`): each answer also carries the summary of
-    the file's flows that `list` and `check` read, with flows.toml's parameters checked against them.
+    the file's flows that `list` and `check` read, with flows.toml's parameters checked against them
+    (`details`: and each flow's parameter form and plan, for the UI).
     """
     remaining = list(files)
     while remaining:
-        child.send(remaining, folder, timeout, tables)
+        child.send(remaining, folder, timeout, tables, details)
         current: Path | None = None
         begun = False
         deadline = float("inf")
@@ -269,7 +272,7 @@ def _child(request: int, write: int) -> None:
         out = os.fdopen(write, "wb", buffering=0)
         for path, text in batch["files"]:
             out.write((json.dumps({"begin": path}) + "\n").encode())
-            answer = _import_one(Path(path), folder, text.encode("latin-1"), tables)
+            answer = _import_one(Path(path), folder, text.encode("latin-1"), tables, bool(batch.get("details")))
             if os.getpid() != me:  # a process the file forked came back here: it is not ours to go on
                 os._exit(0)
             out.write((json.dumps(answer) + "\n").encode())
@@ -284,7 +287,8 @@ def _child(request: int, write: int) -> None:
         os._exit(status)
 
 
-def _import_one(path: Path, folder: Path, source: bytes, tables: dict | None = None) -> dict[str, Any]:
+def _import_one(path: Path, folder: Path, source: bytes, tables: dict | None = None,
+                details: bool = False) -> dict[str, Any]:
     from .flow_files import defined_flows, definition_line, load_flow_file
     from flows_tui.tracebacks import format_exception
 
@@ -319,7 +323,7 @@ def _import_one(path: Path, folder: Path, source: bytes, tables: dict | None = N
             from .flow_summaries import summarize
 
             try:
-                answer["summary"] = summarize(loaded, tables)
+                answer["summary"] = summarize(loaded, tables, details=details)
             except Exception as error:  # noqa: BLE001 - an odd signature or validator is this file's problem
                 answer["error"] = {"reason": f"{type(error).__name__}: {error}", "type": type(error).__name__,
                                    "traceback": format_exception(error)}

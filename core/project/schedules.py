@@ -23,7 +23,6 @@ from dataclasses import dataclass, field, fields
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
-from croniter import croniter
 
 if TYPE_CHECKING:
     from .config import FlowConfig
@@ -104,7 +103,16 @@ def next_run(flow_config: ScheduleSettings | None, now: _dt.datetime) -> _dt.dat
     return None
 
 
+def _croniter() -> Any:
+    """croniter (and dateutil under it), imported when a cron schedule is first read: a project with
+    none, and the UI's first frame, do not pay for it."""
+    from croniter import croniter
+
+    return croniter
+
+
 def _next_cron(expression: str, zone: _dt.tzinfo, now: _dt.datetime) -> _dt.datetime:
+    croniter = _croniter()
     hour_is_wildcard = _hour_is_wildcard(expression)
     iterator = croniter(expression, now.astimezone(zone))
     # Each skipped candidate is a repeated wall time; a day has at most one such hour, so a
@@ -122,6 +130,7 @@ _CRON_FIELDS = (("minute", 0, 59), ("hour", 0, 23), ("day of month", 1, 31), ("m
 
 def cron_problem(expression: str) -> str | None:
     """What is wrong with a cron expression, field by field; None when croniter accepts it."""
+    croniter = _croniter()
     if croniter.is_valid(expression):
         return None
     fields = expression.split()

@@ -142,3 +142,37 @@ def test_the_uis_terminal_output_outlives_a_hang_up():
     drawing.join(10)
     assert not drawing.is_alive(), "a frame or the stop waited on the writer thread"
     assert output.gone and not writer.is_alive()
+
+
+def test_q_while_another_process_holds_the_store_says_why_it_waits_and_ctrl_c_leaves_at_once(tmp_path):
+    # The UI opens its store after its first frame, and marks Crashed the runs of flows-tui processes
+    # that are gone: a write. Another process writing to the store (a big prune, a stalled writer)
+    # holds it; q gave the terminal back and then waited up to a minute in silence. Now it says why
+    # within a second or two, and Ctrl-C leaves at once.
+    import datetime
+    import sqlite3
+
+    from flows_tui.record import events as ev
+    from flows_tui.record.store import store_path
+
+    project = write_project(tmp_path, {"endless.py": ENDLESS})
+    store = Store.open(project / ".flows-tui")
+    now = datetime.datetime.now(datetime.timezone.utc)
+    store.record([ev.FlowRunStarted("deadbeef0001", "endless", {}, now), ev.FlowStateChanged("deadbeef0001", "Running", now)])
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    holder = sqlite3.connect(store_path(project / ".flows-tui"), isolation_level=None)
+    holder.execute("UPDATE runs SET owner_pid = ?", (int(gone.stdout),))  # a flows-tui that was killed
+    holder.execute("BEGIN EXCLUSIVE")  # and a writer mid-transaction
+    ui = Session(cwd=project, columns=120, rows=40)
+    try:
+        ui.expect(b"planned, not run yet", deadline=60)  # the flow's plan: the start-up, store and all, began before
+        ui.send("q")
+        ui.expect(b"waiting for the run store to open", deadline=10)
+        ui.send("\x03")  # Ctrl-C, the terminal in its normal mode again: SIGINT
+        shown = ui.wait(deadline=5)
+    finally:
+        ui.kill()
+        holder.rollback()
+        holder.close()
+    assert b"left without waiting" in shown.output
+    assert b"Traceback" not in shown.output

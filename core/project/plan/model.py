@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Iterable, Iterator
+from dataclasses import asdict, dataclass
+from typing import Any, Iterable, Iterator
 
 
 # What `PlannedTask.dynamic` says about a call the run may make zero or many times. Nested
@@ -54,6 +54,19 @@ class FlowPlan:
     def task_names(self) -> tuple[str, ...]:
         """Distinct task names by first appearance: the expected order of `FlowRun.groups()`."""
         return tuple(dict.fromkeys(node.task for node in self.walk() if node.subflow is None))
+
+    def document(self) -> dict[str, Any]:
+        """As JSON: a plan made in the child process that imported the flow's file travels to the UI."""
+        return asdict(self)
+
+    @classmethod
+    def from_document(cls, document: dict[str, Any]) -> FlowPlan:
+        tasks = tuple(PlannedTask(**{**task, "upstream": tuple(task["upstream"]),
+                                     "waits_for": tuple(task["waits_for"]),
+                                     "subflow": None if task["subflow"] is None
+                                     else cls.from_document(task["subflow"])})
+                      for task in document["tasks"])
+        return cls(document["flow"], tasks, document["complete"], tuple(document["notes"]), document["file"])
 
 
 @dataclass(frozen=True)
