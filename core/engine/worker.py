@@ -205,6 +205,7 @@ def run_task_run(call: TaskCall, element: tuple, *deps: Outcome | None) -> Outco
     map index, its kwargs None when empty. `deps` are the upstream envelopes, then Nones that
     only pad a map whose elements have fewer upstreams than others (Dask maps over columns).
     """
+    register_outcome_serializer()  # its envelope leaves through our serializer (see outcome)
     in_process = is_reference(element)  # the flow is driven from this process: its objects are shared
     call, element = resolve(call), resolve(element)
     task_run_id, name, map_index, args, kwargs = element
