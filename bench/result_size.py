@@ -2,17 +2,21 @@
 
     python bench/result_size.py [--sizes 1,10,100,1000] [--repeats 2]
 
-One LocalCluster of 2 worker processes; for each size (MB) the raw `client.submit(...).result()`
-and the flow run alternate, so machine noise hits them alike. For each it prints the median
-time and the peak memory above what the processes held before (this process and the
-cluster's worker processes together, sampled every 10 ms), and the flow/raw ratios of both.
+One cluster of 2 worker processes, started as flows-tui starts its own (its Dask settings,
+e.g. worker-saturation), used by both; for each size (MB) the raw `client.submit(...).result()`
+and the flow run alternate, so machine noise hits them alike (sizes up to 10 MB are repeated
+10x as often: they take milliseconds). For each it prints the median time, and the peak
+memory above what the processes held before (this process and the cluster's worker processes
+together, sampled every 10 ms, in one more run of each: the sampler would slow the runs it
+times), and the flow/raw ratios of both, with the machine's load before and after (the
+figures are only as good as the machine is quiet).
 Target (issue 16): within 1.5x of raw Dask's time and memory.
 """
 
 from __future__ import annotations
 
 import argparse
-import logging
+import os
 import statistics
 import threading
 import time
@@ -50,6 +54,13 @@ def resident() -> int:
     return total
 
 
+def timed(call: Callable[[], None]) -> float:
+    """Seconds `call` took (nothing else running in this process: the memory sampler takes the GIL)."""
+    started = time.perf_counter()
+    call()
+    return time.perf_counter() - started
+
+
 def measured(call: Callable[[], None]) -> tuple[float, int]:
     """Seconds `call` took, and the peak bytes resident above what was before it."""
     before = resident()
@@ -76,10 +87,12 @@ def main() -> None:
     parser.add_argument("--sizes", default="1,10,100,1000", help="result sizes in MB, comma separated")
     parser.add_argument("--repeats", type=int, default=2)
     options = parser.parse_args()
-    from distributed import Client, LocalCluster
+    from flows_tui.engine.cluster import ClusterChoice, connect
 
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0",
-                      silence_logs=logging.CRITICAL) as cluster, Client(cluster) as client:
+    print(f"load average {_load()}", flush=True)
+    cluster = connect(ClusterChoice(n_workers=2, threads_per_worker=1, processes=True))
+    client = cluster.client
+    try:
         print(f"{'MB':>6} {'raw s':>8} {'flow s':>8} {'time x':>7} {'raw peak MB':>12} {'flow peak MB':>13} "
               f"{'memory x':>9}", flush=True)
         for size in (int(s) for s in options.sizes.split(",")):
@@ -93,15 +106,23 @@ def main() -> None:
                 engine = run_flow(read_big, {"n": n}, client=client)
                 assert engine.final.name == "Completed" and engine.return_value == n, engine.final
 
-            for _ in range(options.repeats):
-                raw.append(measured(raw_call))
-                flowed.append(measured(flow_call))
-            r = statistics.median(seconds for seconds, _ in raw)
-            f = statistics.median(seconds for seconds, _ in flowed)
-            rm = max(peak for _, peak in raw) / 1e6
-            fm = max(peak for _, peak in flowed) / 1e6
-            print(f"{size:>6} {r:>8.2f} {f:>8.2f} {f / r:>7.2f} {rm:>12.0f} {fm:>13.0f} "
+            for _ in range(options.repeats * (10 if size <= 10 else 1)):
+                raw.append(timed(raw_call))
+                flowed.append(timed(flow_call))
+            # Memory in runs of their own: sampling every 10 ms takes the GIL from the run it measures.
+            rm = measured(raw_call)[1] / 1e6
+            fm = measured(flow_call)[1] / 1e6
+            r = statistics.median(raw)
+            f = statistics.median(flowed)
+            print(f"{size:>6} {r:>8.3f} {f:>8.3f} {f / r:>7.2f} {rm:>12.0f} {fm:>13.0f} "
                   f"{fm / rm if rm > 0 else float('nan'):>9.2f}", flush=True)
+    finally:
+        cluster.close()
+    print(f"load average {_load()}", flush=True)
+
+
+def _load() -> str:
+    return " ".join(f"{value:.1f}" for value in os.getloadavg())
 
 
 if __name__ == "__main__":

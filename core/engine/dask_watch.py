@@ -66,7 +66,7 @@ class DaskWatch:
                 except Exception:
                     logger.exception("recording an attempt a dead worker started failed")
             for key in message.get("processing-tasks") or ():
-                task_run_id = self._by_key.get(key)
+                task_run_id = self._task_run_of_key(key)
                 if task_run_id is None or task_run_id not in self._open_ids:
                     continue
                 track = self._tracking[task_run_id]
@@ -79,7 +79,7 @@ class DaskWatch:
                 else:
                     rescheduled.append(self.flow_run.task_runs[task_run_id].name)
             for key in message.get("lost-computed-tasks") or ():
-                task_run_id = self._by_key.get(key)
+                task_run_id = self._task_run_of_key(key)
                 if task_run_id is not None:
                     lost.append(self.flow_run.task_runs[task_run_id].name)
             self._changed.notify_all()
@@ -287,13 +287,24 @@ _forget_installed: "weakref.WeakKeyDictionary[Any, str]" = weakref.WeakKeyDictio
 
 
 def forget_topic(client: Any, topic: str) -> None:
-    """Drop `topic`, and the events it kept, from the client's scheduler."""
-    address = client.scheduler.address
-    if _forget_installed.get(client) != address:
-        client.run_on_scheduler(_install_forget)
-        _forget_installed[client] = address
+    """Drop `topic`, and the events it kept, from the client's scheduler.
+
+    Sent from the client's IO loop without waiting for the answer: two round trips to the
+    scheduler (one to look at its workers, one for this) were most of a small run's own cost.
+    """
+    client.loop.add_callback(_forget, client, topic)
+
+
+async def _forget(client: Any, topic: str) -> None:
     try:
-        client.sync(client.scheduler.flows_tui_forget_topic, topic=topic)
-    except Exception:  # a scheduler restarted at the same address, without the handler
-        _forget_installed.pop(client, None)
-        client.run_on_scheduler(_forget_topic, topic=topic)
+        address = client.scheduler.address
+        if _forget_installed.get(client) != address:
+            await client._run_on_scheduler(_install_forget)
+            _forget_installed[client] = address
+        try:
+            await client.scheduler.flows_tui_forget_topic(topic=topic)
+        except Exception:  # a scheduler restarted at the same address, without the handler
+            _forget_installed.pop(client, None)
+            await client._run_on_scheduler(_forget_topic, topic=topic)
+    except Exception:  # the client is closing, or the scheduler is gone with the topic
+        logger.debug("could not drop topic %s from the scheduler", topic, exc_info=True)

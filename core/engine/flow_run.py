@@ -103,7 +103,7 @@ class FlowRunEngine(TaskRuns, Results, TaskCalls, TaskReports, DaskWatch):
         self._lock = threading.RLock()
         self._changed = threading.Condition(self._lock)
         self._tracking: dict[str, _Tracking] = {}
-        self._by_key: dict[str, str] = {}
+        self._by_sequence: list[str] = []  # task run ids by the number in their Dask keys, less one
         self._names: dict[str, int] = defaultdict(int)
         self._open_ids: set[str] = set()  # task runs not final yet: the one answer to "is it over?" (task_runs)
         self._ended: list[str] = []  # task runs in the order they ended (as_completed follows it)

@@ -84,6 +84,8 @@ def workers_in_this_process(client: Any) -> bool:
         from distributed import Worker
 
         here = {worker.address for worker in list(Worker._instances)}
+        if not here:  # no worker lives here (a cluster of processes, a remote one): no need to ask
+            return False
         workers = set(client.scheduler_info(n_workers=-1).get("workers", {}))
     except Exception:
         return False

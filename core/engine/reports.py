@@ -35,6 +35,7 @@ class Shipper:
         self._open_logs: dict[tuple[str, str], dict] = {}
         self._generation = 0  # bumped at every flush: tells whether a message has left yet
         self._wake = threading.Event()
+        self._now = threading.Event()  # an end that need not wait for the rest of the interval
         self._thread: threading.Thread | None = None
 
     def send(self, topic: str, message: dict) -> int:
@@ -83,8 +84,22 @@ class Shipper:
         with self._lock:
             if start_batch == self._generation:
                 carry_start(start, message)
-                return
-        self.send(topic, message)
+            else:
+                self._open_logs.pop((message["tr"], message["x"]), None)
+                self._queue(topic, message)
+            if self._idle():
+                # Nothing else runs or waits here: no burst to batch with, and the run may be
+                # waiting for this end alone (a small flow took its whole interval longer).
+                self._now.set()
+
+    def _idle(self) -> bool:
+        """Whether this worker has no task but the one ending, running or ready to run."""
+        worker = self._worker()
+        state = getattr(worker, "state", None)
+        try:
+            return state.executing_count <= 1 and not state.ready and not state.constrained
+        except AttributeError:  # not a Dask worker's state we know
+            return False
 
     def flush(self) -> None:
         with self._lock:
@@ -106,7 +121,8 @@ class Shipper:
             # wait for the rest of the interval and leave together as one message.
             wait = last_flush + FLUSH_INTERVAL_SECONDS - time.monotonic()
             if wait > 0:
-                time.sleep(wait)
+                self._now.wait(wait)
+            self._now.clear()
             self._wake.clear()
             last_flush = time.monotonic()
             try:

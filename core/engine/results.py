@@ -52,6 +52,18 @@ class Results:
 
         self.client.sync(_wait, futures, timeout=timeout)
 
+    def _wait_and_fetch(self, future: Any, timeout: float) -> Any:
+        """`future`'s result, waiting at most `timeout` s for it to end (TimeoutError), in one trip
+        through the client's IO loop, as Dask's own `result()`: the timeout bounds the wait, never
+        the transfer. A wait and a fetch of their own cost a trip more than raw Dask per result."""
+        from distributed.client import _wait
+
+        async def wait_then_fetch() -> Any:
+            await _wait([future], timeout=timeout)
+            return await future._result()
+
+        return self.client.sync(wait_then_fetch)
+
     def _take_fetched(self, task_run_id: str) -> Outcome | None:
         entry = self._fetched.pop(task_run_id, None)
         if entry is None:
@@ -119,7 +131,7 @@ class Results:
         return chosen
 
     def _hold(self, track: "_Tracking", value: Any, size: int) -> None:
-        task_run_id = self._by_key[track.key]
+        task_run_id = self._task_run_of_key(track.key)
         if type(value) is Outcome and task_run_id not in self._fetched:
             self._fetched[task_run_id] = (value, size)
             self._fetched_bytes += size

@@ -37,6 +37,13 @@ class UserSources(WorkerPlugin):
         self.client_process = (socket.gethostname(), os.getpid())
 
     def setup(self, worker: Any = None) -> None:
+        # Envelopes move through their own serializer (values as raw Dask moves them): a worker
+        # must have it before it receives one. Registering on import is not enough: a worker
+        # process spawned from a script that imported the engine before Dask never registered
+        # it, and pickled every result whole (a copy on each side; 10 MB took 2x raw Dask).
+        from .outcome import register_outcome_serializer
+
+        register_outcome_serializer()
         if (socket.gethostname(), os.getpid()) != self.client_process:  # threads in the client's own process read its own
             tracebacks.adopt_client_settings(self.root, self.debug)
         for path, text in self.sources.items():

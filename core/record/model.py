@@ -206,7 +206,9 @@ class FlowRun:
         groups: dict[str, TaskGroup] = {}
         last: dict[str, int] = {}  # task → sort position of its last run (plain calls -1, then map_index)
         unordered: set[str] = set()
-        for task_run in self.task_runs.values():  # dicts keep creation order
+        # Dicts keep creation order. A snapshot (one C call, atomic under the GIL): `run`'s live
+        # table reads the engine's model while the engine adds task runs to it.
+        for task_run in tuple(self.task_runs.values()):
             if task_run.flow_attempt == attempt:
                 task = task_run.task
                 group = groups.get(task)  # (the UI calls this for every batch: no allocation per run)
