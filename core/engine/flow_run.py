@@ -62,8 +62,10 @@ def new_run_id() -> str:
     return uuid.uuid4().hex[:12]
 
 
-# The events that may say why something failed (see `failure_lines`).
+# The events that may say why something failed (see `failure_lines`), and the states in which
+# none of them does: most of a big run's events, which then skip the call.
 _SAID_TYPES = frozenset({ev.AttemptEnded, ev.TaskStateChanged, ev.FlowStateChanged})
+_SAY_NOTHING = frozenset({PENDING, RUNNING, *SUCCESS_STATES})
 
 
 class _Abort(BaseException):
@@ -132,7 +134,7 @@ class FlowRunEngine(TaskRuns, Results, TaskCalls, TaskReports, DaskWatch):
         said: list = []
         for event in events:
             self.model.apply(event)
-            if type(event) in _SAID_TYPES:
+            if type(event) in _SAID_TYPES and event.state not in _SAY_NOTHING:
                 said += failure_lines(self.model.runs[self.run_id], event)
         if said:
             events = (*events, ev.LogLines(self.run_id, tuple(said)))
