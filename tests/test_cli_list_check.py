@@ -417,3 +417,20 @@ def test_list_and_check_read_each_file_in_the_child_importing_it_and_import_none
     assert len(ran) == 1 and ran != [f"ran-{os.getpid()}"], ran
     assert module_name_for(project / "flows" / "marked.py") not in sys.modules
     assert module_name_for(project / "flows" / "etl.py") not in sys.modules
+
+
+@pytest.mark.parametrize("columns", [80, 100, 140])
+def test_list_fits_the_terminal_and_keeps_each_parameter_whole(project, monkeypatch, columns):
+    # At 80 columns the parameters had 12 and folded mid-name ("events_per_h / our=3000"); the file
+    # now goes under the flow's name in a terminal under 110 columns.
+    from click.testing import CliRunner
+
+    from flows_tui.cli import main
+
+    monkeypatch.chdir(project)
+    result = CliRunner(env={"COLUMNS": str(columns), "NO_COLOR": "1"}).invoke(main, ["list"])
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert all(len(line.rstrip()) <= columns for line in lines), lines
+    for shown in ('path="data/trips.csv"', "limit=500", 'day="2024-02-29"', 'mode="safe"', "etl.py"):
+        assert shown in result.stdout, (shown, result.stdout)
