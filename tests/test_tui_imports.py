@@ -176,3 +176,18 @@ async def test_a_submit_before_the_flows_file_has_imported_runs_once_it_has(tmp_
         [run] = app.store.runs()
         assert app.store.load_run(run.run_id).parameters == {"answer": 7}
         assert imports_here(project, "beta") == 1
+
+
+async def test_a_schedule_firing_in_the_ui_imports_only_its_flows_file(tmp_path):
+    project = make_project(tmp_path)
+    (project / "flows" / "alpha.py").write_text(ALPHA)
+    (project / "flows" / "beta.py").write_text(BETA)
+    with open(project / "flows.toml", "a") as config:
+        config.write('[flows.beta]\ninterval = "1s"\n')
+    app = app_for(project)
+    async with app.run_test(size=(120, 40)) as pilot:
+        flows = app.query_one(FlowList)
+        await wait_for(pilot, lambda: flows.last_states.get("beta") == "Completed", timeout=60,
+                       message="a run of beta fired by its schedule")
+        assert imports_here(project, "beta") == 1 and imports_here(project, "alpha") == 0
+        assert module_name_for((project / "flows" / "numbers.py").resolve()) not in sys.modules
