@@ -34,7 +34,7 @@ def describe(value):
 
 def test_every_task_run_of_a_map_over_a_map_on_worker_processes_is_recorded_with_its_states_and_attempt(
         run, process_client):
-    n = 1000
+    n = 500
 
     @flow
     def maps(n: int):
