@@ -8,7 +8,8 @@ process of its own with the same embedded cluster (a LocalCluster of 2 worker pr
 
 - wall time (process start to end, the cluster's start included in both),
 - CPU seconds (the driving process and its worker processes),
-- the driving process's peak memory (its maximum resident set),
+- the driving process's peak memory (its maximum resident set), and what the flow's adds to raw
+  Dask's per task run (flows-tui's own imports, ~18 MiB, included),
 - SQLite bytes per task run (the store's files after the run, over the task runs), and at
   rest (a minute later: the journal's rows trimmed, pages in use),
 - worker reports the engine had to take from the cluster instead ("no report from the worker").
@@ -199,6 +200,9 @@ def main() -> None:
                              ("driver CPU seconds", "cpu_driver", "s"), ("driver peak memory", "peak_mib", " MiB")):
         raw, flowed = median("raw", key), median("flow", key)
         print(f"| {label} | {raw:,.1f}{unit} | {flowed:,.1f}{unit} | {flowed / raw:.2f}x |")
+    over = (median("flow", "peak_mib") - median("raw", "peak_mib")) * 2**20
+    print(f"| driver memory over raw Dask's | — | {over / 2**20:,.1f} MiB ({over / tasks:,.0f} bytes per task run, "
+          f"imports included) | |")
     store = median("flow", "store_bytes")
     print(f"| SQLite after the run | — | {store / 1e6:,.1f} MB ({store / tasks:,.0f} bytes per task run) | |")
     rest = median("flow", "rest_bytes")

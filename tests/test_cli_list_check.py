@@ -114,6 +114,35 @@ def test_list_json_has_specs_shape_with_defaults_schedules_and_next_runs(project
     assert adhoc["schedule"] is None and adhoc["next_run"] is None
 
 
+def test_list_says_when_serve_would_start_a_schedule_that_missed_runs_while_nothing_served(project):
+    # serve fired hourly-etl two hours ago, then stopped. Started now, it skips what it missed
+    # (catchup = "skip", the default) and fires at the next hour; `list` said "now".
+    from flows_tui.record.store import Store
+
+    now = dt.datetime.now(UTC)
+    hour = now.replace(minute=0, second=0, microsecond=0)
+    store = Store.open(project / ".flows-tui")
+    store.record_due("hourly-etl", hour - dt.timedelta(hours=2), "cron 0 * * * * (Europe/Berlin)")
+    store.record_due("every-five", now - dt.timedelta(minutes=12), "every 5m")
+    by_name = {line["name"]: line for line in list_json(project)}
+    hourly = dt.datetime.fromisoformat(by_name["hourly-etl"]["next_run"])
+    if now - hour > dt.timedelta(seconds=59):
+        assert hourly == hour + dt.timedelta(hours=1)
+    else:  # in the hour's first minute its own run is on time, not missed: it starts at once
+        assert hourly <= dt.datetime.now(UTC) + dt.timedelta(seconds=1)
+    fires = dt.datetime.fromisoformat(by_name["every-five"]["next_run"])
+    assert now < fires <= now + dt.timedelta(minutes=5, seconds=1), fires  # the next on its 5-minute rhythm
+
+    # Catching up instead: the missed run starts at once.
+    text = (project / "flows.toml").read_text().replace('timezone = "Europe/Berlin"',
+                                                         'timezone = "Europe/Berlin"\ncatchup = "once"')
+    (project / "flows.toml").write_text(text)
+    started = dt.datetime.now(UTC)
+    by_name = {line["name"]: line for line in list_json(project)}
+    fires = dt.datetime.fromisoformat(by_name["hourly-etl"]["next_run"])
+    assert started - dt.timedelta(seconds=1) <= fires <= dt.datetime.now(UTC) + dt.timedelta(seconds=1), fires
+
+
 def test_list_shows_a_broken_file_with_file_and_line_beside_the_flows_that_load(project):
     write(project / "flows" / "bad.py", BROKEN)
     lines = list_json(project)
@@ -388,3 +417,20 @@ def test_list_and_check_read_each_file_in_the_child_importing_it_and_import_none
     assert len(ran) == 1 and ran != [f"ran-{os.getpid()}"], ran
     assert module_name_for(project / "flows" / "marked.py") not in sys.modules
     assert module_name_for(project / "flows" / "etl.py") not in sys.modules
+
+
+@pytest.mark.parametrize("columns", [80, 100, 140])
+def test_list_fits_the_terminal_and_keeps_each_parameter_whole(project, monkeypatch, columns):
+    # At 80 columns the parameters had 12 and folded mid-name ("events_per_h / our=3000"); the file
+    # now goes under the flow's name in a terminal under 110 columns.
+    from click.testing import CliRunner
+
+    from flows_tui.cli import main
+
+    monkeypatch.chdir(project)
+    result = CliRunner(env={"COLUMNS": str(columns), "NO_COLOR": "1"}).invoke(main, ["list"])
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert all(len(line.rstrip()) <= columns for line in lines), lines
+    for shown in ('path="data/trips.csv"', "limit=500", 'day="2024-02-29"', 'mode="safe"', "etl.py"):
+        assert shown in result.stdout, (shown, result.stdout)

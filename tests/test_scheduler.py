@@ -369,4 +369,7 @@ def test_a_restart_with_a_new_interval_fires_nothing_the_new_interval_would_have
     # The same timing as when it last fired: a restart resumes where it left off.
     clock.set(minute=45)
     scheduler, launcher, _ = make(store, clock, Schedule("etl", interval=dt.timedelta(seconds=30), catchup="once"))
-    assert scheduler.next_due() == {"etl": at(8, 39)}
+    # Due since 08:39 and missed, caught up once: its next run starts at once (it said 08:39 at 08:45:30).
+    assert scheduler.next_due() == {"etl": at(8, 45, 30)}
+    scheduler.tick()
+    assert launcher.fired == [("etl", at(8, 44))]  # at once: the last missed one (the others overlap it)

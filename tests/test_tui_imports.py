@@ -108,6 +108,24 @@ async def test_flows_are_listed_with_their_plan_and_form_unimported_and_r_import
         [latest, *_] = app.store.runs()
         assert app.store.load_run(latest.run_id).parameters == {"answer": 43}
 
+        (project / "flows" / "beta.py").write_text(BETA.replace("42", "44") + "oops(\n")  # a broken save
+        await wait_for(pilot, lambda: f"error:{files['beta']}" in flow_keys(app), message="beta's ✗ row")
+        await pilot.press("r")  # its last good version, as imported for the run before
+        await wait_for(pilot, lambda: runs.row_count == 4 and flows.last_states.get("beta") == "Completed",
+                       message="beta's run after the broken save")
+        [latest, *_] = app.store.runs()
+        assert app.store.load_run(latest.run_id).parameters == {"answer": 43}
+        assert imports_here(project, "beta") == 2
+
+        # Never run, then broken: r imports the bytes its listing was read from, its last good version.
+        (project / "flows" / "alpha.py").write_text(ALPHA + "oops(\n")
+        await wait_for(pilot, lambda: f"error:{files['alpha']}" in flow_keys(app), message="alpha's ✗ row")
+        select(app, "alpha")
+        await pilot.press("r")
+        await wait_for(pilot, lambda: runs.row_count == 5 and flows.last_states.get("alpha") == "Completed",
+                       message="alpha's last good version run")
+        assert imports_here(project, "alpha") == 1
+
 
 TIMEOUT_TOML = '[project]\nflows_dir = "flows"\nimport_timeout = 1\n'
 ODD = {  # each also defines a flow, which its child would list had the import ended well
@@ -137,3 +155,39 @@ async def test_files_that_exit_loop_or_start_a_thread_saved_while_the_ui_is_open
         assert app.is_running
         assert [imports_here(project, Path(name).stem) for name in ("good.py", *ODD)] == [0, 0, 0, 0]
         assert all(imported_anywhere(project, Path(name).stem) for name in ODD)  # each in its children
+
+
+async def test_a_submit_before_the_flows_file_has_imported_runs_once_it_has(tmp_path, monkeypatch):
+    import flows_tui.tui.param_form as param_form
+
+    monkeypatch.setattr(param_form, "IMPORT_WAIT_SECONDS", 0)  # as for a file whose libraries take seconds
+    project = make_project(tmp_path)
+    (project / "flows" / "beta.py").write_text(BETA)
+    app = app_for(project)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await wait_for(pilot, lambda: app.cluster is not None and "beta" in flow_keys(app), message="the flows")
+        select(app, "beta")
+        await pilot.press("p")
+        await wait_for(pilot, lambda: app.screen.query("#param-answer"), message="the form")
+        app.screen.query_one("#param-answer").value = "7"
+        await pilot.press("ctrl+s")
+        flows = app.query_one(FlowList)
+        await wait_for(pilot, lambda: flows.last_states.get("beta") == "Completed", message="the run")
+        [run] = app.store.runs()
+        assert app.store.load_run(run.run_id).parameters == {"answer": 7}
+        assert imports_here(project, "beta") == 1
+
+
+async def test_a_schedule_firing_in_the_ui_imports_only_its_flows_file(tmp_path):
+    project = make_project(tmp_path)
+    (project / "flows" / "alpha.py").write_text(ALPHA)
+    (project / "flows" / "beta.py").write_text(BETA)
+    with open(project / "flows.toml", "a") as config:
+        config.write('[flows.beta]\ninterval = "1s"\n')
+    app = app_for(project)
+    async with app.run_test(size=(120, 40)) as pilot:
+        flows = app.query_one(FlowList)
+        await wait_for(pilot, lambda: flows.last_states.get("beta") == "Completed", timeout=60,
+                       message="a run of beta fired by its schedule")
+        assert imports_here(project, "beta") == 1 and imports_here(project, "alpha") == 0
+        assert module_name_for((project / "flows" / "numbers.py").resolve()) not in sys.modules

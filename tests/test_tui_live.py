@@ -245,3 +245,26 @@ async def test_the_tasks_panes_subtitle_names_the_file_of_the_flow_on_screen_pla
         select(app, "numbers")  # back on the flow of the run: the run, and its file (it said other.py)
         await wait_for(pilot, lambda: tree.flow_run is not None and tree.flow_run.run_id == RUN, message="the run again")
         assert str(tree.border_subtitle) == "numbers.py"
+
+
+async def test_a_flow_whose_last_run_was_recorded_before_the_ui_opened_shows_that_run_not_its_plan(tmp_path):
+    # `flows-tui run numbers` (or serve, or an earlier UI) recorded a run; the UI opened after it showed
+    # ✗ Failed in the flows pane and "planned, not run yet" in the tasks pane for the same flow.
+    from test_tui import select
+    from test_tui_snapshots import RUN, run_events
+
+    project = make_project(tmp_path)
+    Store.open(project / ".flows-tui").record(run_events(failed=True))
+    app = app_for(project, connect_cluster=False)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await wait_for(pilot, lambda: "Failed" in last_state(app, "numbers"), message="numbers' last state")
+        tree = app.query_one(TaskTree)
+        select(app, "numbers")
+        await wait_for(pilot, lambda: tree.flow_run is not None and tree.flow_run.run_id == RUN,
+                       message="numbers' last run in the tasks pane")
+        assert any("report-0" in label for label in tree_labels(app)), tree_labels(app)  # its tasks, not a plan
+        select(app, "sleepy")  # a flow never run: its plan
+        await wait_for(pilot, lambda: "sleepy  planned" in tree_labels(app)[0], message="sleepy's plan")
+        select(app, "numbers")
+        await wait_for(pilot, lambda: tree.flow_run is not None and tree.flow_run.run_id == RUN,
+                       message="numbers' last run again")

@@ -196,6 +196,7 @@ class FlowsApp(StartUp, ClusterPane, HistoryPane, RunsInProgress, PaneContents, 
         self.opened_run: str | None = None  # a run opened from the runs pane: the flows pane's loading keeps it
         self._highlighted_flow: str | None = None
         self._last_run_of: dict[str, str] = {}  # flow → latest run id seen in this session
+        self._stored_last_run: dict[str, str] = {}  # flow → its latest run in the history read from the store
         self._started_here: set[str] = set()  # runs this UI started (their end is a notification)
         self._tail: JournalTail | None = None  # other processes' runs, from the store's journal
         self.watches: dict[str, WatchRun] = {}  # flow → its watch-run

@@ -60,6 +60,7 @@ class HistoryPane:
         last: dict[str, str] = {}
         for summary in reversed(summaries):
             last[summary.flow] = summary.state
+            self._stored_last_run[summary.flow] = summary.run_id
         self.call_from_thread(self._show_last_states, last)
 
     @work(thread=True, exclusive=True, group="cache", exit_on_error=False)
@@ -74,6 +75,26 @@ class HistoryPane:
         for flow, state in last.items():
             if flow not in flows.last_states:
                 flows.set_last_state(flow, state)
+        self._show_plan_of_selected()  # the highlighted flow's last run, if it has one now
+
+    @work(thread=True, exclusive=True, group="open", exit_on_error=False)
+    def open_last_run_of(self, flow_key: str, run_id: str) -> None:
+        """The highlighted flow's last run, recorded by another process or an earlier session, in the
+        tasks and logs panes, as the runs pane opens a run (unless the user moved on meanwhile)."""
+        run = self.store.open_run(run_id)
+        rows, reader = self.stored_lines(run_id, ended=run.ended is not None)
+        self.call_from_thread(self._show_last_run_of, flow_key, run, rows, reader)
+
+    def _show_last_run_of(self, flow_key: str, run: FlowRun, rows: list[Row], reader: Reader | None) -> None:
+        row = self.query_one(FlowList).current()
+        if row is None or row.key != flow_key or self.shown_run is not None or self.opened_run is not None:
+            return
+        self.shown_run = run.run_id
+        with self.bridge.lock:
+            run = self.bridge.model.runs.get(run.run_id) or run
+        with self.batch_update():
+            self.query_one(TaskTree).show_run(run, self.clock())
+            self.query_one(LogView).show_stored(run.run_id, rows, reader, title=_title(run))
 
     @work(thread=True, exclusive=True, group="open", exit_on_error=False)
     def open_stored_run(self, run_id: str) -> None:

@@ -122,6 +122,16 @@ class PaneContents:
         run_id = self._last_run_of.get(row.key)
         if run_id is None and running:
             return  # just starting: _follow_run puts it on screen
+        if run_id is None:  # none here: the last one recorded (an earlier session, `flows-tui run`, serve)
+            run_id = self._last_run_elsewhere(row.flow.name)
+            if run_id is not None and run_id == self.shown_run:
+                return
+            if run_id is not None and self._in_model(run_id) is None and self.store is not None:
+                tree.show_plan(row.flow.name, row.flow.plan)  # until its last run is read from the store
+                self.query_one(LogView).show_run(None)
+                self.shown_run = None
+                self.open_last_run_of(row.key, run_id)
+                return
         # Back on a flow whose run is in progress (after looking at another flow): its run again.
         if run_id is not None:
             with self.bridge.lock:
@@ -137,6 +147,19 @@ class PaneContents:
         self.shown_run = None
         self.query_one(LogView).show_run(None)  # the logs pane shows the run the tasks pane shows: none
         tree.show_plan(row.flow.name, row.flow.plan)  # read in the child that imported its file
+
+    def _in_model(self, run_id: str) -> FlowRun | None:
+        with self.bridge.lock:
+            return self.bridge.model.runs.get(run_id)
+
+    def _last_run_elsewhere(self, flow: str) -> str | None:
+        """The latest run of `flow` this UI knows of but did not start: one another process records now
+        (its journal folds it into the model), else the last one in the history the runs pane read."""
+        with self.bridge.lock:
+            runs = [run for run in self.bridge.model.runs.values() if run.flow == flow]
+        if runs:
+            return max(runs, key=lambda run: run.started).run_id
+        return self._stored_last_run.get(flow)
 
     def _show_logs_of(self, run: FlowRun) -> None:
         """The logs pane on `run` (its lines from the store), unless it shows that run already."""

@@ -49,7 +49,8 @@ def list_flows(ctx: click.Context, config_path: str | None, as_json: bool, watch
         for entry in entries:
             click.echo(json.dumps(entry.document()))
     elif entries:
-        Console(highlight=False).print(_flows_table(entries, directory))
+        console = Console(highlight=False)
+        console.print(_flows_table(entries, directory, narrow=console.width < NARROW))
     else:
         Console(highlight=False).print(visible(f"no flow files in {directory}: write flows/NAME.py with a @flow "
                                                "function, or run flows-tui init"), markup=False)
@@ -87,7 +88,12 @@ def _watch(flows_directory: Any, as_json: bool) -> None:
             flows_directory.stop()
 
 
-def _flows_table(entries: list, directory: Path) -> Any:
+# Below this many columns the file goes under the flow's name: the parameters get the room (at 80
+# columns they had 12, and folded mid-name).
+NARROW = 110
+
+
+def _flows_table(entries: list, directory: Path, *, narrow: bool = False) -> Any:
     """`list` for people: one row per flow; a symbol and a word for the state, so NO_COLOR loses nothing."""
     from rich.table import Table
     from rich.text import Text
@@ -95,24 +101,36 @@ def _flows_table(entries: list, directory: Path) -> Any:
     from flows_tui.project.config import display_path
 
     table = Table(box=None, header_style="bold", padding=(0, 1), title=plain(f"flows in {display_path(directory)}"),
-                  title_justify="left")
+                  title_justify="left", expand=narrow)
     # Names stay whole; the rest folds rather than being cut with "…", of no use in 80 columns.
-    for column in ("", "flow", "file", "parameters", "schedule", "next run"):
-        table.add_column(column, overflow="fold", no_wrap=column in ("", "flow", "file"))
+    columns = ("", "flow", "parameters", "schedule", "next run") if narrow else \
+        ("", "flow", "file", "parameters", "schedule", "next run")
+    for column in columns:
+        # In narrow terminals the parameters take twice the room of the schedule and the next run, which
+        # fold at their spaces ("2026-12-07 / 01:00 UTC").
+        ratio = None if not narrow or column in ("", "flow") else 2 if column == "parameters" else 1
+        table.add_column(column, overflow="fold", no_wrap=column in ("", "flow", "file"), ratio=ratio)
+
+    def add(state: Text, name: Text, file: Text, *rest: Any) -> None:
+        if narrow:  # the file under the name
+            table.add_row(state, Text.assemble(name, "\n", Text(file.plain, style="dim")), *rest)
+        else:
+            table.add_row(state, name, file, *rest)
+
     for entry in entries:
         file = _relative_to(entry.file, directory)
         if entry.error is not None:
             where = f"{file}:{entry.line}" if entry.line else file
-            table.add_row(Text("✗ error", style="red"), plain(entry.name or "-", "bold", one_line=True),
-                          plain(where, one_line=True), plain(entry.reason or entry.error, "red"), "", "")
+            add(Text("✗ error", style="red"), plain(entry.name or "-", "bold", one_line=True),
+                plain(where, one_line=True), plain(entry.reason or entry.error, "red"), "", "")
             continue
         shown = [f"{name} (required)" if name in entry.required else f"{name}={json.dumps(value)}"
                  for name, value in entry.parameters.items()]
         when = ""
         if entry.next_run is not None:
             when = entry.next_run.strftime("%Y-%m-%d %H:%M:%S %Z" if entry.next_run.second else "%Y-%m-%d %H:%M %Z")
-        table.add_row(Text("✓ ok", style="green"), plain(entry.name, "bold", one_line=True), plain(file, one_line=True),
-                      plain(", ".join(shown)), plain(entry.schedule or ""), when)
+        add(Text("✓ ok", style="green"), plain(entry.name, "bold", one_line=True), plain(file, one_line=True),
+            plain(", ".join(shown)), plain(entry.schedule or ""), when)
     return table
 
 

@@ -91,7 +91,8 @@ def run(ctx: click.Context, flow_spec: str, params: tuple[str, ...], address: st
         with recording(bus, config) as store, progress, signals:
             store.on_problem = _store_problem
             engine = execute(flow, parameters, choice, config, bus=bus, file=str(loaded.path),
-                             on_engine=signals.started, on_connected=signals.connected, shared=True,
+                             on_engine=lambda engine: (progress.follow(engine), signals.started(engine)),
+                             on_connected=signals.connected, shared=True,
                              say=lambda text: console.print(visible(text), markup=False))
     except StoreNotWritable as error:  # raised by `recording` before the run starts
         unsubscribe()

@@ -63,8 +63,10 @@ def new_run_id() -> str:
     return uuid.uuid4().hex[:12]
 
 
-# The events that may say why something failed (see `failure_lines`).
+# The events that may say why something failed (see `failure_lines`), and the states in which
+# none of them does: most of a big run's events, which then skip the call.
 _SAID_TYPES = frozenset({ev.AttemptEnded, ev.TaskStateChanged, ev.FlowStateChanged})
+_SAY_NOTHING = frozenset({PENDING, RUNNING, *SUCCESS_STATES})
 
 
 class _Abort(BaseException):
@@ -104,7 +106,7 @@ class FlowRunEngine(TaskRuns, Results, TaskCalls, TaskReports, DaskWatch):
         self._lock = threading.RLock()
         self._changed = threading.Condition(self._lock)
         self._tracking: dict[str, _Tracking] = {}
-        self._by_key: dict[str, str] = {}
+        self._by_sequence: list[str] = []  # task run ids by the number in their Dask keys, less one
         self._names: dict[str, int] = defaultdict(int)
         self._open_ids: set[str] = set()  # task runs not final yet: the one answer to "is it over?" (task_runs)
         self._ended: list[str] = []  # task runs in the order they ended (as_completed follows it)
@@ -133,7 +135,7 @@ class FlowRunEngine(TaskRuns, Results, TaskCalls, TaskReports, DaskWatch):
         said: list = []
         for event in events:
             self.model.apply(event)
-            if type(event) in _SAID_TYPES:
+            if type(event) in _SAID_TYPES and event.state not in _SAY_NOTHING:
                 said += failure_lines(self.model.runs[self.run_id], event)
         if said:
             events = (*events, ev.LogLines(self.run_id, tuple(said)))

@@ -190,9 +190,12 @@ if "distributed" in sys.modules:  # a worker unpickling run_task (or an envelope
     register_outcome_serializer()
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Ref:
-    """Marks where an upstream result goes in a task's arguments (an index into `deps`)."""
+    """Marks where an upstream result goes in a task's arguments (an index into `deps`).
+
+    Slots: each element of a map over a future carries one in the graph the scheduler keeps
+    (48 bytes, not 200 with a `__dict__`)."""
 
     dep: int
     item: int | None = None  # the element of the upstream's value, when mapping over a future

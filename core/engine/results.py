@@ -131,7 +131,7 @@ class Results:
         return chosen
 
     def _hold(self, track: "_Tracking", value: Any, size: int) -> None:
-        task_run_id = self._by_key[track.key]
+        task_run_id = self._task_run_of_key(track.key)
         if type(value) is Outcome and task_run_id not in self._fetched:
             self._fetched[task_run_id] = (value, size)
             self._fetched_bytes += size

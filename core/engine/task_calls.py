@@ -21,8 +21,8 @@ from flows_tui.user_code.task_source import task_source
 from .in_process import by_reference
 from .outcome import Ref, outcome_length
 from .session import Held, HeldCall, NotReusable, lineage_key
-from .task_runs import _Tracking
-from .worker import TaskCall, run_task
+from .task_runs import ALLOWED, NEEDED, _Tracking
+from .worker import TaskCall, run_task_run
 
 if TYPE_CHECKING:
     from flows_tui.tasks import Task
@@ -222,10 +222,15 @@ class TaskCalls:
         cache = self._cache_spec(task)
         plan = self._session_plan(task, calls)
         created = _now()
-        specs, futures, submitted, keys = [], [], [], []
+        futures, submitted, keys, shared, elements, upstreams = [], [], [], [], [], []
+        # What every task run of this call shares goes to Dask once (one object in the graph the
+        # scheduler keeps), one per set of upstreams whose failure is allowed (the same for every
+        # element of a map, but for an odd `allow_failure` inside a mapped list).
+        calls_by_allowed: dict[frozenset[int], Any] = {}
         # 64 random bits per id, from one call for the whole batch: a call each (uuid4) costs a
         # system call per task run, and the driver gives up the GIL to the scheduler's loop at each.
         random_ids = os.urandom(8 * len(calls)).hex()
+        keep_calls = self.session is not None  # `d` and the inputs screen read them from the session
         with self._lock:
             self._check_abort()
             for number, ((name, map_index, args_template, kwargs_template, deps), (lineage, held)) in enumerate(
@@ -234,11 +239,15 @@ class TaskCalls:
                 self._sequence += 1
                 key = f"{task.name}-{self.run_id}-{self._sequence}"
                 track = self._tracking[task_run_id] = _Tracking(key, lineage=lineage)
-                self._by_key[key] = task_run_id
+                self._by_sequence.append(task_run_id)
                 upstream = tuple(deps.task_run_ids)
                 allowed = deps.allowed
                 for index, upstream_id in enumerate(upstream):
-                    self._tracking[upstream_id].consumers.append((task_run_id, index in allowed))
+                    used = self._tracking[upstream_id]
+                    if index in allowed:
+                        used.consumed = used.consumed or ALLOWED
+                    else:
+                        used.consumed = NEEDED
                 self._open_ids.add(task_run_id)
                 self._emit(ev.TaskRunCreated(self.run_id, task_run_id, task.name, name, created, map_index,
                                              upstream, self.flow_attempt))
@@ -248,32 +257,45 @@ class TaskCalls:
                     track.future, track.reused_from = held.future, held.run_id
                     self._end_task_run(task_run_id, CACHED, f"reused from run {held.run_id}")
                     continue
-                call = TaskCall(self.run_id, task_run_id, name, map_index, self.topic, task, allowed, log_prints,
-                                self.log_level, cache, self._cache_dir_text, self.flow.name)
-                # As the body made it (before any token below): `d` and the inputs screen look at it.
-                track.call = (task, args_template, kwargs_template, deps.futures, deps.allowed)
-                if self._same_process:  # shared, not copied, as in Prefect's thread pool
-                    call, args_template, kwargs_template = (by_reference(self.run_id, part) for part in
-                                                            (call, args_template, kwargs_template))
-                specs.append((call, args_template, kwargs_template, deps.futures))
+                call = calls_by_allowed.get(allowed)
+                if call is None:
+                    call = TaskCall(self.run_id, "", "", None, self.topic, task, allowed, log_prints, self.log_level,
+                                    cache, self._cache_dir_text, self.flow.name)
+                    if self._same_process:  # shared, not copied, as in Prefect's thread pool
+                        call = by_reference(self.run_id, call)
+                    calls_by_allowed[allowed] = call
+                if keep_calls:  # as the body made it: `d` and the inputs screen look at it
+                    track.call = (task, args_template, kwargs_template, deps.futures, deps.allowed)
+                default_name = map_index is not None and name == f"{task.name}-{map_index}"
+                element = (task_run_id, None if default_name else name, map_index, args_template,
+                           kwargs_template or None)
+                if self._same_process:
+                    element = by_reference(self.run_id, element)
+                shared.append(call)
+                elements.append(element)
+                upstreams.append(deps.futures)
                 submitted.append(task_run_id)
                 keys.append(key)
-        if not specs:
+        if not elements:
             return futures
-        if len(specs) == 1:
-            call, args_template, kwargs_template, dep_futures = specs[0]
-            dask_futures = [self.client.submit(run_task, call, args_template, kwargs_template, dep_futures,
-                                               key=keys[0], pure=False)]
+        if len(elements) == 1:
+            dask_futures = [self.client.submit(run_task_run, shared[0], elements[0], *upstreams[0], key=keys[0],
+                                               pure=False)]
         else:
-            dask_futures = self.client.map(run_task, *map(list, zip(*specs)), key=keys, pure=False)
+            # Dask maps over columns: each upstream position is one, padded with None where an
+            # element has fewer upstreams (the worker drops the padding).
+            width = max(map(len, upstreams))
+            columns = [[row[i] if i < len(row) else None for row in upstreams] for i in range(width)]
+            dask_futures = self.client.map(run_task_run, shared, elements, *columns, key=keys, pure=False)
         with self._lock:
             for task_run_id, dask_future in zip(submitted, dask_futures):
                 self._tracking[task_run_id].future = dask_future
             if len(futures) > 1:  # a map: its elements' results are fetched together (engine.results)
                 siblings = [future.task_run_id for future in futures]
-                for position, task_run_id in enumerate(siblings):
+                for (_, map_index, *_), task_run_id in zip(calls, siblings):
                     track = self._tracking[task_run_id]
-                    track.siblings, track.position = siblings, position
+                    # The map index is the element's place in its map: one int object for both.
+                    track.siblings, track.position = siblings, map_index
         return futures
 
     # Reusing results of earlier runs (the session) ------------------------------------------------

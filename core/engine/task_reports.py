@@ -48,7 +48,7 @@ class TaskReports:
         """
         task_run = self.flow_run.task_runs[task_run_id]
         number = len(task_run.attempts) + 1
-        track.executions[(report.execution, report.attempt)] = number
+        track.number_attempt(report.execution, report.attempt, number)
         self._emit(ev.AttemptStarted(self.run_id, task_run_id, number, when, report.worker),
                    ev.AttemptEnded(self.run_id, task_run_id, number, CRASHED, _utc(time.time()),
                                    error=f"worker {report.died} died while running this attempt"))
@@ -62,21 +62,20 @@ class TaskReports:
         if track is None:
             return
         if isinstance(report, LogBatchMsg):
-            attempt = track.executions.get((report.execution, report.attempt), report.attempt)
+            attempt = track.attempt_number(report.execution, report.attempt) or report.attempt
             self._emit(ev.LogLines(self.run_id, tuple(
                 ev.LogLine(_utc(created), level, message, task_run_id, attempt, name)
                 for created, level, message, name in report.lines)))
             return
         when = _utc(report.time)
         task_run = self.flow_run.task_runs[task_run_id]
-        execution = (report.execution, report.attempt)
         if isinstance(report, AttemptEndMsg) and report.started is not None:
             self._apply_report(report.start())  # the attempt started and ended within one batch
         if track.outcome_from_cluster:
             self._apply_late_report(report, track, when)
             return
         if isinstance(report, AttemptStartMsg):
-            if execution in track.executions:
+            if track.attempt_number(report.execution, report.attempt) is not None:
                 return  # read from a dead worker's ledger already, or sent twice
             if report.died is not None:
                 self._died_at_start(task_run_id, track, report, when)
@@ -87,7 +86,7 @@ class TaskReports:
                 self._emit(ev.AttemptEnded(self.run_id, task_run_id, track.open_attempt, CRASHED, when,
                                            error="the worker running this attempt died; Dask ran the task again"))
             number = len(task_run.attempts) + 1
-            track.executions[execution] = number
+            track.number_attempt(report.execution, report.attempt, number)
             track.open_attempt = number
             if task_run_id not in self._open_ids:
                 # Dask re-executes a finished task to recover data lost with a worker.
@@ -96,7 +95,7 @@ class TaskReports:
             if task_run.state != RUNNING:
                 self._emit(ev.TaskStateChanged(self.run_id, task_run_id, RUNNING, when))
             return
-        number = track.executions.get(execution)
+        number = track.attempt_number(report.execution, report.attempt)
         if isinstance(report, AttemptRetryMsg):
             if number is None:
                 return
@@ -120,12 +119,12 @@ class TaskReports:
         stays as it is, and nothing of it opens again."""
         task_run_id = report.task_run_id
         task_run = self.flow_run.task_runs[task_run_id]
-        execution = (report.execution, report.attempt)
         if isinstance(report, AttemptStartMsg):
-            number = track.executions[execution] = len(task_run.attempts) + 1
+            number = len(task_run.attempts) + 1
+            track.number_attempt(report.execution, report.attempt, number)
             self._emit(ev.AttemptStarted(self.run_id, task_run_id, number, when, report.worker))
             return
-        number = track.executions.get(execution)
+        number = track.attempt_number(report.execution, report.attempt)
         if number is not None:
             state = report.state
             self._emit(ev.AttemptEnded(self.run_id, task_run_id, number, state, when, report.error, report.traceback))

@@ -9,7 +9,7 @@ import asyncio
 import datetime as _dt
 import logging
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from flows_tui.futures import TaskFuture
@@ -22,26 +22,52 @@ from .outcome import UNSENDABLE, Outcome
 logger = logging.getLogger("flows_tui.engine")
 
 
+# How a task run's result is used by later task calls (`_Tracking.consumed`).
+UNUSED, ALLOWED, NEEDED = 0, 1, 2  # by none; only through allow_failure; by one that needs it to succeed
+
+
 @dataclass(slots=True)
 class _Tracking:
     """What the engine keeps per task run besides the model: its Dask future and who used it.
 
     Whether it is open or final is not kept here: the run's `_open_ids` is the one answer.
+    Kept small (a 100,000-task run keeps 100,000 of them): what most task runs never need is None
+    until they do.
     """
 
     key: str
     future: Any = None
-    executions: dict[tuple[str, int], int] = field(default_factory=dict)
+    # The attempt number of each (execution, attempt) the worker reported: None, one as the tuple
+    # (execution, attempt, number), or a dict for several (retries, a run again after a worker died).
+    executions: Any = None
     open_attempt: int | None = None
-    consumers: list[tuple[str, bool]] = field(default_factory=list)  # (task run id, via allow_failure)
+    consumed: int = UNUSED
     seen_by_body: bool = False
     finished_seen: float | None = None  # when Dask first said finished without a report
     lineage: str | None = None  # its key in the session (None: no session, or not reusable)
     reused_from: str | None = None  # the run whose held result it reused
-    call: tuple | None = None  # (task, args template, kwargs template, upstream futures, allowed) as submitted
+    call: tuple | None = None  # (task, args template, kwargs template, upstream futures, allowed), for a session
     siblings: list[str] | None = None  # the task run ids of its map, shared by them all (None: not mapped)
     position: int = 0  # its place in `siblings`
     outcome_from_cluster: bool = False  # ended with its outcome's state: its worker's report did not come
+
+    def attempt_number(self, execution: str, attempt: int) -> int | None:
+        """The run's number for `attempt` of `execution`, if it was reported."""
+        known = self.executions
+        if known is None:
+            return None
+        if type(known) is tuple:
+            return known[2] if known[0] == execution and known[1] == attempt else None
+        return known.get((execution, attempt))
+
+    def number_attempt(self, execution: str, attempt: int, number: int) -> None:
+        known = self.executions
+        if known is None:
+            self.executions = (execution, attempt, number)
+            return
+        if type(known) is tuple:
+            known = self.executions = {(known[0], known[1]): known[2]}
+        known[(execution, attempt)] = number
 
 
 class TaskRuns:
@@ -57,11 +83,21 @@ class TaskRuns:
         """The task runs of this run that have not ended, in the order they were created (lock held)."""
         return [trid for trid in self._tracking if trid in self._open_ids]
 
+    def _task_run_of_key(self, key: Any) -> str | None:
+        """The task run of this run whose Dask key is `key` (`{task}-{run id}-{number}`), if any."""
+        if not isinstance(key, str):
+            return None
+        head, _, number = key.rpartition("-")
+        if not number.isdigit() or not head.endswith(f"-{self.run_id}"):
+            return None
+        index = int(number) - 1
+        return self._by_sequence[index] if index < len(self._by_sequence) else None
+
     def _handled(self, task_run_id: str) -> bool:
         track = self._tracking[task_run_id]
         if track.seen_by_body:
             return True
-        return bool(track.consumers) and all(allowed for _, allowed in track.consumers)
+        return track.consumed == ALLOWED
 
     def _end_task_run(self, task_run_id: str, state: str, message: str | None, when: _dt.datetime | None = None) -> None:
         """Record a final state (lock held)."""

@@ -29,6 +29,7 @@ was ended from the cluster without reopening it.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from sys import intern
 from typing import Any, ClassVar, Union
 
 
@@ -124,15 +125,21 @@ def carry_start(start: dict[str, Any], end: dict[str, Any]) -> None:
 
 
 def from_wire(m: dict[str, Any]) -> Report:
+    """The report a wire dict carries. Its state and worker come back as one shared string each
+    (`sys.intern`), not a copy per report: the run's record keeps them for every task run."""
     kind = m["k"]
     if kind == "log":
         return LogBatchMsg(m["tr"], m["x"], m["a"], m["lines"])
     if kind == "start":
-        return AttemptStartMsg(m["tr"], m["x"], m["a"], m["t"], m.get("w"), m.get("died"))
+        return AttemptStartMsg(m["tr"], m["x"], m["a"], m["t"], _shared(m.get("w")), m.get("died"))
     if kind == "retry":
-        return AttemptRetryMsg(m["tr"], m["x"], m["a"], m["t"], m["s"], m.get("err"), m.get("tb"),
+        return AttemptRetryMsg(m["tr"], m["x"], m["a"], m["t"], intern(m["s"]), m.get("err"), m.get("tb"),
                                float(m.get("d") or 0))
     if kind == "end":
-        return AttemptEndMsg(m["tr"], m["x"], m["a"], m["t"], m["s"], m.get("err"), m.get("tb"), m.get("st"),
-                             m.get("w"))
+        return AttemptEndMsg(m["tr"], m["x"], m["a"], m["t"], intern(m["s"]), m.get("err"), m.get("tb"), m.get("st"),
+                             _shared(m.get("w")))
     raise ValueError(f"unknown worker report {kind!r}")
+
+
+def _shared(text: str | None) -> str | None:
+    return None if text is None else intern(text)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextvars
 import ctypes
+import dataclasses
 import logging
 import pickle
 import threading
@@ -191,6 +192,30 @@ def run_task(call: TaskCall, args: tuple, kwargs: dict, deps: list, reports: Any
     call, args, kwargs = resolve(call), resolve(args), resolve(kwargs)
     outcome = _run_task(call, args, kwargs, deps, reports if reports is not None else
                         Reports(call.topic, call.task_run_id), in_caller)
+    outcome.in_process = in_process
+    return outcome
+
+
+def run_task_run(call: TaskCall, element: tuple, *deps: Outcome | None) -> Outcome:
+    """One task run the engine submitted to Dask.
+
+    `call` is shared by the task runs of one task call (every element of a map): one object in
+    the graph Dask keeps, not one per task run. `element` is this task run's own part,
+    `(task run id, name, map index, args, kwargs)`, its name None when it is the task's name and
+    map index, its kwargs None when empty. `deps` are the upstream envelopes, then Nones that
+    only pad a map whose elements have fewer upstreams than others (Dask maps over columns).
+    """
+    register_outcome_serializer()  # its envelope leaves through our serializer (see outcome)
+    in_process = is_reference(element)  # the flow is driven from this process: its objects are shared
+    call, element = resolve(call), resolve(element)
+    task_run_id, name, map_index, args, kwargs = element
+    if name is None:
+        name = f"{call.task.name}-{map_index}"
+    call = dataclasses.replace(call, task_run_id=task_run_id, name=name, map_index=map_index)
+    upstream = list(deps)
+    while upstream and upstream[-1] is None:
+        upstream.pop()
+    outcome = _run_task(call, args, kwargs or {}, upstream, Reports(call.topic, task_run_id), False)
     outcome.in_process = in_process
     return outcome
 

@@ -23,7 +23,7 @@ from .flows_directory import FlowsDirectory, FlowsReloaded
 from .flow_files import FlowFile, FlowSummary, definition_line, duplicate_flows, function_name, normalize_name
 from .flow_summaries import config_keys, tables_of
 from .import_probe import summarize_directory
-from .schedules import Schedule, describe_schedule, due_when_served
+from .schedules import Schedule, describe_schedule, due_when_served, next_start
 
 
 @contextlib.contextmanager
@@ -164,8 +164,9 @@ def _next_run(flow: str, flow_config: Any, now: _dt.datetime,
     last_due, paused, timing = states.get(flow, (None, False, None))
     if paused:
         return None
-    # What serve would do: an interval schedule that never fired runs as soon as it is served.
-    due = max(due_when_served(schedule, last_due, timing, now), now)
+    # What serve would do: an interval schedule that never fired runs as soon as it is served; due times
+    # that passed while nothing served start at once or, missed with catchup = "skip", not at all.
+    due = next_start(schedule, due_when_served(schedule, last_due, timing, now), now)
     if due.microsecond:  # whole seconds, as next_run gives them: sub-second precision is noise here
         due = due.replace(microsecond=0) + _dt.timedelta(seconds=1)
     return due.astimezone(schedule.zone)

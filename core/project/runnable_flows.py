@@ -17,7 +17,8 @@ from flows_tui.flows import Flow
 
 from .flow_files import FlowFile, FlowSummary, defined_flows
 from .flows_directory import FlowsDirectory
-from .import_probe import load_flow_files
+from .import_probe import installed_imports, load_flow_files
+from .import_server import preload
 
 
 class RunnableFlows:
@@ -54,6 +55,11 @@ class RunnableFlows:
             else:
                 # The bytes the listing was read from: a save that broke the file since keeps its last good flows.
                 sources = {listed.path: listed.source} if listed.source is not None else None
+                if listed.source is not None:
+                    # The installed libraries it imports first, outside the file's import deadline: its
+                    # child had them from the import server, this process not yet (dask.dataframe took
+                    # 4.7 s to import on a loaded 2-core machine, and ran the file past 10 s).
+                    preload(installed_imports({listed.path: listed.source}, self.directory.directory))
                 loaded = load_flow_files([listed.path], self.directory.directory, sources=sources)[0]
                 if loaded.error is not None:
                     raise loaded.error

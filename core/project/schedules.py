@@ -28,6 +28,12 @@ if TYPE_CHECKING:
     from .config import FlowConfig
 
 UTC = _dt.timezone.utc
+# A due time older than this when the scheduler sees it was missed (serve was down, the
+# machine slept): the catch-up policy decides. Younger ones fire as on time.
+MISSED_AFTER = _dt.timedelta(seconds=60)
+# At most this many missed due times are counted per schedule (an every-second schedule
+# after a week of downtime must not spin).
+MAX_MISSED = 10_000
 DEFAULT_TIMEZONE = "UTC"
 
 
@@ -204,6 +210,23 @@ def first_due(schedule: Schedule, last_due: _dt.datetime | None, now: _dt.dateti
     if last_due is not None:
         return schedule.next_after(last_due)
     return schedule.next_after(now) if schedule.cron else now
+
+
+def next_start(schedule: Schedule, due: _dt.datetime, now: _dt.datetime) -> _dt.datetime:
+    """When a schedule due at `due` starts its next run, as the scheduler's tick handles what fell due
+    by `now`: a due time more than MISSED_AFTER past was missed, and with catchup = "skip" starts
+    nothing (the next one after now does); the others start at once."""
+    if due > now:
+        return due
+    last = due
+    for _ in range(MAX_MISSED):
+        following = schedule.next_after(last)
+        if following > now:
+            break
+        last = following
+    if schedule.catchup != "skip" or now - last <= MISSED_AFTER:
+        return now
+    return schedule.next_after(last)
 
 
 def due_when_served(schedule: Schedule, last_due: _dt.datetime | None, last_timing: str | None,

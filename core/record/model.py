@@ -43,8 +43,16 @@ class TaskRun:
     state: str = PENDING
     message: str | None = None
     retry_at: _dt.datetime | None = None
-    history: list[tuple[str, _dt.datetime]] = field(default_factory=list)
+    # Its states with the moment it entered each, oldest first, as one flat tuple (state, time,
+    # state, time, ...): a list of pairs took ~170 bytes more per task run, and a big map's
+    # model holds one per task run. `history` gives the pairs.
+    timeline: tuple = ()
     attempts: list[Attempt] = field(default_factory=list)
+
+    @property
+    def history(self) -> list[tuple[str, _dt.datetime]]:
+        timeline = self.timeline
+        return list(zip(timeline[::2], timeline[1::2]))
 
     @property
     def started(self) -> _dt.datetime | None:
@@ -52,7 +60,7 @@ class TaskRun:
 
     @property
     def ended(self) -> _dt.datetime | None:
-        return self.history[-1][1] if self.state in FINAL_STATES and self.history else None
+        return self.timeline[-1] if self.state in FINAL_STATES and self.timeline else None
 
     @property
     def duration(self) -> float | None:
@@ -206,7 +214,9 @@ class FlowRun:
         groups: dict[str, TaskGroup] = {}
         last: dict[str, int] = {}  # task → sort position of its last run (plain calls -1, then map_index)
         unordered: set[str] = set()
-        for task_run in self.task_runs.values():  # dicts keep creation order
+        # Dicts keep creation order. A snapshot (one C call, atomic under the GIL): `run`'s live
+        # table reads the engine's model while the engine adds task runs to it.
+        for task_run in tuple(self.task_runs.values()):
             if task_run.flow_attempt == attempt:
                 task = task_run.task
                 group = groups.get(task)  # (the UI calls this for every batch: no allocation per run)
@@ -272,7 +282,7 @@ class RunModel:
             return
         run.task_runs[e.task_run_id] = TaskRun(
             e.task_run_id, e.task, e.name, e.time, map_index=e.map_index, upstream=e.upstream,
-            flow_attempt=e.flow_attempt, history=[(PENDING, e.time)])
+            flow_attempt=e.flow_attempt, timeline=(PENDING, e.time))
 
     def _task_state_changed(self, e: ev.TaskStateChanged) -> None:
         task_run = self._task_run(e.run_id, e.task_run_id)
@@ -281,7 +291,7 @@ class RunModel:
         task_run.state = e.state
         task_run.message = e.message
         task_run.retry_at = e.retry_at
-        task_run.history.append((e.state, e.time))
+        task_run.timeline += (e.state, e.time)
 
     def _attempt_started(self, e: ev.AttemptStarted) -> None:
         task_run = self._task_run(e.run_id, e.task_run_id)

@@ -60,6 +60,8 @@ class Progress:
         self.model = RunModel()
         self.said_failed: set[str] = set()  # task runs whose failure was printed as it happened
         self.origin: str | None = None  # why the run goes where it goes ("from --cluster"), on its first line
+        # Runs read from their engine's own model (`follow`), by run id: not folded again here.
+        self._followed: dict[str, RunModel] = {}
         self._lock = threading.Lock()
         self._live = Live(console=console, auto_refresh=True, refresh_per_second=8, transient=True,
                           get_renderable=self._render) if live else None
@@ -73,10 +75,19 @@ class Progress:
         if self._live is not None:
             self._live.stop()
 
+    def follow(self, engine: Any) -> None:
+        """Read `engine`'s run from the model the engine keeps rather than folding a copy of it: a
+        copy of every task run's record is most of what a headless run's bookkeeping costs in
+        memory (~700 bytes a task run). Call before the run starts."""
+        with self._lock:
+            self._followed[engine.run_id] = engine.model
+
     def handle(self, batch: list) -> None:
         with self._lock:
+            followed = self._followed
             for event in batch:
-                self.model.apply(event)
+                if event.run_id not in followed:
+                    self.model.apply(event)
         for event in batch:
             self._print(event)
 
@@ -104,8 +115,12 @@ class Progress:
             self.console.print(plain(f"▶ flow run {event.flow!r} ({event.run_id}){where}", "bold"), highlight=False,
                                soft_wrap=True)
 
+    def _run(self, run_id: str) -> FlowRun | None:
+        model = self._followed.get(run_id, self.model)
+        return model.runs.get(run_id)
+
     def _task_name(self, run_id: str, task_run_id: str) -> str:
-        run = self.model.runs.get(run_id)
+        run = self._run(run_id)
         task_run = run.task_runs.get(task_run_id) if run else None
         return task_run.name if task_run else task_run_id
 
@@ -115,6 +130,7 @@ class Progress:
     def _render(self) -> Any:
         with self._lock:
             runs = list(self.model.runs.values())
+            runs += [run for run_id, model in self._followed.items() if (run := model.runs.get(run_id))]
         if not runs:
             return Text("")
         return Group(*(task_table(run, live=True) for run in runs))

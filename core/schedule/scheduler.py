@@ -14,15 +14,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from flows_tui.project.schedules import UTC, Schedule, due_when_served, first_due, first_due_after_change
+from flows_tui.project.schedules import (MAX_MISSED, MISSED_AFTER, UTC, Schedule, due_when_served, first_due,
+                                        first_due_after_change, next_start)
 from flows_tui.record.store import ScheduleState
-
-# A due time older than this when the scheduler sees it was missed (serve was down, the
-# machine slept): the catch-up policy decides. Younger ones fire as on time.
-MISSED_AFTER = _dt.timedelta(seconds=60)
-# At most this many missed due times are counted per schedule (an every-second schedule
-# after a week of downtime must not spin).
-MAX_MISSED = 10_000
 
 
 class Clock:
@@ -159,9 +153,12 @@ class Scheduler:
         self._wake.set()
 
     def next_due(self) -> dict[str, _dt.datetime | None]:
-        """Per flow, when it fires next (None while paused)."""
+        """Per flow, when it next starts a run (None while paused): a due time passed while nothing served
+        is shown as the tick will handle it (at once, or, missed and skipped, the next one)."""
+        now = self.clock.now()
         with self._lock:
-            return {flow: None if entry.paused else entry.due for flow, entry in self._entries.items()}
+            return {flow: None if entry.paused else next_start(entry.schedule, entry.due, now)
+                    for flow, entry in self._entries.items()}
 
     def pause(self, flow: str, paused: bool = True) -> None:
         """Pause or resume; kept in the store, where the process that fires the schedules reads it."""

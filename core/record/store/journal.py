@@ -62,11 +62,27 @@ def encode(event: Any, log_ids: tuple[int, int] | None = None) -> list:
     if kind is ev.LogLines:
         assert log_ids is not None
         return ["LogLines", {"run_id": event.run_id, "first": log_ids[0], "last": log_ids[1]}]
-    values = [iso(value) if isinstance(value, _dt.datetime) else value
+    values = [_text(value) if isinstance(value, _dt.datetime) else value
               for value in map(event.__getattribute__, _names(kind))]
     while values and values[-1] is None:
         values.pop()
     return [kind.__name__, values]
+
+
+_last_time: tuple[Any, str | None] = (None, None)
+
+
+def _text(moment: _dt.datetime) -> str | None:
+    """`iso(moment)`, remembered for the last moment: a task run's start and its Running state, its
+    end and its final state, a map's creations, carry one datetime object (isoformat was a third of
+    the journal's time)."""
+    global _last_time
+    last = _last_time
+    if last[0] is moment:
+        return last[1]
+    text = iso(moment)
+    _last_time = (moment, text)
+    return text
 
 
 def _names(kind: type) -> tuple[str, ...]:

@@ -114,7 +114,7 @@ def build_task_runs(rows: TaskRows, start: _dt.datetime) -> dict[int, TaskRun]:
     for key, task_run_id, task, name, created, map_index, upstream, flow_attempt in rows.task_runs:
         when = start + delta(0, 0, created)
         by_id[key] = TaskRun(task_run_id, task, name, when, map_index, tuple(json.loads(upstream)) if upstream else (),
-                             flow_attempt, history=[(PENDING, when)])
+                             flow_attempt, timeline=(PENDING, when))
     for task, number, state, started, ended, error, traceback, worker in rows.attempts:
         by_id[task].attempts.append(Attempt(number, RUNNING if ended is None else state_of(state),
                                             start + delta(0, 0, started),
@@ -125,5 +125,5 @@ def build_task_runs(rows: TaskRows, start: _dt.datetime) -> dict[int, TaskRun]:
         task_run.state = state = state_of(state)
         task_run.message = message
         task_run.retry_at = None if retry_at is None else start + delta(0, 0, retry_at)
-        task_run.history.append((state, start + delta(0, 0, time)))
+        task_run.timeline += (state, start + delta(0, 0, time))
     return by_id
