@@ -15,8 +15,9 @@ project holding the bundled sample flows, reads what it draws, and times:
 
 Targets (issue 20): first paint ≤ 0.3 s, flows listed ≤ 0.5 s, q exits ≤ 1 s.
 
-In the same rounds, for scale: an empty Textual app's first paint, and raw Dask's
-`LocalCluster` (the same two worker processes) from `python` to a first result.
+In the same rounds, for scale: an empty Textual app's first paint, the same Textual widgets as
+flows-tui's first frame painted empty (the floor under it), and raw Dask's `LocalCluster` (the
+same two worker processes) from `python` to a first result.
 """
 
 from __future__ import annotations
@@ -115,6 +116,32 @@ class Empty(App):
 Empty().run()
 """
 
+# The same Textual widgets flows-tui's first frame shows (two tables, a tree, a log, a status line
+# and the footer, in bordered panes), empty and from one module: what Textual itself takes to
+# paint this layout, the floor under flows-tui's own first paint.
+SAME_PANES_APP = """
+from textual.app import App
+from textual.containers import Horizontal, Vertical
+from textual.widgets import DataTable, Footer, Log, Static, Tree
+class Panes(App):
+    CSS = "DataTable, Tree, Log { border: round gray; height: 1fr; }"
+    BINDINGS = [("r", "noop", "Run"), ("q", "quit", "Quit")]
+    def compose(self):
+        with Horizontal():
+            with Vertical():
+                flows = DataTable(); flows.border_title = "flows"; yield flows
+                runs = DataTable(); runs.border_title = "runs"; yield runs
+            with Vertical():
+                tree = Tree("tasks"); tree.border_title = "tasks"; yield tree
+                log = Log(); log.border_title = "logs"; yield log
+        yield Static("cluster")
+        yield Footer()
+    def on_mount(self):
+        for table in self.query(DataTable):
+            table.add_columns("flow", "last")
+Panes().run()
+"""
+
 RAW_DASK = """
 import time
 from dask.distributed import Client, LocalCluster
@@ -134,8 +161,14 @@ def baselines(folder: Path, start_only: bool = False) -> dict[str, float]:
                           codec_errors="replace")
     paint = Screen(child).wait(lambda text: "flows tasks" in text, started + 60, "an empty app's paint") - started
     child.terminate(force=True)
+    started = time.monotonic()
+    child = pexpect.spawn(sys.executable, ["-c", SAME_PANES_APP], env=env, dimensions=(40, 120), encoding="utf-8",
+                          codec_errors="replace")
+    panes = Screen(child).wait(lambda text: "flows" in text and "tasks" in text, started + 60,
+                               "the same panes' paint") - started
+    child.terminate(force=True)
     if start_only:
-        return {"empty Textual app, first paint": paint}
+        return {"empty Textual app, first paint": paint, "Textual, the same panes empty": panes}
     script = folder / "raw_dask.py"
     script.write_text(RAW_DASK)
     started = time.monotonic()
@@ -145,7 +178,8 @@ def baselines(folder: Path, start_only: bool = False) -> dict[str, float]:
     child.expect("result 3", timeout=120)
     result = time.monotonic() - started
     child.expect(pexpect.EOF, timeout=60)
-    return {"empty Textual app, first paint": paint, "raw Dask LocalCluster ready": ready,
+    return {"empty Textual app, first paint": paint, "Textual, the same panes empty": panes,
+            "raw Dask LocalCluster ready": ready,
             "raw Dask first result": result}
 
 
