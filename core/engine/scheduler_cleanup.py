@@ -15,7 +15,12 @@ removed): a span goes once done for `SPAN_KEPT_SECONDS` (many heartbeats), and f
 a span gone are dropped before Dask's handler sees them. Spans the user opened
 (`distributed.span`) are theirs and stay.
 
-Both are done by a handler installed on the scheduler once per client (each
+And Dask memoizes `key_split` for its last 100,000 task keys (`functools.lru_cache`, kept for as
+long as the process lives, ~250 bytes a key): every task run's key is new, so a long `serve` or UI
+filled it run after run (~25 MB on the scheduler). It is emptied when it holds more than
+`KEYS_KEPT`: only the keys' prefixes are computed again.
+
+All are done by a handler installed on the scheduler once per client (each
 `run_on_scheduler` call is an event the scheduler keeps, with the function pickled in it,
 and sends to every subscriber of its "all" topic). Functions sent to the scheduler travel
 by value (nested functions): an attached `dask scheduler` needs no flows-tui installed.
@@ -32,11 +37,13 @@ logger = logging.getLogger("flows_tui.engine")
 HANDLER = "flows_tui_forget_topic"
 # How long a default span stays after its last task finished (workers' heartbeats come every 0.5-5 s).
 SPAN_KEPT_SECONDS = 30.0
+# Task keys Dask's `key_split` memo may hold on the scheduler before it is emptied (its own bound is 100,000).
+KEYS_KEPT = 10_000
 
 _installed: "weakref.WeakKeyDictionary[Any, str]" = weakref.WeakKeyDictionary()
 
 
-def _scheduler_side(kept_seconds: float) -> tuple[Any, Any]:
+def _scheduler_side(kept_seconds: float, keys_kept: int = KEYS_KEPT) -> tuple[Any, Any]:
     """The functions that run on the scheduler: (install the handler, drop one topic without it)."""
 
     def drop_old_spans(dask_scheduler: Any) -> None:
@@ -74,6 +81,13 @@ def _scheduler_side(kept_seconds: float) -> tuple[Any, Any]:
             drop_old_spans(dask_scheduler)
         except Exception:  # noqa: BLE001 - a Dask whose spans look otherwise keeps them, as before
             pass
+        try:
+            from dask.utils import key_split
+
+            if key_split.cache_info().currsize > keys_kept:
+                key_split.cache_clear()
+        except Exception:  # noqa: BLE001 - a Dask without the memo: nothing kept
+            pass
 
     def tolerate_dropped_spans(dask_scheduler: Any) -> None:
         """Workers' figures for a span dropped since are dropped too (Dask's handler would fail)."""
@@ -108,7 +122,7 @@ def forget_run(client: Any, topic: str) -> None:
 
 
 async def _forget(client: Any, topic: str) -> None:
-    install, forget = _scheduler_side(SPAN_KEPT_SECONDS)
+    install, forget = _scheduler_side(SPAN_KEPT_SECONDS, KEYS_KEPT)
     try:
         address = client.scheduler.address
         if _installed.get(client) != address:
