@@ -55,6 +55,15 @@ class TaskCall:
     flow_name: str = ""
     at_terminal: bool = False  # run where the user's terminal is (a task called outside any flow)
 
+    def for_task_run(self, task_run_id: str, name: str, map_index: int | None) -> "TaskCall":
+        """This call for one of its task runs (`dataclasses.replace`, without its cost per task run)."""
+        made = object.__new__(TaskCall)
+        fields = made.__dict__
+        fields.update(self.__dict__)
+        fields.pop("_pickled", None)  # its own bytes would be the shared call's
+        fields["task_run_id"], fields["name"], fields["map_index"] = task_run_id, name, map_index
+        return made
+
     def __reduce__(self) -> Any:
         # Every element of a map shares one call, and the scheduler pickles each task it sends a
         # worker on its own: the call is pickled once, its bytes kept, and each worker process
@@ -254,7 +263,7 @@ def run_task_run(call: TaskCall, element: tuple, *deps: Outcome | None) -> Outco
     task_run_id, name, map_index, args, kwargs = element
     if name is None:
         name = f"{call.task.name}-{map_index}"
-    call = dataclasses.replace(call, task_run_id=task_run_id, name=name, map_index=map_index)
+    call = call.for_task_run(task_run_id, name, map_index)
     upstream = list(deps)
     while upstream and upstream[-1] is None:
         upstream.pop()
