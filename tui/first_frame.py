@@ -45,8 +45,7 @@ def wanted(environ: Any = os.environ) -> bool:
 
 def _names(flows_dir: Path, budget: float) -> list[str] | None:
     """The flows' names from their source, sorted as the flows pane sorts them; None past the budget."""
-    from flows_tui.project.flow_files import flow_files
-    from flows_tui.project.flow_search import flow_names_in_source
+    from flows_tui.project.flow_paths import flow_files, flow_names_in_source
 
     deadline = time.monotonic() + budget
     names: list[str] = []

@@ -14,17 +14,23 @@ import os
 from pathlib import Path
 from typing import Any
 
+from typing import TYPE_CHECKING
+
 import click
-from rich.console import Console
 
 from flows_tui.errors import FlowsTuiError
 from flows_tui.safe_text import visible
 from flows_tui.terminal import exit_now
 
+if TYPE_CHECKING:
+    from rich.console import Console
+
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
 
 def _stderr() -> Console:
+    from rich.console import Console  # when something is said: the UI's first frame comes before Rich's import
+
     return Console(stderr=True, highlight=False, soft_wrap=True)
 
 
