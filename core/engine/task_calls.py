@@ -278,6 +278,11 @@ class TaskCalls:
         # scheduler keeps), one per set of upstreams whose failure is allowed (the same for every
         # element of a map, but for an odd `allow_failure` inside a mapped list).
         calls_by_allowed: dict[frozenset[int], Any] = {}
+        if self._dropped:
+            self._let_go_of_dropped()
+        # Without a session nothing reads a task run's result but through its TaskFuture (or a State of
+        # it): the run lets go of the result once the body no longer holds either (task_runs).
+        watch_body = self.session is None
         for number, ((name, map_index, args_template, kwargs_template, deps), (lineage, held)) in enumerate(
                 zip(calls, plan)):
             task_run_id = random_ids[16 * number:16 * number + 16]
@@ -296,7 +301,10 @@ class TaskCalls:
             self._open_ids.add(task_run_id)
             self._emit(ev.TaskRunCreated(self.run_id, task_run_id, task.name, name, created, map_index,
                                          upstream, self.flow_attempt))
-            futures.append(TaskFuture(self, task_run_id, name))
+            future = TaskFuture(self, task_run_id, name)
+            futures.append(future)
+            if watch_body:
+                self._watch_body_ref(future, track)
             if held is not None:
                 # Downstream calls take the held future as their upstream: its data stays on the workers.
                 track.future, track.reused_from = held.future, held.run_id

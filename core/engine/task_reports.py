@@ -119,6 +119,10 @@ class TaskReports:
             if task_run_id not in self._open_ids:
                 # Dask re-executes a finished task to recover data lost with a worker.
                 self._open_ids.add(task_run_id)
+                if track.future is None:  # let go of (task_runs): the watcher needs it while it runs
+                    from distributed import Future
+
+                    track.future = Future(track.key, self.client)
             self._emit(ev.AttemptStarted(self.run_id, task_run_id, number, when, report.worker))
             if task_run.state != RUNNING:
                 self._emit(ev.TaskStateChanged(self.run_id, task_run_id, RUNNING, when))
