@@ -74,7 +74,8 @@ class allow_failure(Generic[T]):  # noqa: N801 - Prefect's name
 class TaskFuture(Generic[T]):
     """The future of one task run. The value stays on the cluster until `.result()` asks for it."""
 
-    __slots__ = ("task_run_id", "engine", "name")
+    # __weakref__: the engine lets go of a finished task run's data once nothing can ask for it.
+    __slots__ = ("task_run_id", "engine", "name", "__weakref__")
 
     def __init__(self, engine: "FlowRunEngine", task_run_id: str, name: str) -> None:
         self.engine = engine

@@ -16,9 +16,10 @@ neither: `json.dumps` escapes the same characters and stays valid JSON.
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from rich.text import Text
+if TYPE_CHECKING:
+    from rich.text import Text
 
 # C0 controls but \t and \n, DEL, C1 controls, surrogates, line/paragraph separators, bidi controls.
 _UNSAFE = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\ud800-\udfff\u2028\u2029\u202a-\u202e\u2066-\u2069]")
@@ -51,4 +52,6 @@ def visible(text: Any, *, one_line: bool = False) -> str:
 
 def plain(text: Any, style: str = "", *, one_line: bool = False) -> Text:
     """A Rich `Text` of `text` made visible: never markup, never a control character."""
+    from rich.text import Text  # imported when used: the command line's start needs only `visible`
+
     return Text(visible(text, one_line=one_line), style=style)

@@ -3,6 +3,8 @@ what it sends to Dask and keeps per task run."""
 
 from __future__ import annotations
 
+import time
+
 from flows_tui import allow_failure, flow, task
 from flows_tui.record.model import RunModel
 
@@ -76,3 +78,29 @@ def test_elements_of_one_map_with_different_upstreams_each_get_their_own(run, pr
     assert upstream == {"total-0": 2, "total-1": 0, "total-2": 1}
     states = {t.name: t.state for t in engine.flow_run.task_runs.values()}
     assert states["boom-0"] == "Failed" and all(states[f"describe-{i}"] == "Completed" for i in range(3))
+
+
+def test_results_nothing_can_ask_for_are_let_go_of_during_the_run(run, process_client):
+    """As raw Dask drops a map's futures that only fed the next map: the cluster frees them once
+    their dependents ran, while a State the body holds still gives its result to a later call."""
+    n = 50
+
+    @flow
+    def drops(n: int):
+        state = inc.submit(200, return_state=True)  # its future is gone, the State stays with the body
+        total = sum(double.map(inc.map(range(n))).result())
+        return total, describe.submit(state).result()
+
+    engine, _ = run(drops, client=process_client, n=n)
+    assert engine.return_value == (sum(2 * (i + 1) for i in range(n)), "got int: 201")
+    tracks = {t.name: engine._tracking[t.id] for t in engine.flow_run.task_runs.values()}
+    mapped = {tracks[f"inc-{i}"].key for i in range(1, n + 1)}  # inc-0 is the submit of 200
+    deadline = time.monotonic() + 30
+    while mapped & _held(process_client) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not mapped & _held(process_client)
+    assert tracks["inc-0"].key in _held(process_client)  # the State's: the run still holds it
+
+
+def _held(client) -> set:
+    return {key for keys in client.has_what().values() for key in keys}

@@ -58,6 +58,17 @@ def test_the_uis_first_frame_imports_no_engine():
     assert result.stdout.strip() == "[]"
 
 
+def test_what_the_drawn_before_textual_first_frame_needs_imports_neither_textual_nor_rich_nor_the_flows_api():
+    """The frame drawn before Textual loads (tui/first_frame.py) comes after only what it needs: the
+    command line, flows.toml, the flow files found and their names read from source."""
+    result = _python("import flows_tui.cli, flows_tui.project.config, flows_tui.tui.first_frame, "
+                     "flows_tui.project.flow_paths, sys; "
+                     "print(sorted({'textual', 'rich', 'flows_tui.flows', 'flows_tui.project.import_probe'} "
+                     "& set(sys.modules)))")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"
+
+
 def test_the_cli_starts_without_importing_dask():
     """`flows-tui --help`, list, check, runs and logs answer without paying for Dask's import."""
     result = _python("import flows_tui, flows_tui.cli, sys; "

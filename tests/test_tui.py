@@ -254,16 +254,22 @@ async def test_a_past_run_opens_from_the_runs_history_with_its_tree_and_logs(pro
 
 
 async def test_j_k_g_and_G_move_in_the_flows_and_the_runs_panes_alike(project):
-    app = app_for(project)
+    import datetime as _dt
+
+    from flows_tui.record.store import Store
+
+    # Three runs recorded (as `flows-tui run` records them): the runs pane lists three rows.
+    store, moment = Store.open(project / ".flows-tui"), _dt.datetime.now(_dt.timezone.utc)
+    for number in range(3):
+        started = moment + _dt.timedelta(seconds=number)
+        store.record([ev.FlowRunStarted(f"run{number}", "numbers", {}, started),
+                      ev.FlowStateChanged(f"run{number}", "Completed", started + _dt.timedelta(seconds=0.5))])
+    store.close()
+    app = app_for(project, connect_cluster=False)
     async with app.run_test(size=(120, 40)) as pilot:
-        await wait_for(pilot, lambda: app.cluster is not None and len(flow_keys(app)) == 3)
         flows = app.query_one(FlowList)
         runs = app.query_one("#runs")
-        select(app, "numbers")
-        for count in (1, 2, 3):
-            await pilot.press("r")
-            await wait_for(pilot, lambda: runs.row_count == count and flows.last_states.get("numbers") == "Completed",
-                           message=f"run {count} in the history")
+        await wait_for(pilot, lambda: len(flow_keys(app)) == 3 and runs.row_count == 3, message="flows and runs")
         for pane in (flows, runs):
             pane.focus()
             moves = []

@@ -60,12 +60,18 @@ async def test_a_run_of_another_process_appears_updates_opens_live_and_ends(tmp_
             await pilot.press("enter")
             await wait_for(pilot, lambda: any("nap" in label for label in tree_labels(app)),
                            message="its task tree, opened while it runs")
+            header = app.query_one("#log-header")
+            await wait_for(pilot, lambda: "following" in str(header.render()), message="its logs followed")
             (project / "stop").write_text("")
             assert other.wait(60) == 0
             await wait_for(pilot, lambda: all("Completed" in state for state in listed(app).values()),
                            message="the run listed Completed")
             await wait_for(pilot, lambda: "Completed" in str(app.query_one(TaskTree).root.label),
                            message="the opened tree ended Completed")
+            # Nothing more to follow: the logs pane says the run ended (it said "following" for good).
+            await wait_for(pilot, lambda: "run ended Completed" in str(header.render()),
+                           message="the logs pane's header saying the run ended")
+            assert "following" not in str(header.render())
             assert "Completed" in last_state(app, "sleepy")
         finally:
             if other.poll() is None:
@@ -182,7 +188,7 @@ async def test_a_long_watch_keeps_only_the_recent_ended_runs_in_memory_and_an_ol
             moment = started + _dt.timedelta(seconds=number)
             other.record([ev.FlowRunStarted(f"run{number:02d}", "numbers", {}, moment),
                           ev.FlowStateChanged(f"run{number:02d}", "Completed", moment + _dt.timedelta(seconds=0.5))])
-        await wait_for(pilot, lambda: "Completed" in listed(app).get(f"run{count - 1:02d}", ""), timeout=20,
+        await wait_for(pilot, lambda: "Completed" in listed(app).get(f"run{count - 1:02d}", ""), timeout=60,
                        message="the last run listed Completed")
         with app.bridge.lock:
             kept = set(app.bridge.model.runs)
@@ -263,6 +269,8 @@ async def test_a_flow_whose_last_run_was_recorded_before_the_ui_opened_shows_tha
         await wait_for(pilot, lambda: tree.flow_run is not None and tree.flow_run.run_id == RUN,
                        message="numbers' last run in the tasks pane")
         assert any("report-0" in label for label in tree_labels(app)), tree_labels(app)  # its tasks, not a plan
+        await wait_for(pilot, lambda: "run ended Failed" in str(app.query_one("#log-header").render()),
+                       message="its logs named as those of an ended run, not followed")
         select(app, "sleepy")  # a flow never run: its plan
         await wait_for(pilot, lambda: "sleepy  planned" in tree_labels(app)[0], message="sleepy's plan")
         select(app, "numbers")

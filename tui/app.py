@@ -439,7 +439,8 @@ class FlowsApp(StartUp, ClusterPane, HistoryPane, RunsInProgress, PaneContents, 
         closing.join(CLOSE_SECONDS)
 
 
-def run_app(config: Any, *, path: str | None = None, address: str | None = None, cluster: str | None = None) -> int:
+def run_app(config: Any, *, path: str | None = None, address: str | None = None, cluster: str | None = None,
+            first_frame: Any = None) -> int:
     from flows_tui.engine.cluster import start_semaphore_tracker
 
     start_semaphore_tracker()  # before Textual replaces sys.stderr
@@ -453,6 +454,8 @@ def run_app(config: Any, *, path: str | None = None, address: str | None = None,
         return recording(bus, config, unrecorded_ok=True, deferred=True)
 
     app = FlowsApp(config, path=path, address=address, cluster=cluster, bus=bus, open_store=open_store)
+    if first_frame is not None:  # drawn before Textual loaded: the terminal's settings back for Textual to save
+        first_frame.hand_over()
     try:
         app.run()
     finally:

@@ -13,7 +13,7 @@ from .log_view import KEPT_LINES, SHOWN_LINES, LogView, Reader, Row
 from .run_history import SHOWN_RUNS, RunHistory
 from .status_bar import StatusBar
 from .task_tree import TaskTree
-from .bridge import _title
+from .bridge import _ended, _title
 
 
 class HistoryPane:
@@ -94,7 +94,7 @@ class HistoryPane:
             run = self.bridge.model.runs.get(run.run_id) or run
         with self.batch_update():
             self.query_one(TaskTree).show_run(run, self.clock())
-            self.query_one(LogView).show_stored(run.run_id, rows, reader, title=_title(run))
+            self.query_one(LogView).show_stored(run.run_id, rows, reader, title=_title(run), ended=_ended(run))
 
     @work(thread=True, exclusive=True, group="open", exit_on_error=False)
     def open_stored_run(self, run_id: str) -> None:
@@ -126,4 +126,4 @@ class HistoryPane:
             run = self.bridge.model.runs.get(run.run_id) or run
         with self.batch_update():
             self.query_one(TaskTree).show_run(run, self.clock())
-            self.query_one(LogView).show_stored(run.run_id, rows, reader, title=_title(run))
+            self.query_one(LogView).show_stored(run.run_id, rows, reader, title=_title(run), ended=_ended(run))

@@ -17,7 +17,7 @@ from .flow_list import FlowList, FlowRow
 from .log_view import LogView
 from .screens import TextScreen
 from .task_tree import TaskTree
-from .bridge import FlowsChanged, _title
+from .bridge import FlowsChanged, _ended, _title
 
 
 class PaneContents:
@@ -167,7 +167,7 @@ class PaneContents:
         if logs.run_id == run.run_id:
             return
         if self.store is None:  # the lines this session kept
-            logs.show_run(run.run_id, logs.kept(run.run_id), title=_title(run))
+            logs.show_run(run.run_id, logs.kept(run.run_id), title=_title(run), ended=_ended(run))
         else:
             self._load_logs(run)
 
@@ -178,7 +178,7 @@ class PaneContents:
 
     def _show_loaded_logs(self, run: FlowRun, rows: list, reader: Any) -> None:
         if self.shown_run == run.run_id:  # still the run on screen
-            self.query_one(LogView).show_stored(run.run_id, rows, reader, title=_title(run))
+            self.query_one(LogView).show_stored(run.run_id, rows, reader, title=_title(run), ended=_ended(run))
 
     @work(thread=True, exclusive=True, group="inputs", exit_on_error=False)
     def _show_task_run(self, run: FlowRun, task_run: Any) -> None:

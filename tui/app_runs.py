@@ -136,6 +136,7 @@ class RunsInProgress:
                 logs.add(lines)
             self._show_live_runs(changed)
             for run_id, flow, state in ended:
+                logs.run_ended(run_id, state)
                 if run_id in self._started_here or state not in SUCCESS_STATES:
                     severity = "information" if state in SUCCESS_STATES else "error"
                     self.notify(f"{flow}: {state}", severity=severity, timeout=4)

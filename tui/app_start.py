@@ -184,8 +184,7 @@ class StartUp:
         """The flows' names read from their files' syntax trees (a file importing pandas or
         dask.dataframe takes seconds to import): listed at once, runnable once imported. With a
         `budget` (seconds), False if reading them all would take longer (left to the flows' thread)."""
-        from flows_tui.project.flow_files import flow_files
-        from flows_tui.project.flow_search import flow_names_in_source
+        from flows_tui.project.flow_paths import flow_files, flow_names_in_source
 
         deadline = time.monotonic() + budget if budget is not None else None
         named: list[tuple[str, str]] = []

@@ -146,3 +146,8 @@ def _close_quietly(launcher: RunLauncher) -> None:
 def _title(run: FlowRun) -> str:
     """How the logs pane names a run: its flow and the run's name."""
     return f"{run.flow} · {run.name or run.run_id}"
+
+
+def _ended(run: FlowRun) -> str | None:
+    """The run's final state once it has ended (the logs pane has nothing more to follow), else None."""
+    return run.state if run.ended is not None else None

@@ -50,9 +50,20 @@ def driver_class() -> type | None:
         return None
     from textual.drivers.linux_driver import LinuxDriver
 
+    from . import first_frame
+
     class Driver(LinuxDriver):
         def __init__(self, *args: Any, **kwargs: Any) -> None:
             super().__init__(*args, **kwargs)
             self._file = TerminalOutput(self._file)
+            # The first frame (tui/first_frame.py) is already in the alternate screen: entering it again
+            # would save the cursor a second time, and the shell's would be lost when the UI exits.
+            self._left_out = first_frame.taken()
+
+        def write(self, data: str) -> None:
+            if self._left_out is not None and self._left_out(data):
+                self._left_out = None
+                return
+            super().write(data)
 
     return Driver

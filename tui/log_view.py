@@ -127,6 +127,7 @@ class LogView(Vertical):
         self.reader: Reader | None = None  # how the lines of a big past run that match are read (show_stored)
         self.title: str | None = None  # how the header names the run
         self.task_label: str | None = None  # how it names the task followed
+        self.ended: str | None = None  # the shown run's final state, once it has ended: nothing more to follow
 
     def compose(self) -> ComposeResult:
         yield Static(id="log-header")
@@ -153,20 +154,30 @@ class LogView(Vertical):
 
     # Feeding ------------------------------------------------------------------------------------
 
-    def show_run(self, run_id: str | None, lines: Iterable[Line] = (), *, title: str | None = None) -> None:
+    def show_run(self, run_id: str | None, lines: Iterable[Line] = (), *, title: str | None = None,
+                 ended: str | None = None) -> None:
         """Switch to `run_id` (its lines so far, e.g. from the store), following the whole run.
 
         Lines of another process's run carry their ids in the store: those the bridge brought
         after the store was read are kept, and any it brings again later are left out."""
-        self._show([line.row() for line in lines], run_id, None, title)
+        self._show([line.row() for line in lines], run_id, None, title, ended)
 
-    def show_stored(self, run_id: str, rows: list[Row], reader: Reader | None, *, title: str | None = None) -> None:
+    def show_stored(self, run_id: str, rows: list[Row], reader: Reader | None, *, title: str | None = None,
+                    ended: str | None = None) -> None:
         """Switch to a run read from the store: its last lines as rows (`Line.row()`), and, for a run with
         more lines than the pane shows (only those were read), how to read the lines a filter shows."""
-        self._show(rows, run_id, reader, title)
+        self._show(rows, run_id, reader, title, ended)
 
-    def _show(self, rows: list[Row], run_id: str | None, reader: Reader | None, title: str | None) -> None:
+    def run_ended(self, run_id: str, state: str) -> None:
+        """The shown run ended (`state`, its final state): the header says so instead of "following"."""
+        if run_id == self.run_id and self.ended != state:
+            self.ended = state
+            self._show_header()
+
+    def _show(self, rows: list[Row], run_id: str | None, reader: Reader | None, title: str | None,
+              ended: str | None) -> None:
         self.reader = reader
+        self.ended = ended
         self.floor = max((row[ID] for row in rows if row[ID] is not None), default=0)
         later = [row for row in self.rows if row[RUN] == run_id and row[ID] is not None and row[ID] > self.floor]
         self.run_id = run_id
@@ -309,7 +320,10 @@ class LogView(Vertical):
         parts.append(f"≥ {logging.getLevelName(self.level)}")
         if self.search:
             parts.append(f"search {self.search!r}")
-        parts.append("following" if self.follow else "paused (f follows)")
+        if self.ended is not None:
+            parts.append(f"run ended {self.ended}")
+        else:
+            parts.append("following" if self.follow else "paused (f follows)")
         if not self.wrap:
             parts.append("no wrap")
         self.query_one("#log-header", Static).update(plain(" · ".join(parts), one_line=True))

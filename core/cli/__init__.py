@@ -14,17 +14,23 @@ import os
 from pathlib import Path
 from typing import Any
 
+from typing import TYPE_CHECKING
+
 import click
-from rich.console import Console
 
 from flows_tui.errors import FlowsTuiError
 from flows_tui.safe_text import visible
 from flows_tui.terminal import exit_now
 
+if TYPE_CHECKING:
+    from rich.console import Console
+
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
 
 def _stderr() -> Console:
+    from rich.console import Console  # when something is said: the UI's first frame comes before Rich's import
+
     return Console(stderr=True, highlight=False, soft_wrap=True)
 
 
@@ -127,14 +133,30 @@ def main(ctx: click.Context, config_path: str | None, address: str | None, clust
         return  # each command that reads or records runs opens the store, which recovers crashed runs
     path = ctx.meta.get("flows_tui.path")
     config = _load_config(config_path, say_warnings=False)  # the UI shows them
+    frame = _first_frame(config, path)
     try:
-        from flows_tui.tui.app import run_app
-    except ImportError as error:
-        raise FlowsTuiError(f"the terminal UI could not start: {error}")
-    status = run_app(config, path=path, address=address, cluster=cluster_profile)
+        try:
+            from flows_tui.tui.app import run_app
+        except ImportError as error:
+            raise FlowsTuiError(f"the terminal UI could not start: {error}")
+        status = run_app(config, path=path, address=address, cluster=cluster_profile, first_frame=frame)
+    except BaseException:
+        if frame is not None:  # the UI never took the screen (or gave it back): the terminal as it was
+            frame.undo()
+        raise
     if status > 128:  # SIGTERM or SIGHUP: runs cancelled and recorded, the terminal given back
         exit_now(status)
     raise click.exceptions.Exit(status)
+
+
+def _first_frame(config: Any, path: str | None) -> Any:
+    """The UI's panes with the flows' names, on the terminal before Textual loads (half a second on a
+    small machine): see tui/first_frame.py. None where there is no terminal to draw on."""
+    try:
+        from flows_tui.tui import first_frame
+    except ImportError:
+        return None
+    return first_frame.draw(Path(path).resolve() if path else config.project.flows_dir)
 
 
 def _open_store(config: Any):

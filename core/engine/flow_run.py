@@ -14,7 +14,7 @@ import logging
 import threading
 import time
 import uuid
-from collections import defaultdict
+from collections import defaultdict, deque
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
@@ -110,6 +110,7 @@ class FlowRunEngine(TaskRuns, Results, TaskCalls, TaskReports, DaskWatch):
         self._names: dict[str, int] = defaultdict(int)
         self._open_ids: set[str] = set()  # task runs not final yet: the one answer to "is it over?" (task_runs)
         self._ended: list[str] = []  # task runs in the order they ended (as_completed follows it)
+        self._dropped: deque[str] = deque()  # task runs whose TaskFuture the body let go of (task_runs)
         self._batch: list | None = None  # events held back to publish as one batch
         self._watch_stop = threading.Event()
         self._last_report = 0.0  # when the last batch of worker reports arrived (time.monotonic)
@@ -333,6 +334,7 @@ class FlowRunEngine(TaskRuns, Results, TaskCalls, TaskReports, DaskWatch):
             for track in self._tracking.values():
                 track.future = None
                 track.call = None
+                track.body_ref = None
 
     def cancel(self, message: str = "cancelled by the user") -> None:
         self._interrupt(CancelledRun(message))

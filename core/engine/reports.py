@@ -149,6 +149,9 @@ def _utf8(value: Any) -> Any:
             return value.encode("utf-8", "backslashreplace").decode("utf-8")
     if isinstance(value, dict):
         for key, item in value.items():
+            kind = type(item)
+            if (kind is str and item.isascii()) or kind is int or kind is float or item is None:
+                continue  # most of a report: nothing to mend, and no call to find that out
             mended = _utf8(item)
             if mended is not item:
                 value[key] = mended

@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import logging
 import time
+from sys import intern
 from typing import Any
 
 from flows_tui.record import events as ev
 from flows_tui.states import CRASHED, PENDING, RETRYING, RUNNING
 from flows_tui.states import utc as _utc
 
-from .wire import AttemptEndMsg, AttemptRetryMsg, AttemptStartMsg, LogBatchMsg, Report, from_wire
+from .wire import AttemptEndMsg, AttemptRetryMsg, AttemptStartMsg, LogBatchMsg, Report, from_wire, shared_text
 
 logger = logging.getLogger("flows_tui.engine")
 
@@ -37,7 +38,34 @@ class TaskReports:
             self._changed.notify_all()
 
     def _apply_worker_message(self, m: dict) -> None:
+        if m["k"] == "end" and "st" in m and self._ran_at_once(m):
+            return
         self._apply_report(from_wire(m))
+
+    def _ran_at_once(self, m: dict) -> bool:
+        """Most reports: a task run's first attempt, started and ended in one message (`carry_start`).
+        Recorded as `_apply_report` records its start and then its end, in one step; False, with
+        nothing done, for any other case (an attempt on record already, a task run ended)."""
+        task_run_id = m["tr"]
+        track = self._tracking.get(task_run_id)
+        if (track is None or track.executions is not None or track.open_attempt is not None
+                or track.outcome_from_cluster or task_run_id not in self._open_ids):
+            return False
+        task_run = self.flow_run.task_runs[task_run_id]
+        if task_run.attempts:
+            return False
+        started, ended, state, error = _utc(m["st"]), _utc(m["t"]), intern(m["s"]), m.get("err")
+        track.number_attempt(m["x"], m["a"], 1)
+        run_id = self.run_id
+        if task_run.state == RUNNING:
+            self._emit(ev.AttemptStarted(run_id, task_run_id, 1, started, shared_text(m.get("w"))),
+                       ev.AttemptEnded(run_id, task_run_id, 1, state, ended, error, m.get("tb")))
+        else:
+            self._emit(ev.AttemptStarted(run_id, task_run_id, 1, started, shared_text(m.get("w"))),
+                       ev.TaskStateChanged(run_id, task_run_id, RUNNING, started),
+                       ev.AttemptEnded(run_id, task_run_id, 1, state, ended, error, m.get("tb")))
+        self._end_task_run(task_run_id, state, error, ended)
+        return True
 
     def _died_at_start(self, task_run_id: str, track: Any, report: AttemptStartMsg, when: Any) -> None:
         """An attempt whose worker died before its start left it, sent on by the worker's nanny
@@ -91,6 +119,10 @@ class TaskReports:
             if task_run_id not in self._open_ids:
                 # Dask re-executes a finished task to recover data lost with a worker.
                 self._open_ids.add(task_run_id)
+                if track.future is None:  # let go of (task_runs): the watcher needs it while it runs
+                    from distributed import Future
+
+                    track.future = Future(track.key, self.client)
             self._emit(ev.AttemptStarted(self.run_id, task_run_id, number, when, report.worker))
             if task_run.state != RUNNING:
                 self._emit(ev.TaskStateChanged(self.run_id, task_run_id, RUNNING, when))

@@ -9,6 +9,7 @@ import asyncio
 import datetime as _dt
 import logging
 import time
+import weakref
 from dataclasses import dataclass
 from typing import Any
 
@@ -50,6 +51,9 @@ class _Tracking:
     siblings: list[str] | None = None  # the task run ids of its map, shared by them all (None: not mapped)
     position: int = 0  # its place in `siblings`
     outcome_from_cluster: bool = False  # ended with its outcome's state: its worker's report did not come
+    body_ref: Any = None  # a weak reference to its TaskFuture, while the body may hold it (`_BodyRef`)
+    dropped: bool = False  # the body dropped its TaskFuture: nothing can ask for its result any more
+    pinned: bool = False  # a State of it went to the body: a later call may take it as an upstream
 
     def attempt_number(self, execution: str, attempt: int) -> int | None:
         """The run's number for `attempt` of `execution`, if it was reported."""
@@ -68,6 +72,12 @@ class _Tracking:
         if type(known) is tuple:
             known = self.executions = {(known[0], known[1]): known[2]}
         known[(execution, attempt)] = number
+
+
+class _BodyRef(weakref.ref):
+    """A weak reference to a TaskFuture the body got, naming its task run."""
+
+    __slots__ = ("task_run_id",)
 
 
 class TaskRuns:
@@ -111,7 +121,42 @@ class TaskRuns:
         self._emit(ev.TaskStateChanged(self.run_id, task_run_id, state, when, message=message))
         self._open_ids.discard(task_run_id)
         self._ended.append(task_run_id)
+        if self._dropped:
+            self._let_go_of_dropped()
+        if track.dropped:
+            self._let_go_of(task_run_id, track)
         self._changed.notify_all()
+
+    # Letting go of what nothing can ask for --------------------------------------------------------
+
+    def _watch_body_ref(self, future: TaskFuture, track: _Tracking) -> None:
+        """Note when the body lets go of `future` (lock held): once its task run has ended too, the
+        run drops its Dask future, as raw Dask drops a map's futures that only fed the next map, and
+        Dask frees what the workers and the scheduler keep for it once its dependents have run."""
+        ref = track.body_ref = _BodyRef(future, self._body_let_go)
+        ref.task_run_id = future.task_run_id
+
+    def _body_let_go(self, ref: _BodyRef) -> None:
+        # Called by the garbage collector, in whatever thread let go of the TaskFuture, holding
+        # whatever locks that thread holds: no lock taken here; the next task run's end handles it.
+        self._dropped.append(ref.task_run_id)
+
+    def _let_go_of_dropped(self) -> None:
+        """Take the TaskFutures the body let go of since last time (lock held)."""
+        dropped = self._dropped
+        while dropped:
+            task_run_id = dropped.popleft()
+            track = self._tracking.get(task_run_id)
+            if track is None:
+                continue
+            track.dropped, track.body_ref = True, None
+            self._let_go_of(task_run_id, track)
+
+    def _let_go_of(self, task_run_id: str, track: _Tracking) -> None:
+        """Drop the Dask future of a task run that ended and that nothing can ask for (lock held)."""
+        if track.pinned or track.future is None or task_run_id in self._open_ids:
+            return
+        track.future = None
 
     # Waiting and results, for the body ----------------------------------------------------------
 
@@ -227,6 +272,7 @@ class TaskRuns:
             when = task_run.ended if final else None
         state = State(name, message, when)
         state._task_run_id = future.task_run_id  # type: ignore[attr-defined]
+        self._tracking[future.task_run_id].pinned = True  # the State may go to a later call as its upstream
         if final:
             self._tracking[future.task_run_id].seen_by_body = True
             if name in SUCCESS_STATES:

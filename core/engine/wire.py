@@ -131,15 +131,15 @@ def from_wire(m: dict[str, Any]) -> Report:
     if kind == "log":
         return LogBatchMsg(m["tr"], m["x"], m["a"], m["lines"])
     if kind == "start":
-        return AttemptStartMsg(m["tr"], m["x"], m["a"], m["t"], _shared(m.get("w")), m.get("died"))
+        return AttemptStartMsg(m["tr"], m["x"], m["a"], m["t"], shared_text(m.get("w")), m.get("died"))
     if kind == "retry":
         return AttemptRetryMsg(m["tr"], m["x"], m["a"], m["t"], intern(m["s"]), m.get("err"), m.get("tb"),
                                float(m.get("d") or 0))
     if kind == "end":
         return AttemptEndMsg(m["tr"], m["x"], m["a"], m["t"], intern(m["s"]), m.get("err"), m.get("tb"), m.get("st"),
-                             _shared(m.get("w")))
+                             shared_text(m.get("w")))
     raise ValueError(f"unknown worker report {kind!r}")
 
 
-def _shared(text: str | None) -> str | None:
+def shared_text(text: str | None) -> str | None:
     return None if text is None else intern(text)

@@ -15,6 +15,7 @@ import logging
 import pickle
 import threading
 import time
+from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
@@ -53,6 +54,57 @@ class TaskCall:
     cache_dir: str | None = None  # the run's cache, for tasks this task run calls (engine.local_runs)
     flow_name: str = ""
     at_terminal: bool = False  # run where the user's terminal is (a task called outside any flow)
+
+    def for_task_run(self, task_run_id: str, name: str, map_index: int | None) -> "TaskCall":
+        """This call for one of its task runs (`dataclasses.replace`, without its cost per task run)."""
+        made = object.__new__(TaskCall)
+        fields = made.__dict__
+        fields.update(self.__dict__)
+        fields.pop("_pickled", None)  # its own bytes would be the shared call's
+        fields["task_run_id"], fields["name"], fields["map_index"] = task_run_id, name, map_index
+        return made
+
+    def __reduce__(self) -> Any:
+        # Every element of a map shares one call, and the scheduler pickles each task it sends a
+        # worker on its own: the call is pickled once, its bytes kept, and each worker process
+        # unpickles one version of it once (`_restore_call`).
+        blob = self.__dict__.get("_pickled")
+        if blob is None:
+            blob = self.__dict__["_pickled"] = _pickle_call(self)
+        return (_restore_call, (blob,))
+
+
+def _pickle_call(call: TaskCall) -> bytes:
+    state = tuple(getattr(call, field.name) for field in dataclasses.fields(call))
+    try:
+        blob = pickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL)
+    except Exception:  # something only cloudpickle can send (a user's object in a cache spec)
+        blob = None
+    if blob is None or b"__main__" in blob:  # as Dask does: what lives in __main__ travels by value
+        import cloudpickle
+
+        blob = cloudpickle.dumps(state, protocol=pickle.HIGHEST_PROTOCOL)
+    return blob
+
+
+_restored_calls: "OrderedDict[bytes, TaskCall]" = OrderedDict()
+_restored_calls_lock = threading.Lock()
+
+
+def _restore_call(blob: bytes) -> TaskCall:
+    """A task call on a worker (or the scheduler), unpickled once per version of it."""
+    with _restored_calls_lock:
+        restored = _restored_calls.get(blob)
+        if restored is not None:
+            _restored_calls.move_to_end(blob)
+            return restored
+    restored = TaskCall(*pickle.loads(blob))
+    restored.__dict__["_pickled"] = blob  # sent on as it came (the scheduler sends it to workers)
+    with _restored_calls_lock:
+        _restored_calls[blob] = restored
+        while len(_restored_calls) > 256:
+            _restored_calls.popitem(last=False)
+    return restored
 
 
 class TaskRaisedBaseException(RuntimeError):
@@ -211,7 +263,7 @@ def run_task_run(call: TaskCall, element: tuple, *deps: Outcome | None) -> Outco
     task_run_id, name, map_index, args, kwargs = element
     if name is None:
         name = f"{call.task.name}-{map_index}"
-    call = dataclasses.replace(call, task_run_id=task_run_id, name=name, map_index=map_index)
+    call = call.for_task_run(task_run_id, name, map_index)
     upstream = list(deps)
     while upstream and upstream[-1] is None:
         upstream.pop()

@@ -31,6 +31,8 @@ from flows_tui.tracebacks import format_exception
 from flows_tui.user_code.imports import PRIVATE_PREFIX as MODULE_PREFIX
 from flows_tui.user_code.imports import local_modules, put_on_sys_path
 
+from .flow_paths import flow_files, is_flow_file  # noqa: F401  (where the rest of the project finds them)
+
 
 @dataclass
 class FlowFile:
@@ -74,39 +76,7 @@ def module_name_for(path: Path) -> str:
     return f"{MODULE_PREFIX}{stem}_{digest}"
 
 
-# Discovery ----------------------------------------------------------------------------------------
-
-def _skipped_folder(name: str) -> bool:
-    """Hidden folders, and `_*` ones (__pycache__, a `_lib` package of helpers): no flow files in there."""
-    return name.startswith((".", "_"))
-
-
-def _flow_file_name(name: str) -> bool:
-    """`_helpers.py` and `.hidden.py` are never flow files (the former may still be imported)."""
-    return name.endswith(".py") and not name.startswith(("_", "."))
-
-
-def is_flow_file(path: Path, root: Path) -> bool:
-    """Whether `path` is, by its name and place, one of the flow files under `root` (a folder or one file)."""
-    if root.suffix == ".py":
-        return path == root
-    try:
-        relative = path.relative_to(root)
-    except ValueError:
-        return False
-    return _flow_file_name(relative.name) and not any(_skipped_folder(part) for part in relative.parts[:-1])
-
-
-def flow_files(directory: Path) -> list[Path]:
-    """Every .py file under `directory`, skipping `_*` files and folders, hidden ones and __pycache__."""
-    if directory.is_file():
-        return [directory]
-    found = []
-    for folder, subfolders, names in os.walk(directory):
-        subfolders[:] = [name for name in subfolders if not _skipped_folder(name)]  # never walked into
-        found.extend(Path(folder) / name for name in names if _flow_file_name(name))
-    return sorted(found)
-
+# Discovery: in flow_paths (light, for the UI's first frame) ---------------------------------------
 
 # Loading one file ---------------------------------------------------------------------------------
 

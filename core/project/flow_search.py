@@ -16,6 +16,7 @@ from flows_tui.errors import FlowFileError, UsageError, did_you_mean
 from flows_tui.flows import Flow
 
 from .flow_files import FlowFile, defined_flows, definition_line, flow_files, normalize_name
+from .flow_paths import flow_names_in_source  # noqa: F401  (where the UI finds it)
 from .import_probe import load_directory, load_flow_files, probe_files
 
 
@@ -143,28 +144,3 @@ def _not_found(spec: str, directory: Path, known: list[str], broken: list[FlowFi
 
 def _suggest(name: str, known: list[str]) -> str:
     return did_you_mean(name, known, otherwise=f" (known: {', '.join(sorted(known))})" if known else "")
-
-
-def flow_names_in_source(path: Path) -> list[str]:
-    """The names of the flows `path` defines, read from its syntax tree without running it (the UI
-    lists them while the file imports): `@flow(name="...")`, else the function's name as
-    `Flow` derives it. A name given by an expression is left out; unreadable file: none."""
-    try:
-        tree = ast.parse(path.read_bytes(), filename=str(path))
-    except (OSError, SyntaxError, ValueError, RecursionError):
-        return []
-    names = []
-    for node in tree.body:  # flows are defined at the top of a module
-        if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
-            continue
-        for decorator in node.decorator_list:
-            target = decorator.func if isinstance(decorator, ast.Call) else decorator
-            if not (isinstance(target, ast.Name) and target.id == "flow"
-                    or isinstance(target, ast.Attribute) and target.attr == "flow"):
-                continue
-            given = next((keyword.value for keyword in getattr(decorator, "keywords", ()) if keyword.arg == "name"), None)
-            if given is None:
-                names.append(node.name.replace("_", "-"))
-            elif isinstance(given, ast.Constant) and isinstance(given.value, str):
-                names.append(given.value)
-    return names

@@ -17,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as _dt
 import json
+import operator
 import sqlite3
 import time
 from dataclasses import dataclass
@@ -62,8 +63,12 @@ def encode(event: Any, log_ids: tuple[int, int] | None = None) -> list:
     if kind is ev.LogLines:
         assert log_ids is not None
         return ["LogLines", {"run_id": event.run_id, "first": log_ids[0], "last": log_ids[1]}]
-    values = [_text(value) if isinstance(value, _dt.datetime) else value
-              for value in map(event.__getattribute__, _names(kind))]
+    fields, times = _shape(kind)
+    values = list(fields(event))
+    for index in times:  # only these hold moments (`decode` reads them back)
+        value = values[index]
+        if isinstance(value, _dt.datetime):
+            values[index] = _text(value)
     while values and values[-1] is None:
         values.pop()
     return [kind.__name__, values]
@@ -93,6 +98,20 @@ def _names(kind: type) -> tuple[str, ...]:
 
 
 _FIELD_NAMES: dict[type, tuple[str, ...]] = {}
+
+
+def _shape(kind: type) -> tuple[Any, tuple[int, ...]]:
+    """What reads an event's fields in one call (a big run's journal encodes hundreds of thousands),
+    and the places of its moments among them."""
+    shape = _SHAPES.get(kind)
+    if shape is None:
+        names = _names(kind)
+        getter = operator.attrgetter(*names) if len(names) > 1 else (lambda event: (getattr(event, names[0]),))
+        shape = _SHAPES[kind] = (getter, tuple(index for index, name in enumerate(names) if name in _TIMES))
+    return shape
+
+
+_SHAPES: dict[type, tuple[Any, tuple[int, ...]]] = {}
 
 
 def append(c: sqlite3.Connection, entries: list, writer: str | None) -> None:

@@ -111,9 +111,12 @@ def _attempts_ended(c: sqlite3.Connection, events: list, runs: Runs) -> None:
 def _task_states_changed(c: sqlite3.Connection, events: list, runs: Runs) -> None:
     rows = [(e, micros(e.time) - run[1], None if e.retry_at is None else micros(e.retry_at) - run[1])
             for e in events for run in (runs.get(e.run_id),) if run is not None]
+    # A task run's row takes its last state in the batch: each UPDATE sets every column it touches,
+    # so the earlier ones (Running before Completed, most often) would only be overwritten.
+    last = {e.task_run_id: (e, when, retry_at) for e, when, retry_at in rows}
     c.executemany("UPDATE task_runs SET state = ?, message = ?, retry_at = ?, ended = ? WHERE task_run_id = ?",
                   [(code(e.state), e.message, retry_at, when if e.state in FINAL_STATES else None, e.task_run_id)
-                   for e, when, retry_at in rows])
+                   for e, when, retry_at in last.values()])
     c.executemany(f"INSERT INTO task_states (task, n, state, time, message, retry_at) SELECT id, {_NEXT_STATE}, "
                   "?, ?, ?, ? FROM task_runs WHERE task_run_id = ?",
                   [(code(e.state), when, e.message, retry_at, e.task_run_id) for e, when, retry_at in rows])
