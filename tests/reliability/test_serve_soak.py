@@ -40,11 +40,12 @@ EVERY = 5  # runs between counts
 LINES = 50
 # Python blocks a run may add, on average over the runs after the warm-up, in this process
 # (with the scheduler) and in the workers together. A run allocates ~100,000 blocks and frees
-# them; what is left is ~20 blocks a run (7-10 here, ~10 in the workers, not traced further:
-# the resident size does not move). What one run kept would be more: its record in this
-# process (~50 blocks; kept on purpose, the test failed at +72), its engine, its topic on the scheduler
-# or a report handler (hundreds to thousands), every run of a serve.
-BLOCKS_PER_RUN = 40
+# them; what is left is 5-20 blocks a run here and 10-30 in the workers, not traced further (the
+# resident size does not move over the counted runs). What one run kept would be more: its
+# record in this process (~50 blocks; kept on purpose, the test failed at +62 here), its engine,
+# its topic on the scheduler or a report handler (hundreds to thousands), every run of a serve.
+BLOCKS_PER_RUN_HERE = 30
+BLOCKS_PER_RUN_WORKERS = 45
 # Dask's bounded histories, short enough to be full after the warm-up. Its profiler is off: it
 # keeps every stack it has sampled (a line of source each), as many as the code has, which
 # grow for as long as new ones are sampled, whatever the runs keep.
@@ -161,6 +162,6 @@ def test_run_after_run_the_scheduler_keeps_no_topic_and_memory_stays_flat(tmp_pa
                           f"process (with the scheduler), {(last[2] - first[2]) / runs:+.1f} in the workers "
                           f"(median over half the runs: {here:+.1f}, {there:+.1f}); resident "
                           f"{first[3] / 1024:.0f} MB after {first[0]} runs, {last[3] / 1024:.0f} MB after {last[0]}")
-    assert here + there <= BLOCKS_PER_RUN, (
+    assert here <= BLOCKS_PER_RUN_HERE and there <= BLOCKS_PER_RUN_WORKERS, (
         f"memory grows run after run: {here:+.1f} Python blocks a run in this process and {there:+.1f} in the "
         f"workers over {runs} runs after the first {first[0]}: {counted}")
