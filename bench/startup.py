@@ -74,6 +74,9 @@ def _env(**extra: str) -> dict[str, str]:
 
 
 def one_round(project: Path, run_flow: str, start_only: bool = False) -> dict[str, float]:
+    # No history: the UI shows a flow's last run when it opens, which an earlier round's run would be
+    # (its ✓ Completed on screen before `r`'s run ended).
+    shutil.rmtree(project / ".flows-tui", ignore_errors=True)
     env = _env(TERM="xterm-256color", COLUMNS="120", LINES="40")
     started = time.monotonic()
     child = pexpect.spawn(sys.executable, ["-m", "flows_tui.cli"], cwd=str(project), env=env,
