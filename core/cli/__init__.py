@@ -12,9 +12,7 @@ from __future__ import annotations
 import importlib
 import os
 from pathlib import Path
-from typing import Any
-
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import click
 
