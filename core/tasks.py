@@ -9,11 +9,11 @@ import inspect
 import logging
 import random
 import threading
-from collections import OrderedDict
 from typing import Any, Callable, Iterable, Sequence
 
 from . import plugged  # flows_tui.engine.local_runs, above this module
 from .context import current_flow_run, current_task_run, run_to_end
+from .user_code.unpickled import Unpickled
 from .definitions import (check_hooks, check_reserved_arguments, check_run_name, options_signature, seconds_or_none,
                           unwrap_method)
 
@@ -377,8 +377,6 @@ class Task:
 # The object a method is bound to arrives on the worker as the call's first argument.
 _NOT_PICKLED = frozenset({"signature", "_pickled", "_bound_to"})
 _pickling = threading.local()
-_restored: "OrderedDict[bytes, Task]" = OrderedDict()
-_restored_lock = threading.Lock()
 
 
 def _task_key(fn: Callable[..., Any]) -> str:
@@ -396,22 +394,20 @@ def _new_task() -> Task:
     return Task.__new__(Task)
 
 
-def _restore_task(blob: bytes) -> Task:
-    """Unpickle a task on a worker, once per distinct version of it."""
-    with _restored_lock:
-        restored = _restored.get(blob)
-        if restored is not None:
-            _restored.move_to_end(blob)
-            return restored
+def _load_task(blob: bytes) -> Task:
     import cloudpickle
 
     restored = Task.__new__(Task)
     restored.__setstate__(cloudpickle.loads(blob))
-    with _restored_lock:
-        _restored[blob] = restored
-        while len(_restored) > 256:
-            _restored.popitem(last=False)
     return restored
+
+
+_restored = Unpickled(_load_task)
+
+
+def _restore_task(blob: bytes) -> Task:
+    """Unpickle a task on a worker, once per distinct version of it."""
+    return _restored(blob)
 
 
 def local_task_runs() -> Any:

@@ -15,7 +15,6 @@ import logging
 import pickle
 import threading
 import time
-from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,6 +27,7 @@ from flows_tui.record.logs import install_log_capture, install_print_capture
 from flows_tui.states import (CACHED, COMPLETED, FAILED, NOT_RUN, RUNNING, TIMED_OUT, State, TaskRunTimedOut,
                               UpstreamFailed, returned_state, utc)
 from flows_tui.tracebacks import format_exception
+from flows_tui.user_code.unpickled import Unpickled
 
 from .in_process import is_reference, resolve
 from .outcome import UNSENDABLE, Outcome, Ref, register_outcome_serializer
@@ -87,24 +87,18 @@ def _pickle_call(call: TaskCall) -> bytes:
     return blob
 
 
-_restored_calls: "OrderedDict[bytes, TaskCall]" = OrderedDict()
-_restored_calls_lock = threading.Lock()
+def _load_call(blob: bytes) -> TaskCall:
+    restored = TaskCall(*pickle.loads(blob))
+    restored.__dict__["_pickled"] = blob  # sent on as it came (the scheduler sends it to workers)
+    return restored
+
+
+_restored_calls = Unpickled(_load_call)
 
 
 def _restore_call(blob: bytes) -> TaskCall:
     """A task call on a worker (or the scheduler), unpickled once per version of it."""
-    with _restored_calls_lock:
-        restored = _restored_calls.get(blob)
-        if restored is not None:
-            _restored_calls.move_to_end(blob)
-            return restored
-    restored = TaskCall(*pickle.loads(blob))
-    restored.__dict__["_pickled"] = blob  # sent on as it came (the scheduler sends it to workers)
-    with _restored_calls_lock:
-        _restored_calls[blob] = restored
-        while len(_restored_calls) > 256:
-            _restored_calls.popitem(last=False)
-    return restored
+    return _restored_calls(blob)
 
 
 class TaskRaisedBaseException(RuntimeError):

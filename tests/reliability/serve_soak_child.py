@@ -52,8 +52,7 @@ def _blocks(dask_worker=None) -> int:
     # flows-tui past 10,000).
     from flows_tui.engine import worker
 
-    with worker._restored_calls_lock:
-        worker._restored_calls.clear()
+    worker._restored_calls.clear()
     if dask_worker is not None:
         from dask.utils import key_split
 
