@@ -57,13 +57,11 @@ class TaskReports:
         started, ended, state, error = _utc(m["st"]), _utc(m["t"]), intern(m["s"]), m.get("err")
         track.number_attempt(m["x"], m["a"], 1)
         run_id = self.run_id
-        if task_run.state == RUNNING:
-            self._emit(ev.AttemptStarted(run_id, task_run_id, 1, started, shared_text(m.get("w"))),
-                       ev.AttemptEnded(run_id, task_run_id, 1, state, ended, error, m.get("tb")))
-        else:
-            self._emit(ev.AttemptStarted(run_id, task_run_id, 1, started, shared_text(m.get("w"))),
-                       ev.TaskStateChanged(run_id, task_run_id, RUNNING, started),
-                       ev.AttemptEnded(run_id, task_run_id, 1, state, ended, error, m.get("tb")))
+        events = [ev.AttemptStarted(run_id, task_run_id, 1, started, shared_text(m.get("w")))]
+        if task_run.state != RUNNING:
+            events.append(ev.TaskStateChanged(run_id, task_run_id, RUNNING, started))
+        events.append(ev.AttemptEnded(run_id, task_run_id, 1, state, ended, error, m.get("tb")))
+        self._emit(*events)
         self._end_task_run(task_run_id, state, error, ended)
         return True
 
