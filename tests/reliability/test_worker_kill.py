@@ -242,19 +242,39 @@ def test_a_worker_elsewhere_that_ends_at_a_tasks_first_instruction_has_every_exe
 
 def test_a_worker_without_a_nanny_elsewhere_that_ends_at_a_tasks_first_instruction_has_every_execution_as_an_attempt(
         tmp_path: Path, monkeypatch, figures):
-    # Two `dask worker --no-nanny` with a temporary folder of their own: no nanny sends the starts
-    # on, and the engine cannot read the files they write them in; where it looks, files that
-    # earlier processes at the same addresses left. The scheduler tells which tasks each was
-    # running when it was removed. It allows one failure: one execution on each worker.
+    # `dask worker --no-nanny` with a temporary folder of its own: no nanny sends the starts on,
+    # and the engine cannot read the files it writes them in; where the engine looks, files that
+    # earlier processes at the same addresses left. The scheduler tells which tasks the worker
+    # could have been running when it was removed. Two tasks on one thread: `first` ends the
+    # process at its first instruction while `second` waits its turn (assigned, never executed).
+    # A second worker starts once the first execution began; the scheduler allows one failure:
+    # `first` runs on each worker, `second` on none.
     import json
     import sys
     import tempfile
+    import threading
 
     from distributed import Client
 
     from flows_tui.engine import attempt_ledger
 
-    loaded = load_flows(tmp_path, SUDDEN, "sudden.py")
+    log = tmp_path / "executions"
+    loaded = load_flows(tmp_path, f"""
+        import os
+        from flows_tui import flow, task
+
+        @task
+        def sudden(i: int) -> int:
+            with open({str(log)!r}, "a") as out:
+                out.write(f"{{i}}\\n")
+            if i == 0:
+                os._exit(1)
+            return i
+
+        @flow
+        def dies_at_once():
+            sudden.map(range(2))
+    """, "sudden.py")
     elsewhere = tmp_path / "elsewhere"
     (elsewhere / "tmp").mkdir(parents=True)
     (tmp_path / "here").mkdir()
@@ -265,24 +285,42 @@ def test_a_worker_without_a_nanny_elsewhere_that_ends_at_a_tasks_first_instructi
         stale = attempt_ledger.ledger_path(f"tcp://127.0.0.1:{port}")
         stale.parent.mkdir(mode=0o700, exist_ok=True)
         stale.write_bytes(json.dumps({"pid": 1}).encode().ljust(attempt_ledger.SLOT, b"\0"))
+
+    def worker(port: int):
+        return start_process([sys.executable, "-m", "distributed.cli.dask_worker", address, "--nthreads", "1",
+                              "--no-nanny", "--worker-port", str(port), "--no-dashboard", "--host", "127.0.0.1"],
+                             elsewhere, tmp_path / f"worker{port}.log", env={"TMPDIR": str(elsewhere / "tmp")})
+
     scheduler = start_process([sys.executable, "-m", "distributed.cli.dask_scheduler", "--host", "127.0.0.1",
                                "--port", address.rsplit(":", 1)[1], "--no-dashboard"], elsewhere,
                               tmp_path / "scheduler.log", env={"DASK_DISTRIBUTED__SCHEDULER__ALLOWED_FAILURES": "1"})
-    workers = [start_process([sys.executable, "-m", "distributed.cli.dask_worker", address, "--nthreads", "1",
-                              "--no-nanny", "--worker-port", str(port), "--no-dashboard", "--host", "127.0.0.1"],
-                             elsewhere, tmp_path / f"worker{port}.log", env={"TMPDIR": str(elsewhere / "tmp")})
-               for port in ports]
+    workers = [worker(ports[0])]
+    began = threading.Event()
+
+    def second_worker() -> None:
+        while not began.wait(0.05):
+            if log.exists() and log.read_text():
+                workers.append(worker(ports[1]))
+                return
+
+    starter = threading.Thread(target=second_worker)
+    starter.start()
     try:
         wait_for_worker(address)
         with Client(address, set_as_default=False) as client:
-            client.wait_for_workers(2, timeout=60)
             engine = run_flow(loaded.flows["dies-at-once"], {}, client=client, bus=ev.EventBus())
     finally:
+        began.set()
+        starter.join()
         stop_processes(*workers, scheduler)
-    [task_run] = engine.flow_run.task_runs.values()
-    assert task_run.state == "Crashed" and "KilledWorker" in task_run.message
-    assert [a.state for a in task_run.attempts] == ["Crashed"] * 2, task_run.attempts
-    died = {a.error for a in task_run.attempts}
+    first, second = sorted(engine.flow_run.task_runs.values(), key=lambda t: t.map_index)
+    assert log.read_text().split() == ["0", "0"]  # `first` twice, `second` never
+    assert first.state == "Crashed" and "KilledWorker" in first.message
+    assert [a.state for a in first.attempts] == ["Crashed"] * 2, first.attempts
+    died = {a.error for a in first.attempts}
     assert died == {f"worker tcp://127.0.0.1:{port} died while running this attempt" for port in ports}, died
-    figures.add("the same on two `dask worker --no-nanny` (no nanny, files flows-tui cannot read)",
-                f"2 executions, {len(task_run.attempts)} attempts recorded, each Crashed (told by the scheduler)")
+    assert second.state == "Crashed" and second.attempts == [], second.attempts  # assigned, never executed
+    figures.add("the same on `dask worker --no-nanny` (no nanny, files flows-tui cannot read), one thread, "
+                "another task waiting its turn",
+                f"2 executions, {len(first.attempts)} attempts recorded, each Crashed (told by the scheduler); "
+                f"the waiting task {len(second.attempts)} attempts")
