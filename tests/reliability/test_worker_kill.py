@@ -238,3 +238,51 @@ def test_a_worker_elsewhere_that_ends_at_a_tasks_first_instruction_has_every_exe
         assert not attempt_ledger.open_starts(f"tcp://127.0.0.1:{port}", engine.topic), port
     figures.add("a task that ends its worker at its first instruction, on a worker whose files the engine cannot read",
                 f"2 executions, {len(task_run.attempts)} attempts recorded, each Crashed (sent on by the nanny)")
+
+
+def test_a_worker_without_a_nanny_elsewhere_that_ends_at_a_tasks_first_instruction_has_every_execution_as_an_attempt(
+        tmp_path: Path, monkeypatch, figures):
+    # Two `dask worker --no-nanny` with a temporary folder of their own: no nanny sends the starts
+    # on, and the engine cannot read the files they write them in; where it looks, files that
+    # earlier processes at the same addresses left. The scheduler tells which tasks each was
+    # running when it was removed. It allows one failure: one execution on each worker.
+    import json
+    import sys
+    import tempfile
+
+    from distributed import Client
+
+    from flows_tui.engine import attempt_ledger
+
+    loaded = load_flows(tmp_path, SUDDEN, "sudden.py")
+    elsewhere = tmp_path / "elsewhere"
+    (elsewhere / "tmp").mkdir(parents=True)
+    (tmp_path / "here").mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "here"))
+    address = f"tcp://127.0.0.1:{free_port()}"
+    ports = [free_port() for _ in range(2)]
+    for port in ports:
+        stale = attempt_ledger.ledger_path(f"tcp://127.0.0.1:{port}")
+        stale.parent.mkdir(mode=0o700, exist_ok=True)
+        stale.write_bytes(json.dumps({"pid": 1}).encode().ljust(attempt_ledger.SLOT, b"\0"))
+    scheduler = start_process([sys.executable, "-m", "distributed.cli.dask_scheduler", "--host", "127.0.0.1",
+                               "--port", address.rsplit(":", 1)[1], "--no-dashboard"], elsewhere,
+                              tmp_path / "scheduler.log", env={"DASK_DISTRIBUTED__SCHEDULER__ALLOWED_FAILURES": "1"})
+    workers = [start_process([sys.executable, "-m", "distributed.cli.dask_worker", address, "--nthreads", "1",
+                              "--no-nanny", "--worker-port", str(port), "--no-dashboard", "--host", "127.0.0.1"],
+                             elsewhere, tmp_path / f"worker{port}.log", env={"TMPDIR": str(elsewhere / "tmp")})
+               for port in ports]
+    try:
+        wait_for_worker(address)
+        with Client(address, set_as_default=False) as client:
+            client.wait_for_workers(2, timeout=60)
+            engine = run_flow(loaded.flows["dies-at-once"], {}, client=client, bus=ev.EventBus())
+    finally:
+        stop_processes(*workers, scheduler)
+    [task_run] = engine.flow_run.task_runs.values()
+    assert task_run.state == "Crashed" and "KilledWorker" in task_run.message
+    assert [a.state for a in task_run.attempts] == ["Crashed"] * 2, task_run.attempts
+    died = {a.error for a in task_run.attempts}
+    assert died == {f"worker tcp://127.0.0.1:{port} died while running this attempt" for port in ports}, died
+    figures.add("the same on two `dask worker --no-nanny` (no nanny, files flows-tui cannot read)",
+                f"2 executions, {len(task_run.attempts)} attempts recorded, each Crashed (told by the scheduler)")
