@@ -13,6 +13,7 @@ LocalCluster, the common case). A worker elsewhere has a nanny on its own machin
 reads the file when the worker process ends and sends the starts on (`nanny_ledger`). For a
 worker elsewhere without a nanny, the scheduler tells which of its tasks could have been
 running (`scheduler_deaths`), unless the file here is that very process's (its pid, slot 0).
+A process's first file clears away those of processes gone, untouched for 10 minutes (`sweep`).
 """
 
 from __future__ import annotations
@@ -21,10 +22,12 @@ import json
 import os
 import tempfile
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
 SLOT = 512  # bytes per thread's slot; a start that does not fit is not written (rare: a long worker name)
+STALE_SECONDS = 600.0  # a file of a gone process, untouched this long, has served (see `sweep`)
 
 _lock = threading.Lock()
 _fd: int | None = None
@@ -55,10 +58,45 @@ def _open(address: str) -> int | None:
                 os.pwrite(fd, json.dumps({"pid": os.getpid()}).encode().ljust(SLOT, b"\0"), 0)
             except OSError:
                 pass
-            if _fd is not None:
+            if _fd is None:  # this process's first file: clear away those of processes long gone
+                threading.Thread(target=sweep, args=(path.parent,), name="flows-tui-ledger-sweep", daemon=True).start()
+            else:
                 os.close(_fd)
             _fd, _fd_for = fd, address
         return _fd
+
+
+def sweep(folder: Path, older_than: float = STALE_SECONDS) -> int:
+    """Remove the files in `folder` untouched for `older_than` seconds whose process is gone (or
+    unknown); how many. Each served its engine, or its nanny, when its worker died: a file is left
+    behind by every worker process that ends, one a worker of every run, until the machine reboots."""
+    cutoff = time.time() - older_than
+    removed = 0
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:
+        return 0
+    for entry in entries:
+        try:
+            if entry.stat().st_mtime > cutoff or _alive(_pid_in(entry.path)):
+                continue
+            os.unlink(entry.path)
+            removed += 1
+        except OSError:
+            continue
+    return removed
+
+
+def _alive(pid: int | None) -> bool:
+    if pid is None:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # another user's process holds that pid now: not gone
+        return True
+    return True
 
 
 def _slot() -> int:
@@ -106,8 +144,12 @@ def open_starts(address: str, topic: str) -> list[dict[str, Any]]:
 
 def written_by(address: str) -> int | None:
     """The pid of the process that wrote the file at `address`'s name, if there is one here."""
+    return _pid_in(ledger_path(address))
+
+
+def _pid_in(path: Any) -> int | None:
     try:
-        with ledger_path(address).open("rb") as file:
+        with open(path, "rb") as file:
             head = json.loads(file.read(SLOT).rstrip(b"\0"))
     except (OSError, ValueError):
         return None

@@ -324,3 +324,30 @@ def test_a_worker_without_a_nanny_elsewhere_that_ends_at_a_tasks_first_instructi
                 "another task waiting its turn",
                 f"2 executions, {len(first.attempts)} attempts recorded, each Crashed (told by the scheduler); "
                 f"the waiting task {len(second.attempts)} attempts")
+
+
+def test_the_files_of_worker_processes_long_gone_are_cleared_away(tmp_path: Path):
+    # Every worker process leaves its file of attempt starts behind (so that its death can be read);
+    # one a worker of every run piled up until the machine rebooted. A process's first attempt now
+    # clears away those of processes gone for 10 minutes; never one of a live process or a recent one.
+    import json
+    import subprocess
+    import sys
+
+    from flows_tui.engine import attempt_ledger
+
+    gone = subprocess.Popen([sys.executable, "-c", "pass"])
+    gone.wait()
+    hour_ago = time.time() - 3600
+
+    def ledger(name: str, pid: int | None, mtime: float) -> None:
+        path = tmp_path / name
+        path.write_bytes(b"" if pid is None else json.dumps({"pid": pid}).encode().ljust(attempt_ledger.SLOT, b"\0"))
+        os.utime(path, (mtime, mtime))
+
+    ledger("gone_long_ago", gone.pid, hour_ago)
+    ledger("unknown_long_ago", None, hour_ago)  # written before files named their process
+    ledger("alive_idle", os.getpid(), hour_ago)
+    ledger("gone_just_now", gone.pid, time.time())
+    assert attempt_ledger.sweep(tmp_path) == 2
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["alive_idle", "gone_just_now"]
