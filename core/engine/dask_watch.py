@@ -11,15 +11,14 @@ from typing import TYPE_CHECKING, Any
 
 from flows_tui.errors import describe as _describe
 from flows_tui.record import events as ev
-from flows_tui.states import CANCELLED, CRASHED, PENDING, RETRYING, CrashedRun
+from flows_tui.states import CANCELLED, CRASHED, PENDING, CrashedRun
 from flows_tui.states import now as _now
-from flows_tui.states import utc as _utc
 
 from . import attempt_ledger
 from .cluster import scheduler_lost
-from .reports import worker_label
 from .wire import from_wire
 from .outcome import outcome_summary
+from .run_topics import subscribed_by_scheduler
 
 if TYPE_CHECKING:
     from .flow_run import FlowRunEngine
@@ -59,10 +58,20 @@ def watch_interval(open_task_runs: int) -> float:
 class DaskWatch:
     """The engine's part that watches Dask for what workers cannot report (a mixin of FlowRunEngine)."""
 
-    # Per dead worker: its processing keys of this run whose start never came (key -> task run), and
-    # the pid that wrote its ledger file here (None: none), until the scheduler says which of them
-    # ran (`on_running_at_removal`).
-    _unstarted_at_removal: dict[str, tuple[dict[str, str], int | None]] | None = None
+    def _subscribe_with_first_task(self) -> None:
+        """Take the run's reports and worker deaths from its first task on: the scheduler
+        subscribes the client as the task arrives (`run_topics`); until its plugin is known to
+        be there, the run subscribes itself just before the task (not as it starts, which held
+        its first task up to 10 ms more: see `run_topics`)."""
+        if self._reports_subscribed:
+            return
+        with self._lock:
+            if not self._reports_subscribed:
+                send = not subscribed_by_scheduler(self.client)
+                _subscribe(self.client, self.topic, self._reports, send=send)
+                _worker_deaths.listen(self.client, self, send=send)
+                self._last_watch = time.monotonic()
+                self._reports_subscribed = True
 
     def on_worker_removed(self, message: dict) -> None:
         """A worker left the cluster (Dask's `remove-worker` event): record what it took with it."""
@@ -73,9 +82,7 @@ class DaskWatch:
         worker = message.get("worker", "a worker")
         when = _now()
         rescheduled, lost = [], []
-        unstarted: dict[str, str] = {}  # key -> task run, processing on it with no start received
         # Attempts it started whose start never left it (it died at once): on record, open, now.
-        # With no file of it here (another machine), its nanny or the scheduler tells them.
         starts = attempt_ledger.open_starts(worker, self.topic) if isinstance(worker, str) else []
         with self._lock:
             for start in starts:
@@ -95,15 +102,7 @@ class DaskWatch:
                                                    message="its worker died; Dask runs it again"))
                     track.open_attempt = None
                 else:
-                    task_run = self.flow_run.task_runs[task_run_id]
-                    rescheduled.append(task_run.name)
-                    if not (task_run.state == RETRYING and task_run.retry_at is not None
-                            and when < task_run.retry_at):  # not waiting for a retry
-                        unstarted[key] = task_run_id
-            if unstarted and isinstance(worker, str):
-                if self._unstarted_at_removal is None:
-                    self._unstarted_at_removal = {}
-                self._unstarted_at_removal[worker] = (unstarted, attempt_ledger.written_by(worker))
+                    rescheduled.append(self.flow_run.task_runs[task_run_id].name)
             for key in message.get("lost-computed-tasks") or ():
                 task_run_id = self._task_run_of_key(key)
                 if task_run_id is not None:
@@ -115,33 +114,6 @@ class DaskWatch:
         if lost:
             self.log(logging.WARNING, f"worker {worker} died holding results of {_names(lost)}; "
                                       "Dask runs them again if they are still needed")
-
-    def on_running_at_removal(self, message: dict, when: float) -> None:
-        """What the scheduler says a worker without a nanny could have been running when it was removed
-        (`scheduler_deaths`, right after the worker's `remove-worker` event): each of the run's task
-        runs on it whose start never came, and that ran by the count below, is an attempt, Crashed.
-
-        Its ready tasks (inputs all there, not seceded) are in the order the worker takes them. The
-        threads the others held (another run's tasks, and this run's started ones, all counted as
-        running) leave `free` threads: when the unstarted ones fit, each ran; when more were ready,
-        the first `free` of them in that order.
-        """
-        unstarted, file_of = (self._unstarted_at_removal or {}).pop(message.get("worker"), (None, None))
-        if not unstarted or (file_of is not None and file_of == message.get("pid")):
-            return  # the worker's own file was here: what it holds was recorded at its removal
-        keys = message.get("keys") or ()
-        mine = [key for key in keys if key in unstarted]
-        free = int(message.get("threads") or 0) - (int(message.get("ready") or len(keys)) - len(mine))
-        failed = set(message.get("failed") or ())
-        worker = str(message.get("worker"))
-        label = worker_label(message.get("name"), worker)
-        started = _utc(when)  # when it was removed: when the attempt began is not known
-        with self._lock:
-            for key in mine[:max(0, free)]:
-                task_run_id = unstarted[key]
-                self._crashed_at_start(task_run_id, self._tracking[task_run_id], started, label, worker,
-                                       again=key not in failed)
-            self._changed.notify_all()
 
     def _lose_scheduler(self) -> None:
         """The Dask scheduler is gone, and every future of the run with it: the run ends Crashed, now.
@@ -167,13 +139,25 @@ class DaskWatch:
         self.log(logging.ERROR, reason)
         self._stop_body(waiting)
 
-    def _watch(self) -> None:
-        """Every moment of the run: record what workers could not report (a crash, a cancel, a lost report)."""
-        while not self._watch_stop.wait(WATCH_INTERVAL_SECONDS):
-            try:
-                self._check_dask()
-            except Exception:
-                logger.exception("checking the run's Dask futures failed")
+    def _watch_while_waiting(self) -> None:
+        """Look at the run's Dask futures every WATCH_INTERVAL_SECONDS once a task was sent: called
+        by the run's own thread between its waits for the body and for the task runs to end, with
+        the lock held once (released meanwhile: the checks wait on the client's IO loop, whose
+        reports take the lock). No thread of its own: starting one per run waited for it to take
+        the interpreter, milliseconds on a busy machine, in every run's way."""
+        if not self._reports_subscribed:
+            return
+        now = time.monotonic()
+        if now - self._last_watch < WATCH_INTERVAL_SECONDS:
+            return
+        self._last_watch = now
+        self._lock.release()
+        try:
+            self._check_dask()
+        except Exception:
+            logger.exception("checking the run's Dask futures failed")
+        finally:
+            self._lock.acquire()
 
     def _check_dask(self) -> None:
         if self._abort is None and scheduler_lost(self.client):
@@ -259,8 +243,9 @@ class _ReportHandler:
             engine._on_worker_messages(event)
 
 
-def _subscribe(client: Any, topic: str, handler: _ReportHandler) -> None:
-    """Subscribe `handler` to `topic`, first dropping the handlers of runs that have ended.
+def _subscribe(client: Any, topic: str, handler: _ReportHandler, send: bool = True) -> None:
+    """Subscribe `handler` to `topic`, first dropping the handlers of runs that have ended
+    (without `send`, only the handler: the scheduler subscribes the client, see `run_topics`).
 
     Dask's `Client.unsubscribe_topic` (2026.8) tells the scheduler but keeps the handler in
     `client._event_handlers`, one entry per run for as long as the client lives. An ended run's
@@ -272,7 +257,10 @@ def _subscribe(client: Any, topic: str, handler: _ReportHandler) -> None:
         for name, old in list(handlers.items()):
             if type(old) is _ReportHandler and old.engine is None:
                 handlers.pop(name, None)
-    client.subscribe_topic(topic, handler)
+    if send:
+        client.subscribe_topic(topic, handler)
+    else:
+        client._event_handlers[topic] = handler
 
 
 def _cancelled_with_scheduler(future: Any) -> bool:
@@ -293,15 +281,17 @@ class _WorkerDeaths:
         self._lock = threading.Lock()
         self._listeners: dict[int, tuple[Any, set]] = {}
 
-    def listen(self, client: Any, engine: FlowRunEngine) -> None:
+    def listen(self, client: Any, engine: FlowRunEngine, send: bool = True) -> None:
+        """Pass `engine` the client's worker deaths (without `send`, the scheduler subscribes the client)."""
         with self._lock:
             entry = self._listeners.get(id(client))
             if entry is None:
                 entry = self._listeners[id(client)] = (client, set())
-                client.subscribe_topic("all", functools.partial(self._dispatch, id(client)))
-                from .scheduler_deaths import TOPIC  # Dask is imported by now: the run has a client
-
-                client.subscribe_topic(TOPIC, functools.partial(self._dispatch_running, id(client)))
+                handler = functools.partial(self._dispatch, id(client))
+                if send:
+                    client.subscribe_topic("all", handler)
+                else:
+                    client._event_handlers["all"] = handler
             entry[1].add(engine)
 
     def forget(self, client: Any, engine: FlowRunEngine) -> None:
@@ -313,11 +303,8 @@ class _WorkerDeaths:
             if entry[1]:
                 return
             del self._listeners[id(client)]
-        from .scheduler_deaths import TOPIC
-
         try:
             client.unsubscribe_topic("all")
-            client.unsubscribe_topic(TOPIC)
         except Exception:  # the client is closing
             pass
 
@@ -330,16 +317,6 @@ class _WorkerDeaths:
             engines = list(entry[1]) if entry else []
         for engine in engines:
             engine.on_worker_removed(message)
-
-    def _dispatch_running(self, client_id: int, event: tuple[float, Any]) -> None:
-        when, message = event
-        if not isinstance(message, dict):
-            return
-        with self._lock:
-            entry = self._listeners.get(client_id)
-            engines = list(entry[1]) if entry else []
-        for engine in engines:
-            engine.on_running_at_removal(message, when)
 
 
 _worker_deaths = _WorkerDeaths()
