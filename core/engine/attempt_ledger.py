@@ -10,7 +10,9 @@ and records them as Crashed attempts. One `pwrite` per attempt start and end.
 
 The engine finds the file by the worker's address when the worker is on its machine (a
 LocalCluster, the common case). A worker elsewhere has a nanny on its own machine, which
-reads the file when the worker process ends and sends the starts on (`nanny_ledger`).
+reads the file when the worker process ends and sends the starts on (`nanny_ledger`). For a
+worker elsewhere without a nanny, the scheduler tells which of its tasks could have been
+running (`scheduler_deaths`), unless the file here is that very process's (its pid, slot 0).
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ _lock = threading.Lock()
 _fd: int | None = None
 _fd_for: str | None = None  # the address the open file is for
 _slots = threading.local()
-_next_slot = 0
+_next_slot = 1  # slot 0: the process's pid
 
 
 def ledger_path(address: str) -> Path:
@@ -48,6 +50,11 @@ def _open(address: str) -> int | None:
                 fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o600)
             except OSError:
                 return None
+            try:  # the first slot says whose file it is: not the dead worker's when an earlier
+                # process at the same address left it (see `written_by`)
+                os.pwrite(fd, json.dumps({"pid": os.getpid()}).encode().ljust(SLOT, b"\0"), 0)
+            except OSError:
+                pass
             if _fd is not None:
                 os.close(_fd)
             _fd, _fd_for = fd, address
@@ -95,6 +102,17 @@ def ended() -> None:
 def open_starts(address: str, topic: str) -> list[dict[str, Any]]:
     """The starts of `topic` still in the file of the worker that was at `address`."""
     return every_open_start(address).get(topic, [])
+
+
+def written_by(address: str) -> int | None:
+    """The pid of the process that wrote the file at `address`'s name, if there is one here."""
+    try:
+        with ledger_path(address).open("rb") as file:
+            head = json.loads(file.read(SLOT).rstrip(b"\0"))
+    except (OSError, ValueError):
+        return None
+    pid = head.get("pid") if isinstance(head, dict) else None
+    return pid if isinstance(pid, int) else None
 
 
 def every_open_start(address: str) -> dict[str, list[dict[str, Any]]]:

@@ -11,11 +11,13 @@ from typing import TYPE_CHECKING, Any
 
 from flows_tui.errors import describe as _describe
 from flows_tui.record import events as ev
-from flows_tui.states import CANCELLED, CRASHED, PENDING, CrashedRun
+from flows_tui.states import CANCELLED, CRASHED, PENDING, RETRYING, CrashedRun
 from flows_tui.states import now as _now
+from flows_tui.states import utc as _utc
 
 from . import attempt_ledger
 from .cluster import scheduler_lost
+from .reports import worker_label
 from .wire import from_wire
 from .outcome import outcome_summary
 from .run_topics import subscribed_by_scheduler
@@ -58,6 +60,11 @@ def watch_interval(open_task_runs: int) -> float:
 class DaskWatch:
     """The engine's part that watches Dask for what workers cannot report (a mixin of FlowRunEngine)."""
 
+    # Per dead worker: its processing keys of this run whose start never came (key -> task run), and
+    # the pid that wrote its ledger file here (None: none), until the scheduler says which of them
+    # ran (`on_running_at_removal`).
+    _unstarted_at_removal: dict[str, tuple[dict[str, str], int | None]] | None = None
+
     def _subscribe_with_first_task(self) -> None:
         """Take the run's reports and worker deaths from its first task on: the scheduler
         subscribes the client as the task arrives (`run_topics`); until its plugin is known to
@@ -82,7 +89,9 @@ class DaskWatch:
         worker = message.get("worker", "a worker")
         when = _now()
         rescheduled, lost = [], []
+        unstarted: dict[str, str] = {}  # key -> task run, processing on it with no start received
         # Attempts it started whose start never left it (it died at once): on record, open, now.
+        # With no file of it here (another machine), its nanny or the scheduler tells them.
         starts = attempt_ledger.open_starts(worker, self.topic) if isinstance(worker, str) else []
         with self._lock:
             for start in starts:
@@ -102,7 +111,15 @@ class DaskWatch:
                                                    message="its worker died; Dask runs it again"))
                     track.open_attempt = None
                 else:
-                    rescheduled.append(self.flow_run.task_runs[task_run_id].name)
+                    task_run = self.flow_run.task_runs[task_run_id]
+                    rescheduled.append(task_run.name)
+                    if not (task_run.state == RETRYING and task_run.retry_at is not None
+                            and when < task_run.retry_at):  # not waiting for a retry
+                        unstarted[key] = task_run_id
+            if unstarted and isinstance(worker, str):
+                if self._unstarted_at_removal is None:
+                    self._unstarted_at_removal = {}
+                self._unstarted_at_removal[worker] = (unstarted, attempt_ledger.written_by(worker))
             for key in message.get("lost-computed-tasks") or ():
                 task_run_id = self._task_run_of_key(key)
                 if task_run_id is not None:
@@ -114,6 +131,33 @@ class DaskWatch:
         if lost:
             self.log(logging.WARNING, f"worker {worker} died holding results of {_names(lost)}; "
                                       "Dask runs them again if they are still needed")
+
+    def on_running_at_removal(self, message: dict, when: float) -> None:
+        """What the scheduler says a worker without a nanny could have been running when it was removed
+        (`scheduler_deaths`, right after the worker's `remove-worker` event): each of the run's task
+        runs on it whose start never came, and that ran by the count below, is an attempt, Crashed.
+
+        Its ready tasks (inputs all there, not seceded) are in the order the worker takes them. The
+        threads the others held (another run's tasks, and this run's started ones, all counted as
+        running) leave `free` threads: when the unstarted ones fit, each ran; when more were ready,
+        the first `free` of them in that order.
+        """
+        unstarted, file_of = (self._unstarted_at_removal or {}).pop(message.get("worker"), (None, None))
+        if not unstarted or (file_of is not None and file_of == message.get("pid")):
+            return  # the worker's own file was here: what it holds was recorded at its removal
+        keys = message.get("keys") or ()
+        mine = [key for key in keys if key in unstarted]
+        free = int(message.get("threads") or 0) - (int(message.get("ready") or len(keys)) - len(mine))
+        failed = set(message.get("failed") or ())
+        worker = str(message.get("worker"))
+        label = worker_label(message.get("name"), worker)
+        started = _utc(when)  # when it was removed: when the attempt began is not known
+        with self._lock:
+            for key in mine[:max(0, free)]:
+                task_run_id = unstarted[key]
+                self._crashed_at_start(task_run_id, self._tracking[task_run_id], started, label, worker,
+                                       again=key not in failed)
+            self._changed.notify_all()
 
     def _lose_scheduler(self) -> None:
         """The Dask scheduler is gone, and every future of the run with it: the run ends Crashed, now.
@@ -287,11 +331,15 @@ class _WorkerDeaths:
             entry = self._listeners.get(id(client))
             if entry is None:
                 entry = self._listeners[id(client)] = (client, set())
-                handler = functools.partial(self._dispatch, id(client))
-                if send:
-                    client.subscribe_topic("all", handler)
-                else:
-                    client._event_handlers["all"] = handler
+                from .scheduler_deaths import TOPIC  # Dask is imported by now: the run has a client
+
+                handlers = {"all": functools.partial(self._dispatch, id(client)),
+                            TOPIC: functools.partial(self._dispatch_running, id(client))}
+                for topic, handler in handlers.items():
+                    if send:
+                        client.subscribe_topic(topic, handler)
+                    else:
+                        client._event_handlers[topic] = handler
             entry[1].add(engine)
 
     def forget(self, client: Any, engine: FlowRunEngine) -> None:
@@ -303,8 +351,11 @@ class _WorkerDeaths:
             if entry[1]:
                 return
             del self._listeners[id(client)]
+        from .scheduler_deaths import TOPIC
+
         try:
             client.unsubscribe_topic("all")
+            client.unsubscribe_topic(TOPIC)
         except Exception:  # the client is closing
             pass
 
@@ -317,6 +368,16 @@ class _WorkerDeaths:
             engines = list(entry[1]) if entry else []
         for engine in engines:
             engine.on_worker_removed(message)
+
+    def _dispatch_running(self, client_id: int, event: tuple[float, Any]) -> None:
+        when, message = event
+        if not isinstance(message, dict):
+            return
+        with self._lock:
+            entry = self._listeners.get(client_id)
+            engines = list(entry[1]) if entry else []
+        for engine in engines:
+            engine.on_running_at_removal(message, when)
 
 
 _worker_deaths = _WorkerDeaths()

@@ -73,13 +73,17 @@ _registered: "weakref.WeakKeyDictionary[Any, str]" = weakref.WeakKeyDictionary()
 
 
 def send_on_dead_workers_attempts(client: Any) -> None:
-    """Register the plugin with `client`'s scheduler, which gives it to every nanny, now and later (once per client)."""
+    """Register the plugin with `client`'s scheduler, which gives it to every nanny, now and later, and
+    the scheduler's own plugin for workers without a nanny (`scheduler_deaths`); once per client."""
+    from .scheduler_deaths import tell_what_dead_workers_ran
+
     try:
         address = client.scheduler.address
     except Exception:  # noqa: BLE001
         return
     if _registered.get(client) == address:
         return
+    tell_what_dead_workers_ran(client)
     try:
         client.register_plugin(SendOnDeadWorkersAttempts(), name=PLUGIN_NAME)
     except Exception:  # noqa: BLE001 - a courtesy: without it, remote deaths at a first instruction go unrecorded

@@ -1,12 +1,12 @@
 """A run's report topic, subscribed by the scheduler itself as the run's first task arrives.
 
-A run's workers report on a topic of its own (`flows-tui-<run id>`), and worker deaths come
-on Dask's "all" topic: the run's client must be subscribed to both before its first task
-can report. A subscription is a message on the client's stream to the scheduler, which sends
+A run's workers report on a topic of its own (`flows-tui-<run id>`), worker deaths come on
+Dask's "all" topic and what they were running on `scheduler_deaths.TOPIC`: the run's client
+must be subscribed to them before its first task can report. A subscription is a message on the client's stream to the scheduler, which sends
 a batch at most every 10 ms: sent a moment before the run's first task, it went out alone
 and the task waited for the rest of those 10 ms (a small flow's result came ~7 ms later than
 raw Dask's). So a scheduler plugin, installed once per scheduler, subscribes the client that
-sends a run's first task to both topics as the task arrives (Dask calls plugins'
+sends a run's first task to them as the task arrives (Dask calls plugins'
 `update_graph` before it sends any task to a worker): the run sends no message of its own.
 Until the plugin is known to be on the client's scheduler (installed without waiting, at a
 client's first run, and again on a scheduler restarted since), runs subscribe themselves.
@@ -77,7 +77,8 @@ def _plugin_installer() -> Any:
 
         class SubscribeRuns(SchedulerPlugin):
             """A graph whose keys are a flows-tui run's (`<task>-<run id>-<n>`, the run id 12
-            hex digits) subscribes its client to the run's topic and to "all"."""
+            hex digits) subscribes its client to the run's topic, to "all" and to what dead
+            workers were running (`scheduler_deaths.TOPIC`)."""
 
             def update_graph(self, scheduler: Any, *, client: str | None = None, keys: Any = (),
                              **kwargs: Any) -> None:
@@ -88,8 +89,8 @@ def _plugin_installer() -> Any:
                         head, _, number = key.rpartition("-")
                         run_id = head.rpartition("-")[2]
                         if number.isdigit() and len(run_id) == 12 and hexdigits.issuperset(run_id):
-                            scheduler.subscribe_topic(f"flows-tui-{run_id}", client)
-                            scheduler.subscribe_topic("all", client)
+                            for topic in (f"flows-tui-{run_id}", "all", "flows-tui-running-at-removal"):
+                                scheduler.subscribe_topic(topic, client)
                     return
 
         dask_scheduler.add_plugin(SubscribeRuns(), name=name)

@@ -72,13 +72,18 @@ class TaskReports:
         It may arrive after Dask said the worker is gone, or after the task's next execution
         started elsewhere: so it never touches the attempt open now.
         """
-        task_run = self.flow_run.task_runs[task_run_id]
-        number = len(task_run.attempts) + 1
-        track.number_attempt(report.execution, report.attempt, number)
-        self._emit(ev.AttemptStarted(self.run_id, task_run_id, number, when, report.worker),
+        track.number_attempt(report.execution, report.attempt, len(self.flow_run.task_runs[task_run_id].attempts) + 1)
+        self._crashed_at_start(task_run_id, track, when, report.worker, report.died)
+
+    def _crashed_at_start(self, task_run_id: str, track: Any, when: Any, worker: str | None, died: str,
+                          again: bool = True) -> None:
+        """An attempt that started at `when` on `worker` and ended Crashed with the worker at `died`
+        (`again`: Dask runs the task again)."""
+        number = len(self.flow_run.task_runs[task_run_id].attempts) + 1
+        self._emit(ev.AttemptStarted(self.run_id, task_run_id, number, when, worker),
                    ev.AttemptEnded(self.run_id, task_run_id, number, CRASHED, _utc(time.time()),
-                                   error=f"worker {report.died} died while running this attempt"))
-        if track.open_attempt is None and task_run_id in self._open_ids:
+                                   error=f"worker {died} died while running this attempt"))
+        if again and track.open_attempt is None and task_run_id in self._open_ids:
             self._emit(ev.TaskStateChanged(self.run_id, task_run_id, PENDING, _utc(time.time()),
                                            message="its worker died; Dask runs it again"))
 

@@ -17,8 +17,8 @@ from flows_tui.engine.flow_run import run_flow
 
 from .conftest import sized
 
-RUNS = sized(20, 6)
-TASKS = sized(1_000, 500)
+RUNS = sized(20, 4)
+TASKS = sized(1_000, 200)
 
 
 @task

@@ -238,3 +238,89 @@ def test_a_worker_elsewhere_that_ends_at_a_tasks_first_instruction_has_every_exe
         assert not attempt_ledger.open_starts(f"tcp://127.0.0.1:{port}", engine.topic), port
     figures.add("a task that ends its worker at its first instruction, on a worker whose files the engine cannot read",
                 f"2 executions, {len(task_run.attempts)} attempts recorded, each Crashed (sent on by the nanny)")
+
+
+def test_a_worker_without_a_nanny_elsewhere_that_ends_at_a_tasks_first_instruction_has_every_execution_as_an_attempt(
+        tmp_path: Path, monkeypatch, figures):
+    # `dask worker --no-nanny` with a temporary folder of its own: no nanny sends the starts on,
+    # and the engine cannot read the files it writes them in; where the engine looks, files that
+    # earlier processes at the same addresses left. The scheduler tells which tasks the worker
+    # could have been running when it was removed. Two tasks on one thread: `first` ends the
+    # process at its first instruction while `second` waits its turn (assigned, never executed).
+    # A second worker starts once the first execution began; the scheduler allows one failure:
+    # `first` runs on each worker, `second` on none.
+    import json
+    import sys
+    import tempfile
+    import threading
+
+    from distributed import Client
+
+    from flows_tui.engine import attempt_ledger
+
+    log = tmp_path / "executions"
+    loaded = load_flows(tmp_path, f"""
+        import os
+        from flows_tui import flow, task
+
+        @task
+        def sudden(i: int) -> int:
+            with open({str(log)!r}, "a") as out:
+                out.write(f"{{i}}\\n")
+            if i == 0:
+                os._exit(1)
+            return i
+
+        @flow
+        def dies_at_once():
+            sudden.map(range(2))
+    """, "sudden.py")
+    elsewhere = tmp_path / "elsewhere"
+    (elsewhere / "tmp").mkdir(parents=True)
+    (tmp_path / "here").mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "here"))
+    address = f"tcp://127.0.0.1:{free_port()}"
+    ports = [free_port() for _ in range(2)]
+    for port in ports:
+        stale = attempt_ledger.ledger_path(f"tcp://127.0.0.1:{port}")
+        stale.parent.mkdir(mode=0o700, exist_ok=True)
+        stale.write_bytes(json.dumps({"pid": 1}).encode().ljust(attempt_ledger.SLOT, b"\0"))
+
+    def worker(port: int):
+        return start_process([sys.executable, "-m", "distributed.cli.dask_worker", address, "--nthreads", "1",
+                              "--no-nanny", "--worker-port", str(port), "--no-dashboard", "--host", "127.0.0.1"],
+                             elsewhere, tmp_path / f"worker{port}.log", env={"TMPDIR": str(elsewhere / "tmp")})
+
+    scheduler = start_process([sys.executable, "-m", "distributed.cli.dask_scheduler", "--host", "127.0.0.1",
+                               "--port", address.rsplit(":", 1)[1], "--no-dashboard"], elsewhere,
+                              tmp_path / "scheduler.log", env={"DASK_DISTRIBUTED__SCHEDULER__ALLOWED_FAILURES": "1"})
+    workers = [worker(ports[0])]
+    began = threading.Event()
+
+    def second_worker() -> None:
+        while not began.wait(0.05):
+            if log.exists() and log.read_text():
+                workers.append(worker(ports[1]))
+                return
+
+    starter = threading.Thread(target=second_worker)
+    starter.start()
+    try:
+        wait_for_worker(address)
+        with Client(address, set_as_default=False) as client:
+            engine = run_flow(loaded.flows["dies-at-once"], {}, client=client, bus=ev.EventBus())
+    finally:
+        began.set()
+        starter.join()
+        stop_processes(*workers, scheduler)
+    first, second = sorted(engine.flow_run.task_runs.values(), key=lambda t: t.map_index)
+    assert log.read_text().split() == ["0", "0"]  # `first` twice, `second` never
+    assert first.state == "Crashed" and "KilledWorker" in first.message
+    assert [a.state for a in first.attempts] == ["Crashed"] * 2, first.attempts
+    died = {a.error for a in first.attempts}
+    assert died == {f"worker tcp://127.0.0.1:{port} died while running this attempt" for port in ports}, died
+    assert second.state == "Crashed" and second.attempts == [], second.attempts  # assigned, never executed
+    figures.add("the same on `dask worker --no-nanny` (no nanny, files flows-tui cannot read), one thread, "
+                "another task waiting its turn",
+                f"2 executions, {len(first.attempts)} attempts recorded, each Crashed (told by the scheduler); "
+                f"the waiting task {len(second.attempts)} attempts")
