@@ -20,6 +20,7 @@ from .cluster import scheduler_lost
 from .reports import worker_label
 from .wire import from_wire
 from .outcome import outcome_summary
+from .run_topics import subscribed_by_scheduler
 
 if TYPE_CHECKING:
     from .flow_run import FlowRunEngine
@@ -63,6 +64,21 @@ class DaskWatch:
     # the pid that wrote its ledger file here (None: none), until the scheduler says which of them
     # ran (`on_running_at_removal`).
     _unstarted_at_removal: dict[str, tuple[dict[str, str], int | None]] | None = None
+
+    def _subscribe_with_first_task(self) -> None:
+        """Take the run's reports and worker deaths from its first task on: the scheduler
+        subscribes the client as the task arrives (`run_topics`); until its plugin is known to
+        be there, the run subscribes itself just before the task (not as it starts, which held
+        its first task up to 10 ms more: see `run_topics`)."""
+        if self._reports_subscribed:
+            return
+        with self._lock:
+            if not self._reports_subscribed:
+                send = not subscribed_by_scheduler(self.client)
+                _subscribe(self.client, self.topic, self._reports, send=send)
+                _worker_deaths.listen(self.client, self, send=send)
+                self._last_watch = time.monotonic()
+                self._reports_subscribed = True
 
     def on_worker_removed(self, message: dict) -> None:
         """A worker left the cluster (Dask's `remove-worker` event): record what it took with it."""
@@ -167,13 +183,25 @@ class DaskWatch:
         self.log(logging.ERROR, reason)
         self._stop_body(waiting)
 
-    def _watch(self) -> None:
-        """Every moment of the run: record what workers could not report (a crash, a cancel, a lost report)."""
-        while not self._watch_stop.wait(WATCH_INTERVAL_SECONDS):
-            try:
-                self._check_dask()
-            except Exception:
-                logger.exception("checking the run's Dask futures failed")
+    def _watch_while_waiting(self) -> None:
+        """Look at the run's Dask futures every WATCH_INTERVAL_SECONDS once a task was sent: called
+        by the run's own thread between its waits for the body and for the task runs to end, with
+        the lock held once (released meanwhile: the checks wait on the client's IO loop, whose
+        reports take the lock). No thread of its own: starting one per run waited for it to take
+        the interpreter, milliseconds on a busy machine, in every run's way."""
+        if not self._reports_subscribed:
+            return
+        now = time.monotonic()
+        if now - self._last_watch < WATCH_INTERVAL_SECONDS:
+            return
+        self._last_watch = now
+        self._lock.release()
+        try:
+            self._check_dask()
+        except Exception:
+            logger.exception("checking the run's Dask futures failed")
+        finally:
+            self._lock.acquire()
 
     def _check_dask(self) -> None:
         if self._abort is None and scheduler_lost(self.client):
@@ -259,8 +287,9 @@ class _ReportHandler:
             engine._on_worker_messages(event)
 
 
-def _subscribe(client: Any, topic: str, handler: _ReportHandler) -> None:
-    """Subscribe `handler` to `topic`, first dropping the handlers of runs that have ended.
+def _subscribe(client: Any, topic: str, handler: _ReportHandler, send: bool = True) -> None:
+    """Subscribe `handler` to `topic`, first dropping the handlers of runs that have ended
+    (without `send`, only the handler: the scheduler subscribes the client, see `run_topics`).
 
     Dask's `Client.unsubscribe_topic` (2026.8) tells the scheduler but keeps the handler in
     `client._event_handlers`, one entry per run for as long as the client lives. An ended run's
@@ -272,7 +301,10 @@ def _subscribe(client: Any, topic: str, handler: _ReportHandler) -> None:
         for name, old in list(handlers.items()):
             if type(old) is _ReportHandler and old.engine is None:
                 handlers.pop(name, None)
-    client.subscribe_topic(topic, handler)
+    if send:
+        client.subscribe_topic(topic, handler)
+    else:
+        client._event_handlers[topic] = handler
 
 
 def _cancelled_with_scheduler(future: Any) -> bool:
@@ -293,15 +325,21 @@ class _WorkerDeaths:
         self._lock = threading.Lock()
         self._listeners: dict[int, tuple[Any, set]] = {}
 
-    def listen(self, client: Any, engine: FlowRunEngine) -> None:
+    def listen(self, client: Any, engine: FlowRunEngine, send: bool = True) -> None:
+        """Pass `engine` the client's worker deaths (without `send`, the scheduler subscribes the client)."""
         with self._lock:
             entry = self._listeners.get(id(client))
             if entry is None:
                 entry = self._listeners[id(client)] = (client, set())
-                client.subscribe_topic("all", functools.partial(self._dispatch, id(client)))
                 from .scheduler_deaths import TOPIC  # Dask is imported by now: the run has a client
 
-                client.subscribe_topic(TOPIC, functools.partial(self._dispatch_running, id(client)))
+                handlers = {"all": functools.partial(self._dispatch, id(client)),
+                            TOPIC: functools.partial(self._dispatch_running, id(client))}
+                for topic, handler in handlers.items():
+                    if send:
+                        client.subscribe_topic(topic, handler)
+                    else:
+                        client._event_handlers[topic] = handler
             entry[1].add(engine)
 
     def forget(self, client: Any, engine: FlowRunEngine) -> None:

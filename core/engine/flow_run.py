@@ -35,9 +35,10 @@ from flows_tui.tracebacks import format_exception
 from flows_tui.user_code.pickling import user_sources
 
 from .cluster import scheduler_lost
-from .dask_watch import DaskWatch, _ReportHandler, _subscribe, _worker_deaths
+from .dask_watch import DaskWatch, _ReportHandler, _worker_deaths
 from .in_process import release, workers_in_this_process
 from .outcome import register_outcome_serializer
+from . import run_topics
 from .performance_report import PerformanceReport
 from .results import Results
 from .scheduler_cleanup import forget_run
@@ -112,7 +113,9 @@ class FlowRunEngine(TaskRuns, Results, TaskCalls, TaskReports, DaskWatch):
         self._ended: list[str] = []  # task runs in the order they ended (as_completed follows it)
         self._dropped: deque[str] = deque()  # task runs whose TaskFuture the body let go of (task_runs)
         self._batch: list | None = None  # events held back to publish as one batch
-        self._watch_stop = threading.Event()
+        self._reports = _ReportHandler(self)  # the run's topic's handler, subscribed with the first task
+        self._reports_subscribed = False
+        self._last_watch = 0.0  # when the run's thread last looked at its futures (dask_watch)
         self._last_report = 0.0  # when the last batch of worker reports arrived (time.monotonic)
         self._last_look = 0.0  # when the watcher last looked at every open task run's future
         self._worker_died = False  # a worker left since that look
@@ -185,14 +188,10 @@ class FlowRunEngine(TaskRuns, Results, TaskCalls, TaskReports, DaskWatch):
         from flows_tui.engine.nanny_ledger import send_on_dead_workers_attempts
 
         send_on_dead_workers_attempts(self.client)  # a worker dead at a task's first instruction: still an attempt
-        reports = _ReportHandler(self)
-        _subscribe(self.client, self.topic, reports)
-        _worker_deaths.listen(self.client, self)
+        run_topics.install(self.client)  # the scheduler subscribes runs to their topics (from the next run on)
         install_log_capture()
         if self.log_prints:
             install_print_capture()
-        watcher = threading.Thread(target=self._watch, name=f"flows-tui-watch-{self.run_id}", daemon=True)
-        watcher.start()
         self._say_if_no_workers()
         self._same_process = workers_in_this_process(self.client)
         report = PerformanceReport.start(self)  # DaskTaskRunner(performance_report_path=...)
@@ -210,7 +209,6 @@ class FlowRunEngine(TaskRuns, Results, TaskCalls, TaskReports, DaskWatch):
                 break
         finally:
             report.write()
-            self._watch_stop.set()
             self._drop_fetched()
             _worker_deaths.forget(self.client, self)
             release(self.run_id)
@@ -226,7 +224,7 @@ class FlowRunEngine(TaskRuns, Results, TaskCalls, TaskReports, DaskWatch):
                 pass
             # Dask's unsubscribe_topic leaves the handler in the client: it would hold this engine,
             # and with it every Dask future of the run, for as long as the client lives.
-            reports.engine = None
+            self._reports.engine = None
         with self._lock:
             if self.session is not None:
                 # Before the final state is published: whoever starts a re-run when this run
@@ -294,6 +292,7 @@ class FlowRunEngine(TaskRuns, Results, TaskCalls, TaskReports, DaskWatch):
                 if remaining is not None and remaining <= 0:
                     break
                 self._changed.wait(0.1 if remaining is None else min(0.1, remaining))
+                self._watch_while_waiting()
         # "done" rather than is_alive(): the body's thread is still alive for a moment after
         # it has set "done" (the finally clause above), and that moment is not a timeout.
         if "done" not in box:
@@ -357,6 +356,7 @@ class FlowRunEngine(TaskRuns, Results, TaskCalls, TaskReports, DaskWatch):
         with self._lock:
             while self._open_ids:
                 self._changed.wait(0.2)
+                self._watch_while_waiting()
                 if deadline is not None and time.monotonic() > deadline and self._abort is None:
                     self._lock.release()
                     try:

@@ -22,6 +22,12 @@ from .wire import AttemptEndMsg, AttemptRetryMsg, AttemptStartMsg, LogBatchMsg, 
 # Reports leave the worker in batches at least this often: one message per batch keeps the
 # scheduler's work per task small, which is most of what separates a flow from raw Dask.
 FLUSH_INTERVAL_SECONDS = 0.05
+# A report after a quiet moment waits this long for what follows it: a short task's start then
+# leaves with its end, as one message. A start sent on its own went out just before the task's
+# result, and the worker's and the scheduler's streams each send at most one batch every 2 ms:
+# the result waited behind it twice (a small flow's result came ~3 ms later than raw Dask's).
+# A worker that dies meanwhile still leaves the start on record (`attempt_ledger`).
+START_HOLD_SECONDS = 0.01
 
 
 class Shipper:
@@ -35,8 +41,12 @@ class Shipper:
         self._open_logs: dict[tuple[str, str], dict] = {}
         self._generation = 0  # bumped at every flush: tells whether a message has left yet
         self._wake = threading.Event()
-        self._now = threading.Event()  # an end that need not wait for the rest of the interval
         self._thread: threading.Thread | None = None
+        self._at_task_end = False  # an end to send as the worker tells the scheduler its task ended
+        try:
+            worker.loop.add_callback(worker.plugins.setdefault, FLUSH_PLUGIN, _FlushAtTaskEnd(self))
+        except Exception:  # not a Dask worker we know: ends leave from the shipping thread
+            pass
 
     def send(self, topic: str, message: dict) -> int:
         """Queue `message`; returns the batch it went into (for `end`)."""
@@ -89,8 +99,17 @@ class Shipper:
                 self._queue(topic, message)
             if self._idle():
                 # Nothing else runs or waits here: no burst to batch with, and the run may be
-                # waiting for this end alone (a small flow took its whole interval longer).
-                self._now.set()
+                # waiting for this end alone (a small flow took its whole interval longer). It
+                # leaves with the worker's message that the task ended (`_FlushAtTaskEnd`): sent
+                # on its own a moment before, it held that message up to 2 ms (the worker's
+                # stream sends a batch at most that often), and the task's result with it.
+                self._at_task_end = True
+
+    def flush_at_task_end(self) -> None:
+        """On the worker's event loop, as a task leaves `executing`: send an end waiting for it."""
+        if self._at_task_end:
+            self._at_task_end = False
+            self.flush()
 
     def _idle(self) -> bool:
         """Whether this worker has no task but the one ending, running or ready to run."""
@@ -103,6 +122,7 @@ class Shipper:
 
     def flush(self) -> None:
         with self._lock:
+            self._at_task_end = False
             self._generation += 1
             pending, self._pending = self._pending, {}
             self._open_logs = {}
@@ -116,19 +136,35 @@ class Shipper:
         last_flush = 0.0
         while self._worker() is not None:
             self._wake.wait()
-            # A report after a quiet moment leaves at once: a task's start is on record before the
-            # worker could die under it, and the UI shows it without delay. Within a burst, reports
-            # wait for the rest of the interval and leave together as one message.
-            wait = last_flush + FLUSH_INTERVAL_SECONDS - time.monotonic()
-            if wait > 0:
-                self._now.wait(wait)
-            self._now.clear()
+            # A report after a quiet moment leaves within START_HOLD_SECONDS (an end on an idle
+            # worker with its task's end, see `end`), and the UI shows it without delay. Within a
+            # burst, reports wait for the rest of the interval and leave together as one message.
+            time.sleep(max(last_flush + FLUSH_INTERVAL_SECONDS - time.monotonic(), START_HOLD_SECONDS))
             self._wake.clear()
             last_flush = time.monotonic()
             try:
                 self.flush()
             except Exception:  # a closing worker; nothing to deliver to
                 return
+
+
+FLUSH_PLUGIN = "flows-tui-flush-reports"
+
+
+class _FlushAtTaskEnd:
+    """A Dask worker plugin (added to the worker's plugins by its shipper, on its event loop):
+    an attempt's end goes into the same batch as the worker's message that the task ended.
+
+    Dask calls `transition` on the event loop and sends the transition's messages to the
+    scheduler right after: the end, sent from here, joins the batch they go in.
+    """
+
+    def __init__(self, shipper: Shipper) -> None:
+        self.shipper = shipper
+
+    def transition(self, key: Any, start: str, finish: str, **kwargs: Any) -> None:
+        if start == "executing" and self.shipper._at_task_end:
+            self.shipper.flush_at_task_end()
 
 
 def _utf8(value: Any) -> Any:

@@ -250,6 +250,7 @@ class TaskCalls:
                     self.bus.publish_many(events)
         if not elements:
             return futures
+        self._subscribe_with_first_task()
         if len(elements) == 1:
             dask_futures = [self.client.submit(run_task_run, shared[0], elements[0], *upstreams[0], key=keys[0],
                                                pure=False)]
