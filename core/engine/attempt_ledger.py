@@ -13,11 +13,13 @@ LocalCluster, the common case). A worker elsewhere has a nanny on its own machin
 reads the file when the worker process ends and sends the starts on (`nanny_ledger`). For a
 worker elsewhere without a nanny, the scheduler tells which of its tasks could have been
 running (`scheduler_deaths`), unless the file here is that very process's (its pid, slot 0).
-A process's first file clears away those of processes gone, untouched for 10 minutes (`sweep`).
+A process that wrote one clears away, as it exits, those of processes gone, untouched for 10
+minutes (`sweep`).
 """
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
 import tempfile
@@ -28,6 +30,7 @@ from typing import Any
 
 SLOT = 512  # bytes per thread's slot; a start that does not fit is not written (rare: a long worker name)
 STALE_SECONDS = 600.0  # a file of a gone process, untouched this long, has served (see `sweep`)
+SWEEP_AT_MOST = 200  # files removed by one process's exit
 
 _lock = threading.Lock()
 _fd: int | None = None
@@ -58,18 +61,27 @@ def _open(address: str) -> int | None:
                 os.pwrite(fd, json.dumps({"pid": os.getpid()}).encode().ljust(SLOT, b"\0"), 0)
             except OSError:
                 pass
-            if _fd is None:  # this process's first file: clear away those of processes long gone
-                threading.Thread(target=sweep, args=(path.parent,), name="flows-tui-ledger-sweep", daemon=True).start()
+            if _fd is None:  # this process's first file: as it exits, it clears away those of processes long gone
+                atexit.register(_sweep_at_exit, path)
             else:
                 os.close(_fd)
             _fd, _fd_for = fd, address
         return _fd
 
 
-def sweep(folder: Path, older_than: float = STALE_SECONDS) -> int:
-    """Remove the files in `folder` untouched for `older_than` seconds whose process is gone (or
-    unknown); how many. Each served its engine, or its nanny, when its worker died: a file is left
-    behind by every worker process that ends, one a worker of every run, until the machine reboots."""
+def _sweep_at_exit(own: Path) -> None:
+    try:
+        sweep(own.parent, keep=own)
+    except Exception:  # noqa: BLE001 - never in the way of a process's exit
+        pass
+
+
+def sweep(folder: Path, older_than: float = STALE_SECONDS, limit: int = SWEEP_AT_MOST, keep: Path | None = None) -> int:
+    """Remove up to `limit` files in `folder` untouched for `older_than` seconds whose process is gone
+    (or unknown), never `keep`; how many. Each served its engine, or its nanny, when its worker
+    died: a file is left behind by every worker process that ends (its own is kept as it exits
+    normally: a nanny or an engine may still read it), one a worker of every run. Done at exit,
+    off any task's way, and bounded, so an exit takes milliseconds even with thousands left."""
     cutoff = time.time() - older_than
     removed = 0
     try:
@@ -77,8 +89,11 @@ def sweep(folder: Path, older_than: float = STALE_SECONDS) -> int:
     except OSError:
         return 0
     for entry in entries:
+        if removed >= limit:
+            break
         try:
-            if entry.stat().st_mtime > cutoff or _alive(_pid_in(entry.path)):
+            if (keep is not None and entry.name == keep.name) or entry.stat().st_mtime > cutoff \
+                    or _alive(_pid_in(entry.path)):
                 continue
             os.unlink(entry.path)
             removed += 1

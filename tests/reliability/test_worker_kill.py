@@ -328,8 +328,9 @@ def test_a_worker_without_a_nanny_elsewhere_that_ends_at_a_tasks_first_instructi
 
 def test_the_files_of_worker_processes_long_gone_are_cleared_away(tmp_path: Path):
     # Every worker process leaves its file of attempt starts behind (so that its death can be read);
-    # one a worker of every run piled up until the machine rebooted. A process's first attempt now
-    # clears away those of processes gone for 10 minutes; never one of a live process or a recent one.
+    # one a worker of every run piled up until the machine rebooted. A process that wrote one now
+    # clears away, as it exits, those of processes gone for 10 minutes; never one of a live process
+    # or a recent one, nor its own (a nanny or an engine may read it yet).
     import json
     import subprocess
     import sys
@@ -339,9 +340,11 @@ def test_the_files_of_worker_processes_long_gone_are_cleared_away(tmp_path: Path
     gone = subprocess.Popen([sys.executable, "-c", "pass"])
     gone.wait()
     hour_ago = time.time() - 3600
+    folder = tmp_path / attempt_ledger.ledger_path("tcp://127.0.0.1:1").parent.name
+    folder.mkdir(mode=0o700)
 
     def ledger(name: str, pid: int | None, mtime: float) -> None:
-        path = tmp_path / name
+        path = folder / name
         path.write_bytes(b"" if pid is None else json.dumps({"pid": pid}).encode().ljust(attempt_ledger.SLOT, b"\0"))
         os.utime(path, (mtime, mtime))
 
@@ -349,5 +352,8 @@ def test_the_files_of_worker_processes_long_gone_are_cleared_away(tmp_path: Path
     ledger("unknown_long_ago", None, hour_ago)  # written before files named their process
     ledger("alive_idle", os.getpid(), hour_ago)
     ledger("gone_just_now", gone.pid, time.time())
-    assert attempt_ledger.sweep(tmp_path) == 2
-    assert sorted(path.name for path in tmp_path.iterdir()) == ["alive_idle", "gone_just_now"]
+    # A process that starts an attempt (its file: tcp___127_0_0_1_1), then exits.
+    subprocess.run([sys.executable, "-c", "from flows_tui.engine import attempt_ledger as ledger; "
+                    "assert ledger.started('tcp://127.0.0.1:1', 'flows-tui-run', {'k': 'start'})"],
+                   env={**os.environ, "TMPDIR": str(tmp_path)}, check=True, timeout=60)
+    assert sorted(path.name for path in folder.iterdir()) == ["alive_idle", "gone_just_now", "tcp___127_0_0_1_1"]
