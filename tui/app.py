@@ -31,7 +31,7 @@ from textual.binding import Binding
 from textual.command import DiscoveryHit, Hit, Hits, Provider
 from textual.containers import Horizontal, Vertical
 from textual.markup import escape as escape_markup
-from textual.widgets import Footer, Input
+from textual.widgets import Input
 
 # Only what the first frame needs is imported here: the engine, the launcher, the store, the flows
 # directory (its import server), file watching and the schedules are imported after the first frame,
@@ -48,6 +48,7 @@ from flows_tui.states import SUCCESS_STATES, now
 
 from .driver import driver_class
 from .flow_list import FlowList
+from .footer import Footer
 from .log_view import LogView
 from .run_history import RunHistory
 from .screens import ConfirmScreen, TextScreen
