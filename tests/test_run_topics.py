@@ -20,11 +20,11 @@ def shouting(n: int) -> int:
 
 
 def test_after_a_clients_first_run_its_runs_send_no_subscription_and_lose_no_report(run, process_client):
-    # The first run on a client installs the scheduler's plugin, without waiting for it.
+    # The first run on a client has the scheduler subscribe its later runs, without waiting for it.
     engine, _ = run(shouting, client=process_client, n=2)
     assert engine.final.name == "Completed"
     wait_until(lambda: run_topics.subscribed_by_scheduler(process_client), timeout=20,
-               message="the scheduler's plugin to be installed")
+               message="the scheduler's handler of graphs to be wrapped")
 
     sent: list[str] = []
     send = process_client._send_to_scheduler

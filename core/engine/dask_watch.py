@@ -67,7 +67,7 @@ class DaskWatch:
 
     def _subscribe_with_first_task(self) -> None:
         """Take the run's reports and worker deaths from its first task on: the scheduler
-        subscribes the client as the task arrives (`run_topics`); until its plugin is known to
+        subscribes the client as the task arrives (`run_topics`); until that is known to
         be there, the run subscribes itself just before the task (not as it starts, which held
         its first task up to 10 ms more: see `run_topics`)."""
         if self._reports_subscribed:

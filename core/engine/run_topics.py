@@ -5,13 +5,15 @@ Dask's "all" topic and what they were running on `scheduler_deaths.TOPIC`: the r
 must be subscribed to them before its first task can report. A subscription is a message on the client's stream to the scheduler, which sends
 a batch at most every 10 ms: sent a moment before the run's first task, it went out alone
 and the task waited for the rest of those 10 ms (a small flow's result came ~7 ms later than
-raw Dask's). So a scheduler plugin, installed once per scheduler, subscribes the client that
-sends a run's first task to them as the task arrives (Dask calls plugins'
-`update_graph` before it sends any task to a worker): the run sends no message of its own.
-Until the plugin is known to be on the client's scheduler (installed without waiting, at a
-client's first run, and again on a scheduler restarted since), runs subscribe themselves.
+raw Dask's). So the scheduler subscribes the client that sends a run's first task to them
+as the task arrives, before it looks at the task: its handler of submitted graphs is wrapped,
+once per scheduler (not a scheduler plugin: Dask calls every plugin at every transition of
+every task, ~12 us a task for a plugin that only wants the graphs). The run sends no message
+of its own. Until the wrapper is known to be on the client's scheduler (installed without
+waiting, at a client's first run, and again on a scheduler restarted since), runs subscribe
+themselves.
 
-The plugin travels by value (a nested function): an attached `dask scheduler` needs no
+The wrapper travels by value (a nested function): an attached `dask scheduler` needs no
 flows-tui installed.
 """
 
@@ -23,9 +25,8 @@ from typing import Any
 
 logger = logging.getLogger("flows_tui.engine")
 
-PLUGIN = "flows-tui-subscribe-runs"
 
-# client → the id of the scheduler the plugin was installed on
+# client → the id of the scheduler whose handler of graphs was wrapped
 _installed: "weakref.WeakKeyDictionary[Any, str]" = weakref.WeakKeyDictionary()
 _installing: "weakref.WeakSet[Any]" = weakref.WeakSet()
 
@@ -37,7 +38,7 @@ def subscribed_by_scheduler(client: Any) -> bool:
 
 
 def install(client: Any) -> None:
-    """Install the plugin on the client's scheduler unless it is known there; does not wait."""
+    """Wrap the client's scheduler's handler of graphs unless it is known to be; does not wait."""
     scheduler_id = _scheduler_id(client)
     if scheduler_id is None or _installed.get(client) == scheduler_id or client in _installing:
         return
@@ -50,10 +51,10 @@ def install(client: Any) -> None:
 
 async def _install(client: Any, scheduler_id: str) -> None:
     try:
-        await client._run_on_scheduler(_plugin_installer())
+        await client._run_on_scheduler(_graph_handler_wrapper())
         _installed[client] = scheduler_id
     except Exception:  # an old or closing scheduler: runs go on subscribing themselves
-        logger.debug("could not install %s on the scheduler", PLUGIN, exc_info=True)
+        logger.debug("could not wrap the scheduler's handler of graphs", exc_info=True)
     finally:
         _installing.discard(client)
 
@@ -64,35 +65,32 @@ def _scheduler_id(client: Any) -> str | None:
     return identity.get("id") if isinstance(identity, dict) else None
 
 
-def _plugin_installer() -> Any:
-    """The function that adds the plugin on the scheduler (nested: it is pickled by value)."""
+def _graph_handler_wrapper() -> Any:
+    """The function that wraps the scheduler's handler of submitted graphs (nested: it is pickled by value)."""
 
-    def add_plugin(dask_scheduler: Any) -> None:
-        from distributed.diagnostics.plugin import SchedulerPlugin
-
-        name = "flows-tui-subscribe-runs"
-        if name in dask_scheduler.plugins:
+    def wrap_update_graph(dask_scheduler: Any) -> None:
+        handlers = dask_scheduler.stream_handlers
+        original = handlers["update-graph"]
+        if getattr(original, "flows_tui", False):
             return
         hexdigits = frozenset("0123456789abcdef")
 
-        class SubscribeRuns(SchedulerPlugin):
-            """A graph whose keys are a flows-tui run's (`<task>-<run id>-<n>`, the run id 12
-            hex digits) subscribes its client to the run's topic, to "all" and to what dead
-            workers were running (`scheduler_deaths.TOPIC`)."""
+        async def update_graph(**message: Any) -> Any:
+            """A graph whose keys are a flows-tui run's (`<task>-<run id>-<n>`, the run id 12 hex
+            digits) subscribes its client to the run's topic, to "all" and to what dead workers
+            were running (`scheduler_deaths.TOPIC`), before Dask looks at the graph."""
+            client = message.get("client")
+            for key in message.get("keys") or ():  # one graph is one run's: its first key says which
+                if client is not None and type(key) is str:
+                    head, _, number = key.rpartition("-")
+                    run_id = head.rpartition("-")[2]
+                    if number.isdigit() and len(run_id) == 12 and hexdigits.issuperset(run_id):
+                        for topic in (f"flows-tui-{run_id}", "all", "flows-tui-running-at-removal"):
+                            dask_scheduler.subscribe_topic(topic, client)
+                break
+            return await original(**message)
 
-            def update_graph(self, scheduler: Any, *, client: str | None = None, keys: Any = (),
-                             **kwargs: Any) -> None:
-                if client is None:
-                    return
-                for key in keys:  # one graph is one run's: its first key says which
-                    if type(key) is str:
-                        head, _, number = key.rpartition("-")
-                        run_id = head.rpartition("-")[2]
-                        if number.isdigit() and len(run_id) == 12 and hexdigits.issuperset(run_id):
-                            for topic in (f"flows-tui-{run_id}", "all", "flows-tui-running-at-removal"):
-                                scheduler.subscribe_topic(topic, client)
-                    return
+        update_graph.flows_tui = True  # type: ignore[attr-defined]
+        handlers["update-graph"] = update_graph
 
-        dask_scheduler.add_plugin(SubscribeRuns(), name=name)
-
-    return add_plugin
+    return wrap_update_graph
