@@ -67,8 +67,16 @@ def _span_groups(dask_scheduler) -> int:
 
 
 def _run_topics(client) -> list[str]:
-    return client.run_on_scheduler(
-        lambda dask_scheduler: [name for name in dask_scheduler._broker._topics if name.startswith("flows-tui-")])
+    """The runs' own topics (`flows-tui-<run id>`) the scheduler still holds. The one topic all runs
+    share (what dead workers without a nanny were running, `scheduler_deaths.TOPIC`) stays: one per
+    scheduler, its events bounded by Dask, not one a run."""
+
+    def run_topics(dask_scheduler) -> list[str]:
+        import re
+
+        return [name for name in dask_scheduler._broker._topics if re.fullmatch(r"flows-tui-[0-9a-f]{12}", name)]
+
+    return client.run_on_scheduler(run_topics)
 
 
 
