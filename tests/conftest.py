@@ -111,6 +111,10 @@ def local_client(*, processes: bool, threads_per_worker: int, n_workers: int = 2
     """A client of a fresh LocalCluster on this machine, closed afterwards."""
     from distributed import Client, LocalCluster
 
+    from flows_tui.engine.cluster import _restarts_outlast_lost_worker_timeout, _short_debug_logs
+
+    _short_debug_logs()  # Dask's settings as flows-tui's embedded clusters have them
+    _restarts_outlast_lost_worker_timeout()
     cluster = LocalCluster(n_workers=n_workers, threads_per_worker=threads_per_worker, processes=processes,
                            dashboard_address=":0", silence_logs=logging.CRITICAL)
     client = Client(cluster, set_as_default=False)

@@ -352,6 +352,7 @@ def connect(choice: ClusterChoice, *, behind_ui: bool = False) -> Cluster:
     if choice.cluster_class is not None:
         return _start_class(choice)
 
+    _restarts_outlast_lost_worker_timeout()
     options: dict[str, Any] = dict(processes=choice.processes, dashboard_address=choice.dashboard_address,
                                    silence_logs=logging.CRITICAL)
     for name in ("n_workers", "threads_per_worker", "memory_limit"):
@@ -383,12 +384,29 @@ def connect(choice: ClusterChoice, *, behind_ui: bool = False) -> Cluster:
 SHORTER = {"distributed.admin.low-level-log-length": (1000, 50),
            "distributed.diagnostics.computations.max-history": (100, 10),
            "distributed.admin.system-monitor.log-length": (7200, 600)}
+# The embedded LocalCluster closes the nanny of a worker that has not come back `lost-worker-timeout`
+# (15 s) after it was removed. The timer of each death is its own: a task that killed its
+# workers one after another (KilledWorker after 4 deaths) left timers running, and one that
+# fired while the nanny was still starting the latest process again (seconds on a busy
+# machine) closed a nanny that was bringing its worker back. The cluster was then left
+# without workers for good, and the next run waited for one. Two minutes outlast restarts.
+# Only for the embedded cluster: a cluster class's (a job queue's) lost jobs go at Dask's pace.
+LONGER = {"distributed.deploy.lost-worker-timeout": ("15s", "120s")}
 
 
 def _short_debug_logs() -> None:
+    _keep_ours_unless_set(SHORTER)
+
+
+def _restarts_outlast_lost_worker_timeout() -> None:
+    _keep_ours_unless_set(LONGER)
+
+
+def _keep_ours_unless_set(settings: dict[str, tuple[Any, Any]]) -> None:
+    """Dask's settings for a cluster that runs flow after flow, left as the user set them if they did."""
     import dask
 
-    for key, (default, ours) in SHORTER.items():
+    for key, (default, ours) in settings.items():
         if dask.config.get(key, default) == default:
             dask.config.set({key: ours})
 
