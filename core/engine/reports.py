@@ -105,12 +105,6 @@ class Shipper:
                 # stream sends a batch at most that often), and the task's result with it.
                 self._at_task_end = True
 
-    def flush_at_task_end(self) -> None:
-        """On the worker's event loop, as a task leaves `executing`: send an end waiting for it."""
-        if self._at_task_end:
-            self._at_task_end = False
-            self.flush()
-
     def _idle(self) -> bool:
         """Whether this worker has no task but the one ending, running or ready to run."""
         worker = self._worker()
@@ -163,8 +157,8 @@ class _FlushAtTaskEnd:
         self.shipper = shipper
 
     def transition(self, key: Any, start: str, finish: str, **kwargs: Any) -> None:
-        if start == "executing" and self.shipper._at_task_end:
-            self.shipper.flush_at_task_end()
+        if start == "executing" and self.shipper._at_task_end:  # flush() clears the flag
+            self.shipper.flush()
 
 
 def _utf8(value: Any) -> Any:
